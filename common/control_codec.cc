@@ -1,0 +1,137 @@
+#include "common/control_codec.h"
+
+#include <time.h>
+
+#include <cstring>
+
+#include "common/status_macros.h"
+#include "common/unix_socket.h"
+
+namespace npa {
+
+absl::StatusOr<control::Envelope> DecodeEnvelope(const uint8_t* data, size_t len) {
+  if (len == 0 || len > kMaxControlFrame)
+    return absl::InvalidArgumentError(absl::StrCat("control frame length ", len,
+                                                   " outside 1..", kMaxControlFrame));
+  control::Envelope env;
+  if (!env.ParseFromArray(data, static_cast<int>(len)))
+    return absl::InvalidArgumentError(
+        absl::StrCat("control frame of ", len, " bytes is not a valid Envelope"));
+  if (env.major() != kControlMajor)
+    return absl::FailedPreconditionError(
+        absl::StrCat("control protocol major ", env.major(), " is not supported (this side speaks ",
+                     kControlMajor, ".", kControlMinor, ")"));
+  if (env.body_case() == control::Envelope::BODY_NOT_SET)
+    return absl::InvalidArgumentError("control frame has no body (unknown message type?)");
+  if (env.fd_count() > kMaxFdsPerMessage)
+    return absl::InvalidArgumentError(absl::StrCat("control frame claims ", env.fd_count(),
+                                                   " fds; at most ", kMaxFdsPerMessage));
+  return env;
+}
+
+std::string EncodeFrame(const control::Envelope& env) {
+  std::string body = env.SerializeAsString();
+  uint32_t n = static_cast<uint32_t>(body.size());
+  std::string out(4, '\0');
+  // Little-endian length prefix (x86 and the spec in control.proto agree).
+  memcpy(out.data(), &n, 4);
+  out += body;
+  return out;
+}
+
+const char* BodyName(const control::Envelope& env) {
+  switch (env.body_case()) {
+    case control::Envelope::kHello: return "hello";
+    case control::Envelope::kWelcome: return "welcome";
+    case control::Envelope::kError: return "error";
+    case control::Envelope::kLink: return "link";
+    case control::Envelope::kBye: return "bye";
+    case control::Envelope::kStatsRequest: return "stats_request";
+    case control::Envelope::kStatsReply: return "stats_reply";
+    case control::Envelope::kRegions: return "regions";
+    case control::Envelope::kVfOffer: return "vf_offer";
+    case control::Envelope::kVfAccept: return "vf_accept";
+    case control::Envelope::kRevoke: return "revoke";
+    case control::Envelope::kRevokeDone: return "revoke_done";
+    case control::Envelope::kAdminRequest: return "admin_request";
+    case control::Envelope::kAdminReply: return "admin_reply";
+    case control::Envelope::BODY_NOT_SET: return "none";
+  }
+  return "unknown";
+}
+
+absl::Status ControlChannel::Send(control::Envelope env, std::span<const int> fds) {
+  env.set_major(kControlMajor);
+  env.set_minor(kControlMinor);
+  if (env.seq() == 0) env.set_seq(next_seq_++);
+  env.set_fd_count(static_cast<uint32_t>(fds.size()));
+  std::string frame = EncodeFrame(env);
+  if (frame.size() - 4 > kMaxControlFrame)
+    return absl::InvalidArgumentError(absl::StrCat("control message ", BodyName(env), " is ",
+                                                   frame.size() - 4, " bytes; limit ",
+                                                   kMaxControlFrame));
+  iovec iov{frame.data(), frame.size()};
+  return SendWithFds(sock_.get(), &iov, 1, fds);
+}
+
+absl::Status ControlChannel::OnReadable() {
+  char tmp[16384];
+  std::vector<UniqueFd> fds;
+  auto n = RecvWithFds(sock_.get(), tmp, sizeof tmp, &fds);
+  if (!n.ok()) return absl::IsUnavailable(n.status()) ? absl::OkStatus() : n.status();
+  for (auto& f : fds) fds_.push_back(std::move(f));
+  if (fds_.size() > 4 * kMaxFdsPerMessage)
+    return absl::InvalidArgumentError("peer sent fds without frames that claim them");
+  if (*n == 0) return absl::AbortedError("peer closed the control connection");
+  if (buf_.size() + *n > 2 * (kMaxControlFrame + 4))
+    return absl::ResourceExhaustedError("peer sent more than two frames without reading replies");
+  buf_.append(tmp, *n);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<ControlFrame>> ControlChannel::Pop() {
+  if (buf_.size() < 4) return std::optional<ControlFrame>();
+  uint32_t len;
+  memcpy(&len, buf_.data(), 4);
+  if (len == 0 || len > kMaxControlFrame)
+    return absl::InvalidArgumentError(
+        absl::StrCat("control frame length ", len, " outside 1..", kMaxControlFrame));
+  if (buf_.size() < 4 + static_cast<size_t>(len)) return std::optional<ControlFrame>();
+  NPA_ASSIGN_OR_RETURN(control::Envelope env,
+                       DecodeEnvelope(reinterpret_cast<const uint8_t*>(buf_.data()) + 4, len));
+  buf_.erase(0, 4 + len);
+  if (fds_.size() < env.fd_count())
+    return absl::InvalidArgumentError(absl::StrCat("control message ", BodyName(env), " claims ",
+                                                   env.fd_count(), " fds but ", fds_.size(),
+                                                   " arrived"));
+  ControlFrame f;
+  f.env = std::move(env);
+  for (uint32_t i = 0; i < f.env.fd_count(); i++) {
+    f.fds.push_back(std::move(fds_.front()));
+    fds_.pop_front();
+  }
+  // fds travel with the first byte of their frame, so once every buffered
+  // frame is consumed, a leftover fd belongs to no frame.
+  if (buf_.empty() && !fds_.empty())
+    return absl::InvalidArgumentError(absl::StrCat("control message ", BodyName(f.env),
+                                                   " arrived with ", fds_.size(),
+                                                   " fds more than it claims"));
+  return std::optional<ControlFrame>(std::move(f));
+}
+
+absl::StatusOr<ControlFrame> ControlChannel::ReceiveBlocking(int timeout_ms) {
+  timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    NPA_ASSIGN_OR_RETURN(std::optional<ControlFrame> f, Pop());
+    if (f) return std::move(*f);
+    timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    int elapsed = static_cast<int>((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+    if (elapsed >= timeout_ms) return absl::DeadlineExceededError("no control reply in time");
+    NPA_RETURN_IF_ERROR(WaitReadable(sock_.get(), timeout_ms - elapsed));
+    NPA_RETURN_IF_ERROR(OnReadable());
+  }
+}
+
+}  // namespace npa

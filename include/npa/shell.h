@@ -1,0 +1,226 @@
+/*
+ * npa/shell.h — the guest driver's NIC: one stable device with burst RX/TX on
+ * N queue pairs, whatever path (emulated virtio ring or vendor VF) is active.
+ *
+ * Usage:
+ *
+ *   npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
+ *   oa.control_path = "/run/npa/guest0.ctl";       // the agent's control socket
+ *   oa.name = "guest0";
+ *   npa_shell *sh;
+ *   int rc = npa_shell_open(&oa, &sh);             // negative errno on failure
+ *   if (rc < 0) { fprintf(stderr, "%s\n", npa_shell_last_error(NULL)); return 1; }
+ *
+ *   npa_shell_queue_config qc = NPA_SHELL_QUEUE_CONFIG_INIT;
+ *   qc.nb_queue_pairs = 2;
+ *   rc = npa_shell_configure(sh, &qc);             // shares memory, sets up rings
+ *   rc = npa_shell_start(sh);
+ *
+ *   for (;;) {                                      // one thread owns queue 0
+ *     npa_buf *b[32];
+ *     uint16_t n = npa_rx_burst(sh, 0, b, 32);
+ *     uint16_t s = npa_tx_burst(sh, 0, b, n);      // echo them back
+ *     npa_buf_free(sh, 0, b + s, n - s);
+ *   }
+ *   npa_shell_close(sh);
+ *
+ * Two ways to open:
+ *   - control_path: the normal case. The shell talks to npa-agent over a UNIX
+ *     control socket (npa/control.proto); the agent hands over the vhost-user
+ *     connection and, later, VFs.
+ *   - vhost_user_path with no control_path: standalone emulated path against
+ *     any vhost-user back end (npa-agent's --vhost-user socket, DPDK net_vhost,
+ *     QEMU's vhost-user-bridge...). There is no VF path then.
+ *
+ * Threads: every queue pair is owned by one thread at a time; the burst calls
+ * take no locks and must not be called concurrently for the same queue. The
+ * control calls (configure, start, stop, stats, events) are thread-safe with
+ * respect to each other and to the burst calls. A path switch is applied at a
+ * burst boundary: the owning thread's next burst call sees it.
+ *
+ * Errors: functions returning int return 0 (or a count) on success and a
+ * negative errno on failure; npa_shell_last_error() then describes it in
+ * words for the calling thread. Burst calls have no error channel: they
+ * return how many buffers moved.
+ *
+ * Lifetime: npa_shell_close() stops the device, disconnects and frees all
+ * memory, including buffers the application still holds: free or stop using
+ * them before closing.
+ */
+#ifndef NPA_SHELL_H_
+#define NPA_SHELL_H_
+
+#include <stdint.h>
+
+#include "npa/buf.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NPA_SHELL_ABI_MAJOR 1
+#define NPA_SHELL_ABI_MINOR 0
+
+typedef struct npa_shell npa_shell; /* opaque */
+
+/* Open flags. */
+#define NPA_SHELL_F_NO_HUGEPAGES (1u << 0) /* use 4K memfd pages even if hugetlb works */
+#define NPA_SHELL_F_INTERRUPT (1u << 1)    /* start queues in interrupt mode */
+
+typedef struct npa_shell_open_args {
+  uint32_t struct_size;         /* sizeof(npa_shell_open_args) */
+  uint32_t flags;               /* NPA_SHELL_F_* */
+  const char *control_path;     /* agent control socket, or NULL */
+  const char *vhost_user_path;  /* standalone vhost-user socket (control_path NULL) */
+  const char *name;             /* guest name shown by npactl; NULL = "guest-<pid>" */
+  uint8_t mac[6];               /* requested MAC; all-zero = let the agent pick */
+  uint16_t reserved0;
+  uint32_t connect_timeout_ms;  /* 0 = 5000 */
+} npa_shell_open_args;
+#define NPA_SHELL_OPEN_ARGS_INIT {sizeof(npa_shell_open_args), 0, NULL, NULL, NULL, {0}, 0, 0}
+
+/* Offloads the application wants to use (npa_shell_queue_config.offloads and
+ * npa_shell_info.offloads). The shell keeps them stable across paths. */
+#define NPA_OFFLOAD_TX_CSUM (1ull << 0)
+#define NPA_OFFLOAD_TSO (1ull << 1)
+#define NPA_OFFLOAD_RX_CSUM (1ull << 2)
+#define NPA_OFFLOAD_VLAN_INSERT (1ull << 3)
+#define NPA_OFFLOAD_VLAN_STRIP (1ull << 4)
+#define NPA_OFFLOAD_RSS_HASH (1ull << 5)
+#define NPA_OFFLOAD_MRG_RXBUF (1ull << 6) /* accept multi-segment RX frames */
+
+typedef struct npa_shell_queue_config {
+  uint32_t struct_size;      /* sizeof(npa_shell_queue_config) */
+  uint16_t nb_queue_pairs;   /* 1..NPA_SHELL_MAX_QUEUES */
+  uint16_t ring_size;        /* descriptors per ring, power of two, 64..32768; 0 = 1024 */
+  uint32_t pool_size;        /* buffers per queue pair; 0 = 4 * ring_size */
+  uint32_t reserved0;
+  uint64_t offloads;         /* NPA_OFFLOAD_* the application will use */
+} npa_shell_queue_config;
+#define NPA_SHELL_QUEUE_CONFIG_INIT {sizeof(npa_shell_queue_config), 1, 0, 0, 0, 0}
+#define NPA_SHELL_MAX_QUEUES 16
+
+/* Which path carries a queue's packets. */
+typedef enum npa_path {
+  NPA_PATH_NONE = 0,     /* not started */
+  NPA_PATH_EMULATED = 1, /* virtio rings over vhost-user, served by the agent */
+  NPA_PATH_VF = 2,       /* a VF through a vendor plug-in */
+} npa_path;
+
+typedef struct npa_shell_info {
+  uint32_t struct_size;      /* set by the caller to sizeof(npa_shell_info) */
+  uint32_t abi_major, abi_minor;
+  uint8_t mac[6];
+  uint16_t mtu;
+  uint16_t nb_queue_pairs;
+  uint16_t link_up;          /* 1 if the active path reports link */
+  npa_path path;
+  uint64_t offloads;         /* NPA_OFFLOAD_* available (hardware or software) */
+  char plugin[64];           /* active plug-in name, "" on the emulated path */
+  uint8_t hugepages;         /* 1 if the shared regions use 2 MB hugepages */
+  uint8_t reserved[7];
+} npa_shell_info;
+
+/* Counters are monotonic for the life of the shell: across path switches,
+ * resets and migrations they never go backwards. */
+typedef struct npa_queue_stats {
+  uint32_t struct_size;      /* set by the caller to sizeof(npa_queue_stats) */
+  uint32_t reserved0;
+  uint64_t rx_packets, rx_bytes;
+  uint64_t tx_packets, tx_bytes;
+  uint64_t rx_dropped;       /* frames the path dropped for lack of buffers */
+  uint64_t tx_full;          /* tx_burst calls that could not take every buffer */
+  uint64_t rx_emulated_packets, tx_emulated_packets; /* share carried by each path */
+  uint64_t rx_vf_packets, tx_vf_packets;
+  uint64_t kicks;            /* doorbells rung (emulated: kick eventfd writes) */
+  uint64_t interrupts;       /* interrupts taken in interrupt mode */
+} npa_queue_stats;
+
+typedef enum npa_event_type {
+  NPA_EVENT_PATH_CHANGED = 1, /* u.path: new path; plugin name in info */
+  NPA_EVENT_LINK_CHANGED = 2, /* u.link_up */
+  NPA_EVENT_MIGRATED = 3,     /* the attachment moved to another agent */
+  NPA_EVENT_ERROR = 4,        /* the control session failed; u.error = -errno */
+} npa_event_type;
+
+typedef struct npa_event {
+  uint32_t struct_size;       /* set by the caller to sizeof(npa_event) */
+  npa_event_type type;
+  uint64_t timestamp_ns;      /* CLOCK_MONOTONIC */
+  union {
+    npa_path path;
+    uint32_t link_up;
+    int32_t error;
+  } u;
+  char detail[96];            /* human-readable detail, NUL-terminated */
+} npa_event;
+
+/* Open a shell. On success *out owns the connection; close it with
+ * npa_shell_close(). Errors: -EINVAL (bad args, struct_size too small),
+ * -ENOENT/-ECONNREFUSED (no agent at the path), -EPROTO (the peer spoke a
+ * protocol we cannot accept), -ETIMEDOUT. */
+int npa_shell_open(const npa_shell_open_args *args, npa_shell **out);
+
+/* Stop, disconnect and free everything. NULL is a no-op. */
+void npa_shell_close(npa_shell *sh);
+
+/* Allocate shared memory, buffer pools and rings for qc->nb_queue_pairs queue
+ * pairs, and set them up on the current path. Call once, before start.
+ * Errors: -EINVAL, -ENOMEM, -EBUSY (already configured), -ENOTSUP (offload
+ * that no path can provide, even in software). */
+int npa_shell_configure(npa_shell *sh, const npa_shell_queue_config *qc);
+
+/* Start/stop the data path. After stop, bursts return 0. */
+int npa_shell_start(npa_shell *sh);
+int npa_shell_stop(npa_shell *sh);
+
+/* Receive up to n frames from queue qid into bufs. Returns how many. The
+ * buffers now belong to the caller (free or transmit them). */
+uint16_t npa_rx_burst(npa_shell *sh, uint16_t qid, npa_buf **bufs, uint16_t n);
+
+/* Queue up to n frames for transmission on queue qid. Returns how many were
+ * taken; those belong to the shell from now on. The rest stay the caller's.
+ * One doorbell per call. */
+uint16_t npa_tx_burst(npa_shell *sh, uint16_t qid, npa_buf **bufs, uint16_t n);
+
+/* Take up to n buffers from queue qid's pool (data_off/len reset). Returns
+ * how many; fewer when the pool runs low. Owning thread of qid only. */
+uint16_t npa_buf_alloc(npa_shell *sh, uint16_t qid, npa_buf **bufs, uint16_t n);
+
+/* Return n buffers (each frame with all its segments) to qid's pool. */
+void npa_buf_free(npa_shell *sh, uint16_t qid, npa_buf **bufs, uint16_t n);
+
+/* Interrupt mode. npa_queue_intr_fd() returns an fd that becomes readable
+ * (poll/epoll) when queue qid may have RX frames or TX room; the shell owns
+ * it. npa_queue_intr_enable(sh, q, 1) arms it: call it, then re-poll rx_burst
+ * once, then sleep on the fd (the re-poll closes the race with a frame that
+ * arrived before arming). npa_queue_intr_enable(sh, q, 0) returns to polling.
+ * The fd stays valid across path switches. */
+int npa_queue_intr_fd(npa_shell *sh, uint16_t qid);
+int npa_queue_intr_enable(npa_shell *sh, uint16_t qid, int enable);
+/* Acknowledge a wake-up (drains the fd). Returns 0 or -errno. */
+int npa_queue_intr_ack(npa_shell *sh, uint16_t qid);
+
+/* Stats of queue qid, or the sum of all queues when qid == UINT16_MAX. */
+int npa_shell_queue_stats(npa_shell *sh, uint16_t qid, npa_queue_stats *out);
+int npa_shell_get_info(npa_shell *sh, npa_shell_info *out);
+
+/* Events. npa_shell_event_fd() is readable when npa_shell_next_event() has
+ * something. next_event returns 1 and fills *ev, 0 if none, -errno. */
+int npa_shell_event_fd(npa_shell *sh);
+int npa_shell_next_event(npa_shell *sh, npa_event *ev);
+
+/* A description of the last failure on the calling thread ("" if none). The
+ * string lives until the thread's next npa call. sh may be NULL. */
+const char *npa_shell_last_error(npa_shell *sh);
+
+#ifdef __cplusplus
+} /* extern "C" */
+static_assert(sizeof(npa_shell_open_args) == 48, "ABI struct: append only");
+static_assert(sizeof(npa_shell_queue_config) == 24, "ABI struct: append only");
+static_assert(sizeof(npa_shell_info) == 112, "ABI struct: append only");
+static_assert(sizeof(npa_queue_stats) == 104, "ABI struct: append only");
+static_assert(sizeof(npa_event) == 120, "ABI struct: append only");
+#endif
+
+#endif /* NPA_SHELL_H_ */
