@@ -1,0 +1,89 @@
+// hypervisor/vhost/guest_memory.h — a guest's memory regions as the agent maps
+// them (vhost-user SET_MEM_TABLE), and bounds-checked address translation.
+//
+//   NPA_ASSIGN_OR_RETURN(auto mem, GuestMemory::Map(regions, std::move(fds), "g1"));
+//   uint32_t hint = 0;
+//   uint8_t* p = mem->GpaToHost(desc.addr, desc.len, &hint);  // nullptr: outside
+//
+// Every translation checks, overflow-safe, that [addr, addr+len) lies inside
+// ONE region; a buffer straddling two regions is rejected even if they are
+// adjacent (they are separate mappings on our side). The caller keeps the
+// region hint (last region hit) so that a GuestMemory shared by the control
+// thread and the dataplane has no mutable state. Immutable after creation;
+// destroying it unmaps what Map() mapped.
+#ifndef NPA_HYPERVISOR_VHOST_GUEST_MEMORY_H_
+#define NPA_HYPERVISOR_VHOST_GUEST_MEMORY_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/unique_fd.h"
+#include "include/npa/vhost_user.h"
+
+namespace npa::agent {
+
+class GuestMemory {
+ public:
+  struct Region {
+    uint64_t gpa;    // guest physical address (descriptors use these)
+    uint64_t uva;    // front end's virtual address (SET_VRING_ADDR uses these)
+    uint64_t size;
+    uint8_t* host;   // our mapping of gpa
+  };
+
+  // Validates and mmaps the regions: 1..8 regions, fds.size() == regions.size(),
+  // non-zero sizes, no overflow of gpa+size, uva+size, mmap_offset+size, no
+  // two regions overlapping in gpa or uva space, each fd a regular file (memfd,
+  // hugetlbfs, tmpfs) at least mmap_offset+size long, so no access through the
+  // mapping can fault with SIGBUS at creation time. `who` names the guest in
+  // errors.
+  static absl::StatusOr<std::shared_ptr<const GuestMemory>> Map(
+      std::span<const npa_vhost_memory_region> regions, std::vector<UniqueFd> fds,
+      std::string_view who);
+
+  // Over memory the caller owns (tests, fuzzers); same checks except the fd
+  // and mapping ones. Regions' host pointers must stay valid for its lifetime.
+  static absl::StatusOr<std::shared_ptr<const GuestMemory>> FromRegions(std::vector<Region> regions);
+
+  ~GuestMemory();
+  GuestMemory(const GuestMemory&) = delete;
+  GuestMemory& operator=(const GuestMemory&) = delete;
+
+  // Host pointer for guest physical [gpa, gpa+len), or nullptr if that range
+  // is not inside one region. *hint: index of the region to try first,
+  // updated on a hit. len 0 still requires gpa inside a region.
+  uint8_t* GpaToHost(uint64_t gpa, uint64_t len, uint32_t* hint) const {
+    const uint32_t h = *hint;
+    if (h < regions_.size()) {
+      const Region& r = regions_[h];
+      const uint64_t off = gpa - r.gpa;  // wraps to huge when gpa < r.gpa
+      if (off < r.size && len <= r.size - off) return r.host + off;
+    }
+    return GpaToHostSlow(gpa, len, hint);
+  }
+  // Same for the front end's virtual addresses (ring addresses).
+  uint8_t* UvaToHost(uint64_t uva, uint64_t len) const;
+
+  std::span<const Region> regions() const { return regions_; }
+
+ private:
+  struct Mapping {
+    void* base;
+    size_t len;
+  };
+  GuestMemory() = default;
+  static absl::Status CheckLayout(std::span<const Region> regions);
+  uint8_t* GpaToHostSlow(uint64_t gpa, uint64_t len, uint32_t* hint) const;
+
+  std::vector<Region> regions_;
+  std::vector<Mapping> mappings_;  // empty for FromRegions
+};
+
+}  // namespace npa::agent
+
+#endif  // NPA_HYPERVISOR_VHOST_GUEST_MEMORY_H_

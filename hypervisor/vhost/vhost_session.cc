@@ -1,0 +1,562 @@
+#include "hypervisor/vhost/vhost_session.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <span>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+
+namespace npa::agent {
+
+namespace {
+
+constexpr uint8_t Bit(VhostSession::State s) { return static_cast<uint8_t>(1u << s); }
+constexpr uint8_t kAnyState = Bit(VhostSession::kNoOwner) | Bit(VhostSession::kOwned) |
+                              Bit(VhostSession::kMemReady);
+constexpr uint8_t kOwnedStates = Bit(VhostSession::kOwned) | Bit(VhostSession::kMemReady);
+constexpr uint8_t kMemStates = Bit(VhostSession::kMemReady);
+
+constexpr int32_t kSizeMemTable = -1;  // 8 + 32 * nregions
+
+enum class FdRule : uint8_t {
+  kNone,       // no fds
+  kVringFile,  // one fd unless the NOFD bit is set in the u64 payload
+  kRegions,    // exactly nregions fds
+};
+
+constexpr const char* kStateNames[] = {"no-owner", "owned", "mem-ready"};
+
+// Session transitions; a request absent here leaves the state unchanged.
+struct Transition {
+  VhostSession::State from;
+  uint32_t request;
+  VhostSession::State to;
+};
+constexpr Transition kTransitions[] = {
+    {VhostSession::kNoOwner, NPA_VHOST_USER_SET_OWNER, VhostSession::kOwned},
+    {VhostSession::kOwned, NPA_VHOST_USER_SET_MEM_TABLE, VhostSession::kMemReady},
+    {VhostSession::kMemReady, NPA_VHOST_USER_SET_MEM_TABLE, VhostSession::kMemReady},
+    {VhostSession::kOwned, NPA_VHOST_USER_RESET_OWNER, VhostSession::kNoOwner},
+    {VhostSession::kMemReady, NPA_VHOST_USER_RESET_OWNER, VhostSession::kNoOwner},
+};
+
+bool IsEventFd(int fd) {
+  char path[64], target[64];
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(path, target, sizeof(target) - 1);
+  if (n <= 0) return false;
+  target[n] = '\0';
+  return std::strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
+}  // namespace
+
+struct VhostSession::RequestSpec {
+  uint32_t request;
+  const char* name;
+  int32_t size;       // exact payload bytes, or kSizeMemTable
+  FdRule fds;
+  uint8_t states;     // bitmask of states in which the request is legal
+  uint64_t needs_protocol;  // protocol features that must have been acked
+  bool has_reply;     // the request answers with its own payload
+  absl::Status (VhostSession::*fn)(VhostMessage&, VhostReply*);
+};
+
+// The request table (vhost-user spec, "Front-end message types").
+// clang-format off
+#define P(b) (1ull << NPA_VHOST_USER_PROTOCOL_F_##b)
+constexpr uint32_t kU64 = sizeof(uint64_t), kState = sizeof(npa_vhost_vring_state),
+                   kAddr = sizeof(npa_vhost_vring_addr);
+const VhostSession::RequestSpec VhostSession::kRequests[] = {
+  {NPA_VHOST_USER_GET_FEATURES, "GET_FEATURES", 0, FdRule::kNone, kAnyState, 0, true, &VhostSession::OnGetFeatures},
+  {NPA_VHOST_USER_SET_FEATURES, "SET_FEATURES", kU64, FdRule::kNone, kOwnedStates, 0, false, &VhostSession::OnSetFeatures},
+  {NPA_VHOST_USER_SET_OWNER, "SET_OWNER", 0, FdRule::kNone, Bit(VhostSession::kNoOwner), 0, false, &VhostSession::OnSetOwner},
+  {NPA_VHOST_USER_RESET_OWNER, "RESET_OWNER", 0, FdRule::kNone, kOwnedStates, 0, false, &VhostSession::OnResetOwner},
+  {NPA_VHOST_USER_SET_MEM_TABLE, "SET_MEM_TABLE", kSizeMemTable, FdRule::kRegions, kOwnedStates, 0, false, &VhostSession::OnSetMemTable},
+  {NPA_VHOST_USER_SET_VRING_NUM, "SET_VRING_NUM", kState, FdRule::kNone, kOwnedStates, 0, false, &VhostSession::OnSetVringNum},
+  {NPA_VHOST_USER_SET_VRING_ADDR, "SET_VRING_ADDR", kAddr, FdRule::kNone, kMemStates, 0, false, &VhostSession::OnSetVringAddr},
+  {NPA_VHOST_USER_SET_VRING_BASE, "SET_VRING_BASE", kState, FdRule::kNone, kOwnedStates, 0, false, &VhostSession::OnSetVringBase},
+  {NPA_VHOST_USER_GET_VRING_BASE, "GET_VRING_BASE", kState, FdRule::kNone, kOwnedStates, 0, true, &VhostSession::OnGetVringBase},
+  {NPA_VHOST_USER_SET_VRING_KICK, "SET_VRING_KICK", kU64, FdRule::kVringFile, kOwnedStates, 0, false, &VhostSession::OnSetVringFd},
+  {NPA_VHOST_USER_SET_VRING_CALL, "SET_VRING_CALL", kU64, FdRule::kVringFile, kOwnedStates, 0, false, &VhostSession::OnSetVringFd},
+  {NPA_VHOST_USER_SET_VRING_ERR, "SET_VRING_ERR", kU64, FdRule::kVringFile, kOwnedStates, 0, false, &VhostSession::OnSetVringFd},
+  {NPA_VHOST_USER_GET_PROTOCOL_FEATURES, "GET_PROTOCOL_FEATURES", 0, FdRule::kNone, kAnyState, 0, true, &VhostSession::OnGetProtocolFeatures},
+  {NPA_VHOST_USER_SET_PROTOCOL_FEATURES, "SET_PROTOCOL_FEATURES", kU64, FdRule::kNone, kAnyState, 0, false, &VhostSession::OnSetProtocolFeatures},
+  {NPA_VHOST_USER_GET_QUEUE_NUM, "GET_QUEUE_NUM", 0, FdRule::kNone, kAnyState, 0, true, &VhostSession::OnGetQueueNum},
+  {NPA_VHOST_USER_SET_VRING_ENABLE, "SET_VRING_ENABLE", kState, FdRule::kNone, kOwnedStates, 0, false, &VhostSession::OnSetVringEnable},
+  {NPA_VHOST_USER_NET_SET_MTU, "NET_SET_MTU", kU64, FdRule::kNone, kOwnedStates, P(MTU), false, &VhostSession::OnNetSetMtu},
+  {NPA_VHOST_USER_SET_STATUS, "SET_STATUS", kU64, FdRule::kNone, kOwnedStates, P(STATUS), false, &VhostSession::OnSetStatus},
+  {NPA_VHOST_USER_GET_STATUS, "GET_STATUS", 0, FdRule::kNone, kOwnedStates, P(STATUS), true, &VhostSession::OnGetStatus},
+};
+#undef P
+// clang-format on
+const size_t VhostSession::kNumRequests = std::size(VhostSession::kRequests);
+
+const VhostSession::RequestSpec* VhostSession::FindSpec(uint32_t request) {
+  for (size_t i = 0; i < kNumRequests; ++i) {
+    if (kRequests[i].request == request) return &kRequests[i];
+  }
+  return nullptr;
+}
+
+VhostSession::VhostSession(VhostDevice::Options opts) : opts_(std::move(opts)), mtu_(opts_.mtu) {
+  for (uint32_t i = 0; i < 2u * opts_.max_queue_pairs; ++i) vrings_.push_back(std::make_unique<Vring>());
+  counters_.assign(opts_.max_queue_pairs, QueueCounters{});
+}
+
+VhostSession::~VhostSession() = default;
+
+absl::Status VhostSession::CheckHeader(const npa_vhost_user_hdr& hdr) const {
+  const RequestSpec* spec = FindSpec(hdr.request);
+  absl::Status bad;
+  if ((hdr.flags & NPA_VHOST_USER_VERSION_MASK) != NPA_VHOST_USER_VERSION) {
+    bad = absl::InvalidArgumentError(absl::StrFormat("header version %u (expected 1)",
+                                                     hdr.flags & NPA_VHOST_USER_VERSION_MASK));
+  } else if (hdr.flags & ~(NPA_VHOST_USER_VERSION_MASK | NPA_VHOST_USER_FLAG_NEED_REPLY)) {
+    bad = absl::InvalidArgumentError(absl::StrFormat("header flags 0x%x (reply or unknown bits set)", hdr.flags));
+  } else if (spec == nullptr) {
+    bad = absl::InvalidArgumentError(absl::StrCat("unknown or unsupported request ", hdr.request));
+  } else if (hdr.size > kMaxPayload) {
+    bad = absl::InvalidArgumentError(absl::StrCat("payload size ", hdr.size, " > ", kMaxPayload));
+  }
+  if (!bad.ok()) {
+    NPA_LOG(Warn, "vhost-user[%s]: message %u rejected: %s", opts_.name.c_str(), hdr.request,
+            std::string(bad.message()).c_str());
+    return absl::Status(bad.code(), absl::StrCat("guest '", opts_.name, "' message ", hdr.request,
+                                                 ": ", bad.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::Handle(VhostMessage msg, VhostReply* reply) {
+  reply->send = false;
+  NPA_RETURN_IF_ERROR(CheckHeader(msg.hdr));
+  const RequestSpec& spec = *FindSpec(msg.hdr.request);
+  absl::Status st = Dispatch(spec, msg, reply);
+  const bool want_ack = (msg.hdr.flags & NPA_VHOST_USER_FLAG_NEED_REPLY) && !spec.has_reply &&
+                        (acked_protocol_ & (1ull << NPA_VHOST_USER_PROTOCOL_F_REPLY_ACK));
+  if (want_ack) {
+    reply->send = true;
+    reply->hdr = {msg.hdr.request, NPA_VHOST_USER_VERSION | NPA_VHOST_USER_FLAG_REPLY, kU64};
+    reply->payload.u64 = st.ok() ? 0 : 1;
+  }
+  if (!st.ok()) {
+    NPA_LOG(Warn, "vhost-user[%s]: %s rejected (state %s): %s", opts_.name.c_str(), spec.name,
+            kStateNames[state_], std::string(st.message()).c_str());
+    return absl::Status(st.code(), absl::StrCat("guest '", opts_.name, "' ", spec.name, ": ", st.message()));
+  }
+  NPA_LOG(Debug, "vhost-user[%s]: %s ok", opts_.name.c_str(), spec.name);
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::Dispatch(const RequestSpec& spec, VhostMessage& msg, VhostReply* reply) {
+  if (!(spec.states & Bit(state_))) {
+    return absl::FailedPreconditionError(absl::StrCat("not legal in state ", kStateNames[state_]));
+  }
+  if ((acked_protocol_ & spec.needs_protocol) != spec.needs_protocol) {
+    return absl::FailedPreconditionError("needs a protocol feature that was not negotiated");
+  }
+  size_t want_fds = 0;
+  if (spec.size == kSizeMemTable) {
+    const uint32_t n = msg.payload.memory.nregions;
+    if (msg.hdr.size < 8 || n > NPA_VHOST_USER_MAX_REGIONS || msg.hdr.size != 8 + n * sizeof(npa_vhost_memory_region)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "payload size %u does not match %u regions", msg.hdr.size, msg.hdr.size >= 8 ? n : 0));
+    }
+    want_fds = n;
+  } else if (msg.hdr.size != static_cast<uint32_t>(spec.size)) {
+    return absl::InvalidArgumentError(absl::StrFormat("payload size %u, expected %d", msg.hdr.size, spec.size));
+  }
+  if (spec.fds == FdRule::kVringFile) {
+    want_fds = (msg.payload.u64 & NPA_VHOST_USER_VRING_NOFD_MASK) ? 0 : 1;
+  }
+  if (msg.fds.size() != want_fds) {
+    return absl::InvalidArgumentError(absl::StrFormat("carries %u fds, expected %u", msg.fds.size(), want_fds));
+  }
+  if (spec.has_reply) {
+    reply->send = true;
+    reply->hdr = {msg.hdr.request, NPA_VHOST_USER_VERSION | NPA_VHOST_USER_FLAG_REPLY, 0};
+  }
+  NPA_RETURN_IF_ERROR((this->*spec.fn)(msg, reply));
+  for (const Transition& t : kTransitions) {
+    if (t.from == state_ && t.request == spec.request) {
+      state_ = t.to;
+      break;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<VhostSession::Vring*> VhostSession::RingFromIndex(uint32_t index) {
+  if (index >= vrings_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("vring index %u out of range (max %u)", index, vrings_.size() - 1));
+  }
+  return vrings_[index].get();
+}
+
+absl::StatusOr<RingLayout> VhostSession::Translate(const GuestMemory& mem, const Vring& r) const {
+  const uint64_t n = r.num;
+  const auto& a = r.addr;
+  // §2.7: descriptor table 16-aligned, avail ring 2-aligned, used ring 4-aligned.
+  if ((a.desc_user_addr & 15) || (a.avail_user_addr & 1) || (a.used_user_addr & 3)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ring addresses desc 0x%x avail 0x%x used 0x%x are misaligned", a.desc_user_addr,
+        a.avail_user_addr, a.used_user_addr));
+  }
+  RingLayout l{r.num, nullptr, nullptr, nullptr};
+  l.desc = reinterpret_cast<vring_desc*>(mem.UvaToHost(a.desc_user_addr, 16 * n));
+  l.avail = reinterpret_cast<vring_avail*>(mem.UvaToHost(a.avail_user_addr, 6 + 2 * n));
+  l.used = reinterpret_cast<vring_used*>(mem.UvaToHost(a.used_user_addr, 6 + 8 * n));
+  if (l.desc == nullptr || l.avail == nullptr || l.used == nullptr) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ring of %u entries at desc 0x%x avail 0x%x used 0x%x is not inside guest memory", r.num,
+        a.desc_user_addr, a.avail_user_addr, a.used_user_addr));
+  }
+  return l;
+}
+
+void VhostSession::UpdateLiveLocked(uint32_t index) {
+  Vring& r = *vrings_[index];
+  const bool should = r.started && r.enabled && mem_ != nullptr && r.vq.configured();
+  if (r.live.load(std::memory_order_relaxed) != should) {
+    r.live.store(should, std::memory_order_release);
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+}
+
+void VhostSession::MarkBrokenLocked(const std::string& why) {
+  if (broken_.load(std::memory_order_relaxed)) return;
+  broken_reason_ = absl::StrCat("guest '", opts_.name, "' ", why);
+  broken_.store(true, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_release);
+  NPA_LOG(Error, "vhost-user[%s]: device broken: %s", opts_.name.c_str(), broken_reason_.c_str());
+}
+
+absl::Status VhostSession::ValidateEventFd(int fd, const char* what) const {
+  if (!IsEventFd(fd)) return absl::InvalidArgumentError(absl::StrCat(what, " fd is not an eventfd"));
+  // A blocking eventfd whose counter the guest saturated would stall the
+  // dataplane's write(); non-blocking makes that write fail instead.
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return ErrnoError(errno, "fcntl on ", what, " fd");
+  return absl::OkStatus();
+}
+
+// ---- handlers -------------------------------------------------------------
+
+absl::Status VhostSession::OnGetFeatures(VhostMessage&, VhostReply* r) {
+  r->hdr.size = kU64;
+  r->payload.u64 = opts_.features;
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnSetFeatures(VhostMessage& m, VhostReply*) {
+  const uint64_t f = m.payload.u64;
+  if (f & ~opts_.features) {
+    return absl::InvalidArgumentError(absl::StrFormat("features 0x%x include unoffered bits 0x%x", f, f & ~opts_.features));
+  }
+  if (!(f & (1ull << VIRTIO_F_VERSION_1))) {
+    return absl::InvalidArgumentError("VIRTIO_F_VERSION_1 not acked (legacy virtio is not supported)");
+  }
+  for (const auto& r : vrings_) {
+    if (r->started) return absl::FailedPreconditionError("features changed while a vring is running");
+  }
+  acked_features_.store(f, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnSetOwner(VhostMessage&, VhostReply*) { return absl::OkStatus(); }
+
+void VhostSession::ResetLocked() {
+  for (uint32_t i = 0; i < vrings_.size(); ++i) {
+    Vring& r = *vrings_[i];
+    r.vq.Stop();
+    r.started = r.enabled = r.addr_set = false;
+    r.num = 0;
+    r.base = 0;
+    r.call.reset();
+    r.err.reset();
+    if (r.kick.valid()) retired_kicks_.push_back(std::move(r.kick));
+    r.vq.SetCallFd(-1);
+    UpdateLiveLocked(i);
+  }
+  mem_.reset();
+}
+
+absl::Status VhostSession::OnResetOwner(VhostMessage&, VhostReply*) {
+  std::lock_guard<std::mutex> l(mu_);
+  ResetLocked();
+  acked_features_.store(0, std::memory_order_relaxed);
+  acked_protocol_ = 0;
+  if (!dataplane_uses_kicks_) retired_kicks_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnGetProtocolFeatures(VhostMessage&, VhostReply* r) {
+  r->hdr.size = kU64;
+  r->payload.u64 = kOfferedProtocolFeatures;
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnSetProtocolFeatures(VhostMessage& m, VhostReply*) {
+  if (m.payload.u64 & ~kOfferedProtocolFeatures) {
+    return absl::InvalidArgumentError(absl::StrFormat("protocol features 0x%x include unoffered bits", m.payload.u64));
+  }
+  acked_protocol_ = m.payload.u64;
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnGetQueueNum(VhostMessage&, VhostReply* r) {
+  r->hdr.size = kU64;
+  r->payload.u64 = opts_.max_queue_pairs;
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnSetMemTable(VhostMessage& m, VhostReply*) {
+  std::span<const npa_vhost_memory_region> regions(m.payload.memory.regions, m.payload.memory.nregions);
+  NPA_ASSIGN_OR_RETURN(std::shared_ptr<const GuestMemory> mem,
+                       GuestMemory::Map(regions, std::move(m.fds), opts_.name));
+  // Re-translate every configured ring against the new table before
+  // installing it, so a failure leaves the old state intact.
+  std::vector<std::pair<uint32_t, RingLayout>> layouts;
+  for (uint32_t i = 0; i < vrings_.size(); ++i) {
+    const Vring& r = *vrings_[i];
+    if (!r.addr_set) continue;
+    absl::StatusOr<RingLayout> l = Translate(*mem, r);
+    if (!l.ok()) return absl::Status(l.status().code(), absl::StrCat("vring ", i, ": ", l.status().message()));
+    layouts.emplace_back(i, *l);
+  }
+  std::shared_ptr<const GuestMemory> old;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    old = std::exchange(mem_, mem);
+    for (const auto& [i, layout] : layouts) {
+      if (vrings_[i]->vq.configured()) vrings_[i]->vq.Remap(mem, layout);
+    }
+  }
+  // `old` unmaps here, outside the lock, unless in-flight TX frames hold it.
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnSetVringNum(VhostMessage& m, VhostReply*) {
+  NPA_ASSIGN_OR_RETURN(Vring * r, RingFromIndex(m.payload.state.index));
+  const uint32_t num = m.payload.state.num;
+  if (num == 0 || num > kMaxRingSize || (num & (num - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("vring %u size %u is not a power of two in 1..%u",
+                                                      m.payload.state.index, num, kMaxRingSize));
+  }
+  if (r->started) return absl::FailedPreconditionError("vring is running");
+  r->num = num;
+  r->addr_set = false;  // sizes changed: the addresses must be re-sent and re-checked
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnSetVringAddr(VhostMessage& m, VhostReply*) {
+  NPA_ASSIGN_OR_RETURN(Vring * r, RingFromIndex(m.payload.addr.index));
+  if (m.payload.addr.flags != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("vring flags 0x%x (logging not offered)", m.payload.addr.flags));
+  }
+  if (r->started) return absl::FailedPreconditionError("vring is running");
+  if (r->num == 0) return absl::FailedPreconditionError("SET_VRING_ADDR before SET_VRING_NUM");
+  Vring probe;
+  probe.num = r->num;
+  probe.addr = m.payload.addr;
+  NPA_RETURN_IF_ERROR(Translate(*mem_, probe).status());
+  r->addr = m.payload.addr;
+  r->addr_set = true;
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnSetVringBase(VhostMessage& m, VhostReply*) {
+  NPA_ASSIGN_OR_RETURN(Vring * r, RingFromIndex(m.payload.state.index));
+  if (m.payload.state.num > 0xffff) {
+    return absl::InvalidArgumentError(absl::StrFormat("vring base %u > 65535", m.payload.state.num));
+  }
+  if (r->started) return absl::FailedPreconditionError("vring is running");
+  r->base = static_cast<uint16_t>(m.payload.state.num);
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnGetVringBase(VhostMessage& m, VhostReply* rep) {
+  const uint32_t index = m.payload.state.index;
+  NPA_ASSIGN_OR_RETURN(Vring * r, RingFromIndex(index));
+  uint16_t base;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    base = r->vq.configured() ? r->vq.Stop() : r->base;
+    r->started = false;
+    r->base = base;
+    if (r->kick.valid()) retired_kicks_.push_back(std::move(r->kick));
+    if (!dataplane_uses_kicks_) retired_kicks_.clear();
+    UpdateLiveLocked(index);
+  }
+  rep->hdr.size = kState;
+  rep->payload.state = {index, base};
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnSetVringFd(VhostMessage& m, VhostReply*) {
+  const uint64_t v = m.payload.u64;
+  const uint32_t req = m.hdr.request;
+  const char* what = req == NPA_VHOST_USER_SET_VRING_KICK ? "kick"
+                     : req == NPA_VHOST_USER_SET_VRING_CALL ? "call" : "err";
+  if (v & ~(NPA_VHOST_USER_VRING_IDX_MASK | NPA_VHOST_USER_VRING_NOFD_MASK)) {
+    return absl::InvalidArgumentError(absl::StrFormat("payload 0x%x has unknown bits", v));
+  }
+  const uint32_t index = static_cast<uint32_t>(v & NPA_VHOST_USER_VRING_IDX_MASK);
+  NPA_ASSIGN_OR_RETURN(Vring * r, RingFromIndex(index));
+  UniqueFd fd = m.fds.empty() ? UniqueFd() : std::move(m.fds[0]);
+  if (fd.valid()) NPA_RETURN_IF_ERROR(ValidateEventFd(fd.get(), what));
+  UniqueFd old;  // closed after the lock is dropped
+  if (req == NPA_VHOST_USER_SET_VRING_ERR) {
+    old = std::exchange(r->err, std::move(fd));
+    return absl::OkStatus();
+  }
+  if (req == NPA_VHOST_USER_SET_VRING_CALL) {
+    std::lock_guard<std::mutex> l(mu_);
+    old = std::exchange(r->call, std::move(fd));
+    r->vq.SetCallFd(r->call.get());
+    return absl::OkStatus();
+  }
+  // KICK: the ring starts (spec: "started ... upon receiving a kick").
+  if (state_ != kMemReady || !r->addr_set || r->num == 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "vring %u kicked before it has %s", index,
+        state_ != kMemReady ? "a memory table" : r->num == 0 ? "a size" : "addresses"));
+  }
+  NPA_ASSIGN_OR_RETURN(RingLayout layout, Translate(*mem_, *r));
+  std::lock_guard<std::mutex> l(mu_);
+  if (r->kick.valid()) {
+    retired_kicks_.push_back(std::move(r->kick));
+    if (!dataplane_uses_kicks_) retired_kicks_.clear();
+    if (retired_kicks_.size() > kMaxRetiredKickFds) {
+      return absl::ResourceExhaustedError("too many kick fd replacements");
+    }
+  }
+  r->kick = std::move(fd);
+  if (!r->started) {
+    const bool mrg = acked_features() & (1ull << VIRTIO_NET_F_MRG_RXBUF);
+    r->vq.Configure(mem_, layout, r->base, mrg, r->call.get());
+    r->started = true;
+    // Without F_PROTOCOL_FEATURES rings start enabled (spec, "Ring states").
+    if (!(acked_features() & (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES))) r->enabled = true;
+  }
+  UpdateLiveLocked(index);
+  generation_.fetch_add(1, std::memory_order_release);  // kick fd set changed
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnSetVringEnable(VhostMessage& m, VhostReply*) {
+  const uint32_t index = m.payload.state.index;
+  NPA_ASSIGN_OR_RETURN(Vring * r, RingFromIndex(index));
+  if (m.payload.state.num > 1) {
+    return absl::InvalidArgumentError(absl::StrFormat("enable value %u (must be 0 or 1)", m.payload.state.num));
+  }
+  if (!(acked_features() & (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES))) {
+    return absl::FailedPreconditionError("SET_VRING_ENABLE without VHOST_USER_F_PROTOCOL_FEATURES");
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  r->enabled = m.payload.state.num == 1;
+  UpdateLiveLocked(index);
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnNetSetMtu(VhostMessage& m, VhostReply*) {
+  if (m.payload.u64 < 68 || m.payload.u64 > 65535) {
+    return absl::InvalidArgumentError(absl::StrFormat("MTU %u outside 68..65535", m.payload.u64));
+  }
+  mtu_.store(static_cast<uint32_t>(m.payload.u64), std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnSetStatus(VhostMessage& m, VhostReply*) {
+  if (m.payload.u64 > 0xff) {
+    return absl::InvalidArgumentError(absl::StrFormat("status 0x%x does not fit the 8-bit device status", m.payload.u64));
+  }
+  status_ = static_cast<uint8_t>(m.payload.u64);
+  return absl::OkStatus();
+}
+
+absl::Status VhostSession::OnGetStatus(VhostMessage&, VhostReply* r) {
+  r->hdr.size = kU64;
+  r->payload.u64 = status_;
+  return absl::OkStatus();
+}
+
+// ---- data plane -------------------------------------------------------------
+
+uint16_t VhostSession::num_queue_pairs() const {
+  return (acked_features() & (1ull << VIRTIO_NET_F_MQ)) ? opts_.max_queue_pairs : 1;
+}
+
+bool VhostSession::QueueReady(uint16_t qp) const {
+  if (qp >= opts_.max_queue_pairs || broken()) return false;
+  return vrings_[2 * qp]->live.load(std::memory_order_acquire) &&
+         vrings_[2 * qp + 1]->live.load(std::memory_order_acquire);
+}
+
+uint16_t VhostSession::PeekTx(uint16_t qp, GuestFrame* out, uint16_t n) {
+  if (qp >= opts_.max_queue_pairs) return 0;
+  std::lock_guard<std::mutex> l(mu_);
+  Vring& r = *vrings_[2 * qp + 1];
+  if (broken_.load(std::memory_order_relaxed) || !r.live.load(std::memory_order_relaxed)) return 0;
+  std::string violation;
+  const uint16_t got = r.vq.PeekTx(out, n, &counters_[qp], &violation);
+  if (!violation.empty()) MarkBrokenLocked(absl::StrCat("TX queue ", qp, ": ", violation));
+  return got;
+}
+
+void VhostSession::ReleaseTx(uint16_t qp, uint16_t n) {
+  if (qp >= opts_.max_queue_pairs || n == 0) return;
+  std::lock_guard<std::mutex> l(mu_);
+  if (broken_.load(std::memory_order_relaxed)) return;
+  vrings_[2 * qp + 1]->vq.ReleaseTx(n);
+}
+
+uint16_t VhostSession::EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n) {
+  if (qp >= opts_.max_queue_pairs) return 0;
+  std::lock_guard<std::mutex> l(mu_);
+  Vring& r = *vrings_[2 * qp];
+  if (broken_.load(std::memory_order_relaxed) || !r.live.load(std::memory_order_relaxed)) {
+    counters_[qp].rx_dropped += n;
+    return 0;
+  }
+  std::string violation;
+  const uint16_t got = r.vq.EnqueueRx(pkts, n, &counters_[qp], &violation);
+  if (!violation.empty()) MarkBrokenLocked(absl::StrCat("RX queue ", qp, ": ", violation));
+  return got;
+}
+
+std::string VhostSession::broken_reason() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return broken_reason_;
+}
+
+QueueCounters VhostSession::counters(uint16_t qp) const {
+  if (qp >= opts_.max_queue_pairs) return {};
+  std::lock_guard<std::mutex> l(mu_);
+  return counters_[qp];
+}
+
+std::vector<int> VhostSession::NotifyFds() {
+  std::lock_guard<std::mutex> l(mu_);
+  dataplane_uses_kicks_ = true;
+  retired_kicks_.clear();  // the dataplane dropped them before calling (contract)
+  std::vector<int> fds;
+  for (const auto& r : vrings_) {
+    if (r->live.load(std::memory_order_relaxed) && r->kick.valid()) fds.push_back(r->kick.get());
+  }
+  return fds;
+}
+
+void VhostSession::SetIdleNotify(bool want_kicks) {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& r : vrings_) r->vq.set_idle_notify(want_kicks);
+}
+
+}  // namespace npa::agent

@@ -1,0 +1,168 @@
+// hypervisor/vhost/vhost_session.h — the vhost-user back-end session state
+// machine, apart from socket I/O (VhostDevice does the framing), so unit
+// tests and the fuzzer can drive it message by message.
+//
+// Which request is legal in which session state, how big its payload must be
+// and which fds it carries is DATA (the request table in vhost_session.cc),
+// not nested ifs. States:
+//
+//   kNoOwner --SET_OWNER--> kOwned --SET_MEM_TABLE--> kMemReady
+//      ^                      |  ^                      |  (SET_MEM_TABLE again
+//      +-----RESET_OWNER------+  +-----------------------+   stays in kMemReady)
+//
+// Per vring: configured by SET_VRING_NUM/ADDR/BASE while stopped, started by
+// SET_VRING_KICK, stopped by GET_VRING_BASE; enabled by SET_VRING_ENABLE when
+// VHOST_USER_F_PROTOCOL_FEATURES was negotiated, else enabled on start.
+//
+//   VhostSession s(opts);
+//   VhostMessage m = ...;     // decoded header + payload + fds
+//   VhostReply r;
+//   absl::Status st = s.Handle(std::move(m), &r);   // send r if r.send
+//   if (!st.ok()) close();                          // already logged
+#ifndef NPA_HYPERVISOR_VHOST_VHOST_SESSION_H_
+#define NPA_HYPERVISOR_VHOST_VHOST_SESSION_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "hypervisor/vhost/guest_memory.h"
+#include "hypervisor/vhost/vhost_device.h"
+#include "hypervisor/vhost/virtqueue.h"
+
+namespace npa::agent {
+
+// Protocol features offered: MQ, REPLY_ACK, MTU, STATUS. (No CONFIG, no
+// CONFIGURE_MEM_SLOTS, no LOG_SHMFD, no BACKEND_REQ.)
+inline constexpr uint64_t kOfferedProtocolFeatures =
+    (1ull << NPA_VHOST_USER_PROTOCOL_F_MQ) | (1ull << NPA_VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+    (1ull << NPA_VHOST_USER_PROTOCOL_F_MTU) | (1ull << NPA_VHOST_USER_PROTOCOL_F_STATUS);
+
+// Largest payload accepted on the wire (the payload union).
+inline constexpr uint32_t kMaxPayload = sizeof(npa_vhost_user_payload);
+// Kick fds replaced while the dataplane holds the old ones (see NotifyFds).
+inline constexpr size_t kMaxRetiredKickFds = 64;
+
+struct VhostMessage {
+  npa_vhost_user_hdr hdr{};
+  npa_vhost_user_payload payload{};
+  std::vector<UniqueFd> fds;
+};
+
+struct VhostReply {
+  bool send = false;
+  npa_vhost_user_hdr hdr{};
+  npa_vhost_user_payload payload{};
+};
+
+class VhostSession {
+ public:
+  enum State : uint8_t { kNoOwner = 0, kOwned = 1, kMemReady = 2 };
+
+  // opts must be valid (VhostDevice::Create checks them).
+  explicit VhostSession(VhostDevice::Options opts);
+  ~VhostSession();
+
+  // Checks a header on its own: version bits == 1, no reply flag, no
+  // unknown flag, a known request, size <= kMaxPayload. The reader calls it
+  // before reading the payload, so a bad size never drives a read.
+  absl::Status CheckHeader(const npa_vhost_user_hdr& hdr) const;
+  // Handles one complete message. *reply is filled when something must be
+  // sent back (the request's own reply, or the REPLY_ACK u64), also when the
+  // returned status is an error (a REPLY_ACK nack goes out before closing).
+  // Non-OK => close the session; the reason is logged with guest and message.
+  absl::Status Handle(VhostMessage msg, VhostReply* reply);
+
+  State state() const { return state_; }
+  const std::string& name() const { return opts_.name; }
+  uint64_t acked_features() const { return acked_features_.load(std::memory_order_relaxed); }
+  uint64_t acked_protocol_features() const { return acked_protocol_; }
+  uint32_t mtu() const { return mtu_.load(std::memory_order_relaxed); }
+
+  // ---- data plane (see VhostDevice) ----
+  uint16_t num_queue_pairs() const;
+  bool QueueReady(uint16_t qp) const;
+  uint16_t PeekTx(uint16_t qp, GuestFrame* out, uint16_t n);
+  void ReleaseTx(uint16_t qp, uint16_t n);
+  uint16_t EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n);
+  bool broken() const { return broken_.load(std::memory_order_acquire); }
+  std::string broken_reason() const;
+  QueueCounters counters(uint16_t qp) const;
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  std::vector<int> NotifyFds();
+  void SetIdleNotify(bool want_kicks);
+
+ private:
+  struct RequestSpec;
+  static const RequestSpec kRequests[];
+  static const size_t kNumRequests;
+  struct Vring {
+    uint32_t num = 0;
+    npa_vhost_vring_addr addr{};
+    bool addr_set = false;
+    uint16_t base = 0;
+    UniqueFd kick, call, err;
+    bool started = false;
+    bool enabled = false;
+    std::atomic<bool> live{false};  // started && enabled && configured, for QueueReady
+    VirtQueue vq;                   // guarded by mu_
+  };
+
+  static const RequestSpec* FindSpec(uint32_t request);
+  absl::Status Dispatch(const RequestSpec& spec, VhostMessage& msg, VhostReply* reply);
+  absl::StatusOr<Vring*> RingFromIndex(uint32_t index);
+  absl::StatusOr<RingLayout> Translate(const GuestMemory& mem, const Vring& r) const;
+  // Starts the ring's VirtQueue if it is complete. Caller holds mu_.
+  void UpdateLiveLocked(uint32_t index);
+  void MarkBrokenLocked(const std::string& why);
+  void ResetLocked();
+  absl::Status ValidateEventFd(int fd, const char* what) const;
+
+  // Handlers, one per request (table entries point at them).
+  absl::Status OnGetFeatures(VhostMessage& m, VhostReply* r);
+  absl::Status OnSetFeatures(VhostMessage& m, VhostReply* r);
+  absl::Status OnSetOwner(VhostMessage& m, VhostReply* r);
+  absl::Status OnResetOwner(VhostMessage& m, VhostReply* r);
+  absl::Status OnGetProtocolFeatures(VhostMessage& m, VhostReply* r);
+  absl::Status OnSetProtocolFeatures(VhostMessage& m, VhostReply* r);
+  absl::Status OnGetQueueNum(VhostMessage& m, VhostReply* r);
+  absl::Status OnSetMemTable(VhostMessage& m, VhostReply* r);
+  absl::Status OnSetVringNum(VhostMessage& m, VhostReply* r);
+  absl::Status OnSetVringAddr(VhostMessage& m, VhostReply* r);
+  absl::Status OnSetVringBase(VhostMessage& m, VhostReply* r);
+  absl::Status OnGetVringBase(VhostMessage& m, VhostReply* r);
+  absl::Status OnSetVringFd(VhostMessage& m, VhostReply* r);  // KICK, CALL, ERR
+  absl::Status OnSetVringEnable(VhostMessage& m, VhostReply* r);
+  absl::Status OnNetSetMtu(VhostMessage& m, VhostReply* r);
+  absl::Status OnSetStatus(VhostMessage& m, VhostReply* r);
+  absl::Status OnGetStatus(VhostMessage& m, VhostReply* r);
+
+  const VhostDevice::Options opts_;
+  State state_ = kNoOwner;  // control thread only
+  std::atomic<uint64_t> acked_features_{0};
+  uint64_t acked_protocol_ = 0;
+  std::atomic<uint32_t> mtu_;
+  uint8_t status_ = 0;
+  std::shared_ptr<const GuestMemory> mem_;  // written under mu_
+
+  // Dataplane vs control thread: taken once per burst call by the
+  // dataplane, and by the control thread around every change to what the
+  // dataplane reads (vq, mem_, call fds, counters). Never held across I/O
+  // on the vhost-user socket.
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<Vring>> vrings_;  // 2 * max_queue_pairs; fixed size
+  std::vector<QueueCounters> counters_;          // per qp, guarded by mu_
+  std::vector<UniqueFd> retired_kicks_;          // guarded by mu_
+  bool dataplane_uses_kicks_ = false;            // guarded by mu_
+  std::atomic<bool> broken_{false};
+  std::string broken_reason_;  // guarded by mu_
+  std::atomic<uint64_t> generation_{0};
+};
+
+}  // namespace npa::agent
+
+#endif  // NPA_HYPERVISOR_VHOST_VHOST_SESSION_H_

@@ -1,0 +1,321 @@
+#include "hypervisor/vhost/virtqueue.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+
+namespace npa::agent {
+
+void VirtQueue::Configure(std::shared_ptr<const GuestMemory> mem, const RingLayout& layout,
+                          uint16_t base, bool mergeable, int call_fd) {
+  mem_ = std::move(mem);
+  ring_ = layout;
+  mask_ = layout.num - 1;
+  mergeable_ = mergeable;
+  call_fd_ = call_fd;
+  hint_ = 0;
+  last_avail_ = used_shadow_ = used_published_ = base;
+  pending_.assign(layout.num, Pending{});
+  pend_rd_ = pend_wr_ = 0;
+  configured_ = true;
+  set_idle_notify(idle_notify_);
+}
+
+void VirtQueue::Remap(std::shared_ptr<const GuestMemory> mem, const RingLayout& layout) {
+  mem_ = std::move(mem);
+  ring_.desc = layout.desc;
+  ring_.avail = layout.avail;
+  ring_.used = layout.used;
+  hint_ = 0;
+}
+
+uint16_t VirtQueue::Stop() {
+  if (!configured_) return last_avail_;
+  for (uint32_t i = pend_rd_; i != pend_wr_; ++i) {
+    if (!pending_[i & mask_].dropped) ++orphaned_;
+  }
+  if (orphaned_ == 0) holds_.clear();
+  pend_rd_ = pend_wr_ = 0;
+  configured_ = false;
+  // In-order completion: everything before used_shadow_ went back to the
+  // guest, nothing after it did. Restarting from here re-reads in-flight
+  // chains rather than leaking them.
+  last_avail_ = used_shadow_;
+  return used_shadow_;
+}
+
+void VirtQueue::set_idle_notify(bool want_kicks) {
+  idle_notify_ = want_kicks;
+  if (!configured_) return;
+  __atomic_store_n(&ring_.used->flags, want_kicks ? 0 : VRING_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+  // Order the flag store before the caller's next avail->idx load (store ->
+  // load needs a full fence): otherwise a guest that read NO_NOTIFY just
+  // before we cleared it skips the kick and we miss its frame while asleep.
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+int32_t VirtQueue::AvailEntries(std::string* violation) {
+  // Acquire: the ring entries (and descriptors) the driver wrote before
+  // bumping idx must be visible to the reads that follow (§2.7.13.3).
+  const uint16_t idx = __atomic_load_n(&ring_.avail->idx, __ATOMIC_ACQUIRE);
+  // The driver can never have more than num buffers outstanding (made
+  // available and not yet used); a larger gap is a corrupt or hostile index.
+  const uint16_t outstanding = static_cast<uint16_t>(idx - used_shadow_);
+  if (outstanding > ring_.num) {
+    *violation = absl::StrFormat("avail idx jumped to %u with used idx %u (ring size %u)", idx,
+                                 used_shadow_, ring_.num);
+    return -1;
+  }
+  return static_cast<uint16_t>(idx - last_avail_);
+}
+
+void VirtQueue::PushUsed(uint16_t head, uint32_t len) {
+  vring_used_elem* e = &ring_.used->ring[used_shadow_ & mask_];
+  e->id = head;
+  e->len = len;
+  ++used_shadow_;
+}
+
+void VirtQueue::PublishUsedAndNotify() {
+  if (used_shadow_ == used_published_) return;
+  // Release: the used elements (and, for RX, the packet bytes) written above
+  // must be visible before the index that hands them to the driver (§2.7.8).
+  // One store per burst.
+  __atomic_store_n(&ring_.used->idx, used_shadow_, __ATOMIC_RELEASE);
+  used_published_ = used_shadow_;
+  if (call_fd_ < 0) return;
+  // Full fence between our used->idx store and the avail->flags load: a
+  // driver that re-enabled interrupts after checking the old used->idx must
+  // either see our new idx or be seen by us (store->load, §2.7.10).
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  const uint16_t flags = __atomic_load_n(&ring_.avail->flags, __ATOMIC_RELAXED);
+  if (!(flags & VRING_AVAIL_F_NO_INTERRUPT)) {
+    const uint64_t one = 1;
+    // Non-blocking eventfd (checked at SET_VRING_CALL): a full counter is
+    // the only failure and means the guest has a wakeup pending anyway.
+    ssize_t r = ::write(call_fd_, &one, sizeof(one));
+    (void)r;
+  }
+}
+
+uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::string* violation) {
+  if (!configured_ || n == 0) return 0;
+  const int32_t avail = AvailEntries(violation);
+  if (avail <= 0) return 0;
+  const volatile uint16_t* aring = ring_.avail->ring;
+  const uint32_t wr0 = pend_wr_;
+  const uint16_t used0 = used_shadow_;
+  ChainBuf bufs[kMaxFrameSegs + 1];
+  uint16_t produced = 0;
+  uint16_t consumed = 0;
+  uint64_t bytes = 0, dropped = 0;
+  while (produced < n && consumed < avail) {
+    const uint16_t head = aring[static_cast<uint16_t>(last_avail_ + consumed) & mask_];
+    ChainWalk w;
+    ChainError e;
+    if (!WalkChain(ring_.desc, ring_.num, head, *mem_, &hint_, ChainDir::kReadable, bufs,
+                   kMaxFrameSegs + 1, &w, &e)) {
+      *violation = e.Describe();
+      pend_wr_ = wr0;  // device is broken: forget this burst entirely
+      used_shadow_ = used0;
+      return 0;
+    }
+    ++consumed;
+    GuestFrame& f = out[produced];
+    const bool ok = !w.truncated && w.total_len > kNetHdrLen &&
+                    w.total_len - kNetHdrLen <= kMaxFrameLen && SplitNetHdr(bufs, w.nbufs, &f);
+    if (ok) {
+      f.head = head;
+      pending_[pend_wr_++ & mask_] = {head, false};
+      bytes += f.len;
+      ++produced;
+    } else if (pend_wr_ == pend_rd_) {
+      PushUsed(head, 0);  // nothing in flight before it: return it right away
+      ++dropped;
+    } else {
+      pending_[pend_wr_++ & mask_] = {head, true};
+      ++dropped;
+    }
+  }
+  last_avail_ = static_cast<uint16_t>(last_avail_ + consumed);
+  PublishUsedAndNotify();
+  if (produced > 0 && (holds_.empty() || holds_.back() != mem_)) holds_.push_back(mem_);
+  c->tx_packets += produced;
+  c->tx_bytes += bytes;
+  c->tx_dropped += dropped;
+  return produced;
+}
+
+void VirtQueue::ReleaseTx(uint16_t n) {
+  const uint32_t swallow = std::min<uint32_t>(orphaned_, n);
+  orphaned_ -= swallow;
+  n = static_cast<uint16_t>(n - swallow);
+  if (!configured_) {
+    if (orphaned_ == 0) holds_.clear();
+    return;
+  }
+  while (pend_rd_ != pend_wr_) {
+    const Pending p = pending_[pend_rd_ & mask_];
+    if (!p.dropped) {
+      if (n == 0) break;
+      --n;
+    }
+    PushUsed(p.head, 0);  // TX buffers are read-only: 0 bytes written (§2.7.8)
+    ++pend_rd_;
+  }
+  if (pend_rd_ == pend_wr_ && orphaned_ == 0) holds_.clear();
+  PublishUsedAndNotify();
+}
+
+namespace {
+
+// The byte stream of one RX frame: the 12-byte header, then the segments.
+struct RxSource {
+  const uint8_t* hdr;
+  uint32_t hdr_left;
+  const iovec* segs;
+  uint16_t nsegs;
+  uint16_t seg = 0;
+  size_t off = 0;
+  uint32_t left;  // bytes still to copy (header included)
+
+  // Copies up to len bytes to dst; returns bytes copied.
+  uint32_t CopyTo(uint8_t* dst, uint32_t len) {
+    uint32_t done = 0;
+    while (done < len && left > 0) {
+      if (hdr_left > 0) {
+        const uint32_t t = std::min(hdr_left, len - done);
+        std::memcpy(dst + done, hdr + (kNetHdrLen - hdr_left), t);
+        hdr_left -= t;
+        done += t;
+        left -= t;
+        continue;
+      }
+      if (seg >= nsegs) {  // caller's len disagreed with its segments
+        left = 0;
+        break;
+      }
+      const size_t avail = segs[seg].iov_len - off;
+      const uint32_t t = static_cast<uint32_t>(std::min<size_t>(avail, len - done));
+      std::memcpy(dst + done, static_cast<const uint8_t*>(segs[seg].iov_base) + off, t);
+      done += t;
+      left -= t;
+      off += t;
+      if (off == segs[seg].iov_len) {
+        ++seg;
+        off = 0;
+      }
+    }
+    return done;
+  }
+};
+
+// Where stream byte `pos` of a chain's buffers landed.
+uint8_t* StreamByte(const ChainBuf* bufs, uint16_t nbufs, uint32_t pos) {
+  for (uint16_t i = 0; i < nbufs; ++i) {
+    if (pos < bufs[i].len) return bufs[i].host + pos;
+    pos -= bufs[i].len;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* c,
+                              std::string* violation) {
+  if (!configured_) {
+    c->rx_dropped += n;
+    return 0;
+  }
+  const int32_t avail = AvailEntries(violation);
+  if (avail < 0) return 0;
+  const volatile uint16_t* aring = ring_.avail->ring;
+  ChainBuf bufs[kMaxFrameSegs];
+  uint16_t consumed = 0;
+  uint16_t delivered = 0;
+  uint64_t bytes = 0, dropped = 0;
+  uint16_t i = 0;
+  for (; i < n; ++i) {
+    const PacketRef& p = pkts[i];
+    if (p.len > kMaxFrameLen || p.len == 0) {
+      ++dropped;
+      continue;
+    }
+    virtio_net_hdr_v1 hdr;
+    if (p.hdr != nullptr) {
+      hdr = *p.hdr;
+    } else {
+      std::memset(&hdr, 0, sizeof(hdr));
+    }
+    hdr.num_buffers = 1;
+    RxSource src{reinterpret_cast<const uint8_t*>(&hdr), kNetHdrLen, p.segs, p.nsegs, 0, 0,
+                 kNetHdrLen + p.len};
+    const uint16_t consumed0 = consumed;
+    const uint16_t used0 = used_shadow_;
+    uint8_t* nb[2] = {nullptr, nullptr};  // where num_buffers' two bytes went
+    bool no_room = false;
+    while (src.left > 0) {
+      if (consumed == avail) {
+        no_room = true;
+        break;
+      }
+      const uint16_t head = aring[static_cast<uint16_t>(last_avail_ + consumed) & mask_];
+      ChainWalk w;
+      ChainError e;
+      if (!WalkChain(ring_.desc, ring_.num, head, *mem_, &hint_, ChainDir::kWritable, bufs,
+                     kMaxFrameSegs, &w, &e)) {
+        *violation = e.Describe();
+        return 0;
+      }
+      uint64_t cap = 0;
+      for (uint16_t b = 0; b < w.nbufs; ++b) cap += bufs[b].len;
+      if (!mergeable_ && cap < src.left) {
+        break;  // one chain must hold it all (§5.1.6.3.1); drop, keep the chain
+      }
+      if (consumed == consumed0) {
+        nb[0] = StreamByte(bufs, w.nbufs, 10);
+        nb[1] = StreamByte(bufs, w.nbufs, 11);
+      }
+      uint32_t written = 0;
+      for (uint16_t b = 0; b < w.nbufs && src.left > 0; ++b) {
+        written += src.CopyTo(bufs[b].host, bufs[b].len);
+      }
+      PushUsed(head, written);
+      ++consumed;
+    }
+    if (no_room || src.left > 0) {
+      // Undo this frame's chains: nothing was published, the guest never
+      // sees the partial copy.
+      consumed = consumed0;
+      used_shadow_ = used0;
+      if (no_room) break;
+      ++dropped;
+      continue;
+    }
+    const uint16_t nbuf = static_cast<uint16_t>(consumed - consumed0);
+    if (nbuf > 1) {
+      if (nb[0] == nullptr || nb[1] == nullptr) {
+        // The first chain was shorter than the header; a frame cannot be
+        // described to the guest that way. Treat it as a broken ring.
+        *violation = "RX buffer too short to hold the virtio-net header";
+        return 0;
+      }
+      *nb[0] = static_cast<uint8_t>(nbuf & 0xff);  // little-endian le16
+      *nb[1] = static_cast<uint8_t>(nbuf >> 8);
+    }
+    ++delivered;
+    bytes += p.len;
+  }
+  dropped += n - i;
+  last_avail_ = static_cast<uint16_t>(last_avail_ + consumed);
+  PublishUsedAndNotify();
+  c->rx_packets += delivered;
+  c->rx_bytes += bytes;
+  c->rx_dropped += dropped;
+  return delivered;
+}
+
+}  // namespace npa::agent

@@ -1,0 +1,99 @@
+// hypervisor/vhost/virtqueue.h — device side of one split virtqueue
+// (VIRTIO 1.x §2.7) for virtio-net: TX (guest -> agent) peek/release and RX
+// (agent -> guest) enqueue with optional mergeable buffers (§5.1.6.3).
+//
+// No locking inside: the owner (VhostSession) serialises the control thread
+// and the dataplane around each call. No syscalls except one eventfd write
+// per burst when the guest asked for interrupts. A guest that violates the
+// ring protocol makes a call return with *violation set; the queue then stays
+// inert until reconfigured.
+//
+//   VirtQueue q;
+//   q.Configure(mem, {.num = 256, .desc = ..., .avail = ..., .used = ...}, base);
+//   uint16_t n = q.PeekTx(frames, 32, &v);  q.ReleaseTx(n);
+#ifndef NPA_HYPERVISOR_VHOST_VIRTQUEUE_H_
+#define NPA_HYPERVISOR_VHOST_VIRTQUEUE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hypervisor/vhost/desc_chain.h"
+#include "hypervisor/vhost/guest_memory.h"
+#include "hypervisor/vhost/vhost_device.h"
+#include "hypervisor/vhost/virtio_abi.h"
+
+namespace npa::agent {
+
+inline constexpr uint32_t kMaxRingSize = 32768;  // §2.7: Queue Size <= 32768
+// Largest frame moved either way: 64 KiB (TSO) plus an Ethernet+VLAN header.
+inline constexpr uint32_t kMaxFrameLen = 65536 + 18;
+
+struct RingLayout {
+  uint32_t num;  // power of two, 1..kMaxRingSize
+  vring_desc* desc;
+  vring_avail* avail;
+  vring_used* used;
+};
+
+class VirtQueue {
+ public:
+  // Start serving the ring from avail index `base` (SET_VRING_BASE). The
+  // used index we write continues from base too: for in-order device use
+  // (ours) used->idx == last_avail_idx whenever nothing is in flight.
+  void Configure(std::shared_ptr<const GuestMemory> mem, const RingLayout& layout, uint16_t base,
+                 bool mergeable, int call_fd);
+  // Re-point the ring after a new memory table (same guest addresses).
+  void Remap(std::shared_ptr<const GuestMemory> mem, const RingLayout& layout);
+  void SetCallFd(int fd) { call_fd_ = fd; }
+  // Stop: returns the avail index to report in GET_VRING_BASE. In-flight TX
+  // frames (peeked, not released) are NOT counted as consumed, so a restart
+  // re-reads them instead of losing them; their late ReleaseTx is ignored.
+  uint16_t Stop();
+  bool configured() const { return configured_; }
+  void set_idle_notify(bool want_kicks);
+
+  // TX: up to n frames. *violation non-empty => ring protocol violation.
+  uint16_t PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::string* violation);
+  void ReleaseTx(uint16_t n);
+  // RX: copy frames in. Returns frames delivered (stops at the first that
+  // finds no room; the rest count as dropped).
+  uint16_t EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* c, std::string* violation);
+
+  uint16_t in_flight() const { return static_cast<uint16_t>(pend_wr_ - pend_rd_); }
+
+ private:
+  struct Pending {
+    uint16_t head;
+    bool dropped;  // returned to the guest without being shown to the caller
+  };
+  // Acquire-loads avail->idx and checks it did not run ahead of us by more
+  // than the ring holds. Returns entries available, or -1 on a violation.
+  int32_t AvailEntries(std::string* violation);
+  void PushUsed(uint16_t head, uint32_t len);
+  void PublishUsedAndNotify();
+
+  bool configured_ = false;
+  std::shared_ptr<const GuestMemory> mem_;
+  RingLayout ring_{};
+  uint32_t mask_ = 0;
+  bool mergeable_ = false;
+  int call_fd_ = -1;
+  uint32_t hint_ = 0;
+  uint16_t last_avail_ = 0;   // next avail entry to read
+  uint16_t used_shadow_ = 0;  // next used slot; published to used->idx per burst
+  uint16_t used_published_ = 0;
+  bool idle_notify_ = false;
+  std::vector<Pending> pending_;  // TX chains read from avail, not yet used (ring of num)
+  uint32_t pend_rd_ = 0, pend_wr_ = 0;
+  // Frames handed out before a Stop(): their ReleaseTx is swallowed.
+  uint32_t orphaned_ = 0;
+  // Keep every mapping that in-flight frames point into alive, even if the
+  // control thread installs a new memory table meanwhile.
+  std::vector<std::shared_ptr<const GuestMemory>> holds_;
+};
+
+}  // namespace npa::agent
+
+#endif  // NPA_HYPERVISOR_VHOST_VIRTQUEUE_H_
