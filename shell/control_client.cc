@@ -1,0 +1,205 @@
+#include "shell/control_client.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "common/unix_socket.h"
+
+namespace npa::shell {
+
+absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Connect(const std::string& path,
+                                                                      const Hello& hello,
+                                                                      int timeout_ms) {
+  NPA_ASSIGN_OR_RETURN(UniqueFd s, ConnectUnix(path, timeout_ms));
+  return Handshake(std::move(s), hello, timeout_ms);
+}
+
+absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Handshake(UniqueFd sock,
+                                                                        const Hello& hello,
+                                                                        int timeout_ms) {
+  std::unique_ptr<ControlClient> c(new ControlClient(std::move(sock)));
+  control::Envelope env;
+  control::Hello* h = env.mutable_hello();
+  h->set_name(hello.name);
+  bool any = false;
+  for (uint8_t b : hello.mac) any |= b != 0;
+  if (any) h->set_mac(std::string(reinterpret_cast<const char*>(hello.mac.data()), 6));
+  h->set_queue_pairs(hello.queue_pairs);
+  h->set_features(hello.features);
+  h->set_pid(static_cast<uint32_t>(::getpid()));
+  NPA_RETURN_IF_ERROR(c->ch_.Send(env));
+  auto f = c->ch_.ReceiveBlocking(timeout_ms);
+  if (!f.ok()) {
+    if (absl::IsDeadlineExceeded(f.status())) return f.status();
+    return absl::DataLossError(absl::StrCat("control: waiting for Welcome: ", f.status().message()));
+  }
+  const control::Envelope& r = f->env;
+  if (r.has_error())
+    return absl::FailedPreconditionError(absl::StrCat(
+        "control: agent refused the session: ", r.error().message(), " (code ", r.error().code(), ")"));
+  if (!r.has_welcome())
+    return absl::DataLossError(absl::StrCat("control: expected welcome, got ", BodyName(r)));
+  if (f->fds.size() != 1)
+    return absl::DataLossError(
+        absl::StrCat("control: welcome carries ", f->fds.size(), " fds, expected 1 (vhost-user)"));
+  const control::Welcome& w = r.welcome();
+  if (w.mac().size() != 6)
+    return absl::DataLossError(absl::StrCat("control: welcome MAC has ", w.mac().size(), " bytes"));
+  if (w.mtu() != 0 && (w.mtu() < 68 || w.mtu() > 65535))
+    return absl::DataLossError(absl::StrCat("control: welcome MTU ", w.mtu(), " out of range"));
+  c->welcome_.guest_id = w.guest_id();
+  memcpy(c->welcome_.mac.data(), w.mac().data(), 6);
+  c->welcome_.mtu = w.mtu() ? w.mtu() : 1500;
+  c->welcome_.max_queue_pairs = w.max_queue_pairs();
+  c->welcome_.link_up = w.link_up();
+  c->welcome_.agent_name = w.agent_name().substr(0, 64);
+  c->link_up_.store(w.link_up());
+  c->vhost_fd_ = std::move(f->fds[0]);
+  return c;
+}
+
+ControlClient::~ControlClient() { Stop(); }
+
+absl::Status ControlClient::Start(EventQueue* events, StatsFn stats) {
+  events_ = events;
+  stats_ = std::move(stats);
+  stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop_fd_) return ErrnoError(errno, "eventfd for the control thread");
+  thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
+}
+
+void ControlClient::Stop() {
+  if (!thread_.joinable()) return;
+  uint64_t one = 1;
+  ssize_t r = ::write(stop_fd_.get(), &one, sizeof one);
+  (void)r;
+  thread_.join();
+}
+
+void ControlClient::Fail(int err, const std::string& why) {
+  NPA_LOG(Warn, "shell: control session ended: %s", why.c_str());
+  if (events_) events_->Push(NPA_EVENT_ERROR, static_cast<uint32_t>(-err), why);
+}
+
+void ControlClient::Run() {
+  UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
+  if (!ep) {
+    Fail(-errno, "epoll_create1 for the control thread failed");
+    return;
+  }
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.fd = ch_.fd();
+  epoll_ctl(ep.get(), EPOLL_CTL_ADD, ch_.fd(), &e);
+  e.data.fd = stop_fd_.get();
+  epoll_ctl(ep.get(), EPOLL_CTL_ADD, stop_fd_.get(), &e);
+  for (;;) {
+    epoll_event ev[2];
+    int n = epoll_wait(ep.get(), ev, 2, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Fail(-errno, "epoll_wait on the control socket failed");
+      return;
+    }
+    for (int i = 0; i < n; i++) {
+      if (ev[i].data.fd == stop_fd_.get()) return;
+      absl::Status s = ch_.OnReadable();
+      if (!s.ok()) {
+        Fail(absl::IsAborted(s) ? -ECONNRESET : -EPROTO, absl::StrCat("control: ", s.message()));
+        return;
+      }
+      for (;;) {
+        auto f = ch_.Pop();
+        if (!f.ok()) {
+          Fail(-EPROTO, absl::StrCat("control: ", f.status().message()));
+          return;
+        }
+        if (!f->has_value()) break;
+        if (!Handle(**f)) return;
+      }
+    }
+  }
+}
+
+bool ControlClient::Handle(ControlFrame& f) {
+  const control::Envelope& env = f.env;
+  // Only VfOffer may carry an fd here; any other fd is a protocol error. Fds
+  // are UniqueFd, so whatever we do not keep is closed on return.
+  if (!f.fds.empty() && !env.has_vf_offer()) {
+    Fail(-EPROTO, absl::StrCat("control: ", BodyName(env), " carries ", f.fds.size(), " fds"));
+    return false;
+  }
+  switch (env.body_case()) {
+    case control::Envelope::kLink:
+      link_up_.store(env.link().up(), std::memory_order_relaxed);
+      events_->Push(NPA_EVENT_LINK_CHANGED, env.link().up() ? 1 : 0,
+                    env.link().up() ? "link up" : "link down");
+      return true;
+    case control::Envelope::kStatsRequest: {
+      control::Envelope r;
+      r.set_seq(env.seq());
+      auto* sr = r.mutable_stats_reply();
+      if (stats_)
+        for (auto& q : stats_()) *sr->add_queues() = q;
+      absl::Status s = ch_.Send(std::move(r));
+      if (!s.ok()) {
+        Fail(-EIO, absl::StrCat("control: sending stats_reply: ", s.message()));
+        return false;
+      }
+      return true;
+    }
+    case control::Envelope::kVfOffer: {
+      control::Envelope r;
+      r.set_seq(env.seq());
+      auto* a = r.mutable_vf_accept();
+      a->set_offer_id(env.vf_offer().offer_id());
+      a->set_accepted(false);
+      a->set_reason("VF path not built yet");
+      f.fds.clear();  // close the VFIO device fd: we do not use it
+      absl::Status s = ch_.Send(std::move(r));
+      if (!s.ok()) {
+        Fail(-EIO, absl::StrCat("control: sending vf_accept: ", s.message()));
+        return false;
+      }
+      return true;
+    }
+    case control::Envelope::kRevoke: {
+      // Nothing to quiesce: without a VF path every queue already runs on
+      // the emulated path.
+      control::Envelope r;
+      r.set_seq(env.seq());
+      r.mutable_revoke_done()->set_offer_id(env.revoke().offer_id());
+      absl::Status s = ch_.Send(std::move(r));
+      if (!s.ok()) {
+        Fail(-EIO, absl::StrCat("control: sending revoke_done: ", s.message()));
+        return false;
+      }
+      return true;
+    }
+    case control::Envelope::kError:
+      Fail(-ECONNABORTED, absl::StrCat("agent error: ", env.error().message()));
+      return false;
+    case control::Envelope::kBye:
+      Fail(-ECONNRESET, absl::StrCat("agent said bye: ", env.bye().reason()));
+      return false;
+    default: {
+      control::Envelope r;
+      r.mutable_error()->set_code(control::Error::UNEXPECTED);
+      r.mutable_error()->set_message(
+          absl::StrCat("shell does not accept ", BodyName(env), " from the agent"));
+      (void)ch_.Send(std::move(r));
+      Fail(-EPROTO, absl::StrCat("control: unexpected ", BodyName(env), " from the agent"));
+      return false;
+    }
+  }
+}
+
+}  // namespace npa::shell

@@ -1,0 +1,102 @@
+#include "shell/emulated_path.h"
+
+#include "shell/virtio_defs.h"
+#include <sys/eventfd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+
+namespace npa::shell {
+namespace {
+
+uint16_t RxBurst(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
+  return static_cast<RxVirtq*>(ctx)->Burst(bufs, n, c);
+}
+uint16_t TxBurst(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
+  return static_cast<TxVirtq*>(ctx)->Burst(bufs, n, c);
+}
+
+absl::StatusOr<UniqueFd> MakeEventFd(const char* what, uint16_t q) {
+  UniqueFd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!fd) return ErrnoError(errno, "eventfd for ", what, " of queue ", q);
+  return fd;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<EmulatedPath>> EmulatedPath::Create(const Params& p,
+                                                                   VhostUserFrontend* fe) {
+  if (p.rx_ring_mem.size() < p.nb_queue_pairs || p.tx_ring_mem.size() < p.nb_queue_pairs ||
+      p.pools.size() < p.nb_queue_pairs)
+    return absl::InvalidArgumentError("emulated path: ring memory or pools missing");
+  std::unique_ptr<EmulatedPath> e(new EmulatedPath(fe));
+  const uint64_t f = fe->features();
+  for (uint16_t q = 0; q < p.nb_queue_pairs; q++) {
+    auto qu = std::make_unique<Queue>();
+    NPA_ASSIGN_OR_RETURN(qu->rx_kick, MakeEventFd("RX kick", q));
+    NPA_ASSIGN_OR_RETURN(qu->rx_call, MakeEventFd("RX call", q));
+    NPA_ASSIGN_OR_RETURN(qu->tx_kick, MakeEventFd("TX kick", q));
+    NPA_ASSIGN_OR_RETURN(qu->tx_call, MakeEventFd("TX call", q));
+    NPA_RETURN_IF_ERROR(qu->rx.Init(p.rx_ring_mem[q], p.ring_size, p.pools[q], f, qu->rx_kick.get()));
+    NPA_RETURN_IF_ERROR(qu->tx.Init(p.tx_ring_mem[q], p.ring_size, p.pools[q], f, qu->tx_kick.get()));
+    qu->rx.set_mergeable((f & (1ull << VIRTIO_NET_F_MRG_RXBUF)) != 0);
+    NPA_RETURN_IF_ERROR(fe->SetupVring(2u * q, p.ring_size, qu->rx.addrs(), qu->rx_kick.get(),
+                                       qu->rx_call.get()));
+    NPA_RETURN_IF_ERROR(fe->SetupVring(2u * q + 1, p.ring_size, qu->tx.addrs(), qu->tx_kick.get(),
+                                       qu->tx_call.get()));
+    e->queues_.push_back(std::move(qu));
+  }
+  return e;
+}
+
+EmulatedPath::~EmulatedPath() {
+  for (auto& q : queues_) {
+    q->rx.ReleaseAll();
+    q->tx.ReleaseAll();
+  }
+}
+
+uint64_t EmulatedPath::offloads() const {
+  const uint64_t f = fe_->features();
+  // TX checksum is always there (device, or software in offload.cc); TSO
+  // only with the device's help (no software TSO yet).
+  uint64_t o = NPA_OFFLOAD_TX_CSUM | NPA_OFFLOAD_RX_CSUM | NPA_OFFLOAD_MRG_RXBUF;
+  if ((f & (1ull << VIRTIO_NET_F_CSUM)) &&
+      (f & ((1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6))))
+    o |= NPA_OFFLOAD_TSO;
+  return o;
+}
+
+absl::Status EmulatedPath::Start() {
+  QueueCounters scratch;  // setup kicks are not the application's traffic
+  for (auto& q : queues_) q->rx.Refill(&scratch);
+  for (size_t q = 0; q < queues_.size(); q++) {
+    NPA_RETURN_IF_ERROR(fe_->EnableVring(static_cast<uint32_t>(2 * q), true));
+    NPA_RETURN_IF_ERROR(fe_->EnableVring(static_cast<uint32_t>(2 * q + 1), true));
+  }
+  started_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status EmulatedPath::Stop() {
+  started_ = false;
+  for (size_t q = 0; q < queues_.size(); q++) {
+    NPA_RETURN_IF_ERROR(fe_->EnableVring(static_cast<uint32_t>(2 * q), false));
+    NPA_RETURN_IF_ERROR(fe_->EnableVring(static_cast<uint32_t>(2 * q + 1), false));
+  }
+  return absl::OkStatus();
+}
+
+QueueOps EmulatedPath::ops(uint16_t qid) {
+  QueueOps o;
+  o.rx = RxBurst;
+  o.tx = TxBurst;
+  o.rx_ctx = &queues_[qid]->rx;
+  o.tx_ctx = &queues_[qid]->tx;
+  return o;
+}
+
+}  // namespace npa::shell

@@ -1,0 +1,440 @@
+// The C API of libnpa_shell (npa/shell.h). Only the npa_* symbols leave the
+// library (version script + -fvisibility=hidden, see CMakeLists.txt).
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "common/unix_socket.h"
+// The C API keeps default visibility; everything else is hidden.
+#pragma GCC visibility push(default)
+#include "npa/shell.h"
+#pragma GCC visibility pop
+#include "shell/shell_impl.h"
+
+#include "shell/virtio_defs.h"
+
+#define NPA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+using npa::shell::QueueCounters;
+using npa::shell::QueueOps;
+using npa::shell::QueueState;
+using npa::shell::ShellState;
+
+namespace {
+
+thread_local std::string g_last_error;
+
+int Fail(int err, std::string msg) {
+  g_last_error = std::move(msg);
+  NPA_LOG(Debug, "shell: %s", g_last_error.c_str());
+  return err;
+}
+
+// Negative errno for a status, by what the caller was doing. Codes follow
+// shell.h: -EPROTO for a peer that broke the protocol, -ETIMEDOUT, ...
+int ToErrno(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kDataLoss: return -EPROTO;
+    case absl::StatusCode::kDeadlineExceeded: return -ETIMEDOUT;
+    case absl::StatusCode::kAborted: return -ECONNRESET;
+    case absl::StatusCode::kUnavailable: return -ECONNREFUSED;
+    default: return npa::StatusToErrno(s);
+  }
+}
+
+int Fail(const absl::Status& s, const char* what) {
+  return Fail(ToErrno(s), absl::StrCat(what, ": ", s.message()));
+}
+
+uint16_t NoBurst(void*, npa_buf**, uint16_t, QueueCounters*) { return 0; }
+
+QueueOps StoppedOps() {
+  QueueOps o;
+  o.rx = NoBurst;
+  o.tx = NoBurst;
+  return o;
+}
+
+void Stage(QueueState& q, const QueueOps& ops) {
+  std::lock_guard<std::mutex> l(q.stage_mu);
+  q.staged = ops;
+  // Release: the staged ops are complete before the owner can see the flag.
+  q.switch_pending.store(1, std::memory_order_release);
+}
+
+bool ValidName(const std::string& n) {
+  if (n.empty() || n.size() > 63) return false;
+  for (char ch : n)
+    if (!(isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.' || ch == '-'))
+      return false;
+  return true;
+}
+
+size_t AlignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+}  // namespace
+
+void QueueState::ApplySwitch() {
+  std::lock_guard<std::mutex> l(stage_mu);
+  ops = staged;
+  switch_pending.store(0, std::memory_order_release);  // the owner's ack
+}
+
+extern "C" {
+
+int npa_shell_open(const npa_shell_open_args* args, npa_shell** out) {
+  g_last_error.clear();
+  if (out == nullptr || args == nullptr) return Fail(-EINVAL, "npa_shell_open: NULL args or out");
+  *out = nullptr;
+  if (args->struct_size < sizeof(npa_shell_open_args))
+    return Fail(-EINVAL, absl::StrCat("npa_shell_open: struct_size ", args->struct_size, " < ",
+                                      sizeof(npa_shell_open_args)));
+  if (args->flags & ~(NPA_SHELL_F_NO_HUGEPAGES | NPA_SHELL_F_INTERRUPT))
+    return Fail(-EINVAL, absl::StrCat("npa_shell_open: unknown flags 0x", absl::Hex(args->flags)));
+  const bool ctl = args->control_path != nullptr && args->control_path[0] != '\0';
+  const bool vu = args->vhost_user_path != nullptr && args->vhost_user_path[0] != '\0';
+  if (ctl == vu)
+    return Fail(-EINVAL, "npa_shell_open: set exactly one of control_path and vhost_user_path");
+  auto sh = std::make_unique<npa_shell>();
+  sh->flags = args->flags;
+  sh->timeout_ms = args->connect_timeout_ms ? static_cast<int>(std::min<uint32_t>(args->connect_timeout_ms, 3600000)) : 5000;
+  sh->name = args->name ? args->name : absl::StrCat("guest-", ::getpid());
+  if (!ValidName(sh->name))
+    return Fail(-EINVAL, absl::StrCat("npa_shell_open: name '", sh->name,
+                                      "' must match [A-Za-z0-9_.-]{1,63}"));
+  memcpy(sh->mac, args->mac, 6);
+  absl::Status s = sh->events.Init();
+  if (!s.ok()) return Fail(s, "npa_shell_open");
+  npa::UniqueFd vhost;
+  if (ctl) {
+    npa::shell::ControlClient::Hello h;
+    h.name = sh->name;
+    memcpy(h.mac.data(), args->mac, 6);
+    // The open arguments do not carry the queue count yet: announce the most
+    // we may configure; the Welcome says what the agent allows.
+    h.queue_pairs = NPA_SHELL_MAX_QUEUES;
+    auto cc = npa::shell::ControlClient::Connect(args->control_path, h, sh->timeout_ms);
+    if (!cc.ok()) return Fail(cc.status(), absl::StrCat("npa_shell_open: control socket ", args->control_path).c_str());
+    sh->control = std::move(*cc);
+    vhost = sh->control->TakeVhostFd();
+    memcpy(sh->mac, sh->control->welcome().mac.data(), 6);
+    sh->mtu = static_cast<uint16_t>(std::min<uint32_t>(sh->control->welcome().mtu, 65535));
+  } else {
+    auto c = npa::ConnectUnix(args->vhost_user_path, sh->timeout_ms);
+    if (!c.ok())
+      return Fail(c.status(), absl::StrCat("npa_shell_open: vhost-user socket ", args->vhost_user_path).c_str());
+    vhost = std::move(*c);
+  }
+  sh->fe = std::make_unique<npa::shell::VhostUserFrontend>(std::move(vhost), sh->timeout_ms);
+  if (sh->control) {
+    npa_shell* raw = sh.get();
+    s = sh->control->Start(&sh->events, [raw] {
+      std::vector<npa::control::QueueCounters> v;
+      for (uint16_t q = 0; q < raw->nb_queue_pairs; q++) {
+        const QueueCounters& c = raw->queues[q].c;
+        npa::control::QueueCounters qc;
+        qc.set_queue(q);
+        qc.set_rx_packets(c.rx_packets.load(std::memory_order_relaxed));
+        qc.set_rx_bytes(c.rx_bytes.load(std::memory_order_relaxed));
+        qc.set_tx_packets(c.tx_packets.load(std::memory_order_relaxed));
+        qc.set_tx_bytes(c.tx_bytes.load(std::memory_order_relaxed));
+        qc.set_rx_dropped(c.rx_dropped.load(std::memory_order_relaxed));
+        qc.set_tx_dropped(c.tx_bad.load(std::memory_order_relaxed));
+        v.push_back(qc);
+      }
+      return v;
+    });
+    if (!s.ok()) return Fail(s, "npa_shell_open");
+  }
+  *out = sh.release();
+  return 0;
+}
+
+void npa_shell_close(npa_shell* sh) {
+  if (sh == nullptr) return;
+  // Control thread first: its stats callback reads the queues.
+  if (sh->control) sh->control->Stop();
+  {
+    std::lock_guard<std::mutex> l(sh->mu);
+    if (sh->state == ShellState::kStarted && sh->active) (void)sh->active->Stop();
+  }
+  // Close the vhost-user socket before the rings go: the back end stops.
+  sh->fe.reset();
+  sh->emulated.reset();  // returns ring-held buffers to the pools
+  sh->queues.reset();
+  delete sh;
+}
+
+int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
+  g_last_error.clear();
+  if (sh == nullptr || qc == nullptr) return Fail(-EINVAL, "npa_shell_configure: NULL argument");
+  std::lock_guard<std::mutex> l(sh->mu);
+  if (sh->state != ShellState::kOpen) return Fail(-EBUSY, "npa_shell_configure: already configured");
+  if (qc->struct_size < sizeof(npa_shell_queue_config))
+    return Fail(-EINVAL, absl::StrCat("npa_shell_configure: struct_size ", qc->struct_size));
+  const uint16_t nqp = qc->nb_queue_pairs;
+  if (nqp < 1 || nqp > NPA_SHELL_MAX_QUEUES)
+    return Fail(-EINVAL, absl::StrCat("npa_shell_configure: nb_queue_pairs ", nqp, " outside 1..",
+                                      NPA_SHELL_MAX_QUEUES));
+  if (sh->control && sh->control->welcome().max_queue_pairs != 0 &&
+      nqp > sh->control->welcome().max_queue_pairs)
+    return Fail(-EINVAL, absl::StrCat("npa_shell_configure: the agent allows ",
+                                      sh->control->welcome().max_queue_pairs, " queue pairs, ",
+                                      nqp, " requested"));
+  const uint32_t ring = qc->ring_size ? qc->ring_size : 1024;
+  if (ring < 64 || ring > 32768 || (ring & (ring - 1)) != 0)
+    return Fail(-EINVAL, absl::StrCat("npa_shell_configure: ring_size ", ring,
+                                      " is not a power of two in 64..32768"));
+  const uint32_t pool = qc->pool_size ? qc->pool_size : 4 * ring;
+  // The RX ring holds up to ring_size buffers; leave the application some.
+  if (pool < ring + 64 || pool > (1u << 20))
+    return Fail(-EINVAL, absl::StrCat("npa_shell_configure: pool_size ", pool, " outside ",
+                                      ring + 64, "..", 1u << 20));
+  const uint64_t known = NPA_OFFLOAD_TX_CSUM | NPA_OFFLOAD_TSO | NPA_OFFLOAD_RX_CSUM |
+                         NPA_OFFLOAD_VLAN_INSERT | NPA_OFFLOAD_VLAN_STRIP | NPA_OFFLOAD_RSS_HASH |
+                         NPA_OFFLOAD_MRG_RXBUF;
+  if (qc->offloads & ~known)
+    return Fail(-EINVAL, absl::StrCat("npa_shell_configure: unknown offload bits 0x",
+                                      absl::Hex(qc->offloads & ~known)));
+  if (qc->offloads & (NPA_OFFLOAD_VLAN_INSERT | NPA_OFFLOAD_VLAN_STRIP | NPA_OFFLOAD_RSS_HASH))
+    return Fail(-ENOTSUP, "npa_shell_configure: VLAN insert/strip and RSS hash are not provided "
+                          "on the emulated path (not even in software) yet");
+
+  // Negotiate first: it decides nothing about memory, and a back end that
+  // cannot serve us should fail before we allocate.
+  uint64_t want = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_CSUM);
+  if (qc->offloads & NPA_OFFLOAD_MRG_RXBUF) want |= 1ull << VIRTIO_NET_F_MRG_RXBUF;
+  if (qc->offloads & NPA_OFFLOAD_RX_CSUM) want |= 1ull << VIRTIO_NET_F_GUEST_CSUM;
+  if (qc->offloads & NPA_OFFLOAD_TSO)
+    want |= (1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6);
+  if (nqp > 1) want |= 1ull << VIRTIO_NET_F_MQ;
+  absl::Status s = sh->fe->Negotiate(want, nqp);
+  if (!s.ok()) {
+    int e = ToErrno(s);
+    if (s.code() == absl::StatusCode::kFailedPrecondition) e = -EPROTO;
+    if (s.code() == absl::StatusCode::kResourceExhausted) e = -EINVAL;
+    return Fail(e, absl::StrCat("npa_shell_configure: ", s.message()));
+  }
+  const uint64_t f = sh->fe->features();
+  if ((qc->offloads & NPA_OFFLOAD_TSO) &&
+      !((f & (1ull << VIRTIO_NET_F_CSUM)) &&
+        (f & ((1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6)))))
+    return Fail(-ENOTSUP, "npa_shell_configure: TSO requested, the back end lacks HOST_TSO and "
+                          "the shell has no software TSO yet");
+
+  // One region: all rings (page aligned) then all buffer slots.
+  const size_t vring = npa::shell::VringBytes(static_cast<uint16_t>(ring));
+  const size_t rings_bytes = AlignUp(2 * vring * nqp, 4096);
+  const size_t slots_bytes = static_cast<size_t>(pool) * NPA_BUF_SLOT_SIZE * nqp;
+  auto region = npa::shell::Region::Create(rings_bytes + slots_bytes,
+                                           !(sh->flags & NPA_SHELL_F_NO_HUGEPAGES),
+                                           sh->name.c_str());
+  if (!region.ok()) return Fail(-ENOMEM, absl::StrCat("npa_shell_configure: ", region.status().message()));
+  sh->region = std::move(*region);
+  auto queues = std::make_unique<QueueState[]>(nqp);
+  npa::shell::EmulatedPath::Params p;
+  p.nb_queue_pairs = nqp;
+  p.ring_size = static_cast<uint16_t>(ring);
+  uint8_t* base = sh->region.base();
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(base + rings_bytes);
+  const uintptr_t hi = lo + slots_bytes;
+  for (uint16_t q = 0; q < nqp; q++) {
+    p.rx_ring_mem.push_back(base + 2 * vring * q);
+    p.tx_ring_mem.push_back(base + 2 * vring * q + vring);
+    s = queues[q].pool.Init(base + rings_bytes + static_cast<size_t>(pool) * NPA_BUF_SLOT_SIZE * q,
+                            pool, q, pool * nqp, lo, hi);
+    if (!s.ok()) return Fail(s, "npa_shell_configure");
+    p.pools.push_back(&queues[q].pool);
+    queues[q].ops = StoppedOps();
+  }
+  npa::shell::MemRegion mr{sh->region.iova(), sh->region.size(), sh->region.fd()};
+  s = sh->fe->SetMemTable({&mr, 1});
+  if (!s.ok()) return Fail(s.code() == absl::StatusCode::kFailedPrecondition ? -EPROTO : ToErrno(s),
+                           absl::StrCat("npa_shell_configure: ", s.message()));
+  auto emu = npa::shell::EmulatedPath::Create(p, sh->fe.get());
+  if (!emu.ok()) {
+    const absl::Status& es = emu.status();
+    return Fail(es.code() == absl::StatusCode::kFailedPrecondition ? -EPROTO : ToErrno(es),
+                absl::StrCat("npa_shell_configure: ", es.message()));
+  }
+  for (uint16_t q = 0; q < nqp; q++) {
+    QueueState& qs = queues[q];
+    qs.intr_ep.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!qs.intr_ep) return Fail(-errno, "npa_shell_configure: epoll_create1 failed");
+    qs.intr_src = (*emu)->intr_eventfd(q);
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.u32 = q;
+    if (epoll_ctl(qs.intr_ep.get(), EPOLL_CTL_ADD, qs.intr_src, &e) < 0)
+      return Fail(-errno, "npa_shell_configure: epoll_ctl failed");
+    if (sh->flags & NPA_SHELL_F_INTERRUPT) {
+      (*emu)->SetInterrupt(q, true);
+      qs.intr_enabled = true;
+    }
+  }
+  sh->emulated = std::move(*emu);
+  sh->queues = std::move(queues);
+  sh->nb_queue_pairs = nqp;
+  sh->ring_size = static_cast<uint16_t>(ring);
+  sh->offloads = sh->emulated->offloads();
+  sh->active = sh->emulated.get();
+  sh->state = ShellState::kConfigured;
+  return 0;
+}
+
+int npa_shell_start(npa_shell* sh) {
+  g_last_error.clear();
+  if (sh == nullptr) return Fail(-EINVAL, "npa_shell_start: NULL shell");
+  std::lock_guard<std::mutex> l(sh->mu);
+  if (sh->state == ShellState::kStarted) return 0;
+  if (sh->state == ShellState::kOpen) return Fail(-EINVAL, "npa_shell_start: configure first");
+  absl::Status s = sh->active->Start();
+  if (!s.ok()) return Fail(s, "npa_shell_start");
+  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) Stage(sh->queues[q], sh->active->ops(q));
+  sh->state = ShellState::kStarted;
+  sh->events.Push(NPA_EVENT_PATH_CHANGED, sh->active->kind(), "emulated path (vhost-user)");
+  return 0;
+}
+
+int npa_shell_stop(npa_shell* sh) {
+  g_last_error.clear();
+  if (sh == nullptr) return Fail(-EINVAL, "npa_shell_stop: NULL shell");
+  std::lock_guard<std::mutex> l(sh->mu);
+  if (sh->state != ShellState::kStarted) return 0;
+  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) Stage(sh->queues[q], StoppedOps());
+  sh->state = ShellState::kStopped;
+  absl::Status s = sh->active->Stop();
+  if (!s.ok()) return Fail(s, "npa_shell_stop");
+  return 0;
+}
+
+uint16_t npa_rx_burst(npa_shell* sh, uint16_t qid, npa_buf** bufs, uint16_t n) {
+  if (NPA_UNLIKELY(sh == nullptr || qid >= sh->nb_queue_pairs)) return 0;
+  QueueState& q = sh->queues[qid];
+  if (NPA_UNLIKELY(q.switch_pending.load(std::memory_order_acquire))) q.ApplySwitch();
+  return q.ops.rx(q.ops.rx_ctx, bufs, n, &q.c);
+}
+
+uint16_t npa_tx_burst(npa_shell* sh, uint16_t qid, npa_buf** bufs, uint16_t n) {
+  if (NPA_UNLIKELY(sh == nullptr || qid >= sh->nb_queue_pairs)) return 0;
+  QueueState& q = sh->queues[qid];
+  if (NPA_UNLIKELY(q.switch_pending.load(std::memory_order_acquire))) q.ApplySwitch();
+  return q.ops.tx(q.ops.tx_ctx, bufs, n, &q.c);
+}
+
+uint16_t npa_buf_alloc(npa_shell* sh, uint16_t qid, npa_buf** bufs, uint16_t n) {
+  if (NPA_UNLIKELY(sh == nullptr || qid >= sh->nb_queue_pairs || bufs == nullptr)) return 0;
+  return static_cast<uint16_t>(sh->queues[qid].pool.Alloc(bufs, n));
+}
+
+void npa_buf_free(npa_shell* sh, uint16_t qid, npa_buf** bufs, uint16_t n) {
+  if (NPA_UNLIKELY(sh == nullptr || qid >= sh->nb_queue_pairs || bufs == nullptr)) return;
+  sh->queues[qid].pool.Free(bufs, n);
+}
+
+int npa_queue_intr_fd(npa_shell* sh, uint16_t qid) {
+  g_last_error.clear();
+  if (sh == nullptr || qid >= sh->nb_queue_pairs)
+    return Fail(-EINVAL, "npa_queue_intr_fd: no such queue (configure first?)");
+  return sh->queues[qid].intr_ep.get();
+}
+
+int npa_queue_intr_enable(npa_shell* sh, uint16_t qid, int enable) {
+  g_last_error.clear();
+  if (sh == nullptr || qid >= sh->nb_queue_pairs)
+    return Fail(-EINVAL, "npa_queue_intr_enable: no such queue (configure first?)");
+  std::lock_guard<std::mutex> l(sh->mu);
+  sh->active->SetInterrupt(qid, enable != 0);
+  sh->queues[qid].intr_enabled = enable != 0;
+  return 0;
+}
+
+int npa_queue_intr_ack(npa_shell* sh, uint16_t qid) {
+  g_last_error.clear();
+  if (sh == nullptr || qid >= sh->nb_queue_pairs)
+    return Fail(-EINVAL, "npa_queue_intr_ack: no such queue (configure first?)");
+  QueueState& q = sh->queues[qid];
+  uint64_t v = 0;
+  ssize_t r = ::read(q.intr_src, &v, sizeof v);
+  if (r == sizeof v) QueueCounters::Add(q.c.interrupts, v);
+  else if (r < 0 && errno != EAGAIN) return Fail(-errno, "npa_queue_intr_ack: read of the call eventfd failed");
+  return 0;
+}
+
+int npa_shell_queue_stats(npa_shell* sh, uint16_t qid, npa_queue_stats* out) {
+  g_last_error.clear();
+  if (sh == nullptr || out == nullptr) return Fail(-EINVAL, "npa_shell_queue_stats: NULL argument");
+  if (out->struct_size < offsetof(npa_queue_stats, rx_packets))
+    return Fail(-EINVAL, absl::StrCat("npa_shell_queue_stats: struct_size ", out->struct_size));
+  if (qid != UINT16_MAX && qid >= sh->nb_queue_pairs)
+    return Fail(-EINVAL, absl::StrCat("npa_shell_queue_stats: queue ", qid, " does not exist"));
+  npa_queue_stats st{};
+  st.struct_size = static_cast<uint32_t>(std::min<size_t>(out->struct_size, sizeof st));
+  const uint16_t first = qid == UINT16_MAX ? 0 : qid;
+  const uint16_t last = qid == UINT16_MAX ? sh->nb_queue_pairs : static_cast<uint16_t>(qid + 1);
+  auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  for (uint16_t q = first; q < last; q++) {
+    const QueueCounters& c = sh->queues[q].c;
+    st.rx_packets += ld(c.rx_packets);
+    st.rx_bytes += ld(c.rx_bytes);
+    st.tx_packets += ld(c.tx_packets);
+    st.tx_bytes += ld(c.tx_bytes);
+    st.rx_dropped += ld(c.rx_dropped);
+    st.tx_full += ld(c.tx_full);
+    st.rx_emulated_packets += ld(c.rx_emulated);
+    st.tx_emulated_packets += ld(c.tx_emulated);
+    st.rx_vf_packets += ld(c.rx_vf);
+    st.tx_vf_packets += ld(c.tx_vf);
+    st.kicks += ld(c.kicks);
+    st.interrupts += ld(c.interrupts);
+  }
+  memcpy(out, &st, st.struct_size);
+  return 0;
+}
+
+int npa_shell_get_info(npa_shell* sh, npa_shell_info* out) {
+  g_last_error.clear();
+  if (sh == nullptr || out == nullptr) return Fail(-EINVAL, "npa_shell_get_info: NULL argument");
+  if (out->struct_size < offsetof(npa_shell_info, mac))
+    return Fail(-EINVAL, absl::StrCat("npa_shell_get_info: struct_size ", out->struct_size));
+  std::lock_guard<std::mutex> l(sh->mu);
+  npa_shell_info in{};
+  in.struct_size = static_cast<uint32_t>(std::min<size_t>(out->struct_size, sizeof in));
+  in.abi_major = NPA_SHELL_ABI_MAJOR;
+  in.abi_minor = NPA_SHELL_ABI_MINOR;
+  memcpy(in.mac, sh->mac, 6);
+  in.mtu = sh->mtu;
+  in.nb_queue_pairs = sh->nb_queue_pairs;
+  const bool started = sh->state == ShellState::kStarted;
+  in.link_up = started && (sh->control ? sh->control->link_up() : true);
+  in.path = started && sh->active ? sh->active->kind() : NPA_PATH_NONE;
+  in.offloads = sh->offloads;
+  in.hugepages = sh->region.base() != nullptr && sh->region.hugepages();
+  memcpy(out, &in, in.struct_size);
+  return 0;
+}
+
+int npa_shell_event_fd(npa_shell* sh) {
+  g_last_error.clear();
+  if (sh == nullptr) return Fail(-EINVAL, "npa_shell_event_fd: NULL shell");
+  return sh->events.fd();
+}
+
+int npa_shell_next_event(npa_shell* sh, npa_event* ev) {
+  g_last_error.clear();
+  if (sh == nullptr || ev == nullptr) return Fail(-EINVAL, "npa_shell_next_event: NULL argument");
+  if (ev->struct_size < offsetof(npa_event, detail))
+    return Fail(-EINVAL, absl::StrCat("npa_shell_next_event: struct_size ", ev->struct_size));
+  return sh->events.Pop(ev);
+}
+
+const char* npa_shell_last_error(npa_shell*) { return g_last_error.c_str(); }
+
+}  // extern "C"
