@@ -1,0 +1,258 @@
+/* test_good: a valid, minimal plug-in for a software loopback "device".
+ *
+ * Each queue behaves like a NIC wired back to itself: at start its RX ring is
+ * filled with ring_size empty buffers from svc->buf_alloc; tx_burst "DMAs"
+ * every frame into the next posted RX buffer and completes the TX buffer at
+ * once with svc->buf_free; rx_burst hands the filled buffers up and reposts
+ * fresh ones. stop gives every buffer the ring still holds back through
+ * svc->buf_free, as plugin.h requires. A frame with no posted RX buffer, more
+ * than one segment or longer than the MTU allows is dropped (rx_dropped).
+ *
+ * It drives PCI 1d0f:100f ("npa loopback") and offers RX checksum only to
+ * have a capability to negotiate. Optional ops implemented: quiesce, set_mtu.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "npa/plugin.h"
+
+#define LB_VENDOR 0x1d0f
+#define LB_DEVICE 0x100f
+#define LB_MAX_QP 4
+#define LB_MIN_RING 8
+#define LB_MAX_RING 256
+#define LB_MAX_MTU 9000
+#define LB_ETH_OVERHEAD 18 /* Ethernet header, one VLAN tag */
+
+struct npa_plugin_queue {
+  struct npa_plugin_dev *dev;
+  uint16_t qid;
+  npa_buf *posted[LB_MAX_RING]; /* empty, owned by the "device" */
+  uint16_t nposted;
+  npa_buf *done[LB_MAX_RING];   /* filled, waiting for rx_burst (FIFO) */
+  uint16_t done_head, ndone;
+  npa_plugin_qstats stats;
+};
+
+struct npa_plugin_dev {
+  const npa_services *svc;
+  uint32_t mtu;
+  uint16_t nb_queue_pairs, ring_size;
+  int started;
+  struct npa_plugin_queue q[LB_MAX_QP];
+};
+
+static void lb_log(const npa_services *svc, int level, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  svc->log(svc->ctx, level, fmt, ap);
+  va_end(ap);
+}
+
+static int lb_probe(const npa_services *svc, const npa_device_info *info, npa_plugin_dev **out) {
+  if (svc == NULL || info == NULL || out == NULL) return -EINVAL;
+  if (svc->struct_size < sizeof(*svc) || info->struct_size < sizeof(*info)) return -EINVAL;
+  if (info->vendor != LB_VENDOR || info->device != LB_DEVICE) return -ENODEV;
+  npa_plugin_dev *d = calloc(1, sizeof(*d));
+  if (d == NULL) return -ENOMEM;
+  d->svc = svc;
+  d->mtu = 1500;
+  for (uint16_t i = 0; i < LB_MAX_QP; i++) {
+    d->q[i].dev = d;
+    d->q[i].qid = i;
+    d->q[i].stats.struct_size = sizeof(d->q[i].stats);
+  }
+  lb_log(svc, NPA_LOG_INFO, "loopback probed at %s", info->pci_address);
+  *out = d;
+  return 0;
+}
+
+static void lb_free_ring(struct npa_plugin_queue *q) {
+  const npa_services *svc = q->dev->svc;
+  if (q->nposted) svc->buf_free(svc->ctx, q->qid, q->posted, q->nposted);
+  q->nposted = 0;
+  while (q->ndone) {
+    /* The FIFO may wrap: free it in at most two contiguous pieces. */
+    uint16_t run = q->ndone;
+    if (q->done_head + run > LB_MAX_RING) run = (uint16_t)(LB_MAX_RING - q->done_head);
+    svc->buf_free(svc->ctx, q->qid, q->done + q->done_head, run);
+    q->done_head = (uint16_t)((q->done_head + run) % LB_MAX_RING);
+    q->ndone = (uint16_t)(q->ndone - run);
+  }
+  q->done_head = 0;
+}
+
+static int lb_stop(npa_plugin_dev *d) {
+  for (uint16_t i = 0; i < d->nb_queue_pairs; i++) lb_free_ring(&d->q[i]);
+  d->started = 0;
+  return 0;
+}
+
+static void lb_remove(npa_plugin_dev *d) {
+  if (d == NULL) return;
+  if (d->started) lb_stop(d);
+  free(d);
+}
+
+static int lb_get_caps(npa_plugin_dev *d, npa_dev_caps *c) {
+  (void)d;
+  if (c == NULL || c->struct_size < sizeof(*c)) return -EINVAL;
+  c->max_queue_pairs = LB_MAX_QP;
+  c->min_ring_size = LB_MIN_RING;
+  c->max_ring_size = LB_MAX_RING;
+  c->max_mtu = LB_MAX_MTU;
+  c->offloads = NPA_CAP_RX_CSUM;
+  static const uint8_t mac[6] = {0x02, 0x00, 0x00, 0x00, 0x0f, 0x01};
+  memcpy(c->perm_mac, mac, sizeof(mac));
+  return 0;
+}
+
+static int lb_configure(npa_plugin_dev *d, const npa_dev_config *cfg) {
+  if (cfg == NULL || cfg->struct_size < sizeof(*cfg) || d->started) return -EINVAL;
+  if (cfg->nb_queue_pairs < 1 || cfg->nb_queue_pairs > LB_MAX_QP) return -EINVAL;
+  if (cfg->ring_size < LB_MIN_RING || cfg->ring_size > LB_MAX_RING ||
+      (cfg->ring_size & (cfg->ring_size - 1)))
+    return -EINVAL;
+  if (cfg->mtu < 68 || cfg->mtu > LB_MAX_MTU) return -EINVAL;
+  if (cfg->offloads & ~NPA_CAP_RX_CSUM) return -ENOTSUP;
+  d->nb_queue_pairs = cfg->nb_queue_pairs;
+  d->ring_size = cfg->ring_size;
+  d->mtu = cfg->mtu;
+  return 0;
+}
+
+/* Post empty buffers until the ring (posted + filled) holds ring_size. */
+static void lb_refill(struct npa_plugin_queue *q) {
+  const npa_services *svc = q->dev->svc;
+  uint16_t want = (uint16_t)(q->dev->ring_size - q->nposted - q->ndone);
+  if (want) q->nposted += svc->buf_alloc(svc->ctx, q->qid, q->posted + q->nposted, want);
+}
+
+static int lb_start(npa_plugin_dev *d) {
+  for (uint16_t i = 0; i < d->nb_queue_pairs; i++) lb_refill(&d->q[i]);
+  d->started = 1;
+  return 0;
+}
+
+static npa_plugin_queue *lb_queue(npa_plugin_dev *d, uint16_t qid) {
+  return d->started && qid < d->nb_queue_pairs ? &d->q[qid] : NULL;
+}
+
+static int lb_link_status(npa_plugin_dev *d, npa_link_status *out) {
+  if (out == NULL || out->struct_size < sizeof(*out)) return -EINVAL;
+  out->up = d->started ? 1 : 0;
+  out->speed_mbps = 10000;
+  out->full_duplex = 1;
+  return 0;
+}
+
+static int lb_queue_stats(npa_plugin_dev *d, uint16_t qid, npa_plugin_qstats *out) {
+  if (qid >= LB_MAX_QP || out == NULL || out->struct_size < sizeof(*out)) return -EINVAL;
+  *out = d->q[qid].stats;
+  return 0;
+}
+
+static int lb_quiesce(npa_plugin_dev *d, uint32_t timeout_us) {
+  (void)d; (void)timeout_us;
+  return 0; /* TX completes inside tx_burst: never anything in flight */
+}
+
+static int lb_set_mtu(npa_plugin_dev *d, uint32_t mtu) {
+  if (mtu < 68 || mtu > LB_MAX_MTU) return -EINVAL;
+  d->mtu = mtu;
+  return 0;
+}
+
+static uint16_t lb_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
+  uint16_t got = 0;
+  while (got < n && q->ndone) {
+    bufs[got++] = q->done[q->done_head];
+    q->done_head = (uint16_t)((q->done_head + 1) % LB_MAX_RING);
+    q->ndone--;
+  }
+  lb_refill(q);
+  return got;
+}
+
+static uint16_t lb_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
+  const npa_services *svc = q->dev->svc;
+  for (uint16_t i = 0; i < n; i++) {
+    const npa_buf *tx = bufs[i];
+    uint32_t len = tx->data_len;
+    q->stats.tx_packets++;
+    q->stats.tx_bytes += len;
+    if (tx->nb_segs != 1 || tx->next != NULL || len > q->dev->mtu + LB_ETH_OVERHEAD ||
+        len > NPA_BUF_DATA_ROOM || q->nposted == 0) {
+      q->stats.rx_dropped++;
+      continue;
+    }
+    npa_buf *rx = q->posted[--q->nposted];
+    rx->data_off = NPA_BUF_DATA_OFF;
+    memcpy(npa_buf_data(rx), npa_buf_data(tx), len);
+    rx->data_len = (uint16_t)len;
+    rx->pkt_len = len;
+    rx->nb_segs = 1;
+    rx->next = NULL;
+    rx->ol_flags = 0;
+    q->done[(q->done_head + q->ndone) % LB_MAX_RING] = rx;
+    q->ndone++;
+    q->stats.rx_packets++;
+    q->stats.rx_bytes += len;
+  }
+  /* Every frame is completed (sent or dropped) within the burst. */
+  svc->buf_free(svc->ctx, q->qid, bufs, n);
+  return n;
+}
+
+static uint16_t lb_tx_reap(npa_plugin_queue *q) {
+  (void)q;
+  return 0;
+}
+
+static const npa_pci_id ids[] = {
+    {LB_VENDOR, LB_DEVICE, NPA_PCI_ANY_ID, NPA_PCI_ANY_ID, 0, 0},
+};
+
+static const npa_plugin_ctrl_ops ctrl = {
+    .struct_size = sizeof(npa_plugin_ctrl_ops),
+    .probe = lb_probe,
+    .remove = lb_remove,
+    .get_caps = lb_get_caps,
+    .configure = lb_configure,
+    .start = lb_start,
+    .stop = lb_stop,
+    .queue = lb_queue,
+    .link_status = lb_link_status,
+    .queue_stats = lb_queue_stats,
+    .quiesce = lb_quiesce,
+    .set_mtu = lb_set_mtu,
+};
+
+static const npa_plugin_fast_ops fast = {
+    .struct_size = sizeof(npa_plugin_fast_ops),
+    .rx_burst = lb_rx_burst,
+    .tx_burst = lb_tx_burst,
+    .tx_reap = lb_tx_reap,
+};
+
+static const npa_plugin_info info = {
+    .struct_size = sizeof(npa_plugin_info),
+    .abi_major = NPA_PLUGIN_ABI_MAJOR,
+    .abi_minor = NPA_PLUGIN_ABI_MINOR,
+    .name = "test_good",
+    .vendor = "npa tests",
+    .version = "1.0",
+    .id_table = ids,
+    .id_count = sizeof(ids) / sizeof(ids[0]),
+    .id_entry_size = sizeof(npa_pci_id),
+    .capabilities = NPA_CAP_RX_CSUM,
+    .ctrl = &ctrl,
+    .fast = &fast,
+};
+
+NPA_PLUGIN_EXPORT const npa_plugin_info *NPA_PLUGIN_ENTRY(const npa_plugin_query *q) {
+  if (q == NULL || q->struct_size < sizeof(*q)) return NULL;
+  return q->abi_major == NPA_PLUGIN_ABI_MAJOR ? &info : NULL;
+}
