@@ -3,16 +3,16 @@
 
 add_library(npa_agent_core STATIC
   ${CMAKE_CURRENT_LIST_DIR}/guest_lifecycle.cc
-  ${CMAKE_CURRENT_LIST_DIR}/mac_switch.cc)
-target_link_libraries(npa_agent_core PUBLIC npa_common absl::flat_hash_map absl::status
-  absl::statusor absl::strings)
+  ${CMAKE_CURRENT_LIST_DIR}/mac_switch.cc
+  ${CMAKE_CURRENT_LIST_DIR}/tap_uplink.cc
+  ${CMAKE_CURRENT_LIST_DIR}/guest_port.cc
+  ${CMAKE_CURRENT_LIST_DIR}/dataplane.cc
+  ${CMAKE_CURRENT_LIST_DIR}/control_server.cc)
+target_link_libraries(npa_agent_core PUBLIC npa_common npa_vhost absl::flat_hash_map absl::status
+  absl::statusor absl::strings PkgConfig::URING)
 
 if(NPA_BUILD_TESTS)
-  # The top-level file finds GTest after hypervisor/ is configured.
-  enable_testing()
-  find_package(GTest REQUIRED)
-  include(GoogleTest)
-  foreach(t mac_switch guest_lifecycle)
+  foreach(t mac_switch guest_lifecycle tap_uplink)
     add_executable(${t}_test ${CMAKE_CURRENT_LIST_DIR}/${t}_test.cc)
     target_link_libraries(${t}_test PRIVATE npa_agent_core GTest::gtest_main)
     gtest_discover_tests(${t}_test DISCOVERY_TIMEOUT 30 PROPERTIES LABELS agent TIMEOUT 60)
