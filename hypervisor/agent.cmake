@@ -12,7 +12,7 @@ target_link_libraries(npa_agent_core PUBLIC npa_common npa_vhost absl::flat_hash
   absl::statusor absl::strings PkgConfig::URING)
 
 if(NPA_BUILD_TESTS)
-  foreach(t mac_switch guest_lifecycle tap_uplink)
+  foreach(t mac_switch guest_lifecycle tap_uplink dataplane)
     add_executable(${t}_test ${CMAKE_CURRENT_LIST_DIR}/${t}_test.cc)
     target_link_libraries(${t}_test PRIVATE npa_agent_core GTest::gtest_main)
     gtest_discover_tests(${t}_test DISCOVERY_TIMEOUT 30 PROPERTIES LABELS agent TIMEOUT 60)
