@@ -1,0 +1,100 @@
+/*
+ * plugins/e1000e/e1000e.h — the plug-in's private device and queue state,
+ * shared by the control path (e1000e_ctrl.c) and the burst path
+ * (e1000e_rxtx.c). Nothing here is ABI: the shell sees only opaque pointers.
+ */
+#ifndef NPA_PLUGINS_E1000E_H_
+#define NPA_PLUGINS_E1000E_H_
+
+#include <stdint.h>
+
+#include "npa/plugin.h"
+#include "plugins/e1000e/e1000e_regs.h"
+
+#define E1K_MIN_RING 64u
+#define E1K_MAX_RING 4096u
+#define E1K_MAX_MTU 1500u
+#define E1K_MAX_TX_SEGS 16u
+/* RCTL.BSIZE 2048: every RX buffer must offer this much room at data_off. */
+#define E1K_RX_BUF_SIZE 2048u
+#define E1K_NUM_VECTORS 2u /* 0: RxQ0, 1: Other (link) */
+#define E1K_OFFLOADS (NPA_CAP_TX_CSUM | NPA_CAP_RX_CSUM | NPA_CAP_VLAN_FILTER | \
+                      NPA_CAP_RX_INTR | NPA_CAP_MAC_FILTER)
+
+typedef struct e1k_dev e1k_dev;
+
+/* One queue pair (the plug-in drives RxQ0/TxQ0 only). */
+struct npa_plugin_queue {
+  e1k_dev *dev;
+  uint16_t qid;
+  uint16_t nb_desc; /* ring size, a power of two */
+  uint16_t mask;    /* nb_desc - 1 */
+  int running;      /* between start and stop */
+  int tx_stopped;   /* quiesce: take no new TX */
+
+  volatile e1k_rx_desc *rx_ring;
+  npa_buf **rx_bufs; /* the buffer posted in each RX slot */
+  uint16_t rx_next;  /* next slot the device completes */
+
+  volatile e1k_tx_desc *tx_ring;
+  npa_buf **tx_bufs; /* frame head at its last descriptor, else NULL */
+  uint16_t tx_tail;  /* next free slot (mirror of TDT) */
+  uint16_t tx_clean; /* oldest slot not yet reaped */
+  /* The TCP/IP context the device holds (7.2: a context stays in force until
+   * the next context descriptor), so it is only re-sent when it changes. */
+  int ctx_valid;
+  uint16_t ctx_css, ctx_cso;
+
+  /* Software counters since probe: owned by the queue's thread, read by
+   * queue_stats, which plugin.h never runs concurrently with bursts. */
+  uint64_t rx_packets, rx_bytes, rx_errors, tx_packets, tx_bytes;
+};
+
+struct e1k_dev {
+  const npa_services *svc;
+  volatile uint8_t *bar;
+  uint64_t bar_len;
+  char name[40];
+  uint32_t msix_vectors;
+  uint8_t perm_mac[6];
+  uint8_t mac[6];
+
+  /* configuration */
+  int configured;
+  int started;
+  uint16_t ring_size;
+  uint32_t mtu;
+  uint64_t offloads;
+  int rx_intr;
+  uint32_t vfta[E1K_NUM_VFTA];
+
+  /* MSI-X */
+  int irq_wired;
+  int efds[E1K_NUM_VECTORS];
+  uint32_t other_vec;
+
+  /* DMA */
+  npa_dma_mem rx_mem, tx_mem;
+  int rx_mem_ok, tx_mem_ok;
+
+  npa_plugin_queue q;
+  uint64_t mpc_total; /* Missed Packets, accumulated from the clear-on-read MPC */
+  uint32_t link_up_last;
+};
+
+/* e1000e_ctrl.c */
+void e1k_log(const e1k_dev *d, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* e1000e_rxtx.c: the fast ops, and the reclaim used by stop/quiesce. */
+uint16_t e1k_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n);
+uint16_t e1k_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n);
+uint16_t e1k_tx_reap(npa_plugin_queue *q);
+int e1k_rx_intr_enable(npa_plugin_queue *q, int enable);
+int e1k_get_irq_vector(npa_plugin_queue *q);
+/* Post a buffer in every RX slot; -ENOMEM if the pool ran dry. */
+int e1k_rx_fill(npa_plugin_queue *q);
+/* Hand every buffer still in the rings back (after the device stopped). */
+void e1k_release_all(npa_plugin_queue *q);
+
+#endif /* NPA_PLUGINS_E1000E_H_ */

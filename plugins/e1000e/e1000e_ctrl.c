@@ -1,0 +1,659 @@
+/*
+ * plugins/e1000e/e1000e_ctrl.c — control path of the Intel 82574L plug-in:
+ * probe, reset, link, configure/start/stop, MSI-X routing, stats, and the
+ * one exported symbol. Built against include/npa/plugin.h alone.
+ *
+ * Datasheet: "Intel 82574 GbE Controller Family Datasheet" rev 3.4.
+ *   4.6      software initialisation sequence (reset, link, RX, TX)
+ *   7.1/7.2  receive / transmit descriptors
+ *   7.4      interrupts (MSI-X: IVAR, EIAC, IAM, CTRL_EXT.EIAME/PBA_CLR)
+ *   10.2     register reference
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugins/e1000e/e1000e.h"
+
+#define PCI_CFG_VENDOR 0x00u
+#define PCI_CFG_COMMAND 0x04u
+#define PCI_COMMAND_MEMORY 0x2u
+#define PCI_COMMAND_MASTER 0x4u
+
+/* svc->log takes a va_list; this builds one for a fixed "%s: %s" line. */
+static void log_forward(const npa_services *svc, int level, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  svc->log(svc->ctx, level, fmt, ap);
+  va_end(ap);
+}
+
+void e1k_log(const e1k_dev *d, int level, const char *fmt, ...) {
+  if (d == NULL || d->svc == NULL || d->svc->log == NULL) return;
+  char line[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  log_forward(d->svc, level, "%s: %s", d->name, line);
+}
+
+/* Wait until (reg & mask) == want, polling every step_us, for at most
+ * timeout_us. Time comes from the shell (svc->now_ns / sleep_us). */
+static int wait_reg(e1k_dev *d, uint32_t reg, uint32_t mask, uint32_t want, uint32_t timeout_us,
+                    uint32_t step_us) {
+  const npa_services *svc = d->svc;
+  uint64_t deadline = svc->now_ns(svc->ctx) + (uint64_t)timeout_us * 1000u;
+  for (uint32_t i = 0;; i++) {
+    uint32_t v = e1k_rd32(d->bar, reg);
+    if (v == 0xffffffffu && reg != E1K_ICR) return -ENODEV; /* device fell off the bus */
+    if ((v & mask) == want) return 0;
+    /* The iteration bound backs up a clock that does not advance. */
+    if (svc->now_ns(svc->ctx) >= deadline || i > timeout_us / (step_us ? step_us : 1) + 16)
+      return -ETIMEDOUT;
+    svc->sleep_us(svc->ctx, step_us);
+  }
+}
+
+static void irq_disable_all(e1k_dev *d) {
+  /* 4.6.1: mask everything, then read ICR to drop pending causes. */
+  e1k_wr32(d->bar, E1K_IMC, 0xffffffffu);
+  (void)e1k_rd32(d->bar, E1K_ICR);
+}
+
+/* Fold the clear-on-read Missed Packets Count into the 64-bit total; done
+ * before anything that resets the statistics (10.2.7). */
+static void stats_fold(e1k_dev *d) {
+  uint32_t v = e1k_rd32(d->bar, E1K_MPC);
+  if (v != 0xffffffffu) d->mpc_total += v;
+}
+
+/* 4.6.2 global reset: quiesce bus mastering, disable RX/TX, set CTRL.RST,
+ * wait for it to clear and for the EEPROM auto-read, mask interrupts again. */
+static int global_reset(e1k_dev *d) {
+  irq_disable_all(d);
+  stats_fold(d);
+  /* 5.x/10.2.2.1 GIO Master Disable: no new master requests; STATUS.
+   * GIO_MASTER_ENABLE clears once none are pending. Best effort: on timeout
+   * the reset below still stops everything. */
+  e1k_wr32(d->bar, E1K_CTRL, e1k_rd32(d->bar, E1K_CTRL) | E1K_CTRL_GIO_MASTER_DISABLE);
+  if (wait_reg(d, E1K_STATUS, E1K_STATUS_GIO_MASTER_ENABLE, 0, 80000, 100) == -ENODEV)
+    return -ENODEV;
+  e1k_wr32(d->bar, E1K_RCTL, 0);
+  e1k_wr32(d->bar, E1K_TCTL, E1K_TCTL_PSP);
+  e1k_flush(d->bar);
+  d->svc->sleep_us(d->svc->ctx, 10000); /* let an in-flight frame finish */
+  e1k_wr32(d->bar, E1K_CTRL, e1k_rd32(d->bar, E1K_CTRL) | E1K_CTRL_RST);
+  /* 10.2.2.1: RST self-clears; the datasheet asks for >= 1 ms before the
+   * next access, then the EEPROM auto-read (EECD.AUTO_RD) completes. */
+  d->svc->sleep_us(d->svc->ctx, 2000);
+  int rc = wait_reg(d, E1K_CTRL, E1K_CTRL_RST, 0, 100000, 500);
+  if (rc == 0) rc = wait_reg(d, E1K_EECD, E1K_EECD_AUTO_RD, E1K_EECD_AUTO_RD, 100000, 500);
+  if (rc != 0) {
+    e1k_log(d, NPA_LOG_ERROR, "global reset did not complete (CTRL 0x%08x EECD 0x%08x): %d",
+            e1k_rd32(d->bar, E1K_CTRL), e1k_rd32(d->bar, E1K_EECD), rc);
+    return rc == -ENODEV ? -ENODEV : -EIO;
+  }
+  irq_disable_all(d); /* 4.6.1: the reset may have left causes behind */
+  return 0;
+}
+
+/* 4.6.3 link setup for the internal copper PHY: SLU with speed/duplex from
+ * auto-negotiation (no forcing), then wait a bounded time for STATUS.LU. A
+ * link that stays down is reported, not an error. */
+static void link_setup(e1k_dev *d, uint32_t wait_us) {
+  uint32_t ctrl = e1k_rd32(d->bar, E1K_CTRL);
+  ctrl &= ~(E1K_CTRL_FRCSPD | E1K_CTRL_FRCDPLX | E1K_CTRL_PHY_RST | E1K_CTRL_GIO_MASTER_DISABLE |
+            E1K_CTRL_VME);
+  ctrl |= E1K_CTRL_SLU;
+  e1k_wr32(d->bar, E1K_CTRL, ctrl);
+  if (wait_reg(d, E1K_STATUS, E1K_STATUS_LU, E1K_STATUS_LU, wait_us, 1000) != 0)
+    e1k_log(d, NPA_LOG_WARN, "link still down after %u ms (STATUS 0x%08x)", wait_us / 1000,
+            e1k_rd32(d->bar, E1K_STATUS));
+}
+
+/* 10.2.2.4 EERD: read one EEPROM word. */
+static int eeprom_read(e1k_dev *d, uint32_t word, uint16_t *out) {
+  e1k_wr32(d->bar, E1K_EERD, (word << E1K_EERD_ADDR_SHIFT) | E1K_EERD_START);
+  int rc = wait_reg(d, E1K_EERD, E1K_EERD_DONE, E1K_EERD_DONE, 10000, 5);
+  if (rc != 0) return rc;
+  *out = (uint16_t)(e1k_rd32(d->bar, E1K_EERD) >> E1K_EERD_DATA_SHIFT);
+  return 0;
+}
+
+static int mac_valid(const uint8_t m[6]) {
+  static const uint8_t zero[6] = {0};
+  return !(m[0] & 1) && memcmp(m, zero, 6) != 0;
+}
+
+/* The permanent MAC: the EEPROM auto-read loads it into RAL0/RAH0 (with AV)
+ * at reset; words 0-2 of the EEPROM hold it otherwise. */
+static int read_perm_mac(e1k_dev *d) {
+  uint32_t ral = e1k_rd32(d->bar, E1K_RAL(0)), rah = e1k_rd32(d->bar, E1K_RAH(0));
+  if (rah & E1K_RAH_AV) {
+    for (int i = 0; i < 4; i++) d->perm_mac[i] = (uint8_t)(ral >> (8 * i));
+    d->perm_mac[4] = (uint8_t)rah;
+    d->perm_mac[5] = (uint8_t)(rah >> 8);
+    if (mac_valid(d->perm_mac)) return 0;
+  }
+  for (uint32_t w = 0; w < 3; w++) {
+    uint16_t v;
+    if (eeprom_read(d, w, &v) != 0) return -EIO;
+    d->perm_mac[2 * w] = (uint8_t)v;
+    d->perm_mac[2 * w + 1] = (uint8_t)(v >> 8);
+  }
+  return mac_valid(d->perm_mac) ? 0 : -EIO;
+}
+
+/* 10.2.5.x RAL/RAH: clear AV first so the filter never matches half a MAC. */
+static void write_mac_filter(e1k_dev *d, const uint8_t m[6]) {
+  e1k_wr32(d->bar, E1K_RAH(0), 0);
+  e1k_flush(d->bar);
+  e1k_wr32(d->bar, E1K_RAL(0),
+           (uint32_t)m[0] | (uint32_t)m[1] << 8 | (uint32_t)m[2] << 16 | (uint32_t)m[3] << 24);
+  e1k_wr32(d->bar, E1K_RAH(0), (uint32_t)m[4] | (uint32_t)m[5] << 8 | E1K_RAH_AV);
+}
+
+static int services_ok(const npa_services *svc) {
+  return svc != NULL && svc->struct_size >= sizeof(npa_services) && svc->bar_map && svc->cfg_read &&
+         svc->cfg_write && svc->dma_alloc && svc->dma_free && svc->buf_alloc && svc->buf_free &&
+         svc->log && svc->now_ns && svc->sleep_us;
+}
+
+static const npa_pci_id e1k_ids[] = {
+    {0x8086, 0x10d3, NPA_PCI_ANY_ID, NPA_PCI_ANY_ID, 0, 0}, /* 82574L */
+};
+
+static int e1k_probe(const npa_services *svc, const npa_device_info *info, npa_plugin_dev **out) {
+  if (out == NULL || !services_ok(svc) || info == NULL ||
+      info->struct_size < offsetof(npa_device_info, pci_address))
+    return -EINVAL;
+  *out = NULL;
+  if (info->vendor != e1k_ids[0].vendor || info->device != e1k_ids[0].device) return -ENODEV;
+  e1k_dev *d = calloc(1, sizeof(*d));
+  if (d == NULL) return -ENOMEM;
+  d->svc = svc;
+  d->efds[0] = d->efds[1] = -1;
+  if (info->struct_size >= sizeof(npa_device_info))
+    snprintf(d->name, sizeof(d->name), "e1000e %.31s", info->pci_address);
+  else
+    snprintf(d->name, sizeof(d->name), "e1000e");
+  d->msix_vectors = info->msix_vectors;
+
+  /* The shell's info is a claim; config space is what the device says. */
+  uint32_t id = 0;
+  int rc = svc->cfg_read(svc->ctx, PCI_CFG_VENDOR, 4, &id);
+  if (rc != 0 || (id & 0xffff) != 0x8086 || (id >> 16) != 0x10d3) {
+    e1k_log(d, NPA_LOG_ERROR, "config space says %08x (rc %d), not 8086:10d3", id, rc);
+    free(d);
+    return rc != 0 ? rc : -ENODEV;
+  }
+  uint32_t cmd = 0;
+  if ((rc = svc->cfg_read(svc->ctx, PCI_CFG_COMMAND, 2, &cmd)) != 0 ||
+      (rc = svc->cfg_write(svc->ctx, PCI_CFG_COMMAND, 2,
+                           cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)) != 0) {
+    e1k_log(d, NPA_LOG_ERROR, "cannot enable memory space and bus mastering: %d", rc);
+    free(d);
+    return rc;
+  }
+  volatile void *bar = NULL;
+  uint64_t len = 0;
+  rc = svc->bar_map(svc->ctx, 0, &bar, &len);
+  if (rc != 0 || bar == NULL || len < E1K_MMIO_MIN) {
+    e1k_log(d, NPA_LOG_ERROR, "BAR0 map failed (rc %d, len 0x%llx, need 0x%x)", rc,
+            (unsigned long long)len, E1K_MMIO_MIN);
+    free(d);
+    return rc != 0 ? rc : -ENODEV;
+  }
+  d->bar = (volatile uint8_t *)bar;
+  d->bar_len = len;
+  if (e1k_rd32(d->bar, E1K_STATUS) == 0xffffffffu) {
+    e1k_log(d, NPA_LOG_ERROR, "BAR0 reads all-ones: device not responding");
+    free(d);
+    return -ENODEV;
+  }
+  if ((rc = global_reset(d)) != 0 || (rc = read_perm_mac(d)) != 0) {
+    if (rc == -EIO) e1k_log(d, NPA_LOG_ERROR, "no valid MAC in RAL0/RAH0 or EEPROM");
+    free(d);
+    return rc;
+  }
+  memcpy(d->mac, d->perm_mac, 6);
+  link_setup(d, 2000000);
+  d->mtu = E1K_MAX_MTU;
+  d->link_up_last = (e1k_rd32(d->bar, E1K_STATUS) & E1K_STATUS_LU) != 0;
+  e1k_log(d, NPA_LOG_INFO, "probed: MAC %02x:%02x:%02x:%02x:%02x:%02x, link %s, %u MSI-X vectors",
+          d->perm_mac[0], d->perm_mac[1], d->perm_mac[2], d->perm_mac[3], d->perm_mac[4],
+          d->perm_mac[5], d->link_up_last ? "up" : "down", d->msix_vectors);
+  *out = (npa_plugin_dev *)d;
+  return 0;
+}
+
+static void free_rings(e1k_dev *d) {
+  npa_plugin_queue *q = &d->q;
+  if (d->rx_mem_ok) d->svc->dma_free(d->svc->ctx, &d->rx_mem);
+  if (d->tx_mem_ok) d->svc->dma_free(d->svc->ctx, &d->tx_mem);
+  d->rx_mem_ok = d->tx_mem_ok = 0;
+  free(q->rx_bufs);
+  free(q->tx_bufs);
+  q->rx_bufs = q->tx_bufs = NULL;
+  q->rx_ring = NULL;
+  q->tx_ring = NULL;
+  q->nb_desc = 0;
+}
+
+static int irq_unwire(e1k_dev *d) {
+  if (!d->irq_wired) return 0;
+  e1k_wr32(d->bar, E1K_IMC, 0xffffffffu);
+  int rc = d->svc->irq_setup ? d->svc->irq_setup(d->svc->ctx, 0, NULL) : 0;
+  d->irq_wired = 0;
+  d->efds[0] = d->efds[1] = -1;
+  return rc;
+}
+
+static int e1k_stop(npa_plugin_dev *pd);
+
+static void e1k_remove(npa_plugin_dev *pd) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL) return;
+  if (d->started) e1k_stop(pd);
+  irq_unwire(d);
+  irq_disable_all(d);
+  free_rings(d);
+  free(d);
+}
+
+static int e1k_get_caps(npa_plugin_dev *pd, npa_dev_caps *caps) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL || caps == NULL || caps->struct_size < sizeof(npa_dev_caps)) return -EINVAL;
+  memset(caps, 0, sizeof(*caps));
+  caps->struct_size = sizeof(*caps);
+  /* The 82574 has two queues, but RSS across them is not driven here. */
+  caps->max_queue_pairs = 1;
+  /* 10.2.5.x RDLEN/TDLEN: a multiple of 128 bytes = 8 descriptors; powers of
+   * two from 64 satisfy that. */
+  caps->min_ring_size = E1K_MIN_RING;
+  caps->max_ring_size = E1K_MAX_RING;
+  caps->max_mtu = E1K_MAX_MTU;
+  caps->offloads = E1K_OFFLOADS;
+  if (d->msix_vectors == 0 || d->svc->irq_setup == NULL) caps->offloads &= ~NPA_CAP_RX_INTR;
+  memcpy(caps->perm_mac, d->perm_mac, 6);
+  return 0;
+}
+
+/* 7.4 + 10.2.4.9: MSI-X routing. RxQ0 -> vector 0, Other (link) -> vector 1
+ * (vector 0 if only one exists). TxQ0 is not routed: TX is reaped by polling.
+ * EIAC auto-clears the queue/other causes when their vector fires; with
+ * CTRL_EXT.EIAME, IAM auto-masks RxQ0 so each arm yields one interrupt. */
+static int irq_wire(e1k_dev *d) {
+  if (d->irq_wired) return 0;
+  if (d->svc->irq_setup == NULL || d->msix_vectors == 0) return -ENOTSUP;
+  uint32_t nvec = d->msix_vectors >= E1K_NUM_VECTORS ? E1K_NUM_VECTORS : 1;
+  int efds[E1K_NUM_VECTORS] = {-1, -1};
+  int rc = d->svc->irq_setup(d->svc->ctx, nvec, efds);
+  if (rc != 0) {
+    e1k_log(d, NPA_LOG_ERROR, "irq_setup(%u) failed: %d", nvec, rc);
+    return rc;
+  }
+  d->efds[0] = efds[0];
+  d->efds[1] = nvec > 1 ? efds[1] : efds[0];
+  d->other_vec = nvec - 1;
+  d->irq_wired = 1;
+  return 0;
+}
+
+static void irq_program(e1k_dev *d) {
+  if (!d->irq_wired) return;
+  e1k_wr32(d->bar, E1K_IVAR,
+           ((E1K_IVAR_VALID | 0u) << E1K_IVAR_RXQ0_SHIFT) |
+               ((E1K_IVAR_VALID | d->other_vec) << E1K_IVAR_OTHER_SHIFT));
+  uint32_t ext = e1k_rd32(d->bar, E1K_CTRL_EXT);
+  ext &= ~E1K_CTRL_EXT_IAME;
+  ext |= E1K_CTRL_EXT_EIAME | E1K_CTRL_EXT_PBA_CLR;
+  e1k_wr32(d->bar, E1K_CTRL_EXT, ext);
+  e1k_wr32(d->bar, E1K_EIAC, E1K_ICR_RXQ0 | E1K_ICR_OTHER);
+  e1k_wr32(d->bar, E1K_IAM, E1K_ICR_RXQ0);
+  e1k_wr32(d->bar, E1K_ITR, 0); /* no throttling: one frame, one interrupt */
+  /* Link changes arrive as the Other cause; RxQ0 is armed by rx_intr_enable. */
+  e1k_wr32(d->bar, E1K_IMS, E1K_ICR_LSC | E1K_ICR_OTHER);
+}
+
+static int is_pow2(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+static int e1k_configure(npa_plugin_dev *pd, const npa_dev_config *cfg) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL || cfg == NULL || cfg->struct_size < offsetof(npa_dev_config, vlan_filter))
+    return -EINVAL;
+  if (d->started) return -EBUSY;
+  if (cfg->nb_queue_pairs != 1) {
+    e1k_log(d, NPA_LOG_ERROR, "configure: %u queue pairs asked, 1 supported", cfg->nb_queue_pairs);
+    return -EINVAL;
+  }
+  if (!is_pow2(cfg->ring_size) || cfg->ring_size < E1K_MIN_RING || cfg->ring_size > E1K_MAX_RING) {
+    e1k_log(d, NPA_LOG_ERROR, "configure: ring size %u not a power of two in [%u, %u]",
+            cfg->ring_size, E1K_MIN_RING, E1K_MAX_RING);
+    return -EINVAL;
+  }
+  if (cfg->mtu < 68 || cfg->mtu > E1K_MAX_MTU) {
+    e1k_log(d, NPA_LOG_ERROR, "configure: MTU %u outside [68, %u]", cfg->mtu, E1K_MAX_MTU);
+    return -EINVAL;
+  }
+  if (cfg->offloads & ~E1K_OFFLOADS) {
+    e1k_log(d, NPA_LOG_ERROR, "configure: offloads 0x%llx not supported",
+            (unsigned long long)(cfg->offloads & ~E1K_OFFLOADS));
+    return -ENOTSUP;
+  }
+  static const uint8_t zero[6] = {0};
+  const uint8_t *mac = memcmp(cfg->mac, zero, 6) == 0 ? d->perm_mac : cfg->mac;
+  if (!mac_valid(mac)) {
+    e1k_log(d, NPA_LOG_ERROR, "configure: MAC is multicast");
+    return -EINVAL;
+  }
+  uint32_t vfta[E1K_NUM_VFTA];
+  memset(vfta, 0, sizeof(vfta));
+  if (cfg->struct_size >= offsetof(npa_dev_config, rss_key_len) && cfg->vlan_filter_count) {
+    if (cfg->vlan_filter == NULL || cfg->vlan_filter_count > 4096) return -EINVAL;
+    for (uint32_t i = 0; i < cfg->vlan_filter_count; i++) {
+      uint16_t vid = cfg->vlan_filter[i];
+      if (vid >= 4096) return -EINVAL;
+      vfta[vid >> 5] |= 1u << (vid & 31);
+    }
+  }
+  if (cfg->rx_intr) {
+    int rc = irq_wire(d);
+    if (rc != 0) return rc;
+  }
+
+  npa_plugin_queue *q = &d->q;
+  if (q->nb_desc != cfg->ring_size) {
+    free_rings(d);
+    uint64_t bytes = (uint64_t)cfg->ring_size * 16u;
+    /* 10.2.5.x RDBAL: 16-byte aligned base (128 for best performance). */
+    d->rx_mem.struct_size = d->tx_mem.struct_size = sizeof(npa_dma_mem);
+    int rc = d->svc->dma_alloc(d->svc->ctx, bytes, 4096, &d->rx_mem);
+    if (rc == 0) d->rx_mem_ok = 1;
+    if (rc == 0 && (rc = d->svc->dma_alloc(d->svc->ctx, bytes, 4096, &d->tx_mem)) == 0)
+      d->tx_mem_ok = 1;
+    if (rc == 0 && (d->rx_mem.size < bytes || d->tx_mem.size < bytes || !d->rx_mem.vaddr ||
+                    !d->tx_mem.vaddr || (d->rx_mem.iova & 127) || (d->tx_mem.iova & 127)))
+      rc = -EINVAL;
+    q->rx_bufs = calloc(cfg->ring_size, sizeof(npa_buf *));
+    q->tx_bufs = calloc(cfg->ring_size, sizeof(npa_buf *));
+    if (rc == 0 && (q->rx_bufs == NULL || q->tx_bufs == NULL)) rc = -ENOMEM;
+    if (rc != 0) {
+      e1k_log(d, NPA_LOG_ERROR, "configure: ring memory for %u descriptors: %d", cfg->ring_size, rc);
+      free_rings(d);
+      return rc;
+    }
+    q->rx_ring = (volatile e1k_rx_desc *)d->rx_mem.vaddr;
+    q->tx_ring = (volatile e1k_tx_desc *)d->tx_mem.vaddr;
+    q->nb_desc = cfg->ring_size;
+    q->mask = (uint16_t)(cfg->ring_size - 1);
+  }
+  q->dev = d;
+  q->qid = 0;
+  memcpy(d->mac, mac, 6);
+  memcpy(d->vfta, vfta, sizeof(vfta));
+  d->ring_size = cfg->ring_size;
+  d->mtu = cfg->mtu;
+  d->offloads = cfg->offloads;
+  d->rx_intr = cfg->rx_intr != 0;
+
+  /* Receive filtering (10.2.5): our MAC in RA[0], the rest of RA and the
+   * multicast table empty, VLAN table as asked. */
+  write_mac_filter(d, d->mac);
+  for (uint32_t i = 1; i < E1K_NUM_RA; i++) {
+    e1k_wr32(d->bar, E1K_RAH(i), 0);
+    e1k_wr32(d->bar, E1K_RAL(i), 0);
+  }
+  for (uint32_t i = 0; i < E1K_NUM_MTA; i++) e1k_wr32(d->bar, E1K_MTA(i), 0);
+  for (uint32_t i = 0; i < E1K_NUM_VFTA; i++) e1k_wr32(d->bar, E1K_VFTA(i), d->vfta[i]);
+  d->configured = 1;
+  return 0;
+}
+
+static npa_plugin_queue *e1k_queue(npa_plugin_dev *pd, uint16_t qid) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL || qid != 0 || !d->started) return NULL;
+  return &d->q;
+}
+
+static int e1k_start(npa_plugin_dev *pd) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL) return -EINVAL;
+  if (!d->configured) return -EINVAL;
+  if (d->started) return -EBUSY;
+  npa_plugin_queue *q = &d->q;
+  memset((void *)q->rx_ring, 0, (size_t)q->nb_desc * sizeof(e1k_rx_desc));
+  memset((void *)q->tx_ring, 0, (size_t)q->nb_desc * sizeof(e1k_tx_desc));
+  int rc = e1k_rx_fill(q);
+  if (rc != 0) {
+    e1k_release_all(q);
+    return rc;
+  }
+  q->tx_tail = q->tx_clean = 0;
+  q->ctx_valid = 0;
+  q->tx_stopped = 0;
+
+  uint32_t ctrl = e1k_rd32(d->bar, E1K_CTRL) & ~E1K_CTRL_GIO_MASTER_DISABLE;
+  e1k_wr32(d->bar, E1K_CTRL, ctrl | E1K_CTRL_SLU);
+  /* 4.6.6 transmit initialisation. */
+  e1k_wr32(d->bar, E1K_TDBAL, (uint32_t)d->tx_mem.iova);
+  e1k_wr32(d->bar, E1K_TDBAH, (uint32_t)(d->tx_mem.iova >> 32));
+  e1k_wr32(d->bar, E1K_TDLEN, (uint32_t)q->nb_desc * 16u);
+  e1k_wr32(d->bar, E1K_TDH, 0);
+  e1k_wr32(d->bar, E1K_TDT, 0);
+  e1k_wr32(d->bar, E1K_TXDCTL, E1K_TXDCTL_VALUE);
+  e1k_wr32(d->bar, E1K_TIDV, 0);
+  e1k_wr32(d->bar, E1K_TADV, 0);
+  e1k_wr32(d->bar, E1K_TIPG, E1K_TIPG_DEFAULT);
+  e1k_wr32(d->bar, E1K_TCTL,
+           E1K_TCTL_EN | E1K_TCTL_PSP | E1K_TCTL_CT(0x0f) | E1K_TCTL_COLD(0x3f) | E1K_TCTL_RTLC);
+  /* 4.6.5 receive initialisation: legacy descriptors (RFCTL.EXSTEN = 0). */
+  e1k_wr32(d->bar, E1K_RFCTL, e1k_rd32(d->bar, E1K_RFCTL) & ~E1K_RFCTL_EXSTEN);
+  e1k_wr32(d->bar, E1K_RXCSUM,
+           (d->offloads & NPA_CAP_RX_CSUM) ? (E1K_RXCSUM_IPOFLD | E1K_RXCSUM_TUOFLD) : 0);
+  e1k_wr32(d->bar, E1K_RDBAL, (uint32_t)d->rx_mem.iova);
+  e1k_wr32(d->bar, E1K_RDBAH, (uint32_t)(d->rx_mem.iova >> 32));
+  e1k_wr32(d->bar, E1K_RDLEN, (uint32_t)q->nb_desc * 16u);
+  e1k_wr32(d->bar, E1K_RDH, 0);
+  e1k_wr32(d->bar, E1K_RDT, 0);
+  e1k_wr32(d->bar, E1K_RDTR, 0); /* no receive delay: write back at once */
+  e1k_wr32(d->bar, E1K_RADV, 0);
+  uint32_t rctl = E1K_RCTL_EN | E1K_RCTL_BAM | E1K_RCTL_BSIZE_2048 | E1K_RCTL_SECRC |
+                  E1K_RCTL_DTYP_LEGACY;
+  if (d->offloads & NPA_CAP_VLAN_FILTER) rctl |= E1K_RCTL_VFE;
+  e1k_wr32(d->bar, E1K_RCTL, rctl);
+  irq_program(d);
+  q->running = 1;
+  d->started = 1;
+  /* Descriptors (written by e1k_rx_fill) before the tail that exposes them;
+   * the last slot stays with software (7.1.3: RDT == RDH means empty). */
+  e1k_wmb();
+  e1k_wr32(d->bar, E1K_RDT, (uint32_t)q->nb_desc - 1);
+  return 0;
+}
+
+static int e1k_quiesce(npa_plugin_dev *pd, uint32_t timeout_us) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL || !d->started) return -EINVAL;
+  npa_plugin_queue *q = &d->q;
+  q->tx_stopped = 1;
+  if (timeout_us > 10000000u) timeout_us = 10000000u;
+  uint64_t deadline = d->svc->now_ns(d->svc->ctx) + (uint64_t)timeout_us * 1000u;
+  for (uint32_t i = 0; i <= timeout_us / 100u + 1; i++) {
+    e1k_tx_reap(q);
+    if (q->tx_clean == q->tx_tail) return 0;
+    if (d->svc->now_ns(d->svc->ctx) >= deadline) break;
+    d->svc->sleep_us(d->svc->ctx, 100);
+  }
+  return -EAGAIN;
+}
+
+static int e1k_stop(npa_plugin_dev *pd) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL) return -EINVAL;
+  if (!d->started) return 0;
+  npa_plugin_queue *q = &d->q;
+  q->tx_stopped = 1;
+  /* Give queued frames a short, bounded chance to leave (TDH reaches TDT). */
+  wait_reg(d, E1K_TDH, 0xffffu, q->tx_tail, 20000, 100);
+  e1k_wr32(d->bar, E1K_IMC, 0xffffffffu);
+  e1k_wr32(d->bar, E1K_RCTL, 0);
+  e1k_wr32(d->bar, E1K_TCTL, E1K_TCTL_PSP);
+  e1k_flush(d->bar);
+  /* GIO Master Disable, then wait for STATUS.GIO_MASTER_ENABLE to clear:
+   * the device's own statement that no DMA is pending (10.2.2.1/10.2.2.2). */
+  e1k_wr32(d->bar, E1K_CTRL, e1k_rd32(d->bar, E1K_CTRL) | E1K_CTRL_GIO_MASTER_DISABLE);
+  int rc = wait_reg(d, E1K_STATUS, E1K_STATUS_GIO_MASTER_ENABLE, 0, 80000, 100);
+  if (rc != 0) {
+    e1k_log(d, NPA_LOG_WARN, "stop: bus master still busy (%d); resetting the device", rc);
+    if (global_reset(d) == 0) {
+      write_mac_filter(d, d->mac);
+      link_setup(d, 0);
+    }
+  }
+  /* Rings are no longer read by the device: point them nowhere. */
+  e1k_wr32(d->bar, E1K_RDLEN, 0);
+  e1k_wr32(d->bar, E1K_TDLEN, 0);
+  e1k_tx_reap(q); /* completed frames first, so the counts stay exact */
+  e1k_release_all(q);
+  q->running = 0;
+  d->started = 0;
+  return 0;
+}
+
+static int e1k_reset(npa_plugin_dev *pd) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL) return -EINVAL;
+  if (d->started) return -EBUSY;
+  int rc = global_reset(d);
+  if (rc != 0) return rc;
+  write_mac_filter(d, d->mac);
+  link_setup(d, 2000000);
+  /* Rings, filters and MSI-X routing are gone with the reset: configure
+   * must run again before start. */
+  d->configured = 0;
+  return 0;
+}
+
+static int e1k_link_status(npa_plugin_dev *pd, npa_link_status *out) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL || out == NULL || out->struct_size < sizeof(npa_link_status)) return -EINVAL;
+  uint32_t st = e1k_rd32(d->bar, E1K_STATUS);
+  if (st == 0xffffffffu) return -ENODEV;
+  static const uint32_t speeds[4] = {10, 100, 1000, 1000};
+  out->up = (st & E1K_STATUS_LU) != 0;
+  out->speed_mbps = out->up ? speeds[(st & E1K_STATUS_SPEED_MASK) >> E1K_STATUS_SPEED_SHIFT] : 0;
+  out->full_duplex = out->up && (st & E1K_STATUS_FD);
+  return 0;
+}
+
+static int e1k_queue_stats(npa_plugin_dev *pd, uint16_t qid, npa_plugin_qstats *out) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL || out == NULL || qid != 0 || out->struct_size < sizeof(npa_plugin_qstats))
+    return -EINVAL;
+  stats_fold(d);
+  const npa_plugin_queue *q = &d->q;
+  out->rx_packets = q->rx_packets;
+  out->rx_bytes = q->rx_bytes;
+  out->rx_dropped = d->mpc_total + q->rx_errors;
+  out->tx_packets = q->tx_packets;
+  out->tx_bytes = q->tx_bytes;
+  return 0;
+}
+
+static int e1k_set_mac(npa_plugin_dev *pd, const uint8_t mac[6]) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL || mac == NULL || !mac_valid(mac)) return -EINVAL;
+  memcpy(d->mac, mac, 6);
+  write_mac_filter(d, d->mac);
+  return 0;
+}
+
+static int e1k_set_mtu(npa_plugin_dev *pd, uint32_t mtu) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL || mtu < 68 || mtu > E1K_MAX_MTU) return -EINVAL;
+  d->mtu = mtu;
+  return 0;
+}
+
+static int e1k_vlan_filter(npa_plugin_dev *pd, uint16_t vid, int on) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL || vid >= 4096) return -EINVAL;
+  if (on)
+    d->vfta[vid >> 5] |= 1u << (vid & 31);
+  else
+    d->vfta[vid >> 5] &= ~(1u << (vid & 31));
+  e1k_wr32(d->bar, E1K_VFTA(vid >> 5), d->vfta[vid >> 5]);
+  return 0;
+}
+
+static int e1k_irq_handler(npa_plugin_dev *pd, uint32_t vec) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL || !d->irq_wired || vec >= E1K_NUM_VECTORS) return -EINVAL;
+  if (vec != d->other_vec) return 0; /* queue vector: nothing to do here */
+  /* Other cause (7.4.x): read the causes, clear the non-queue ones (write 1
+   * to clear) and note link changes. */
+  uint32_t icr = e1k_rd32(d->bar, E1K_ICR);
+  if (icr == 0xffffffffu) return -ENODEV;
+  e1k_wr32(d->bar, E1K_ICR, icr & ~(E1K_ICR_RXQ0 | E1K_ICR_TXQ0));
+  if (icr & E1K_ICR_LSC) {
+    uint32_t up = (e1k_rd32(d->bar, E1K_STATUS) & E1K_STATUS_LU) != 0;
+    if (up != d->link_up_last) e1k_log(d, NPA_LOG_INFO, "link %s", up ? "up" : "down");
+    d->link_up_last = up;
+  }
+  /* Re-enable the Other cause, which EIAC cleared when the vector fired. */
+  e1k_wr32(d->bar, E1K_IMS, E1K_ICR_LSC | E1K_ICR_OTHER);
+  return 0;
+}
+
+static const npa_plugin_ctrl_ops e1k_ctrl = {
+    .struct_size = sizeof(npa_plugin_ctrl_ops),
+    .probe = e1k_probe,
+    .remove = e1k_remove,
+    .get_caps = e1k_get_caps,
+    .configure = e1k_configure,
+    .start = e1k_start,
+    .stop = e1k_stop,
+    .queue = e1k_queue,
+    .link_status = e1k_link_status,
+    .queue_stats = e1k_queue_stats,
+    .quiesce = e1k_quiesce,
+    .reset = e1k_reset,
+    .set_mac = e1k_set_mac,
+    .set_mtu = e1k_set_mtu,
+    .vlan_filter = e1k_vlan_filter,
+    .irq_handler = e1k_irq_handler,
+};
+
+static const npa_plugin_fast_ops e1k_fast = {
+    .struct_size = sizeof(npa_plugin_fast_ops),
+    .rx_burst = e1k_rx_burst,
+    .tx_burst = e1k_tx_burst,
+    .tx_reap = e1k_tx_reap,
+    .rx_intr_enable = e1k_rx_intr_enable,
+    .get_irq_vector = e1k_get_irq_vector,
+};
+
+static const npa_plugin_info e1k_info = {
+    .struct_size = sizeof(npa_plugin_info),
+    .abi_major = NPA_PLUGIN_ABI_MAJOR,
+    .abi_minor = NPA_PLUGIN_ABI_MINOR,
+    .name = "e1000e",
+    .vendor = "npa",
+    .version = "1.0",
+    .id_table = e1k_ids,
+    .id_count = sizeof(e1k_ids) / sizeof(e1k_ids[0]),
+    .id_entry_size = sizeof(npa_pci_id),
+    .capabilities = E1K_OFFLOADS,
+    .ctrl = &e1k_ctrl,
+    .fast = &e1k_fast,
+};
+
+NPA_PLUGIN_EXPORT const npa_plugin_info *npa_plugin_entry(const npa_plugin_query *q) {
+  if (q == NULL || q->struct_size < sizeof(npa_plugin_query) || q->abi_major != NPA_PLUGIN_ABI_MAJOR)
+    return NULL;
+  return &e1k_info;
+}
