@@ -7,9 +7,16 @@ add_library(npa_agent_core STATIC
   ${CMAKE_CURRENT_LIST_DIR}/tap_uplink.cc
   ${CMAKE_CURRENT_LIST_DIR}/guest_port.cc
   ${CMAKE_CURRENT_LIST_DIR}/dataplane.cc
-  ${CMAKE_CURRENT_LIST_DIR}/control_server.cc)
+  ${CMAKE_CURRENT_LIST_DIR}/control_server.cc
+  ${CMAKE_CURRENT_LIST_DIR}/npactl_format.cc)
 target_link_libraries(npa_agent_core PUBLIC npa_common npa_vhost absl::flat_hash_map absl::status
-  absl::statusor absl::strings PkgConfig::URING)
+  absl::statusor absl::strings absl::str_format PkgConfig::URING)
+
+add_executable(npa-agent ${CMAKE_CURRENT_LIST_DIR}/agent_main.cc)
+target_link_libraries(npa-agent PRIVATE npa_agent_core)
+add_executable(npactl ${CMAKE_CURRENT_LIST_DIR}/npactl.cc)
+target_link_libraries(npactl PRIVATE npa_agent_core)
+install(TARGETS npa-agent npactl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 if(NPA_BUILD_TESTS)
   foreach(t mac_switch guest_lifecycle tap_uplink dataplane)
