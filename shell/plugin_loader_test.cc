@@ -173,6 +173,10 @@ TEST(LoadPluginTest, RejectsBadName) {
   EXPECT_EQ(Rejection(p), "plug-in " + p +
                               ": name 'Bad-Name' is not valid; use 1 to 31 characters from "
                               "[a-z0-9_], e.g. \"e1000e\"");
+  const std::string l = Plugin("broken", "broken_long_name");
+  EXPECT_EQ(Rejection(l), "plug-in " + l +
+                              ": name 'a_name_that_is_far_too_long_for_...' is too long; use 1 to "
+                              "31 characters from [a-z0-9_], e.g. \"e1000e\"");
 }
 
 TEST(LoadPluginTest, AcceptsUnknownCapabilitiesAndKeepsThemApart) {
