@@ -180,13 +180,17 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadPlugin(const std::string& path
   const npa_plugin_info info = CopyTable(raw);
 
   auto plugin = std::unique_ptr<LoadedPlugin>(new LoadedPlugin());
-  if (!BoundedString(info.name, kMaxPluginNameLen + 1, &plugin->name_) ||
+  if (info.name == nullptr || !BoundedString(info.name, kMaxPluginNameLen, &plugin->name_) ||
       !ValidName(plugin->name_)) {
-    return reject(absl::StrCat(
-        "name ",
-        info.name == nullptr ? "is NULL"
-                             : absl::StrCat("'", absl::CHexEscape(plugin->name_), "' is not valid"),
-        "; use 1 to 31 characters from [a-z0-9_], e.g. \"e1000e\""));
+    std::string shown;
+    if (info.name != nullptr) {
+      // At most the first 32 bytes, escaped: it may be anything.
+      shown.assign(info.name, strnlen(info.name, kMaxPluginNameLen + 1));
+      shown = absl::StrCat("'", absl::CHexEscape(shown),
+                           shown.size() > kMaxPluginNameLen ? "...' is too long" : "' is not valid");
+    }
+    return reject(absl::StrCat("name ", info.name == nullptr ? "is NULL" : shown,
+                               "; use 1 to 31 characters from [a-z0-9_], e.g. \"e1000e\""));
   }
   const std::string named = absl::StrCat("plug-in '", plugin->name_, "' (", path, ")");
   auto reject_named = [&](const std::string& what) {

@@ -54,8 +54,10 @@ static const npa_plugin_info info = {
     .abi_major = NPA_PLUGIN_ABI_MAJOR,
 #endif
     .abi_minor = NPA_PLUGIN_ABI_MINOR,
-#ifdef BROKEN_NAME
+#if defined(BROKEN_NAME)
     .name = "Bad-Name",
+#elif defined(BROKEN_LONG_NAME)
+    .name = "a_name_that_is_far_too_long_for_the_shell",
 #else
     .name = PLUGIN_NAME,
 #endif
