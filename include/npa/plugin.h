@@ -41,7 +41,15 @@
  * Structs: every struct that crosses this ABI starts with uint32_t
  * struct_size, is append-only and has its layout pinned by static_assert. A
  * reader never reads past the writer's struct_size; a missing trailing field
- * reads as zero / NULL.
+ * reads as zero / NULL. The floor is the whole ABI 1.0 size of each struct
+ * (info 72, ctrl ops 128, fast ops 48 bytes): a smaller one is rejected.
+ * Names are 1..31 characters of [a-z0-9_]; id_entry_size is 16..256.
+ *
+ * States: link_status and queue_stats are legal at any time after probe
+ * (also after stop, so the shell's totals never go backwards); set_mac,
+ * set_mtu and vlan_filter while configured; irq_handler while started.
+ * After quiesce returns -EAGAIN the device takes no new TX work but may
+ * still complete what it holds.
  *
  * Errors: every int-returning call returns 0 on success or a negative errno:
  * -EINVAL bad argument, -ENOTSUP not supported, -ENOMEM, -EIO device error,
@@ -261,9 +269,10 @@ typedef struct npa_plugin_ctrl_ops {
 typedef struct npa_plugin_fast_ops {
   uint32_t struct_size;
   uint32_t reserved0;
-  /* (M) Same contract as npa_rx_burst / npa_tx_burst: return a count, no
-   * error channel, at most one doorbell per call. TX buffers completed by the
-   * device go back through svc->buf_free. */
+  /* (M) rx_burst and (M) tx_burst: same contract as npa_rx_burst /
+   * npa_tx_burst: return a count <= n, no error channel, at most one
+   * doorbell per call. TX buffers completed by the device go back through
+   * svc->buf_free. */
   uint16_t (*rx_burst)(npa_plugin_queue *q, npa_buf **bufs, uint16_t n);
   uint16_t (*tx_burst)(npa_plugin_queue *q, npa_buf **bufs, uint16_t n);
   /* Reclaim completed TX buffers without sending; returns how many. */
@@ -297,8 +306,11 @@ typedef struct npa_plugin_query {
   uint16_t abi_major, abi_minor; /* the shell's */
 } npa_plugin_query;
 
-/* The one exported symbol. Return NULL to refuse the shell's version. */
+/* The one exported symbol. Return NULL to refuse the shell's version.
+ * Declared here, inside extern "C", so a C++ plug-in exports the unmangled
+ * name and its definition is type-checked against this prototype. */
 typedef const npa_plugin_info *(*npa_plugin_entry_fn)(const npa_plugin_query *q);
+NPA_PLUGIN_EXPORT const npa_plugin_info *npa_plugin_entry(const npa_plugin_query *q);
 
 #ifdef __cplusplus
 } /* extern "C" */
