@@ -1,0 +1,204 @@
+#include "hypervisor/vhost/vhost_session.h"
+
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "gtest/gtest.h"
+
+namespace npa::agent {
+namespace {
+
+class VhostSessionTest : public ::testing::Test {
+ protected:
+  VhostSessionTest() : s_({.name = "g1", .max_queue_pairs = 2}) {}
+
+  absl::Status Do(uint32_t req, const void* p, uint32_t size, std::vector<UniqueFd> fds = {},
+                  uint32_t flags = NPA_VHOST_USER_VERSION) {
+    VhostMessage m;
+    m.hdr = {req, flags, size};
+    if (p) std::memcpy(&m.payload, p, std::min<size_t>(size, sizeof(m.payload)));
+    m.fds = std::move(fds);
+    return s_.Handle(std::move(m), &reply_);
+  }
+  absl::Status DoU64(uint32_t req, uint64_t v, std::vector<UniqueFd> fds = {}) {
+    return Do(req, &v, 8, std::move(fds));
+  }
+  absl::Status DoState(uint32_t req, uint32_t index, uint32_t num) {
+    npa_vhost_vring_state st{index, num};
+    return Do(req, &st, 8);
+  }
+  static UniqueFd MemFd(size_t size) {
+    UniqueFd fd(memfd_create("sess-test", MFD_CLOEXEC));
+    EXPECT_EQ(ftruncate(fd.get(), size), 0);
+    return fd;
+  }
+  static std::vector<UniqueFd> One(UniqueFd fd) {
+    std::vector<UniqueFd> v;
+    v.push_back(std::move(fd));
+    return v;
+  }
+  // Owner + features + a 1 MiB table at gpa/uva 0x100000.
+  void OwnFeaturesMem() {
+    ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+    ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_FEATURES, (1ull << VIRTIO_F_VERSION_1) |
+                                                       (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES)).ok());
+    npa_vhost_memory m{};
+    m.nregions = 1;
+    m.regions[0] = {0x100000, 0x100000, 0x100000, 0};
+    ASSERT_TRUE(Do(NPA_VHOST_USER_SET_MEM_TABLE, &m, 40, One(MemFd(0x100000))).ok());
+  }
+  std::string Msg(const absl::Status& s) { return std::string(s.message()); }
+
+  VhostSession s_;
+  VhostReply reply_;
+};
+
+TEST_F(VhostSessionTest, QueriesBeforeOwnerAndStateTable) {
+  ASSERT_TRUE(Do(NPA_VHOST_USER_GET_FEATURES, nullptr, 0).ok());
+  EXPECT_TRUE(reply_.send);
+  EXPECT_EQ(reply_.payload.u64, kDefaultFeatures);
+  EXPECT_EQ(reply_.hdr.flags, NPA_VHOST_USER_VERSION | NPA_VHOST_USER_FLAG_REPLY);
+  // Setters before SET_OWNER are illegal in state no-owner.
+  absl::Status st = DoU64(NPA_VHOST_USER_SET_FEATURES, 1ull << VIRTIO_F_VERSION_1);
+  EXPECT_NE(Msg(st).find("not legal in state no-owner"), std::string::npos) << st;
+  EXPECT_NE(Msg(st).find("guest 'g1' SET_FEATURES"), std::string::npos) << st;
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+  EXPECT_EQ(s_.state(), VhostSession::kOwned);
+  EXPECT_FALSE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());  // twice
+  ASSERT_TRUE(Do(NPA_VHOST_USER_RESET_OWNER, nullptr, 0).ok());
+  EXPECT_EQ(s_.state(), VhostSession::kNoOwner);
+}
+
+TEST_F(VhostSessionTest, RejectsMalformedHeaders) {
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_GET_FEATURES, nullptr, 0, {}, 2)).find("version"), std::string::npos);
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_GET_FEATURES, nullptr, 0, {}, 1 | NPA_VHOST_USER_FLAG_REPLY)).find("flags"),
+            std::string::npos);
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_GET_FEATURES, nullptr, 0, {}, 1 | 0x100)).find("flags"), std::string::npos);
+  EXPECT_NE(Msg(Do(99, nullptr, 0)).find("unknown"), std::string::npos);
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_SET_LOG_BASE, nullptr, 0)).find("unknown"), std::string::npos);
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_GET_FEATURES, nullptr, 300)).find("payload size 300"), std::string::npos);
+}
+
+TEST_F(VhostSessionTest, RejectsWrongPayloadSizesAndFds) {
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+  uint64_t f = 1ull << VIRTIO_F_VERSION_1;
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_SET_FEATURES, &f, 4)).find("payload size 4, expected 8"), std::string::npos);
+  EXPECT_FALSE(Do(NPA_VHOST_USER_GET_FEATURES, &f, 8).ok());  // GET with payload
+  EXPECT_FALSE(Do(NPA_VHOST_USER_SET_OWNER, &f, 8).ok());
+  npa_vhost_vring_state st{0, 256};
+  EXPECT_FALSE(Do(NPA_VHOST_USER_SET_VRING_NUM, &st, 4).ok());
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_SET_VRING_NUM, &st, 8, One(MemFd(4096)))).find("carries 1 fds, expected 0"),
+            std::string::npos);
+}
+
+TEST_F(VhostSessionTest, FeatureNegotiationChecksSubset) {
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+  EXPECT_NE(Msg(DoU64(NPA_VHOST_USER_SET_FEATURES, (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_RING_F_INDIRECT_DESC)))
+                .find("unoffered"),
+            std::string::npos);
+  EXPECT_NE(Msg(DoU64(NPA_VHOST_USER_SET_FEATURES, 1ull << VIRTIO_NET_F_MRG_RXBUF)).find("VERSION_1"), std::string::npos);
+  EXPECT_FALSE(DoU64(NPA_VHOST_USER_SET_PROTOCOL_FEATURES, 1ull << 40).ok());
+  EXPECT_FALSE(DoU64(NPA_VHOST_USER_NET_SET_MTU, 9000).ok());  // MTU protocol feature not acked
+  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_PROTOCOL_FEATURES, kOfferedProtocolFeatures).ok());
+  EXPECT_TRUE(DoU64(NPA_VHOST_USER_NET_SET_MTU, 9000).ok());
+  EXPECT_EQ(s_.mtu(), 9000u);
+  EXPECT_FALSE(DoU64(NPA_VHOST_USER_NET_SET_MTU, 10).ok());
+}
+
+TEST_F(VhostSessionTest, VringIndexNumAndBaseChecks) {
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+  EXPECT_NE(Msg(DoState(NPA_VHOST_USER_SET_VRING_NUM, 4, 256)).find("vring index 4 out of range"), std::string::npos);
+  EXPECT_NE(Msg(DoState(NPA_VHOST_USER_SET_VRING_NUM, 0, 100)).find("power of two"), std::string::npos);
+  EXPECT_FALSE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 0, 0).ok());
+  EXPECT_FALSE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 0, 65536).ok());
+  EXPECT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 0, 32768).ok());
+  EXPECT_FALSE(DoState(NPA_VHOST_USER_SET_VRING_BASE, 0, 70000).ok());
+  EXPECT_FALSE(DoU64(NPA_VHOST_USER_SET_VRING_CALL, 7 | NPA_VHOST_USER_VRING_NOFD_MASK).ok());
+  EXPECT_FALSE(DoU64(NPA_VHOST_USER_SET_VRING_CALL, 0x10000 | NPA_VHOST_USER_VRING_NOFD_MASK).ok());
+  EXPECT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_CALL, 1 | NPA_VHOST_USER_VRING_NOFD_MASK).ok());
+  // A call fd that is not an eventfd.
+  EXPECT_NE(Msg(DoU64(NPA_VHOST_USER_SET_VRING_CALL, 1, One(MemFd(4096)))).find("not an eventfd"), std::string::npos);
+  EXPECT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_CALL, 1, One(UniqueFd(eventfd(0, 0)))).ok());
+}
+
+TEST_F(VhostSessionTest, VringAddrNeedsMemTableAndMustBeInside) {
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+  ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 0, 256).ok());
+  npa_vhost_vring_addr a{0, 0, 0x100000, 0x102000, 0x101000, 0};
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_SET_VRING_ADDR, &a, 40)).find("not legal in state owned"), std::string::npos);
+  npa_vhost_memory m{};
+  m.nregions = 1;
+  m.regions[0] = {0x100000, 0x100000, 0x100000, 0};
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_MEM_TABLE, &m, 40, One(MemFd(0x100000))).ok());
+  EXPECT_TRUE(Do(NPA_VHOST_USER_SET_VRING_ADDR, &a, 40).ok());
+  a.used_user_addr = 0x1ffc00;  // 2054-byte used ring runs past the end
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_SET_VRING_ADDR, &a, 40)).find("not inside guest memory"), std::string::npos);
+  a.used_user_addr = 0x102002;  // misaligned
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_SET_VRING_ADDR, &a, 40)).find("misaligned"), std::string::npos);
+  a.used_user_addr = 0x102000;
+  a.flags = 1;  // VHOST_VRING_F_LOG
+  EXPECT_FALSE(Do(NPA_VHOST_USER_SET_VRING_ADDR, &a, 40).ok());
+  a.flags = 0;
+  a.index = 9;
+  EXPECT_FALSE(Do(NPA_VHOST_USER_SET_VRING_ADDR, &a, 40).ok());
+}
+
+TEST_F(VhostSessionTest, MemTableValidation) {
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+  npa_vhost_memory m{};
+  m.nregions = 2;
+  m.regions[0] = {0x0, 0x2000, 0x0, 0};
+  m.regions[1] = {0x1000, 0x1000, 0x10000, 0};
+  std::vector<UniqueFd> two;
+  two.push_back(MemFd(0x2000));
+  two.push_back(MemFd(0x1000));
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_SET_MEM_TABLE, &m, 72, std::move(two))).find("overlaps"), std::string::npos);
+  // fd count mismatch
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_SET_MEM_TABLE, &m, 72, One(MemFd(0x2000)))).find("carries 1 fds, expected 2"),
+            std::string::npos);
+  // size does not match nregions
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_SET_MEM_TABLE, &m, 40, One(MemFd(0x2000)))).find("does not match"), std::string::npos);
+  m.nregions = 9;
+  EXPECT_FALSE(Do(NPA_VHOST_USER_SET_MEM_TABLE, &m, 8 + 9 * 32).ok());
+  m.nregions = 0;
+  EXPECT_FALSE(Do(NPA_VHOST_USER_SET_MEM_TABLE, &m, 8).ok());
+  m.nregions = 1;
+  m.regions[0] = {0x0, 0x10000, 0x0, 0};  // fd smaller than the region
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_SET_MEM_TABLE, &m, 40, One(MemFd(0x1000)))).find("needs mmap_offset+size"),
+            std::string::npos);
+  EXPECT_EQ(s_.state(), VhostSession::kOwned);
+}
+
+TEST_F(VhostSessionTest, KickStartsRingAndGetVringBaseStops) {
+  OwnFeaturesMem();
+  ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 1, 256).ok());
+  ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_BASE, 1, 5).ok());
+  EXPECT_NE(Msg(DoU64(NPA_VHOST_USER_SET_VRING_KICK, 1 | NPA_VHOST_USER_VRING_NOFD_MASK)).find("addresses"),
+            std::string::npos);
+  npa_vhost_vring_addr a{1, 0, 0x100000, 0x102000, 0x101000, 0};
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_VRING_ADDR, &a, 40).ok());
+  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_KICK, 1, One(UniqueFd(eventfd(0, 0)))).ok());
+  EXPECT_FALSE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 1, 128).ok());  // running
+  ASSERT_TRUE(DoState(NPA_VHOST_USER_GET_VRING_BASE, 1, 0).ok());
+  EXPECT_EQ(reply_.payload.state.num, 5u);
+  EXPECT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 1, 128).ok());  // stopped again
+}
+
+TEST_F(VhostSessionTest, ReplyAckAcksAndNacks) {
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_PROTOCOL_FEATURES, 1ull << NPA_VHOST_USER_PROTOCOL_F_REPLY_ACK).ok());
+  npa_vhost_vring_state st{0, 256};
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_VRING_NUM, &st, 8, {}, 1 | NPA_VHOST_USER_FLAG_NEED_REPLY).ok());
+  EXPECT_TRUE(reply_.send);
+  EXPECT_EQ(reply_.payload.u64, 0u);
+  st.num = 3;
+  EXPECT_FALSE(Do(NPA_VHOST_USER_SET_VRING_NUM, &st, 8, {}, 1 | NPA_VHOST_USER_FLAG_NEED_REPLY).ok());
+  EXPECT_TRUE(reply_.send);
+  EXPECT_EQ(reply_.payload.u64, 1u);
+}
+
+}  // namespace
+}  // namespace npa::agent
