@@ -86,7 +86,7 @@ void ControlClient::Stop() {
 
 void ControlClient::Fail(int err, const std::string& why) {
   NPA_LOG(Warn, "shell: control session ended: %s", why.c_str());
-  if (events_) events_->Push(NPA_EVENT_ERROR, static_cast<uint32_t>(-err), why);
+  if (events_) events_->Push(NPA_EVENT_ERROR, static_cast<uint32_t>(err), why);  // err is -errno
 }
 
 void ControlClient::Run() {
