@@ -1,0 +1,206 @@
+// Starts the real npa-agent, attaches guests through its sockets and checks
+// what npactl reports. Every wait is bounded; the agent is stopped with
+// SIGTERM (and SIGKILL if it hangs) and must leave no socket behind.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "common/control_codec.h"
+#include "common/unix_socket.h"
+
+namespace npa {
+namespace {
+
+struct CmdResult {
+  int rc;
+  std::string out;
+};
+
+CmdResult Sh(const std::string& cmd) {
+  CmdResult r{-1, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = pclose(p);
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+// Python's json module judges the output and evaluates check against it.
+bool JsonCheck(const std::string& json, const std::string& check) {
+  char path[] = "/tmp/npa-agent-json.XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return false;
+  bool ok = write(fd, json.data(), json.size()) == static_cast<ssize_t>(json.size());
+  close(fd);
+  std::string cmd = std::string("python3 -c 'import json,sys; d=json.load(open(\"") + path +
+                    "\")); sys.exit(0 if (" + check + ") else 1)'";
+  ok = ok && system(cmd.c_str()) == 0;
+  unlink(path);
+  return ok;
+}
+
+class AgentProcess {
+ public:
+  explicit AgentProcess(std::vector<std::string> extra) {
+    char tmpl[] = "/tmp/npa-agent-test.XXXXXX";
+    if (mkdtemp(tmpl)) dir_ = tmpl;
+    ctl_ = dir_ + "/agent.sock";
+    vu_ = dir_ + "/vhost.sock";
+    std::vector<std::string> args = {NPA_AGENT_BIN, "--control", ctl_, "--vhost-user", vu_,
+                                     "--name", "agent-under-test", "--log-level", "warn"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+  }
+  ~AgentProcess() {
+    if (pid_ > 0) Stop();
+    std::string cmd = "rm -rf " + dir_;
+    (void)!system(cmd.c_str());
+  }
+  // SIGTERM, then wait up to 5 s (SIGKILL after). Returns the exit status.
+  int Stop() {
+    kill(pid_, SIGTERM);
+    int st = 0;
+    for (int i = 0; i < 500; i++) {
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      }
+      usleep(10000);
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &st, 0);
+    pid_ = -1;
+    return -1;
+  }
+  CmdResult Npactl(const std::string& args) {
+    return Sh(std::string(NPACTL_BIN) + " --socket " + ctl_ + " " + args);
+  }
+  const std::string& ctl() const { return ctl_; }
+  const std::string& vu() const { return vu_; }
+
+ private:
+  std::string dir_, ctl_, vu_;
+  pid_t pid_ = -1;
+};
+
+control::Envelope Hello(const std::string& name) {
+  control::Envelope e;
+  e.mutable_hello()->set_name(name);
+  e.mutable_hello()->set_queue_pairs(1);
+  e.mutable_hello()->set_pid(getpid());
+  return e;
+}
+
+TEST(AgentProcessTest, GuestAttachesAndNpactlListsIt) {
+  AgentProcess agent({"--mode", "switch"});
+  auto s = ConnectUnix(agent.ctl(), 5000);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ControlChannel ch(std::move(*s));
+  ASSERT_TRUE(ch.Send(Hello("shell0")).ok());
+  auto w = ch.ReceiveBlocking(5000);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_TRUE(w->env.has_welcome()) << BodyName(w->env);
+  ASSERT_EQ(w->fds.size(), 1u);  // the shell's end of its vhost-user connection
+  EXPECT_EQ(w->env.welcome().agent_name(), "agent-under-test");
+
+  // A plain vhost-user front end on the other socket becomes a guest too.
+  auto vu = ConnectUnix(agent.vu(), 5000);
+  ASSERT_TRUE(vu.ok()) << vu.status();
+
+  CmdResult r;
+  for (int i = 0; i < 100; i++) {
+    r = agent.Npactl("--json guests");
+    if (r.rc == 0 && JsonCheck(r.out, "len(d[\"guests\"]) == 2")) break;
+    usleep(20000);
+  }
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(JsonCheck(r.out,
+                        "[g[\"transport\"] for g in d[\"guests\"]] == [\"control\", "
+                        "\"vhost-user-socket\"] and d[\"guests\"][0][\"name\"] == \"shell0\" and "
+                        "d[\"guests\"][0][\"state\"] == \"NEGOTIATING\""))
+      << r.out;
+  r = agent.Npactl("guests");
+  EXPECT_EQ(r.rc, 0);
+  EXPECT_NE(r.out.find("shell0"), std::string::npos) << r.out;
+  r = agent.Npactl("--json stats shell0");
+  EXPECT_EQ(r.rc, 0);
+  EXPECT_TRUE(JsonCheck(r.out, "d[\"guests\"][0][\"name\"] == \"shell0\"")) << r.out;
+  r = agent.Npactl("--json agent");
+  EXPECT_EQ(r.rc, 0);
+  EXPECT_TRUE(JsonCheck(r.out, "d[\"agent\"] == \"agent-under-test\" and d[\"uplink\"] is None"))
+      << r.out;
+  EXPECT_EQ(agent.Npactl("stats nosuch").rc, 1);
+  EXPECT_EQ(agent.Npactl("frobnicate").rc, 2);
+  EXPECT_EQ(Sh(std::string(NPACTL_BIN) + " --socket /nonexistent/agent.sock guests 2>/dev/null").rc, 3);
+
+  // Clean shutdown: guests get Bye, exit 0, sockets removed.
+  EXPECT_EQ(agent.Stop(), 0);
+  bool bye = false;
+  for (int i = 0; i < 3 && !bye; i++) {
+    auto f = ch.ReceiveBlocking(2000);
+    if (!f.ok()) break;
+    bye = f->env.has_bye();
+  }
+  EXPECT_TRUE(bye);
+  EXPECT_NE(access(agent.ctl().c_str(), F_OK), 0);
+  EXPECT_NE(access(agent.vu().c_str(), F_OK), 0);
+}
+
+TEST(AgentProcessTest, UsageErrorsExitTwo) {
+  EXPECT_EQ(Sh(std::string(NPA_AGENT_BIN) + " --mode bogus 2>/dev/null").rc, 2);
+  EXPECT_EQ(Sh(std::string(NPA_AGENT_BIN) + " --burst 0 2>/dev/null").rc, 2);
+  EXPECT_EQ(Sh(std::string(NPA_AGENT_BIN) + " --frob 2>/dev/null").rc, 2);
+  CmdResult h = Sh(std::string(NPA_AGENT_BIN) + " --help");
+  EXPECT_EQ(h.rc, 0);
+  EXPECT_NE(h.out.find("EXIT STATUS"), std::string::npos);
+}
+
+TEST(AgentProcessTest, ControlSocketFailureExitsOne) {
+  EXPECT_EQ(Sh(std::string(NPA_AGENT_BIN) +
+               " --control /nonexistent-dir/x/agent.sock 2>/dev/null").rc, 1);
+}
+
+TEST(AgentProcessTest, TapUplinkInPrivateNetns) {
+  // This test process (and the agent it forks) get a private network
+  // namespace; the TAP vanishes with it.
+  if (unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "unshare(CLONE_NEWNET) needs root";
+  AgentProcess agent({"--tap", "npatest0"});
+  auto s = ConnectUnix(agent.ctl(), 5000);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ControlChannel ch(std::move(*s));
+  ASSERT_TRUE(ch.Send(Hello("tapguest")).ok());
+  auto w = ch.ReceiveBlocking(5000);
+  ASSERT_TRUE(w.ok() && w->env.has_welcome());
+  EXPECT_TRUE(w->env.welcome().link_up());
+  CmdResult r = agent.Npactl("--json agent");
+  ASSERT_EQ(r.rc, 0);
+  EXPECT_TRUE(JsonCheck(r.out, "d[\"uplink\"][\"name\"] == \"npatest0\" and d[\"guests\"] == 1"))
+      << r.out;
+  CmdResult link = Sh("ip -o link show npatest0");
+  EXPECT_NE(link.out.find("UP"), std::string::npos) << link.out;
+  EXPECT_EQ(agent.Stop(), 0);
+  EXPECT_NE(Sh("ip -o link show npatest0 2>/dev/null").rc, 0);  // gone with the agent
+}
+
+}  // namespace
+}  // namespace npa
