@@ -1,0 +1,81 @@
+#!/bin/busybox sh
+# tests/lab/guest_init.sh — /init of the lab guest (run_lab.sh packs it).
+# Loads the modules, names the functions by MAC, puts the peer NIC into the
+# "peer" network namespace, runs each scenario in /lab/run.list under a time
+# limit and prints "LABRESULT <name> PASS|FAIL <secs> <detail>", then powers off.
+/bin/busybox mkdir -p /proc /sys /dev /tmp /run /var
+/bin/busybox --install -s /bin
+export PATH=/lab/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mount -t tmpfs run /run
+ln -s /run /var/run
+say() { echo "LABINIT $*"; }
+# Debian's static busybox prefers its applets to PATH; iproute2's ip (netns) by path.
+ip() { /lab/bin/ip "$@"; }
+up() { cut -d' ' -f1 /proc/uptime; }
+say "kernel $(uname -r), init at $(up)s"
+for m in $(cat /lab/modules.order); do
+  out=$(insmod /lab/mods/$m.ko 2>&1) || say "insmod $m failed: $out"
+done
+
+# Roles by the MACs run_lab.sh gave the NICs; BDFs from the netdev's device link.
+ENV=/lab/env
+: >$ENV
+for n in /sys/class/net/*; do
+  [ -e $n/device ] || continue
+  # virtio netdevs hang off the virtio bus device (virtioN); its parent is PCI.
+  dev=$(readlink -f $n/device)
+  case ${dev##*/} in virtio*) dev=${dev%/*} ;; esac
+  bdf=${dev##*/}
+  case $(cat $n/address) in
+    52:54:00:4c:00:01) r=VIRTIO0 ;;
+    52:54:00:4c:00:02) r=VIRTIO1 ;;
+    52:54:00:4c:00:03) r=E1000E0 ;;
+    52:54:00:4c:00:04) r=E1000E1 ;;
+    52:54:00:4c:00:fe) r=PEER ;;
+    *) continue ;;
+  esac
+  echo "LAB_$r=$bdf" >>$ENV
+  echo "LAB_${r}_IF=${n##*/}" >>$ENV
+  echo "LAB_${r}_MAC=$(cat $n/address)" >>$ENV
+done
+for d in /sys/bus/pci/devices/*; do
+  [ "$(cat $d/vendor):$(cat $d/device)" = "0x1b36:0x0010" ] && echo "LAB_NVME_PF=${d##*/}" >>$ENV
+done
+. $ENV
+say "roles: $(tr '\n' ' ' <$ENV)"
+
+# Traffic peer: the kernel-driven NIC in its own namespace, 10.77.0.254/24.
+if [ -n "$LAB_PEER_IF" ]; then
+  out=$( { ip netns add peer && ip link set "$LAB_PEER_IF" netns peer &&
+    ip -n peer addr add 10.77.0.254/24 dev "$LAB_PEER_IF" &&
+    ip -n peer link set "$LAB_PEER_IF" up && ip -n peer link set lo up; } 2>&1) ||
+    say "peer namespace setup failed: $out"
+fi
+say "ready at $(up)s"
+
+T=$(cat /lab/scenario_timeout)
+for s in $(cat /lab/run.list); do
+  t0=$(up)
+  timeout -s KILL $T sh -c ". /lab/env; . /lab/scenarios/lib.sh; . /lab/scenarios/$s.sh" \
+    >/tmp/$s.log 2>&1
+  rc=$?
+  t1=$(up)
+  secs=$(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.1f", b-a}')
+  sed "s/^/LABLOG $s: /" /tmp/$s.log
+  detail=$(sed -n 's/^DETAIL: //p' /tmp/$s.log | tail -1)
+  if [ $rc = 0 ]; then v=PASS; else
+    v=FAIL
+    [ $rc = 137 ] && detail="timed out after ${T}s; $detail"
+    fl=$(sed -n 's/^FAIL: //p' /tmp/$s.log | tail -1)
+    [ -n "$fl" ] && detail="$fl"
+    [ -z "$detail" ] && detail="exit $rc: $(tail -1 /tmp/$s.log)"
+  fi
+  echo "LABRESULT $s $v $secs $detail"
+done
+say "done at $(up)s"
+sync
+poweroff -f

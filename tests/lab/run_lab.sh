@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# tests/lab/run_lab.sh — the VFIO lab: boot a small Debian-kernel guest under
+# QEMU (TCG) with a virtual Intel IOMMU and emulated PCIe functions, and run the
+# lab scenarios (tests/lab/scenarios/*.sh) inside it, all in ONE boot.
+#
+#   tests/lab/run_lab.sh [--build-dir DIR] [--scenario NAME]... [--list] [--keep]
+#
+#   --build-dir DIR   CMake build dir holding npa-lab-vf-probe and npa_vf_test
+#                     (default: $NPA_BUILD_DIR or <repo>/build)
+#   --scenario NAME   run only NAME (repeatable); default: every scenario
+#   --list            print the scenario names and exit
+#   --keep            keep the guest root and console log (printed at the end)
+#
+# Env: NPA_LAB_WORK   cache/work dir (default /var/tmp/npa-lab): kernel deb,
+#                     extracted vmlinux + modules, console logs
+#      NPA_LAB_TIMEOUT  wall-clock limit for the whole QEMU run (default 300 s)
+#      NPA_LAB_SCENARIO_TIMEOUT  per-scenario limit inside the guest (default 60 s)
+#
+# Output: one "LAB: <scenario> PASS|FAIL (<seconds>s) <detail>" line per
+# scenario, then "N passed, M failed". Exit 0 only if every scenario passed;
+# 2 on usage or setup errors. Needs root for apt-get on the first run.
+# The guest topology and how to add a scenario: docs/vfio-lab.md.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+BUILD="${NPA_BUILD_DIR:-$REPO/build}"
+WORK="${NPA_LAB_WORK:-/var/tmp/npa-lab}"
+QEMU_TIMEOUT="${NPA_LAB_TIMEOUT:-300}"
+SCN_TIMEOUT="${NPA_LAB_SCENARIO_TIMEOUT:-60}"
+KEEP=0
+LIST=0
+WANT=()
+
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-dir) BUILD="$2"; shift 2 ;;
+    --build-dir=*) BUILD="${1#*=}"; shift ;;
+    --scenario) WANT+=("$2"); shift 2 ;;
+    --scenario=*) WANT+=("${1#*=}"); shift ;;
+    --list) LIST=1; shift ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run_lab.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+# Scenario names come from the file names: scenarios/NN-name.sh -> "name";
+# NN fixes the order (inventory before bind before vfio-dma ...).
+declare -A SCN_FILE=()
+ALL=()
+for f in "$HERE"/scenarios/[0-9][0-9]-*.sh; do
+  n="$(basename "$f" .sh)"; n="${n#[0-9][0-9]-}"
+  SCN_FILE[$n]="$f"; ALL+=("$n")
+done
+if [ $LIST = 1 ]; then printf '%s\n' "${ALL[@]}"; exit 0; fi
+if [ ${#WANT[@]} -eq 0 ]; then WANT=("${ALL[@]}"); fi
+for n in "${WANT[@]}"; do
+  [ -n "${SCN_FILE[$n]:-}" ] || { echo "run_lab.sh: no scenario '$n' (have: ${ALL[*]})" >&2; exit 2; }
+done
+
+T0=$EPOCHREALTIME
+elapsed() { awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; }
+log() { echo "[lab $(elapsed)s] $*" >&2; }
+mkdir -p "$WORK"/{pkgs,kernel,logs}
+
+# ------------------------------------------------------------------ host tools
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
+command -v cpio >/dev/null || need+=(cpio)
+command -v xz >/dev/null || need+=(xz-utils)
+command -v objcopy >/dev/null || need+=(binutils)
+[ -x /sbin/ip ] || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "run_lab.sh: need packages ${need[*]} (run as root)" >&2; exit 2; }
+  log "installing ${need[*]}"
+  # --no-install-recommends: QEMU is ~18 MB without, ~160 MB with recommends.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" \
+    >"$WORK/logs/apt.log" 2>&1 || { echo "run_lab.sh: apt-get failed, see $WORK/logs/apt.log" >&2; exit 2; }
+fi
+BUSYBOX="$(dpkg -L busybox-static | grep -m1 '/bin/busybox$')"
+
+PROBE="$BUILD/tests/lab/npa-lab-vf-probe"
+VFTEST="$BUILD/hypervisor/vf/npa_vf_test"
+for b in "$PROBE" "$VFTEST"; do
+  [ -x "$b" ] || { echo "run_lab.sh: $b missing; build it (ninja -C $BUILD npa-lab-vf-probe npa_vf_test)" >&2; exit 2; }
+done
+
+# ---------------------------------------------------------------- guest kernel
+KPKG="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
+if [ -z "$KPKG" ]; then
+  # Offline or no package lists: fall back to whatever kernel is cached.
+  KPKG="$(ls -1 "$WORK/kernel" 2>/dev/null | sed -n 's/^/linux-image-/p' | tail -1)"
+fi
+[ -n "$KPKG" ] || { echo "run_lab.sh: cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 2; }
+KVER="${KPKG#linux-image-}"
+KDIR="$WORK/kernel/$KVER"
+MODROOT="$KDIR/lib/modules/$KVER/kernel"
+if [ ! -f "$KDIR/.ready" ]; then
+  deb="$(ls "$WORK"/pkgs/"${KPKG}"_*.deb 2>/dev/null | head -1 || true)"
+  if [ -z "$deb" ]; then
+    log "downloading $KPKG"
+    # apt's _apt user cannot write root-owned dirs; the download warning is harmless.
+    (cd "$WORK/pkgs" && apt-get download "$KPKG" >"$WORK/logs/download.log" 2>&1) ||
+      { echo "run_lab.sh: apt-get download $KPKG failed" >&2; exit 2; }
+    deb="$(ls "$WORK"/pkgs/"${KPKG}"_*.deb | head -1)"
+  fi
+  log "extracting kernel + modules from $(basename "$deb")"
+  rm -rf "$KDIR"; mkdir -p "$KDIR"
+  m="./lib/modules/$KVER/kernel"
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$KDIR" --wildcards \
+    "./boot/vmlinuz-$KVER" "$m/drivers/vfio/*" "$m/virt/lib/*" "$m/drivers/virtio/*" \
+    "$m/drivers/net/ethernet/intel/e1000e/*" "$m/drivers/net/virtio_net.ko" \
+    "$m/drivers/net/net_failover.ko" "$m/net/core/*" "$m/drivers/nvme/host/*" \
+    "$m/block/t10-pi.ko" "$m/lib/crc*" "$m/crypto/crc*"
+  # PVH boot of the decompressed ELF vmlinux is ~2 s faster under TCG than
+  # letting the bzImage decompress itself. Boot protocol (Documentation/x86/
+  # boot.rst): setup_sects at 0x1f1, payload_offset 0x248, payload_length 0x24c;
+  # the payload starts after (setup_sects + 1) * 512 bytes.
+  vz="$KDIR/boot/vmlinuz-$KVER"
+  rd() { od -An -t"u$2" -j "$1" -N "$2" "$vz" | tr -d ' '; }
+  setup=$(rd $((0x1f1)) 1); [ "$setup" = 0 ] && setup=4
+  poff=$(rd $((0x248)) 4); plen=$(rd $((0x24c)) 4)
+  tail -c +$(( (setup + 1) * 512 + poff + 1 )) "$vz" | head -c "$plen" |
+    xz -dc --single-stream >"$KDIR/vmlinux" 2>/dev/null || true
+  # PVH needs the XEN_ELFNOTE_PHYS32_ENTRY note (type 0x12).
+  if ! readelf -n "$KDIR/vmlinux" 2>/dev/null | grep -q '(0x00000012)'; then
+    log "no PVH entry in the decompressed kernel; booting the bzImage"
+    rm -f "$KDIR/vmlinux"
+  fi
+  touch "$KDIR/.ready"
+fi
+KERNEL="$KDIR/vmlinux"; [ -s "$KERNEL" ] || KERNEL="$KDIR/boot/vmlinuz-$KVER"
+# SeaBIOS, not qboot: with any NIC attached to a -netdev hubport, qboot never
+# starts the kernel on QEMU 7.2 (measured). SeaBIOS still boots the PVH vmlinux.
+
+# Module load order from each .ko's own "depends=" (.modinfo): the deb has no
+# modules.dep, and the host may have no kmod. Soft dependencies that the crypto
+# API would request_module() at run time are listed explicitly before nvme.
+declare -A KO=() DONE=()
+while IFS= read -r f; do n="$(basename "$f" .ko)"; KO[$n]="$f"; KO[${n//-/_}]="$f"; done \
+  < <(find "$MODROOT" -name '*.ko')
+ORDER=()
+add_mod() {
+  local n="$1" d
+  [ -n "${DONE[$n]:-}" ] && return 0
+  [ -n "${KO[$n]:-}" ] || { echo "run_lab.sh: module $n not in $KPKG" >&2; exit 2; }
+  DONE[$n]=1
+  for d in $(objcopy -O binary --only-section=.modinfo "${KO[$n]}" /dev/stdout 2>/dev/null |
+             tr '\0' '\n' | sed -n 's/^depends=//p' | tr ',' ' '); do
+    add_mod "$d"
+  done
+  ORDER+=("$n")
+}
+for n in vfio-pci e1000e virtio_pci virtio_net crct10dif_generic crc64_rocksoft_generic nvme; do add_mod "$n"; done
+
+# ------------------------------------------------------------------ initramfs
+# The guest runs the project's dynamically linked binaries: copy them with every
+# library ldd reports (same paths), plus iproute2's ip for network namespaces.
+ROOT="$WORK/root"
+rm -rf "$ROOT"; mkdir -p "$ROOT"/{bin,sbin,lab/bin,lab/mods,lab/scenarios,proc,sys,dev,tmp,run,lib64}
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+cp "$PROBE" "$VFTEST" "$ROOT/lab/bin/"
+cp /sbin/ip "$ROOT/lab/bin/ip"   # /lab/bin is first in PATH: busybox has its own ip
+for b in "$PROBE" "$VFTEST" /sbin/ip; do
+  ldd "$b" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | while read -r lib; do
+    mkdir -p "$ROOT$(dirname "$lib")"; cp -L "$lib" "$ROOT$lib"
+  done
+done
+for n in "${ORDER[@]}"; do cp "${KO[$n]}" "$ROOT/lab/mods/$n.ko"; done
+printf '%s\n' "${ORDER[@]}" >"$ROOT/lab/modules.order"
+cp "$HERE"/scenarios/lib.sh "$ROOT/lab/scenarios/"
+: >"$ROOT/lab/run.list"
+for n in "${WANT[@]}"; do
+  cp "${SCN_FILE[$n]}" "$ROOT/lab/scenarios/$n.sh"; echo "$n" >>"$ROOT/lab/run.list"
+done
+echo "$SCN_TIMEOUT" >"$ROOT/lab/scenario_timeout"
+cp "$HERE/guest_init.sh" "$ROOT/init"; chmod +x "$ROOT/init"
+CPIO="$WORK/initramfs.cpio"
+(cd "$ROOT" && find . | cpio -o -H newc --quiet >"$CPIO")
+log "guest: $KPKG, ${#ORDER[@]} modules, initramfs $(du -h "$CPIO" | cut -f1), scenarios: ${WANT[*]}"
+
+# ----------------------------------------------------------------------- boot
+# Topology (docs/vfio-lab.md): four DUT functions, each behind its own PCIe root
+# port (bus reset and FLR need one; x-speed=5 or the kernel waits ~2 s for a
+# link-active bit QEMU never sets after a bus reset), all on QEMU hub 0 with a
+# kernel-driven peer NIC that the guest moves into the "peer" namespace. Nothing
+# leaves QEMU: no -netdev user, no socket/mcast. romfile= : no PXE option ROMs. aw-bits=48 so the IOMMU can map
+# IOVA == the process virtual address (the agent's convention, ARCHITECTURE.md).
+DEV=()
+i=0
+rp() { i=$((i + 1)); DEV+=(-device "pcie-root-port,id=rp$i,bus=pcie.0,chassis=$i,slot=$i,x-speed=5"); }
+nic() { # model mac extra
+  rp; DEV+=(-netdev "hubport,id=hp$i,hubid=0" -device "$1,bus=rp$i,netdev=hp$i,mac=$2,romfile=${3:+,$3}")
+}
+nic virtio-net-pci 52:54:00:4c:00:01 iommu_platform=on,disable-legacy=on
+nic virtio-net-pci 52:54:00:4c:00:02 iommu_platform=on,disable-legacy=on
+nic e1000e 52:54:00:4c:00:03
+nic e1000e 52:54:00:4c:00:04
+nic virtio-net-pci 52:54:00:4c:00:fe disable-legacy=on      # peer (kernel driver)
+# SR-IOV: QEMU 7.2's only SR-IOV PF is nvme.
+rp; DEV+=(-device nvme-subsys,id=nvsub,nqn=npa-lab
+  -device "nvme,bus=rp$i,serial=npalab,subsys=nvsub,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=3")
+
+CONSOLE="$WORK/logs/console.log"
+log "booting QEMU (TCG, limit ${QEMU_TIMEOUT}s)"
+qrc=0
+timeout -k 5 "$QEMU_TIMEOUT" qemu-system-x86_64 \
+  -nodefaults -no-user-config -display none -monitor none -serial stdio -no-reboot \
+  -machine q35,accel=tcg,kernel-irqchip=split -cpu max -smp 1 -m 768 \
+  -device intel-iommu,intremap=on,caching-mode=on,aw-bits=48 \
+  "${DEV[@]}" -kernel "$KERNEL" -initrd "$CPIO" \
+  -append "console=ttyS0 ${NPA_LAB_KERNEL_LOG:-quiet} panic=-1 intel_iommu=on" \
+  </dev/null >"$CONSOLE" 2>&1 || qrc=$?
+tr -d '\r' <"$CONSOLE" >"$CONSOLE.tmp" && mv "$CONSOLE.tmp" "$CONSOLE"
+[ $qrc = 0 ] || log "QEMU exited with status $qrc ($([ $qrc = 124 ] && echo timeout || echo error))"
+log "guest finished; console log: $CONSOLE"
+
+# --------------------------------------------------------------------- report
+pass=0; fail=0
+for n in "${WANT[@]}"; do
+  line="$(grep -m1 "^LABRESULT $n " "$CONSOLE" || true)"
+  if [ -z "$line" ]; then
+    echo "LAB: $n FAIL (0s) no result from the guest (crash or timeout; see $CONSOLE)"
+    fail=$((fail + 1)); continue
+  fi
+  read -r _ _ verdict secs detail <<<"$line"
+  if [ "$verdict" != PASS ]; then
+    grep "^LABLOG $n: " "$CONSOLE" | tail -n 25 | sed 's/^LABLOG /  | /' >&2 || true
+  fi
+  echo "LAB: $n $verdict (${secs}s) $detail"
+  if [ "$verdict" = PASS ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+done
+grep -E '^LABINIT' "$CONSOLE" | sed 's/^LABINIT /  init: /' >&2 || true
+[ $KEEP = 1 ] || rm -rf "$ROOT"
+log "total $(elapsed)s"
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
