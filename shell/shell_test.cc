@@ -1,0 +1,191 @@
+// The C API (npa/shell.h) through the C++ wrapper (npa/shell.hpp): argument
+// checks, open errors, and a control-path session against a fake agent whose
+// vhost-user fd is answered by a minimal fake back end (no traffic: the
+// data path is covered by virtq_test and tests/interop_vhost).
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <string>
+#include <thread>
+
+#include "common/unix_socket.h"
+#include "gtest/gtest.h"
+#include "npa/shell.hpp"
+#include "npa/vhost_user.h"
+#include "shell/fake_agent_test_util.h"
+#include "shell/virtio_defs.h"
+
+namespace npa::shell {
+namespace {
+
+// Answers GET_* with fixed values and acks NEED_REPLY, until EOF.
+void ServeVhost(int s) {
+  for (;;) {
+    npa_vhost_user_hdr h;
+    std::vector<UniqueFd> fds;
+    if (!RecvExact(s, &h, sizeof h, &fds, 5000).ok()) return;
+    std::vector<uint8_t> p(h.size);
+    if (h.size && !RecvExact(s, p.data(), h.size, &fds, 5000).ok()) return;
+    uint64_t v = 0;
+    bool reply = true;
+    switch (h.request) {
+      case NPA_VHOST_USER_GET_FEATURES:
+        v = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) | (1ull << VIRTIO_NET_F_MQ) |
+            (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES);
+        break;
+      case NPA_VHOST_USER_GET_PROTOCOL_FEATURES:
+        v = (1ull << NPA_VHOST_USER_PROTOCOL_F_MQ) | (1ull << NPA_VHOST_USER_PROTOCOL_F_REPLY_ACK);
+        break;
+      case NPA_VHOST_USER_GET_QUEUE_NUM: v = 4; break;
+      default: reply = (h.flags & NPA_VHOST_USER_FLAG_NEED_REPLY) != 0;
+    }
+    if (!reply) continue;
+    npa_vhost_user_hdr r{h.request, 0x5, 8};
+    iovec iov[2] = {{&r, sizeof r}, {&v, 8}};
+    if (!SendWithFds(s, iov, 2, {}).ok()) return;
+  }
+}
+
+class ShellTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = "/tmp/npa_shell_test." + std::to_string(getpid());
+    mkdir(dir_.c_str(), 0700);
+    path_ = dir_ + "/agent.ctl";
+  }
+  void TearDown() override {
+    unlink(path_.c_str());
+    rmdir(dir_.c_str());
+  }
+  std::string dir_, path_;
+};
+
+TEST_F(ShellTest, OpenRejectsBadArguments) {
+  npa::Shell sh;
+  npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
+  EXPECT_EQ(npa::Shell::Open(oa, &sh), -EINVAL) << "neither path";
+  EXPECT_NE(std::string(npa_shell_last_error(nullptr)).find("exactly one"), std::string::npos);
+  oa.control_path = "/x";
+  oa.vhost_user_path = "/y";
+  EXPECT_EQ(npa::Shell::Open(oa, &sh), -EINVAL) << "both paths";
+  oa.vhost_user_path = nullptr;
+  oa.struct_size = 8;
+  EXPECT_EQ(npa::Shell::Open(oa, &sh), -EINVAL) << "struct_size";
+  oa.struct_size = sizeof oa;
+  oa.flags = 0x80;
+  EXPECT_EQ(npa::Shell::Open(oa, &sh), -EINVAL) << "unknown flag";
+  oa.flags = 0;
+  oa.name = "bad name!";
+  EXPECT_EQ(npa::Shell::Open(oa, &sh), -EINVAL) << "name";
+  EXPECT_EQ(npa_shell_open(nullptr, nullptr), -EINVAL);
+  EXPECT_FALSE(sh);
+  // NULL handles are refused, not dereferenced.
+  EXPECT_EQ(npa_shell_start(nullptr), -EINVAL);
+  EXPECT_EQ(npa_rx_burst(nullptr, 0, nullptr, 0), 0);
+  npa_shell_close(nullptr);
+}
+
+TEST_F(ShellTest, OpenReportsMissingAgent) {
+  npa::Shell sh;
+  npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
+  oa.vhost_user_path = path_.c_str();
+  oa.connect_timeout_ms = 100;
+  EXPECT_EQ(npa::Shell::Open(oa, &sh), -ENOENT) << sh.last_error();
+  EXPECT_NE(std::string(npa_shell_last_error(nullptr)).find(path_), std::string::npos);
+}
+
+TEST_F(ShellTest, ControlSessionConfigureStartEventsStats) {
+  auto ls = ListenUnix(path_);
+  ASSERT_TRUE(ls.ok()) << ls.status();
+  std::unique_ptr<FakeAgent> agent;
+  std::thread vhost_thread;
+  std::thread accept_thread([&] {
+    ASSERT_TRUE(WaitReadable(ls->get(), 3000).ok());
+    UniqueFd c(accept4(ls->get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(c.valid());
+    agent = std::make_unique<FakeAgent>(std::move(c));
+    ASSERT_TRUE(agent->ExpectHello().ok());
+    ASSERT_TRUE(agent->Welcome().ok());
+    int peer = agent->vhost_peer.get();
+    vhost_thread = std::thread([peer] { ServeVhost(peer); });
+  });
+  npa::Shell sh;
+  npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
+  oa.control_path = path_.c_str();
+  oa.name = "t1";
+  oa.flags = NPA_SHELL_F_NO_HUGEPAGES;
+  int rc = npa::Shell::Open(oa, &sh);
+  accept_thread.join();
+  ASSERT_EQ(rc, 0) << npa_shell_last_error(nullptr);
+
+  npa_shell_queue_config qc = NPA_SHELL_QUEUE_CONFIG_INIT;
+  qc.nb_queue_pairs = 2;
+  qc.ring_size = 100;
+  EXPECT_EQ(sh.Configure(qc), -EINVAL) << "ring size not a power of two";
+  qc.ring_size = 256;
+  qc.offloads = NPA_OFFLOAD_RSS_HASH;
+  EXPECT_EQ(sh.Configure(qc), -ENOTSUP);
+  qc.offloads = NPA_OFFLOAD_MRG_RXBUF;
+  ASSERT_EQ(sh.Configure(qc), 0) << sh.last_error();
+  EXPECT_EQ(sh.Configure(qc), -EBUSY);
+
+  npa_shell_info info;
+  ASSERT_EQ(sh.Info(&info), 0);
+  EXPECT_EQ(info.mac[5], 7) << "MAC from the Welcome";
+  EXPECT_EQ(info.nb_queue_pairs, 2);
+  EXPECT_EQ(info.path, NPA_PATH_NONE);
+  EXPECT_EQ(info.hugepages, 0);
+  EXPECT_TRUE(info.offloads & NPA_OFFLOAD_TX_CSUM) << "software fallback";
+
+  int fd0 = sh.IntrFd(0), fd1 = sh.IntrFd(1);
+  EXPECT_GE(fd0, 0);
+  EXPECT_NE(fd0, fd1);
+  EXPECT_EQ(sh.IntrFd(2), -EINVAL);
+  EXPECT_EQ(sh.IntrEnable(0, true), 0);
+  EXPECT_EQ(sh.IntrAck(0), 0);
+
+  ASSERT_EQ(sh.Start(), 0) << sh.last_error();
+  ASSERT_EQ(sh.Info(&info), 0);
+  EXPECT_EQ(info.path, NPA_PATH_EMULATED);
+  EXPECT_EQ(info.link_up, 1);
+
+  npa_event ev;
+  ASSERT_EQ(sh.NextEvent(&ev), 1);
+  EXPECT_EQ(ev.type, NPA_EVENT_PATH_CHANGED);
+  EXPECT_EQ(ev.u.path, NPA_PATH_EMULATED);
+  control::Envelope e;
+  e.mutable_link()->set_up(false);
+  ASSERT_TRUE(agent->Send(e).ok());
+  pollfd p{sh.EventFd(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 3000), 1);
+  ASSERT_EQ(sh.NextEvent(&ev), 1);
+  EXPECT_EQ(ev.type, NPA_EVENT_LINK_CHANGED);
+  EXPECT_EQ(ev.u.link_up, 0u);
+  EXPECT_EQ(sh.NextEvent(&ev), 0);
+  EXPECT_EQ(poll(&p, 1, 0), 0) << "event fd not readable when the queue is empty";
+
+  // Buffers: allocation and free through the API; no traffic (no device).
+  npa_buf* b[16];
+  EXPECT_EQ(sh.Alloc(1, b, 16), 16);
+  EXPECT_EQ(sh.RxBurst(1, b, 0), 0);
+  sh.Free(1, b, 16);
+  EXPECT_EQ(sh.RxBurst(9, b, 16), 0) << "bad queue id";
+
+  npa_queue_stats st;
+  EXPECT_EQ(sh.Stats(0, &st), 0);
+  EXPECT_EQ(sh.Stats(UINT16_MAX, &st), 0);
+  EXPECT_EQ(sh.Stats(5, &st), -EINVAL);
+
+  ASSERT_EQ(sh.Stop(), 0);
+  EXPECT_EQ(sh.RxBurst(0, b, 16), 0);
+  sh.Reset();  // close: the fake back end sees EOF
+  agent.reset();
+  vhost_thread.join();
+}
+
+}  // namespace
+}  // namespace npa::shell
