@@ -225,7 +225,7 @@ run_npa() {
   STARTED+=($!)
   local nohuge=""; [ "$mode" = nohuge ] && nohuge=--no-huge
   timeout -s INT $((DUR + 60)) "$GUEST" --vhost-user "$sock" --tx --size "$size" --burst "$BURST" --ring "$RING" \
-    --cpu $CPU_GUEST --seconds "$DUR" $nohuge >"$glog" 2>"$gerr" </dev/null &
+    --cpu $CPU_GUEST --seconds "$DUR" --linger-ms 300 --hold-ms 3000 $nohuge >"$glog" 2>"$gerr" </dev/null &
   local gpid=$!; STARTED+=($gpid)
   if ! wait_for 40 has_line "$glog" '^sample '; then
     log "   the guest produced no sample (see $gerr)"; stop_all; return 2
@@ -236,9 +236,11 @@ run_npa() {
   local gproc; gproc=$(children_of "$gpid")
   measure_share $bproc $gproc
   [ "$backend" = agent ] && npactl_stats "$ctl" "$OUTDIR/$tag.stats2"
-  local i; for i in $(seq $((DUR + 30))); do kill -0 "$gpid" 2>/dev/null || break; sleep 1; done
-  stop_pid "$gpid"
+  # The guest drains the ring, prints its JSON line and stays connected
+  # (--hold-ms): the agent's counters for it are read then, before they go.
+  wait_for $((DUR + 30)) has_line "$glog" '^{' || log "   WARN: no final line from the guest"
   [ "$backend" = agent ] && npactl_stats "$ctl" "$OUTDIR/$tag.stats3"
+  local i; for i in $(seq 100); do kill -0 "$gpid" 2>/dev/null || break; sleep 0.1; done
   stop_all
   sleep 0.3
   clean_dpdk_files

@@ -168,7 +168,15 @@ class Run:
         self.check = self.cross_check()
 
     def valid(self):
-        return self.share >= 95 and len(self.all) > 0
+        return self.share >= 95 and len(self.all) > 0 and self.memory_ok()
+
+    def memory_ok(self):
+        """The shell must have used the memory the run claims (it falls back
+        to 4K pages silently when no hugepage is free)."""
+        if self.fmt != "npa":
+            return True
+        g = guest_summary(self.prefix)
+        return g is not None and bool(g.get("hugepages")) == (self.mode == "huge")
 
     def cross_check(self):
         """npa-agent runs: the agent's count against the guest's, and the
@@ -227,8 +235,9 @@ def report(runs, args):
           f"{args.near_ns} ns); ratio basis = placement compared")
     invalid = [r for r in runs if not r.valid()]
     if invalid:
-        print(f"# {len(invalid)} run(s) not valid (CPU share < 95 % or no samples): "
+        print(f"# {len(invalid)} run(s) not valid (CPU share < 95 %, no samples, or wrong page size): "
               + ", ".join(f"{r.impl} {r.size}B {r.mode} r{r.rep}a{r.attempt} cpu {r.share:.0f}%"
+                          + ("" if r.memory_ok() else " NOT-ON-" + r.mode.upper() + "-PAGES")
                           for r in invalid))
     for size, mode in configs:
         print(f"\n-- {size} B, {'2 MB hugepages' if mode == 'huge' else '4K pages'}")

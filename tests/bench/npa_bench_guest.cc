@@ -15,7 +15,8 @@
 // so over any interval the accepted count equals the back end's consumption
 // within one ring (--ring entries) of slack; the script cross-checks the
 // total against the agent's own counters. After the run the guest lingers
-// (--linger-ms) so a polling back end drains the ring before we disconnect.
+// (--linger-ms) so a polling back end drains the ring, prints the JSON line,
+// and stays connected --hold-ms more so the back end's counters can be read.
 //
 // Per-packet work mirrors DPDK testpmd's txonly engine, the other side of the
 // comparison: the payload is written once into every pool buffer up front;
@@ -56,6 +57,7 @@ struct Options {
   uint16_t ring = 0;  // 0 = the shell's default
   bool no_huge = false;
   uint32_t linger_ms = 200;
+  uint32_t hold_ms = 0;
   uint32_t connect_timeout_ms = 10000;
 };
 
@@ -77,6 +79,8 @@ void Usage(FILE* f) {
           "  --no-huge           4K pages for the shared regions (NPA_SHELL_F_NO_HUGEPAGES)\n"
           "  --linger-ms N       after the run, keep the connection N ms so the back end\n"
           "                      drains the ring (default 200)\n"
+          "  --hold-ms N         after printing the JSON line, stay connected N ms (the\n"
+          "                      script reads the back end's counters then; default 0)\n"
           "  --connect-timeout-ms N   (default 10000)\n"
           "  --help              this text\n"
           "\n"
@@ -94,7 +98,7 @@ bool ParseUint(const char* s, uint64_t lo, uint64_t hi, uint64_t* out) {
 }
 
 int ParseArgs(int argc, char** argv, Options* o) {
-  enum { kVhost = 1, kTx, kRx, kSize, kBurst, kRing, kCpu, kSeconds, kNoHuge, kLinger, kConn, kHelp };
+  enum { kVhost = 1, kTx, kRx, kSize, kBurst, kRing, kCpu, kSeconds, kNoHuge, kLinger, kHold, kConn, kHelp };
   static const option kLong[] = {
       {"vhost-user", required_argument, nullptr, kVhost},
       {"tx", no_argument, nullptr, kTx},
@@ -106,6 +110,7 @@ int ParseArgs(int argc, char** argv, Options* o) {
       {"seconds", required_argument, nullptr, kSeconds},
       {"no-huge", no_argument, nullptr, kNoHuge},
       {"linger-ms", required_argument, nullptr, kLinger},
+      {"hold-ms", required_argument, nullptr, kHold},
       {"connect-timeout-ms", required_argument, nullptr, kConn},
       {"help", no_argument, nullptr, kHelp},
       {nullptr, 0, nullptr, 0},
@@ -162,6 +167,13 @@ int ParseArgs(int argc, char** argv, Options* o) {
           return 2;
         }
         o->linger_ms = static_cast<uint32_t>(v);
+        break;
+      case kHold:
+        if (!ParseUint(optarg, 0, 60000, &v)) {
+          fprintf(stderr, "npa_bench_guest: --hold-ms '%s': want 0..60000\n", optarg);
+          return 2;
+        }
+        o->hold_ms = static_cast<uint32_t>(v);
         break;
       case kConn:
         if (!ParseUint(optarg, 1, 600000, &v)) {
@@ -258,6 +270,12 @@ uint32_t PrefillPool(npa_shell* sh, uint32_t frame_len) {
   }
   free(all);
   return n;
+}
+
+void SleepMs(uint32_t ms) {
+  timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000L};
+  while (ms && nanosleep(&ts, &ts) != 0 && errno == EINTR && !g_stop) {
+  }
 }
 
 struct Sampler {
@@ -387,11 +405,7 @@ int Run(const Options& o) {
 
   // Let a polling back end drain what is still in the avail ring, so its
   // counters can be compared with ours exactly.
-  if (o.linger_ms) {
-    timespec ts{static_cast<time_t>(o.linger_ms / 1000),
-                static_cast<long>(o.linger_ms % 1000) * 1000000L};
-    nanosleep(&ts, nullptr);
-  }
+  SleepMs(o.linger_ms);
   npa_queue_stats st{};
   st.struct_size = sizeof(st);
   rc = npa_shell_queue_stats(sh, 0, &st);
@@ -405,6 +419,9 @@ int Run(const Options& o) {
          elapsed > 0 ? count / elapsed / 1e6 : 0.0, st.tx_packets, st.rx_packets, st.tx_full,
          st.rx_dropped, st.kicks, g_stop ? "true" : "false");
   fflush(stdout);
+  // Still connected: a back end that drops a guest's counters on disconnect
+  // (npa-agent) can be read now and compared with the line above.
+  if (!g_stop) SleepMs(o.hold_ms);
   npa_shell_close(sh);
   return 0;
 }
