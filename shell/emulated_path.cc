@@ -71,8 +71,8 @@ uint64_t EmulatedPath::offloads() const {
 }
 
 absl::Status EmulatedPath::Start() {
-  QueueCounters scratch;  // setup kicks are not the application's traffic
-  for (auto& q : queues_) q->rx.Refill(&scratch);
+  // RX buffers are posted by the owning thread's rx_burst (it refills in
+  // batches), never from here: the pool belongs to that thread.
   for (size_t q = 0; q < queues_.size(); q++) {
     NPA_RETURN_IF_ERROR(fe_->EnableVring(static_cast<uint32_t>(2 * q), true));
     NPA_RETURN_IF_ERROR(fe_->EnableVring(static_cast<uint32_t>(2 * q + 1), true));

@@ -203,6 +203,8 @@ int main(int argc, char** argv) {
     fprintf(stderr, "configure/start: %s\n", sh.last_error());
     return 1;
   }
+  // Post RX buffers (the owning thread does it in rx_burst) before sending.
+  for (uint16_t q = 0; q < nq; q++) sh.RxBurst(q, nullptr, 0);
   npa_shell_info info;
   sh.Info(&info);
   printf("shell: %u queue pair(s), path %d, hugepages %u, offloads 0x%llx\n", info.nb_queue_pairs,
