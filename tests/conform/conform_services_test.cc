@@ -1,0 +1,105 @@
+// conform_services_test.cc — the conformance host's services table without a
+// device: DMA arena (alignment, coalescing, fault injection), buffer pool
+// (accounting, double free and foreign pointers caught), no-device errors.
+#include "tests/conform/conform_services.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+
+#include "gtest/gtest.h"
+
+namespace npa::conform {
+namespace {
+
+class ServicesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    len_ = 2u << 20;
+    mem_ = static_cast<uint8_t*>(
+        mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(mem_, MAP_FAILED);
+    svc_ = std::make_unique<ConformServices>(nullptr, DmaRegion{mem_, len_}, 1u << 20);
+    t_ = svc_->table();
+  }
+  void TearDown() override { munmap(mem_, len_); }
+  uint8_t* mem_;
+  uint64_t len_;
+  std::unique_ptr<ConformServices> svc_;
+  const npa_services* t_;
+};
+
+TEST_F(ServicesTest, DmaAllocAlignsAndCoalesces) {
+  npa_dma_mem a{}, b{}, c{};
+  ASSERT_EQ(t_->dma_alloc(t_->ctx, 100, 4096, &a), 0);
+  ASSERT_EQ(t_->dma_alloc(t_->ctx, 5000, 65536, &b), 0);
+  EXPECT_EQ(a.iova % 4096, 0u);
+  EXPECT_EQ(b.iova % 65536, 0u);
+  EXPECT_EQ(a.iova, reinterpret_cast<uint64_t>(a.vaddr));
+  EXPECT_EQ(svc_->dma_outstanding(), 2u);
+  t_->dma_free(t_->ctx, &a);
+  t_->dma_free(t_->ctx, &b);
+  EXPECT_EQ(svc_->dma_outstanding(), 0u);
+  // Everything coalesced back: the whole arena is one block again.
+  ASSERT_EQ(t_->dma_alloc(t_->ctx, 1u << 20, 4096, &c), 0);
+  t_->dma_free(t_->ctx, &c);
+  EXPECT_EQ(t_->dma_alloc(t_->ctx, 100, 3, &c), -EINVAL);
+  EXPECT_EQ(t_->dma_alloc(t_->ctx, (1u << 20) + 1, 64, &c), -ENOMEM);
+  EXPECT_EQ(svc_->violations(), 0);
+}
+
+TEST_F(ServicesTest, DmaFaultAndBadFree) {
+  svc_->faults().dma_fail_at = 1;
+  npa_dma_mem a{}, b{};
+  EXPECT_EQ(t_->dma_alloc(t_->ctx, 64, 64, &a), 0);
+  EXPECT_EQ(t_->dma_alloc(t_->ctx, 64, 64, &b), -ENOMEM);
+  EXPECT_EQ(t_->dma_alloc(t_->ctx, 64, 64, &b), 0);
+  t_->dma_free(t_->ctx, &a);
+  t_->dma_free(t_->ctx, &a);  // twice
+  EXPECT_EQ(svc_->violations(), 1);
+  t_->dma_free(t_->ctx, &b);
+  EXPECT_EQ(svc_->dma_outstanding(), 0u);
+}
+
+TEST_F(ServicesTest, BufferAccounting) {
+  npa_buf* b[8];
+  ASSERT_EQ(t_->buf_alloc(t_->ctx, 0, b, 8), 8);
+  EXPECT_EQ(svc_->bufs_outstanding(), 8);
+  EXPECT_EQ(b[0]->data_off, NPA_BUF_DATA_OFF);
+  EXPECT_EQ(b[0]->iova, reinterpret_cast<uint64_t>(b[0]));
+  b[0]->next = b[1];  // a two-segment frame frees both
+  t_->buf_free(t_->ctx, 0, b, 1);
+  EXPECT_EQ(svc_->bufs_outstanding(), 6);
+  t_->buf_free(t_->ctx, 0, b + 1, 1);  // already freed with the chain
+  EXPECT_EQ(svc_->violations(), 1);
+  npa_buf* bogus = reinterpret_cast<npa_buf*>(mem_ + 8);
+  t_->buf_free(t_->ctx, 0, &bogus, 1);
+  EXPECT_EQ(svc_->violations(), 2);
+  t_->buf_free(t_->ctx, 0, b + 2, 6);
+  EXPECT_EQ(svc_->bufs_outstanding(), 0);
+}
+
+TEST_F(ServicesTest, BufferFaults) {
+  npa_buf* b[8];
+  svc_->faults().buf_max = 3;
+  EXPECT_EQ(t_->buf_alloc(t_->ctx, 0, b, 8), 3);
+  t_->buf_free(t_->ctx, 0, b, 3);
+  svc_->faults().buf_empty = true;
+  EXPECT_EQ(t_->buf_alloc(t_->ctx, 0, b, 8), 0);
+  EXPECT_EQ(svc_->bufs_outstanding(), 0);
+}
+
+TEST_F(ServicesTest, NoDeviceMeansErrors) {
+  volatile void* a;
+  uint64_t l;
+  uint32_t v;
+  int efd[2];
+  EXPECT_EQ(t_->bar_map(t_->ctx, 0, &a, &l), -ENODEV);
+  EXPECT_EQ(t_->cfg_read(t_->ctx, 0, 4, &v), -ENODEV);
+  svc_->faults().irq_fail = true;
+  EXPECT_EQ(t_->irq_setup(t_->ctx, 2, efd), -EIO);
+  EXPECT_EQ(t_->irq_setup(t_->ctx, 0, nullptr), 0);
+}
+
+}  // namespace
+}  // namespace npa::conform

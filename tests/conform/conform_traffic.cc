@@ -1,0 +1,459 @@
+// tests/conform/conform_traffic.cc — data-path cases of npa-conform against
+// the traffic peer (docs/conformance.md). Frames use the local experimental
+// EtherType 0x88b5 and carry "NPAC", the run id and a sequence number, so
+// the flood of a QEMU hub (and stale frames) is filtered out.
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "tests/conform/conform_runner.h"
+
+namespace npa::conform {
+namespace {
+
+constexpr uint16_t kEtherType = 0x88b5;
+constexpr size_t kHdr = 26;  // eth(14) + magic(4) + run(4) + seq(4)
+
+uint64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
+void Fill(uint8_t* p, size_t len, const uint8_t dst[6], const uint8_t src[6], uint32_t run,
+          uint32_t seq) {
+  memcpy(p, dst, 6);
+  memcpy(p + 6, src, 6);
+  p[12] = kEtherType >> 8;
+  p[13] = kEtherType & 0xff;
+  memcpy(p + 14, "NPAC", 4);
+  memcpy(p + 18, &run, 4);
+  memcpy(p + 22, &seq, 4);
+  for (size_t i = kHdr; i < len; i++) p[i] = static_cast<uint8_t>(seq + i);
+}
+
+// -1: not ours; 0: ours but corrupt; 1: ours and intact (seq in *seq).
+int Check(const uint8_t* p, size_t len, uint32_t run, uint32_t* seq) {
+  if (len < kHdr || p[12] != (kEtherType >> 8) || p[13] != (kEtherType & 0xff) ||
+      memcmp(p + 14, "NPAC", 4) != 0)
+    return -1;
+  uint32_t r;
+  memcpy(&r, p + 18, 4);
+  if (r != run) return -1;
+  memcpy(seq, p + 22, 4);
+  for (size_t i = kHdr; i < len; i++)
+    if (p[i] != static_cast<uint8_t>(*seq + i)) return 0;
+  return 1;
+}
+
+// Copy a (possibly chained) frame out of a buffer.
+size_t Linearize(const npa_buf* b, uint8_t* out, size_t cap) {
+  size_t n = 0;
+  for (int k = 0; b != nullptr && k < 64; k++, b = b->next) {
+    size_t l = std::min<size_t>(b->data_len, cap - n);
+    memcpy(out + n, npa_buf_data(b), l);
+    n += l;
+  }
+  return n;
+}
+
+struct Queue {
+  Ctx& c;
+  npa_plugin_queue* q;
+  uint8_t mac[6];
+};
+
+// tx_burst of n frames of len bytes; frees what it did not take. Returns the
+// accepted count and the first sequence number used in *first.
+uint16_t SendFrames(Queue& Q, uint16_t n, size_t len, uint32_t* first) {
+  Ctx& c = Q.c;
+  std::vector<npa_buf*> b(n ? n : 1);
+  uint16_t got = c.svc->Alloc(b.data(), n);
+  *first = c.seq;
+  for (uint16_t i = 0; i < got; i++) {
+    Fill(static_cast<uint8_t*>(npa_buf_data(b[i])), len, c.peer->mac(), Q.mac, c.run_id, c.seq++);
+    b[i]->data_len = static_cast<uint16_t>(len);
+    b[i]->pkt_len = static_cast<uint32_t>(len);
+  }
+  uint16_t sent = c.fast().tx_burst(Q.q, b.data(), got);
+  if (sent > got) sent = got;  // a count above n is itself a FAIL, checked by callers
+  c.svc->Free(b.data() + sent, static_cast<uint16_t>(got - sent));
+  return sent;
+}
+
+void Reap(Queue& Q) {
+  if (Q.c.fast().tx_reap) Q.c.fast().tx_reap(Q.q);
+  else Q.c.fast().tx_burst(Q.q, nullptr, 0);
+}
+
+// Peer side: count intact frames with seq in [first, first+n).
+std::string PeerExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uint32_t* seen) {
+  std::set<uint32_t> got;
+  int corrupt = 0;
+  uint8_t buf[2048];
+  uint64_t end = NowMs() + timeout_ms;
+  while (got.size() < n && NowMs() < end) {
+    Reap(Q);
+    ssize_t l = Q.c.peer->Recv(buf, sizeof(buf), 20);
+    if (l <= 0) continue;
+    uint32_t s;
+    int k = Check(buf, static_cast<size_t>(l), Q.c.run_id, &s);
+    if (k == 0) corrupt++;
+    if (k == 1 && s >= first && s < first + n) got.insert(s);
+  }
+  Reap(Q);
+  *seen = static_cast<uint32_t>(got.size());
+  if (corrupt) return absl::StrCat(corrupt, " corrupt frame(s) at the peer");
+  if (got.size() < n) return absl::StrCat("peer saw ", got.size(), " of ", n, " frames");
+  return "";
+}
+
+// DUT side: rx_burst until n intact frames with seq in [first, first+n).
+std::string DutExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uint32_t* seen,
+                      int max_polls = 1 << 30) {
+  Ctx& c = Q.c;
+  std::set<uint32_t> got;
+  int corrupt = 0, over = 0;
+  static uint8_t buf[16384];
+  uint64_t end = NowMs() + timeout_ms;
+  for (int polls = 0; got.size() < n && NowMs() < end && polls < max_polls; polls++) {
+    npa_buf* b[32];
+    uint16_t r = c.fast().rx_burst(Q.q, b, 32);
+    if (r > 32) { over++; r = 32; }
+    for (uint16_t i = 0; i < r; i++) {
+      size_t l = Linearize(b[i], buf, sizeof(buf));
+      if (l != b[i]->pkt_len) corrupt++;
+      uint32_t s;
+      int k = Check(buf, l, c.run_id, &s);
+      if (k == 0) corrupt++;
+      if (k == 1 && s >= first && s < first + n) got.insert(s);
+    }
+    c.svc->Free(b, r);
+    if (r == 0) usleep(200);
+  }
+  *seen = static_cast<uint32_t>(got.size());
+  if (over) return "rx_burst returned more than asked";
+  if (corrupt) return absl::StrCat(corrupt, " corrupt frame(s) received");
+  if (got.size() < n) return absl::StrCat("received ", got.size(), " of ", n, " frames");
+  return "";
+}
+
+uint32_t PeerSend(Queue& Q, uint32_t n, size_t len) {
+  uint8_t f[2048];
+  uint32_t first = Q.c.seq;
+  for (uint32_t i = 0; i < n; i++) {
+    Fill(f, len, Q.mac, Q.c.peer->mac(), Q.c.run_id, Q.c.seq++);
+    Q.c.peer->Send(f, len);
+  }
+  return first;
+}
+
+// Bring a device up for traffic; a failure message or "".
+std::string Up(Ctx& c, DevGuard& g, Queue* Q, npa_dev_config cfg) {
+  std::string e = BringUp(c, g, cfg);
+  if (!e.empty()) return e;
+  Q->q = c.ctrl().queue(g.dev, 0);
+  memcpy(Q->mac, cfg.mac, 6);
+  // Wait (bounded) for the link, so the first frames are not lost to it.
+  for (int i = 0; i < 300; i++) {
+    npa_link_status l{};
+    l.struct_size = sizeof(l);
+    if (c.ctrl().link_status(g.dev, &l) == 0 && l.up) break;
+    usleep(10000);
+  }
+  c.peer->Drain();
+  return "";
+}
+
+#define NEED_PEER(c) \
+  if ((c).peer == nullptr) return Skip("no traffic peer (--no-traffic)")
+
+Result LinkUp(Ctx& c) {
+  DevGuard g(c);
+  std::string e = BringUp(c, g, StdConfig(c));
+  if (!e.empty()) return Fail(e);
+  npa_link_status l{};
+  l.struct_size = sizeof(l);
+  for (int i = 0; i < 300; i++) {
+    int rc = c.ctrl().link_status(g.dev, &l);
+    if (rc < 0) return Fail("link_status: " + Errno(rc));
+    if (l.up) return Pass(absl::StrCat("up after ", i * 10, " ms, ", l.speed_mbps, " Mb/s"));
+    usleep(10000);
+  }
+  return Fail("link not up within 3 s");
+}
+
+Result BurstZero(Ctx& c) {
+  DevGuard g(c);
+  std::string e = BringUp(c, g, StdConfig(c));
+  if (!e.empty()) return Fail(e);
+  npa_plugin_queue* q = c.ctrl().queue(g.dev, 0);
+  npa_plugin_qstats a{}, b{};
+  a.struct_size = b.struct_size = sizeof(a);
+  c.ctrl().queue_stats(g.dev, 0, &a);
+  npa_buf* dummy[1] = {nullptr};
+  if (c.fast().tx_burst(q, dummy, 0) != 0) return Fail("tx_burst(n=0) returned non-zero");
+  if (c.fast().rx_burst(q, dummy, 0) != 0) return Fail("rx_burst(n=0) returned non-zero");
+  c.ctrl().queue_stats(g.dev, 0, &b);
+  if (b.tx_packets != a.tx_packets) return Fail("tx_burst(n=0) counted packets");
+  return Pass("0-frame bursts are no-ops");
+}
+
+Result TxToPeer(Ctx& c) {
+  NEED_PEER(c);
+  DevGuard g(c);
+  Queue Q{c, nullptr, {}};
+  std::string e = Up(c, g, &Q, StdConfig(c));
+  if (!e.empty()) return Fail(e);
+  uint32_t first, seen = 0, sent = 0;
+  const size_t sizes[] = {60, 128, 512, 1514};
+  for (int round = 0; round < 16; round++) {
+    uint16_t n = SendFrames(Q, 4, sizes[round % 4], &first);
+    if (n != 4) return Fail(absl::StrCat("tx_burst took ", n, " of 4 on an idle ring"));
+    uint32_t s;
+    e = PeerExpect(Q, first, 4, 2000, &s);
+    seen += s;
+    sent += 4;
+    if (!e.empty()) return Fail(absl::StrCat("round ", round, ": ", e));
+  }
+  return Pass(absl::StrCat(seen, "/", sent, " frames (60..1514 B) intact at the peer"));
+}
+
+Result RxFromPeer(Ctx& c) {
+  NEED_PEER(c);
+  DevGuard g(c);
+  Queue Q{c, nullptr, {}};
+  std::string e = Up(c, g, &Q, StdConfig(c));
+  if (!e.empty()) return Fail(e);
+  uint32_t total = 0;
+  const size_t sizes[] = {60, 128, 512, 1514};
+  for (int round = 0; round < 8; round++) {
+    uint32_t first = PeerSend(Q, 8, sizes[round % 4]);
+    uint32_t s;
+    e = DutExpect(Q, first, 8, 2000, &s);
+    total += s;
+    if (!e.empty()) return Fail(absl::StrCat("round ", round, ": ", e));
+  }
+  g.Release();
+  std::string a = Accounting(c);
+  if (!a.empty()) return Fail(a);
+  return Pass(absl::StrCat(total, "/64 frames (60..1514 B) intact from the peer"));
+}
+
+Result BurstOne(Ctx& c) {
+  NEED_PEER(c);
+  DevGuard g(c);
+  Queue Q{c, nullptr, {}};
+  std::string e = Up(c, g, &Q, StdConfig(c));
+  if (!e.empty()) return Fail(e);
+  uint32_t first, s;
+  if (SendFrames(Q, 1, 60, &first) != 1) return Fail("tx_burst(n=1) did not take the frame");
+  e = PeerExpect(Q, first, 1, 2000, &s);
+  if (!e.empty()) return Fail(e);
+  first = PeerSend(Q, 1, 60);
+  npa_buf* b[1];
+  uint64_t end = NowMs() + 2000;
+  uint16_t r = 0;
+  while (NowMs() < end) {
+    r = c.fast().rx_burst(Q.q, b, 1);
+    if (r > 1) return Fail("rx_burst(n=1) returned more than 1");
+    if (r == 1) {
+      uint8_t buf[2048];
+      uint32_t seq;
+      size_t l = Linearize(b[0], buf, sizeof(buf));
+      int k = Check(buf, l, c.run_id, &seq);
+      c.svc->Free(b, 1);
+      if (k == 1 && seq == first) return Pass("1-frame TX and RX bursts");
+      if (k == 0) return Fail("corrupt frame");
+    }
+    usleep(200);
+  }
+  return Fail("rx_burst(n=1) never delivered the frame");
+}
+
+Result FullRingTx(Ctx& c) {
+  NEED_PEER(c);
+  DevGuard g(c);
+  Queue Q{c, nullptr, {}};
+  npa_dev_config cfg = StdConfig(c);
+  std::string e = Up(c, g, &Q, cfg);
+  if (!e.empty()) return Fail(e);
+  uint16_t n = static_cast<uint16_t>(cfg.ring_size + 32);
+  uint32_t first, seen;
+  uint16_t sent = SendFrames(Q, n, 60, &first);
+  if (sent == 0 || sent > n) return Fail(absl::StrCat("tx_burst of ", n, " returned ", sent));
+  e = PeerExpect(Q, first, sent, 5000, &seen);
+  if (!e.empty()) return Fail(absl::StrCat("after a ", sent, "-frame burst: ", e));
+  // And the ring is usable again once completions are reaped.
+  uint16_t again = SendFrames(Q, n, 60, &first);
+  e = PeerExpect(Q, first, again, 5000, &seen);
+  if (again == 0 || !e.empty()) return Fail("second full burst: " + e);
+  return Pass(absl::StrCat("burst of ", n, " on a ", cfg.ring_size, "-entry ring took ", sent,
+                           ", all delivered; again ", again));
+}
+
+Result FullRingRx(Ctx& c) {
+  NEED_PEER(c);
+  DevGuard g(c);
+  Queue Q{c, nullptr, {}};
+  npa_dev_config cfg = StdConfig(c);
+  std::string e = Up(c, g, &Q, cfg);
+  if (!e.empty()) return Fail(e);
+  // Overrun the RX ring without polling: the device must drop, not corrupt.
+  uint32_t n = cfg.ring_size * 2u;
+  uint32_t first = PeerSend(Q, n, 60);
+  usleep(200000);
+  uint32_t seen;
+  e = DutExpect(Q, first, n, 1500, &seen);
+  if (e.find("corrupt") != std::string::npos || e.find("more than") != std::string::npos)
+    return Fail(e);
+  if (seen == 0) return Fail("nothing received after an RX overrun");
+  // The ring recovers.
+  first = PeerSend(Q, 4, 60);
+  uint32_t s2;
+  e = DutExpect(Q, first, 4, 2000, &s2);
+  if (!e.empty()) return Fail("after overrun: " + e);
+  g.Release();
+  std::string a = Accounting(c);
+  if (!a.empty()) return Fail(a);
+  return Pass(absl::StrCat(seen, " of ", n, " frames kept by a ", cfg.ring_size,
+                           "-entry ring, intact; recovered"));
+}
+
+Result QuiesceInFlight(Ctx& c) {
+  if (c.ctrl().quiesce == nullptr) return Skip("plug-in has no quiesce op");
+  NEED_PEER(c);
+  DevGuard g(c);
+  Queue Q{c, nullptr, {}};
+  npa_dev_config cfg = StdConfig(c);
+  std::string e = Up(c, g, &Q, cfg);
+  if (!e.empty()) return Fail(e);
+  uint32_t first;
+  uint16_t sent = SendFrames(Q, cfg.ring_size, 1514, &first);
+  int rc = -EAGAIN, calls = 0;
+  uint64_t t0 = NowMs();
+  while (rc == -EAGAIN && calls < 50) {
+    rc = c.ctrl().quiesce(g.dev, 100000);
+    calls++;
+  }
+  if (rc != 0) return Fail("quiesce: " + Errno(rc));
+  uint64_t ms = NowMs() - t0;
+  if (sent == 0) return Fail("nothing was in flight");
+  // Stopped taking new TX work.
+  uint32_t f2;
+  uint16_t more = SendFrames(Q, 1, 60, &f2);
+  if (more != 0) return Fail("tx_burst took a frame after quiesce");
+  uint32_t seen;
+  e = PeerExpect(Q, first, sent, 3000, &seen);
+  g.Release();
+  std::string a = Accounting(c);
+  if (!a.empty()) return Fail(a);
+  if (!e.empty()) return Fail("frames in flight at quiesce: " + e);
+  return Pass(absl::StrCat(sent, " in flight, idle after ", calls, " call(s) / ", ms,
+                           " ms, all delivered"));
+}
+
+Result CountersMonotonic(Ctx& c) {
+  NEED_PEER(c);
+  DevGuard g(c);
+  Queue Q{c, nullptr, {}};
+  npa_dev_config cfg = StdConfig(c);
+  std::string e = Up(c, g, &Q, cfg);
+  if (!e.empty()) return Fail(e);
+  npa_plugin_qstats prev{};
+  uint64_t tx_sent = 0, rx_seen = 0;
+  for (int round = 0; round < 2 * c.opt.loops; round++) {
+    uint32_t first, s;
+    tx_sent += SendFrames(Q, 16, 100, &first);
+    PeerExpect(Q, first, 16, 1000, &s);
+    first = PeerSend(Q, 16, 100);
+    DutExpect(Q, first, 16, 1000, &s);
+    rx_seen += s;
+    if (round % 2 == 1) {  // across stop/start too
+      if (c.ctrl().stop(g.dev) < 0) return Fail("stop");
+      g.started = false;
+      if (c.ctrl().configure(g.dev, &cfg) < 0 || c.ctrl().start(g.dev) < 0)
+        return Fail("restart");
+      g.started = true;
+      Q.q = c.ctrl().queue(g.dev, 0);
+    }
+    npa_plugin_qstats s2{};
+    s2.struct_size = sizeof(s2);
+    int rc = c.ctrl().queue_stats(g.dev, 0, &s2);
+    if (rc < 0) return Fail("queue_stats: " + Errno(rc));
+    if (s2.rx_packets < prev.rx_packets || s2.rx_bytes < prev.rx_bytes ||
+        s2.tx_packets < prev.tx_packets || s2.tx_bytes < prev.tx_bytes ||
+        s2.rx_dropped < prev.rx_dropped)
+      return Fail(absl::StrCat("a counter went backwards in round ", round));
+    prev = s2;
+  }
+  if (prev.tx_packets < tx_sent) return Fail(absl::StrCat("tx_packets ", prev.tx_packets,
+                                                          " < frames accepted ", tx_sent));
+  if (prev.rx_packets < rx_seen) return Fail(absl::StrCat("rx_packets ", prev.rx_packets,
+                                                          " < frames delivered ", rx_seen));
+  return Pass(absl::StrCat("tx ", prev.tx_packets, " rx ", prev.rx_packets,
+                           ", never backwards across ", c.opt.loops, " restarts"));
+}
+
+Result RxInterrupt(Ctx& c) {
+  if (!(c.caps.offloads & NPA_CAP_RX_INTR)) return Skip("RX_INTR not claimed");
+  if (c.fast().rx_intr_enable == nullptr || c.fast().get_irq_vector == nullptr)
+    return Fail("RX_INTR claimed without rx_intr_enable/get_irq_vector");
+  NEED_PEER(c);
+  DevGuard g(c);
+  Queue Q{c, nullptr, {}};
+  npa_dev_config cfg = StdConfig(c);
+  cfg.rx_intr = 1;
+  std::string e = Up(c, g, &Q, cfg);
+  if (!e.empty()) return Fail(e);
+  int vec = c.fast().get_irq_vector(Q.q);
+  if (vec < 0 || static_cast<size_t>(vec) >= c.svc->irq_fds().size())
+    return Fail(absl::StrCat("get_irq_vector ", vec, " with ", c.svc->irq_fds().size(),
+                             " vectors wired"));
+  int fd = c.svc->irq_fds()[vec];
+  uint64_t junk;
+  int wakeups = 0;
+  for (int round = 0; round < 3; round++) {
+    while (read(fd, &junk, 8) == 8) {
+    }
+    if (c.fast().rx_intr_enable(Q.q, 1) < 0) return Fail("rx_intr_enable(1)");
+    npa_buf* b[32];
+    uint16_t r = c.fast().rx_burst(Q.q, b, 32);  // the re-poll after arming
+    c.svc->Free(b, r);
+    uint32_t first = PeerSend(Q, 1, 60);
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 3000) != 1)
+      return Fail(absl::StrCat("no MSI-X interrupt on vector ", vec, " within 3 s"));
+    wakeups++;
+    if (c.fast().rx_intr_enable(Q.q, 0) < 0) return Fail("rx_intr_enable(0)");
+    uint32_t s;
+    e = DutExpect(Q, first, 1, 2000, &s);
+    if (!e.empty()) return Fail("after the interrupt: " + e);
+  }
+  return Pass(absl::StrCat(wakeups, " RX interrupts on vector ", vec, ", frame delivered each"));
+}
+
+}  // namespace
+
+std::vector<Case> TrafficCases() {
+  return {
+      {"link_up", LinkUp},
+      {"burst_zero", BurstZero},
+      {"tx_to_peer", TxToPeer},
+      {"rx_from_peer", RxFromPeer},
+      {"burst_one", BurstOne},
+      {"burst_full_ring_tx", FullRingTx},
+      {"burst_full_ring_rx", FullRingRx},
+      {"quiesce_in_flight", QuiesceInFlight},
+      {"counters_monotonic", CountersMonotonic},
+      {"rx_interrupt", RxInterrupt},
+  };
+}
+
+}  // namespace npa::conform

@@ -1,0 +1,152 @@
+// npa-conform — the plug-in conformance runner (docs/conformance.md).
+//
+//   npa-conform [options] <plugin.so> <pci-address>
+//     --peer-netns NAME --peer-if IF   traffic peer: IF inside netns NAME
+//     --no-traffic                     skip the peer cases (not a full pass)
+//     --broken-dir DIR                 every .so in DIR must be rejected at load
+//     --loops N                        attach/detach and start/stop loops (5)
+//     --case NAME                      run only NAME (repeatable)
+//     -v                               plug-in log lines to stderr
+//
+// The device must already be bound to vfio-pci, alone in its IOMMU group.
+// Output: "CONFORM <case> PASS|FAIL|SKIP(<why>) <detail>" per case, then
+// "N passed, M failed, K skipped". Exit 0 only if nothing failed; 2 on usage
+// or setup errors.
+#include <sys/random.h>
+#include <time.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "tests/conform/conform_runner.h"
+
+namespace npa::conform {
+namespace {
+
+int Usage() {
+  fprintf(stderr,
+          "usage: npa-conform [--peer-netns NAME --peer-if IF | --no-traffic] "
+          "[--broken-dir DIR] [--loops N] [--case NAME]... [-v] <plugin.so> <pci-address>\n");
+  return 2;
+}
+
+void Print(const char* name, const Result& r) {
+  switch (r.v) {
+    case Verdict::kPass: printf("CONFORM %s PASS %s\n", name, r.detail.c_str()); break;
+    case Verdict::kFail: printf("CONFORM %s FAIL %s\n", name, r.detail.c_str()); break;
+    case Verdict::kSkip: printf("CONFORM %s SKIP(%s)\n", name, r.detail.c_str()); break;
+  }
+  fflush(stdout);
+}
+
+int Main(int argc, char** argv) {
+  Ctx c;
+  std::vector<std::string> pos;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    auto val = [&](std::string* out) {
+      if (i + 1 >= argc) return false;
+      *out = argv[++i];
+      return true;
+    };
+    std::string v;
+    if (a == "--peer-netns") { if (!val(&c.opt.peer_netns)) return Usage(); }
+    else if (a == "--peer-if") { if (!val(&c.opt.peer_if)) return Usage(); }
+    else if (a == "--broken-dir") { if (!val(&c.opt.broken_dir)) return Usage(); }
+    else if (a == "--no-traffic") c.opt.no_traffic = true;
+    else if (a == "-v") c.opt.verbose = true;
+    else if (a == "--loops") {
+      if (!val(&v)) return Usage();
+      c.opt.loops = atoi(v.c_str());
+      if (c.opt.loops < 1 || c.opt.loops > 1000) return Usage();
+    } else if (a == "--case") {
+      if (!val(&v)) return Usage();
+      c.opt.only.push_back(v);
+    } else if (!a.empty() && a[0] == '-') return Usage();
+    else pos.push_back(a);
+  }
+  if (pos.size() != 2) return Usage();
+  if (!c.opt.no_traffic && (c.opt.peer_if.empty())) {
+    fprintf(stderr, "npa-conform: give --peer-if (and --peer-netns) or --no-traffic\n");
+    return 2;
+  }
+  c.opt.plugin_path = pos[0];
+  c.opt.bdf = pos[1];
+  if (c.opt.plugin_path.find('/') == std::string::npos) c.opt.plugin_path = "./" + c.opt.plugin_path;
+
+  int passed = 0, failed = 0, skipped = 0;
+  auto count = [&](const char* name, const Result& r) {
+    Print(name, r);
+    if (r.v == Verdict::kPass) passed++;
+    else if (r.v == Verdict::kFail) failed++;
+    else skipped++;
+  };
+  auto wanted = [&](const char* name) {
+    if (c.opt.only.empty()) return true;
+    for (auto& o : c.opt.only)
+      if (o == name) return true;
+    return false;
+  };
+
+  // The shell's own loader decides whether the object is a valid plug-in.
+  auto loaded = shell::LoadPlugin(c.opt.plugin_path);
+  if (!loaded.ok()) {
+    count("abi_load", Fail(std::string(loaded.status().message())));
+    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    return 1;
+  }
+  c.plugin = std::move(*loaded);
+  count("abi_load", Pass(c.plugin->name() + " " + c.plugin->version() + " by " +
+                         c.plugin->vendor()));
+
+  auto host = VfioHost::Open(c.opt.bdf);
+  if (!host.ok()) {
+    fprintf(stderr, "npa-conform: %s\n", std::string(host.status().message()).c_str());
+    return 2;
+  }
+  c.host = std::move(*host);
+  // 24 MiB at iova == vaddr: 4 MiB of ring memory, the rest packet slots.
+  auto region = c.host->MapRegion(24u << 20);
+  if (!region.ok()) {
+    fprintf(stderr, "npa-conform: %s\n", std::string(region.status().message()).c_str());
+    return 2;
+  }
+  c.region = *region;
+  c.svc = std::make_unique<ConformServices>(c.host.get(), c.region, 4u << 20);
+  c.svc->verbose = c.opt.verbose;
+  if (!c.opt.no_traffic) {
+    auto peer = Peer::Open(c.opt.peer_netns, c.opt.peer_if);
+    if (!peer.ok()) {
+      fprintf(stderr, "npa-conform: peer: %s\n", std::string(peer.status().message()).c_str());
+      return 2;
+    }
+    c.peer = std::move(*peer);
+  }
+  if (getrandom(&c.run_id, sizeof(c.run_id), 0) != sizeof(c.run_id))
+    c.run_id = static_cast<uint32_t>(time(nullptr));
+
+  std::vector<Case> all = LoadCases();
+  for (auto& t : TrafficCases()) all.push_back(t);
+  for (auto& k : all) {
+    // probe_remove_loop learns the caps every later case configures from.
+    if (!wanted(k.name) && strcmp(k.name, "probe_remove_loop") != 0) continue;
+    Result r = k.fn(c);
+    if (r.v == Verdict::kFail && !c.svc->last_logs.empty())
+      r.detail += " [plug-in: " + c.svc->last_logs.back() + "]";
+    if (wanted(k.name)) count(k.name, r);
+    // A case that failed must not poison the next one's accounting.
+    if (c.svc->bufs_outstanding() || c.svc->dma_outstanding() || c.svc->violations()) {
+      c.svc = std::make_unique<ConformServices>(c.host.get(), c.region, 4u << 20);
+      c.svc->verbose = c.opt.verbose;
+    }
+  }
+  printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+  return failed ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace npa::conform
+
+int main(int argc, char** argv) { return npa::conform::Main(argc, argv); }
