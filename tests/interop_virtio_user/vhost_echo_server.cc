@@ -5,9 +5,12 @@
 // legal for VhostDevice and keeps the test simple.
 //
 //   vhost_echo_server --socket /tmp/x.sock [--seconds 60] [--connections 1]
+//                     [--keep-going]
 //
 // Exits 0 after --connections sessions ended cleanly (front end closed), 1
-// on a broken device or a rejected message, 2 on a usage error.
+// on a broken device or a rejected message, 2 on a usage error. With
+// --keep-going a session that ends badly (as under npa-evil-guest) is closed
+// and the server goes on to the next connection.
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -80,8 +83,11 @@ int main(int argc, char** argv) {
   npa::LogInit("vhost-echo");
   std::string path;
   int seconds = 60, connections = 1;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool keep_going = false;
+  for (int i = 1; i < argc; i += 2) {
     std::string a = argv[i];
+    if (a == "--keep-going") { keep_going = true; --i; continue; }
+    if (i + 1 >= argc) { fprintf(stderr, "option %s needs a value\n", a.c_str()); return 2; }
     if (a == "--socket") path = argv[i + 1];
     else if (a == "--seconds") seconds = atoi(argv[i + 1]);
     else if (a == "--connections") connections = atoi(argv[i + 1]);
@@ -101,6 +107,10 @@ int main(int argc, char** argv) {
     auto dev = VhostDevice::Create(std::move(conn), {.name = "dpdk" + std::to_string(c), .max_queue_pairs = 4});
     if (!dev.ok()) { fprintf(stderr, "create: %s\n", std::string(dev.status().message()).c_str()); rc = 1; break; }
     rc = Serve(**dev, deadline);
+    if (keep_going && rc == 1 && std::chrono::steady_clock::now() < deadline) {
+      fprintf(stderr, "echo: session %d closed, serving the next\n", c);
+      rc = 0;
+    }
   }
   unlink(path.c_str());
   return rc;
