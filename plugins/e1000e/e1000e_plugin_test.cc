@@ -1,0 +1,463 @@
+// plugins/e1000e/e1000e_plugin_test.cc — the e1000e plug-in without hardware:
+// loaded with dlopen like the shell does, driven through a fake services
+// table whose BAR0 is a register file in memory. A tiny device model runs in
+// sleep_us (reset self-clears, EEPROM auto-read, link, GIO master); the tests
+// play the device's DMA side by writing descriptors themselves.
+#include <dlfcn.h>
+#include <errno.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "npa/plugin.h"
+
+namespace {
+
+constexpr uint32_t CTRL = 0x0, STATUS = 0x8, EECD = 0x10, ICR = 0xC0, IMS = 0xD0, IMC = 0xD8,
+                   RCTL = 0x100, TCTL = 0x400, RDBAL = 0x2800, RDLEN = 0x2808, RDT = 0x2818,
+                   TDLEN = 0x3808, TDT = 0x3818, MPC = 0x4010, RAL0 = 0x5400, RAH0 = 0x5404,
+                   IVAR = 0xE4;
+
+struct RxDesc {
+  uint64_t addr;
+  uint16_t length, csum;
+  uint8_t status, errors;
+  uint16_t special;
+};
+struct TxDesc {
+  uint64_t addr;
+  uint32_t lower, upper;
+};
+
+struct Fake {
+  std::vector<uint32_t> regs = std::vector<uint32_t>(0x20000 / 4);
+  uint64_t bar_len = 0x20000;
+  uint32_t cfg_id = 0x10d38086, cfg_cmd = 0;
+  uint64_t now = 1000000;
+  bool all_ones = false;
+  std::vector<void*> dma;
+  std::vector<npa_buf*> pool;
+  uint32_t pool_size = 0;
+  std::vector<int> efds;
+  int log_lines = 0;
+  uint32_t imc_writes_seen = 0;
+
+  uint32_t& R(uint32_t off) { return regs[off / 4]; }
+  void Tick() {
+    if (R(CTRL) & (1u << 26)) {  // RST: self-clears, EEPROM reloads the MAC
+      R(CTRL) &= ~((1u << 26) | (1u << 2) | (1u << 6));
+      R(RAL0) = 0x4c005452;
+      R(RAH0) = 0x0104 | (1u << 31);
+      R(EECD) |= 1u << 9;
+      R(RDBAL) = 0;
+    }
+    R(STATUS) = (R(CTRL) & (1u << 2)) ? 0 : (1u << 19);
+    if (R(CTRL) & (1u << 6)) R(STATUS) |= 0x2 | 0x1 | (2u << 6);  // LU, FD, 1000
+  }
+  Fake() {
+    R(RAL0) = 0x4c005452;
+    R(RAH0) = 0x0104 | (1u << 31);
+    R(STATUS) = 1u << 19;
+    for (uint32_t i = 0; i < 512; i++) {
+      void* p = aligned_alloc(64, NPA_BUF_SLOT_SIZE);
+      auto* b = static_cast<npa_buf*>(p);
+      std::memset(b, 0, sizeof(*b));
+      b->iova = reinterpret_cast<uint64_t>(b);
+      b->buf_len = NPA_BUF_SLOT_SIZE;
+      b->data_off = NPA_BUF_DATA_OFF;
+      b->nb_segs = 1;
+      pool.push_back(b);
+    }
+    pool_size = 512;
+  }
+  ~Fake() {
+    for (void* p : dma) free(p);
+    for (int fd : efds) close(fd);
+  }
+};
+
+Fake* F(void* ctx) { return static_cast<Fake*>(ctx); }
+
+int BarMap(void* ctx, uint32_t bar, volatile void** addr, uint64_t* len) {
+  if (bar != 0) return -EINVAL;
+  Fake* f = F(ctx);
+  if (f->all_ones) std::memset(f->regs.data(), 0xff, f->regs.size() * 4);
+  *addr = f->regs.data();
+  *len = f->bar_len;
+  return 0;
+}
+int CfgRead(void* ctx, uint32_t off, uint32_t len, uint32_t* v) {
+  if (len != 1 && len != 2 && len != 4) return -EINVAL;
+  *v = off == 0 ? F(ctx)->cfg_id : off == 4 ? F(ctx)->cfg_cmd : 0;
+  return 0;
+}
+int CfgWrite(void* ctx, uint32_t off, uint32_t, uint32_t v) {
+  if (off == 4) F(ctx)->cfg_cmd = v;
+  return 0;
+}
+int DmaAlloc(void* ctx, uint64_t size, uint64_t align, npa_dma_mem* out) {
+  void* p = aligned_alloc(align, (size + align - 1) / align * align);
+  if (!p) return -ENOMEM;
+  std::memset(p, 0, size);
+  F(ctx)->dma.push_back(p);
+  *out = npa_dma_mem{sizeof(npa_dma_mem), 0, p, reinterpret_cast<uint64_t>(p), size, 0};
+  return 0;
+}
+void DmaFree(void*, npa_dma_mem* m) { m->vaddr = nullptr; }
+int IrqSetup(void* ctx, uint32_t nvec, int* efds) {
+  for (uint32_t i = 0; i < nvec; i++) {
+    efds[i] = eventfd(0, EFD_NONBLOCK);
+    F(ctx)->efds.push_back(efds[i]);
+  }
+  return 0;
+}
+uint16_t BufAlloc(void* ctx, uint16_t, npa_buf** b, uint16_t n) {
+  Fake* f = F(ctx);
+  uint16_t k = 0;
+  for (; k < n && !f->pool.empty(); k++) {
+    b[k] = f->pool.back();
+    f->pool.pop_back();
+  }
+  return k;
+}
+void BufFree(void* ctx, uint16_t, npa_buf** b, uint16_t n) {
+  for (uint16_t i = 0; i < n; i++) F(ctx)->pool.push_back(b[i]);
+}
+void Log(void* ctx, int, const char*, va_list) { F(ctx)->log_lines++; }
+uint64_t Now(void* ctx) { return F(ctx)->now; }
+void Sleep(void* ctx, uint32_t us) {
+  F(ctx)->now += uint64_t{us} * 1000 + 1000;
+  F(ctx)->Tick();
+}
+
+class E1000eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    handle_ = dlopen(NPA_E1000E_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
+    ASSERT_NE(handle_, nullptr) << dlerror();
+    auto entry = reinterpret_cast<npa_plugin_entry_fn>(dlsym(handle_, NPA_PLUGIN_ENTRY_NAME));
+    ASSERT_NE(entry, nullptr);
+    npa_plugin_query q{sizeof(q), NPA_PLUGIN_ABI_MAJOR, NPA_PLUGIN_ABI_MINOR};
+    info_ = entry(&q);
+    ASSERT_NE(info_, nullptr);
+    c_ = info_->ctrl;
+    x_ = info_->fast;
+    svc_ = npa_services{};
+    svc_.struct_size = sizeof(svc_);
+    svc_.abi_major = NPA_PLUGIN_ABI_MAJOR;
+    svc_.ctx = &fake_;
+    svc_.bar_map = BarMap;
+    svc_.cfg_read = CfgRead;
+    svc_.cfg_write = CfgWrite;
+    svc_.dma_alloc = DmaAlloc;
+    svc_.dma_free = DmaFree;
+    svc_.irq_setup = IrqSetup;
+    svc_.buf_alloc = BufAlloc;
+    svc_.buf_free = BufFree;
+    svc_.log = Log;
+    svc_.now_ns = Now;
+    svc_.sleep_us = Sleep;
+    dinfo_ = npa_device_info{};
+    dinfo_.struct_size = sizeof(dinfo_);
+    dinfo_.vendor = 0x8086;
+    dinfo_.device = 0x10d3;
+    dinfo_.msix_vectors = 5;
+    std::strcpy(dinfo_.pci_address, "0000:04:00.0");
+  }
+  void TearDown() override {
+    if (dev_) c_->remove(dev_);
+    if (handle_) dlclose(handle_);
+  }
+  npa_dev_config Cfg(uint16_t ring = 64) {
+    npa_dev_config cfg{};
+    cfg.struct_size = sizeof(cfg);
+    cfg.nb_queue_pairs = 1;
+    cfg.ring_size = ring;
+    cfg.mtu = 1500;
+    cfg.offloads = NPA_CAP_TX_CSUM | NPA_CAP_RX_CSUM;
+    return cfg;
+  }
+  void ProbeOk() { ASSERT_EQ(c_->probe(&svc_, &dinfo_, &dev_), 0); }
+
+  void* handle_ = nullptr;
+  const npa_plugin_info* info_ = nullptr;
+  const npa_plugin_ctrl_ops* c_ = nullptr;
+  const npa_plugin_fast_ops* x_ = nullptr;
+  Fake fake_;
+  npa_services svc_{};
+  npa_device_info dinfo_{};
+  npa_plugin_dev* dev_ = nullptr;
+};
+
+TEST_F(E1000eTest, EntryVersionIdsAndExports) {
+  auto entry = reinterpret_cast<npa_plugin_entry_fn>(dlsym(handle_, NPA_PLUGIN_ENTRY_NAME));
+  npa_plugin_query q2{sizeof(npa_plugin_query), 2, 0};
+  EXPECT_EQ(entry(&q2), nullptr);
+  EXPECT_EQ(entry(nullptr), nullptr);
+  EXPECT_STREQ(info_->name, "e1000e");
+  ASSERT_EQ(info_->id_count, 1u);
+  EXPECT_EQ(info_->id_table[0].vendor, 0x8086);
+  EXPECT_EQ(info_->id_table[0].device, 0x10d3);
+  EXPECT_EQ(info_->struct_size, sizeof(npa_plugin_info));
+  EXPECT_EQ(dlsym(handle_, "e1k_rx_burst"), nullptr);  // only the entry is exported
+  EXPECT_EQ(dlsym(handle_, "e1k_log"), nullptr);
+}
+
+TEST_F(E1000eTest, ProbeRejectsBadInput) {
+  npa_plugin_dev* d = nullptr;
+  EXPECT_EQ(c_->probe(nullptr, &dinfo_, &d), -EINVAL);
+  EXPECT_EQ(c_->probe(&svc_, nullptr, &d), -EINVAL);
+  EXPECT_EQ(c_->probe(&svc_, &dinfo_, nullptr), -EINVAL);
+  npa_services short_svc = svc_;
+  short_svc.struct_size = 8;
+  EXPECT_EQ(c_->probe(&short_svc, &dinfo_, &d), -EINVAL);
+  npa_services no_dma = svc_;
+  no_dma.dma_alloc = nullptr;
+  EXPECT_EQ(c_->probe(&no_dma, &dinfo_, &d), -EINVAL);
+  npa_device_info other = dinfo_;
+  other.device = 0x100e;
+  EXPECT_EQ(c_->probe(&svc_, &other, &d), -ENODEV);
+  fake_.cfg_id = 0x100e8086;  // config space disagrees with the claim
+  EXPECT_EQ(c_->probe(&svc_, &dinfo_, &d), -ENODEV);
+  fake_.cfg_id = 0x10d38086;
+  fake_.bar_len = 0x1000;
+  EXPECT_NE(c_->probe(&svc_, &dinfo_, &d), 0);
+  fake_.bar_len = 0x20000;
+  fake_.all_ones = true;
+  EXPECT_EQ(c_->probe(&svc_, &dinfo_, &d), -ENODEV);
+  EXPECT_EQ(d, nullptr);
+}
+
+TEST_F(E1000eTest, ProbeResetsEnablesMasterReadsMacAndLink) {
+  ProbeOk();
+  EXPECT_EQ(fake_.cfg_cmd & 0x6, 0x6u);  // memory + bus master
+  EXPECT_FALSE(fake_.R(CTRL) & (1u << 26));
+  EXPECT_TRUE(fake_.R(CTRL) & (1u << 6));  // SLU
+  npa_dev_caps caps{};
+  caps.struct_size = sizeof(caps);
+  ASSERT_EQ(c_->get_caps(dev_, &caps), 0);
+  const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x4c, 0x04, 0x01};
+  EXPECT_EQ(std::memcmp(caps.perm_mac, mac, 6), 0);
+  EXPECT_EQ(caps.max_queue_pairs, 1);
+  EXPECT_EQ(caps.min_ring_size % 8, 0);
+  EXPECT_TRUE(caps.offloads & NPA_CAP_TX_CSUM);
+  npa_link_status ls{};
+  ls.struct_size = sizeof(ls);
+  ASSERT_EQ(c_->link_status(dev_, &ls), 0);
+  EXPECT_EQ(ls.up, 1u);
+  EXPECT_EQ(ls.speed_mbps, 1000u);
+  npa_dev_caps small{};
+  small.struct_size = 4;
+  EXPECT_EQ(c_->get_caps(dev_, &small), -EINVAL);
+}
+
+TEST_F(E1000eTest, ConfigureValidates) {
+  ProbeOk();
+  npa_dev_config cfg = Cfg();
+  EXPECT_EQ(c_->configure(dev_, nullptr), -EINVAL);
+  cfg.ring_size = 100;
+  EXPECT_EQ(c_->configure(dev_, &cfg), -EINVAL);
+  cfg.ring_size = 8192;
+  EXPECT_EQ(c_->configure(dev_, &cfg), -EINVAL);
+  cfg = Cfg();
+  cfg.nb_queue_pairs = 2;
+  EXPECT_EQ(c_->configure(dev_, &cfg), -EINVAL);
+  cfg = Cfg();
+  cfg.mtu = 9000;
+  EXPECT_EQ(c_->configure(dev_, &cfg), -EINVAL);
+  cfg = Cfg();
+  cfg.mac[0] = 0x01;  // multicast
+  EXPECT_EQ(c_->configure(dev_, &cfg), -EINVAL);
+  cfg = Cfg();
+  cfg.offloads = NPA_CAP_TSO;
+  EXPECT_EQ(c_->configure(dev_, &cfg), -ENOTSUP);
+  cfg = Cfg();
+  uint16_t vids[1] = {4096};
+  cfg.vlan_filter = vids;
+  cfg.vlan_filter_count = 1;
+  EXPECT_EQ(c_->configure(dev_, &cfg), -EINVAL);
+  EXPECT_EQ(c_->start(dev_), -EINVAL);  // never configured
+  cfg = Cfg();
+  EXPECT_EQ(c_->configure(dev_, &cfg), 0);
+}
+
+TEST_F(E1000eTest, StartRxTxStopReclaimsEverything) {
+  ProbeOk();
+  npa_dev_config cfg = Cfg(64);
+  const uint8_t mac[6] = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+  std::memcpy(cfg.mac, mac, 6);
+  ASSERT_EQ(c_->configure(dev_, &cfg), 0);
+  ASSERT_EQ(c_->start(dev_), 0);
+  npa_plugin_queue* q = c_->queue(dev_, 0);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(c_->queue(dev_, 1), nullptr);
+  EXPECT_EQ(fake_.pool.size(), fake_.pool_size - 64);
+  EXPECT_EQ(fake_.R(RDT), 63u);
+  EXPECT_EQ(fake_.R(RDLEN), 64u * 16);
+  EXPECT_EQ(fake_.R(TDLEN), 64u * 16);
+  uint32_t rctl = fake_.R(RCTL);
+  EXPECT_TRUE(rctl & 0x2);           // EN
+  EXPECT_TRUE(rctl & (1u << 15));    // BAM
+  EXPECT_TRUE(rctl & (1u << 26));    // SECRC
+  EXPECT_FALSE(rctl & (0x3u << 3));  // no UPE / MPE
+  EXPECT_FALSE(rctl & (3u << 16));   // BSIZE 2048
+  EXPECT_EQ(fake_.R(RAL0), 0x33221102u);
+  EXPECT_EQ(fake_.R(RAH0), 0x5544u | (1u << 31));
+  EXPECT_TRUE(fake_.R(TCTL) & 0x2);
+
+  // RX: the "device" completes slots 0 and 1, and slot 2 with a CRC error.
+  auto* rx = reinterpret_cast<RxDesc*>(static_cast<uintptr_t>(
+      uint64_t{fake_.R(RDBAL)} | uint64_t{fake_.R(RDBAL + 4)} << 32));
+  npa_buf* posted0 = reinterpret_cast<npa_buf*>(rx[0].addr - NPA_BUF_DATA_OFF);
+  std::memset(reinterpret_cast<void*>(rx[0].addr), 0xab, 60);
+  rx[0].length = 60;
+  rx[0].errors = 0;
+  rx[1].length = 1514;
+  rx[1].errors = 0;
+  rx[2].length = 64;
+  rx[2].errors = 0x01;  // CE
+  rx[1].status = 0x01 | 0x02;         // DD | EOP, no checksum indication
+  rx[0].status = 0x01 | 0x02 | 0x20;  // DD | EOP | TCPCS
+  rx[2].status = 0x01 | 0x02;
+  npa_buf* got[8];
+  ASSERT_EQ(x_->rx_burst(q, got, 8), 2);
+  EXPECT_EQ(got[0], posted0);
+  EXPECT_EQ(got[0]->data_len, 60);
+  EXPECT_EQ(got[0]->pkt_len, 60u);
+  EXPECT_EQ(static_cast<uint8_t*>(npa_buf_data(got[0]))[59], 0xab);
+  EXPECT_EQ(got[0]->ol_flags, NPA_BUF_OL_RX_CSUM_GOOD);
+  EXPECT_EQ(got[1]->data_len, 1514);
+  EXPECT_EQ(got[1]->ol_flags, 0u);
+  EXPECT_EQ(fake_.R(RDT), 2u);  // slots 0..2 re-posted, one tail write
+  EXPECT_EQ(rx[0].status, 0);
+  EXPECT_NE(rx[0].addr, reinterpret_cast<uint64_t>(npa_buf_data(posted0)));
+  BufFree(&fake_, 0, got, 2);
+
+  // TX: plain, offloaded, and a broken buffer that must not be taken.
+  npa_buf* tx[3];
+  ASSERT_EQ(BufAlloc(&fake_, 0, tx, 3), 3);
+  for (npa_buf* b : tx) {
+    b->data_off = NPA_BUF_DATA_OFF;
+    b->buf_len = NPA_BUF_SLOT_SIZE;
+    b->data_len = 60;
+    b->pkt_len = 60;
+    b->nb_segs = 1;
+    b->next = nullptr;
+    b->ol_flags = 0;
+  }
+  tx[1]->ol_flags = NPA_BUF_OL_TX_CSUM;
+  tx[1]->csum_start = 34;
+  tx[1]->csum_offset = 6;
+  tx[2]->data_len = 4000;  // beyond the slot
+  tx[2]->pkt_len = 4000;
+  size_t before = fake_.pool.size();
+  ASSERT_EQ(x_->tx_burst(q, tx, 3), 2);
+  EXPECT_EQ(fake_.R(TDT), 3u);  // legacy + context + data
+  auto* td = reinterpret_cast<TxDesc*>(static_cast<uintptr_t>(
+      uint64_t{fake_.R(0x3800)} | uint64_t{fake_.R(0x3804)} << 32));
+  EXPECT_EQ(td[0].addr, npa_buf_data_iova(tx[0]));
+  EXPECT_EQ(td[0].lower & 0xffff, 60u);
+  EXPECT_TRUE(td[0].lower & (1u << 24));  // EOP
+  EXPECT_TRUE(td[0].lower & (1u << 27));  // RS
+  EXPECT_FALSE(td[0].lower & (1u << 29)); // legacy
+  EXPECT_EQ(td[1].lower & ((1u << 29) | (0xfu << 20)), 1u << 29);  // context
+  EXPECT_EQ((td[1].addr >> 32) & 0xff, 34u);                       // TUCSS
+  EXPECT_EQ((td[1].addr >> 40) & 0xff, 40u);                       // TUCSO
+  EXPECT_EQ(td[2].lower & ((1u << 29) | (0xfu << 20)), (1u << 29) | (1u << 20));  // data
+  EXPECT_TRUE(td[2].upper & (1u << 9));                                            // TXSM
+  EXPECT_EQ(x_->tx_reap(q), 0);  // nothing done yet
+  for (int i = 0; i < 3; i++) td[i].upper |= 1;  // DD
+  EXPECT_EQ(x_->tx_reap(q), 2);
+  EXPECT_EQ(fake_.pool.size(), before + 2);
+  BufFree(&fake_, 0, &tx[2], 1);
+
+  fake_.R(MPC) = 5;
+  npa_plugin_qstats st{};
+  st.struct_size = sizeof(st);
+  ASSERT_EQ(c_->queue_stats(dev_, 0, &st), 0);
+  EXPECT_EQ(st.rx_packets, 2u);
+  EXPECT_EQ(st.rx_bytes, 60u + 1514u);
+  EXPECT_EQ(st.tx_packets, 2u);
+  EXPECT_EQ(st.rx_dropped, 5u + 1u);  // MPC + the CRC-error frame
+  fake_.R(MPC) = 0;                   // clear-on-read
+  ASSERT_EQ(c_->queue_stats(dev_, 0, &st), 0);
+  EXPECT_EQ(st.rx_dropped, 6u);
+  EXPECT_EQ(c_->queue_stats(dev_, 1, &st), -EINVAL);
+
+  // In flight when stopped: one more TX frame the device never completes.
+  npa_buf* late;
+  ASSERT_EQ(BufAlloc(&fake_, 0, &late, 1), 1);
+  late->data_off = NPA_BUF_DATA_OFF;
+  late->data_len = late->pkt_len = 60;
+  late->nb_segs = 1;
+  late->next = nullptr;
+  late->ol_flags = 0;
+  ASSERT_EQ(x_->tx_burst(q, &late, 1), 1);
+  ASSERT_EQ(c_->stop(dev_), 0);
+  EXPECT_EQ(fake_.pool.size(), fake_.pool_size);  // every buffer came back
+  EXPECT_FALSE(fake_.R(RCTL) & 0x2);
+  EXPECT_FALSE(fake_.R(TCTL) & 0x2);
+  EXPECT_EQ(c_->queue(dev_, 0), nullptr);
+  EXPECT_EQ(x_->rx_burst(q, got, 8), 0);  // stopped queue: nothing, no crash
+  ASSERT_EQ(c_->queue_stats(dev_, 0, &st), 0);
+  EXPECT_EQ(st.tx_packets, 3u);  // monotonic across stop
+}
+
+TEST_F(E1000eTest, RxInterruptRouting) {
+  ProbeOk();
+  npa_dev_config cfg = Cfg(64);
+  cfg.offloads |= NPA_CAP_RX_INTR;
+  cfg.rx_intr = 1;
+  ASSERT_EQ(c_->configure(dev_, &cfg), 0);
+  ASSERT_EQ(fake_.efds.size(), 2u);
+  ASSERT_EQ(c_->start(dev_), 0);
+  npa_plugin_queue* q = c_->queue(dev_, 0);
+  EXPECT_EQ(fake_.R(IVAR), (0x8u << 0) | (0x9u << 16));  // RxQ0 -> 0, Other -> 1
+  EXPECT_EQ(x_->get_irq_vector(q), 0);
+  ASSERT_EQ(x_->rx_intr_enable(q, 1), 0);
+  EXPECT_TRUE(fake_.R(IMS) & (1u << 20));
+  ASSERT_EQ(x_->rx_intr_enable(q, 0), 0);
+  EXPECT_EQ(fake_.R(IMC), 1u << 20);
+  EXPECT_EQ(c_->irq_handler(dev_, 1), 0);
+  EXPECT_EQ(c_->irq_handler(dev_, 7), -EINVAL);
+  ASSERT_EQ(c_->stop(dev_), 0);
+}
+
+TEST_F(E1000eTest, HostileCallsFailCleanly) {
+  ProbeOk();
+  npa_buf* b[4] = {};
+  EXPECT_EQ(x_->rx_burst(nullptr, b, 4), 0);
+  EXPECT_EQ(x_->tx_burst(nullptr, b, 4), 0);
+  EXPECT_EQ(x_->tx_reap(nullptr), 0);
+  EXPECT_EQ(x_->rx_intr_enable(nullptr, 1), -EINVAL);
+  EXPECT_EQ(c_->irq_handler(dev_, 0), -EINVAL);  // no MSI-X wired
+  const uint8_t mcast[6] = {0x01, 0, 0x5e, 0, 0, 1};
+  EXPECT_EQ(c_->set_mac(dev_, mcast), -EINVAL);
+  EXPECT_EQ(c_->set_mac(dev_, nullptr), -EINVAL);
+  EXPECT_EQ(c_->vlan_filter(dev_, 4096, 1), -EINVAL);
+  EXPECT_EQ(c_->vlan_filter(dev_, 100, 1), 0);
+  EXPECT_EQ(c_->set_mtu(dev_, 9000), -EINVAL);
+  EXPECT_EQ(c_->link_status(dev_, nullptr), -EINVAL);
+  EXPECT_EQ(c_->quiesce(dev_, 10), -EINVAL);  // not started
+  EXPECT_EQ(c_->reset(dev_), 0);
+  npa_dev_config cfg = Cfg(64);
+  ASSERT_EQ(c_->configure(dev_, &cfg), 0);
+  ASSERT_EQ(c_->start(dev_), 0);
+  npa_plugin_queue* q = c_->queue(dev_, 0);
+  EXPECT_EQ(x_->tx_burst(q, nullptr, 4), 0);
+  npa_buf* null_bufs[2] = {nullptr, nullptr};
+  EXPECT_EQ(x_->tx_burst(q, null_bufs, 2), 0);
+  EXPECT_EQ(c_->start(dev_), -EBUSY);
+  EXPECT_EQ(c_->configure(dev_, &cfg), -EBUSY);
+  EXPECT_EQ(c_->reset(dev_), -EBUSY);
+  EXPECT_EQ(c_->quiesce(dev_, 1000), 0);
+  ASSERT_EQ(c_->stop(dev_), 0);
+  EXPECT_EQ(fake_.pool.size(), fake_.pool_size);
+}
+
+}  // namespace
