@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (ASan+UBSan, separate build dir) and
+# runs each for FUZZ_SECONDS (default 20) on a scratch copy of its committed
+# seed corpus. Exits non-zero if a build fails or any fuzzer finds a crash,
+# leak, timeout or sanitizer report (the reproducer is kept in the log dir).
+#
+#   FUZZ_SECONDS=60 tests/fuzz/run_fuzzers.sh [target...]
+# Env: FUZZ_BUILD_DIR (default <repo>/build-fuzz), CC/CXX (default clang/clang++),
+#      FUZZ_SOURCE_DIR (default the repo), FUZZ_JOBS (ninja -j, default 2).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+src=${FUZZ_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
+build=${FUZZ_BUILD_DIR:-$src/build-fuzz}
+secs=${FUZZ_SECONDS:-20}
+targets=${*:-"control_codec vhost_message desc_chain"}
+export CC=${CC:-clang} CXX=${CXX:-clang++}
+
+cmake -S "$src" -B "$build" -G Ninja -DNPA_FUZZ=ON -DNPA_BUILD_BENCH=OFF \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build.cmake.log" 2>&1 \
+  || { echo "cmake failed, see $build.cmake.log"; tail -20 "$build.cmake.log"; exit 1; }
+bins=""
+for t in $targets; do bins="$bins ${t}_fuzz"; done
+ninja -C "$build" -j"${FUZZ_JOBS:-2}" $bins || { echo "fuzzer build failed"; exit 1; }
+
+logs=$(mktemp -d /tmp/npa-fuzz.XXXXXX)
+fail=0
+for t in $targets; do
+  work=$logs/$t
+  mkdir -p "$work/corpus"
+  cp "$here/corpus/$t/"* "$work/corpus/" 2>/dev/null
+  echo "== $t: ${secs}s"
+  # -timeout: one input taking > 10 s is a hang; -rss_limit_mb bounds memory.
+  timeout $((secs + 60)) "$build/tests/fuzz/${t}_fuzz" "$work/corpus" \
+    -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$work/" >"$work/log" 2>&1
+  rc=$?
+  tail -3 "$work/log"
+  if [ $rc -ne 0 ]; then
+    echo "FAIL $t (exit $rc); log and reproducer in $work"
+    grep -m5 -E "ERROR|SUMMARY|runtime error" "$work/log"
+    fail=1
+  else
+    echo "ok   $t"
+  fi
+done
+[ $fail -eq 0 ] && rm -rf "$logs"
+exit $fail
