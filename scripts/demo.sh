@@ -102,9 +102,15 @@ ip netns exec "$PEERNS" "$PEER" --bind 192.0.2.1:9000 --to 192.0.2.2:9000 --coun
 PPID_=$!
 PIDS+=($PPID_)
 # Per-second counters from both ends, side by side, while the stream runs.
-shown_g=0; shown_p=0
+shown_g=0; shown_p=0; ticks=0
 while kill -0 "$GPID" 2>/dev/null || kill -0 "$PPID_" 2>/dev/null; do
   sleep 1
+  ticks=$((ticks + 1))
+  if [ $ticks = 2 ]; then  # the agent's view while the stream runs
+    say "agent's view mid-stream (npactl guests; npactl --json guests saved):"
+    "$NPACTL" --socket "$CTL" guests 2>&1 | sed 's/^/    /' || true
+    "$NPACTL" --socket "$CTL" --json guests >"$RUN/npactl.json" 2>&1 || true
+  fi
   ng=$(grep -c '^guest t=' "$RUN/guest.out" || true); np=$(grep -c '^peer  t=' "$RUN/peer.out" || true)
   [ "$ng" -gt "$shown_g" ] && { grep '^guest t=' "$RUN/guest.out" | tail -n +$((shown_g + 1)) | sed 's/^/    /'; shown_g=$ng; }
   [ "$np" -gt "$shown_p" ] && { grep '^peer  t=' "$RUN/peer.out" | tail -n +$((shown_p + 1)) | sed 's/^/    /'; shown_p=$np; }
@@ -114,9 +120,8 @@ wait "$GPID"; grc=$?
 wait "$PPID_"; prc=$?
 set -e
 
-say "agent's view (npactl guests):"
-"$NPACTL" --socket "$CTL" guests 2>&1 | sed 's/^/    /' || true
-"$NPACTL" --socket "$CTL" --json guests >"$RUN/npactl.json" 2>&1 || true
+say "agent's counters at the end (npactl agent):"
+"$NPACTL" --socket "$CTL" agent 2>&1 | sed 's/^/    /' || true
 
 GSUM=$(grep '^{' "$RUN/guest.out" | tail -1)
 PSUM=$(grep '^{' "$RUN/peer.out" | tail -1)
