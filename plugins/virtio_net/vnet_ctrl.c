@@ -114,10 +114,23 @@ static int vnet_discover(struct npa_plugin_dev *d) {
   return 0;
 }
 
+/* vfio-pci leaves PCI_COMMAND bus mastering to the driver (as QEMU and DPDK
+ * set it themselves): without it every ring access and MSI-X message of the
+ * device is dropped. Memory space enable is needed for the BAR accesses. */
+static int vnet_enable_bus_master(struct npa_plugin_dev *d) {
+  const npa_services *s = d->svc;
+  uint32_t cmd = 0;
+  int rc = s->cfg_read(s->ctx, 0x04, 2, &cmd);
+  if (rc < 0) return rc;
+  if ((cmd & 0x6) == 0x6) return 0;
+  if (s->cfg_write == NULL) return -EINVAL;
+  return s->cfg_write(s->ctx, 0x04, 2, (cmd | 0x6) & 0xffff);
+}
+
 static int vnet_probe(const npa_services *svc, const npa_device_info *info, npa_plugin_dev **out) {
   if (svc == NULL || info == NULL || out == NULL) return -EINVAL;
   if (svc->struct_size < sizeof(*svc) || info->struct_size < sizeof(*info)) return -EINVAL;
-  if (!svc->bar_map || !svc->cfg_read || !svc->dma_alloc || !svc->dma_free || !svc->buf_alloc ||
+  if (!svc->bar_map || !svc->cfg_read || !svc->cfg_write || !svc->dma_alloc || !svc->dma_free || !svc->buf_alloc ||
       !svc->buf_free || !svc->now_ns || !svc->sleep_us)
     return -EINVAL;
   *out = NULL;
@@ -134,6 +147,7 @@ static int vnet_probe(const npa_services *svc, const npa_device_info *info, npa_
     d->q[i].st.struct_size = sizeof(d->q[i].st);
   }
   int rc = vp_map(&d->vp, svc);
+  if (rc == 0) rc = vnet_enable_bus_master(d);
   if (rc == 0) rc = vnet_init_device(d);
   if (rc == 0) rc = vnet_discover(d);
   if (rc < 0) {
