@@ -61,6 +61,12 @@ absl::StatusOr<std::unique_ptr<Peer>> Peer::Open(const std::string& netns,
   sll.sll_ifindex = p->ifindex_;
   if (bind(p->fd_, reinterpret_cast<sockaddr*>(&sll), sizeof(sll)) < 0)
     return absl::ErrnoToStatus(errno, "bind(AF_PACKET)");
+  // A full-ring burst arrives faster than the harness reads: give the
+  // socket room for several rings of 1514-byte frames (FORCE needs
+  // CAP_NET_ADMIN; the plain option is the fallback).
+  int rcv = 16 << 20;
+  if (setsockopt(p->fd_, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(rcv)) < 0)
+    setsockopt(p->fd_, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
   p->Drain();
   return p;
 }
