@@ -154,7 +154,10 @@ add_mod() {
   done
   ORDER+=("$n")
 }
-for n in vfio-pci e1000e virtio_pci virtio_net crct10dif_generic crc64_rocksoft_generic nvme; do add_mod "$n"; done
+# vfio_iommu_type1 is request_module()d by vfio at run time, not a link dependency.
+for n in vfio_iommu_type1 vfio-pci e1000e virtio_pci virtio_net crct10dif_generic crc64_rocksoft_generic nvme; do
+  add_mod "$n"
+done
 
 # ------------------------------------------------------------------ initramfs
 # The guest runs the project's dynamically linked binaries: copy them with every
@@ -164,7 +167,17 @@ rm -rf "$ROOT"; mkdir -p "$ROOT"/{bin,sbin,lab/bin,lab/mods,lab/scenarios,proc,s
 cp "$BUSYBOX" "$ROOT/bin/busybox"
 cp "$PROBE" "$VFTEST" "$ROOT/lab/bin/"
 cp /sbin/ip "$ROOT/lab/bin/ip"   # /lab/bin is first in PATH: busybox has its own ip
-for b in "$PROBE" "$VFTEST" /sbin/ip; do
+SHIP=("$PROBE" "$VFTEST" /sbin/ip)
+# Other suites' lab programs and plug-ins, when built: npa-lab-* drivers, the
+# conformance runner, vendor plug-ins (/lab/plugins) and deliberately broken
+# ones (/lab/plugins/broken). Their scenarios say what they need if absent.
+while IFS= read -r b; do cp "$b" "$ROOT/lab/bin/"; SHIP+=("$b"); done < <(
+  find "$BUILD" -path '*/CMakeFiles' -prune -o -type f -perm -u+x \( -name 'npa-lab-*' -o -name npa-conform \) -print |
+  grep -v "^$PROBE\$")
+mkdir -p "$ROOT/lab/plugins/broken"
+for so in "$BUILD"/plugins/*.so; do [ -f "$so" ] && cp "$so" "$ROOT/lab/plugins/" && SHIP+=("$so"); done
+for so in "$BUILD"/tests/plugins/broken/*.so; do [ -f "$so" ] && cp "$so" "$ROOT/lab/plugins/broken/" && SHIP+=("$so"); done
+for b in "${SHIP[@]}"; do
   ldd "$b" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | while read -r lib; do
     mkdir -p "$ROOT$(dirname "$lib")"; cp -L "$lib" "$ROOT$lib"
   done

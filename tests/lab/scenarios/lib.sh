@@ -15,3 +15,13 @@ ip() { /lab/bin/ip "$@"; }
 probe() { /lab/bin/npa-lab-vf-probe "$@"; }
 peer() { ip netns exec peer "$@"; }
 drv() { basename "$(readlink /sys/bus/pci/devices/$1/driver 2>/dev/null)" 2>/dev/null; }
+# Current netdev name of a PCI function (names change when a driver rebinds).
+ifname_of() {
+  ls /sys/bus/pci/devices/$1/net 2>/dev/null || ls /sys/bus/pci/devices/$1/virtio*/net 2>/dev/null
+}
+# Runs each "probe" check, echoes its output, fails the scenario on the first failure.
+run_probe() {
+  probe "$@" >/tmp/probe.out 2>&1; rc=$?
+  cat /tmp/probe.out
+  [ $rc = 0 ] || fail "npa-lab-vf-probe $*: $(sed -n 's/^FAIL: //p' /tmp/probe.out | tail -1)"
+}
