@@ -55,6 +55,9 @@ if [ -n "$LAB_PEER_IF" ]; then
     ip -n peer link set "$LAB_PEER_IF" up && ip -n peer link set lo up; } 2>&1) ||
     say "peer namespace setup failed: $out"
 fi
+# Start the DUT links now: e1000e's autonegotiation takes seconds, which then
+# overlap with the first scenarios instead of stalling the peer check.
+for v in $LAB_VIRTIO0_IF $LAB_VIRTIO1_IF $LAB_E1000E0_IF $LAB_E1000E1_IF; do ip link set "$v" up; done
 say "ready at $(up)s"
 
 T=$(cat /lab/scenario_timeout)

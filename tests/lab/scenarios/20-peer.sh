@@ -27,7 +27,7 @@ vf=""
 for r in E1000E1 VIRTIO1; do
   eval b=\$LAB_$r
   m="npa-lab-$r-$$"
-  peer probe sniff "$LAB_PEER_IF" "$m" 8000 >/tmp/sniff.out 2>&1 &
+  peer /lab/bin/npa-lab-vf-probe sniff "$LAB_PEER_IF" "$m" 8000 >/tmp/sniff.out 2>&1 &
   sp=$!
   n=0
   until grep -q READY /tmp/sniff.out || [ $n -ge 50 ]; do sleep 0.1; n=$((n + 1)); done
