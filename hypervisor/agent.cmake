@@ -8,8 +8,12 @@ add_library(npa_agent_core STATIC
   ${CMAKE_CURRENT_LIST_DIR}/guest_port.cc
   ${CMAKE_CURRENT_LIST_DIR}/dataplane.cc
   ${CMAKE_CURRENT_LIST_DIR}/control_server.cc
-  ${CMAKE_CURRENT_LIST_DIR}/npactl_format.cc)
-target_link_libraries(npa_agent_core PUBLIC npa_common npa_vhost absl::flat_hash_map absl::status
+  ${CMAKE_CURRENT_LIST_DIR}/npactl_format.cc
+  ${CMAKE_CURRENT_LIST_DIR}/vf_lifecycle.cc
+  ${CMAKE_CURRENT_LIST_DIR}/guest_regions.cc
+  ${CMAKE_CURRENT_LIST_DIR}/vfio_layer.cc
+  ${CMAKE_CURRENT_LIST_DIR}/vf_manager.cc)
+target_link_libraries(npa_agent_core PUBLIC npa_common npa_vhost npa_vf absl::flat_hash_map absl::status
   absl::statusor absl::strings absl::str_format PkgConfig::URING)
 
 add_executable(npa-agent ${CMAKE_CURRENT_LIST_DIR}/agent_main.cc)
@@ -19,9 +23,10 @@ target_link_libraries(npactl PRIVATE npa_agent_core)
 install(TARGETS npa-agent npactl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 if(NPA_BUILD_TESTS)
-  foreach(t mac_switch guest_lifecycle tap_uplink dataplane control_server npactl_format)
+  foreach(t mac_switch guest_lifecycle tap_uplink dataplane control_server npactl_format
+          vf_lifecycle guest_regions vf_manager)
     add_executable(${t}_test ${CMAKE_CURRENT_LIST_DIR}/${t}_test.cc)
-    target_link_libraries(${t}_test PRIVATE npa_agent_core GTest::gtest_main)
+    target_link_libraries(${t}_test PRIVATE npa_agent_core npa_vf_testing GTest::gtest_main)
     gtest_discover_tests(${t}_test DISCOVERY_TIMEOUT 30 PROPERTIES LABELS agent TIMEOUT 60)
   endforeach()
 endif()
