@@ -124,6 +124,8 @@ class VhostDevice {
   // Takes ownership of an accepted vhost-user connection (made non-blocking
   // and CLOEXEC here). kInvalidArgument for bad options or an invalid fd.
   static absl::StatusOr<std::unique_ptr<VhostDevice>> Create(UniqueFd conn, Options opts);
+  // Destroy only after the dataplane stopped calling it (frames it peeked
+  // point into mappings this object owns).
   ~VhostDevice();
   VhostDevice(const VhostDevice&) = delete;
   VhostDevice& operator=(const VhostDevice&) = delete;

@@ -11,6 +11,7 @@ namespace npa::agent {
 
 void VirtQueue::Configure(std::shared_ptr<const GuestMemory> mem, const RingLayout& layout,
                           uint16_t base, bool mergeable, int call_fd) {
+  if (orphaned_ > 0 && mem_ != nullptr && mem_ != mem) holds_.push_back(mem_);
   mem_ = std::move(mem);
   ring_ = layout;
   mask_ = layout.num - 1;
@@ -25,6 +26,9 @@ void VirtQueue::Configure(std::shared_ptr<const GuestMemory> mem, const RingLayo
 }
 
 void VirtQueue::Remap(std::shared_ptr<const GuestMemory> mem, const RingLayout& layout) {
+  // Frames handed out still point into the old mapping: keep it until they
+  // are released.
+  if ((in_flight() > 0 || orphaned_ > 0) && mem_ != mem) holds_.push_back(mem_);
   mem_ = std::move(mem);
   ring_.desc = layout.desc;
   ring_.avail = layout.avail;
@@ -39,7 +43,7 @@ uint16_t VirtQueue::Stop() {
   }
   if (orphaned_ == 0) holds_.clear();
   pend_rd_ = pend_wr_ = 0;
-  configured_ = false;
+  configured_ = false;  // mem_ stays (and so stays mapped) until the next Configure
   // In-order completion: everything before used_shadow_ went back to the
   // guest, nothing after it did. Restarting from here re-reads in-flight
   // chains rather than leaking them.
@@ -114,6 +118,33 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
   uint64_t bytes = 0, dropped = 0;
   while (produced < n && consumed < avail) {
     const uint16_t head = aring[static_cast<uint16_t>(last_avail_ + consumed) & mask_];
+    GuestFrame& f = out[produced];
+    // Fast path, the common case: one readable descriptor holding header and
+    // frame. Same checks as WalkChain on one volatile read of the
+    // descriptor; anything else takes the full walk (which re-reads and
+    // re-checks on its own).
+    if (head < ring_.num) {
+      const volatile vring_desc* vd = &ring_.desc[head];
+      const uint16_t flags = vd->flags;
+      const uint64_t addr = vd->addr;
+      const uint32_t len = vd->len;
+      if (!(flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)) &&
+          len > kNetHdrLen && len - kNetHdrLen <= kMaxFrameLen) {
+        uint8_t* host = mem_->GpaToHost(addr, len, &hint_);
+        if (host != nullptr) {
+          std::memcpy(&f.hdr, host, kNetHdrLen);
+          f.segs[0] = {host + kNetHdrLen, len - kNetHdrLen};
+          f.nsegs = 1;
+          f.len = len - kNetHdrLen;
+          f.head = head;
+          pending_[pend_wr_++ & mask_] = {head, false};
+          bytes += f.len;
+          ++produced;
+          ++consumed;
+          continue;
+        }
+      }
+    }
     ChainWalk w;
     ChainError e;
     if (!WalkChain(ring_.desc, ring_.num, head, *mem_, &hint_, ChainDir::kReadable, bufs,
@@ -124,7 +155,6 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
       return 0;
     }
     ++consumed;
-    GuestFrame& f = out[produced];
     const bool ok = !w.truncated && w.total_len > kNetHdrLen &&
                     w.total_len - kNetHdrLen <= kMaxFrameLen && SplitNetHdr(bufs, w.nbufs, &f);
     if (ok) {
@@ -142,7 +172,6 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
   }
   last_avail_ = static_cast<uint16_t>(last_avail_ + consumed);
   PublishUsedAndNotify();
-  if (produced > 0 && (holds_.empty() || holds_.back() != mem_)) holds_.push_back(mem_);
   c->tx_packets += produced;
   c->tx_bytes += bytes;
   c->tx_dropped += dropped;
@@ -154,7 +183,7 @@ void VirtQueue::ReleaseTx(uint16_t n) {
   orphaned_ -= swallow;
   n = static_cast<uint16_t>(n - swallow);
   if (!configured_) {
-    if (orphaned_ == 0) holds_.clear();
+    if (orphaned_ == 0 && !holds_.empty()) holds_.clear();
     return;
   }
   while (pend_rd_ != pend_wr_) {
@@ -166,7 +195,7 @@ void VirtQueue::ReleaseTx(uint16_t n) {
     PushUsed(p.head, 0);  // TX buffers are read-only: 0 bytes written (§2.7.8)
     ++pend_rd_;
   }
-  if (pend_rd_ == pend_wr_ && orphaned_ == 0) holds_.clear();
+  if (pend_rd_ == pend_wr_ && orphaned_ == 0 && !holds_.empty()) holds_.clear();
   PublishUsedAndNotify();
 }
 
@@ -255,6 +284,32 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
                  kNetHdrLen + p.len};
     const uint16_t consumed0 = consumed;
     const uint16_t used0 = used_shadow_;
+    // Fast path: one writable descriptor big enough for header + frame, and
+    // a frame in one segment (what a burst of small frames looks like).
+    if (consumed < avail && p.nsegs == 1 && p.segs[0].iov_len == p.len) {
+      const uint16_t head = aring[static_cast<uint16_t>(last_avail_ + consumed) & mask_];
+      if (head < ring_.num) {
+        const volatile vring_desc* vd = &ring_.desc[head];
+        const uint16_t flags = vd->flags;
+        const uint64_t addr = vd->addr;
+        const uint32_t len = vd->len;
+        const uint32_t need = kNetHdrLen + p.len;
+        if ((flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)) ==
+                VRING_DESC_F_WRITE &&
+            len >= need) {
+          uint8_t* host = mem_->GpaToHost(addr, len, &hint_);  // all of it, as WalkChain would
+          if (host != nullptr) {
+            std::memcpy(host, &hdr, kNetHdrLen);
+            std::memcpy(host + kNetHdrLen, p.segs[0].iov_base, p.len);
+            PushUsed(head, need);
+            ++consumed;
+            ++delivered;
+            bytes += p.len;
+            continue;
+          }
+        }
+      }
+    }
     uint8_t* nb[2] = {nullptr, nullptr};  // where num_buffers' two bytes went
     bool no_room = false;
     while (src.left > 0) {

@@ -89,8 +89,9 @@ class VirtQueue {
   uint32_t pend_rd_ = 0, pend_wr_ = 0;
   // Frames handed out before a Stop(): their ReleaseTx is swallowed.
   uint32_t orphaned_ = 0;
-  // Keep every mapping that in-flight frames point into alive, even if the
-  // control thread installs a new memory table meanwhile.
+  // Old mappings that in-flight frames still point into, after the control
+  // thread installed a new memory table (mem_ itself keeps the current one
+  // alive); no shared_ptr traffic on the fast path.
   std::vector<std::shared_ptr<const GuestMemory>> holds_;
 };
 

@@ -5,7 +5,10 @@
 // legal for VhostDevice and keeps the test simple.
 //
 //   vhost_echo_server --socket /tmp/x.sock [--seconds 60] [--connections 1]
-//                     [--keep-going]
+//                     [--keep-going] [--sink]
+//
+// --sink: drop every TX frame instead of echoing it (the benchmark's "sink
+// mode": what the back end costs per frame), and print Mpps once a second.
 //
 // Exits 0 after --connections sessions ended cleanly (front end closed), 1
 // on a broken device or a rejected message, 2 on a usage error. With
@@ -33,11 +36,24 @@ namespace {
 
 constexpr uint16_t kBurst = 32;
 
+bool g_sink = false;
+
 int Serve(VhostDevice& dev, std::chrono::steady_clock::time_point deadline) {
   GuestFrame frames[kBurst];
   PacketRef refs[kBurst];
-  uint64_t echoed = 0, dropped = 0;
+  uint64_t echoed = 0, dropped = 0, sunk = 0, last_sunk = 0;
+  auto last = std::chrono::steady_clock::now();
   for (uint64_t iter = 0;; ++iter) {
+    if ((iter & 1023) == 0 && g_sink) {
+      const auto now = std::chrono::steady_clock::now();
+      const double dt = std::chrono::duration<double>(now - last).count();
+      if (dt >= 1.0) {
+        if (sunk != last_sunk) printf("sink: %.2f Mpps\n", (sunk - last_sunk) / dt / 1e6);
+        fflush(stdout);
+        last = now;
+        last_sunk = sunk;
+      }
+    }
     if ((iter & 63) == 0) {
       pollfd p{dev.fd(), POLLIN, 0};
       if (poll(&p, 1, 0) > 0) {
@@ -62,6 +78,11 @@ int Serve(VhostDevice& dev, std::chrono::steady_clock::time_point deadline) {
       if (!dev.QueueReady(q)) continue;
       const uint16_t n = dev.PeekTx(q, frames, kBurst);
       if (n == 0) continue;
+      if (g_sink) {
+        dev.ReleaseTx(q, n);
+        sunk += n;
+        continue;
+      }
       for (uint16_t i = 0; i < n; ++i) refs[i] = {&frames[i].hdr, frames[i].segs, frames[i].nsegs, frames[i].len};
       // Retry briefly when the guest has not refilled RX yet: an echo test
       // wants every frame back, not a drop.
@@ -87,6 +108,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--keep-going") { keep_going = true; --i; continue; }
+    if (a == "--sink") { g_sink = true; --i; continue; }
     if (i + 1 >= argc) { fprintf(stderr, "option %s needs a value\n", a.c_str()); return 2; }
     if (a == "--socket") path = argv[i + 1];
     else if (a == "--seconds") seconds = atoi(argv[i + 1]);
