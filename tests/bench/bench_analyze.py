@@ -184,13 +184,17 @@ class Run:
         t1, s1 = load_json_after_stamp(self.prefix + ".stats1")
         t2, s2 = load_json_after_stamp(self.prefix + ".stats2")
         _, s3 = load_json_after_stamp(self.prefix + ".stats3")
-        if s1 is None and s2 is None and s3 is None:
+        if s1 is None and s2 is None and s3 is None and self.fmt != "npa":
             return None
         c1, c2, c3 = (agent_guest_packets(s) if s is not None else None for s in (s1, s2, s3))
         res = {}
         if c1 is not None and c2 is not None and t2 > t1:
             res["agent_mid_pps"] = (c2 - c1) / (t2 - t1)
         g = guest_summary(self.prefix) if self.fmt == "npa" else None
+        if g is not None and g.get("bursts"):
+            # Share of the guest's bursts that found the ring full: near 1,
+            # the back end is the bottleneck; near 0, the guest is.
+            res["ring_full_share"] = g.get("tx_full", 0) / g["bursts"]
         if g is not None and c3 is not None:
             res["agent_total"] = c3
             res["guest_total"] = g.get("shell_tx_packets", g.get("packets"))
@@ -301,6 +305,8 @@ def report(runs, args):
             if c.get("guest_total") is not None:
                 parts.append(f"agent total {c['agent_total']} vs guest tx {c['guest_total']} "
                              f"(diff {c['agent_total'] - c['guest_total']})")
+            if "ring_full_share" in c:
+                parts.append(f"guest bursts finding the ring full {100 * c['ring_full_share']:.0f} %")
             if parts:
                 print(f"   cross-check r{r.rep}: " + "; ".join(parts))
         for impl in ("npa-guest+dpdk-vhost", "dpdk-virtio+npa-agent"):

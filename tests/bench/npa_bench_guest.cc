@@ -308,7 +308,8 @@ struct Sampler {
 // about 2 % of a 32-frame burst at 30 Mpps if done every time.
 constexpr uint32_t kCheckEvery = 64;
 
-uint64_t RunTx(npa_shell* sh, const Options& o, const uint8_t hdr[kHdrLen], double* elapsed) {
+uint64_t RunTx(npa_shell* sh, const Options& o, const uint8_t hdr[kHdrLen], double* elapsed,
+              uint64_t* bursts) {
   npa_buf* b[256];
   uint64_t sent = 0;
   const uint16_t burst = o.burst;
@@ -316,7 +317,8 @@ uint64_t RunTx(npa_shell* sh, const Options& o, const uint8_t hdr[kHdrLen], doub
   Sampler s;
   s.Start();
   const double end = s.t0 + o.seconds;
-  for (uint32_t iter = 1; !g_stop; iter++) {
+  uint64_t iter = 1;
+  for (; !g_stop; iter++) {
     uint16_t n = npa_buf_alloc(sh, 0, b, burst);
     for (uint16_t i = 0; i < n; i++) {
       memcpy(npa_buf_data(b[i]), hdr, kHdrLen);
@@ -329,23 +331,26 @@ uint64_t RunTx(npa_shell* sh, const Options& o, const uint8_t hdr[kHdrLen], doub
     sent += k;
     if (iter % kCheckEvery == 0 && s.Tick(sent) >= end) break;
   }
+  *bursts = iter;
   *elapsed = Mono() - s.t0;
   return sent;
 }
 
-uint64_t RunRx(npa_shell* sh, const Options& o, double* elapsed) {
+uint64_t RunRx(npa_shell* sh, const Options& o, double* elapsed, uint64_t* bursts) {
   npa_buf* b[256];
   uint64_t got = 0;
   const uint16_t burst = o.burst;
   Sampler s;
   s.Start();
   const double end = s.t0 + o.seconds;
-  for (uint32_t iter = 1; !g_stop; iter++) {
+  uint64_t iter = 1;
+  for (; !g_stop; iter++) {
     uint16_t n = npa_rx_burst(sh, 0, b, burst);
     if (n) npa_buf_free(sh, 0, b, n);
     got += n;
     if (iter % kCheckEvery == 0 && s.Tick(got) >= end) break;
   }
+  *bursts = iter;
   *elapsed = Mono() - s.t0;
   return got;
 }
@@ -401,7 +406,8 @@ int Run(const Options& o) {
           info.hugepages ? "2M huge" : "4K", pool);
 
   double elapsed = 0;
-  uint64_t count = o.tx ? RunTx(sh, o, hdr, &elapsed) : RunRx(sh, o, &elapsed);
+  uint64_t bursts = 0;  // burst calls made (tx_full of them found the ring full)
+  uint64_t count = o.tx ? RunTx(sh, o, hdr, &elapsed, &bursts) : RunRx(sh, o, &elapsed, &bursts);
 
   // Let a polling back end drain what is still in the avail ring, so its
   // counters can be compared with ours exactly.
@@ -413,10 +419,10 @@ int Run(const Options& o) {
   printf("{\"guest\":\"npa_bench_guest\",\"mode\":\"%s\",\"size\":%u,\"burst\":%u,"
          "\"hugepages\":%s,\"seconds\":%.3f,\"packets\":%" PRIu64 ",\"mpps\":%.3f,"
          "\"shell_tx_packets\":%" PRIu64 ",\"shell_rx_packets\":%" PRIu64
-         ",\"tx_full\":%" PRIu64 ",\"rx_dropped\":%" PRIu64 ",\"kicks\":%" PRIu64
+         ",\"bursts\":%" PRIu64 ",\"tx_full\":%" PRIu64 ",\"rx_dropped\":%" PRIu64 ",\"kicks\":%" PRIu64
          ",\"interrupted\":%s}\n",
          o.tx ? "tx" : "rx", o.size, o.burst, info.hugepages ? "true" : "false", elapsed, count,
-         elapsed > 0 ? count / elapsed / 1e6 : 0.0, st.tx_packets, st.rx_packets, st.tx_full,
+         elapsed > 0 ? count / elapsed / 1e6 : 0.0, st.tx_packets, st.rx_packets, bursts, st.tx_full,
          st.rx_dropped, st.kicks, g_stop ? "true" : "false");
   fflush(stdout);
   // Still connected: a back end that drops a guest's counters on disconnect
