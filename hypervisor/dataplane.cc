@@ -247,7 +247,14 @@ void Dataplane::Deliver(PortId from, uint16_t qp, const PacketRef& p, const uint
   if (d.kind == Decision::kDrop) return;
   auto queue_for = [&](Local& g) {
     uint16_t nq = g.port->num_queue_pairs();
-    return nq ? static_cast<uint16_t>(qp % nq) : 0;
+    uint16_t q = nq ? static_cast<uint16_t>(qp % nq) : 0;
+    // A guest may enable fewer queue pairs than it negotiated: queue 0 is
+    // always there once the guest is ready.
+    if (!g.port->QueueReady(q)) q = 0;
+    // One pending batch per guest goes to one queue: a frame for another
+    // queue flushes what is pending first, which also keeps their order.
+    if (!g.out.empty() && g.out_qp != q) FlushGuest(g);
+    return q;
   };
   if (d.kind == Decision::kUnicast) {
     if (d.port == kUplinkPort) {
@@ -275,16 +282,19 @@ void Dataplane::Deliver(PortId from, uint16_t qp, const PacketRef& p, const uint
   }
 }
 
+void Dataplane::FlushGuest(Local& g) {
+  uint16_t n = static_cast<uint16_t>(g.out.size());
+  uint16_t done = 0;
+  if (!g.port->broken() && g.port->QueueReady(g.out_qp))
+    done = g.port->EnqueueRx(g.out_qp, g.out.data(), n);
+  if (n != done) Add(c_.delivery_drops, n - done);
+  g.out.clear();
+}
+
 void Dataplane::Flush() {
   uint64_t dropped = 0;
   for (Local& g : locals_) {
-    if (g.out.empty()) continue;
-    uint16_t n = static_cast<uint16_t>(g.out.size());
-    uint16_t done = 0;
-    if (!g.port->broken() && g.port->QueueReady(g.out_qp))
-      done = g.port->EnqueueRx(g.out_qp, g.out.data(), n);
-    dropped += n - done;
-    g.out.clear();
+    if (!g.out.empty()) FlushGuest(g);
   }
   if (!uplink_out_.empty()) {
     uint16_t n = static_cast<uint16_t>(uplink_out_.size());
@@ -384,9 +394,12 @@ void Dataplane::Sleep() {
     Add(c_.sleeps, 1);
     epoll_event evs[64];
     int n = epoll_wait(epoll_fd_.get(), evs, 64, opts_.idle_sleep_ms);
+    const int uplink_fd = uplink_ ? uplink_->notify_fd() : -1;
     for (int i = 0; i < n; i++) {
       // Level-triggered eventfds: consume the count or the next sleep
-      // returns at once.
+      // returns at once. The uplink's fd is the TAP itself: reading it would
+      // eat a frame, and the next Receive drains it anyway.
+      if (evs[i].data.fd == uplink_fd) continue;
       uint64_t v;
       (void)!read(evs[i].data.fd, &v, sizeof v);
     }

@@ -126,6 +126,7 @@ class Dataplane {
   uint32_t PollUplink(uint64_t now_ns);
   void Deliver(PortId from, uint16_t qp, const PacketRef& p, const uint8_t* eth, uint64_t now_ns);
   void Flush();
+  void FlushGuest(Local& g);
   void Sleep();
   void SyncNotifyFds(Local& g);
   void DropNotifyFds(Local& g);

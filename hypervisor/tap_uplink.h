@@ -14,18 +14,17 @@
 //    brought up (SIOCSIFFLAGS IFF_UP).
 //  - All packet memory is one anonymous mapping registered with
 //    io_uring_register_buffers, cut into rx_depth RX slots and tx_depth TX
-//    slots of slot_size bytes (12-byte header + frame). rx_depth
-//    IORING_OP_READ_FIXED are kept outstanding; each TX frame is copied into a
-//    free TX slot and written with IORING_OP_WRITE_FIXED; a Send burst is one
-//    io_uring_submit. Completions are reaped in bulk (io_uring_peek_batch_cqe)
-//    by both Receive and Send.
-//  - The TAP fd is left in blocking mode ON PURPOSE: it is only ever touched
-//    through io_uring, which arms an internal poll for a read that has no data
-//    (rather than completing it with -EAGAIN, as it does on an O_NONBLOCK fd,
-//    which would turn every idle read into a resubmission spin). So neither
-//    Receive nor Send ever blocks the calling thread.
-//  - notify_fd() is an eventfd io_uring signals on every completion, for a
-//    dataplane that sleeps in epoll when idle.
+//    slots of slot_size bytes (12-byte header + frame).
+//  - TX: each frame is copied into a free TX slot and written with
+//    IORING_OP_WRITE_FIXED; a Send burst is one io_uring_submit, and
+//    completions are reaped in bulk (io_uring_peek_batch_cqe). Writes to one
+//    TAP complete in submission order, so frame order is kept.
+//  - RX: the fd is O_NONBLOCK and Receive read(2)s frames until EAGAIN or the
+//    burst is full. Not io_uring: several reads in flight on one TAP fd
+//    complete out of order (measured; see Receive), and reordering a guest's
+//    stream is a correctness bug, not a performance detail.
+//  - notify_fd() is the TAP fd itself: readable when a frame waits, for a
+//    dataplane that sleeps in epoll when idle. Never read it directly.
 //
 // Threading: one thread (the dataplane) calls Receive/Send. counters(),
 // name(), link_up() from any thread.
@@ -86,7 +85,7 @@ class TapUplink {
 
   const std::string& name() const { return name_; }
   int ifindex() const { return ifindex_; }
-  int notify_fd() const { return event_fd_.get(); }
+  int notify_fd() const { return tap_.get(); }
   // IFF_UP and IFF_RUNNING (carrier) as the kernel reports them now.
   bool link_up() const;
   uint32_t frame_room() const { return slot_size_ - kNetHdrLen; }
@@ -96,7 +95,6 @@ class TapUplink {
   TapUplink() = default;
   absl::Status Init(const Options& opts);
   void Reap();
-  void ArmRead(uint32_t slot);
   uint8_t* Slot(uint32_t i) const { return mem_ + static_cast<size_t>(i) * slot_size_; }
   void Add(std::atomic<uint64_t>& c, uint64_t v) {
     c.store(c.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
@@ -105,7 +103,6 @@ class TapUplink {
   std::string name_;
   int ifindex_ = 0;
   UniqueFd tap_;
-  UniqueFd event_fd_;
   io_uring ring_{};
   bool ring_ok_ = false;
   uint8_t* mem_ = nullptr;
@@ -113,9 +110,6 @@ class TapUplink {
   uint32_t slot_size_ = 0;
   uint16_t rx_depth_ = 0, tx_depth_ = 0;
   // RX: completed slots not yet handed out, and slots lent to the caller.
-  std::vector<std::pair<uint32_t, uint32_t>> rx_ready_;  // (slot, bytes)
-  size_t rx_ready_head_ = 0;
-  std::vector<uint32_t> rx_lent_;
   std::vector<uint32_t> tx_free_;  // TX slot indices (absolute)
   unsigned unsubmitted_ = 0;
   struct {
