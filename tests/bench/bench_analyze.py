@@ -184,13 +184,13 @@ class Run:
         t1, s1 = load_json_after_stamp(self.prefix + ".stats1")
         t2, s2 = load_json_after_stamp(self.prefix + ".stats2")
         _, s3 = load_json_after_stamp(self.prefix + ".stats3")
-        if s1 is None and s2 is None and s3 is None and self.fmt != "npa":
+        if s1 is None and s2 is None and s3 is None and not os.path.exists(self.prefix + ".guest.log"):
             return None
         c1, c2, c3 = (agent_guest_packets(s) if s is not None else None for s in (s1, s2, s3))
         res = {}
         if c1 is not None and c2 is not None and t2 > t1:
             res["agent_mid_pps"] = (c2 - c1) / (t2 - t1)
-        g = guest_summary(self.prefix) if self.fmt == "npa" else None
+        g = guest_summary(self.prefix)
         if g is not None and g.get("bursts"):
             # Share of the guest's bursts that found the ring full: near 1,
             # the back end is the bottleneck; near 0, the guest is.
@@ -314,6 +314,8 @@ def report(runs, args):
             if xs:
                 print(f"   cross: {impl:22s} " + ", ".join(
                     f"r{r.rep} {fmt(r.value('all'), 0)} Mpps [near {fmt(r.value('near'), 0)}, far {fmt(r.value('far'), 0)}]"
+                    + (f" ring full {100 * r.check['ring_full_share']:.0f} %"
+                       if r.check and "ring_full_share" in r.check else "")
                     for r in sorted(xs, key=lambda r: r.rep)))
     print()
     head = (args.headline_size, args.headline_mode)
