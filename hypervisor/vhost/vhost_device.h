@@ -33,6 +33,12 @@
 // kick fd (or the NOFD flag); when F_PROTOCOL_FEATURES was negotiated it also
 // needs SET_VRING_ENABLE(1). GET_VRING_BASE stops it.
 //
+// What is offered: split rings only; VERSION_1 (required), MRG_RXBUF, MQ,
+// MTU, F_PROTOCOL_FEATURES (+ kOffloadFeatures if the owner opts in);
+// protocol features MQ, REPLY_ACK, MTU, STATUS. Not offered (so rejected if
+// used): INDIRECT_DESC, EVENT_IDX, packed rings, IN_ORDER, CONFIG,
+// CONFIGURE_MEM_SLOTS, dirty logging, IOTLB.
+//
 // Thread safety: OnReadable / fd / name / Create on the control thread. The
 // data-plane calls (PeekTx, ReleaseTx, EnqueueRx, SetIdleNotify, NotifyFds)
 // from one dataplane thread at a time. counters(), broken(), broken_reason(),
