@@ -1,5 +1,6 @@
 #include "hypervisor/vhost/guest_memory.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -51,7 +52,7 @@ absl::Status GuestMemory::CheckLayout(std::span<const Region> regions) {
 
 absl::StatusOr<std::shared_ptr<const GuestMemory>> GuestMemory::Map(
     std::span<const npa_vhost_memory_region> regions, std::vector<UniqueFd> fds,
-    std::string_view who) {
+    std::string_view who, bool require_shrink_seal) {
   auto fail = [&](const absl::Status& s) {
     return absl::Status(s.code(), absl::StrCat("guest '", std::string(who), "' memory table: ", s.message()));
   };
@@ -82,6 +83,13 @@ absl::StatusOr<std::shared_ptr<const GuestMemory>> GuestMemory::Map(
     if (static_cast<uint64_t>(st.st_size) < map_len) {
       return fail(absl::InvalidArgumentError(absl::StrFormat(
           "region %u: fd holds 0x%x bytes, needs mmap_offset+size = 0x%x", i, st.st_size, map_len)));
+    }
+    if (require_shrink_seal) {
+      const int seals = fcntl(fds[i].get(), F_GET_SEALS);
+      if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+        return fail(absl::InvalidArgumentError(absl::StrCat(
+            "region ", i, " fd is not sealed against shrinking (F_SEAL_SHRINK required)")));
+      }
     }
     // Map from file offset 0 so mmap_offset need not be page aligned (QEMU
     // and DPDK both send offsets that are only region-aligned).

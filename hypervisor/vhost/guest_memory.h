@@ -42,9 +42,14 @@ class GuestMemory {
   // hugetlbfs, tmpfs) at least mmap_offset+size long, so no access through the
   // mapping can fault with SIGBUS at creation time. `who` names the guest in
   // errors.
+  //
+  // A front end that shrinks its file later still makes our next access
+  // SIGBUS. require_shrink_seal closes that hole for front ends that seal
+  // their memfds (F_SEAL_SHRINK, as npa's shell can): unsealed fds are then
+  // rejected. Off by default because DPDK and QEMU do not seal.
   static absl::StatusOr<std::shared_ptr<const GuestMemory>> Map(
       std::span<const npa_vhost_memory_region> regions, std::vector<UniqueFd> fds,
-      std::string_view who);
+      std::string_view who, bool require_shrink_seal = false);
 
   // Over memory the caller owns (tests, fuzzers); same checks except the fd
   // and mapping ones. Regions' host pointers must stay valid for its lifetime.

@@ -1,5 +1,6 @@
 #include "hypervisor/vhost/guest_memory.h"
 
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -104,6 +105,17 @@ TEST(GuestMemoryTest, UnalignedMmapOffsetWorks) {
   uint32_t hint = 0;
   EXPECT_EQ(*(*mem)->GpaToHost(0, 1, &hint), 0x5a);
   munmap(direct, 0x3000);
+}
+
+TEST(GuestMemoryTest, ShrinkSealCanBeRequired) {
+  npa_vhost_memory_region r = {0x0, 0x1000, 0x0, 0};
+  EXPECT_FALSE(GuestMemory::Map({&r, 1}, Fds({0x1000}), "g", true).ok());
+  UniqueFd fd(memfd_create("sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  ASSERT_EQ(ftruncate(fd.get(), 0x1000), 0);
+  ASSERT_EQ(fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK), 0);
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(fd));
+  EXPECT_TRUE(GuestMemory::Map({&r, 1}, std::move(fds), "g", true).ok());
 }
 
 }  // namespace

@@ -125,6 +125,10 @@ class VhostDevice {
     uint16_t max_queue_pairs = 16;      // 1..128 (vring index is 8 bits)
     uint64_t features = kDefaultFeatures;  // subset of kSupportedFeatures
     uint32_t mtu = 1500;                // largest frame EnqueueRx accepts = mtu+14+4
+    // Reject memory fds not sealed with F_SEAL_SHRINK: a guest that shrinks
+    // its memfd after SET_MEM_TABLE would otherwise SIGBUS the agent. Safe
+    // to enable for npa's shell if it seals; DPDK/QEMU front ends do not.
+    bool require_sealed_memory = false;
   };
 
   // Takes ownership of an accepted vhost-user connection (made non-blocking

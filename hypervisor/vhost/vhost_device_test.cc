@@ -127,6 +127,33 @@ TEST(VhostDeviceTest, MultiQueueAndVringBase) {
   EXPECT_EQ(p.dev->PeekTx(1, f, 2), 0);
 }
 
+TEST(VhostDeviceTest, NewMemTableWhileFramesInFlightKeepsThemMapped) {
+  Pair p = MakePair();
+  DevicePump pump({p.dev.get()});
+  ASSERT_TRUE(p.fe->Handshake().ok());
+  ASSERT_TRUE(WaitFor([&] { return p.dev->QueueReady(0); }));
+  std::string a(200, 'q');
+  ASSERT_TRUE(p.fe->SendFrame(0, a.data(), a.size()));
+  GuestFrame f[1];
+  ASSERT_EQ(p.dev->PeekTx(0, f, 1), 1);
+  // Same memory again: the back end maps it anew and drops its old mapping,
+  // except that the in-flight frame still points into it.
+  npa_vhost_memory m{};
+  m.nregions = 1;
+  m.regions[0] = {p.fe->gpa(p.fe->mem()), p.fe->mem_size(), p.fe->gpa(p.fe->mem()), 0};
+  const int mfd = p.fe->memfd();
+  ASSERT_TRUE(p.fe->Send(NPA_VHOST_USER_SET_MEM_TABLE, &m, 40, {&mfd, 1}).ok());
+  ASSERT_TRUE(p.fe->Send(NPA_VHOST_USER_GET_FEATURES, nullptr, 0).ok());
+  ASSERT_TRUE(p.fe->Recv().ok());  // the table was handled before this reply
+  EXPECT_EQ(std::string(static_cast<char*>(f[0].segs[0].iov_base), f[0].len), a);
+  p.dev->ReleaseTx(0, 1);
+  EXPECT_EQ(p.fe->ReapTx(0), 1u);
+  ASSERT_TRUE(p.fe->SendFrame(0, a.data(), a.size()));  // rings work through the new mapping
+  ASSERT_EQ(p.dev->PeekTx(0, f, 1), 1);
+  p.dev->ReleaseTx(0, 1);
+  EXPECT_TRUE(pump.status(0).ok()) << pump.status(0);
+}
+
 TEST(VhostDeviceTest, SplitMessagesAreReassembled) {
   Pair p = MakePair();
   npa_vhost_user_hdr h{NPA_VHOST_USER_GET_FEATURES, 1, 0};

@@ -320,7 +320,8 @@ absl::Status VhostSession::OnGetQueueNum(VhostMessage&, VhostReply* r) {
 absl::Status VhostSession::OnSetMemTable(VhostMessage& m, VhostReply*) {
   std::span<const npa_vhost_memory_region> regions(m.payload.memory.regions, m.payload.memory.nregions);
   NPA_ASSIGN_OR_RETURN(std::shared_ptr<const GuestMemory> mem,
-                       GuestMemory::Map(regions, std::move(m.fds), opts_.name));
+                       GuestMemory::Map(regions, std::move(m.fds), opts_.name,
+                                        opts_.require_sealed_memory));
   // Re-translate every configured ring against the new table before
   // installing it, so a failure leaves the old state intact.
   std::vector<std::pair<uint32_t, RingLayout>> layouts;
