@@ -8,7 +8,9 @@ add_library(npa_agent_core STATIC
   ${CMAKE_CURRENT_LIST_DIR}/guest_port.cc
   ${CMAKE_CURRENT_LIST_DIR}/dataplane.cc
   ${CMAKE_CURRENT_LIST_DIR}/control_server.cc
+  ${CMAKE_CURRENT_LIST_DIR}/control_server_vf.cc
   ${CMAKE_CURRENT_LIST_DIR}/npactl_format.cc
+  ${CMAKE_CURRENT_LIST_DIR}/npactl_vf_format.cc
   ${CMAKE_CURRENT_LIST_DIR}/vf_lifecycle.cc
   ${CMAKE_CURRENT_LIST_DIR}/guest_regions.cc
   ${CMAKE_CURRENT_LIST_DIR}/vfio_layer.cc
@@ -24,7 +26,7 @@ install(TARGETS npa-agent npactl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 if(NPA_BUILD_TESTS)
   foreach(t mac_switch guest_lifecycle tap_uplink dataplane control_server npactl_format
-          vf_lifecycle guest_regions vf_manager)
+          vf_lifecycle guest_regions vf_manager npactl_vf_format)
     add_executable(${t}_test ${CMAKE_CURRENT_LIST_DIR}/${t}_test.cc)
     target_link_libraries(${t}_test PRIVATE npa_agent_core npa_vf_testing GTest::gtest_main)
     gtest_discover_tests(${t}_test DISCOVERY_TIMEOUT 30 PROPERTIES LABELS agent TIMEOUT 60)

@@ -17,6 +17,9 @@
 #include "hypervisor/dataplane.h"
 #include "hypervisor/guest_port.h"
 #include "hypervisor/tap_uplink.h"
+#include "hypervisor/vf/sysfs.h"
+#include "hypervisor/vf_manager.h"
+#include "hypervisor/vfio_layer.h"
 
 namespace {
 
@@ -31,6 +34,8 @@ const char kUsage[] =
     "    npa-agent [--control PATH] [--vhost-user PATH]... [--tap NAME]\n"
     "              [--mode switch|sink|loopback] [--cpu N] [--burst N]\n"
     "              [--name NAME] [--mtu N] [--log-level LEVEL]\n"
+    "              [--vf PCI[,reset=METHOD]]... [--vf-restore-driver]\n"
+    "              [--vf-accept-timeout MS] [--vf-revoke-timeout MS]\n"
     "    npa-agent --help | --version\n"
     "\n"
     "DESCRIPTION\n"
@@ -66,6 +71,18 @@ const char kUsage[] =
     "                       (default 1500).\n"
     "    --log-level L      error, warn, info (default) or debug. Also\n"
     "                       NPA_LOG_LEVEL. Logs go to stderr.\n"
+    "    --vf PCI[,reset=M] put PCI function PCI in the VF pool (repeatable):\n"
+    "                       npactl vf attach may then bind it to vfio-pci and\n"
+    "                       offer it to a guest. reset=M writes sysfs\n"
+    "                       reset_method before binding (default: \"bus\" when\n"
+    "                       the function has no FLR, else the kernel's choice).\n"
+    "                       Needs an IOMMU (intel_iommu=on) and vfio-pci loaded.\n"
+    "    --vf-restore-driver  when a VF returns to the pool, bind its original\n"
+    "                       driver again (default: it stays on vfio-pci).\n"
+    "    --vf-accept-timeout MS  how long a guest has to answer a VF offer\n"
+    "                       (default 10000).\n"
+    "    --vf-revoke-timeout MS  how long a guest has to answer a revoke before\n"
+    "                       the agent forces it (default 5000).\n"
     "    --help             this text.   --version  print the version.\n"
     "\n"
     "SIGNALS\n"
@@ -105,6 +122,7 @@ int main(int argc, char** argv) {
   Dataplane::Options dopt;
   std::string tap;
   bool control_given = false;
+  VfManager::Options vopt;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto value = [&](const char** v) {
@@ -146,6 +164,19 @@ int main(int argc, char** argv) {
     } else if (a == "--mtu") {
       if (!value(&v) || !ParseNum<uint32_t>(v, 68, 9000, &copt.mtu))
         return Usage("--mtu needs a number in 68..9000", v);
+    } else if (a == "--vf") {
+      if (!value(&v)) return Usage("--vf needs a PCI address");
+      auto e = ParseVfPoolArg(v);
+      if (!e.ok()) return Usage(std::string(e.status().message()).c_str());
+      vopt.pool.push_back(*e);
+    } else if (a == "--vf-restore-driver") {
+      vopt.restore_driver = true;
+    } else if (a == "--vf-accept-timeout") {
+      if (!value(&v) || !ParseNum<uint32_t>(v, 1, 600000, &copt.vf_accept_timeout_ms))
+        return Usage("--vf-accept-timeout needs 1..600000 ms", v);
+    } else if (a == "--vf-revoke-timeout") {
+      if (!value(&v) || !ParseNum<uint32_t>(v, 1, 600000, &copt.vf_revoke_timeout_ms))
+        return Usage("--vf-revoke-timeout needs 1..600000 ms", v);
     } else if (a == "--log-level") {
       if (!value(&v)) return Usage("--log-level needs error, warn, info or debug");
       std::string l = v;
@@ -191,6 +222,18 @@ int main(int argc, char** argv) {
   if (absl::Status s = dp.Start(); !s.ok()) {
     NPA_LOG(Error, "start dataplane: %s", std::string(s.message()).c_str());
     return 1;
+  }
+  npa::agent::vf::SysfsRoot sysfs;
+  RealVfioLayer vfio(sysfs);
+  std::unique_ptr<VfManager> vfs;
+  if (!vopt.pool.empty()) {
+    vfs = std::make_unique<VfManager>(sysfs, vfio, vopt);
+    if (absl::Status s = vfs->Init(); !s.ok()) {
+      NPA_LOG(Error, "VF pool: %s", std::string(s.message()).c_str());
+      dp.Stop();
+      return 1;
+    }
+    copt.vfs = vfs.get();
   }
   ControlServer srv(copt, &dp, VhostPortFactory());
   if (absl::Status s = srv.Listen(); !s.ok()) {

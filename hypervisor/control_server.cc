@@ -135,6 +135,7 @@ absl::Status ControlServer::RunOnce(int timeout_ms) {
       case FdKind::kGuestPort: OnGuestPortReadable(e.id); break;
     }
   }
+  CheckVfDeadlines();
   if (NowMs() - last_housekeeping_ms_ >= static_cast<uint64_t>(opts_.housekeeping_ms)) {
     last_housekeeping_ms_ = NowMs();
     Housekeeping();
@@ -271,19 +272,9 @@ absl::Status ControlServer::HandleFrame(Session& s, ControlFrame& f) {
         return absl::AbortedError(absl::StrCat("guest reported error ",
                                                Error::Code_Name(env.error().code()), ": ",
                                                env.error().message()));
-      if (env.has_regions()) {
-        // Kept for the VF path (a later issue): checked, then the fds close.
-        if (static_cast<size_t>(env.regions().regions_size()) != f.fds.size()) {
-          SendError(s, Error::FD_MISMATCH,
-                    absl::StrCat("regions lists ", env.regions().regions_size(),
-                                 " regions but carries ", f.fds.size(), " fds"),
-                    env.seq());
-          return absl::InvalidArgumentError("regions/fd count mismatch");
-        }
-        NPA_LOG(Debug, "control: guest %s announced %d regions", g.name.c_str(),
-                env.regions().regions_size());
-        return absl::OkStatus();
-      }
+      if (env.has_regions()) return HandleRegions(s, g, f);
+      if (env.has_vf_accept()) return HandleVfAccept(s, g, env);
+      if (env.has_revoke_done()) return HandleRevokeDone(s, g, env);
       SendError(s, Error::UNEXPECTED,
                 absl::StrCat("message ", BodyName(env), " is not legal for guest '", g.name,
                              "' in state ", g.lc.name()),
@@ -400,7 +391,7 @@ void ControlServer::FillGuestInfo(const Guest& g, bool with_queues, control::Gue
   out->set_name(g.name);
   out->set_mac(g.mac ? MacToString(*g.mac) : "");
   out->set_state(g.lc.name());
-  out->set_path(g.in_dataplane ? "emulated" : "none");
+  out->set_path(g.lc.state() == GuestState::kVfActive ? "vf" : g.in_dataplane ? "emulated" : "none");
   uint16_t nq = g.port ? g.port->num_queue_pairs() : 0;
   out->set_queue_pairs(g.transport == "control" ? g.queue_pairs : nq);
   out->set_vhost_ready(g.port && g.port->QueueReady(0));
@@ -464,6 +455,12 @@ absl::Status ControlServer::HandleAdmin(Session& s, const ControlFrame& f) {
       }
       break;
     }
+    case control::AdminRequest::kVfList:
+    case control::AdminRequest::kVfAttach:
+    case control::AdminRequest::kVfDetach:
+    case control::AdminRequest::kVfReset:
+    case control::AdminRequest::kVfEnable:
+      return AdminVf(s, f.env);
     case control::AdminRequest::OP_NOT_SET:
       a->mutable_error()->set_code(Error::MALFORMED);
       a->mutable_error()->set_message("admin_request names no operation (unknown op?)");
@@ -530,6 +527,8 @@ void ControlServer::CloseSession(int fd, const std::string& why) {
     CloseGuest(it->second.guest_id, why, /*broken=*/false);  // erases the session too
     return;
   }
+  for (PendingVf& p : pending_vf_)
+    if (p.admin_fd == fd) p.admin_fd = -1;  // nobody left to answer
   NPA_LOG(Debug, "control: session fd %d closed: %s", fd, why.c_str());
   Unwatch(fd);
   sessions_.erase(it);
@@ -539,6 +538,10 @@ void ControlServer::CloseGuest(uint64_t guest_id, const std::string& why, bool b
   auto it = guests_.find(guest_id);
   if (it == guests_.end()) return;
   Guest& g = it->second;
+  FailPendingOfGuest(guest_id, absl::StrCat("guest '", g.name, "' closed: ", why));
+  // The guest may still hold the device fd (a session closed by a live
+  // process): reset and unbind without waiting for it.
+  if (g.offer_id) (void)ReleaseGuestVf(g, absl::StrCat("guest closed: ", why), /*force=*/true);
   if (broken) (void)g.lc.Transition(GuestState::kBroken);
   (void)g.lc.Transition(GuestState::kClosing);
   if (g.in_dataplane && dp_) {
@@ -571,6 +574,7 @@ void ControlServer::CloseGuest(uint64_t guest_id, const std::string& why, bool b
 }
 
 void ControlServer::Housekeeping() {
+  if (opts_.vfs) opts_.vfs->Poll();
   std::vector<uint64_t> ids;
   for (const auto& [id, g] : guests_) ids.push_back(id);
   for (uint64_t id : ids) {

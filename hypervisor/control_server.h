@@ -30,6 +30,26 @@
 // its back end exists, READY when queue pair 0 is ready, RUNNING once the
 // dataplane polls it, back to NEGOTIATING if every queue stops; BROKEN when
 // the back end reports a violation; CLOSING/CLOSED on teardown.
+//
+// VF path (control_server_vf.cc, docs/vf-management.md; needs Options::vfs):
+//   shell -> RegionAnnounce{regions} + 1 memfd per region: checked and mapped
+//            (guest_regions.h); bad => Error{MALFORMED} and the session closes.
+//            Re-announcing while a VF is held is UNEXPECTED.
+//   npactl vf attach G PCI (guest RUNNING, no VF, regions announced):
+//     agent -> VfOffer{ids, offer_id} + 1 fd (dup of the VFIO device fd);
+//              guest RUNNING -> VF_OFFERED
+//     shell -> VfAccept{offer_id, accepted, plugin, reason} within
+//              vf_accept_timeout_ms: accepted => VF_ACTIVE (path "vf");
+//              declined => teardown, RUNNING (the shell closes its fd first);
+//              no answer => teardown with a forced unbind, RUNNING.
+//   npactl vf detach G: agent -> Revoke{offer_id, timeout_ms, reason},
+//     guest REVOKING; shell -> RevokeDone{offer_id, tx_inflight_lost} =>
+//     reset, unmap, close, VF FREE, guest RUNNING. No RevokeDone in time =>
+//     the same teardown plus a forced unbind (the kernel REQs the shell).
+//   npactl vf detach --force G: teardown + forced unbind at once, no Revoke.
+//   A VfAccept/RevokeDone naming an offer the agent already gave up (timeout,
+//   force) is ignored; naming any other offer is UNEXPECTED.
+//   A guest session that closes releases its VF (forced).
 #ifndef NPA_HYPERVISOR_CONTROL_SERVER_H_
 #define NPA_HYPERVISOR_CONTROL_SERVER_H_
 
@@ -47,7 +67,9 @@
 #include "hypervisor/dataplane.h"
 #include "hypervisor/guest_lifecycle.h"
 #include "hypervisor/guest_port.h"
+#include "hypervisor/guest_regions.h"
 #include "hypervisor/mac_switch.h"
+#include "hypervisor/vf_manager.h"
 
 namespace npa::agent {
 
@@ -65,6 +87,9 @@ class ControlServer {
     uint64_t features = kDefaultFeatures;       // offered to every guest's back end
     size_t max_sessions = 256;
     int housekeeping_ms = 200;                  // link/broken/ready checks
+    VfManager* vfs = nullptr;                   // VF pool; null = no VF ops
+    uint32_t vf_accept_timeout_ms = 10000;      // default wait for VfAccept
+    uint32_t vf_revoke_timeout_ms = 5000;       // default Revoke.timeout_ms
   };
 
   // dataplane may be null (no traffic; tests). Both must outlive this.
@@ -98,6 +123,20 @@ class ControlServer {
     int session_fd = -1;       // control session, or -1
     std::shared_ptr<GuestPort> port;
     bool in_dataplane = false;
+    std::unique_ptr<GuestRegions> regions;  // RegionAnnounce, for DMA mapping
+    uint64_t offer_id = 0;                  // VF held (offered/active/revoking)
+    std::string vf_bdf;
+    std::string vf_plugin;
+    std::vector<uint64_t> stale_offers;     // given up: late answers are ignored
+  };
+  // An npactl request waiting for the guest (VfAccept or RevokeDone).
+  struct PendingVf {
+    enum Kind { kAttach, kRevoke } kind;
+    uint64_t guest_id = 0;
+    uint64_t offer_id = 0;
+    uint64_t deadline_ms = 0;
+    int admin_fd = -1;   // -1: nobody waits for the answer
+    uint64_t admin_seq = 0;
   };
   enum class Role { kUndecided, kGuest, kAdmin };
   struct Session {
@@ -132,6 +171,26 @@ class ControlServer {
   void FillGuestInfo(const Guest& g, bool with_queues, control::GuestInfo* out) const;
   uint64_t NowMs() const;
 
+  // control_server_vf.cc
+  absl::Status HandleRegions(Session& s, Guest& g, ControlFrame& f);
+  absl::Status HandleVfAccept(Session& s, Guest& g, const control::Envelope& env);
+  absl::Status HandleRevokeDone(Session& s, Guest& g, const control::Envelope& env);
+  // Admin ops; each either answers now or parks a PendingVf.
+  absl::Status AdminVf(Session& s, const control::Envelope& req);
+  Guest* FindGuest(const std::string& name_or_id);
+  // Starts an attach; on an immediate failure returns it (nothing pending).
+  absl::Status StartVfAttach(Guest& g, const std::string& pci, uint32_t timeout_ms, int admin_fd,
+                             uint64_t admin_seq);
+  absl::Status StartVfDetach(Guest& g, bool force, uint32_t timeout_ms, int admin_fd,
+                             uint64_t admin_seq, std::string* done_message);
+  // Tear down the guest's VF and walk the guest back to RUNNING (or leave it
+  // to the caller when closing).
+  absl::Status ReleaseGuestVf(Guest& g, const std::string& why, bool force);
+  void CheckVfDeadlines();
+  void AnswerPending(const PendingVf& p, const absl::Status& st, const std::string& message);
+  void FailPendingOfGuest(uint64_t guest_id, const std::string& why);
+  void FillVfInfo(const VfView& v, control::VfInfo* out) const;
+
   Options opts_;
   Dataplane* dp_;
   PortFactory factory_;
@@ -145,6 +204,7 @@ class ControlServer {
   uint64_t last_housekeeping_ms_ = 0;
   bool last_link_up_ = true;
   uint32_t mac_salt_ = 0;
+  std::vector<PendingVf> pending_vf_;
 };
 
 }  // namespace npa::agent

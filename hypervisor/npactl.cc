@@ -4,10 +4,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "common/control_codec.h"
 #include "common/unix_socket.h"
 #include "hypervisor/npactl_format.h"
+#include "hypervisor/npactl_vf_format.h"
 
 namespace {
 
@@ -28,13 +30,22 @@ const char kUsage[] =
     "                   agent.\n"
     "    agent          agent name, uptime, guest count, switch and uplink\n"
     "                   counters.\n"
+    "    vf list        PCI inventory (network functions, SR-IOV PFs, VFs) with\n"
+    "                   the agent's pool state and which guest holds each VF.\n"
+    "    vf attach GUEST PCI    offer pooled VF PCI to GUEST; waits for the\n"
+    "                   guest's answer.\n"
+    "    vf detach [--force] GUEST   revoke GUEST's VF (planned: the guest\n"
+    "                   quiesces first; --force: reset now, don't wait).\n"
+    "    vf reset PCI   VFIO_DEVICE_RESET of a free pooled VF.\n"
+    "    vf enable PF N set sriov_numvfs of SR-IOV PF to N (0 disables).\n"
     "    COMMAND --help describes one command.\n"
     "\n"
     "OPTIONS\n"
     "    --socket PATH  the agent's control socket (default $NPA_AGENT_SOCKET,\n"
     "                   else /run/npa/agent.sock).\n"
     "    --json         print one JSON object on stdout instead of a table.\n"
-    "    --timeout MS   how long to wait for the agent (default 5000).\n"
+    "    --timeout MS   how long to wait for the agent (default 5000; vf attach\n"
+    "                   and detach wait 20000 for the guest's answer).\n"
     "    --help         this text.\n"
     "\n"
     "EXIT STATUS\n"
@@ -43,7 +54,8 @@ const char kUsage[] =
     "\n"
     "EXAMPLES\n"
     "    npactl guests\n"
-    "    npactl --json stats guest0 | python3 -m json.tool\n";
+    "    npactl --json stats guest0 | python3 -m json.tool\n"
+    "    npactl vf attach guest0 0000:03:00.0 && npactl vf detach guest0\n";
 
 const char* CommandHelp(const std::string& c) {
   if (c == "guests")
@@ -55,6 +67,17 @@ const char* CommandHelp(const std::string& c) {
     return "npactl stats [GUEST]: per-queue counters of all guests, or of GUEST\n"
            "  (name or numeric id). rx = agent->guest, tx = guest->agent.\n"
            "  Exit 1 if GUEST is not attached. --json: guests with \"queues\" arrays.\n";
+  if (c == "vf")
+    return "npactl vf list | attach GUEST PCI | detach [--force] GUEST | reset PCI |\n"
+           "          enable PF N\n"
+           "  list: Columns PCI ID SUBSYS CLASS DRIVER GROUP SRIOV RESET POOL STATE GUEST.\n"
+           "    STATE is the VF lifecycle state (FREE, BINDING, BOUND, MAPPED, OFFERED,\n"
+           "    ACTIVE, REVOKING, RESETTING, FAILED); '-' = not in the agent's pool.\n"
+           "  attach: bind to vfio-pci, DMA-map the guest's regions, reset, offer the\n"
+           "    device fd; exit 0 once the guest accepts, 1 if it declines or times out.\n"
+           "  detach: Revoke, wait for RevokeDone, reset, unmap, back to the pool. If the\n"
+           "    guest does not answer in time the agent forces it (and says so).\n"
+           "  --json: {\"agent\", \"message\", \"vfs\": [...]} (docs/vf-management.md).\n";
   if (c == "agent")
     return "npactl agent: agent name, uptime, guest count, switch counters\n"
            "  (unicast, flooded) and uplink counters. --json: one object.\n";
@@ -76,6 +99,8 @@ int main(int argc, char** argv) {
   int timeout_ms = 5000;
   std::string cmd, arg;
   bool have_arg = false;
+  bool force = false, timeout_given = false;
+  std::vector<std::string> vf_args;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -96,11 +121,16 @@ int main(int argc, char** argv) {
       long v = strtol(argv[++i], &end, 10);
       if (*end || v < 1 || v > 600000) return Usage("--timeout needs 1..600000 ms", argv[i]);
       timeout_ms = static_cast<int>(v);
+      timeout_given = true;
+    } else if (a == "--force" && cmd == "vf") {
+      force = true;
     } else if (a.size() > 1 && a[0] == '-') {
       return Usage("unknown option", argv[i]);
     } else if (cmd.empty()) {
       cmd = a;
       if (!CommandHelp(cmd)) return Usage("unknown command", argv[i]);
+    } else if (cmd == "vf" && vf_args.size() < 3) {
+      vf_args.push_back(a);
     } else if (!have_arg && cmd == "stats") {
       arg = a;
       have_arg = true;
@@ -108,11 +138,51 @@ int main(int argc, char** argv) {
       return Usage("unexpected argument", argv[i]);
     }
   }
-  if (cmd.empty()) return Usage("no command given (guests, stats, agent)");
+  if (cmd.empty()) return Usage("no command given (guests, stats, agent, vf)");
 
   control::Envelope req;
-  NpactlCommand which;
-  if (cmd == "guests") {
+  NpactlCommand which = NpactlCommand::kAgent;
+  bool vf_list = false;
+  if (cmd == "vf") {
+    const std::string sub = vf_args.empty() ? "" : vf_args[0];
+    auto want = [&](size_t n, const char* usage) {
+      if (vf_args.size() != n + 1) {
+        Usage(usage);
+        return false;
+      }
+      return true;
+    };
+    auto* ar = req.mutable_admin_request();
+    if (sub == "list") {
+      if (!want(0, "usage: npactl vf list")) return kExitUsage;
+      ar->mutable_vf_list();
+      vf_list = true;
+    } else if (sub == "attach") {
+      if (!want(2, "usage: npactl vf attach GUEST PCI")) return kExitUsage;
+      ar->mutable_vf_attach()->set_guest(vf_args[1]);
+      ar->mutable_vf_attach()->set_pci(vf_args[2]);
+    } else if (sub == "detach") {
+      if (!want(1, "usage: npactl vf detach [--force] GUEST")) return kExitUsage;
+      ar->mutable_vf_detach()->set_guest(vf_args[1]);
+      ar->mutable_vf_detach()->set_force(force);
+    } else if (sub == "reset") {
+      if (!want(1, "usage: npactl vf reset PCI")) return kExitUsage;
+      ar->mutable_vf_reset()->set_pci(vf_args[1]);
+    } else if (sub == "enable") {
+      if (!want(2, "usage: npactl vf enable PF N")) return kExitUsage;
+      char* end;
+      long n = strtol(vf_args[2].c_str(), &end, 10);
+      if (*end || vf_args[2].empty() || n < 0 || n > 4096) return Usage("N must be 0..4096", vf_args[2].c_str());
+      ar->mutable_vf_enable()->set_pf(vf_args[1]);
+      ar->mutable_vf_enable()->set_num_vfs(static_cast<uint32_t>(n));
+    } else {
+      return Usage("vf needs list, attach, detach, reset or enable");
+    }
+    if (force && sub != "detach") return Usage("--force applies only to vf detach");
+    // The agent answers attach/detach only once the guest has (10 s accept,
+    // 5 s revoke by default), so wait longer than that unless told otherwise.
+    if (!timeout_given && (sub == "attach" || sub == "detach")) timeout_ms = 20000;
+  } else if (cmd == "guests") {
     req.mutable_admin_request()->mutable_list_guests();
     which = NpactlCommand::kGuests;
   } else if (cmd == "stats") {
@@ -160,7 +230,11 @@ int main(int argc, char** argv) {
     fprintf(stderr, "npactl: %s\n", r.error().message().c_str());
     return kExitAgentError;
   }
-  std::string out = json ? agent::FormatJson(r, which) : agent::FormatTable(r, which);
+  std::string out;
+  if (cmd == "vf")
+    out = json ? agent::FormatVfJson(r) : agent::FormatVfTable(r, vf_list);
+  else
+    out = json ? agent::FormatJson(r, which) : agent::FormatTable(r, which);
   fwrite(out.data(), 1, out.size(), stdout);
   return kExitOk;
 }
