@@ -26,7 +26,7 @@ install(TARGETS npa-agent npactl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 if(NPA_BUILD_TESTS)
   foreach(t mac_switch guest_lifecycle tap_uplink dataplane control_server npactl_format
-          vf_lifecycle guest_regions vf_manager npactl_vf_format)
+          vf_lifecycle guest_regions vf_manager npactl_vf_format control_server_vf)
     add_executable(${t}_test ${CMAKE_CURRENT_LIST_DIR}/${t}_test.cc)
     target_link_libraries(${t}_test PRIVATE npa_agent_core npa_vf_testing GTest::gtest_main)
     gtest_discover_tests(${t}_test DISCOVERY_TIMEOUT 30 PROPERTIES LABELS agent TIMEOUT 60)
