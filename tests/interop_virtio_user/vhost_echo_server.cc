@@ -7,6 +7,9 @@
 //   vhost_echo_server --socket /tmp/x.sock [--seconds 60] [--connections 1]
 //                     [--keep-going] [--sink]
 //
+// --macswap: swap destination and source MAC of each echoed frame (what
+// dpdk-testpmd --forward-mode=macswap does; npa's shell interop client
+// expects it).
 // --sink: drop every TX frame instead of echoing it (the benchmark's "sink
 // mode": what the back end costs per frame), and print Mpps once a second.
 //
@@ -22,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "common/log.h"
 #include "common/unix_socket.h"
@@ -37,10 +41,29 @@ namespace {
 constexpr uint16_t kBurst = 32;
 
 bool g_sink = false;
+bool g_macswap = false;
+
+// Flattens frame f into buf with its two MAC addresses swapped.
+void MacSwap(const GuestFrame& f, std::vector<uint8_t>* buf) {
+  buf->resize(f.len);
+  size_t off = 0;
+  for (uint16_t k = 0; k < f.nsegs; ++k) {
+    std::memcpy(buf->data() + off, f.segs[k].iov_base, f.segs[k].iov_len);
+    off += f.segs[k].iov_len;
+  }
+  if (f.len >= 12) {
+    uint8_t tmp[6];
+    std::memcpy(tmp, buf->data(), 6);
+    std::memmove(buf->data(), buf->data() + 6, 6);
+    std::memcpy(buf->data() + 6, tmp, 6);
+  }
+}
 
 int Serve(VhostDevice& dev, std::chrono::steady_clock::time_point deadline) {
   GuestFrame frames[kBurst];
   PacketRef refs[kBurst];
+  std::vector<uint8_t> swapped[kBurst];
+  iovec swapped_iov[kBurst];
   uint64_t echoed = 0, dropped = 0, sunk = 0, last_sunk = 0;
   auto last = std::chrono::steady_clock::now();
   for (uint64_t iter = 0;; ++iter) {
@@ -83,7 +106,15 @@ int Serve(VhostDevice& dev, std::chrono::steady_clock::time_point deadline) {
         sunk += n;
         continue;
       }
-      for (uint16_t i = 0; i < n; ++i) refs[i] = {&frames[i].hdr, frames[i].segs, frames[i].nsegs, frames[i].len};
+      for (uint16_t i = 0; i < n; ++i) {
+        if (g_macswap) {
+          MacSwap(frames[i], &swapped[i]);
+          swapped_iov[i] = {swapped[i].data(), swapped[i].size()};
+          refs[i] = {&frames[i].hdr, &swapped_iov[i], 1, frames[i].len};
+        } else {
+          refs[i] = {&frames[i].hdr, frames[i].segs, frames[i].nsegs, frames[i].len};
+        }
+      }
       // Retry briefly when the guest has not refilled RX yet: an echo test
       // wants every frame back, not a drop.
       uint16_t done = 0;
@@ -109,6 +140,7 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--keep-going") { keep_going = true; --i; continue; }
     if (a == "--sink") { g_sink = true; --i; continue; }
+    if (a == "--macswap") { g_macswap = true; --i; continue; }
     if (i + 1 >= argc) { fprintf(stderr, "option %s needs a value\n", a.c_str()); return 2; }
     if (a == "--socket") path = argv[i + 1];
     else if (a == "--seconds") seconds = atoi(argv[i + 1]);
