@@ -72,6 +72,16 @@ absl::Status ControlClient::Start(EventQueue* events, StatsFn stats) {
   stats_ = std::move(stats);
   stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_) return ErrnoError(errno, "eventfd for the control thread");
+  ep_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!ep_) return ErrnoError(errno, "epoll_create1 for the control thread");
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.fd = ch_.fd();
+  if (epoll_ctl(ep_.get(), EPOLL_CTL_ADD, ch_.fd(), &e) < 0)
+    return ErrnoError(errno, "epoll_ctl(control socket)");
+  e.data.fd = stop_fd_.get();
+  if (epoll_ctl(ep_.get(), EPOLL_CTL_ADD, stop_fd_.get(), &e) < 0)
+    return ErrnoError(errno, "epoll_ctl(stop eventfd)");
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
 }
@@ -84,26 +94,35 @@ void ControlClient::Stop() {
   thread_.join();
 }
 
+absl::Status ControlClient::Watch(int fd, std::function<void()> cb) {
+  if (fd < 0 || fd == ch_.fd() || fd == stop_fd_.get() || watches_.count(fd))
+    return absl::InvalidArgumentError(absl::StrCat("control: cannot watch fd ", fd));
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.fd = fd;
+  if (epoll_ctl(ep_.get(), EPOLL_CTL_ADD, fd, &e) < 0) return ErrnoError(errno, "epoll_ctl(watch)");
+  watches_[fd] = std::move(cb);
+  return absl::OkStatus();
+}
+
+void ControlClient::Unwatch(int fd) {
+  if (watches_.erase(fd)) (void)epoll_ctl(ep_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
+
+absl::Status ControlClient::Send(control::Envelope env, std::span<const int> fds) {
+  std::lock_guard<std::mutex> l(send_mu_);
+  return ch_.Send(std::move(env), fds);
+}
+
 void ControlClient::Fail(int err, const std::string& why) {
   NPA_LOG(Warn, "shell: control session ended: %s", why.c_str());
   if (events_) events_->Push(NPA_EVENT_ERROR, static_cast<uint32_t>(err), why);  // err is -errno
 }
 
 void ControlClient::Run() {
-  UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
-  if (!ep) {
-    Fail(-errno, "epoll_create1 for the control thread failed");
-    return;
-  }
-  epoll_event e{};
-  e.events = EPOLLIN;
-  e.data.fd = ch_.fd();
-  epoll_ctl(ep.get(), EPOLL_CTL_ADD, ch_.fd(), &e);
-  e.data.fd = stop_fd_.get();
-  epoll_ctl(ep.get(), EPOLL_CTL_ADD, stop_fd_.get(), &e);
   for (;;) {
-    epoll_event ev[2];
-    int n = epoll_wait(ep.get(), ev, 2, -1);
+    epoll_event ev[8];
+    int n = epoll_wait(ep_.get(), ev, 8, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       Fail(-errno, "epoll_wait on the control socket failed");
@@ -111,6 +130,15 @@ void ControlClient::Run() {
     }
     for (int i = 0; i < n; i++) {
       if (ev[i].data.fd == stop_fd_.get()) return;
+      if (ev[i].data.fd != ch_.fd()) {
+        // A watched fd; an earlier callback of this round may have removed it.
+        auto it = watches_.find(ev[i].data.fd);
+        if (it != watches_.end()) {
+          auto cb = it->second;  // the callback may Unwatch itself
+          cb();
+        }
+        continue;
+      }
       absl::Status s = ch_.OnReadable();
       if (!s.ok()) {
         Fail(absl::IsAborted(s) ? -ECONNRESET : -EPROTO, absl::StrCat("control: ", s.message()));
@@ -149,7 +177,7 @@ bool ControlClient::Handle(ControlFrame& f) {
       auto* sr = r.mutable_stats_reply();
       if (stats_)
         for (auto& q : stats_()) *sr->add_queues() = q;
-      absl::Status s = ch_.Send(std::move(r));
+      absl::Status s = Send(std::move(r));
       if (!s.ok()) {
         Fail(-EIO, absl::StrCat("control: sending stats_reply: ", s.message()));
         return false;
@@ -160,11 +188,23 @@ bool ControlClient::Handle(ControlFrame& f) {
       control::Envelope r;
       r.set_seq(env.seq());
       auto* a = r.mutable_vf_accept();
-      a->set_offer_id(env.vf_offer().offer_id());
-      a->set_accepted(false);
-      a->set_reason("VF path not built yet");
-      f.fds.clear();  // close the VFIO device fd: we do not use it
-      absl::Status s = ch_.Send(std::move(r));
+      if (f.fds.size() != 1) {
+        a->set_offer_id(env.vf_offer().offer_id());
+        a->set_accepted(false);
+        a->set_reason(absl::StrCat("vf_offer carries ", f.fds.size(),
+                                   " fds, expected 1 (the VFIO device fd)"));
+        f.fds.clear();
+      } else if (!hooks_.offer) {
+        a->set_offer_id(env.vf_offer().offer_id());
+        a->set_accepted(false);
+        a->set_reason("this shell has no VF path (opened without a control socket?)");
+        f.fds.clear();  // close the VFIO device fd: we do not use it
+      } else {
+        *a = hooks_.offer(env.vf_offer(), std::move(f.fds[0]));
+        a->set_offer_id(env.vf_offer().offer_id());
+        f.fds.clear();
+      }
+      absl::Status s = Send(std::move(r));
       if (!s.ok()) {
         Fail(-EIO, absl::StrCat("control: sending vf_accept: ", s.message()));
         return false;
@@ -172,12 +212,12 @@ bool ControlClient::Handle(ControlFrame& f) {
       return true;
     }
     case control::Envelope::kRevoke: {
-      // Nothing to quiesce: without a VF path every queue already runs on
-      // the emulated path.
+      // Without hooks every queue already runs on the emulated path.
       control::Envelope r;
       r.set_seq(env.seq());
+      if (hooks_.revoke) *r.mutable_revoke_done() = hooks_.revoke(env.revoke());
       r.mutable_revoke_done()->set_offer_id(env.revoke().offer_id());
-      absl::Status s = ch_.Send(std::move(r));
+      absl::Status s = Send(std::move(r));
       if (!s.ok()) {
         Fail(-EIO, absl::StrCat("control: sending revoke_done: ", s.message()));
         return false;
@@ -195,7 +235,7 @@ bool ControlClient::Handle(ControlFrame& f) {
       r.mutable_error()->set_code(control::Error::UNEXPECTED);
       r.mutable_error()->set_message(
           absl::StrCat("shell does not accept ", BodyName(env), " from the agent"));
-      (void)ch_.Send(std::move(r));
+      (void)Send(std::move(r));
       Fail(-EPROTO, absl::StrCat("control: unexpected ", BodyName(env), " from the agent"));
       return false;
     }

@@ -9,8 +9,12 @@
 // The background thread epolls the control fd and a stop eventfd. It turns
 // LinkState into NPA_EVENT_LINK_CHANGED, Error/Bye/EOF/protocol violations
 // into NPA_EVENT_ERROR (and ends the session), answers StatsRequest with
-// StatsReply, declines VfOffer (no VF path yet; the offered fd is closed)
-// and answers Revoke with RevokeDone.
+// StatsReply, and hands VfOffer / Revoke to the VF hooks (SetVfHooks; without
+// hooks an offer is declined and its fd closed, a revoke answered at once).
+// Hooks run on the control thread; they may Watch() more fds (the VFIO REQ
+// and ERR eventfds) whose callbacks then run on the same thread, and Send()
+// unsolicited messages. Send() is thread-safe (the application thread sends
+// RegionAnnounce from npa_shell_configure).
 #ifndef NPA_SHELL_CONTROL_CLIENT_H_
 #define NPA_SHELL_CONTROL_CLIENT_H_
 
@@ -18,7 +22,10 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,8 +68,25 @@ class ControlClient {
   UniqueFd TakeVhostFd() { return std::move(vhost_fd_); }
   bool link_up() const { return link_up_.load(std::memory_order_relaxed); }
 
+  // What the VF path answers. offer: the VfOffer and its one fd (the VFIO
+  // device fd, or an invalid fd when the frame carried none); returns the
+  // VfAccept to send. revoke: returns the RevokeDone to send.
+  struct VfHooks {
+    std::function<control::VfAccept(const control::VfOffer&, UniqueFd)> offer;
+    std::function<control::RevokeDone(const control::Revoke&)> revoke;
+  };
+  void SetVfHooks(VfHooks hooks) { hooks_ = std::move(hooks); }  // before Start
+
   absl::Status Start(EventQueue* events, StatsFn stats);
   void Stop();  // joins the thread; idempotent
+
+  // Control thread only (inside a hook or a watch callback): call cb on the
+  // control thread whenever fd is readable (level-triggered: cb must drain
+  // it or Unwatch it). The fd stays owned by the caller.
+  absl::Status Watch(int fd, std::function<void()> cb);
+  void Unwatch(int fd);
+  // Any thread.
+  absl::Status Send(control::Envelope env, std::span<const int> fds = {});
 
  private:
   explicit ControlClient(UniqueFd sock) : ch_(std::move(sock)) {}
@@ -72,6 +96,10 @@ class ControlClient {
   void Fail(int err, const std::string& why);
 
   ControlChannel ch_;
+  std::mutex send_mu_;  // ch_.Send from the control and application threads
+  UniqueFd ep_;
+  std::map<int, std::function<void()>> watches_;  // control thread only
+  VfHooks hooks_;
   Welcome welcome_;
   UniqueFd vhost_fd_;
   UniqueFd stop_fd_;

@@ -90,6 +90,13 @@ class PluginDevice {
   absl::Status RxIntrEnable(uint16_t qid, bool enable);
   absl::StatusOr<int> IrqVector(uint16_t qid);
 
+  // The context of queue qid between Start and Stop (nullptr otherwise), for
+  // a data path that calls the fast ops itself (vf_path.cc): the per-burst
+  // StatusOr of RxBurst/TxBurst is too dear for the fast path.
+  npa_plugin_queue* queue_context(uint16_t qid) const {
+    return qid < queues_.size() ? queues_[qid] : nullptr;
+  }
+
   State state() const { return state_; }
   const LoadedPlugin& plugin() const { return *plugin_; }
   // Valid once GetCaps succeeded.

@@ -1,6 +1,7 @@
 // The C API of libnpa_shell (npa/shell.h). Only the npa_* symbols leave the
 // library (version script + -fvisibility=hidden, see CMakeLists.txt).
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include "npa/shell.h"
 #pragma GCC visibility pop
 #include "shell/shell_impl.h"
+#include "shell/vf_switch.h"
 
 #include "shell/virtio_defs.h"
 
@@ -62,13 +64,6 @@ QueueOps StoppedOps() {
   return o;
 }
 
-void Stage(QueueState& q, const QueueOps& ops) {
-  std::lock_guard<std::mutex> l(q.stage_mu);
-  q.staged = ops;
-  // Release: the staged ops are complete before the owner can see the flag.
-  q.switch_pending.store(1, std::memory_order_release);
-}
-
 bool ValidName(const std::string& n) {
   if (n.empty() || n.size() > 63) return false;
   for (char ch : n)
@@ -81,9 +76,49 @@ size_t AlignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 }  // namespace
 
+void QueueState::Stage(const QueueOps& o, npa::shell::Path* intr) {
+  {
+    std::lock_guard<std::mutex> l(stage_mu);
+    staged = o;
+    staged_intr = intr;
+    // Release: the staged ops are complete before the owner can see the flag.
+    switch_pending.store(1, std::memory_order_release);
+  }
+  // An owner asleep in interrupt mode wakes, bursts once and so applies it.
+  if (wake) {
+    uint64_t one = 1;
+    ssize_t r = ::write(wake.get(), &one, sizeof one);
+    (void)r;
+  }
+}
+
 void QueueState::ApplySwitch() {
   std::lock_guard<std::mutex> l(stage_mu);
   ops = staged;
+  if (staged_intr != nullptr && staged_intr != intr_path) {
+    intr_path = staged_intr;
+    // The new path's RX interrupt follows the application's mode (the
+    // plug-in's rx_intr_enable is a fast op: this thread's to call).
+    if (intr_enabled) intr_path->SetInterrupt(qid, true);
+  }
+  // Keep about one device ring of buffers in the stash for the plug-in's
+  // control-thread buf_alloc (lock order: stage_mu, then stash_mu).
+  {
+    std::lock_guard<std::mutex> s(stash_mu);
+    if (stash.size() > stash_target) {
+      size_t extra = stash.size() - stash_target;
+      // One segment each: stash entries are single slots whose stale `next`
+      // must not be followed.
+      for (size_t i = 0; i < extra; i++) pool.FreeSeg(stash[stash_target + i]);
+      stash.resize(stash_target);
+    } else if (stash.size() < stash_target && pool.available() > 2 * stash_target) {
+      size_t want = stash_target - stash.size();
+      size_t old = stash.size();
+      stash.resize(stash_target);
+      uint32_t got = pool.AllocRaw(stash.data() + old, static_cast<uint32_t>(want));
+      stash.resize(old + got);
+    }
+  }
   switch_pending.store(0, std::memory_order_release);  // the owner's ack
 }
 
@@ -135,6 +170,7 @@ int npa_shell_open(const npa_shell_open_args* args, npa_shell** out) {
   sh->fe = std::make_unique<npa::shell::VhostUserFrontend>(std::move(vhost), sh->timeout_ms);
   if (sh->control) {
     npa_shell* raw = sh.get();
+    npa::shell::InstallVfHooks(raw);
     s = sh->control->Start(&sh->events, [raw] {
       std::vector<npa::control::QueueCounters> v;
       for (uint16_t q = 0; q < raw->nb_queue_pairs; q++) {
@@ -145,7 +181,9 @@ int npa_shell_open(const npa_shell_open_args* args, npa_shell** out) {
         qc.set_rx_bytes(c.rx_bytes.load(std::memory_order_relaxed));
         qc.set_tx_packets(c.tx_packets.load(std::memory_order_relaxed));
         qc.set_tx_bytes(c.tx_bytes.load(std::memory_order_relaxed));
-        qc.set_rx_dropped(c.rx_dropped.load(std::memory_order_relaxed));
+        qc.set_rx_dropped(c.rx_dropped.load(std::memory_order_relaxed) +
+                          raw->queues[q].vf_dropped_base.load(std::memory_order_relaxed) +
+                          raw->queues[q].vf_dropped_live.load(std::memory_order_relaxed));
         qc.set_tx_dropped(c.tx_bad.load(std::memory_order_relaxed));
         v.push_back(qc);
       }
@@ -161,6 +199,8 @@ void npa_shell_close(npa_shell* sh) {
   if (sh == nullptr) return;
   // Control thread first: its stats callback reads the queues.
   if (sh->control) sh->control->Stop();
+  // The VF before the rings: the plug-in hands its buffers back.
+  npa::shell::ReleaseVf(sh, "the shell is closing", false);
   {
     std::lock_guard<std::mutex> l(sh->mu);
     if (sh->state == ShellState::kStarted && sh->active) (void)sh->active->Stop();
@@ -229,11 +269,17 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
     return Fail(-ENOTSUP, "npa_shell_configure: TSO requested, the back end lacks HOST_TSO and "
                           "the shell has no software TSO yet");
 
-  // One region: all rings (page aligned) then all buffer slots.
+  // One region: all rings (page aligned), all buffer slots, and with a
+  // control session (a VF may come) the plug-ins' DMA reserve at the end.
+  // Each queue's pool gets one extra ring of slots with a control session:
+  // the stash a VF's RX ring is filled from at start (shell_impl.h).
+  const bool vf_capable = sh->control != nullptr;
+  const uint32_t per_q = pool + (vf_capable ? ring : 0);
   const size_t vring = npa::shell::VringBytes(static_cast<uint16_t>(ring));
   const size_t rings_bytes = AlignUp(2 * vring * nqp, 4096);
-  const size_t slots_bytes = static_cast<size_t>(pool) * NPA_BUF_SLOT_SIZE * nqp;
-  auto region = npa::shell::Region::Create(rings_bytes + slots_bytes,
+  const size_t slots_bytes = AlignUp(static_cast<size_t>(per_q) * NPA_BUF_SLOT_SIZE * nqp, 4096);
+  const size_t dma_bytes = vf_capable ? npa::shell::kVfDmaReserve : 0;
+  auto region = npa::shell::Region::Create(rings_bytes + slots_bytes + dma_bytes,
                                            !(sh->flags & NPA_SHELL_F_NO_HUGEPAGES),
                                            sh->name.c_str());
   if (!region.ok()) return Fail(-ENOMEM, absl::StrCat("npa_shell_configure: ", region.status().message()));
@@ -248,9 +294,16 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
   for (uint16_t q = 0; q < nqp; q++) {
     p.rx_ring_mem.push_back(base + 2 * vring * q);
     p.tx_ring_mem.push_back(base + 2 * vring * q + vring);
-    s = queues[q].pool.Init(base + rings_bytes + static_cast<size_t>(pool) * NPA_BUF_SLOT_SIZE * q,
-                            pool, q, pool * nqp, lo, hi);
+    s = queues[q].pool.Init(base + rings_bytes + static_cast<size_t>(per_q) * NPA_BUF_SLOT_SIZE * q,
+                            per_q, q, per_q * nqp, lo, hi);
     if (!s.ok()) return Fail(s, "npa_shell_configure");
+    queues[q].qid = q;
+    if (vf_capable) {
+      queues[q].stash_target = ring;
+      queues[q].stash.reserve(static_cast<size_t>(per_q) * nqp);
+      queues[q].stash.resize(ring);
+      queues[q].stash.resize(queues[q].pool.AllocRaw(queues[q].stash.data(), ring));
+    }
     p.pools.push_back(&queues[q].pool);
     queues[q].ops = StoppedOps();
   }
@@ -274,13 +327,34 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
     e.data.u32 = q;
     if (epoll_ctl(qs.intr_ep.get(), EPOLL_CTL_ADD, qs.intr_src, &e) < 0)
       return Fail(-errno, "npa_shell_configure: epoll_ctl failed");
+    qs.wake.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!qs.wake || epoll_ctl(qs.intr_ep.get(), EPOLL_CTL_ADD, qs.wake.get(), &e) < 0)
+      return Fail(-errno, "npa_shell_configure: eventfd/epoll_ctl for the switch wake-up failed");
+    qs.intr_path = emu->get();
     if (sh->flags & NPA_SHELL_F_INTERRUPT) {
       (*emu)->SetInterrupt(q, true);
       qs.intr_enabled = true;
     }
   }
+  if (vf_capable) {
+    // Tell the agent what to DMA-map for a VF: the whole region, at
+    // iova == our virtual address (buf.h), before any VF can be offered.
+    npa::control::Envelope env;
+    auto* r = env.mutable_regions()->add_regions();
+    r->set_iova(sh->region.iova());
+    r->set_size(sh->region.size());
+    r->set_fd_offset(0);
+    const int rfd = sh->region.fd();
+    s = sh->control->Send(std::move(env), {&rfd, 1});
+    if (!s.ok()) return Fail(s, "npa_shell_configure: sending region_announce");
+    const size_t dma_off = rings_bytes + slots_bytes;
+    sh->dma = std::make_unique<npa::shell::RegionDmaArena>(
+        base + dma_off, sh->region.size() - dma_off, sh->region.iova() + dma_off);
+  }
   sh->emulated = std::move(*emu);
   sh->queues = std::move(queues);
+  if (vf_capable) sh->vf_buffers = npa::shell::MakeShellBuffers(sh);
+  sh->guest_offloads = qc->offloads;
   sh->nb_queue_pairs = nqp;
   sh->ring_size = static_cast<uint16_t>(ring);
   sh->offloads = sh->emulated->offloads();
@@ -297,7 +371,8 @@ int npa_shell_start(npa_shell* sh) {
   if (sh->state == ShellState::kOpen) return Fail(-EINVAL, "npa_shell_start: configure first");
   absl::Status s = sh->active->Start();
   if (!s.ok()) return Fail(s, "npa_shell_start");
-  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) Stage(sh->queues[q], sh->active->ops(q));
+  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++)
+    sh->queues[q].Stage(sh->active->ops(q), sh->active);
   sh->state = ShellState::kStarted;
   sh->events.Push(NPA_EVENT_PATH_CHANGED, sh->active->kind(), "emulated path (vhost-user)");
   return 0;
@@ -306,9 +381,12 @@ int npa_shell_start(npa_shell* sh) {
 int npa_shell_stop(npa_shell* sh) {
   g_last_error.clear();
   if (sh == nullptr) return Fail(-EINVAL, "npa_shell_stop: NULL shell");
+  // A stopped guest gives its VF back (the agent hears an unsolicited
+  // RevokeDone); a later start runs on the emulated path until re-offered.
+  npa::shell::ReleaseVf(sh, "the guest stopped its queues", true);
   std::lock_guard<std::mutex> l(sh->mu);
   if (sh->state != ShellState::kStarted) return 0;
-  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) Stage(sh->queues[q], StoppedOps());
+  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) sh->queues[q].Stage(StoppedOps(), nullptr);
   sh->state = ShellState::kStopped;
   absl::Status s = sh->active->Stop();
   if (!s.ok()) return Fail(s, "npa_shell_stop");
@@ -350,9 +428,16 @@ int npa_queue_intr_enable(npa_shell* sh, uint16_t qid, int enable) {
   g_last_error.clear();
   if (sh == nullptr || qid >= sh->nb_queue_pairs)
     return Fail(-EINVAL, "npa_queue_intr_enable: no such queue (configure first?)");
-  std::lock_guard<std::mutex> l(sh->mu);
-  sh->active->SetInterrupt(qid, enable != 0);
-  sh->queues[qid].intr_enabled = enable != 0;
+  // Called by qid's owning thread: apply a staged switch first, so that
+  // intr_path is the path this thread runs on (and is still alive).
+  QueueState& q = sh->queues[qid];
+  if (q.switch_pending.load(std::memory_order_acquire)) q.ApplySwitch();
+  q.intr_enabled = enable != 0;
+  // The emulated ring stays armed too: it still delivers frames in flight
+  // when the agent moved the MAC (failsafe drain).
+  if (sh->emulated) sh->emulated->SetInterrupt(qid, enable != 0);
+  if (q.intr_path != nullptr && q.intr_path != sh->emulated.get())
+    q.intr_path->SetInterrupt(qid, enable != 0);
   return 0;
 }
 
@@ -361,10 +446,14 @@ int npa_queue_intr_ack(npa_shell* sh, uint16_t qid) {
   if (sh == nullptr || qid >= sh->nb_queue_pairs)
     return Fail(-EINVAL, "npa_queue_intr_ack: no such queue (configure first?)");
   QueueState& q = sh->queues[qid];
-  uint64_t v = 0;
-  ssize_t r = ::read(q.intr_src, &v, sizeof v);
-  if (r == sizeof v) QueueCounters::Add(q.c.interrupts, v);
-  else if (r < 0 && errno != EAGAIN) return Fail(-errno, "npa_queue_intr_ack: read of the call eventfd failed");
+  const int fds[3] = {q.intr_src, q.vf_intr.load(std::memory_order_relaxed), q.wake.get()};
+  for (int i = 0; i < 3; i++) {
+    if (fds[i] < 0) continue;
+    uint64_t v = 0;
+    ssize_t r = ::read(fds[i], &v, sizeof v);
+    if (r == sizeof v && i < 2) QueueCounters::Add(q.c.interrupts, v);
+    else if (r < 0 && errno != EAGAIN) return Fail(-errno, "npa_queue_intr_ack: read of an interrupt eventfd failed");
+  }
   return 0;
 }
 
@@ -380,8 +469,21 @@ int npa_shell_queue_stats(npa_shell* sh, uint16_t qid, npa_queue_stats* out) {
   const uint16_t first = qid == UINT16_MAX ? 0 : qid;
   const uint16_t last = qid == UINT16_MAX ? sh->nb_queue_pairs : static_cast<uint16_t>(qid + 1);
   auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  // Fold in the plug-in's device drops. Its queue_stats is a control op
+  // (never concurrent with another): read it only when no switch runs, else
+  // keep the last reading.
+  {
+    std::unique_lock<std::mutex> vl(sh->vf_mu, std::try_to_lock);
+    if (vl.owns_lock() && sh->vf)
+      for (uint16_t q = first; q < last; q++) {
+        uint64_t d = sh->vf->QueueStats(q).rx_dropped;
+        auto& live = sh->queues[q].vf_dropped_live;
+        if (d > live.load()) live.store(d);
+      }
+  }
   for (uint16_t q = first; q < last; q++) {
     const QueueCounters& c = sh->queues[q].c;
+    st.rx_dropped += ld(sh->queues[q].vf_dropped_base) + ld(sh->queues[q].vf_dropped_live);
     st.rx_packets += ld(c.rx_packets);
     st.rx_bytes += ld(c.rx_bytes);
     st.tx_packets += ld(c.tx_packets);
@@ -416,6 +518,7 @@ int npa_shell_get_info(npa_shell* sh, npa_shell_info* out) {
   in.link_up = started && (sh->control ? sh->control->link_up() : true);
   in.path = started && sh->active ? sh->active->kind() : NPA_PATH_NONE;
   in.offloads = sh->offloads;
+  snprintf(in.plugin, sizeof in.plugin, "%s", started ? sh->plugin.c_str() : "");
   in.hugepages = sh->region.base() != nullptr && sh->region.hugepages();
   memcpy(out, &in, in.struct_size);
   return 0;

@@ -18,6 +18,8 @@
 #include "shell/event_queue.h"
 #include "shell/path.h"
 #include "shell/region.h"
+#include "shell/vf_path.h"
+#include "shell/vf_services.h"
 #include "shell/vhost_user_frontend.h"
 
 namespace npa::shell {
@@ -26,6 +28,12 @@ namespace npa::shell {
 // in use and the "switch pending" flag. A control thread stages new ops in
 // `staged` (under stage_mu) and raises `switch_pending` (release); the owning
 // thread applies them at its next burst and clears the flag (its ack).
+//
+// Buffers and threads (vf_switch.cc): the pool is the owner's. The plug-in's
+// control-thread buf_alloc/buf_free (its RX ring at start, everything at
+// stop) use `stash` instead, under stash_mu; the owner moves buffers between
+// pool and stash at each switch it applies, so the stash holds about one
+// device ring's worth (stash_target) when a VF is offered.
 struct alignas(64) QueueState {
   QueueOps ops;                              // owner thread only
   std::atomic<uint32_t> switch_pending{0};
@@ -33,10 +41,24 @@ struct alignas(64) QueueState {
   QueueCounters c;
   std::mutex stage_mu;
   QueueOps staged;
+  Path* staged_intr = nullptr;               // the path whose interrupt goes with `staged`
+  Path* intr_path = nullptr;                 // owner thread: the path of `ops`
+  uint16_t qid = 0;
   UniqueFd intr_ep;                          // epoll fd the application sees
-  int intr_src = -1;                         // eventfd currently inside intr_ep
-  bool intr_enabled = false;
+  int intr_src = -1;                         // emulated call eventfd inside intr_ep
+  std::atomic<int> vf_intr{-1};              // the VF queue's MSI-X eventfd in intr_ep
+  UniqueFd wake;                             // in intr_ep: "a switch is staged, burst once"
+  bool intr_enabled = false;                 // owner thread
+  std::mutex stash_mu;
+  std::vector<npa_buf*> stash;
+  uint32_t stash_target = 0;
+  // Plug-in RX drops of earlier VFs, and the last reading of the current one.
+  std::atomic<uint64_t> vf_dropped_base{0}, vf_dropped_live{0};
 
+  // Control side: publish ops (and the path whose interrupt goes with them),
+  // and nudge an owner sleeping in interrupt mode.
+  void Stage(const QueueOps& o, Path* intr);
+  // Owner side, at a burst boundary: take the staged ops; the ack.
   void ApplySwitch();
 };
 
@@ -59,9 +81,20 @@ struct npa_shell {
   uint16_t nb_queue_pairs = 0;
   uint16_t ring_size = 0;
   uint64_t offloads = 0;
+  uint64_t guest_offloads = 0;  // what npa_shell_configure was asked for
   std::unique_ptr<npa::shell::QueueState[]> queues;
   std::unique_ptr<npa::shell::EmulatedPath> emulated;
-  npa::shell::Path* active = nullptr;
+  npa::shell::Path* active = nullptr;  // under mu
+  std::string plugin;                  // under mu: the active plug-in, "" when emulated
+
+  // The VF path (vf_switch.cc). vf_mu serializes attach / revoke / fallback
+  // / close; it is never held by a burst call, and the owner threads never
+  // wait for it (the control thread waits for their acks while holding it).
+  std::mutex vf_mu;
+  std::unique_ptr<npa::shell::VfPath> vf;
+  uint64_t vf_offer_id = 0;
+  std::unique_ptr<npa::shell::RegionDmaArena> dma;   // plug-in rings
+  std::unique_ptr<npa::shell::BufferProvider> vf_buffers;
 };
 
 #endif  // NPA_SHELL_SHELL_IMPL_H_
