@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Hostile guests against the real npa-agent, while a good guest keeps its
+# traffic: the good guest (libnpa_shell, control socket) streams frames that
+# the agent reflects (--mode loopback); meanwhile npa-evil-guest runs every
+# attack (descriptors outside its regions, looping chains, out-of-range
+# indices, malformed messages, ...) on the agent's vhost-user socket, one
+# session each. Passes when every attacked session is closed with a logged
+# reason, the agent survives, and the good guest loses nothing.
+# Usage: run_hostile_agent.sh BUILD_DIR
+set -u
+B=$1
+AGENT=$B/hypervisor/npa-agent; NPACTL=$B/hypervisor/npactl
+EVIL=$B/tests/hostile/npa-evil-guest; GOOD=$B/tests/hostile_agent/npa-loopback-guest
+for x in "$AGENT" "$NPACTL" "$EVIL" "$GOOD"; do [ -x "$x" ] || { echo "missing $x"; exit 1; }; done
+dir=$(mktemp -d /tmp/npa-hostile.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$dir"; }
+trap cleanup EXIT
+timeout 120 "$AGENT" --control "$dir/agent.ctl" --vhost-user "$dir/vhost.sock" --mode loopback \
+  --name hostile-test >"$dir/agent.log" 2>&1 &
+apid=$!; pids+=($apid)
+for _ in $(seq 100); do [ -S "$dir/agent.ctl" ] && [ -S "$dir/vhost.sock" ] && break; sleep 0.05; done
+timeout 60 "$GOOD" --control "$dir/agent.ctl" --rate 20000 --seconds 8 >"$dir/good.out" 2>"$dir/good.err" &
+gpid=$!; pids+=($gpid)
+sleep 1
+nattacks=$("$EVIL" --list | wc -l)
+echo "running $nattacks attacks against npa-agent while the good guest streams"
+timeout 90 "$EVIL" --socket "$dir/vhost.sock" --attack all --timeout-ms 3000 >"$dir/evil.out" 2>&1
+erc=$?
+wait "$gpid"; grc=$?
+alive=0; kill -0 "$apid" 2>/dev/null && alive=1
+"$NPACTL" --socket "$dir/agent.ctl" agent >"$dir/npactl.out" 2>&1; nrc=$?
+closed=$(grep -c "closed\|broken\|rejected" "$dir/agent.log" || true)
+echo "--- attacks (npa-evil-guest exit $erc)"; cat "$dir/evil.out"
+echo "--- good guest (exit $grc): $(cat "$dir/good.out")"
+echo "--- agent alive: $alive, npactl exit $nrc, log lines naming a closed/broken session: $closed"
+echo "--- sample of the agent's reasons:"; grep -E "closed|broken|rejected" "$dir/agent.log" | head -8
+ok=1
+[ "$erc" = 0 ] || { echo "FAIL: some attacked session was not closed"; ok=0; }
+[ "$grc" = 0 ] || { echo "FAIL: the good guest lost traffic"; cat "$dir/good.err"; ok=0; }
+[ "$alive" = 1 ] && [ "$nrc" = 0 ] || { echo "FAIL: the agent did not survive"; tail -20 "$dir/agent.log"; ok=0; }
+[ "$closed" -ge "$nattacks" ] || { echo "FAIL: only $closed logged closures for $nattacks attacks"; ok=0; }
+[ $ok = 1 ] && echo "PASS: $nattacks hostile sessions closed with reasons; the good guest lost nothing"
+[ $ok = 1 ]
