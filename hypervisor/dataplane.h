@@ -116,7 +116,13 @@ class Dataplane {
     uint64_t notify_gen = ~0ull;
     std::vector<PacketRef> out;  // pending deliveries of the current burst
     uint16_t out_qp = 0;
+    // Loopback: frames peeked from a TX queue that the guest's RX ring had no
+    // room for yet, per queue pair, oldest first. They stay unreleased (so
+    // the guest's TX ring holds them) until delivered: backpressure instead
+    // of loss, in order.
+    std::vector<std::vector<GuestFrame>> held;
   };
+  uint32_t PollLoopback(Local& g, uint16_t qp, GuestFrame* frames, PacketRef* refs);
 
   void Run();
   absl::Status Publish(std::shared_ptr<const Snapshot> next);
