@@ -171,9 +171,10 @@ busy_pct() {         # non-idle % of all CPUs over $1 s
   echo $(( tot > 0 ? 100 * (tot - idle) / tot : 0 ))
 }
 wait_quiet() {       # until 3 consecutive 1-s windows under 5 % busy (at most QUIET_MAX s)
-  local t=0 ok=0
+  local t=0 ok=0 b
   while [ $t -lt "$QUIET_MAX" ]; do
-    if [ "$(busy_pct 1)" -lt 5 ]; then ok=$((ok + 1)); [ $ok -ge 3 ] && return 0; else ok=0; fi
+    b=$(busy_pct 1)
+    if [ "${b:-100}" -lt 5 ]; then ok=$((ok + 1)); [ $ok -ge 3 ] && return 0; else ok=0; fi
     t=$((t + 1))
   done
   log "WARN: machine not quiet after ${QUIET_MAX}s, measuring anyway"; return 1
