@@ -31,4 +31,15 @@ if(NPA_BUILD_TESTS)
     target_link_libraries(${t}_test PRIVATE npa_agent_core npa_vf_testing GTest::gtest_main)
     gtest_discover_tests(${t}_test DISCOVERY_TIMEOUT 30 PROPERTIES LABELS agent TIMEOUT 60)
   endforeach()
+  # The VFIO lab ships every npa-lab-* program of the build dir into its guest
+  # (tests/lab/run_lab.sh): a fake control-protocol guest, and the agent and
+  # npactl under lab names (same sources) for tests/lab/scenarios/80-agent_vf.sh.
+  if(TARGET npa_vhost_testfe)
+    add_executable(npa-lab-vf-guest ${CMAKE_CURRENT_LIST_DIR}/lab_vf_guest.cc)
+    target_link_libraries(npa-lab-vf-guest PRIVATE npa_agent_core npa_vhost_testfe)
+  endif()
+  add_executable(npa-lab-agent ${CMAKE_CURRENT_LIST_DIR}/agent_main.cc)
+  target_link_libraries(npa-lab-agent PRIVATE npa_agent_core)
+  add_executable(npa-lab-npactl ${CMAKE_CURRENT_LIST_DIR}/npactl.cc)
+  target_link_libraries(npa-lab-npactl PRIVATE npa_agent_core)
 endif()
