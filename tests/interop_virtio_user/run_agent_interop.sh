@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# DPDK net_virtio_user (front end) against the real npa-agent: the agent
+# listens on a plain vhost-user socket in --mode loopback (it reflects each
+# guest's frames back to it) and the DPDK client checks every echoed frame.
+# Usage: run_agent_interop.sh NPA_AGENT CLIENT [client args...]
+set -u
+agent=$1; client=$2; shift 2
+dir=$(mktemp -d /tmp/npa-agent-interop.XXXXXX)
+sock=$dir/vhost.sock
+prefix=npa-ag-$$-$RANDOM
+cleanup() {
+  [ -n "${apid:-}" ] && kill "$apid" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$dir" /var/run/dpdk/$prefix "${XDG_RUNTIME_DIR:-/nonexistent}/dpdk/$prefix"
+}
+trap cleanup EXIT
+timeout 90 "$agent" --control "$dir/agent.ctl" --vhost-user "$sock" --mode loopback \
+  --name interop >"$dir/agent.log" 2>&1 &
+apid=$!
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+[ -S "$sock" ] || { echo "npa-agent did not listen"; cat "$dir/agent.log"; exit 1; }
+timeout 60 "$client" --socket "$sock" --prefix "$prefix" "$@"
+crc=$?
+kill -0 "$apid" 2>/dev/null; alive=$?
+echo "client exit $crc, agent alive: $([ $alive = 0 ] && echo yes || echo no)"
+[ "$crc" -eq 0 ] || tail -20 "$dir/agent.log"
+[ "$crc" -eq 0 ] && [ "$alive" -eq 0 ]
