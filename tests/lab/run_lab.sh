@@ -175,8 +175,14 @@ while IFS= read -r b; do cp "$b" "$ROOT/lab/bin/"; SHIP+=("$b"); done < <(
   find "$BUILD" -path '*/CMakeFiles' -prune -o -type f -perm -u+x \( -name 'npa-lab-*' -o -name npa-conform \) -print |
   grep -v "^$PROBE\$")
 mkdir -p "$ROOT/lab/plugins/broken"
-for so in "$BUILD"/plugins/*.so; do [ -f "$so" ] && cp "$so" "$ROOT/lab/plugins/" && SHIP+=("$so"); done
-for so in "$BUILD"/tests/plugins/broken/*.so; do [ -f "$so" ] && cp "$so" "$ROOT/lab/plugins/broken/" && SHIP+=("$so"); done
+# Vendor plug-ins wherever their CMake put them (build/plugins or a subfolder).
+while IFS= read -r so; do cp "$so" "$ROOT/lab/plugins/" && SHIP+=("$so"); done < <(
+  find "$BUILD/plugins" -path '*/CMakeFiles' -prune -o -type f -name 'npa_plugin_*.so' -print 2>/dev/null)
+# Deliberately broken plug-ins. libunknown_caps.so is not broken: unknown
+# capability bits from a newer minor are accepted with a warning, by design.
+for so in "$BUILD"/tests/plugins/broken/*.so; do
+  [ -f "$so" ] && [ "$(basename "$so")" != libunknown_caps.so ] && cp "$so" "$ROOT/lab/plugins/broken/" && SHIP+=("$so")
+done
 for b in "${SHIP[@]}"; do
   ldd "$b" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | while read -r lib; do
     mkdir -p "$ROOT$(dirname "$lib")"; cp -L "$lib" "$ROOT$lib"
