@@ -183,20 +183,41 @@ static int sw_csum(npa_buf *head) {
   return 0;
 }
 
-/* Checks a frame before any descriptor is written; returns its segment count
- * or 0 if it cannot be sent. */
+/* TX data descriptors never cross a 4 KiB IOVA boundary. QEMU's e1000e
+ * (7.2, hw/net/net_tx_pkt.c net_tx_pkt_add_raw_fragment) maps each
+ * descriptor's buffer with ONE pci_dma_map(); behind a vIOMMU a range that
+ * runs onto a page that is not guest-physically contiguous maps short, and
+ * QEMU then drops the whole frame silently while still writing DD back. Pool
+ * buffers on 4K pages cross such a boundary often (a 1514-byte frame in a
+ * 2176-byte slot: about a third of them; the VFIO lab lost 87 of 255 in a
+ * burst). The 82574 itself takes a frame in any number of data descriptors
+ * up to EOP (chained segments already go that way), so one extra descriptor
+ * for a crossing buffer is harmless on hardware. QEMU also drops a frame of
+ * more than 64 pieces (E1000E_MAX_TX_FRAGS); E1K_MAX_TX_DESCS stays below. */
+#define E1K_TX_PAGE 4096u
+#define E1K_MAX_TX_DESCS 48u
+
+static inline uint16_t tx_pieces(uint64_t iova, uint32_t len) {
+  return (uint16_t)((iova + len - 1) / E1K_TX_PAGE - iova / E1K_TX_PAGE + 1);
+}
+
+/* Checks a frame before any descriptor is written; returns the number of
+ * data descriptors it takes (tx_pieces per segment) or 0 if it cannot be
+ * sent. */
 static uint16_t tx_check(const e1k_dev *d, const npa_buf *head) {
   if (head == NULL || head->nb_segs == 0 || head->nb_segs > E1K_MAX_TX_SEGS) return 0;
-  uint32_t total = 0;
+  uint32_t total = 0, descs = 0;
   uint16_t segs = 0;
   for (const npa_buf *s = head; s != NULL; s = s->next) {
     if (++segs > head->nb_segs) return 0;
     if (s->data_len == 0 || (uint32_t)s->data_off + s->data_len > s->buf_len) return 0;
     total += s->data_len;
+    descs += tx_pieces(npa_buf_data_iova(s), s->data_len);
   }
   /* 14-byte Ethernet header plus an optional 802.1Q tag; the device adds FCS. */
   if (segs != head->nb_segs || total != head->pkt_len || total < 14 || total > d->mtu + 18) return 0;
-  return segs;
+  if (descs > E1K_MAX_TX_DESCS) return 0;
+  return (uint16_t)descs;
 }
 
 uint16_t e1k_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
@@ -206,8 +227,8 @@ uint16_t e1k_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
   uint16_t sent = 0;
   for (; sent < n; sent++) {
     npa_buf *head = bufs[sent];
-    uint16_t segs = tx_check(d, head);
-    if (segs == 0) break; /* not ours to send: the caller keeps it */
+    uint16_t descs = tx_check(d, head);
+    if (descs == 0) break; /* not ours to send: the caller keeps it */
     int hw_csum = 0;
     if (head->ol_flags & NPA_BUF_OL_TX_CSUM) {
       uint32_t cso = (uint32_t)head->csum_start + head->csum_offset;
@@ -220,7 +241,7 @@ uint16_t e1k_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
     }
     int need_ctx = hw_csum && !(q->ctx_valid && q->ctx_css == head->csum_start &&
                                 q->ctx_cso == head->csum_start + head->csum_offset);
-    if (tx_free(q) < segs + (need_ctx ? 1 : 0)) break;
+    if (tx_free(q) < descs + (need_ctx ? 1 : 0)) break;
     if (need_ctx) {
       /* 7.2.10.2 TCP/IP context descriptor: TUCSS = first byte summed,
        * TUCSO = where the sum goes, TUCSE = 0 (to the end of the frame). No
@@ -238,21 +259,31 @@ uint16_t e1k_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
       q->ctx_cso = cso;
     }
     for (npa_buf *s = head; s != NULL; s = s->next) {
-      volatile e1k_tx_desc *td = &q->tx_ring[q->tx_tail];
-      uint32_t cmd = E1K_TXD_CMD_IFCS | E1K_TXD_CMD_RS | (s->next == NULL ? E1K_TXD_CMD_EOP : 0);
-      td->addr = npa_buf_data_iova(s);
-      if (hw_csum) {
-        /* 7.2.10.3 TCP/IP data descriptor, POPTS.TXSM: insert the L4 sum
-         * described by the context above. */
-        td->lower = E1K_TXD_CMD_DEXT | E1K_TXD_DTYP_DATA | cmd | s->data_len;
-        td->upper = E1K_TXD_POPTS_TXSM;
-      } else {
-        /* 7.2.10.1 legacy descriptor: length, no checksum. */
-        td->lower = cmd | s->data_len;
-        td->upper = 0;
+      uint64_t iova = npa_buf_data_iova(s);
+      uint32_t left = s->data_len;
+      while (left > 0) {
+        /* Up to the next 4 KiB IOVA boundary (see E1K_TX_PAGE). */
+        uint32_t len = E1K_TX_PAGE - (uint32_t)(iova & (E1K_TX_PAGE - 1));
+        if (len > left) len = left;
+        int last = s->next == NULL && len == left;
+        volatile e1k_tx_desc *td = &q->tx_ring[q->tx_tail];
+        uint32_t cmd = E1K_TXD_CMD_IFCS | E1K_TXD_CMD_RS | (last ? E1K_TXD_CMD_EOP : 0);
+        td->addr = iova;
+        if (hw_csum) {
+          /* 7.2.10.3 TCP/IP data descriptor, POPTS.TXSM: insert the L4 sum
+           * described by the context above. */
+          td->lower = E1K_TXD_CMD_DEXT | E1K_TXD_DTYP_DATA | cmd | len;
+          td->upper = E1K_TXD_POPTS_TXSM;
+        } else {
+          /* 7.2.10.1 legacy descriptor: length, no checksum. */
+          td->lower = cmd | len;
+          td->upper = 0;
+        }
+        q->tx_bufs[q->tx_tail] = last ? head : NULL;
+        q->tx_tail = (uint16_t)((q->tx_tail + 1) & q->mask);
+        iova += len;
+        left -= len;
       }
-      q->tx_bufs[q->tx_tail] = s->next == NULL ? head : NULL;
-      q->tx_tail = (uint16_t)((q->tx_tail + 1) & q->mask);
     }
     q->tx_packets++;
     q->tx_bytes += head->pkt_len;
