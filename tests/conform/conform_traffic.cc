@@ -97,7 +97,9 @@ std::string PeerExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uin
   std::set<uint32_t> got;
   int corrupt = 0;
   uint8_t buf[2048];
-  uint64_t end = NowMs() + timeout_ms;
+  uint32_t sk_pkts = 0, sk_drops = 0;
+  Q.c.peer->TakeStats(&sk_pkts, &sk_drops);  // count from here on
+  uint64_t t0 = NowMs(), last = t0, end = t0 + timeout_ms;
   while (got.size() < n && NowMs() < end) {
     Reap(Q);
     ssize_t l = Q.c.peer->Recv(buf, sizeof(buf), 20);
@@ -105,12 +107,26 @@ std::string PeerExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uin
     uint32_t s;
     int k = Check(buf, static_cast<size_t>(l), Q.c.run_id, &s);
     if (k == 0) corrupt++;
-    if (k == 1 && s >= first && s < first + n) got.insert(s);
+    if (k == 1 && s >= first && s < first + n) {
+      got.insert(s);
+      last = NowMs();
+    }
   }
   Reap(Q);
   *seen = static_cast<uint32_t>(got.size());
   if (corrupt) return absl::StrCat(corrupt, " corrupt frame(s) at the peer");
-  if (got.size() < n) return absl::StrCat("peer saw ", got.size(), " of ", n, " frames");
+  if (got.size() < n) {
+    // Say where frames went missing: the peer's socket (kernel drops) or
+    // before it (never queued), and whether they were still arriving.
+    std::string why;
+    if (Q.c.peer->TakeStats(&sk_pkts, &sk_drops))
+      why = absl::StrCat("; peer socket: ", sk_pkts, " queued, ", sk_drops, " dropped");
+    uint32_t lo = first;
+    while (lo < first + n && got.count(lo)) lo++;
+    return absl::StrCat("peer saw ", got.size(), " of ", n, " frames (first missing seq +",
+                        lo - first, ", last frame at ", last - t0, " of ", timeout_ms, " ms", why,
+                        ")");
+  }
   return "";
 }
 

@@ -106,6 +106,15 @@ ssize_t Peer::Recv(uint8_t* buf, size_t len, int timeout_ms) {
   }
 }
 
+bool Peer::TakeStats(uint32_t* packets, uint32_t* drops) {
+  tpacket_stats st{};
+  socklen_t l = sizeof(st);
+  if (getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &st, &l) < 0) return false;
+  *packets = st.tp_packets;
+  *drops = st.tp_drops;
+  return true;
+}
+
 void Peer::Drain() {
   uint8_t b[2048];
   for (int i = 0; i < 4096 && recv(fd_, b, sizeof(b), MSG_DONTWAIT) > 0; i++) {

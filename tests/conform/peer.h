@@ -30,6 +30,9 @@ class Peer {
   ssize_t Recv(uint8_t* buf, size_t len, int timeout_ms);
   // Drop whatever is queued.
   void Drain();
+  // Frames the kernel queued to / dropped from this socket since the last
+  // call (PACKET_STATISTICS resets on read); false if unavailable.
+  bool TakeStats(uint32_t* packets, uint32_t* drops);
   const uint8_t* mac() const { return mac_; }
 
  private:
