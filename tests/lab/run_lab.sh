@@ -12,7 +12,8 @@
 #   --keep            keep the guest root and console log (printed at the end)
 #
 # Env: NPA_LAB_WORK   cache/work dir (default /var/tmp/npa-lab): kernel deb,
-#                     extracted vmlinux + modules, console logs
+#                     extracted vmlinux + modules, console logs; each run
+#                     builds its guest in its own run.XXXXXX below it
 #      NPA_LAB_TIMEOUT  wall-clock limit for the whole QEMU run (default 300 s)
 #      NPA_LAB_SCENARIO_TIMEOUT  per-scenario limit inside the guest (default 60 s)
 #
@@ -64,6 +65,27 @@ T0=$EPOCHREALTIME
 elapsed() { awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; }
 log() { echo "[lab $(elapsed)s] $*" >&2; }
 mkdir -p "$WORK"/{pkgs,kernel,logs}
+# Per-run state (guest root, initramfs, console) in a private directory, so
+# runs sharing NPA_LAB_WORK (several checkouts, a developer next to CI) never
+# boot each other's initramfs. QEMU is ours to stop on EVERY exit path: it
+# runs under timeout(1), which puts itself in its own process group, so
+# neither ^C nor a TERM to this script would otherwise reach it.
+RUN="$(mktemp -d "$WORK/run.XXXXXX")"
+QPID=""
+cleanup() {
+  set +e
+  if [ -n "$QPID" ] && kill -0 "$QPID" 2>/dev/null; then
+    kill -TERM "$QPID" 2>/dev/null   # timeout(1) passes it on to QEMU (and KILLs 5 s later)
+    for _ in $(seq 50); do kill -0 "$QPID" 2>/dev/null || break; sleep 0.2; done
+    pkill -KILL -P "$QPID" 2>/dev/null; kill -KILL "$QPID" 2>/dev/null
+    log "QEMU stopped"
+  fi
+  [ $KEEP = 1 ] || rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # ------------------------------------------------------------------ host tools
 need=()
@@ -98,6 +120,9 @@ fi
 KVER="${KPKG#linux-image-}"
 KDIR="$WORK/kernel/$KVER"
 MODROOT="$KDIR/lib/modules/$KVER/kernel"
+# One extraction at a time per work dir (two first runs would rm each other's).
+exec 9>"$WORK/.kernel.lock"
+flock 9
 if [ ! -f "$KDIR/.ready" ]; then
   deb="$(ls "$WORK"/pkgs/"${KPKG}"_*.deb 2>/dev/null | head -1 || true)"
   if [ -z "$deb" ]; then
@@ -132,6 +157,7 @@ if [ ! -f "$KDIR/.ready" ]; then
   fi
   touch "$KDIR/.ready"
 fi
+flock -u 9
 KERNEL="$KDIR/vmlinux"; [ -s "$KERNEL" ] || KERNEL="$KDIR/boot/vmlinuz-$KVER"
 # SeaBIOS, not qboot: with any NIC attached to a -netdev hubport, qboot never
 # starts the kernel on QEMU 7.2 (measured). SeaBIOS still boots the PVH vmlinux.
@@ -162,7 +188,7 @@ done
 # ------------------------------------------------------------------ initramfs
 # The guest runs the project's dynamically linked binaries: copy them with every
 # library ldd reports (same paths), plus iproute2's ip for network namespaces.
-ROOT="$WORK/root"
+ROOT="$RUN/root"
 rm -rf "$ROOT"; mkdir -p "$ROOT"/{bin,sbin,lab/bin,lab/mods,lab/scenarios,proc,sys,dev,tmp,run,lib64}
 cp "$BUSYBOX" "$ROOT/bin/busybox"
 cp "$PROBE" "$VFTEST" "$ROOT/lab/bin/"
@@ -197,7 +223,7 @@ for n in "${WANT[@]}"; do
 done
 echo "$SCN_TIMEOUT" >"$ROOT/lab/scenario_timeout"
 cp "$HERE/guest_init.sh" "$ROOT/init"; chmod +x "$ROOT/init"
-CPIO="$WORK/initramfs.cpio"
+CPIO="$RUN/initramfs.cpio"
 (cd "$ROOT" && find . | cpio -o -H newc --quiet >"$CPIO")
 log "guest: $KPKG, ${#ORDER[@]} modules, initramfs $(du -h "$CPIO" | cut -f1), scenarios: ${WANT[*]}"
 
@@ -223,17 +249,24 @@ nic virtio-net-pci 52:54:00:4c:00:fe disable-legacy=on      # peer (kernel drive
 rp; DEV+=(-device nvme-subsys,id=nvsub,nqn=npa-lab
   -device "nvme,bus=rp$i,serial=npalab,subsys=nvsub,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=3")
 
-CONSOLE="$WORK/logs/console.log"
+CONSOLE="$RUN/console.log"
 log "booting QEMU (TCG, limit ${QEMU_TIMEOUT}s)"
 qrc=0
+# In the background so that the traps above run (and stop it) while we wait.
 timeout -k 5 "$QEMU_TIMEOUT" qemu-system-x86_64 \
   -nodefaults -no-user-config -display none -monitor none -serial stdio -no-reboot \
   -machine q35,accel=tcg,kernel-irqchip=split -cpu max -smp 1 -m 768 \
   -device intel-iommu,intremap=on,caching-mode=on,aw-bits=48 \
   "${DEV[@]}" -kernel "$KERNEL" -initrd "$CPIO" \
   -append "console=ttyS0 ${NPA_LAB_KERNEL_LOG:-quiet} panic=-1 intel_iommu=on" \
-  </dev/null >"$CONSOLE" 2>&1 || qrc=$?
-tr -d '\r' <"$CONSOLE" >"$CONSOLE.tmp" && mv "$CONSOLE.tmp" "$CONSOLE"
+  </dev/null >"$CONSOLE" 2>&1 &
+QPID=$!
+wait "$QPID" || qrc=$?
+QPID=""
+# The latest run's console stays at the documented place.
+tr -d '\r' <"$CONSOLE" >"$WORK/logs/console.log.$$" && mv "$WORK/logs/console.log.$$" "$WORK/logs/console.log"
+CONSOLE="$WORK/logs/console.log"
+[ $KEEP = 1 ] && cp "$CONSOLE" "$RUN/console.log"
 [ $qrc = 0 ] || log "QEMU exited with status $qrc ($([ $qrc = 124 ] && echo timeout || echo error))"
 log "guest finished; console log: $CONSOLE"
 
@@ -253,7 +286,7 @@ for n in "${WANT[@]}"; do
   if [ "$verdict" = PASS ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 done
 grep -E '^LABINIT' "$CONSOLE" | sed 's/^LABINIT /  init: /' >&2 || true
-[ $KEEP = 1 ] || rm -rf "$ROOT"
+[ $KEEP = 1 ] && log "kept: $RUN (root/, initramfs.cpio, console.log)"
 log "total $(elapsed)s"
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]
