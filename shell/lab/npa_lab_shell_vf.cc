@@ -1,0 +1,343 @@
+// npa-lab-shell-vf: a guest process on libnpa_shell for the VFIO lab
+// (tests/lab/scenarios/8x-shell_vf_*.sh). One binary, four roles:
+//
+//   dut    --socket S --name N [--pps P] [--secs T] --out FILE
+//          Opens a shell on the agent's control socket (1 queue pair, TX
+//          checksum offload configured), then sends sequence-numbered
+//          broadcast frames (ethertype 0x88b5) at about P frames/s until
+//          SIGTERM or T seconds, whatever path the shell is on. Prints every
+//          shell event ("EVENT path=vf ...") as it comes; at the end prints
+//          "DUT: sent=... tx_vf=... tx_emulated=..." and writes the count.
+//   sink   --socket S --name N --out FILE
+//          A second shell guest on the same agent: the emulated path's
+//          receiver (the agent floods the DUT's broadcasts to it).
+//   sniff  --if IFACE --out FILE
+//          AF_PACKET receiver on a kernel NIC (the peer namespace's, on the
+//          QEMU hub): the VF path's receiver.
+//   merge  --expect N [--allow-missing K] FILE...
+//          Adds up what the receivers recorded: every number below N seen
+//          exactly once over all files, at most K missing. Exit 0 if so.
+//
+// Receivers record one byte per sequence number (times seen, saturating).
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "npa/shell.h"
+
+namespace {
+
+constexpr uint16_t kEtherType = 0x88b5;
+constexpr uint32_t kMagic = 0x6e706176;  // "npav"
+constexpr uint64_t kMaxSeq = 1u << 24;
+
+volatile sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+
+uint64_t NowNs() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + t.tv_nsec;
+}
+
+struct Args {
+  std::string role, socket, name, out, ifname;
+  double pps = 2000, secs = 60;
+  uint64_t expect = 0, allow_missing = 0;
+  std::vector<std::string> files;
+};
+
+int Usage(const char* why) {
+  fprintf(stderr,
+          "npa-lab-shell-vf: %s\n"
+          "usage: npa-lab-shell-vf dut --socket S --name N [--pps P] [--secs T] --out FILE\n"
+          "       npa-lab-shell-vf sink --socket S --name N --out FILE\n"
+          "       npa-lab-shell-vf sniff --if IFACE --out FILE\n"
+          "       npa-lab-shell-vf merge --expect N [--allow-missing K] FILE...\n",
+          why);
+  return 2;
+}
+
+// Records what a receiver saw; written to --out at the end.
+struct Seen {
+  std::vector<uint8_t> count = std::vector<uint8_t>(kMaxSeq, 0);
+  uint64_t frames = 0, bogus = 0;
+  uint64_t hi = 0;
+  void Take(const uint8_t* d, size_t len) {
+    if (len < 26) return;
+    uint16_t et = static_cast<uint16_t>(d[12] << 8 | d[13]);
+    if (et != kEtherType) return;
+    uint32_t magic;
+    uint64_t seq;
+    memcpy(&magic, d + 14, 4);
+    memcpy(&seq, d + 18, 8);
+    if (magic != kMagic || seq >= kMaxSeq) {
+      bogus++;
+      return;
+    }
+    frames++;
+    if (count[seq] < 255) count[seq]++;
+    if (seq + 1 > hi) hi = seq + 1;
+  }
+  bool Write(const std::string& path) const {
+    FILE* f = fopen(path.c_str(), "wb");
+    if (!f) return false;
+    bool ok = fwrite(&hi, 8, 1, f) == 1 && (hi == 0 || fwrite(count.data(), 1, hi, f) == hi);
+    return fclose(f) == 0 && ok;
+  }
+};
+
+void PrintEvents(npa_shell* sh) {
+  npa_event ev;
+  ev.struct_size = sizeof ev;
+  while (npa_shell_next_event(sh, &ev) == 1) {
+    double t = ev.timestamp_ns / 1e9;
+    if (ev.type == NPA_EVENT_PATH_CHANGED)
+      printf("EVENT %.6f path=%s %s\n", t, ev.u.path == NPA_PATH_VF ? "vf" : "emulated", ev.detail);
+    else if (ev.type == NPA_EVENT_ERROR)
+      printf("EVENT %.6f error=%d %s\n", t, ev.u.error, ev.detail);
+    else
+      printf("EVENT %.6f type=%d %s\n", t, ev.type, ev.detail);
+    fflush(stdout);
+  }
+}
+
+npa_shell* OpenShell(const Args& a) {
+  npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
+  oa.control_path = a.socket.c_str();
+  oa.name = a.name.c_str();
+  oa.flags = NPA_SHELL_F_NO_HUGEPAGES;
+  npa_shell* sh = nullptr;
+  if (npa_shell_open(&oa, &sh) < 0) {
+    printf("FAIL: open: %s\n", npa_shell_last_error(nullptr));
+    return nullptr;
+  }
+  npa_shell_queue_config qc = NPA_SHELL_QUEUE_CONFIG_INIT;
+  qc.ring_size = 256;
+  qc.offloads = NPA_OFFLOAD_TX_CSUM;
+  if (npa_shell_configure(sh, &qc) < 0 || npa_shell_start(sh) < 0) {
+    printf("FAIL: configure/start: %s\n", npa_shell_last_error(nullptr));
+    npa_shell_close(sh);
+    return nullptr;
+  }
+  npa_shell_info in{};
+  in.struct_size = sizeof in;
+  npa_shell_get_info(sh, &in);
+  printf("SHELL: %s mac %02x:%02x:%02x:%02x:%02x:%02x path %d\n", a.name.c_str(), in.mac[0],
+         in.mac[1], in.mac[2], in.mac[3], in.mac[4], in.mac[5], in.path);
+  fflush(stdout);
+  return sh;
+}
+
+npa_queue_stats Stats(npa_shell* sh) {
+  npa_queue_stats st{};
+  st.struct_size = sizeof st;
+  npa_shell_queue_stats(sh, UINT16_MAX, &st);
+  return st;
+}
+
+int Dut(const Args& a) {
+  npa_shell* sh = OpenShell(a);
+  if (!sh) return 1;
+  npa_shell_info in{};
+  in.struct_size = sizeof in;
+  npa_shell_get_info(sh, &in);
+  const uint64_t start = NowNs(), end = start + static_cast<uint64_t>(a.secs * 1e9);
+  const double ns_per = 1e9 / a.pps;
+  uint64_t sent = 0, last_report = start;
+  npa_path last_path = NPA_PATH_EMULATED;
+  while (!g_stop && NowNs() < end && sent < kMaxSeq) {
+    // Send what the rate allows now, in bursts of up to 8.
+    const uint64_t due = static_cast<uint64_t>((NowNs() - start) / ns_per) + 1;
+    if (due > sent) {
+      npa_buf* b[8];
+      uint16_t want = static_cast<uint16_t>(due - sent < 8 ? due - sent : 8);
+      uint16_t n = npa_buf_alloc(sh, 0, b, want);
+      for (uint16_t i = 0; i < n; i++) {
+        uint8_t* d = static_cast<uint8_t*>(npa_buf_data(b[i]));
+        memset(d, 0xff, 6);
+        memcpy(d + 6, in.mac, 6);
+        d[12] = kEtherType >> 8;
+        d[13] = kEtherType & 0xff;
+        uint64_t seq = sent + i;
+        memcpy(d + 14, &kMagic, 4);
+        memcpy(d + 18, &seq, 8);
+        memset(d + 26, 0x5a, 38);
+        b[i]->data_len = 64;
+        b[i]->pkt_len = 64;
+      }
+      uint16_t s = npa_tx_burst(sh, 0, b, n);
+      if (s < n) npa_buf_free(sh, 0, b + s, static_cast<uint16_t>(n - s));
+      sent += s;
+    }
+    npa_buf* r[32];
+    uint16_t got = npa_rx_burst(sh, 0, r, 32);
+    if (got) npa_buf_free(sh, 0, r, got);
+    PrintEvents(sh);
+    if (NowNs() - last_report > 1000000000ull) {
+      npa_queue_stats st = Stats(sh);
+      npa_shell_get_info(sh, &in);
+      printf("PROGRESS sent=%llu tx_vf=%llu tx_emulated=%llu path=%d plugin=%s\n",
+             (unsigned long long)sent, (unsigned long long)st.tx_vf_packets,
+             (unsigned long long)st.tx_emulated_packets, in.path, in.plugin);
+      fflush(stdout);
+      last_report = NowNs();
+      (void)last_path;
+    }
+    usleep(200);
+  }
+  // A few more bursts: let the path complete what it took.
+  for (int i = 0; i < 50; i++) {
+    npa_buf* r[32];
+    uint16_t got = npa_rx_burst(sh, 0, r, 32);
+    if (got) npa_buf_free(sh, 0, r, got);
+    npa_tx_burst(sh, 0, r, 0);
+    usleep(2000);
+  }
+  PrintEvents(sh);
+  npa_queue_stats st = Stats(sh);
+  npa_shell_get_info(sh, &in);
+  printf("DUT: sent=%llu tx_packets=%llu tx_vf=%llu tx_emulated=%llu tx_full=%llu path=%s\n",
+         (unsigned long long)sent, (unsigned long long)st.tx_packets,
+         (unsigned long long)st.tx_vf_packets, (unsigned long long)st.tx_emulated_packets,
+         (unsigned long long)st.tx_full, in.path == NPA_PATH_VF ? "vf" : "emulated");
+  fflush(stdout);
+  FILE* f = fopen(a.out.c_str(), "w");
+  if (f) {
+    fprintf(f, "%llu\n", (unsigned long long)sent);
+    fclose(f);
+  }
+  npa_shell_close(sh);
+  return st.tx_packets == sent ? 0 : 1;
+}
+
+int Sink(const Args& a) {
+  npa_shell* sh = OpenShell(a);
+  if (!sh) return 1;
+  Seen seen;
+  printf("READY\n");
+  fflush(stdout);
+  while (!g_stop) {
+    npa_buf* r[32];
+    uint16_t got = npa_rx_burst(sh, 0, r, 32);
+    for (uint16_t i = 0; i < got; i++)
+      seen.Take(static_cast<const uint8_t*>(npa_buf_data(r[i])), r[i]->data_len);
+    if (got) npa_buf_free(sh, 0, r, got);
+    else usleep(100);
+    PrintEvents(sh);
+  }
+  printf("SINK: frames=%llu bogus=%llu hi=%llu\n", (unsigned long long)seen.frames,
+         (unsigned long long)seen.bogus, (unsigned long long)seen.hi);
+  bool ok = seen.Write(a.out);
+  npa_shell_close(sh);
+  return ok ? 0 : 1;
+}
+
+int Sniff(const Args& a) {
+  int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(kEtherType));
+  if (s < 0) return perror("socket(AF_PACKET)"), 1;
+  sockaddr_ll sll{};
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(kEtherType);
+  sll.sll_ifindex = static_cast<int>(if_nametoindex(a.ifname.c_str()));
+  if (sll.sll_ifindex == 0 || bind(s, reinterpret_cast<sockaddr*>(&sll), sizeof sll) < 0)
+    return perror("bind"), 1;
+  int rcvbuf = 8 << 20;
+  setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
+  Seen seen;
+  printf("READY\n");
+  fflush(stdout);
+  uint8_t buf[2048];
+  while (!g_stop) {
+    pollfd p{s, POLLIN, 0};
+    if (poll(&p, 1, 100) != 1) continue;
+    for (int i = 0; i < 256; i++) {
+      ssize_t n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
+      if (n <= 0) break;
+      seen.Take(buf, static_cast<size_t>(n));
+    }
+  }
+  printf("SNIFF: frames=%llu hi=%llu\n", (unsigned long long)seen.frames, (unsigned long long)seen.hi);
+  close(s);
+  return seen.Write(a.out) ? 0 : 1;
+}
+
+int Merge(const Args& a) {
+  std::vector<uint32_t> total(a.expect, 0);
+  uint64_t beyond = 0;
+  for (const auto& path : a.files) {
+    FILE* f = fopen(path.c_str(), "rb");
+    if (!f) return printf("FAIL: cannot read %s\n", path.c_str()), 1;
+    uint64_t hi = 0;
+    if (fread(&hi, 8, 1, f) != 1 || hi > kMaxSeq) return printf("FAIL: bad file %s\n", path.c_str()), 1;
+    std::vector<uint8_t> c(hi);
+    if (hi && fread(c.data(), 1, hi, f) != hi) return printf("FAIL: short file %s\n", path.c_str()), 1;
+    fclose(f);
+    uint64_t here = 0;
+    for (uint64_t i = 0; i < hi; i++) {
+      here += c[i];
+      if (i < a.expect) total[i] += c[i];
+      else beyond += c[i];
+    }
+    printf("MERGE: %s: %llu frames\n", path.c_str(), (unsigned long long)here);
+  }
+  uint64_t missing = 0, dups = 0, first_missing = UINT64_MAX;
+  for (uint64_t i = 0; i < a.expect; i++) {
+    if (total[i] == 0) {
+      missing++;
+      if (first_missing == UINT64_MAX) first_missing = i;
+    }
+    if (total[i] > 1) dups += total[i] - 1;
+  }
+  printf("MERGE: expect=%llu received=%llu missing=%llu duplicates=%llu beyond=%llu first_missing=%lld\n",
+         (unsigned long long)a.expect, (unsigned long long)(a.expect - missing),
+         (unsigned long long)missing, (unsigned long long)dups, (unsigned long long)beyond,
+         first_missing == UINT64_MAX ? -1LL : (long long)first_missing);
+  return (missing <= a.allow_missing && dups == 0 && beyond == 0) ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return Usage("no role");
+  Args a;
+  a.role = argv[1];
+  for (int i = 2; i < argc; i++) {
+    std::string k = argv[i];
+    auto val = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    const char* v = nullptr;
+    if (k == "--socket" && (v = val())) a.socket = v;
+    else if (k == "--name" && (v = val())) a.name = v;
+    else if (k == "--out" && (v = val())) a.out = v;
+    else if (k == "--if" && (v = val())) a.ifname = v;
+    else if (k == "--pps" && (v = val())) a.pps = atof(v);
+    else if (k == "--secs" && (v = val())) a.secs = atof(v);
+    else if (k == "--expect" && (v = val())) a.expect = strtoull(v, nullptr, 0);
+    else if (k == "--allow-missing" && (v = val())) a.allow_missing = strtoull(v, nullptr, 0);
+    else if (k.rfind("--", 0) != 0 && a.role == "merge") a.files.push_back(k);
+    else return Usage(("bad argument " + k).c_str());
+  }
+  if (a.pps < 1 || a.pps > 1e6 || a.secs <= 0 || a.secs > 3600) return Usage("--pps or --secs out of range");
+  if (a.expect > kMaxSeq) return Usage("--expect too large");
+  signal(SIGTERM, OnSignal);
+  signal(SIGINT, OnSignal);
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (a.role == "dut") return a.socket.empty() || a.name.empty() || a.out.empty() ? Usage("dut needs --socket --name --out") : Dut(a);
+  if (a.role == "sink") return a.socket.empty() || a.name.empty() || a.out.empty() ? Usage("sink needs --socket --name --out") : Sink(a);
+  if (a.role == "sniff") return a.ifname.empty() || a.out.empty() ? Usage("sniff needs --if --out") : Sniff(a);
+  if (a.role == "merge") return a.files.empty() ? Usage("merge needs files") : Merge(a);
+  return Usage("unknown role");
+}
