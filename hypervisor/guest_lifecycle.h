@@ -16,8 +16,9 @@
 //   CLOSED       terminal
 //   BROKEN       the device or session failed; only teardown is legal
 //   VF_OFFERED, VF_ACTIVE, REVOKING
-//                the VF path (a later issue): a VF was offered, the guest
-//                runs on it, it is being revoked back to the emulated path.
+//                the VF path (control_server_vf.cc): a VF was offered, the
+//                guest runs on it, it is being revoked back to the emulated
+//                path. They move with the VF's own table (vf_lifecycle.h).
 //
 // Every edge is listed in kGuestTransitions; anything else is an error naming
 // both states. ShortestPath gives the legal route between two states (BFS over

@@ -1,6 +1,7 @@
 #include "hypervisor/vf_manager.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -62,6 +63,10 @@ VfManager::VfManager(vf::SysfsRoot& sys, VfioLayer& vfio, Options opts)
 VfManager::~VfManager() {
   for (auto& [bdf, v] : vfs_) {
     if (v.unbind && v.unbind->worker.joinable()) {
+      // A guest that has exited lets the unbind finish promptly; give it a
+      // bounded moment so the worker never outlives the SysfsRoot it uses.
+      for (int i = 0; i < 300 && !v.unbind->done.load(); i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
       if (v.unbind->done.load()) {
         v.unbind->worker.join();
       } else {
@@ -304,13 +309,12 @@ void VfManager::Poll() {
 absl::Status VfManager::ResetVf(absl::string_view bdf) {
   Vf* v = Find(bdf);
   if (!v) return absl::NotFoundError(absl::StrCat(bdf, " is not in the VF pool"));
-  if (v->lc.held() || v->lc.state() != VfState::kFree) {
-    if (v->lc.state() != VfState::kFailed)
-      return absl::FailedPreconditionError(absl::StrCat(
-          "vf ", v->cfg.bdf, " is ", v->lc.name(),
-          v->guest_name.empty() ? "" : absl::StrCat(" (attached to guest '", v->guest_name, "')"),
-          "; detach it first"));
-  }
+  const VfState st = v->lc.state();
+  if (st != VfState::kFree && st != VfState::kFailed)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "vf ", v->cfg.bdf, " is ", v->lc.name(),
+        v->guest_name.empty() ? "" : absl::StrCat(" (attached to guest '", v->guest_name, "')"),
+        "; detach it first"));
   if (v->lc.state() == VfState::kFree) {
     NPA_RETURN_IF_ERROR(BindAndOpen(*v));
   } else if (!v->dev) {
