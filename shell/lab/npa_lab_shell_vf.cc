@@ -8,12 +8,13 @@
 //          SIGTERM or T seconds, whatever path the shell is on. Prints every
 //          shell event ("EVENT path=vf ...") as it comes; at the end prints
 //          "DUT: sent=... tx_vf=... tx_emulated=..." and writes the count.
-//   sink   --socket S --name N --out FILE
+//   sink   --socket S --name N [--secs T] --out FILE
 //          A second shell guest on the same agent: the emulated path's
 //          receiver (the agent floods the DUT's broadcasts to it).
-//   sniff  --if IFACE --out FILE
+//   sniff  --if IFACE [--secs T] --out FILE
 //          AF_PACKET receiver on a kernel NIC (the peer namespace's, on the
-//          QEMU hub): the VF path's receiver.
+//          QEMU hub): the VF path's receiver. Receivers stop at SIGTERM or
+//          after T seconds (default 60) and then write --out.
 //   merge  --expect N [--allow-missing K] FILE...
 //          Adds up what the receivers recorded: every number below N seen
 //          exactly once over all files, at most K missing. Exit 0 if so.
@@ -230,7 +231,8 @@ int Sink(const Args& a) {
   Seen seen;
   printf("READY\n");
   fflush(stdout);
-  while (!g_stop) {
+  const uint64_t end = NowNs() + static_cast<uint64_t>(a.secs * 1e9);
+  while (!g_stop && NowNs() < end) {
     npa_buf* r[32];
     uint16_t got = npa_rx_burst(sh, 0, r, 32);
     for (uint16_t i = 0; i < got; i++)
@@ -261,7 +263,8 @@ int Sniff(const Args& a) {
   printf("READY\n");
   fflush(stdout);
   uint8_t buf[2048];
-  while (!g_stop) {
+  const uint64_t end = NowNs() + static_cast<uint64_t>(a.secs * 1e9);
+  while (!g_stop && NowNs() < end) {
     pollfd p{s, POLLIN, 0};
     if (poll(&p, 1, 100) != 1) continue;
     for (int i = 0; i < 256; i++) {

@@ -57,9 +57,11 @@ AGENT=$!
 i=0; while [ ! -S $SOCK ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 [ -S $SOCK ] || fail "agent did not start: $(tail -3 /tmp/agent.log)"
 
-peer $X sniff --if "$LAB_PEER_IF" --out /tmp/sniff.bin >/tmp/sniff.log 2>&1 &
+# Not through the peer() function: a backgrounded function is a subshell,
+# and the TERM at the end must reach the sniffer itself (ip netns exec execs).
+/lab/bin/ip netns exec peer $X sniff --if "$LAB_PEER_IF" --secs 100 --out /tmp/sniff.bin >/tmp/sniff.log 2>&1 &
 PIDS="$PIDS $!"; SNIFF=$!
-$X sink --socket $SOCK --name sink --out /tmp/sink.bin >/tmp/sink.log 2>&1 &
+$X sink --socket $SOCK --name sink --secs 100 --out /tmp/sink.bin >/tmp/sink.log 2>&1 &
 PIDS="$PIDS $!"; SINK=$!
 waitlog /tmp/sniff.log READY 50
 waitlog /tmp/sink.log READY 100
@@ -81,7 +83,7 @@ grep -q "tx_inflight_lost=0" /tmp/det.out || fail "planned detach reported loss:
 att_ms=$(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%d", (b-a)*1000}')
 det_ms=$(awk -v a=$t1 -v b=$t2 'BEGIN{printf "%d", (b-a)*1000}')
 sw_in=$(grep -m1 'path=vf' /tmp/dut.log | sed -n 's/.*queues switched in \([0-9]*\) us.*/\1/p')
-sw_out=$(grep 'path=emulated' /tmp/dut.log | tail -1 | sed -n 's/.*tx moved in \([0-9]*\) us, total \([0-9]*\) us.*/\1\/\2/p')
+sw_out=$(grep 'back on the emulated' /tmp/dut.log | tail -1 | sed -n 's/.*tx moved in \([0-9]*\) us, total \([0-9]*\) us.*/\1\/\2/p')
 waitmore sent_all 400 100
 extra=""
 allow=0
@@ -101,7 +103,8 @@ if [ "$SHELL_VF_FORCE" = 1 ]; then
   # The reset the agent does before the unbind may drop what the device
   # still held: at most one TX ring (256) of frames.
   allow=256
-  extra="; forced detach: REQ fallback, DUT kept sending on the emulated path"
+  fb=$(grep 'back on the emulated' /tmp/dut.log | tail -1 | sed -n 's/.*tx moved in \([0-9]*\) us, total \([0-9]*\) us.*/\1\/\2/p')
+  extra="; forced detach: REQ fallback (tx moved/total ${fb} us), DUT kept sending on the emulated path"
 fi
 kill -TERM $DUT; wait $DUT; drc=$?
 sleep 1
