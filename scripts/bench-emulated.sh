@@ -27,6 +27,8 @@
 #                           between the shell and the agent)
 # Env:     REPS=3 DUR=10 SIZES="64 1500" MODES="huge nohuge" RING=256 BURST=32
 #          RETRY=1 QUIET_MAX=120 OUTDIR=/tmp/npa-bench-emulated
+#          NICE=0   niceness of every measured process; NICE=-20 on a machine
+#                   that never gets quiet (both sides alike; others slow down)
 # Output:  a human-readable report, one JSON line per configuration, and as the
 #          LAST line the headline JSON (64 B, hugepages when measured):
 #   {"bench":"emulated","size":64,"hugepages":true,"npa_mpps":..,"dpdk_mpps":..,"ratio":..}
@@ -41,7 +43,7 @@ while [ $# -gt 0 ]; do
     --build-dir) [ $# -ge 2 ] || { echo "bench-emulated: --build-dir needs a directory" >&2; exit 2; }
                  BUILD_DIR=$(cd "$2" 2>/dev/null && pwd) || { echo "bench-emulated: no directory '$2'" >&2; exit 2; }
                  shift ;;
-    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "bench-emulated: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -50,11 +52,14 @@ if [ $QUICK = 1 ]; then
   REPS=${REPS:-1} DUR=${DUR:-5} SIZES=${SIZES:-64} MODES=${MODES:-huge} QUIET_MAX=${QUIET_MAX:-15} RETRY=${RETRY:-0}
 fi
 REPS=${REPS:-3} DUR=${DUR:-10} SIZES=${SIZES:-"64 1500"} MODES=${MODES:-"huge nohuge"}
-RING=${RING:-256} BURST=${BURST:-32} RETRY=${RETRY:-1} QUIET_MAX=${QUIET_MAX:-120}
+RING=${RING:-256} BURST=${BURST:-32} RETRY=${RETRY:-1} QUIET_MAX=${QUIET_MAX:-120} NICE=${NICE:-0}
 OUTDIR=${OUTDIR:-/tmp/npa-bench-emulated}
 for v in REPS DUR RING BURST RETRY QUIET_MAX; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "bench-emulated: $v='${!v}' is not a number" >&2; exit 2; }
 done
+[[ "$NICE" =~ ^-?[0-9]+$ ]] && [ "$NICE" -ge -20 ] && [ "$NICE" -le 19 ] ||
+  { echo "bench-emulated: NICE='$NICE' not in -20..19" >&2; exit 2; }
+PRIO="nice -n $NICE"   # every measured process (both sides alike) runs at this niceness
 [ "$DUR" -ge 5 ] || { echo "bench-emulated: DUR must be >= 5 (samples are 1 s; 3 are dropped)" >&2; exit 2; }
 for s in $SIZES; do [[ "$s" =~ ^[0-9]+$ ]] && [ "$s" -ge 60 ] && [ "$s" -le 1514 ] ||
   { echo "bench-emulated: size '$s' not in 60..1514" >&2; exit 2; }; done
@@ -213,19 +218,19 @@ run_npa() {
   rm -f "$sock" "$ctl"
   local bpid bproc
   if [ "$backend" = agent ]; then
-    timeout -s INT $((DUR + 90)) "$AGENT" --vhost-user "$sock" --mode sink --cpu $CPU_BACK --burst "$BURST" \
+    $PRIO timeout -s INT $((DUR + 90)) "$AGENT" --vhost-user "$sock" --mode sink --cpu $CPU_BACK --burst "$BURST" \
       --control "$ctl" >"$alog" 2>&1 </dev/null &
   else
-    timeout -s INT $((DUR + 90)) stdbuf -oL dpdk-testpmd --lcores "0@$CPU_GUEST,1@$CPU_BACK" --main-lcore 0 --no-pci \
+    $PRIO timeout -s INT $((DUR + 90)) stdbuf -oL dpdk-testpmd --lcores "0@$CPU_GUEST,1@$CPU_BACK" --main-lcore 0 --no-pci \
       $(memargs "$mode" npab$$s) --vdev "net_vhost0,iface=$sock,queues=1" -- --forward-mode=rxonly \
       --stats-period 1 --nb-cores=1 --burst="$BURST" --total-num-mbufs=32768 > >(ts_lines >"$alog") 2>&1 </dev/null &
   fi
   bpid=$!; STARTED=($bpid)
   wait_for 60 test -S "$sock" || { log "   back end never created $sock (see $alog)"; stop_all; return 2; }
-  timeout $((DUR + 90)) "$C2C" monitor $((DUR + 60)) --period-ms 250 --rounds 1000 >"$mlog" 2>/dev/null &
+  $PRIO timeout $((DUR + 90)) "$C2C" monitor $((DUR + 60)) --period-ms 250 --rounds 1000 >"$mlog" 2>/dev/null &
   STARTED+=($!)
   local nohuge=""; [ "$mode" = nohuge ] && nohuge=--no-huge
-  timeout -s INT $((DUR + 60)) "$GUEST" --vhost-user "$sock" --tx --size "$size" --burst "$BURST" --ring "$RING" \
+  $PRIO timeout -s INT $((DUR + 60)) "$GUEST" --vhost-user "$sock" --tx --size "$size" --burst "$BURST" --ring "$RING" \
     --cpu $CPU_GUEST --seconds "$DUR" --linger-ms 300 --hold-ms 3000 $nohuge >"$glog" 2>"$gerr" </dev/null &
   local gpid=$!; STARTED+=($gpid)
   if ! wait_for 40 has_line "$glog" '^sample '; then
@@ -261,22 +266,22 @@ run_dpdk() {
   rm -f "$sock" "$ctl"
   local tp="--stats-period 1 --nb-cores=1 --burst=$BURST --total-num-mbufs=32768 --txpkts=$size"
   if [ "$backend" = dpdk ]; then
-    timeout -s INT $((DUR + 120)) stdbuf -oL dpdk-testpmd --lcores "0@$CPU_GUEST,1@$CPU_BACK" --main-lcore 0 --no-pci \
+    $PRIO timeout -s INT $((DUR + 120)) stdbuf -oL dpdk-testpmd --lcores "0@$CPU_GUEST,1@$CPU_BACK" --main-lcore 0 --no-pci \
       $(memargs "$mode" npab$$s) --vdev "net_vhost0,iface=$sock,queues=1" -- --forward-mode=rxonly $tp \
       > >(ts_lines >"$slog") 2>&1 </dev/null &
   else
-    timeout -s INT $((DUR + 120)) "$AGENT" --vhost-user "$sock" --mode sink --cpu $CPU_BACK --burst "$BURST" \
+    $PRIO timeout -s INT $((DUR + 120)) "$AGENT" --vhost-user "$sock" --mode sink --cpu $CPU_BACK --burst "$BURST" \
       --control "$ctl" >"$slog" 2>&1 </dev/null &
   fi
   local spid=$!; STARTED=($spid)
   wait_for 60 test -S "$sock" || { log "   back end never created $sock (see $slog)"; stop_all; return 2; }
   [ "$backend" = dpdk ] && { wait_for 30 has_line "$slog" "start packet forwarding" || log "   WARN: vhost testpmd not ready"; }
   sleep 0.5
-  timeout -s INT $((DUR + 90)) stdbuf -oL dpdk-testpmd --lcores "0@$CPU_BACK,1@$CPU_GUEST" --main-lcore 0 --no-pci \
+  $PRIO timeout -s INT $((DUR + 90)) stdbuf -oL dpdk-testpmd --lcores "0@$CPU_BACK,1@$CPU_GUEST" --main-lcore 0 --no-pci \
     $(memargs "$mode" npab$$c) --vdev "net_virtio_user0,path=$sock,queues=1,queue_size=$RING" \
     -- --forward-mode=txonly $tp > >(ts_lines >"$clog") 2>&1 </dev/null &
   local cpid=$!; STARTED+=($cpid)
-  timeout $((DUR + 90)) "$C2C" monitor $((DUR + 60)) --period-ms 250 --rounds 1000 >"$mlog" 2>/dev/null &
+  $PRIO timeout $((DUR + 90)) "$C2C" monitor $((DUR + 60)) --period-ms 250 --rounds 1000 >"$mlog" 2>/dev/null &
   STARTED+=($!)
   if ! wait_for 60 has_line "$clog" "start packet forwarding"; then
     log "   virtio-user testpmd never started forwarding (see $clog)"; stop_all; clean_dpdk_files; return 2
@@ -329,7 +334,7 @@ probe() { log "# c2c round trip now: $(timeout 30 "$C2C" once 2>/dev/null || ech
 
 log "# npa emulated-path benchmark vs DPDK $(dpkg-query -W -f='${Version}' dpdk 2>/dev/null)"
 log "# CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, kernel $(uname -r)"
-log "# started $(date -u +%FT%TZ)  REPS=$REPS DUR=$DUR SIZES='$SIZES' MODES='$MODES' RING=$RING BURST=$BURST"
+log "# started $(date -u +%FT%TZ)  REPS=$REPS DUR=$DUR SIZES='$SIZES' MODES='$MODES' RING=$RING BURST=$BURST NICE=$NICE"
 log "# binaries: $BUILD_DIR ($(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt"))"
 probe
 for REP in $(seq 1 "$REPS"); do
