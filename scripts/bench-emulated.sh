@@ -60,6 +60,10 @@ done
 [[ "$NICE" =~ ^-?[0-9]+$ ]] && [ "$NICE" -ge -20 ] && [ "$NICE" -le 19 ] ||
   { echo "bench-emulated: NICE='$NICE' not in -20..19" >&2; exit 2; }
 PRIO="nice -n $NICE"   # every measured process (both sides alike) runs at this niceness
+# With CONFIG_SCHED_AUTOGROUP, niceness only ranks tasks inside one session's
+# group; other sessions' builds still take an equal share each. So NICE also
+# applies to this session's autogroup (this script and its children only).
+if [ "$NICE" != 0 ] && [ -w /proc/$$/autogroup ]; then echo "$NICE" >/proc/$$/autogroup 2>/dev/null; fi
 [ "$DUR" -ge 5 ] || { echo "bench-emulated: DUR must be >= 5 (samples are 1 s; 3 are dropped)" >&2; exit 2; }
 for s in $SIZES; do [[ "$s" =~ ^[0-9]+$ ]] && [ "$s" -ge 60 ] && [ "$s" -le 1514 ] ||
   { echo "bench-emulated: size '$s' not in 60..1514" >&2; exit 2; }; done
