@@ -63,9 +63,22 @@ say "ready at $(up)s"
 T=$(cat /lab/scenario_timeout)
 for s in $(cat /lab/run.list); do
   t0=$(up)
-  timeout -s KILL $T sh -c ". /lab/env; . /lab/scenarios/lib.sh; . /lab/scenarios/$s.sh" \
-    >/tmp/$s.log 2>&1
+  # Each scenario in its own session (= process group). busybox timeout would
+  # kill only the scenario's sh: a hung npa-conform under it kept its VFIO
+  # device and spun on the one vCPU through the following scenarios. The
+  # watchdog KILLs the whole group at the limit (rc 137), and whatever a
+  # scenario leaves behind goes with the group afterwards.
+  setsid sh -c ". /lab/env; . /lab/scenarios/lib.sh; . /lab/scenarios/$s.sh" >/tmp/$s.log 2>&1 &
+  pid=$!
+  ( end=$(($(cut -d. -f1 /proc/uptime) + T))
+    while kill -0 $pid 2>/dev/null && [ $(cut -d. -f1 /proc/uptime) -lt $end ]; do sleep 1; done
+    kill -KILL -$pid 2>/dev/null ) &
+  wd=$!
+  wait $pid
   rc=$?
+  kill $wd 2>/dev/null
+  wait $wd 2>/dev/null
+  kill -KILL -$pid 2>/dev/null
   t1=$(up)
   secs=$(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.1f", b-a}')
   sed "s/^/LABLOG $s: /" /tmp/$s.log
