@@ -23,10 +23,14 @@ conform_run() {
   [ "$(drv $bdf)" = vfio-pci ] || fail "$bdf did not bind to vfio-pci (driver: $(drv $bdf))"
   local broken=""
   [ -d /lab/plugins/broken ] && broken="--broken-dir /lab/plugins/broken"
-  "$bin" --peer-netns peer --peer-if "$LAB_PEER_IF" $broken "$@" "$so" "$bdf" \
-    >/tmp/conform.out 2>&1
-  local rc=$?
-  cat /tmp/conform.out
+  # Streamed (tee), so a run killed at the scenario time limit still shows
+  # how far it got.
+  { "$bin" --peer-netns peer --peer-if "$LAB_PEER_IF" $broken "$@" "$so" "$bdf" 2>&1
+    echo $? >/tmp/conform.rc; } | tee /tmp/conform.out
+  local rc
+  rc=$(cat /tmp/conform.rc)
+  # On failure, the peer NIC's own counters: did frames reach its driver?
+  [ $rc = 0 ] || ip -n peer -s -s link show "$LAB_PEER_IF"
   echo >$d/driver_override
   [ -e $d/driver ] && echo $bdf >$d/driver/unbind
   echo $bdf >/sys/bus/pci/drivers_probe
