@@ -191,29 +191,36 @@ done
 ROOT="$RUN/root"
 rm -rf "$ROOT"; mkdir -p "$ROOT"/{bin,sbin,lab/bin,lab/mods,lab/scenarios,proc,sys,dev,tmp,run,lib64}
 cp "$BUSYBOX" "$ROOT/bin/busybox"
-cp "$PROBE" "$VFTEST" "$ROOT/lab/bin/"
+# Project binaries without their debug sections (symbols stay): a RelWithDebInfo
+# build ships ~4x the bytes otherwise, and the TCG guest's boot time grows with
+# the initramfs it unpacks.
+put() { objcopy --strip-debug "$1" "$2/$(basename "$1")" 2>/dev/null || cp "$1" "$2/"; SHIP+=("$1"); }
+SHIP=()
+put "$PROBE" "$ROOT/lab/bin"
+put "$VFTEST" "$ROOT/lab/bin"
 cp /sbin/ip "$ROOT/lab/bin/ip"   # /lab/bin is first in PATH: busybox has its own ip
-SHIP=("$PROBE" "$VFTEST" /sbin/ip)
+SHIP+=(/sbin/ip)
 # Other suites' lab programs and plug-ins, when built: npa-lab-* drivers, the
 # conformance runner, vendor plug-ins (/lab/plugins) and deliberately broken
 # ones (/lab/plugins/broken). Their scenarios say what they need if absent.
-while IFS= read -r b; do cp "$b" "$ROOT/lab/bin/"; SHIP+=("$b"); done < <(
+while IFS= read -r b; do put "$b" "$ROOT/lab/bin"; done < <(
   find "$BUILD" -path '*/CMakeFiles' -prune -o -type f -perm -u+x \( -name 'npa-lab-*' -o -name npa-conform \) -print |
   grep -v "^$PROBE\$")
 mkdir -p "$ROOT/lab/plugins/broken"
 # Vendor plug-ins wherever their CMake put them (build/plugins or a subfolder).
-while IFS= read -r so; do cp "$so" "$ROOT/lab/plugins/" && SHIP+=("$so"); done < <(
+while IFS= read -r so; do put "$so" "$ROOT/lab/plugins"; done < <(
   find "$BUILD/plugins" -path '*/CMakeFiles' -prune -o -type f -name 'npa_plugin_*.so' -print 2>/dev/null)
 # Deliberately broken plug-ins. libunknown_caps.so is not broken: unknown
 # capability bits from a newer minor are accepted with a warning, by design.
 for so in "$BUILD"/tests/plugins/broken/*.so; do
-  [ -f "$so" ] && [ "$(basename "$so")" != libunknown_caps.so ] && cp "$so" "$ROOT/lab/plugins/broken/" && SHIP+=("$so")
+  [ -f "$so" ] && [ "$(basename "$so")" != libunknown_caps.so ] && put "$so" "$ROOT/lab/plugins/broken"
 done
+# Every library once (the binaries share most of theirs).
+declare -A LIBS=()
 for b in "${SHIP[@]}"; do
-  ldd "$b" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | while read -r lib; do
-    mkdir -p "$ROOT$(dirname "$lib")"; cp -L "$lib" "$ROOT$lib"
-  done
+  while read -r lib; do LIBS[$lib]=1; done < <(ldd "$b" | awk '/=> \//{print $3} /^\t\/lib/{print $1}')
 done
+for lib in "${!LIBS[@]}"; do mkdir -p "$ROOT$(dirname "$lib")"; cp -L "$lib" "$ROOT$lib"; done
 for n in "${ORDER[@]}"; do cp "${KO[$n]}" "$ROOT/lab/mods/$n.ko"; done
 printf '%s\n' "${ORDER[@]}" >"$ROOT/lab/modules.order"
 cp "$HERE"/scenarios/lib.sh "$ROOT/lab/scenarios/"
