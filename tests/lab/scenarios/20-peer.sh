@@ -27,7 +27,10 @@ vf=""
 for r in E1000E1 VIRTIO1; do
   eval b=\$LAB_$r
   m="npa-lab-$r-$$"
-  peer /lab/bin/npa-lab-vf-probe sniff "$LAB_PEER_IF" "$m" 8000 >/tmp/sniff.out 2>&1 &
+  # The window covers the whole "tx" below (bind, MAP_DMA, send, restore):
+  # under host load that took 8.6 s once (MAP_DMA alone 2.9 s), past the 8 s
+  # this used to allow. The sniffer returns as soon as the frame is there.
+  peer /lab/bin/npa-lab-vf-probe sniff "$LAB_PEER_IF" "$m" 30000 >/tmp/sniff.out 2>&1 &
   sp=$!
   n=0
   until grep -q READY /tmp/sniff.out || [ $n -ge 50 ]; do sleep 0.1; n=$((n + 1)); done
