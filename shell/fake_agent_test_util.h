@@ -45,7 +45,7 @@ class FakeAgent {
     return ch_->Send(e, fds);
   }
   absl::Status Send(control::Envelope e, std::span<const int> fds = {}) { return ch_->Send(e, fds); }
-  absl::StatusOr<ControlFrame> Receive() { return ch_->ReceiveBlocking(3000); }
+  absl::StatusOr<ControlFrame> Receive(int timeout_ms = 3000) { return ch_->ReceiveBlocking(timeout_ms); }
   void Close() { ch_.reset(); }
 
   UniqueFd vhost_peer;

@@ -192,8 +192,10 @@ void OnDeviceIrq(npa_shell* sh, int fd, const char* what) {
     std::lock_guard<std::mutex> l(sh->vf_mu);
     if (!sh->vf) return;
     offer = sh->vf_offer_id;
-    // The device may be dead (ERR) or about to be taken (REQ): short bounds.
-    lost = FallBackLocked(sh, 1000, what);
+    // REQ: the device still works and vfio-pci waits for our close (it
+    // repeats the request every 10 s), so drain it properly. ERR: it may be
+    // dead, and every wait is bounded anyway.
+    lost = FallBackLocked(sh, fd == sh->vf->req_fd() ? 3000 : 1000, what);
   }
   control::Envelope e;
   e.mutable_revoke_done()->set_offer_id(offer);
