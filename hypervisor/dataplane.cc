@@ -38,6 +38,9 @@ void GatherEth(const GuestFrame& f, uint8_t* eth) {
 
 // RX queue for a frame from the uplink: keep a flow on one queue by hashing
 // the IPv4 addresses when there are some (else queue 0).
+// Loopback holds undeliverable frames at most this long without progress.
+constexpr uint64_t kMaxHoldNs = 100'000'000;
+
 uint16_t FlowQueue(const uint8_t* data, uint32_t len, uint16_t nq) {
   if (nq <= 1 || len < 34 || data[12] != 0x08 || data[13] != 0x00) return 0;
   uint32_t a, b;
@@ -304,8 +307,12 @@ void Dataplane::Flush() {
   if (dropped) Add(c_.delivery_drops, dropped);
 }
 
-uint32_t Dataplane::PollLoopback(Local& g, uint16_t qp, GuestFrame* frames, PacketRef* refs) {
-  if (g.held.size() <= qp) g.held.resize(qp + 1u);
+uint32_t Dataplane::PollLoopback(Local& g, uint16_t qp, GuestFrame* frames, PacketRef* refs,
+                                 uint64_t now_ns) {
+  if (g.held.size() <= qp) {
+    g.held.resize(qp + 1u);
+    g.held_since_ns.resize(qp + 1u, 0);
+  }
   std::vector<GuestFrame>& held = g.held[qp];
   uint16_t n;
   if (!held.empty()) {
@@ -319,8 +326,17 @@ uint32_t Dataplane::PollLoopback(Local& g, uint16_t qp, GuestFrame* frames, Pack
   for (uint16_t i = 0; i < n; i++)
     refs[i] = PacketRef{&frames[i].hdr, frames[i].segs, frames[i].nsegs, frames[i].len};
   uint16_t done = g.port->EnqueueRx(qp, refs, n);
+  if (done == 0 && !held.empty() && now_ns - g.held_since_ns[qp] > kMaxHoldNs) {
+    // No progress for kMaxHoldNs: the oldest frame may never fit (or the
+    // guest stopped receiving). Drop it rather than stall the queue forever.
+    done = 1;
+    Add(c_.delivery_drops, 1);
+  }
   // ReleaseTx returns the oldest peeked frames: exactly the delivered prefix.
-  if (done) g.port->ReleaseTx(qp, done);
+  if (done) {
+    g.port->ReleaseTx(qp, done);
+    g.held_since_ns[qp] = now_ns;
+  }
   held.assign(frames + done, frames + n);
   return done;
 }
@@ -334,7 +350,7 @@ uint32_t Dataplane::PollGuest(Local& g, uint64_t now_ns) {
   for (uint16_t qp = 0; qp < nq; qp++) {
     if (!g.port->QueueReady(qp)) continue;
     if (opts_.mode == DataplaneMode::kLoopback) {
-      work += PollLoopback(g, qp, frames, refs);
+      work += PollLoopback(g, qp, frames, refs, now_ns);
       continue;
     }
     uint16_t n = g.port->PeekTx(qp, frames, opts_.burst);

@@ -121,8 +121,10 @@ class Dataplane {
     // the guest's TX ring holds them) until delivered: backpressure instead
     // of loss, in order.
     std::vector<std::vector<GuestFrame>> held;
+    std::vector<uint64_t> held_since_ns;  // last progress of held[qp]
   };
-  uint32_t PollLoopback(Local& g, uint16_t qp, GuestFrame* frames, PacketRef* refs);
+  uint32_t PollLoopback(Local& g, uint16_t qp, GuestFrame* frames, PacketRef* refs,
+                        uint64_t now_ns);
 
   void Run();
   absl::Status Publish(std::shared_ptr<const Snapshot> next);
