@@ -34,11 +34,12 @@ size_t FrameLen(uint64_t seq) { return 60 + (seq * 97) % 1455; }  // 60..1514
 
 int main(int argc, char** argv) {
   std::string control, name = "good-guest";
-  double rate = 20000, seconds = 6;
+  double rate = 20000, seconds = 6, drain = 2;
   static const option kOpts[] = {{"control", required_argument, nullptr, 'c'},
                                  {"rate", required_argument, nullptr, 'r'},
                                  {"seconds", required_argument, nullptr, 's'},
                                  {"name", required_argument, nullptr, 'n'},
+                                 {"drain", required_argument, nullptr, 'd'},
                                  {"help", no_argument, nullptr, 'h'},
                                  {nullptr, 0, nullptr, 0}};
   int c;
@@ -48,8 +49,9 @@ int main(int argc, char** argv) {
       case 'r': rate = strtod(optarg, nullptr); break;
       case 's': seconds = strtod(optarg, nullptr); break;
       case 'n': name = optarg; break;
+      case 'd': drain = strtod(optarg, nullptr); break;
       case 'h':
-        printf("usage: npa-loopback-guest --control PATH [--rate N] [--seconds S] [--name NAME]\n"
+        printf("usage: npa-loopback-guest --control PATH [--rate N] [--seconds S] [--drain S] [--name NAME]\n"
                "Sends sequence-numbered frames through npa-agent --mode loopback and checks\n"
                "every one comes back once, in order, intact. Exit 0 ok, 1 failed, 2 usage.\n");
         return 0;
@@ -84,8 +86,8 @@ int main(int argc, char** argv) {
   const double t0 = Now(), send_end = t0 + seconds;
   double last_rx = t0;
   npa_buf* b[32];
-  // Send for `seconds`, then drain until 2 s pass with nothing back.
-  while (Now() < send_end || (got < sent && Now() - last_rx < 2.0)) {
+  // Send for `seconds`, then drain until `drain` seconds pass with nothing back.
+  while (Now() < send_end || (got < sent && Now() - last_rx < drain)) {
     double now = Now();
     if (now < send_end) {
       uint64_t due = static_cast<uint64_t>((now - t0) * rate);

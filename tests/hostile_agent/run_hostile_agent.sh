@@ -20,7 +20,7 @@ timeout 120 "$AGENT" --control "$dir/agent.ctl" --vhost-user "$dir/vhost.sock" -
   --name hostile-test >"$dir/agent.log" 2>&1 &
 apid=$!; pids+=($apid)
 for _ in $(seq 100); do [ -S "$dir/agent.ctl" ] && [ -S "$dir/vhost.sock" ] && break; sleep 0.05; done
-timeout 60 "$GOOD" --control "$dir/agent.ctl" --rate 20000 --seconds 8 >"$dir/good.out" 2>"$dir/good.err" &
+timeout 60 "$GOOD" --control "$dir/agent.ctl" --rate 20000 --seconds 8 --drain 10 >"$dir/good.out" 2>"$dir/good.err" &
 gpid=$!; pids+=($gpid)
 sleep 1
 nattacks=$("$EVIL" --list | wc -l)
