@@ -14,18 +14,30 @@ EVIL=$B/tests/hostile/npa-evil-guest; GOOD=$B/tests/hostile_agent/npa-loopback-g
 for x in "$AGENT" "$NPACTL" "$EVIL" "$GOOD"; do [ -x "$x" ] || { echo "missing $x"; exit 1; }; done
 dir=$(mktemp -d /tmp/npa-hostile.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$dir"; }
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for _ in $(seq 50); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$dir"
+}
 trap cleanup EXIT
-timeout 120 "$AGENT" --control "$dir/agent.ctl" --vhost-user "$dir/vhost.sock" --mode loopback \
+timeout -k 5 120 "$AGENT" --control "$dir/agent.ctl" --vhost-user "$dir/vhost.sock" --mode loopback \
   --name hostile-test >"$dir/agent.log" 2>&1 &
 apid=$!; pids+=($apid)
 for _ in $(seq 100); do [ -S "$dir/agent.ctl" ] && [ -S "$dir/vhost.sock" ] && break; sleep 0.05; done
-timeout 60 "$GOOD" --control "$dir/agent.ctl" --rate 20000 --seconds 8 --drain 10 >"$dir/good.out" 2>"$dir/good.err" &
+timeout -k 5 60 "$GOOD" --control "$dir/agent.ctl" --rate 20000 --seconds 8 --drain 10 >"$dir/good.out" 2>"$dir/good.err" &
 gpid=$!; pids+=($gpid)
 sleep 1
 nattacks=$("$EVIL" --list | wc -l)
 echo "running $nattacks attacks against npa-agent while the good guest streams"
-timeout 90 "$EVIL" --socket "$dir/vhost.sock" --attack all --timeout-ms 3000 >"$dir/evil.out" 2>&1
+timeout -k 5 90 "$EVIL" --socket "$dir/vhost.sock" --attack all --timeout-ms 3000 >"$dir/evil.out" 2>&1
 erc=$?
 wait "$gpid"; grc=$?
 alive=0; kill -0 "$apid" 2>/dev/null && alive=1

@@ -9,17 +9,22 @@ dir=$(mktemp -d /tmp/npa-agent-interop.XXXXXX)
 sock=$dir/vhost.sock
 prefix=npa-ag-$$-$RANDOM
 cleanup() {
-  [ -n "${apid:-}" ] && kill "$apid" 2>/dev/null
+  if [ -n "${apid:-}" ]; then
+    kill "$apid" 2>/dev/null
+    # Bounded: a wedged agent is killed, never waited on forever.
+    for _ in $(seq 50); do kill -0 "$apid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$apid" 2>/dev/null
+  fi
   wait 2>/dev/null
   rm -rf "$dir" /var/run/dpdk/$prefix "${XDG_RUNTIME_DIR:-/nonexistent}/dpdk/$prefix"
 }
 trap cleanup EXIT
-timeout 90 "$agent" --control "$dir/agent.ctl" --vhost-user "$sock" --mode loopback \
+timeout -k 5 90 "$agent" --control "$dir/agent.ctl" --vhost-user "$sock" --mode loopback \
   --name interop >"$dir/agent.log" 2>&1 &
 apid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 [ -S "$sock" ] || { echo "npa-agent did not listen"; cat "$dir/agent.log"; exit 1; }
-timeout 60 "$client" --socket "$sock" --prefix "$prefix" "$@"
+timeout -k 5 60 "$client" --socket "$sock" --prefix "$prefix" "$@"
 crc=$?
 kill -0 "$apid" 2>/dev/null; alive=$?
 echo "client exit $crc, agent alive: $([ $alive = 0 ] && echo yes || echo no)"
