@@ -1,7 +1,12 @@
 // hypervisor/vf/pci_inventory.cc
 #include "hypervisor/vf/pci_inventory.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <csetjmp>
+#include <cstring>
+#include <string>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -45,6 +50,15 @@ struct RawId {
 
 // Returns the number of functions found (<= max) or -1 with t_pci_err set.
 int ScanLibpci(char* sysfs_bus_pci, RawId* out, int max) {
+  // The common failure, a missing sysfs tree, is caught before libpci is
+  // entered: its fatal-error path can only be left by longjmp, which leaks
+  // the access object (below).
+  struct stat st;
+  if (stat(sysfs_bus_pci, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::snprintf(t_pci_err, sizeof(t_pci_err), "cannot open %s: %s", sysfs_bus_pci,
+                  errno ? std::strerror(errno) : "not a directory");
+    return -1;
+  }
   std::jmp_buf jb;
   t_pci_jmp = &jb;
   struct pci_access* volatile pacc = nullptr;
