@@ -217,7 +217,9 @@ control::VfAccept Reject(uint64_t offer_id, const std::string& why) {
   control::VfAccept a;
   a.set_offer_id(offer_id);
   a.set_accepted(false);
-  a.set_reason(why);
+  // A frame is at most 64 KiB (control.proto); the loader's "tried: ..."
+  // list grows with the plug-in directories.
+  a.set_reason(why.size() > 2000 ? why.substr(0, 2000) + "..." : why);
   return a;
 }
 

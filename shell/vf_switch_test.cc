@@ -509,6 +509,30 @@ TEST_F(VfSwitchTest, ReqInterruptFallsBackByItself) {
   EXPECT_TRUE(b.accepted()) << b.reason();
 }
 
+TEST_F(VfSwitchTest, ErrInterruptFallsBackAndTellsTheAgent) {
+  ASSERT_NO_FATAL_FAILURE(OpenShell());
+  DrainEvents();
+  guest_ = std::make_unique<Guest>(sh_);
+  guest_->Start();
+  ASSERT_TRUE(Offer(11, kLbVendor, kLbDevice).accepted());
+  npa_event ev;
+  ASSERT_TRUE(NextPathEvent(&ev, 2000));
+  int err = shared_->err_efd.load();
+  ASSERT_GE(err, 0) << "ERR was wired";
+  uint64_t one = 1;
+  ASSERT_EQ(write(err, &one, sizeof one), 8);
+  EXPECT_EQ(ExpectRevokeDone().offer_id(), 11u);
+  ASSERT_TRUE(NextPathEvent(&ev, 2000));
+  EXPECT_EQ(ev.u.path, NPA_PATH_EMULATED);
+  EXPECT_NE(std::string(ev.detail).find("ERR"), std::string::npos) << ev.detail;
+  const uint64_t r0 = guest_->received();
+  ASSERT_TRUE(WaitFor([&] { return guest_->received() > r0 + 5000; }, 20000));
+  guest_->Finish();
+  EXPECT_EQ(guest_->dups(), 0u);
+  EXPECT_EQ(guest_->missing(), 0u);
+  EXPECT_EQ(shared_->destroyed.load(), shared_->created.load());
+}
+
 TEST_F(VfSwitchTest, OfferWithoutMatchingPluginIsDeclinedWithReason) {
   ASSERT_NO_FATAL_FAILURE(OpenShell());
   control::VfAccept a = Offer(3, 0x1d0f, 0xbad0);
