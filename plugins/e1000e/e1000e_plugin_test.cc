@@ -42,6 +42,7 @@ struct Fake {
   bool all_ones = false;
   std::vector<void*> dma;
   std::vector<npa_buf*> pool;
+  std::vector<void*> slots;  // all slot allocations, freed at the end
   uint32_t pool_size = 0;
   std::vector<int> efds;
   int log_lines = 0;
@@ -72,11 +73,13 @@ struct Fake {
       b->data_off = NPA_BUF_DATA_OFF;
       b->nb_segs = 1;
       pool.push_back(b);
+      slots.push_back(p);
     }
     pool_size = 512;
   }
   ~Fake() {
     for (void* p : dma) free(p);
+    for (void* p : slots) free(p);  // every slot, wherever the test left it
     for (int fd : efds) close(fd);
   }
 };
@@ -426,12 +429,14 @@ TEST_F(E1000eTest, TxSplitsAtPageBoundaries) {
   void* area = aligned_alloc(4096, 3 * 4096);
   ASSERT_NE(area, nullptr);
   auto* base = static_cast<uint8_t*>(area);
-  auto* a = reinterpret_cast<npa_buf*>(base + 4096 - NPA_BUF_DATA_OFF - 1514);
+  // Headers stay 8-byte aligned (npa_buf's ABI alignment); data_off places
+  // a's frame so it ends exactly at the page boundary.
+  auto* a = reinterpret_cast<npa_buf*>(base + 4096 - 2048);
   auto* b = reinterpret_cast<npa_buf*>(base + 2 * 4096 - NPA_BUF_DATA_OFF - 200);
   for (npa_buf* x : {a, b}) {
     std::memset(x, 0, sizeof(*x));
     x->iova = reinterpret_cast<uint64_t>(x);
-    x->data_off = NPA_BUF_DATA_OFF;
+    x->data_off = x == a ? static_cast<uint16_t>(2048 - 1514) : NPA_BUF_DATA_OFF;
     x->buf_len = NPA_BUF_SLOT_SIZE;
     x->data_len = 1514;
     x->pkt_len = 1514;
