@@ -393,7 +393,11 @@ void ControlServer::FillGuestInfo(const Guest& g, bool with_queues, control::Gue
   out->set_state(g.lc.name());
   out->set_path(g.lc.state() == GuestState::kVfActive ? "vf" : g.in_dataplane ? "emulated" : "none");
   uint16_t nq = g.port ? g.port->num_queue_pairs() : 0;
-  out->set_queue_pairs(g.transport == "control" ? g.queue_pairs : nq);
+  // Report the queue pairs the guest actually enabled; the negotiated
+  // maximum (or a Hello sent before configure) overstates it.
+  uint16_t ready = 0;
+  for (uint16_t q = 0; q < nq; q++) ready += g.port->QueueReady(q) ? 1 : 0;
+  out->set_queue_pairs(ready ? ready : (g.transport == "control" ? g.queue_pairs : nq));
   out->set_vhost_ready(g.port && g.port->QueueReady(0));
   out->set_pid(g.pid);
   out->set_transport(g.transport);
