@@ -83,7 +83,18 @@ bool SplitNetHdr(const ChainBuf* bufs, uint16_t nbufs, GuestFrame* frame) {
   uint16_t b = 0;
   uint32_t off = 0;
   // The header may share the first buffer with the frame (VERSION_1 implies
-  // ANY_LAYOUT, §2.6.4) or be split over several buffers.
+  // ANY_LAYOUT, §2.6.4) or be split over several buffers. The usual layouts
+  // (header alone in the first buffer, or header + frame) take one
+  // constant-size copy the compiler inlines instead of a libc memcpy call.
+  if (nbufs > 0 && bufs[0].len >= kNetHdrLen) {
+    std::memcpy(hdr, bufs[0].host, kNetHdrLen);
+    need = 0;
+    if (bufs[0].len == kNetHdrLen) {
+      b = 1;
+    } else {
+      off = kNetHdrLen;
+    }
+  }
   while (need > 0) {
     if (b == nbufs) return false;
     const uint32_t take = bufs[b].len < need ? bufs[b].len : need;
