@@ -243,9 +243,28 @@ static void free_rings(e1k_dev *d) {
   q->nb_desc = 0;
 }
 
+/* QEMU's e1000e (7.2) throttles every MSI-X vector, whatever EITR says: it
+ * clamps the interval to at least 500 x 256 ns and, after each interrupt,
+ * arms a 128 us timer whose handler asserts that MSI-X is still enabled. If
+ * MSI-X is switched off (irq_setup(0): VFIO_DEVICE_SET_IRQS) inside that
+ * window, QEMU aborts: "e1000e_intrmgr_on_msix_throttling_timer: Assertion
+ * `msix_enabled(...)' failed" (seen in the VFIO lab under host load, which
+ * delays QEMU's timer thread while the vCPU runs on). Fixed upstream in 8.0 by
+ * dropping the assertion. So EITR is set to 0 (no throttling on hardware, the
+ * 128 us minimum on QEMU), and teardown masks everything, then sleeps well past
+ * that window before MSI-X goes: the sleep completes on a guest timer that
+ * QEMU runs after the earlier-due throttling timer. */
+#define E1K_IRQ_SETTLE_US 1000u
+
+static void eitr_clear(e1k_dev *d) {
+  for (uint32_t v = 0; v < E1K_NUM_EITR; v++) e1k_wr32(d->bar, E1K_EITR(v), 0);
+}
+
 static int irq_unwire(e1k_dev *d) {
   if (!d->irq_wired) return 0;
   e1k_wr32(d->bar, E1K_IMC, 0xffffffffu);
+  e1k_flush(d->bar);
+  d->svc->sleep_us(d->svc->ctx, E1K_IRQ_SETTLE_US);
   int rc = d->svc->irq_setup ? d->svc->irq_setup(d->svc->ctx, 0, NULL) : 0;
   d->irq_wired = 0;
   d->efds[0] = d->efds[1] = -1;
@@ -291,6 +310,7 @@ static int irq_wire(e1k_dev *d) {
   if (d->svc->irq_setup == NULL || d->msix_vectors == 0) return -ENOTSUP;
   uint32_t nvec = d->msix_vectors >= E1K_NUM_VECTORS ? E1K_NUM_VECTORS : 1;
   int efds[E1K_NUM_VECTORS] = {-1, -1};
+  eitr_clear(d); /* before MSI-X is on: see E1K_IRQ_SETTLE_US */
   int rc = d->svc->irq_setup(d->svc->ctx, nvec, efds);
   if (rc != 0) {
     e1k_log(d, NPA_LOG_ERROR, "irq_setup(%u) failed: %d", nvec, rc);
@@ -315,6 +335,7 @@ static void irq_program(e1k_dev *d) {
   e1k_wr32(d->bar, E1K_EIAC, E1K_ICR_RXQ0 | E1K_ICR_OTHER);
   e1k_wr32(d->bar, E1K_IAM, E1K_ICR_RXQ0);
   e1k_wr32(d->bar, E1K_ITR, 0); /* no throttling: one frame, one interrupt */
+  eitr_clear(d);
   /* Link changes arrive as the Other cause; RxQ0 is armed by rx_intr_enable. */
   e1k_wr32(d->bar, E1K_IMS, E1K_ICR_LSC | E1K_ICR_OTHER);
 }

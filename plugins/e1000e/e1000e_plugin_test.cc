@@ -47,6 +47,9 @@ struct Fake {
   std::vector<int> efds;
   int log_lines = 0;
   uint32_t imc_writes_seen = 0;
+  uint32_t last_sleep_us = 0;
+  int64_t irq_off_after_sleep_us = -1;  // last sleep before irq_setup(0)
+  uint32_t imc_at_irq_off = 0;
 
   uint32_t& R(uint32_t off) { return regs[off / 4]; }
   void Tick() {
@@ -113,6 +116,10 @@ int DmaAlloc(void* ctx, uint64_t size, uint64_t align, npa_dma_mem* out) {
 }
 void DmaFree(void*, npa_dma_mem* m) { m->vaddr = nullptr; }
 int IrqSetup(void* ctx, uint32_t nvec, int* efds) {
+  if (nvec == 0) {
+    F(ctx)->irq_off_after_sleep_us = F(ctx)->last_sleep_us;
+    F(ctx)->imc_at_irq_off = F(ctx)->R(IMC);
+  }
   for (uint32_t i = 0; i < nvec; i++) {
     efds[i] = eventfd(0, EFD_NONBLOCK);
     F(ctx)->efds.push_back(efds[i]);
@@ -134,6 +141,7 @@ void BufFree(void* ctx, uint16_t, npa_buf** b, uint16_t n) {
 void Log(void* ctx, int, const char*, va_list) { F(ctx)->log_lines++; }
 uint64_t Now(void* ctx) { return F(ctx)->now; }
 void Sleep(void* ctx, uint32_t us) {
+  F(ctx)->last_sleep_us = us;
   F(ctx)->now += uint64_t{us} * 1000 + 1000;
   F(ctx)->Tick();
 }
@@ -481,8 +489,10 @@ TEST_F(E1000eTest, RxInterruptRouting) {
   npa_dev_config cfg = Cfg(64);
   cfg.offloads |= NPA_CAP_RX_INTR;
   cfg.rx_intr = 1;
+  for (uint32_t v = 0; v < 5; v++) fake_.R(0xE8 + 4 * v) = 0x1234;  // a previous owner's EITR
   ASSERT_EQ(c_->configure(dev_, &cfg), 0);
   ASSERT_EQ(fake_.efds.size(), 2u);
+  for (uint32_t v = 0; v < 5; v++) EXPECT_EQ(fake_.R(0xE8 + 4 * v), 0u) << "EITR" << v;
   ASSERT_EQ(c_->start(dev_), 0);
   npa_plugin_queue* q = c_->queue(dev_, 0);
   EXPECT_EQ(fake_.R(IVAR), (0x8u << 0) | (0x9u << 16));  // RxQ0 -> 0, Other -> 1
@@ -494,6 +504,12 @@ TEST_F(E1000eTest, RxInterruptRouting) {
   EXPECT_EQ(c_->irq_handler(dev_, 1), 0);
   EXPECT_EQ(c_->irq_handler(dev_, 7), -EINVAL);
   ASSERT_EQ(c_->stop(dev_), 0);
+  // Teardown: everything masked, then a settle sleep past QEMU's 128 us
+  // throttling window, then MSI-X off.
+  c_->remove(dev_);
+  dev_ = nullptr;
+  EXPECT_EQ(fake_.imc_at_irq_off, 0xffffffffu);
+  EXPECT_GE(fake_.irq_off_after_sleep_us, 500);
 }
 
 TEST_F(E1000eTest, HostileCallsFailCleanly) {

@@ -56,6 +56,10 @@
 #define E1K_EIAC 0x000DCu /* Extended Interrupt Auto Clear (MSI-X) */
 #define E1K_IAM 0x000E0u  /* Interrupt Acknowledge Auto Mask */
 #define E1K_IVAR 0x000E4u /* Interrupt Vector Allocation */
+/* 10.2.4.x Extended Interrupt Throttle, one per MSI-X vector (5 on the
+ * 82574); interval in 256 ns units, 0 = no throttling. */
+#define E1K_EITR(n) (0x000E8u + 4u * (n))
+#define E1K_NUM_EITR 5u
 
 #define E1K_ICR_TXDW (1u << 0)
 #define E1K_ICR_LSC (1u << 2)
