@@ -162,6 +162,7 @@ class Dataplane {
   std::vector<Local> locals_;
   std::vector<PacketRef> uplink_out_;
   std::vector<uint8_t> scratch_;
+  uint32_t sink_slot_ = 0;  // next scratch_ slot a sink copy goes to
   uint64_t last_age_ns_ = 0;
 
   struct {
