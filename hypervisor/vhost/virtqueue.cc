@@ -64,7 +64,10 @@ void VirtQueue::set_idle_notify(bool want_kicks) {
 int32_t VirtQueue::AvailEntries(std::string* violation) {
   // Acquire: the ring entries (and descriptors) the driver wrote before
   // bumping idx must be visible to the reads that follow (§2.7.13.3).
-  const uint16_t idx = __atomic_load_n(&ring_.avail->idx, __ATOMIC_ACQUIRE);
+  return CountAvail(__atomic_load_n(&ring_.avail->idx, __ATOMIC_ACQUIRE), violation);
+}
+
+int32_t VirtQueue::CountAvail(uint16_t idx, std::string* violation) {
   // The driver can never have more than num buffers outstanding (made
   // available and not yet used); a larger gap is a corrupt or hostile index.
   const uint16_t outstanding = static_cast<uint16_t>(idx - used_shadow_);
@@ -107,7 +110,12 @@ void VirtQueue::PublishUsedAndNotify() {
 
 uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::string* violation) {
   if (!configured_ || n == 0) return 0;
-  const int32_t avail = AvailEntries(violation);
+  // Acquire as in AvailEntries. An index equal to last_avail_ is the empty
+  // poll, and never a violation (idx - used_shadow_ is then what we hold in
+  // flight, at most num): return before any other work.
+  const uint16_t idx = __atomic_load_n(&ring_.avail->idx, __ATOMIC_ACQUIRE);
+  if (idx == last_avail_) return 0;
+  const int32_t avail = CountAvail(idx, violation);
   if (avail <= 0) return 0;
   const volatile uint16_t* aring = ring_.avail->ring;
   const uint32_t wr0 = pend_wr_;

@@ -71,6 +71,8 @@ class VirtQueue {
   // Acquire-loads avail->idx and checks it did not run ahead of us by more
   // than the ring holds. Returns entries available, or -1 on a violation.
   int32_t AvailEntries(std::string* violation);
+  // The same check on an index the caller already loaded (with acquire).
+  int32_t CountAvail(uint16_t idx, std::string* violation);
   void PushUsed(uint16_t head, uint32_t len);
   void PublishUsedAndNotify();
 

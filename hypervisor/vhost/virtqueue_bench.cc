@@ -88,6 +88,17 @@ void BM_Tx64Split(benchmark::State& state) {
 }
 BENCHMARK(BM_Tx64Split);
 
+// A poll that finds the TX ring empty (idle guest, or one polling faster
+// than it sends): per call, not per frame.
+void BM_TxEmpty(benchmark::State& state) {
+  Rig r(false);
+  GuestFrame f[kBurst];
+  QueueCounters c{};
+  std::string v;
+  for (auto _ : state) benchmark::DoNotOptimize(r.q.PeekTx(f, kBurst, &c, &v));
+}
+BENCHMARK(BM_TxEmpty);
+
 void BM_Rx64(benchmark::State& state) {
   Rig r(true);
   uint8_t pkt[64] = {};
