@@ -25,3 +25,150 @@ run_probe() {
   cat /tmp/probe.out
   [ $rc = 0 ] || fail "npa-lab-vf-probe $*: $(sed -n 's/^FAIL: //p' /tmp/probe.out | tail -1)"
 }
+
+# conform_run BDF IFNAME PLUGIN.so RESET_METHOD [npa-conform args...]: bind to
+# vfio-pci, run npa-conform against the peer namespace, hand the function back.
+# Used by the virtio_net and conform_* scenarios.
+conform_run() {
+  local bdf="$1" ifc="$2" so="/lab/plugins/$3" rm="$4"
+  shift 4
+  local bin=/lab/bin/npa-conform d=/sys/bus/pci/devices/$bdf
+  [ -x "$bin" ] && [ -f "$so" ] || fail "$bin or $so missing from the guest"
+  ip link set "$ifc" down 2>/dev/null
+  [ -n "$rm" ] && { echo "$rm" >$d/reset_method || fail "cannot set reset_method=$rm"; }
+  echo vfio-pci >$d/driver_override
+  [ -e $d/driver ] && echo $bdf >$d/driver/unbind
+  echo $bdf >/sys/bus/pci/drivers_probe
+  [ "$(drv $bdf)" = vfio-pci ] || fail "$bdf did not bind to vfio-pci (driver: $(drv $bdf))"
+  local broken=""
+  [ -d /lab/plugins/broken ] && broken="--broken-dir /lab/plugins/broken"
+  # Streamed (tee), so a run killed at the scenario time limit still shows
+  # how far it got.
+  { "$bin" --peer-netns peer --peer-if "$LAB_PEER_IF" $broken "$@" "$so" "$bdf" 2>&1
+    echo $? >/tmp/conform.rc; } | tee /tmp/conform.out
+  local rc
+  rc=$(cat /tmp/conform.rc)
+  # On failure, the peer NIC's own counters: did frames reach its driver?
+  [ $rc = 0 ] || ip -n peer -s -s link show "$LAB_PEER_IF"
+  echo >$d/driver_override
+  [ -e $d/driver ] && echo $bdf >$d/driver/unbind
+  echo $bdf >/sys/bus/pci/drivers_probe
+  local sum
+  sum=$(tail -1 /tmp/conform.out)
+  [ $rc = 0 ] || fail "$(grep -m1 '^CONFORM .* FAIL' /tmp/conform.out || echo "npa-conform exit $rc") ($sum)"
+  detail "$(grep -c '^CONFORM .* PASS' /tmp/conform.out) cases passed: $sum"
+}
+
+# shell_vf_run: the body of the shell_vf_* scenarios. Set SHELL_VF_NIC,
+# SHELL_VF_NIC_IF, SHELL_VF_PLUGIN and SHELL_VF_FORCE (1: end with a forced
+# detach) first; see 81-shell_vf_virtio.sh and 82-shell_vf_e1000e.sh.
+shell_vf_run() {
+
+# ---- common body of the 8x-shell_vf_* scenarios (kept identical in each file)
+for b in npa-lab-agent npa-lab-npactl npa-lab-shell-vf; do
+  [ -x /lab/bin/$b ] || fail "/lab/bin/$b missing (ninja npa-lab-agent npa-lab-npactl npa-lab-shell-vf)"
+done
+[ -f /lab/plugins/npa_plugin_$SHELL_VF_PLUGIN.so ] || fail "/lab/plugins/npa_plugin_$SHELL_VF_PLUGIN.so missing"
+export NPA_PLUGIN_PATH=/lab/plugins
+X=/lab/bin/npa-lab-shell-vf
+SOCK=/run/npa-shellvf.sock
+ctl() { /lab/bin/npa-lab-npactl --socket $SOCK "$@"; }
+PIDS=""
+cleanup() {
+  for p in $PIDS; do kill $p 2>/dev/null; done
+  [ -n "${AGENT:-}" ] && kill $AGENT 2>/dev/null
+  wait 2>/dev/null
+  d=/sys/bus/pci/devices/$SHELL_VF_NIC
+  echo >$d/driver_override 2>/dev/null
+  [ "$(drv $SHELL_VF_NIC)" = vfio-pci ] && echo $SHELL_VF_NIC >$d/driver/unbind
+  [ -e $d/driver ] || echo $SHELL_VF_NIC >/sys/bus/pci/drivers_probe
+  for f in /tmp/dut.log /tmp/sink.log /tmp/sniff.log /tmp/agent.log; do
+    echo "--- $f"; grep -v '^PROGRESS' $f 2>/dev/null | tail -n 25
+  done
+}
+trap cleanup EXIT
+ip link set "$SHELL_VF_NIC_IF" down 2>/dev/null
+rm -f $SOCK /tmp/sink.bin /tmp/sniff.bin /tmp/dut.count
+now() { cut -d' ' -f1 /proc/uptime; }
+waitlog() { # file pattern tenths
+  i=0; until grep -q "$2" "$1" 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt $3 ] || fail "no '$2' in $1 after $(($3 / 10)) s: $(tail -2 $1)"; sleep 0.1
+  done
+}
+sent_vf() { grep '^PROGRESS' /tmp/dut.log | tail -1 | sed -n 's/.*tx_vf=\([0-9]*\).*/\1/p'; }
+sent_all() { grep '^PROGRESS' /tmp/dut.log | tail -1 | sed -n 's/.*sent=\([0-9]*\).*/\1/p'; }
+waitmore() { # counter-fn delta tenths
+  b=$($1); b=${b:-0}; i=0
+  while [ "$($1)" -lt $((b + $2)) ] 2>/dev/null || [ -z "$($1)" ]; do
+    i=$((i + 1)); [ $i -lt $3 ] || fail "$1 did not grow by $2 (at $($1))"; sleep 0.1
+  done
+}
+
+/lab/bin/npa-lab-agent --control $SOCK --vf $SHELL_VF_NIC --vf-restore-driver \
+  --vf-accept-timeout 15000 --vf-revoke-timeout 8000 >/tmp/agent.log 2>&1 &
+AGENT=$!
+i=0; while [ ! -S $SOCK ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+[ -S $SOCK ] || fail "agent did not start: $(tail -3 /tmp/agent.log)"
+
+# Not through the peer() function: a backgrounded function is a subshell,
+# and the TERM at the end must reach the sniffer itself (ip netns exec execs).
+/lab/bin/ip netns exec peer $X sniff --if "$LAB_PEER_IF" --secs 100 --out /tmp/sniff.bin >/tmp/sniff.log 2>&1 &
+PIDS="$PIDS $!"; SNIFF=$!
+$X sink --socket $SOCK --name sink --secs 100 --out /tmp/sink.bin >/tmp/sink.log 2>&1 &
+PIDS="$PIDS $!"; SINK=$!
+waitlog /tmp/sniff.log READY 50
+waitlog /tmp/sink.log READY 100
+$X dut --socket $SOCK --name dut --pps 800 --secs 45 --out /tmp/dut.count >/tmp/dut.log 2>&1 &
+PIDS="$PIDS $!"; DUT=$!
+waitlog /tmp/dut.log '^PROGRESS' 100
+waitmore sent_all 400 100
+
+t0=$(now)
+ctl vf attach dut $SHELL_VF_NIC >/tmp/att.out 2>&1 || fail "vf attach: $(cat /tmp/att.out) $(tail -3 /tmp/agent.log)"
+t1=$(now)
+waitlog /tmp/dut.log 'path=vf' 100
+waitmore sent_vf 800 100
+ctl vf detach dut >/tmp/det.out 2>&1 || fail "vf detach: $(cat /tmp/det.out)"
+t2=$(now)
+cat /tmp/att.out /tmp/det.out
+waitlog /tmp/dut.log 'path=emulated' 100
+grep -q "tx_inflight_lost=0" /tmp/det.out || fail "planned detach reported loss: $(cat /tmp/det.out)"
+att_ms=$(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%d", (b-a)*1000}')
+det_ms=$(awk -v a=$t1 -v b=$t2 'BEGIN{printf "%d", (b-a)*1000}')
+sw_in=$(grep -m1 'path=vf' /tmp/dut.log | sed -n 's/.*queues switched in \([0-9]*\) us.*/\1/p')
+sw_out=$(grep 'back on the emulated' /tmp/dut.log | tail -1 | sed -n 's/.*tx moved in \([0-9]*\) us, total \([0-9]*\) us.*/\1\/\2/p')
+waitmore sent_all 400 100
+extra=""
+allow=0
+if [ "$SHELL_VF_FORCE" = 1 ]; then
+  ctl vf attach dut $SHELL_VF_NIC >/tmp/att2.out 2>&1 || fail "second vf attach: $(cat /tmp/att2.out)"
+  i=0; until [ "$(grep -c 'path=vf' /tmp/dut.log)" -ge 2 ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || fail "second attach did not reach the DUT"; sleep 0.1
+  done
+  waitmore sent_vf 800 100
+  ctl vf detach --force dut >/tmp/force.out 2>&1 || fail "forced detach: $(cat /tmp/force.out)"
+  i=0; until [ "$(grep -c 'path=emulated' /tmp/dut.log)" -ge 2 ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || fail "no fallback after the forced detach"; sleep 0.1
+  done
+  grep 'path=emulated' /tmp/dut.log | tail -1 | grep -q 'VFIO REQ' || fail "fallback not from REQ: $(grep 'path=emulated' /tmp/dut.log | tail -1)"
+  waitmore sent_all 400 100
+  kill -0 $DUT || fail "the DUT died after the forced detach"
+  # The reset the agent does before the unbind may drop what the device
+  # still held: at most one TX ring (256) of frames.
+  allow=256
+  fb=$(grep 'back on the emulated' /tmp/dut.log | tail -1 | sed -n 's/.*tx moved in \([0-9]*\) us, total \([0-9]*\) us.*/\1\/\2/p')
+  extra="; forced detach: REQ fallback (tx moved/total ${fb} us), DUT kept sending on the emulated path"
+fi
+kill -TERM $DUT; wait $DUT; drc=$?
+sleep 1
+kill -TERM $SINK $SNIFF; wait $SINK; wait $SNIFF
+[ $drc = 0 ] || fail "DUT exit $drc: $(grep -E '^(DUT|FAIL)' /tmp/dut.log)"
+grep '^DUT:' /tmp/dut.log
+N=$(cat /tmp/dut.count)
+$X merge --expect $N --allow-missing $allow /tmp/sink.bin /tmp/sniff.bin >/tmp/merge.out 2>&1; mrc=$?
+cat /tmp/merge.out
+[ $mrc = 0 ] || fail "frames lost or duplicated: $(grep 'MERGE: expect' /tmp/merge.out)"
+m=$(grep 'MERGE: expect' /tmp/merge.out | sed 's/MERGE: //')
+vfn=$(grep -m1 '/tmp/sniff.bin' /tmp/merge.out | sed -n 's/.*: \([0-9]*\) frames/\1/p')
+detail "$SHELL_VF_PLUGIN: attach ${att_ms} ms (npactl; queues switched ${sw_in} us), detach ${det_ms} ms (tx moved/total ${sw_out} us), $vfn frames via the VF to the peer; $m$extra"
+}
