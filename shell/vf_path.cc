@@ -97,6 +97,14 @@ uint16_t DrainRx(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   return got;
 }
 
+QueueOps StageOps(BurstFn rx, BurstFn tx, void* q) {
+  QueueOps o;
+  o.rx = rx;
+  o.tx = tx;
+  o.rx_ctx = o.tx_ctx = q;
+  return o;
+}
+
 uint32_t Pow2Floor(uint32_t v) {
   uint32_t p = 1;
   while (p * 2 <= v) p *= 2;
@@ -265,29 +273,12 @@ bool VfPath::Quiesce(uint32_t timeout_ms) {
   return false;
 }
 
-QueueOps VfPath::ops(uint16_t qid) {
-  QueueOps o;
-  o.rx = VfRx;
-  o.tx = VfTx;
-  o.rx_ctx = o.tx_ctx = queues_[qid].get();
-  return o;
-}
-
-QueueOps VfPath::QuietOps(uint16_t qid) {
-  QueueOps o;
-  o.rx = EmuRx;
-  o.tx = EmuTx;
-  o.rx_ctx = o.tx_ctx = queues_[qid].get();
-  return o;
-}
-
-QueueOps VfPath::DrainOps(uint16_t qid) {
-  QueueOps o;
-  o.rx = DrainRx;
-  o.tx = EmuTx;
-  o.rx_ctx = o.tx_ctx = queues_[qid].get();
-  return o;
-}
+// The three stages of a switch differ only in which bursts a queue runs:
+// VF both ways; emulated both ways (quiet); emulated TX with RX still
+// draining the VF (drain). Every stage's context is the same queue.
+QueueOps VfPath::ops(uint16_t qid) { return StageOps(VfRx, VfTx, queues_[qid].get()); }
+QueueOps VfPath::QuietOps(uint16_t qid) { return StageOps(EmuRx, EmuTx, queues_[qid].get()); }
+QueueOps VfPath::DrainOps(uint16_t qid) { return StageOps(DrainRx, EmuTx, queues_[qid].get()); }
 
 int VfPath::intr_eventfd(uint16_t qid) const { return queues_[qid]->intr_fd; }
 
