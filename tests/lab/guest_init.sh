@@ -6,6 +6,7 @@
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run /var
 /bin/busybox --install -s /bin
 export PATH=/lab/bin:/sbin:/bin
+export LD_LIBRARY_PATH=/lab/lib  # the build's own libraries (run_lab.sh)
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev

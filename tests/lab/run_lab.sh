@@ -46,6 +46,8 @@ while [ $# -gt 0 ]; do
     *) echo "run_lab.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
+# Absolute, so it compares with the absolute paths ldd prints.
+[ -d "$BUILD" ] && BUILD="$(cd "$BUILD" && pwd)"
 
 # Scenario names come from the file names: scenarios/NN-name.sh -> "name";
 # NN fixes the order (inventory before bind before vfio-dma ...).
@@ -220,7 +222,15 @@ declare -A LIBS=()
 for b in "${SHIP[@]}"; do
   while read -r lib; do LIBS[$lib]=1; done < <(ldd "$b" | awk '/=> \//{print $3} /^\t\/lib/{print $1}')
 done
-for lib in "${!LIBS[@]}"; do mkdir -p "$ROOT$(dirname "$lib")"; cp -L "$lib" "$ROOT$lib"; done
+# Same paths as on the host, and the build's own libraries (found through a
+# RUNPATH into the build dir) also in /lab/lib: the guest mounts tmpfs on
+# /tmp and /run, which would hide a build dir under them. init puts /lab/lib
+# on LD_LIBRARY_PATH, which is searched before RUNPATH.
+mkdir -p "$ROOT/lab/lib"
+for lib in "${!LIBS[@]}"; do
+  mkdir -p "$ROOT$(dirname "$lib")"; cp -L "$lib" "$ROOT$lib"
+  case "$lib" in "$BUILD"/*) cp -L "$lib" "$ROOT/lab/lib/" ;; esac
+done
 for n in "${ORDER[@]}"; do cp "${KO[$n]}" "$ROOT/lab/mods/$n.ko"; done
 printf '%s\n' "${ORDER[@]}" >"$ROOT/lab/modules.order"
 cp "$HERE"/scenarios/lib.sh "$ROOT/lab/scenarios/"
