@@ -35,7 +35,7 @@ const char kUsage[] =
     "              [--mode switch|sink|loopback] [--cpu N] [--burst N]\n"
     "              [--name NAME] [--mtu N] [--log-level LEVEL]\n"
     "              [--vf PCI[,reset=METHOD]]... [--vf-restore-driver]\n"
-    "              [--vf-accept-timeout MS] [--vf-revoke-timeout MS]\n"
+    "              [--vf-accept-timeout MS] [--vf-revoke-timeout MS] [--vf-force-grace MS]\n"
     "    npa-agent --help | --version\n"
     "\n"
     "DESCRIPTION\n"
@@ -83,6 +83,10 @@ const char kUsage[] =
     "                       (default 10000).\n"
     "    --vf-revoke-timeout MS  how long a guest has to answer a revoke before\n"
     "                       the agent forces it (default 5000).\n"
+    "    --vf-force-grace MS  npactl vf detach --force first raises the VF's\n"
+    "                       VFIO REQ interrupt, then waits this long for the\n"
+    "                       guest to let go before it resets and unbinds the\n"
+    "                       function anyway (default 3000).\n"
     "    --help             this text.   --version  print the version.\n"
     "\n"
     "SIGNALS\n"
@@ -177,6 +181,9 @@ int main(int argc, char** argv) {
     } else if (a == "--vf-revoke-timeout") {
       if (!value(&v) || !ParseNum<uint32_t>(v, 1, 600000, &copt.vf_revoke_timeout_ms))
         return Usage("--vf-revoke-timeout needs 1..600000 ms", v);
+    } else if (a == "--vf-force-grace") {
+      if (!value(&v) || !ParseNum<uint32_t>(v, 1, 600000, &copt.vf_force_grace_ms))
+        return Usage("--vf-force-grace needs 1..600000 ms", v);
     } else if (a == "--log-level") {
       if (!value(&v)) return Usage("--log-level needs error, warn, info or debug");
       std::string l = v;

@@ -46,7 +46,15 @@
 //     guest REVOKING; shell -> RevokeDone{offer_id, tx_inflight_lost} =>
 //     reset, unmap, close, VF FREE, guest RUNNING. No RevokeDone in time =>
 //     the same teardown plus a forced unbind (the kernel REQs the shell).
-//   npactl vf detach --force G: teardown + forced unbind at once, no Revoke.
+//   npactl vf detach --force G (VF_ACTIVE): the agent fires the device's
+//     VFIO REQ interrupt (the signal the kernel sends on unbind), guest
+//     REVOKING; a cooperating shell falls back by itself on the still-working
+//     device and says RevokeDone unsolicited => teardown + forced unbind.
+//     No RevokeDone within vf_force_grace_ms (or the request's timeout), or
+//     no REQ eventfd wired, or the guest was not VF_ACTIVE => teardown +
+//     forced unbind at once (what the VF still held is lost, uncounted).
+//   RevokeDone while VF_ACTIVE with nothing asked (the shell fell back on
+//     VFIO ERR, or stopped its queues): teardown, guest RUNNING.
 //   A VfAccept/RevokeDone naming an offer the agent already gave up (timeout,
 //   force) is ignored; naming any other offer is UNEXPECTED.
 //   A guest session that closes releases its VF (forced).
@@ -90,6 +98,7 @@ class ControlServer {
     VfManager* vfs = nullptr;                   // VF pool; null = no VF ops
     uint32_t vf_accept_timeout_ms = 10000;      // default wait for VfAccept
     uint32_t vf_revoke_timeout_ms = 5000;       // default Revoke.timeout_ms
+    uint32_t vf_force_grace_ms = 3000;          // forced detach: wait after VFIO REQ
   };
 
   // dataplane may be null (no traffic; tests). Both must outlive this.
@@ -137,6 +146,8 @@ class ControlServer {
     uint64_t deadline_ms = 0;
     int admin_fd = -1;   // -1: nobody waits for the answer
     uint64_t admin_seq = 0;
+    bool forced = false;     // kRevoke by VFIO REQ (npactl vf detach --force)
+    uint64_t start_ms = 0;
   };
   enum class Role { kUndecided, kGuest, kAdmin };
   struct Session {

@@ -115,6 +115,9 @@ absl::Status ControlServer::HandleVfAccept(Session& s, Guest& g, const Envelope&
 
 absl::Status ControlServer::HandleRevokeDone(Session& s, Guest& g, const Envelope& env) {
   const auto& d = env.revoke_done();
+  // The guest's words, for logs only: bounded and single-line.
+  std::string reason = d.reason().substr(0, 160);
+  std::replace_if(reason.begin(), reason.end(), [](char c) { return c < 0x20 || c == 0x7f; }, '?');
   auto p = std::find_if(pending_vf_.begin(), pending_vf_.end(), [&](const PendingVf& x) {
     return x.kind == PendingVf::kRevoke && x.guest_id == g.id && x.offer_id == d.offer_id();
   });
@@ -122,6 +125,16 @@ absl::Status ControlServer::HandleRevokeDone(Session& s, Guest& g, const Envelop
     if (std::count(g.stale_offers.begin(), g.stale_offers.end(), d.offer_id())) {
       NPA_LOG(Info, "control: guest %s: late revoke_done for offer %lu (already forced); ignored",
               g.name.c_str(), static_cast<unsigned long>(d.offer_id()));
+      return absl::OkStatus();
+    }
+    if (d.offer_id() != 0 && d.offer_id() == g.offer_id && g.lc.state() == GuestState::kVfActive) {
+      // Nobody asked: the shell gave the VF up by itself (VFIO ERR, or it
+      // stopped its queues) and has closed its device fd.
+      std::string bdf = g.vf_bdf;
+      NPA_LOG(Warn, "control: guest %s gave VF %s back by itself (%s), tx_inflight_lost=%lu",
+              g.name.c_str(), bdf.c_str(), reason.empty() ? "no reason given" : reason.c_str(),
+              static_cast<unsigned long>(d.tx_inflight_lost()));
+      (void)ReleaseGuestVf(g, absl::StrCat("the guest gave it back: ", reason), /*force=*/false);
       return absl::OkStatus();
     }
     SendError(s, Error::UNEXPECTED,
@@ -133,6 +146,18 @@ absl::Status ControlServer::HandleRevokeDone(Session& s, Guest& g, const Envelop
   PendingVf pv = *p;
   pending_vf_.erase(p);
   std::string bdf = g.vf_bdf;
+  if (pv.forced) {
+    // The guest let go after VFIO REQ: only now is the reset safe for its
+    // accounting (the device finished and handed back what it held). The
+    // unbind then completes at once: no fd is left open.
+    absl::Status td = ReleaseGuestVf(g, "forced: released after VFIO REQ", /*force=*/true);
+    AnswerPending(pv, td,
+                  absl::StrCat("VF ", bdf, " forcibly detached from guest '", g.name,
+                               "': it released the device ", NowMs() - pv.start_ms,
+                               " ms after VFIO REQ, tx_inflight_lost=", d.tx_inflight_lost(),
+                               "; reset, unmapped, unbound"));
+    return absl::OkStatus();
+  }
   absl::Status td = ReleaseGuestVf(g, "revoke_done", /*force=*/false);
   AnswerPending(pv, td,
                 absl::StrCat("VF ", bdf, " revoked from guest '", g.name, "': tx_inflight_lost=",
@@ -211,9 +236,28 @@ absl::Status ControlServer::StartVfDetach(Guest& g, bool force, uint32_t timeout
   if (st == GuestState::kRevoking && !force)
     return absl::FailedPreconditionError(
         absl::StrCat("guest '", g.name, "': a revoke of ", g.vf_bdf, " is already in progress"));
+  std::string req_failed;
+  if (force && st == GuestState::kVfActive) {
+    // Ask through the device first (VFIO REQ), bounded by the grace period:
+    // resetting a VF that still holds frames loses them uncounted.
+    absl::Status rq = opts_.vfs->RequestRelease(g.offer_id);
+    if (rq.ok()) {
+      (void)g.lc.Transition(GuestState::kRevoking);
+      if (timeout_ms == 0) timeout_ms = opts_.vf_force_grace_ms;
+      const uint64_t now = NowMs();
+      pending_vf_.push_back(PendingVf{PendingVf::kRevoke, g.id, g.offer_id, now + timeout_ms, admin_fd,
+                                      admin_seq, /*forced=*/true, now});
+      NPA_LOG(Info, "control: guest %s: forced detach of VF %s: VFIO REQ raised, %u ms grace",
+              g.name.c_str(), g.vf_bdf.c_str(), timeout_ms);
+      return absl::OkStatus();
+    }
+    req_failed = std::string(rq.message());
+    NPA_LOG(Warn, "control: guest %s: forced detach: %s; taking the VF at once", g.name.c_str(),
+            req_failed.c_str());
+  }
   if (force || st == GuestState::kVfOffered) {
-    // Forced, or an offer not yet answered: don't wait for the guest. Any
-    // npactl still waiting on this offer gets told.
+    // Forced without REQ, or an offer not yet answered: don't wait for the
+    // guest. Any npactl still waiting on this offer gets told.
     std::string bdf = g.vf_bdf;
     uint64_t oid = g.offer_id;
     std::string why = force ? "npactl vf detach --force" : "detached before the guest answered the offer";
@@ -227,7 +271,10 @@ absl::Status ControlServer::StartVfDetach(Guest& g, bool force, uint32_t timeout
     absl::Status td = ReleaseGuestVf(g, why, /*force=*/true);
     NPA_RETURN_IF_ERROR(td);
     *done_message = absl::StrCat("VF ", bdf, " forcibly detached from guest '", g.name,
-                                 "': reset, unmapped, unbind pending until the guest closes its fd");
+                                 "' without asking it",
+                                 req_failed.empty() ? "" : absl::StrCat(" (", req_failed, ")"),
+                                 ": reset, unmapped, unbind pending until the guest closes its fd;"
+                                 " what the VF still held is lost uncounted");
     return absl::OkStatus();
   }
   auto sit = sessions_.find(g.session_fd);
@@ -273,7 +320,8 @@ void ControlServer::CheckVfDeadlines() {
       (void)ReleaseGuestVf(g, why, /*force=*/true);
       AnswerPending(p, absl::DeadlineExceededError(why), "");
     } else {
-      std::string why = absl::StrCat("guest '", g.name, "' did not answer revoke of ", bdf,
+      std::string why = absl::StrCat("guest '", g.name, "' did not answer ",
+                                     p.forced ? "VFIO REQ" : "revoke", " of ", bdf,
                                      " in time; forced (reset, unmap, unbind)");
       NPA_LOG(Warn, "control: %s", why.c_str());
       absl::Status td = ReleaseGuestVf(g, why, /*force=*/true);

@@ -316,17 +316,110 @@ TEST_F(ControlServerVfTest, UnansweredRevokeIsForced) {
   EXPECT_EQ(GuestState("g0"), "RUNNING");
 }
 
-TEST_F(ControlServerVfTest, ForcedDetachDoesNotWaitForTheGuest) {
+// --force asks through the device (VFIO REQ), not the control protocol, and
+// resets only after the guest has let go: what the VF held is accounted.
+TEST_F(ControlServerVfTest, ForcedDetachRaisesReqAndResetsAfterTheGuestLetsGo) {
+  ControlChannel shell = Shell("g0");
+  uint64_t id = AttachAccepted(shell, "g0");
+  ASSERT_EQ(vfio_.Count("reset"), 1);  // the attach's
+  ControlChannel admin = AdminAsync(DetachReq("g0", /*force=*/true));
+  for (int i = 0; i < 200 && vfio_.Count("req") == 0; i++) usleep(5000);
+  ASSERT_EQ(vfio_.Count("req"), 1);
+  // No control message to the shell, and no reset while the guest holds it.
+  EXPECT_TRUE(absl::IsDeadlineExceeded(shell.ReceiveBlocking(100).status()));
+  EXPECT_EQ(vfio_.Count("reset"), 1);
+  EXPECT_EQ(GuestState("g0"), "REVOKING");
+  EXPECT_EQ(VfState(), "REVOKING");
+  Envelope done;  // what the shell sends after its REQ fallback
+  done.mutable_revoke_done()->set_offer_id(id);
+  done.mutable_revoke_done()->set_tx_inflight_lost(3);
+  done.mutable_revoke_done()->set_reason("the agent took the VF back (VFIO REQ)");
+  ASSERT_TRUE(shell.Send(done).ok());
+  auto rep = Reply(admin);
+  EXPECT_FALSE(rep.has_error()) << rep.error().message();
+  EXPECT_NE(rep.message().find("forcibly detached"), std::string::npos) << rep.message();
+  EXPECT_NE(rep.message().find("after VFIO REQ, tx_inflight_lost=3"), std::string::npos) << rep.message();
+  ASSERT_TRUE(WaitVfState("FREE"));
+  EXPECT_EQ(GuestState("g0"), "RUNNING");
+  EXPECT_EQ(vfio_.Count("reset"), 2);
+  // The log order is the point: REQ, then (after RevokeDone) reset.
+  auto log = vfio_.Log();
+  size_t req = log.size(), reset_after = log.size();
+  for (size_t i = 0; i < log.size(); i++) {
+    if (log[i].rfind("req", 0) == 0 && req == log.size()) req = i;
+    if (log[i].rfind("reset", 0) == 0 && i > req && reset_after == log.size()) reset_after = i;
+  }
+  ASSERT_LT(req, log.size());
+  EXPECT_LT(reset_after, log.size()) << "no reset after the REQ";
+  bool unbound = false;
+  for (const auto& w : sys_->write_log) unbound |= w.find("driver/unbind") != std::string::npos;
+  EXPECT_TRUE(unbound) << "a forced detach still unbinds the function";
+}
+
+TEST_F(ControlServerVfTest, ForcedDetachWithoutReqChannelTakesTheVfAtOnce) {
   ControlChannel shell = Shell("g0");
   AttachAccepted(shell, "g0");
+  vfio_.faults.req = true;  // the guest wired no REQ eventfd
   auto rep = Admin(DetachReq("g0", /*force=*/true));
   EXPECT_FALSE(rep.has_error()) << rep.error().message();
-  EXPECT_NE(rep.message().find("forcibly"), std::string::npos);
+  EXPECT_NE(rep.message().find("without asking it"), std::string::npos) << rep.message();
+  EXPECT_NE(rep.message().find("no VFIO REQ eventfd"), std::string::npos) << rep.message();
+  EXPECT_NE(rep.message().find("lost uncounted"), std::string::npos) << rep.message();
   EXPECT_EQ(GuestState("g0"), "RUNNING");
   ASSERT_TRUE(WaitVfState("FREE"));
   EXPECT_EQ(vfio_.Count("reset"), 2);
-  // No Revoke went to the shell.
   EXPECT_TRUE(absl::IsDeadlineExceeded(shell.ReceiveBlocking(100).status()));
+}
+
+TEST_F(ControlServerVfTest, ForcedDetachGraceExpires) {
+  ControlChannel shell = Shell("g0");
+  uint64_t id = AttachAccepted(shell, "g0");
+  auto rep = Admin(DetachReq("g0", /*force=*/true, /*timeout_ms=*/150));
+  EXPECT_FALSE(rep.has_error()) << rep.error().message();
+  EXPECT_NE(rep.message().find("did not answer VFIO REQ"), std::string::npos) << rep.message();
+  ASSERT_TRUE(WaitVfState("FREE"));
+  EXPECT_EQ(GuestState("g0"), "RUNNING");
+  Envelope done;
+  done.mutable_revoke_done()->set_offer_id(id);
+  ASSERT_TRUE(shell.Send(done).ok());  // late: ignored, the session lives on
+  Envelope sr;
+  sr.mutable_stats_request();
+  ASSERT_TRUE(shell.Send(sr).ok());
+  auto s = shell.ReceiveBlocking(2000);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->env.has_stats_reply()) << BodyName(s->env);
+}
+
+// The shell gave the VF up by itself (VFIO ERR, or npa_shell_stop): an
+// unsolicited RevokeDone returns it to the pool and keeps the session.
+TEST_F(ControlServerVfTest, UnsolicitedRevokeDoneReleasesTheVf) {
+  ControlChannel shell = Shell("g0");
+  uint64_t id = AttachAccepted(shell, "g0");
+  Envelope done;
+  done.mutable_revoke_done()->set_offer_id(id);
+  done.mutable_revoke_done()->set_reason(std::string("the VF failed (VFIO ERR)\n") + std::string(500, 'x'));
+  ASSERT_TRUE(shell.Send(done).ok());
+  ASSERT_TRUE(WaitVfState("FREE"));
+  EXPECT_EQ(GuestState("g0"), "RUNNING");
+  EXPECT_EQ(vfio_.Count("reset"), 2);
+  Envelope sr;
+  sr.mutable_stats_request();
+  ASSERT_TRUE(shell.Send(sr).ok());
+  auto s = shell.ReceiveBlocking(2000);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->env.has_stats_reply()) << BodyName(s->env);
+  // A second one for the same (now stale) offer is ignored.
+  ASSERT_TRUE(shell.Send(done).ok());
+  ASSERT_TRUE(shell.Send(sr).ok());
+  s = shell.ReceiveBlocking(2000);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->env.has_stats_reply()) << BodyName(s->env);
+  // And one for an offer that never existed is still an error.
+  done.mutable_revoke_done()->set_offer_id(id + 77);
+  ASSERT_TRUE(shell.Send(done).ok());
+  s = shell.ReceiveBlocking(2000);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->env.has_error()) << BodyName(s->env);
 }
 
 TEST_F(ControlServerVfTest, AdminErrors) {

@@ -2,7 +2,7 @@
 // production code includes it). Each "device" is a memfd (so DupDeviceFd gives
 // a real fd that can travel over SCM_RIGHTS and be fstat'ed by a fake guest).
 // Every call is appended to `log` ("open B", "map IOVA SIZE", "reset B",
-// "unmap IOVA SIZE", "close B"); failures are injected per operation.
+// "unmap IOVA SIZE", "req B", "close B"); failures are injected per operation.
 #ifndef NPA_HYPERVISOR_FAKE_VFIO_LAYER_H_
 #define NPA_HYPERVISOR_FAKE_VFIO_LAYER_H_
 
@@ -27,6 +27,7 @@ class FakeVfioLayer final : public VfioLayer {
     bool reset = false;
     bool unmap = false;
     bool dup = false;
+    bool req = false;  // RequestRelease: "no REQ eventfd wired"
   };
   Faults faults;
 
@@ -81,6 +82,11 @@ class FakeVfioLayer final : public VfioLayer {
       l_->Add(absl::StrCat("dup ", bdf_));
       if (l_->faults.dup) return absl::ResourceExhaustedError("fake: dup: EMFILE");
       return UniqueFd(fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0));
+    }
+    absl::Status RequestRelease() override {
+      l_->Add(absl::StrCat("req ", bdf_));
+      if (l_->faults.req) return absl::FailedPreconditionError("fake: no VFIO REQ eventfd wired");
+      return absl::OkStatus();
     }
     int group() const override { return 7; }
 

@@ -35,7 +35,8 @@ const char kUsage[] =
     "    vf attach GUEST PCI    offer pooled VF PCI to GUEST; waits for the\n"
     "                   guest's answer.\n"
     "    vf detach [--force] GUEST   revoke GUEST's VF (planned: the guest\n"
-    "                   quiesces first; --force: reset now, don't wait).\n"
+    "                   quiesces first; --force: raise the VF's VFIO REQ,\n"
+    "                   take it back after the guest lets go or 3 s).\n"
     "    vf reset PCI   VFIO_DEVICE_RESET of a free pooled VF.\n"
     "    vf enable PF N set sriov_numvfs of SR-IOV PF to N (0 disables).\n"
     "    COMMAND --help describes one command.\n"
@@ -77,6 +78,12 @@ const char* CommandHelp(const std::string& c) {
            "    device fd; exit 0 once the guest accepts, 1 if it declines or times out.\n"
            "  detach: Revoke, wait for RevokeDone, reset, unmap, back to the pool. If the\n"
            "    guest does not answer in time the agent forces it (and says so).\n"
+           "  detach --force: no control message; the agent fires the VF's VFIO REQ\n"
+           "    interrupt (what the kernel sends on unbind). A cooperating guest\n"
+           "    drains the device and lets go; the agent then resets, unmaps and\n"
+           "    unbinds it. The reply gives the guest's tx_inflight_lost, or says the\n"
+           "    guest did not let go within the grace period (npa-agent\n"
+           "    --vf-force-grace) and what the VF held was lost uncounted.\n"
            "  --json: {\"agent\", \"message\", \"vfs\": [...]} (docs/vf-management.md).\n";
   if (c == "agent")
     return "npactl agent: agent name, uptime, guest count, switch counters\n"

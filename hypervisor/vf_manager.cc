@@ -224,6 +224,18 @@ absl::Status VfManager::BeginRevoke(uint64_t offer_id) {
   return Move(*v, VfState::kRevoking);
 }
 
+absl::Status VfManager::RequestRelease(uint64_t offer_id) {
+  Vf* v = FindOffer(offer_id);
+  if (!v) return absl::NotFoundError(absl::StrCat("no VF offer ", offer_id));
+  if (v->lc.state() != VfState::kActive || !v->dev)
+    return absl::FailedPreconditionError(
+        absl::StrCat("vf ", v->cfg.bdf, " is ", v->lc.name(), ", not ACTIVE: no VFIO REQ to send"));
+  NPA_RETURN_IF_ERROR(Prefix(v->dev->RequestRelease(), absl::StrCat("vf ", v->cfg.bdf, ": VFIO REQ")));
+  NPA_LOG(Info, "vf %s: VFIO REQ raised for guest '%s' (offer %lu)", v->cfg.bdf.c_str(),
+          v->guest_name.c_str(), static_cast<unsigned long>(offer_id));
+  return Move(*v, VfState::kRevoking);
+}
+
 absl::Status VfManager::Teardown(Vf& v) {
   absl::Status first;
   if (v.dev) {

@@ -10,6 +10,8 @@
 //   NPA_ASSIGN_OR_RETURN(VfManager::Offer o, vfs.Attach("0000:03:00.0", guest_id, "g0", regions));
 //   ... send o.msg + o.device_fd; on VfAccept{accepted}:  vfs.Accepted(o.msg.offer_id());
 //   ... later: vfs.BeginRevoke(id); send Revoke; on RevokeDone: vfs.Release(id, "revoked", false);
+//   ... or forced: vfs.RequestRelease(id) (VFIO REQ); on RevokeDone or the
+//       grace deadline: vfs.Release(id, "forced", true);
 //
 // The manager is synchronous and single-threaded (the control thread); the
 // control server owns the waits (VfAccept, RevokeDone) and their timeouts.
@@ -111,6 +113,13 @@ class VfManager {
   absl::Status Accepted(uint64_t offer_id);
   // ACTIVE -> REVOKING.
   absl::Status BeginRevoke(uint64_t offer_id);
+  // ACTIVE -> REVOKING by way of the device, for a forced detach: fires the
+  // VFIO REQ interrupt the guest wired (VfioAttachment::RequestRelease), so a
+  // cooperating guest quiesces and drains the still-working device, closes
+  // its fd and says RevokeDone; the agent resets only after that (or after
+  // its grace period). kFailedPrecondition, state unchanged, if the guest
+  // wired no REQ eventfd or the VF is not ACTIVE.
+  absl::Status RequestRelease(uint64_t offer_id);
   // OFFERED/ACTIVE/REVOKING -> RESETTING -> FREE (or FAILED): see the header
   // comment. force_unbind additionally unbinds the function from vfio-pci on a
   // worker thread (the kernel then REQs a guest still holding the fd); the VF

@@ -179,6 +179,23 @@ TEST_F(VfManagerTest, AttachAcceptRevokeSequence) {
   auto o2 = m.Attach(kVirtio, 12, "g1", regions_);
   ASSERT_TRUE(o2.ok()) << o2.status();
   EXPECT_NE(o2->msg.offer_id(), id);
+  // VFIO REQ only for an ACTIVE VF; it moves it to REVOKING and resets nothing.
+  const uint64_t id2 = o2->msg.offer_id();
+  EXPECT_TRUE(absl::IsFailedPrecondition(m.RequestRelease(id2)));  // OFFERED
+  EXPECT_TRUE(absl::IsNotFound(m.RequestRelease(id)));             // stale offer
+  ASSERT_TRUE(m.Accepted(id2).ok());
+  vfio_.faults.req = true;
+  absl::Status rq = m.RequestRelease(id2);
+  EXPECT_TRUE(absl::IsFailedPrecondition(rq)) << rq;
+  EXPECT_NE(rq.message().find("VFIO REQ"), absl::string_view::npos) << rq;
+  EXPECT_EQ(*m.StateOf(kVirtio), VfState::kActive) << "a failed REQ changes nothing";
+  vfio_.faults.req = false;
+  vfio_.Clear();
+  ASSERT_TRUE(m.RequestRelease(id2).ok());
+  EXPECT_EQ(*m.StateOf(kVirtio), VfState::kRevoking);
+  EXPECT_EQ(vfio_.Log(), (std::vector<std::string>{"req 0000:01:00.0"}));
+  ASSERT_TRUE(m.Release(id2, "RevokeDone after REQ", false).ok());
+  EXPECT_EQ(*m.StateOf(kVirtio), VfState::kFree);
 }
 
 TEST_F(VfManagerTest, E1000eWithoutFlrGetsBusReset) {

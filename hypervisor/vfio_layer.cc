@@ -1,5 +1,7 @@
 #include "hypervisor/vfio_layer.h"
 
+#include <linux/vfio.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "hypervisor/vf/vfio.h"
@@ -23,6 +25,14 @@ class RealAttachment final : public VfioAttachment {
   }
   absl::Status Reset() override { return device_.Reset(); }
   absl::StatusOr<UniqueFd> DupDeviceFd() override { return device_.Dup(); }
+  absl::Status RequestRelease() override {
+    absl::Status s = device_.TriggerIrq(VFIO_PCI_REQ_IRQ_INDEX, 0);
+    // vfio_pci_set_ctx_trigger_single: DATA_NONE with no eventfd is EINVAL.
+    if (absl::IsInvalidArgument(s))
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the guest wired no VFIO REQ eventfd on ", device_.name(), " (", s.message(), ")"));
+    return s;
+  }
   int group() const override { return group_.id(); }
 
  private:

@@ -37,6 +37,15 @@ class VfioAttachment {
   virtual absl::Status Reset() = 0;
   // A new fd for the same device (for SCM_RIGHTS to the guest).
   virtual absl::StatusOr<UniqueFd> DupDeviceFd() = 0;
+  // Asks the guest holding the device to let go: fires the device's VFIO REQ
+  // interrupt from the agent's fd (VFIO_DEVICE_SET_IRQS, DATA_NONE|TRIGGER on
+  // VFIO_PCI_REQ_IRQ_INDEX, the loop-back vfio-pci supports), i.e. the same
+  // signal the kernel sends when the function is unbound, but while the
+  // device still works and the agent can still reset it afterwards (a
+  // pending unbind holds the device lock, so VFIO_DEVICE_RESET would fail
+  // with EAGAIN until it finishes). kFailedPrecondition when nobody wired a
+  // REQ eventfd (vfio-pci answers EINVAL).
+  virtual absl::Status RequestRelease() = 0;
   virtual int group() const = 0;
 };
 
