@@ -6,6 +6,9 @@
 # namespace's NIC (sniff). npactl vf attach moves the DUT to the VF, npactl
 # vf detach (planned Revoke) moves it back, both mid-traffic; then every
 # number must have arrived exactly once at one of the two receivers.
+# RX: blast, in the peer namespace, sends numbered unicast frames to the
+# DUT's MAC throughout; those sent while the DUT was on the VF (marks A..B,
+# B just before the detach) must each reach the DUT exactly once.
 need LAB_VIRTIO1 LAB_PEER_IF
 SHELL_VF_NIC=$LAB_VIRTIO1
 SHELL_VF_NIC_IF=$LAB_VIRTIO1_IF
