@@ -299,6 +299,8 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
     if (!s.ok()) return Fail(s, "npa_shell_configure");
     queues[q].qid = q;
     if (vf_capable) {
+      s = queues[q].vf_tx.Init(lo, hi);
+      if (!s.ok()) return Fail(s, "npa_shell_configure");
       queues[q].stash_target = ring;
       queues[q].stash.reserve(static_cast<size_t>(per_q) * nqp);
       queues[q].stash.resize(ring);
@@ -496,6 +498,7 @@ int npa_shell_queue_stats(npa_shell* sh, uint16_t qid, npa_queue_stats* out) {
     st.tx_vf_packets += ld(c.tx_vf);
     st.kicks += ld(c.kicks);
     st.interrupts += ld(c.interrupts);
+    st.tx_vf_lost += ld(sh->queues[q].vf_tx_lost);
   }
   memcpy(out, &st, st.struct_size);
   return 0;

@@ -18,6 +18,7 @@
 #include "shell/event_queue.h"
 #include "shell/path.h"
 #include "shell/region.h"
+#include "shell/tx_tracker.h"
 #include "shell/vf_path.h"
 #include "shell/vf_services.h"
 #include "shell/vhost_user_frontend.h"
@@ -54,6 +55,10 @@ struct alignas(64) QueueState {
   uint32_t stash_target = 0;
   // Plug-in RX drops of earlier VFs, and the last reading of the current one.
   std::atomic<uint64_t> vf_dropped_base{0}, vf_dropped_live{0};
+  // TX frames the VF holds (tx_tracker.h); vf_tx_lost: frames earlier VFs
+  // had taken and not completed when the shell gave them up.
+  TxTracker vf_tx;
+  std::atomic<uint64_t> vf_tx_lost{0};
 
   // Control side: publish ops (and the path whose interrupt goes with them),
   // and nudge an owner sleeping in interrupt mode.

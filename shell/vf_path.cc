@@ -67,8 +67,14 @@ uint16_t VfTx(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
       }
     }
   }
+  // Marked before the call: a plug-in may complete (and free) a frame
+  // inside tx_burst itself. What it did not take is the caller's again.
+  if (q->track != nullptr)
+    for (uint16_t i = 0; i < n; i++) q->track->Mark(bufs[i]);
   uint16_t sent = q->tx(q->pq, bufs, n);
   if (NPA_UNLIKELY(sent > n)) sent = n;
+  if (q->track != nullptr)
+    for (uint16_t i = sent; i < n; i++) q->track->Clear(bufs[i]);
   if (sent) {
     uint64_t bytes = 0;
     for (uint16_t i = 0; i < sent; i++) bytes += bufs[i]->pkt_len;
@@ -206,6 +212,7 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
     auto qu = std::make_unique<Queue>();
     qu->emu_rx = p.emu_rx[q];
     qu->emu_tx = p.emu_tx[q];
+    qu->track = q < p.tx_track.size() ? p.tx_track[q] : nullptr;
     qu->sw_tx_csum = v->sw_tx_csum_;
     qu->rx = plugin->fast().rx_burst;
     qu->tx = plugin->fast().tx_burst;

@@ -39,6 +39,7 @@
 #include "shell/path.h"
 #include "shell/plugin_device.h"
 #include "shell/plugin_loader.h"
+#include "shell/tx_tracker.h"
 #include "shell/vf_services.h"
 #include "shell/virtq.h"
 
@@ -62,6 +63,7 @@ class VfPath : public Path {
     BufferProvider* buffers = nullptr;   // outlives the path
     std::vector<RxVirtq*> emu_rx;        // per queue: the emulated rings
     std::vector<TxVirtq*> emu_tx;
+    std::vector<TxTracker*> tx_track;    // per queue, optional: marks VF TX frames
     LogSink log;
   };
 
@@ -114,6 +116,7 @@ class VfPath : public Path {
     uint16_t (*tx)(npa_plugin_queue*, npa_buf**, uint16_t) = nullptr;
     RxVirtq* emu_rx = nullptr;
     TxVirtq* emu_tx = nullptr;
+    TxTracker* track = nullptr;
     bool sw_tx_csum = false;
     std::atomic<uint32_t> drained{0};
     int intr_fd = -1;

@@ -58,6 +58,9 @@ class ShellBuffers : public BufferProvider {
   void Free(uint16_t qid, npa_buf** bufs, uint16_t n) override {
     if (qid >= sh_->nb_queue_pairs) return;
     QueueState& q = sh_->queues[qid];
+    // A TX frame coming back is a completion (or, at stop, a frame the VF
+    // never sent: counted before stop, see FallBackLocked).
+    for (uint16_t i = 0; i < n; i++) q.vf_tx.Clear(bufs[i]);
     if (!t_vf_control) {
       q.pool.Free(bufs, n);
       return;
@@ -76,13 +79,10 @@ class ShellBuffers : public BufferProvider {
         b = next;
       }
     }
-    ctl_freed_ += n;
   }
-  uint64_t ctl_freed() const { return ctl_freed_; }
 
  private:
   npa_shell* sh_;
-  uint64_t ctl_freed_ = 0;  // control thread only
 };
 
 void StageAll(npa_shell* sh, const std::function<QueueOps(uint16_t)>& ops, Path* intr) {
@@ -156,26 +156,34 @@ uint64_t FallBackLocked(npa_shell* sh, uint32_t timeout_ms, const std::string& w
     qs.vf_dropped_base.store(qs.vf_dropped_base.load() + d);
     qs.vf_dropped_live.store(0);
   }
-  auto* bufs = static_cast<ShellBuffers*>(sh->vf_buffers.get());
-  const uint64_t freed0 = bufs->ctl_freed();
+  // TX frames the VF took and never completed (tx_tracker.h). Counted
+  // before stop: stop hands unsent frames back like any other buffer. After
+  // a clean quiesce this is 0; on a dead device (ERR) it is exact; on a
+  // slow but live one, stop's own short TX drain may still send a few of
+  // them, so the count can exceed the loss by what that drain let out.
+  uint64_t lost = 0;
+  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) {
+    const uint64_t held = sh->queues[q].vf_tx.outstanding();
+    lost += held;
+    sh->queues[q].vf_tx_lost.fetch_add(held, std::memory_order_relaxed);
+  }
   absl::Status s = v->Stop();
   if (!s.ok()) NPA_LOG(Warn, "shell: %s", std::string(s.message()).c_str());
-  // Buffers the plug-in handed back at stop beyond its RX rings were TX
-  // frames it still held: after a clean quiesce none were in flight; after
-  // a timed-out one they are the upper bound of what may not have left.
-  uint64_t lost = 0;
-  if (!clean) {
-    uint64_t back = bufs->ctl_freed() - freed0;
-    uint64_t rings = static_cast<uint64_t>(v->device_ring_size()) * sh->nb_queue_pairs;
-    lost = back > rings ? back - rings : 0;
+  // A plug-in that kept a frame past stop broke plugin.h; its marks go
+  // (already counted as lost above).
+  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) {
+    const uint64_t kept = sh->queues[q].vf_tx.Reset();
+    if (kept) NPA_LOG(Warn, "shell: queue %u: the plug-in kept %llu TX frames after stop", q,
+                      static_cast<unsigned long long>(kept));
   }
   const std::string pci = v->pci_address(), plugin = v->plugin_name();
   sh->vf.reset();  // remove, services, close(device fd)
   const uint64_t t_end = NowNs();
   std::string detail = absl::StrFormat(
-      "emulated: %s (%s at %s); tx moved in %llu us, total %llu us%s%s%s", why, plugin, pci,
-      static_cast<unsigned long long>((t_tx - t0) / 1000),
-      static_cast<unsigned long long>((t_end - t0) / 1000), clean ? "" : ", quiesce timed out",
+      "emulated: %s (%s at %s); tx moved in %llu us, total %llu us, tx lost %llu%s%s%s", why, plugin,
+      pci, static_cast<unsigned long long>((t_tx - t0) / 1000),
+      static_cast<unsigned long long>((t_end - t0) / 1000), static_cast<unsigned long long>(lost),
+      clean ? "" : ", quiesce timed out",
       drained ? "" : ", rx drain timed out", acked && final_ack ? "" : ", idle queues");
   NPA_LOG(Info, "shell: back on the %s", detail.c_str());
   sh->events.Push(NPA_EVENT_PATH_CHANGED, NPA_PATH_EMULATED, detail);
@@ -195,11 +203,14 @@ void OnDeviceIrq(npa_shell* sh, int fd, const char* what) {
     // REQ: the device still works and vfio-pci waits for our close (it
     // repeats the request every 10 s), so drain it properly. ERR: it may be
     // dead, and every wait is bounded anyway.
-    lost = FallBackLocked(sh, fd == sh->vf->req_fd() ? 3000 : 1000, what);
+    // The REQ bound stays under the agent's grace period for a forced
+    // detach (npa-agent --vf-force-grace, 3000 ms by default).
+    lost = FallBackLocked(sh, fd == sh->vf->req_fd() ? 2000 : 1000, what);
   }
   control::Envelope e;
   e.mutable_revoke_done()->set_offer_id(offer);
   e.mutable_revoke_done()->set_tx_inflight_lost(lost);
+  e.mutable_revoke_done()->set_reason(what);
   absl::Status s = sh->control->Send(std::move(e));
   if (!s.ok()) NPA_LOG(Warn, "shell: telling the agent about the fallback: %s", std::string(s.message()).c_str());
 }
@@ -263,6 +274,7 @@ control::VfAccept OnOffer(npa_shell* sh, const control::VfOffer& o, UniqueFd fd)
   for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) {
     p.emu_rx.push_back(&sh->emulated->rx(q));
     p.emu_tx.push_back(&sh->emulated->tx(q));
+    p.tx_track.push_back(&sh->queues[q].vf_tx);
   }
   p.log = [](int level, std::string_view line) {
     std::string s(line);
@@ -352,6 +364,7 @@ void ReleaseVf(npa_shell* sh, const char* why, bool notify) {
     control::Envelope e;
     e.mutable_revoke_done()->set_offer_id(offer);
     e.mutable_revoke_done()->set_tx_inflight_lost(lost);
+    e.mutable_revoke_done()->set_reason(why);
     (void)sh->control->Send(std::move(e));
   }
 }

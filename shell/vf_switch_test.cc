@@ -533,6 +533,46 @@ TEST_F(VfSwitchTest, ErrInterruptFallsBackAndTellsTheAgent) {
   EXPECT_EQ(shared_->destroyed.load(), shared_->created.load());
 }
 
+// A VF whose TX hangs (tests/plugins stuck/): the frames it took are lost
+// when the agent takes it back, and the shell counts exactly those.
+TEST_F(VfSwitchTest, HungVfTxIsCountedExactlyWhenReqTakesItBack) {
+  SetPluginDir("stuck");
+  ASSERT_NO_FATAL_FAILURE(OpenShell());
+  DrainEvents();
+  guest_ = std::make_unique<Guest>(sh_);
+  guest_->Start();
+  const uint64_t r0 = guest_->received();
+  ASSERT_TRUE(WaitFor([&] { return guest_->received() > r0 + 1000; }, 10000));
+  ASSERT_TRUE(Offer(21, kLbVendor, 0x1010).accepted());
+  npa_event ev;
+  ASSERT_TRUE(NextPathEvent(&ev, 2000));
+  // The guest's window (48 frames) fills up with frames the VF holds.
+  ASSERT_TRUE(WaitFor([&] { return Stats(sh_).tx_vf_packets > 0; }, 10000));
+  uint64_t held = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    uint64_t a = Stats(sh_).tx_vf_packets;
+    usleep(50000);
+    held = Stats(sh_).tx_vf_packets;
+    return a == held;
+  }, 10000));
+  ASSERT_GT(held, 0u);
+  EXPECT_EQ(Stats(sh_).tx_vf_lost, 0u);
+  uint64_t one = 1;
+  ASSERT_EQ(write(shared_->req_efd.load(), &one, sizeof one), 8);
+  control::RevokeDone d = ExpectRevokeDone();
+  EXPECT_EQ(d.offer_id(), 21u);
+  EXPECT_NE(d.reason().find("VFIO REQ"), std::string::npos) << d.reason();
+  ASSERT_TRUE(NextPathEvent(&ev, 5000));
+  EXPECT_EQ(ev.u.path, NPA_PATH_EMULATED);
+  guest_->Finish();
+  // Every frame the VF took is lost, and exactly those are reported.
+  EXPECT_EQ(d.tx_inflight_lost(), held);
+  EXPECT_EQ(Stats(sh_).tx_vf_lost, held);
+  EXPECT_EQ(guest_->missing(), held) << "first missing " << guest_->first_missing();
+  EXPECT_EQ(guest_->dups(), 0u);
+  EXPECT_EQ(shared_->destroyed.load(), shared_->created.load());
+}
+
 TEST_F(VfSwitchTest, OfferWithoutMatchingPluginIsDeclinedWithReason) {
   ASSERT_NO_FATAL_FAILURE(OpenShell());
   control::VfAccept a = Offer(3, 0x1d0f, 0xbad0);

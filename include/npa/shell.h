@@ -59,7 +59,7 @@ extern "C" {
 #endif
 
 #define NPA_SHELL_ABI_MAJOR 1
-#define NPA_SHELL_ABI_MINOR 0
+#define NPA_SHELL_ABI_MINOR 1
 
 typedef struct npa_shell npa_shell; /* opaque */
 
@@ -134,6 +134,11 @@ typedef struct npa_queue_stats {
   uint64_t rx_vf_packets, tx_vf_packets;
   uint64_t kicks;            /* doorbells rung (emulated: kick eventfd writes) */
   uint64_t interrupts;       /* interrupts taken in interrupt mode */
+  /* Since ABI 1.1: TX frames a VF had accepted and not completed when the
+   * shell had to give it up (VFIO REQ/ERR, a timed-out quiesce). They are
+   * in tx_packets/tx_vf_packets but may never have reached the wire. 0 on
+   * every planned switch. */
+  uint64_t tx_vf_lost;
 } npa_queue_stats;
 
 typedef enum npa_event_type {
@@ -219,7 +224,7 @@ const char *npa_shell_last_error(npa_shell *sh);
 static_assert(sizeof(npa_shell_open_args) == 48, "ABI struct: append only");
 static_assert(sizeof(npa_shell_queue_config) == 24, "ABI struct: append only");
 static_assert(sizeof(npa_shell_info) == 112, "ABI struct: append only");
-static_assert(sizeof(npa_queue_stats) == 104, "ABI struct: append only");
+static_assert(sizeof(npa_queue_stats) == 112, "ABI struct: append only");
 static_assert(sizeof(npa_event) == 120, "ABI struct: append only");
 #endif
 

@@ -10,6 +10,11 @@
  *
  * It drives PCI 1d0f:100f ("npa loopback") and offers RX checksum only to
  * have a capability to negotiate. Optional ops implemented: quiesce, set_mtu.
+ *
+ * Built with LB_STUCK (tests/plugins/stuck/, PCI 1d0f:1010): a device whose
+ * TX hangs. tx_burst takes frames into its ring and never completes them,
+ * quiesce never finishes, stop hands them back. The shell must then report
+ * exactly the frames it held as lost (RevokeDone.tx_inflight_lost).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -19,7 +24,11 @@
 #include "npa/plugin.h"
 
 #define LB_VENDOR 0x1d0f
+#ifdef LB_STUCK
+#define LB_DEVICE 0x1010
+#else
 #define LB_DEVICE 0x100f
+#endif
 #define LB_MAX_QP 4
 #define LB_MIN_RING 8
 #define LB_MAX_RING 256
@@ -33,6 +42,8 @@ struct npa_plugin_queue {
   uint16_t nposted;
   npa_buf *done[LB_MAX_RING];   /* filled, waiting for rx_burst (FIFO) */
   uint16_t done_head, ndone;
+  npa_buf *held[LB_MAX_RING];   /* LB_STUCK: taken for TX, never completed */
+  uint16_t nheld;
   npa_plugin_qstats stats;
 };
 
@@ -82,6 +93,8 @@ static void lb_free_ring(struct npa_plugin_queue *q) {
     q->ndone = (uint16_t)(q->ndone - run);
   }
   q->done_head = 0;
+  if (q->nheld) svc->buf_free(svc->ctx, q->qid, q->held, q->nheld);
+  q->nheld = 0;
 }
 
 static int lb_stop(npa_plugin_dev *d) {
@@ -155,8 +168,16 @@ static int lb_queue_stats(npa_plugin_dev *d, uint16_t qid, npa_plugin_qstats *ou
 }
 
 static int lb_quiesce(npa_plugin_dev *d, uint32_t timeout_us) {
+#ifdef LB_STUCK
+  /* Waits as a real device would, and the TX never finishes. */
+  d->svc->sleep_us(d->svc->ctx, timeout_us > 1000 ? 1000 : timeout_us);
+  for (uint16_t i = 0; i < d->nb_queue_pairs; i++)
+    if (d->q[i].nheld) return -EAGAIN;
+  return 0;
+#else
   (void)d; (void)timeout_us;
   return 0; /* TX completes inside tx_burst: never anything in flight */
+#endif
 }
 
 static int lb_set_mtu(npa_plugin_dev *d, uint32_t mtu) {
@@ -178,6 +199,17 @@ static uint16_t lb_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
 
 static uint16_t lb_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
   const npa_services *svc = q->dev->svc;
+#ifdef LB_STUCK
+  uint16_t take = (uint16_t)(LB_MAX_RING - q->nheld);
+  if (take > n) take = n;
+  for (uint16_t i = 0; i < take; i++) {
+    q->held[q->nheld++] = bufs[i];
+    q->stats.tx_packets++;
+    q->stats.tx_bytes += bufs[i]->data_len;
+  }
+  (void)svc;
+  return take;
+#endif
   for (uint16_t i = 0; i < n; i++) {
     const npa_buf *tx = bufs[i];
     uint32_t len = tx->data_len;
@@ -241,7 +273,11 @@ static const npa_plugin_info info = {
     .struct_size = sizeof(npa_plugin_info),
     .abi_major = NPA_PLUGIN_ABI_MAJOR,
     .abi_minor = NPA_PLUGIN_ABI_MINOR,
+#ifdef LB_STUCK
+    .name = "test_stuck",
+#else
     .name = "test_good",
+#endif
     .vendor = "npa tests",
     .version = "1.0",
     .id_table = ids,
