@@ -11,14 +11,20 @@
 //                 Then VfAccept (or a decline with --decline). The REQ
 //                 interrupt is wired to an eventfd.
 //   Revoke        close the fd, RevokeDone{tx_inflight_lost: 0}.
-//   REQ fired     (forced detach: the agent reset the device and unbinds it)
-//                 --mark OFF: the register reads 0 now (reset confirmed through
-//                 the guest's own fd), then the fd is closed so the unbind ends.
+//   REQ fired     (forced detach: the agent asks through the device first)
+//                 --mark OFF: the marker is still there (no reset before the
+//                 guest let go). Then, like the shell, close the fd and send
+//                 an unsolicited RevokeDone; or with --hold-after-req ignore
+//                 it (a guest that does not cooperate): keep the fd until the
+//                 agent's grace period ends and --mark OFF reads 0 (its reset,
+//                 confirmed through the guest's own fd), then close it so the
+//                 kernel's unbind can finish.
 // Every check prints "VFGUEST: ok ..." or "VFGUEST: FAIL ..." (then exit 1).
 // Runs until the agent closes the session, SIGTERM, or --max-secs.
 //
 //   npa-lab-vf-guest --socket /run/npa/agent.sock --name g0 [--mark 0x2800]
-//                    [--check-clear 0x2800] [--decline] [--max-secs 60]
+//                    [--check-clear 0x2800] [--decline] [--hold-after-req]
+//                    [--max-secs 60]
 #include <fcntl.h>
 #include <linux/vfio.h>
 #include <poll.h>
@@ -130,6 +136,7 @@ int main(int argc, char** argv) {
   std::string sock_path = "/run/npa/agent.sock", name = "labguest";
   int64_t mark = -1, check_clear = -1;
   bool decline = false;
+  bool hold_after_req = false;
   int max_secs = 60;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
@@ -147,6 +154,7 @@ int main(int argc, char** argv) {
     else if (a == "--mark") mark = hex(next());
     else if (a == "--check-clear") check_clear = hex(next());
     else if (a == "--decline") decline = true;
+    else if (a == "--hold-after-req") hold_after_req = true;
     else if (a == "--max-secs") max_secs = std::atoi(next().c_str());
     else Fail("unknown argument " + a);
   }
@@ -210,11 +218,36 @@ int main(int argc, char** argv) {
           static_cast<unsigned long>(dev.offer_id));
       if (mark >= 0) {
         uint32_t v = Read32(dev, static_cast<uint64_t>(mark));
-        if (v != 0) Fail(absl::StrFormat("after the forced detach BAR0+0x%x = 0x%08x: not reset", mark, v));
-        OKL("reset confirmed through the guest's fd: BAR0+0x%x = 0 after forced detach", mark);
+        if (v != kMarker)
+          Fail(absl::StrFormat("at REQ BAR0+0x%x = 0x%08x, not the marker: the agent reset the device "
+                               "before the guest let go", mark, v));
+        OKL("at REQ the device still holds its state (BAR0+0x%x = 0x%08x): asked before any reset",
+            mark, v);
       }
-      dev = Device();  // close: lets the kernel's unbind finish
-      OKL("device fd closed (fell back to the emulated path)");
+      const uint64_t offer = dev.offer_id;
+      if (hold_after_req) {
+        OKL("ignoring REQ (--hold-after-req): keeping the device fd");
+        if (mark >= 0) {
+          // The agent's grace period, then its reset: bounded at 20 s.
+          uint32_t v = kMarker;
+          for (int i = 0; i < 1000 && v != 0; i++) {
+            usleep(20000);
+            v = Read32(dev, static_cast<uint64_t>(mark));
+          }
+          if (v != 0) Fail(absl::StrFormat("BAR0+0x%x = 0x%08x 20 s after REQ: never reset", mark, v));
+          OKL("reset confirmed through the guest's fd: BAR0+0x%x = 0 after the grace period", mark);
+        }
+        dev = Device();  // close: lets the kernel's unbind finish
+        OKL("device fd closed");
+        continue;
+      }
+      dev = Device();  // close first: the agent resets once we said so
+      Envelope d;
+      d.mutable_revoke_done()->set_offer_id(offer);
+      d.mutable_revoke_done()->set_tx_inflight_lost(0);
+      d.mutable_revoke_done()->set_reason("npa-lab-vf-guest: VFIO REQ");
+      if (!ch.Send(d).ok()) Fail("send revoke_done");
+      OKL("device fd closed, unsolicited revoke_done sent");
       continue;
     }
     if (!(p[0].revents & (POLLIN | POLLHUP))) continue;

@@ -7,9 +7,12 @@
 #           (Revoke/RevokeDone) -> FREE; a declining guest -> teardown.
 #   e1000e: attach (guest writes a marker to RDBAL0, BAR0+0x2800), planned
 #           detach, attach again -> the new offer reads 0 (reset between
-#           owners); forced detach -> REQ interrupt in the guest, which reads
-#           0 through its still-open fd (the agent's reset, confirmed), closes
-#           it, and the unbind completes -> FREE; npactl vf reset of the free VF.
+#           owners); forced detach -> the agent raises VFIO REQ: the guest
+#           still reads its marker (asked before any reset), ignores the REQ
+#           (--hold-after-req, an uncooperative guest), and after the agent's
+#           grace period reads 0 through its still-open fd (the agent's reset,
+#           confirmed), closes it, and the unbind completes -> FREE; npactl vf
+#           reset of the free VF. (A cooperating guest: 82-shell_vf_e1000e.)
 need LAB_VIRTIO1 LAB_E1000E0
 for b in npa-lab-agent npa-lab-npactl npa-lab-vf-guest; do
   [ -x /lab/bin/$b ] || fail "/lab/bin/$b missing (ninja npa-lab-agent npa-lab-npactl npa-lab-vf-guest)"
@@ -37,7 +40,7 @@ ip link set "$LAB_VIRTIO1_IF" down 2>/dev/null
 ip link set "$LAB_E1000E0_IF" down 2>/dev/null
 
 /lab/bin/npa-lab-agent --control $SOCK --vf $V --vf $E --vf-restore-driver \
-  --vf-accept-timeout 8000 --vf-revoke-timeout 3000 >/tmp/agent.log 2>&1 &
+  --vf-accept-timeout 8000 --vf-revoke-timeout 3000 --vf-force-grace 1500 >/tmp/agent.log 2>&1 &
 AGENT=$!
 i=0; while [ ! -S $SOCK ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 [ -S $SOCK ] || fail "agent did not start: $(tail -3 /tmp/agent.log)"
@@ -98,7 +101,7 @@ echo "$out" | grep -q "declined on purpose" || fail "decline reason not reported
 waitstate $V FREE
 
 # --- e1000e: marker, planned detach, re-attach sees a clean device, forced detach
-startguest g1 /tmp/g1.log --mark 0x2800 --check-clear 0x2800
+startguest g1 /tmp/g1.log --mark 0x2800 --check-clear 0x2800 --hold-after-req
 ctl vf attach g1 $E || fail "vf attach g1 $E: $(tail -3 /tmp/agent.log)"
 gok /tmp/g1.log "config space 8086:10d3 matches"
 gok /tmp/g1.log "marker 0xa5a5a000 written"
@@ -109,8 +112,13 @@ waitstate $E FREE
 ctl vf attach g1 $E || fail "second attach of $E"
 [ "$(grep -c 'offered device is clean' /tmp/g1.log)" = 2 ] || fail "second offer not clean: $(grep FAIL /tmp/g1.log)"
 t0=$(cut -d' ' -f1 /proc/uptime)
-ctl vf detach --force g1 || fail "forced detach of g1"
+ctl vf detach --force g1 >/tmp/force.out 2>&1 || fail "forced detach of g1: $(cat /tmp/force.out)"
+grep -q "did not answer VFIO REQ" /tmp/force.out || fail "forced detach did not wait for the guest: $(cat /tmp/force.out)"
+i=0; until grep -q "VFGUEST: ok device fd closed" /tmp/g1.log; do
+  i=$((i + 1)); [ $i -lt 100 ] || fail "g1 did not close its fd after the forced detach: $(tail -3 /tmp/g1.log)"; sleep 0.1
+done
 gok /tmp/g1.log "REQ interrupt"
+gok /tmp/g1.log "at REQ the device still holds its state"
 gok /tmp/g1.log "reset confirmed through the guest's fd"
 waitstate $E FREE
 t1=$(cut -d' ' -f1 /proc/uptime)
@@ -131,4 +139,4 @@ grep -q "FAIL" /tmp/g0.log /tmp/g1.log /tmp/g2.log && fail "a guest check failed
 cat /tmp/g1.log
 ctl vf list
 fs=$(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.2f", b-a}')
-detail "vf list JSON ids ok; virtio attach/GET_INFO/revoke ok, decline ok; e1000e marker cleared across owners, forced detach: REQ + reset read back via guest fd, FREE in ${fs}s; vf reset ok$sriov"
+detail "vf list JSON ids ok; virtio attach/GET_INFO/revoke ok, decline ok; e1000e marker cleared across owners, forced detach: REQ before reset, uncooperative guest reset after the grace (read back via its fd), FREE in ${fs}s; vf reset ok$sriov"
