@@ -36,6 +36,7 @@ const char kUsage[] =
     "              [--name NAME] [--mtu N] [--log-level LEVEL]\n"
     "              [--vf PCI[,reset=METHOD]]... [--vf-restore-driver]\n"
     "              [--vf-accept-timeout MS] [--vf-revoke-timeout MS] [--vf-force-grace MS]\n"
+    "              [--require-sealed-memory]\n"
     "    npa-agent --help | --version\n"
     "\n"
     "DESCRIPTION\n"
@@ -55,6 +56,14 @@ const char kUsage[] =
     "                       repeatable. If PATH is a directory, the socket is\n"
     "                       PATH/vhost-user.sock. Every connection is one guest\n"
     "                       (transport \"vhost-user-socket\", name vhost<ID>).\n"
+    "    --require-sealed-memory\n"
+    "                       also require plain vhost-user front ends to seal\n"
+    "                       their memory fds against shrinking (F_SEAL_SHRINK);\n"
+    "                       SET_MEM_TABLE with an unsealed fd closes the guest.\n"
+    "                       Control-socket guests (npa shells) must always seal:\n"
+    "                       a guest that shrinks a mapped memfd would SIGBUS the\n"
+    "                       agent. Off by default because DPDK and QEMU do not\n"
+    "                       seal (docs/operator-guide.md, \"Guest memory\").\n"
     "    --tap NAME         create (or attach to) TAP interface NAME as the\n"
     "                       uplink, with IFF_VNET_HDR, and bring it up. Without\n"
     "                       it the agent has no uplink: guests reach only each\n"
@@ -127,6 +136,7 @@ int main(int argc, char** argv) {
   std::string tap;
   bool control_given = false;
   VfManager::Options vopt;
+  bool require_sealed = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto value = [&](const char** v) {
@@ -145,6 +155,8 @@ int main(int argc, char** argv) {
       if (!value(&v) || !*v) return Usage("--control needs a path");
       copt.control_path = v;
       control_given = true;
+    } else if (a == "--require-sealed-memory") {
+      require_sealed = true;
     } else if (a == "--vhost-user") {
       if (!value(&v) || !*v) return Usage("--vhost-user needs a path");
       copt.vhost_user_paths.push_back(v);
@@ -242,7 +254,17 @@ int main(int argc, char** argv) {
     }
     copt.vfs = vfs.get();
   }
-  ControlServer srv(copt, &dp, VhostPortFactory());
+  // Control-socket guests always get require_sealed_memory (control_server.cc);
+  // the flag extends it to the plain vhost-user listeners' back ends.
+  PortFactory ports = VhostPortFactory();
+  if (require_sealed) {
+    ports = [inner = std::move(ports)](npa::UniqueFd conn, const VhostDevice::Options& o) {
+      VhostDevice::Options sealed = o;
+      sealed.require_sealed_memory = true;
+      return inner(std::move(conn), sealed);
+    };
+  }
+  ControlServer srv(copt, &dp, std::move(ports));
   if (absl::Status s = srv.Listen(); !s.ok()) {
     NPA_LOG(Error, "%s", std::string(s.message()).c_str());
     dp.Stop();

@@ -340,9 +340,13 @@ absl::Status ControlServer::HandleHello(Session& s, ControlFrame& f) {
     return reject(Error::INTERNAL, absl::StrCat("socketpair for guest '", h.name(), "': ", strerror(e)));
   }
   UniqueFd ours(sv[0]), theirs(sv[1]);
+  // Control-protocol guests are npa shells, which seal their memfds
+  // (shell/region.h): require it, so a guest cannot SIGBUS the agent by
+  // shrinking memory it gave in SET_MEM_TABLE (docs/operator-guide.md).
   auto port = factory_(std::move(ours),
                        VhostDevice::Options{h.name(), static_cast<uint16_t>(h.queue_pairs()),
-                                            opts_.features, opts_.mtu});
+                                            opts_.features, opts_.mtu,
+                                            /*require_sealed_memory=*/true});
   if (!port.ok())
     return reject(Error::INTERNAL, absl::StrCat("create vhost-user back end for guest '", h.name(),
                                                 "': ", port.status().message()));

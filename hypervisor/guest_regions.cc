@@ -1,10 +1,12 @@
 #include "hypervisor/guest_regions.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
@@ -12,6 +14,25 @@
 namespace npa::agent {
 namespace {
 constexpr uint64_t kPage = 4096;
+
+absl::Status CheckShrinkSeal(int fd, int i) {
+  const int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0) {
+    const int e = errno;
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "region %d: memfd not sealed against shrinking (F_SEAL_SHRINK): F_GET_SEALS failed (%s); "
+        "announce a memfd created with MFD_ALLOW_SEALING",
+        i, strerror(e)));
+  }
+  if (!(seals & F_SEAL_SHRINK))
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "region %d: memfd not sealed against shrinking (F_SEAL_SHRINK): seals are 0x%x%s; the agent "
+        "maps it and a later ftruncate would fault the agent",
+        i, seals,
+        (seals & F_SEAL_SEAL) ? " (F_SEAL_SEAL: no seal can be added; create it with MFD_ALLOW_SEALING)"
+                              : " (add F_SEAL_SHRINK before announcing)"));
+  return absl::OkStatus();
+}
 }  // namespace
 
 GuestRegions::~GuestRegions() { Release(); }
@@ -87,6 +108,12 @@ absl::StatusOr<GuestRegions> GuestRegions::FromAnnounce(const control::RegionAnn
     if (!S_ISREG(st.st_mode))
       return absl::InvalidArgumentError(absl::StrFormat(
           "region %d: fd is not a memfd or regular file (mode 0%o)", i, st.st_mode & S_IFMT));
+    // A guest that shrinks its memfd after this would make the agent's next
+    // access to the mapping raise SIGBUS and kill every guest with it; the
+    // shrink seal is irrevocable, so once seen the size below stays valid.
+    // Checked before the size: a guest could otherwise shrink, then seal.
+    NPA_RETURN_IF_ERROR(CheckShrinkSeal(owned[i].get(), i));
+    if (fstat(owned[i].get(), &st) < 0) return ErrnoError(errno, "region ", i, ": fstat of its fd");
     if (static_cast<uint64_t>(st.st_size) < r.fd_offset() + r.size())
       return absl::InvalidArgumentError(absl::StrFormat(
           "region %d: fd_offset 0x%x + size 0x%x exceeds the file's %d bytes", i, r.fd_offset(),

@@ -14,7 +14,11 @@
 //     IOMMU's address width in the lab, and x86-64's user VA width);
 //   - regions do not overlap in IOVA space;
 //   - each fd is a regular file (memfd, hugetlbfs, tmpfs) of at least
-//     fd_offset + size bytes (fstat), so a DMA never faults on a hole past EOF.
+//     fd_offset + size bytes (fstat), so a DMA never faults on a hole past EOF;
+//   - each fd carries F_SEAL_SHRINK (a memfd made with MFD_ALLOW_SEALING, as
+//     the shell's Region is): otherwise the guest could ftruncate it smaller
+//     after the announce and the agent's next access would SIGBUS the whole
+//     agent. Checked before the size, since the seal is what keeps it valid.
 // Then each region is mmapped MAP_SHARED read/write; a failing mmap (e.g. a
 // hugetlb memfd with offsets not aligned to its page size) is an error naming
 // the region. Errors are kInvalidArgument (bad input) or the errno's code.

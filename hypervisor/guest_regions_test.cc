@@ -5,13 +5,26 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace npa::agent {
 namespace {
 
-UniqueFd Memfd(size_t size) {
-  UniqueFd fd(memfd_create("npa-test-region", MFD_CLOEXEC));
+// What the shell announces: a memfd sealed against shrinking and growing.
+UniqueFd Memfd(size_t size, int seals = F_SEAL_SHRINK | F_SEAL_GROW) {
+  UniqueFd fd(memfd_create("npa-test-region", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  EXPECT_TRUE(fd.valid());
+  EXPECT_EQ(ftruncate(fd.get(), static_cast<off_t>(size)), 0);
+  if (seals) EXPECT_EQ(fcntl(fd.get(), F_ADD_SEALS, seals), 0) << strerror(errno);
+  return fd;
+}
+
+// What DPDK/QEMU (and a hostile guest) send: no sealing possible at all.
+UniqueFd UnsealableMemfd(size_t size) {
+  UniqueFd fd(memfd_create("npa-test-unsealed", MFD_CLOEXEC));
   EXPECT_TRUE(fd.valid());
   EXPECT_EQ(ftruncate(fd.get(), static_cast<off_t>(size)), 0);
   return fd;
@@ -107,6 +120,70 @@ TEST(GuestRegions, RejectsFdsThatAreNotFiles) {
   std::vector<UniqueFd> dir;
   dir.emplace_back(open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   ExpectRejected(Announce({{0x1000, 4096, 0}}), std::move(dir), "not a memfd");
+}
+
+constexpr const char* kNotSealed = "memfd not sealed against shrinking (F_SEAL_SHRINK)";
+
+TEST(GuestRegions, RejectsMemfdThatCannotBeSealed) {
+  std::vector<UniqueFd> fds;
+  fds.push_back(UnsealableMemfd(8192));
+  ExpectRejected(Announce({{0x10000, 8192, 0}}), std::move(fds),
+                 "region 0: memfd not sealed against shrinking (F_SEAL_SHRINK)");
+}
+
+TEST(GuestRegions, RejectsSealableButUnsealedAndGrowOnlySealedMemfds) {
+  {
+    std::vector<UniqueFd> fds;
+    fds.push_back(Memfd(8192, /*seals=*/0));
+    ExpectRejected(Announce({{0x10000, 8192, 0}}), std::move(fds), kNotSealed);
+  }
+  {
+    std::vector<UniqueFd> fds;
+    fds.push_back(Memfd(8192, F_SEAL_GROW | F_SEAL_WRITE));
+    ExpectRejected(Announce({{0x10000, 8192, 0}}), std::move(fds), kNotSealed);
+  }
+}
+
+TEST(GuestRegions, NamesTheUnsealedRegionAmongSealedOnes) {
+  std::vector<UniqueFd> fds;
+  fds.push_back(Memfd(8192));
+  fds.push_back(UnsealableMemfd(8192));
+  auto r = GuestRegions::FromAnnounce(Announce({{0x10000, 8192, 0}, {0x20000, 8192, 0}}), fds);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  EXPECT_NE(r.status().message().find("region 1: memfd not sealed"), absl::string_view::npos)
+      << r.status();
+  EXPECT_TRUE(fds.empty());
+}
+
+TEST(GuestRegions, RejectsRegularFileOnDisk) {
+  char path[] = "/tmp/npa-guest-regions-XXXXXX";
+  int raw = mkstemp(path);
+  ASSERT_GE(raw, 0);
+  unlink(path);
+  UniqueFd f(raw);
+  ASSERT_EQ(ftruncate(f.get(), 8192), 0);
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(f));
+  ExpectRejected(Announce({{0x10000, 8192, 0}}), std::move(fds), kNotSealed);
+}
+
+// The shell's memory: accepted, and the guest can no longer pull it away.
+TEST(GuestRegions, AcceptsSealedMemfdWhichThenCannotShrink) {
+  std::vector<UniqueFd> fds;
+  fds.push_back(Memfd(8192, F_SEAL_SHRINK));  // shrink alone is enough
+  int guest = dup(fds[0].get());
+  auto r = GuestRegions::FromAnnounce(Announce({{0x10000, 8192, 0}}), fds);
+  ASSERT_TRUE(r.ok()) << r.status();
+  errno = 0;
+  EXPECT_EQ(ftruncate(guest, 0), -1);
+  EXPECT_EQ(errno, EPERM);
+  // Every byte of the agent's mapping is still backed.
+  static_cast<volatile uint8_t*>(r->regions()[0].addr)[8191] = 1;
+  uint8_t b = 0;
+  ASSERT_EQ(pread(guest, &b, 1, 8191), 1);
+  EXPECT_EQ(b, 1);
+  close(guest);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "shell/region.h"
 
+#include <fcntl.h>
 #include <linux/memfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -19,15 +20,24 @@ namespace {
 
 constexpr size_t kHugePage = 2u << 20;
 
+constexpr int kRegionSeals = F_SEAL_SHRINK | F_SEAL_GROW;
+
 size_t RoundUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 // One attempt with the given memfd flags and page size; no logging.
 absl::StatusOr<std::pair<UniqueFd, uint8_t*>> TryMap(const char* name, unsigned flags,
                                                      size_t size) {
-  UniqueFd fd(::memfd_create(name, MFD_CLOEXEC | flags));
+  UniqueFd fd(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | flags));
   if (!fd) return ErrnoError(errno, "memfd_create(", name, ")");
   if (::ftruncate(fd.get(), static_cast<off_t>(size)) < 0)
     return ErrnoError(errno, "ftruncate memfd to ", size, " bytes");
+  // The agent maps this fd; if it could shrink, the agent's next access past
+  // the new EOF would SIGBUS it, so it refuses unsealed memory from shells.
+  // Sealed before mmap so no mapping ever sees a different size. Writes stay
+  // allowed (F_SEAL_WRITE would forbid the shared mapping we need).
+  // hugetlbfs memfds accept seals since Linux 4.16.
+  if (::fcntl(fd.get(), F_ADD_SEALS, kRegionSeals) < 0)
+    return ErrnoError(errno, "seal memfd (F_SEAL_SHRINK | F_SEAL_GROW)");
   // MAP_POPULATE: hugetlb reserves pages at mmap time (ENOMEM when the pool is
   // short, instead of SIGBUS on first touch); for shmem it pre-faults.
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);

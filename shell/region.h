@@ -7,7 +7,10 @@
 // The region is a memfd (hugetlb 2 MB pages when the kernel has them reserved,
 // plain 4K shmem otherwise), mapped MAP_SHARED and pre-faulted so that the
 // first packet never takes a page fault. Its size is rounded up to the page
-// size in use, because a peer mmap()s the fd with that size.
+// size in use, because a peer mmap()s the fd with that size. Once sized, the
+// memfd is sealed with F_SEAL_SHRINK | F_SEAL_GROW (writes stay allowed): the
+// agent maps it and requires the shrink seal from control-protocol guests,
+// because a shrinking memfd would SIGBUS the agent.
 #ifndef NPA_SHELL_REGION_H_
 #define NPA_SHELL_REGION_H_
 

@@ -1,7 +1,12 @@
 #include "shell/region.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "gtest/gtest.h"
 
@@ -31,10 +36,46 @@ TEST(RegionTest, HugepageAttemptFallsBackOrUses2MB) {
   if (r->hugepages()) {
     EXPECT_EQ(r->size() % (2u << 20), 0u);
     EXPECT_EQ(r->page_size(), 2u << 20);
+    // hugetlbfs memfds take seals since Linux 4.16.
+    EXPECT_EQ(fcntl(r->fd(), F_GET_SEALS), F_SEAL_SHRINK | F_SEAL_GROW);
   } else {
     EXPECT_EQ(r->size(), 3u << 20);
   }
   r->base()[r->size() - 1] = 1;  // every byte is mapped
+}
+
+// The agent maps the fd; a shell (or anyone holding the fd) must not be able
+// to shrink it under the agent (SIGBUS) nor grow it, but writes stay allowed.
+TEST(RegionTest, MemfdIsSealedAgainstShrinkAndGrowButWritable) {
+  auto r = Region::Create(8192, /*try_huge=*/false);
+  ASSERT_TRUE(r.ok()) << r.status();
+  int seals = fcntl(r->fd(), F_GET_SEALS);
+  ASSERT_GE(seals, 0) << strerror(errno);
+  EXPECT_EQ(seals & (F_SEAL_SHRINK | F_SEAL_GROW), F_SEAL_SHRINK | F_SEAL_GROW);
+  EXPECT_EQ(seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE), 0);
+  errno = 0;
+  EXPECT_EQ(ftruncate(r->fd(), 4096), -1);
+  EXPECT_EQ(errno, EPERM);
+  errno = 0;
+  EXPECT_EQ(ftruncate(r->fd(), 0), -1);
+  EXPECT_EQ(errno, EPERM);
+  errno = 0;
+  EXPECT_EQ(ftruncate(r->fd(), 3 * 4096), -1);
+  EXPECT_EQ(errno, EPERM);
+  struct stat st;
+  ASSERT_EQ(fstat(r->fd(), &st), 0);
+  EXPECT_EQ(static_cast<size_t>(st.st_size), r->size());
+  // Same size is not a change: allowed.
+  EXPECT_EQ(ftruncate(r->fd(), static_cast<off_t>(r->size())), 0);
+  // Writes through the fd and the mapping still work.
+  ASSERT_EQ(pwrite(r->fd(), "seal", 4, 100), 4);
+  EXPECT_EQ(memcmp(r->base() + 100, "seal", 4), 0);
+  r->base()[8191] = 7;
+  // A writable shared mapping of the fd (what the agent does) is allowed.
+  void* p = mmap(nullptr, r->size(), PROT_READ | PROT_WRITE, MAP_SHARED, r->fd(), 0);
+  ASSERT_NE(p, MAP_FAILED) << strerror(errno);
+  EXPECT_EQ(static_cast<uint8_t*>(p)[8191], 7);
+  munmap(p, r->size());
 }
 
 TEST(RegionTest, ContainsIsOverflowSafe) {
