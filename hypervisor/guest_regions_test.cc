@@ -18,7 +18,9 @@ UniqueFd Memfd(size_t size, int seals = F_SEAL_SHRINK | F_SEAL_GROW) {
   UniqueFd fd(memfd_create("npa-test-region", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   EXPECT_TRUE(fd.valid());
   EXPECT_EQ(ftruncate(fd.get(), static_cast<off_t>(size)), 0);
-  if (seals) EXPECT_EQ(fcntl(fd.get(), F_ADD_SEALS, seals), 0) << strerror(errno);
+  if (seals) {
+    EXPECT_EQ(fcntl(fd.get(), F_ADD_SEALS, seals), 0) << strerror(errno);
+  }
   return fd;
 }
 

@@ -1,5 +1,6 @@
 #include "hypervisor/vhost/vhost_session.h"
 
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -198,6 +199,55 @@ TEST_F(VhostSessionTest, ReplyAckAcksAndNacks) {
   EXPECT_FALSE(Do(NPA_VHOST_USER_SET_VRING_NUM, &st, 8, {}, 1 | NPA_VHOST_USER_FLAG_NEED_REPLY).ok());
   EXPECT_TRUE(reply_.send);
   EXPECT_EQ(reply_.payload.u64, 1u);
+}
+
+// Control-protocol guests get require_sealed_memory (control_server.cc): an
+// unsealed SET_MEM_TABLE fd is refused, naming the region; a shrink-sealed
+// one is accepted. Off (the default, for
+// DPDK/QEMU), the same unsealed fd is accepted.
+TEST(VhostSessionSealTest, RequireSealedMemoryGatesSetMemTable) {
+  auto own = [](VhostSession& s) {
+    VhostReply rep;
+    VhostMessage m;
+    m.hdr = {NPA_VHOST_USER_SET_OWNER, NPA_VHOST_USER_VERSION, 0};
+    ASSERT_TRUE(s.Handle(std::move(m), &rep).ok());
+  };
+  auto mem_table = [](VhostSession& s, UniqueFd fd) {
+    npa_vhost_memory mt{};
+    mt.nregions = 1;
+    mt.regions[0] = {0x100000, 0x10000, 0x100000, 0};
+    VhostMessage m;
+    m.hdr = {NPA_VHOST_USER_SET_MEM_TABLE, NPA_VHOST_USER_VERSION, 40};
+    std::memcpy(&m.payload, &mt, 40);
+    m.fds.push_back(std::move(fd));
+    VhostReply rep;
+    return s.Handle(std::move(m), &rep);
+  };
+  auto memfd = [](bool seal) {
+    UniqueFd fd(memfd_create("sess-seal", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    EXPECT_EQ(ftruncate(fd.get(), 0x10000), 0);
+    if (seal) {
+      EXPECT_EQ(fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    }
+    return fd;
+  };
+  {
+    VhostSession s({.name = "sealed-guest", .require_sealed_memory = true});
+    own(s);
+    absl::Status st = mem_table(s, memfd(false));
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(std::string(st.message()).find("region 0 fd is not sealed against shrinking"),
+              std::string::npos)
+        << st;
+    st = mem_table(s, memfd(true));
+    EXPECT_TRUE(st.ok()) << st;
+  }
+  {
+    VhostSession s({.name = "dpdk-guest"});
+    own(s);
+    absl::Status st = mem_table(s, memfd(false));
+    EXPECT_TRUE(st.ok()) << st;
+  }
 }
 
 }  // namespace
