@@ -15,6 +15,13 @@
  * TX hangs. tx_burst takes frames into its ring and never completes them,
  * quiesce never finishes, stop hands them back. The shell must then report
  * exactly the frames it held as lost (RevokeDone.tx_inflight_lost).
+ *
+ * Built with LB_NULL (tests/plugins/null/, PCI 1d0f:1011): a device whose
+ * own work is tiny and fixed, for tests/bench/vf_dispatch_bench (the cost of
+ * the shell's VF dispatch per frame). tx_burst completes the whole burst
+ * with one svc->buf_free call and counts tx_packets only (no per-frame
+ * work); rx_burst never delivers anything. Start and stop post and return
+ * the RX ring as the loopback does.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -26,6 +33,8 @@
 #define LB_VENDOR 0x1d0f
 #ifdef LB_STUCK
 #define LB_DEVICE 0x1010
+#elif defined(LB_NULL)
+#define LB_DEVICE 0x1011
 #else
 #define LB_DEVICE 0x100f
 #endif
@@ -187,6 +196,10 @@ static int lb_set_mtu(npa_plugin_dev *d, uint32_t mtu) {
 }
 
 static uint16_t lb_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
+#ifdef LB_NULL
+  (void)q; (void)bufs; (void)n;
+  return 0;
+#else
   uint16_t got = 0;
   while (got < n && q->ndone) {
     bufs[got++] = q->done[q->done_head];
@@ -195,6 +208,7 @@ static uint16_t lb_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
   }
   lb_refill(q);
   return got;
+#endif
 }
 
 static uint16_t lb_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
@@ -209,6 +223,11 @@ static uint16_t lb_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
   }
   (void)svc;
   return take;
+#elif defined(LB_NULL)
+  /* Fixed cost whatever the frames hold: one completion call per burst. */
+  q->stats.tx_packets += n;
+  svc->buf_free(svc->ctx, q->qid, bufs, n);
+  return n;
 #endif
   for (uint16_t i = 0; i < n; i++) {
     const npa_buf *tx = bufs[i];
@@ -275,6 +294,8 @@ static const npa_plugin_info info = {
     .abi_minor = NPA_PLUGIN_ABI_MINOR,
 #ifdef LB_STUCK
     .name = "test_stuck",
+#elif defined(LB_NULL)
+    .name = "test_null",
 #else
     .name = "test_good",
 #endif
