@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# The shell's VF-path dispatch cost per frame, in instructions (callgrind):
+# tests/bench/vf_dispatch_bench in its three modes over the same null
+# plug-in, 64 B frames, burst 32 (docs/PERFORMANCE.md, "VF path dispatch").
+#
+#   scripts/bench-vf-dispatch.sh --build-dir build-vfbench [--frames N] [--out-dir DIR]
+#
+# Builds nothing: the build dir must hold vf_dispatch_bench and
+# tests/plugins/null/libtest_null.so (ninja vf_dispatch_bench; configure
+# Release with -g for the line-level attribution below).
+#
+# Each mode runs under `valgrind --tool=callgrind --instr-atstart=no
+# --separate-threads=yes`; the benchmark instruments only its measured loop.
+# The figure is the loop thread's "totals:" Ir over the frames; the other
+# threads' totals are printed too (they should be 0: nothing else runs).
+#
+#   direct           the plug-in's fast ops called directly
+#   shell            npa_buf_alloc + npa_tx_burst + npa_rx_burst on the VF path
+#   shell-untracked  shell with the TX tracker's range emptied (bitmap work gone)
+#
+# Where the shell's extra instructions go: self cost per file:function (as
+# callgrind_annotate prints it, inlined code under the header it came from)
+# for both modes, and the TX tracker's share from line-level attribution:
+# every line of shell/tx_tracker.h, the lines of shell/vf_path.cc and
+# shell/vf_switch.cc that call Mark/Clear or test for a tracker, and
+# std::vector's operator[] inlined into VfTx and ShellBuffers::Free (the
+# tracker's bitmap; nothing else there indexes a vector on this path).
+#
+# Output: a report, and as the LAST line one JSON object:
+#   {"bench":"vf_dispatch","frames":N,"direct_ipf":..,"shell_ipf":..,"diff_ipf":..,
+#    "tracker_ipf":..,"untracked_ipf":..,...}
+# Exit: 0 measured, 1 failure, 2 usage.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="" FRAMES=320000 OUT_DIR=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-dir|--frames|--out-dir)
+      [ $# -ge 2 ] || { echo "bench-vf-dispatch: $1 needs a value" >&2; exit 2; }
+      case "$1" in
+        --build-dir) BUILD_DIR=$2 ;;
+        --frames) FRAMES=$2 ;;
+        --out-dir) OUT_DIR=$2 ;;
+      esac
+      shift ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) echo "bench-vf-dispatch: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -n "$BUILD_DIR" ] || { echo "bench-vf-dispatch: --build-dir is required (this script builds nothing)" >&2; exit 2; }
+[[ "$FRAMES" =~ ^[0-9]+$ ]] && [ "$FRAMES" -gt 0 ] && [ $((FRAMES % 32)) -eq 0 ] ||
+  { echo "bench-vf-dispatch: --frames must be a positive multiple of 32" >&2; exit 2; }
+BIN="$BUILD_DIR/tests/bench/vf_dispatch_bench"
+[ -x "$BIN" ] || { echo "bench-vf-dispatch: no $BIN (ninja -C $BUILD_DIR vf_dispatch_bench)" >&2; exit 1; }
+command -v valgrind >/dev/null || { echo "bench-vf-dispatch: valgrind not installed (apt-get install valgrind)" >&2; exit 1; }
+if [ -z "$OUT_DIR" ]; then OUT_DIR=$(mktemp -d /tmp/npa-vf-dispatch.XXXXXX) || exit 1; fi
+mkdir -p "$OUT_DIR" || exit 1
+
+for mode in direct shell shell-untracked; do
+  rm -f "$OUT_DIR/$mode".out* "$OUT_DIR/$mode".json "$OUT_DIR/$mode".err
+  valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --dump-instr=no \
+    --callgrind-out-file="$OUT_DIR/$mode.out" "$BIN" --mode="$mode" --frames="$FRAMES" \
+    >"$OUT_DIR/$mode.json" 2>"$OUT_DIR/$mode.err"
+  rc=$?
+  if [ $rc -ne 0 ] || ! grep -q "^{\"mode\":\"$mode\"" "$OUT_DIR/$mode.json"; then
+    echo "bench-vf-dispatch: $mode failed (exit $rc); its stderr:" >&2
+    tail -20 "$OUT_DIR/$mode.err" >&2
+    exit 1
+  fi
+done
+
+python3 - "$OUT_DIR" "$FRAMES" "$ROOT" <<'EOF'
+import glob, json, os, re, sys
+from collections import defaultdict
+
+out_dir, frames, root = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+def parse(path):
+    """Self Ir per (file, function, line) of one callgrind out file
+    (positions: line; name and subposition compression), and its totals."""
+    names = {}
+    def name(kind, v):
+        m = re.match(r'\((\d+)\)(?: (.*))?$', v)
+        if not m:
+            return v
+        key = (kind, m.group(1))
+        if m.group(2) is not None:
+            names[key] = m.group(2)
+        return names.get(key, v)
+    cost = defaultdict(int)
+    totals = None
+    fl = fi = fn = '?'
+    last = 0
+    skip_next = False
+    with open(path) as f:
+        for raw in f:
+            line = raw.rstrip('\n')
+            if not line or line.startswith('#'):
+                continue
+            if line.startswith('totals:'):
+                totals = int(line.split()[1])
+                continue
+            m = re.match(r'(ob|fl|fi|fe|fn|cob|cfi|cfl|cfn)=(.*)$', line)
+            if m:
+                k, v = m.groups()
+                kind = {'cfi': 'fl', 'cfl': 'fl', 'fi': 'fl', 'fe': 'fl', 'cfn': 'fn', 'cob': 'ob'}.get(k, k)
+                v = name(kind, v)
+                if k == 'fl':
+                    fl = fi = v
+                elif k in ('fi', 'fe'):
+                    fi = v
+                elif k == 'fn':
+                    fn = v
+                    fi = fl
+                continue
+            if line.startswith('calls='):
+                skip_next = True
+                continue
+            m = re.match(r'([+-]?\d+|\*)\s+(\d+)', line)
+            if not m:
+                continue
+            p = m.group(1)
+            if p == '*':
+                pos = last
+            elif p[0] in '+-':
+                pos = last + int(p)
+            else:
+                pos = int(p)
+            last = pos
+            if skip_next:  # the inclusive cost of a call: not this line's own
+                skip_next = False
+                continue
+            cost[(fi, fn, pos)] += int(m.group(2))
+    return cost, totals
+
+def run(mode):
+    files = sorted(glob.glob(os.path.join(out_dir, mode + '.out-*')))
+    if not files:
+        sys.exit('bench-vf-dispatch: no callgrind output for ' + mode)
+    main = [f for f in files if f.endswith('-01')] or files[:1]
+    cost, totals = parse(main[0])
+    if totals is None:
+        sys.exit('bench-vf-dispatch: no totals line in ' + main[0])
+    parsed = sum(cost.values())
+    if parsed != totals:
+        sys.exit('bench-vf-dispatch: %s: parsed %d Ir, totals say %d' % (main[0], parsed, totals))
+    others = sum((parse(f)[1] or 0) for f in files if f != main[0])
+    with open(os.path.join(out_dir, mode + '.json')) as f:
+        js = json.loads(f.readline())
+    if js.get('frames') != frames or js.get('tx') != frames:
+        sys.exit('bench-vf-dispatch: %s moved %s of %d frames' % (mode, js.get('tx'), frames))
+    return cost, totals, others
+
+def short_fn(fn):
+    fn = re.sub(r'\(anonymous namespace\)::', '', fn)
+    fn = re.sub(r'npa::shell::', '', fn)
+    return re.sub(r'\(.*$', '', fn)
+
+def short_file(fi):
+    return os.path.relpath(fi, root) if fi.startswith(root) else fi
+
+def by_fn(cost):
+    agg = defaultdict(int)
+    for (fi, fn, _), c in cost.items():
+        agg[(short_file(fi), short_fn(fn))] += c
+    return agg
+
+direct, d_tot, d_oth = run('direct')
+shell, s_tot, s_oth = run('shell')
+untracked, u_tot, u_oth = run('shell-untracked')
+ipf = lambda x: x / frames
+
+# The tracker's lines: all of tx_tracker.h; in vf_path.cc / vf_switch.cc the
+# lines that mark, clear or test for a tracker (found in the source, so the
+# attribution follows the code); vector indexing inlined into VfTx and
+# ShellBuffers::Free.
+def tracker_lines(src):
+    path = os.path.join(root, src)
+    with open(path) as f:
+        return {i + 1 for i, l in enumerate(f)
+                if re.search(r'->Mark\(|->Clear\(|vf_tx\.Clear\(|track != nullptr', l)}
+marked = {os.path.join(root, 'shell/vf_path.cc'): tracker_lines('shell/vf_path.cc'),
+          os.path.join(root, 'shell/vf_switch.cc'): tracker_lines('shell/vf_switch.cc')}
+tracker = defaultdict(int)
+for (fi, fn, line), c in shell.items():
+    sf = short_fn(fn)
+    if fi.endswith('shell/tx_tracker.h'):
+        tracker['tx_tracker.h (Mark/Clear/Index) in ' + sf] += c
+    elif fi in marked and line in marked[fi]:
+        tracker['%s:%d (loop, test) in %s' % (short_file(fi), line, sf)] += c
+    elif fi.endswith('bits/stl_vector.h') and sf in ('VfTx', 'ShellBuffers::Free'):
+        tracker['vector operator[] (bitmap) in ' + sf] += c
+tracker_total = sum(tracker.values())
+
+d_fn, s_fn = by_fn(direct), by_fn(shell)
+print('VF dispatch, callgrind Ir per frame (%d frames, 64 B, burst 32; out files in %s)' % (frames, out_dir))
+print('  direct (plug-in fast ops)     %8.2f' % ipf(d_tot))
+print('  shell  (npa_*_burst, VF path) %8.2f' % ipf(s_tot))
+print('  difference                    %8.2f' % ipf(s_tot - d_tot))
+print('  of which the TX tracker       %8.2f  (line attribution)' % ipf(tracker_total))
+print('  shell, tracker range emptied  %8.2f  (bitmap work = %.2f)' % (ipf(u_tot), ipf(s_tot - u_tot)))
+print('  other threads (should be 0)   direct %d, shell %d, untracked %d Ir' % (d_oth, s_oth, u_oth))
+print()
+print('Self Ir per frame by file:function (>= 0.05), shell | direct:')
+keys = sorted(set(s_fn) | set(d_fn), key=lambda k: -(s_fn.get(k, 0) + d_fn.get(k, 0)))
+for k in keys:
+    s, d = ipf(s_fn.get(k, 0)), ipf(d_fn.get(k, 0))
+    if s >= 0.05 or d >= 0.05:
+        print('  %7.2f | %7.2f  %s:%s' % (s, d, k[0], k[1]))
+print()
+print('TX tracker, Ir per frame:')
+for k, c in sorted(tracker.items(), key=lambda kv: -kv[1]):
+    print('  %7.2f  %s' % (ipf(c), k))
+print()
+top = sorted(((c, fi, fn, line) for (fi, fn, line), c in shell.items()
+              if fi.startswith(os.path.join(root, 'shell/'))), reverse=True)[:20]
+print('Shell source lines, Ir per frame (top 20):')
+for c, fi, fn, line in top:
+    print('  %7.2f  %s:%d  (%s)' % (ipf(c), short_file(fi), line, short_fn(fn)))
+print()
+print(json.dumps({
+    'bench': 'vf_dispatch', 'frames': frames, 'burst': 32, 'frame_len': 64,
+    'direct_ipf': round(ipf(d_tot), 2), 'shell_ipf': round(ipf(s_tot), 2),
+    'diff_ipf': round(ipf(s_tot - d_tot), 2), 'tracker_ipf': round(ipf(tracker_total), 2),
+    'untracked_ipf': round(ipf(u_tot), 2), 'tracker_bitmap_ipf': round(ipf(s_tot - u_tot), 2),
+    'direct_ir': d_tot, 'shell_ir': s_tot, 'untracked_ir': u_tot,
+    'other_threads_ir': d_oth + s_oth + u_oth}))
+EOF

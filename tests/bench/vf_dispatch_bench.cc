@@ -1,0 +1,532 @@
+// vf_dispatch_bench: what the shell's VF-path dispatch costs per frame, in
+// instructions (ARCHITECTURE.md, "Performance targets": "no more than a few
+// instructions per packet over calling the plug-in directly").
+//
+// Both modes drive the same plug-in object (tests/plugins/null/, the test
+// loopback built with LB_NULL: tx_burst completes the whole burst with one
+// buf_free call, rx_burst returns 0) with the same frames (64 B, burst 32)
+// and the same buffer pool code (shell/buf_pool.h):
+//
+//   --mode=direct  the plug-in loaded with the shell's loader, a minimal
+//                  services table over one BufPool, probe/configure/start on
+//                  a made-up device; each burst is pool Alloc, lengths,
+//                  fast.tx_burst, fast.rx_burst (empty).
+//   --mode=shell   a real npa_shell on its emulated path against an
+//                  in-process vhost-user back end (hypervisor/vhost), then a
+//                  VfOffer from a test agent on a UNIX socket with a fake
+//                  VFIO device, so the shell runs the same plug-in on its VF
+//                  path; each burst is npa_buf_alloc, lengths, npa_tx_burst,
+//                  npa_rx_burst (empty: the guest's RX poll is part of the
+//                  per-frame cost).
+//   --mode=shell-untracked
+//                  as shell, but once on the VF the queue's TX tracker
+//                  (shell/tx_tracker.h) is swapped, inside this process only,
+//                  for one with an empty slot range: Mark and Clear still run
+//                  but return at their range check. shell minus this is the
+//                  tracker's bitmap work; the loops and range checks remain.
+//
+// Only the measured loop is instrumented (CALLGRIND_START/STOP_
+// INSTRUMENTATION; run valgrind with --instr-atstart=no), after a warm-up
+// of the same loop. scripts/bench-vf-dispatch.sh runs both modes under
+// callgrind and turns the totals into instructions per frame. Without
+// valgrind the program runs as is (the ctest smoke test does that).
+//
+// Output: one JSON line, {"mode":...,"frames":N,...}; ns_per_frame is wall
+// clock, informational only (noisy machines: the instruction count is the
+// figure). Exit: 0 ok, 1 setup or run failure (reason on stderr), 2 usage.
+#include <linux/vfio.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#define NPA_HAVE_CALLGRIND 1
+#else
+#define CALLGRIND_START_INSTRUMENTATION
+#define CALLGRIND_STOP_INSTRUMENTATION
+#define NPA_HAVE_CALLGRIND 0
+#endif
+
+#include "common/unix_socket.h"
+#include "hypervisor/vhost/vhost_device.h"
+#include "npa/plugin.h"
+#include "npa/shell.h"
+#include "shell/buf_pool.h"
+#include "shell/fake_agent_test_util.h"
+#include "shell/plugin_loader.h"
+#include "shell/shell_impl.h"
+#include "shell/tx_tracker.h"
+#include "shell/vf_switch.h"
+
+namespace {
+
+using npa::UniqueFd;
+using npa::shell::BufPool;
+
+constexpr uint16_t kBurst = 32;
+constexpr uint16_t kFrameLen = 64;
+constexpr uint16_t kVendor = 0x1d0f, kDevice = 0x1011;  // tests/plugins LB_NULL
+constexpr uint16_t kRing = 256;
+constexpr uint32_t kWarmBursts = 2000;
+
+struct Args {
+  std::string mode;
+  uint64_t frames = 320000;
+  std::string plugin_dir = NPA_BENCH_PLUGIN_DIR;
+};
+
+int Fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+int Fail(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("vf_dispatch_bench: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return 1;
+}
+
+uint64_t NowNs() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
+}
+
+// The same 64-byte frame in every buffer, written once: the loop sets only
+// the lengths (Alloc resets the header, not the data).
+void WriteFrame(npa_buf* b) {
+  uint8_t* d = static_cast<uint8_t*>(npa_buf_data(b));
+  memset(d, 0xff, 6);
+  memcpy(d + 6, "\x02\x00\x00\x00\x00\x99", 6);
+  d[12] = 0x88;
+  d[13] = 0xb5;
+  memset(d + 14, 0x5a, kFrameLen - 14);
+}
+
+struct Result {
+  uint64_t tx = 0, rx = 0, short_alloc = 0, ns = 0;
+};
+
+void PrintJson(const Args& a, const Result& r, const std::string& extra) {
+  printf("{\"mode\":\"%s\",\"frames\":%" PRIu64 ",\"burst\":%u,\"frame_len\":%u,\"tx\":%" PRIu64
+         ",\"rx\":%" PRIu64 ",\"short_alloc\":%" PRIu64 ",\"callgrind_macros\":%s,"
+         "\"ns_per_frame\":%.2f%s}\n",
+         a.mode.c_str(), a.frames, kBurst, kFrameLen, r.tx, r.rx, r.short_alloc,
+         NPA_HAVE_CALLGRIND ? "true" : "false",
+         a.frames ? static_cast<double>(r.ns) / static_cast<double>(a.frames) : 0.0,
+         extra.c_str());
+  fflush(stdout);
+}
+
+// ---------------------------------------------------------------- direct --
+
+// The services a plug-in needs to run one queue: buffers from one BufPool,
+// logging to stderr; no BARs, config space, DMA or interrupts.
+class DirectServices {
+ public:
+  static constexpr uint32_t kSlots = 2048;
+
+  absl::Status Init() {
+    mem_ = static_cast<uint8_t*>(aligned_alloc(4096, size_t{kSlots} * NPA_BUF_SLOT_SIZE));
+    if (mem_ == nullptr) return absl::ResourceExhaustedError("buffer memory");
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(mem_);
+    absl::Status s = pool_.Init(mem_, kSlots, 0, kSlots, lo, lo + size_t{kSlots} * NPA_BUF_SLOT_SIZE);
+    if (!s.ok()) return s;
+    for (uint32_t i = 0; i < kSlots; i++)
+      WriteFrame(reinterpret_cast<npa_buf*>(mem_ + size_t{i} * NPA_BUF_SLOT_SIZE));
+    svc_.struct_size = sizeof svc_;
+    svc_.abi_major = NPA_PLUGIN_ABI_MAJOR;
+    svc_.abi_minor = NPA_PLUGIN_ABI_MINOR;
+    svc_.ctx = this;
+    svc_.bar_map = [](void*, uint32_t, volatile void**, uint64_t*) { return -EINVAL; };
+    svc_.cfg_read = [](void*, uint32_t, uint32_t, uint32_t*) { return -EINVAL; };
+    svc_.cfg_write = [](void*, uint32_t, uint32_t, uint32_t) { return -EINVAL; };
+    svc_.dma_alloc = [](void*, uint64_t, uint64_t, npa_dma_mem*) { return -ENOMEM; };
+    svc_.dma_free = [](void*, npa_dma_mem*) {};
+    svc_.irq_setup = [](void*, uint32_t, int*) { return -EINVAL; };
+    svc_.buf_alloc = [](void* ctx, uint16_t, npa_buf** bufs, uint16_t n) -> uint16_t {
+      return static_cast<uint16_t>(static_cast<DirectServices*>(ctx)->pool_.Alloc(bufs, n));
+    };
+    svc_.buf_free = [](void* ctx, uint16_t, npa_buf** bufs, uint16_t n) {
+      static_cast<DirectServices*>(ctx)->pool_.Free(bufs, n);
+    };
+    svc_.log = [](void*, int level, const char* fmt, va_list ap) {
+      if (level > NPA_LOG_WARN) return;
+      fputs("plug-in: ", stderr);
+      vfprintf(stderr, fmt, ap);
+      fputc('\n', stderr);
+    };
+    svc_.now_ns = [](void*) -> uint64_t { return NowNs(); };
+    svc_.sleep_us = [](void*, uint32_t us) { usleep(us > 1000000 ? 1000000 : us); };
+    return absl::OkStatus();
+  }
+  ~DirectServices() { free(mem_); }
+
+  const npa_services* table() const { return &svc_; }
+  BufPool& pool() { return pool_; }
+
+ private:
+  uint8_t* mem_ = nullptr;
+  BufPool pool_;
+  npa_services svc_{};
+};
+
+// The burst loop of --mode=direct: what an application linked against the
+// plug-in itself would run.
+Result DirectLoop(BufPool& pool, const npa_plugin_fast_ops& f, npa_plugin_queue* pq,
+                  uint64_t bursts) {
+  Result r;
+  npa_buf* b[kBurst];
+  npa_buf* rx[kBurst];
+  for (uint64_t i = 0; i < bursts; i++) {
+    uint16_t n = static_cast<uint16_t>(pool.Alloc(b, kBurst));
+    r.short_alloc += n != kBurst;
+    for (uint16_t k = 0; k < n; k++) {
+      b[k]->data_len = kFrameLen;
+      b[k]->pkt_len = kFrameLen;
+    }
+    uint16_t s = f.tx_burst(pq, b, n);
+    if (s < n) pool.Free(b + s, static_cast<uint32_t>(n - s));
+    r.tx += s;
+    uint16_t got = f.rx_burst(pq, rx, kBurst);
+    if (got) pool.Free(rx, got);
+    r.rx += got;
+  }
+  return r;
+}
+
+int RunDirect(const Args& a) {
+  const std::string so = a.plugin_dir + "/libtest_null.so";
+  auto lp = npa::shell::LoadPlugin(so, npa::shell::LoadOptions{});
+  if (!lp.ok()) return Fail("loading %s: %s", so.c_str(), std::string(lp.status().message()).c_str());
+  std::unique_ptr<npa::shell::LoadedPlugin> plugin = std::move(*lp);
+  DirectServices svc;
+  if (absl::Status s = svc.Init(); !s.ok()) return Fail("%s", std::string(s.message()).c_str());
+  const npa_plugin_ctrl_ops& c = plugin->ctrl();
+  const npa_plugin_fast_ops& f = plugin->fast();
+
+  npa_device_info info{};
+  info.struct_size = sizeof info;
+  info.vendor = kVendor;
+  info.device = kDevice;
+  info.subsystem_vendor = kVendor;
+  info.subsystem_device = 1;
+  info.class_code = 0x020000;
+  snprintf(info.pci_address, sizeof info.pci_address, "0000:00:05.0");
+  npa_plugin_dev* dev = nullptr;
+  int rc = c.probe(svc.table(), &info, &dev);
+  if (rc != 0) return Fail("probe: %d (%s)", rc, strerror(-rc));
+  npa_dev_config cfg{};
+  cfg.struct_size = sizeof cfg;
+  cfg.nb_queue_pairs = 1;
+  cfg.ring_size = kRing;
+  cfg.mtu = 1500;
+  if ((rc = c.configure(dev, &cfg)) != 0) return c.remove(dev), Fail("configure: %d", rc);
+  if ((rc = c.start(dev)) != 0) return c.remove(dev), Fail("start: %d", rc);
+  npa_plugin_queue* pq = c.queue(dev, 0);
+  if (pq == nullptr) return c.stop(dev), c.remove(dev), Fail("queue 0: none");
+
+  DirectLoop(svc.pool(), f, pq, kWarmBursts);
+  const uint64_t bursts = a.frames / kBurst;
+  const uint64_t t0 = NowNs();
+  CALLGRIND_START_INSTRUMENTATION;
+  Result r = DirectLoop(svc.pool(), f, pq, bursts);
+  CALLGRIND_STOP_INSTRUMENTATION;
+  r.ns = NowNs() - t0;
+
+  c.stop(dev);
+  c.remove(dev);
+  if (r.tx != bursts * kBurst) return Fail("direct: the plug-in took %" PRIu64 " of %" PRIu64 " frames", r.tx, bursts * kBurst);
+  PrintJson(a, r, ",\"plugin\":\"" + plugin->name() + "\"");
+  return 0;
+}
+
+// ----------------------------------------------------------------- shell --
+
+constexpr uint64_t kCfgOffset = 7ull << 40;
+
+// A VFIO device with the offered IDs in its config space, no BARs, no MSI-X,
+// no interrupts: all the null plug-in asks of a device.
+class FakeVfio : public npa::shell::VfioDeviceIo {
+ public:
+  FakeVfio(uint16_t ven, uint16_t dev) {
+    memset(cfg_, 0, sizeof cfg_);
+    uint32_t id = static_cast<uint32_t>(dev) << 16 | ven, cls = 0x02000001;
+    memcpy(cfg_, &id, 4);
+    memcpy(cfg_ + 8, &cls, 4);
+  }
+  int Ioctl(unsigned long req, void* arg) override {
+    if (req == VFIO_DEVICE_GET_REGION_INFO) {
+      auto* ri = static_cast<vfio_region_info*>(arg);
+      ri->flags = 0;
+      ri->size = 0;
+      if (ri->index == VFIO_PCI_CONFIG_REGION_INDEX) {
+        ri->size = sizeof cfg_;
+        ri->offset = kCfgOffset;
+        ri->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+      }
+      return 0;
+    }
+    if (req == VFIO_DEVICE_GET_IRQ_INFO) {
+      auto* ii = static_cast<vfio_irq_info*>(arg);
+      ii->flags = VFIO_IRQ_INFO_EVENTFD;
+      ii->count = 0;
+      return 0;
+    }
+    if (req == VFIO_DEVICE_SET_IRQS) return 0;  // disabling what it lacks
+    errno = ENOTTY;
+    return -1;
+  }
+  ssize_t Pread(void* buf, size_t len, uint64_t off) override {
+    if (off < kCfgOffset || off - kCfgOffset + len > sizeof cfg_) return errno = EINVAL, -1;
+    memcpy(buf, cfg_ + (off - kCfgOffset), len);
+    return static_cast<ssize_t>(len);
+  }
+  ssize_t Pwrite(const void*, size_t len, uint64_t) override { return static_cast<ssize_t>(len); }
+  void* Mmap(size_t, uint64_t) override { return errno = EINVAL, MAP_FAILED; }
+  void Munmap(void*, size_t) override {}
+
+ private:
+  uint8_t cfg_[256];
+};
+
+// The vhost-user far end of the emulated path: it serves the session (memory
+// table, rings) and nothing else; no frame goes that way in this benchmark.
+// Blocks in poll between messages, so it adds nothing while the loop runs.
+class QuietBackend {
+ public:
+  absl::Status Start(UniqueFd conn) {
+    auto d = npa::agent::VhostDevice::Create(std::move(conn), {.name = "vfbench"});
+    if (!d.ok()) return d.status();
+    dev_ = std::move(*d);
+    thread_ = std::thread([this] {
+      for (int i = 0; i < 100000000 && !stop_; i++) {
+        pollfd p{dev_->fd(), POLLIN, 0};
+        if (poll(&p, 1, 50) == 1 && !dev_->OnReadable().ok()) break;
+      }
+    });
+    return absl::OkStatus();
+  }
+  ~QuietBackend() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::unique_ptr<npa::agent::VhostDevice> dev_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+};
+
+// The burst loop of --mode=shell: what a guest application runs.
+Result ShellLoop(npa_shell* sh, uint64_t bursts) {
+  Result r;
+  npa_buf* b[kBurst];
+  npa_buf* rx[kBurst];
+  for (uint64_t i = 0; i < bursts; i++) {
+    uint16_t n = npa_buf_alloc(sh, 0, b, kBurst);
+    r.short_alloc += n != kBurst;
+    for (uint16_t k = 0; k < n; k++) {
+      b[k]->data_len = kFrameLen;
+      b[k]->pkt_len = kFrameLen;
+    }
+    uint16_t s = npa_tx_burst(sh, 0, b, n);
+    if (s < n) npa_buf_free(sh, 0, b + s, static_cast<uint16_t>(n - s));
+    r.tx += s;
+    uint16_t got = npa_rx_burst(sh, 0, rx, kBurst);
+    if (got) npa_buf_free(sh, 0, rx, got);
+    r.rx += got;
+  }
+  return r;
+}
+
+// Everything the shell mode sets up, torn down in reverse by the destructor.
+struct ShellRig {
+  std::string dir, ctl;
+  std::unique_ptr<npa::shell::FakeAgent> agent;
+  QuietBackend backend;
+  npa_shell* sh = nullptr;
+
+  ~ShellRig() {
+    if (sh) npa_shell_close(sh);  // gives the VF back (bounded), then closes
+    agent.reset();
+    npa::shell::SetVfDeviceIoFactoryForTest(nullptr);
+    if (!ctl.empty()) unlink(ctl.c_str());
+    if (!dir.empty()) rmdir(dir.c_str());
+  }
+
+  int Open(const Args& a) {
+    dir = "/tmp/npa_vf_dispatch_bench." + std::to_string(getpid());
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Fail("mkdir %s: %s", dir.c_str(), strerror(errno));
+    ctl = dir + "/agent.ctl";
+    if (setenv("NPA_PLUGIN_PATH", a.plugin_dir.c_str(), 1) != 0) return Fail("setenv");
+    npa::shell::SetVfDeviceIoFactoryForTest(
+        [](int, const npa::control::VfOffer& o) -> std::unique_ptr<npa::shell::VfioDeviceIo> {
+          return std::make_unique<FakeVfio>(static_cast<uint16_t>(o.vendor()),
+                                            static_cast<uint16_t>(o.device()));
+        });
+    auto l = npa::ListenUnix(ctl);
+    if (!l.ok()) return Fail("listen %s: %s", ctl.c_str(), std::string(l.status().message()).c_str());
+    UniqueFd lfd = std::move(*l);
+    std::string agent_err;
+    std::thread t([&] {
+      pollfd p{lfd.get(), POLLIN, 0};
+      if (poll(&p, 1, 10000) != 1) return void(agent_err = "the shell did not connect");
+      UniqueFd c(accept4(lfd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!c.valid()) return void(agent_err = "accept failed");
+      agent = std::make_unique<npa::shell::FakeAgent>(std::move(c));
+      if (auto h = agent->ExpectHello(); !h.ok()) return void(agent_err = "no Hello");
+      if (!agent->Welcome().ok()) return void(agent_err = "Welcome failed");
+      if (absl::Status s = backend.Start(std::move(agent->vhost_peer)); !s.ok())
+        agent_err = std::string(s.message());
+    });
+    npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
+    oa.control_path = ctl.c_str();
+    oa.name = "vfbench";
+    oa.flags = NPA_SHELL_F_NO_HUGEPAGES;
+    int rc = npa_shell_open(&oa, &sh);
+    t.join();
+    if (!agent_err.empty()) return Fail("test agent: %s", agent_err.c_str());
+    if (rc != 0) return Fail("npa_shell_open: %s", npa_shell_last_error(nullptr));
+    npa_shell_queue_config qc = NPA_SHELL_QUEUE_CONFIG_INIT;
+    qc.ring_size = kRing;
+    if (npa_shell_configure(sh, &qc) != 0) return Fail("configure: %s", npa_shell_last_error(nullptr));
+    auto f = agent->Receive();  // the region announcement
+    if (!f.ok() || !f->env.has_regions()) return Fail("no region announcement from the shell");
+    if (npa_shell_start(sh) != 0) return Fail("start: %s", npa_shell_last_error(nullptr));
+    return 0;
+  }
+
+  // Offers the "VF" and bursts (empty) until the queue runs on it: the
+  // switch is applied by the queue's owner, this thread.
+  int SwitchToVf() {
+    npa::control::Envelope e;
+    auto* o = e.mutable_vf_offer();
+    o->set_pci_address("0000:00:05.0");
+    o->set_vendor(kVendor);
+    o->set_device(kDevice);
+    o->set_subsystem_vendor(kVendor);
+    o->set_subsystem_device(1);
+    o->set_class_code(0x020000);
+    o->set_offer_id(1);
+    UniqueFd stand_in(eventfd(0, EFD_CLOEXEC));  // the fake device answers for it
+    int fd = stand_in.get();
+    if (!agent->Send(e, std::span<const int>(&fd, 1)).ok()) return Fail("sending the VfOffer");
+    npa_shell_info in{};
+    const uint64_t end = NowNs() + 20000000000ull;
+    for (int i = 0; i < 20000 && NowNs() < end; i++) {
+      npa_rx_burst(sh, 0, nullptr, 0);
+      in.struct_size = sizeof in;
+      if (npa_shell_get_info(sh, &in) == 0 && in.path == NPA_PATH_VF) break;
+      usleep(1000);
+    }
+    for (int i = 0; i < 8; i++) {
+      auto f = agent->Receive(10000);
+      if (!f.ok()) return Fail("no VfAccept: %s", std::string(f.status().message()).c_str());
+      if (!f->env.has_vf_accept()) continue;
+      if (!f->env.vf_accept().accepted())
+        return Fail("VF offer declined: %s", f->env.vf_accept().reason().c_str());
+      break;
+    }
+    in.struct_size = sizeof in;
+    if (npa_shell_get_info(sh, &in) != 0 || in.path != NPA_PATH_VF)
+      return Fail("the shell did not switch to the VF path");
+    if (strcmp(in.plugin, "test_null") != 0) return Fail("the VF runs plug-in '%s'", in.plugin);
+    return 0;
+  }
+};
+
+int RunShell(const Args& a, bool untracked) {
+  ShellRig rig;
+  if (int rc = rig.Open(a); rc != 0) return rc;
+  if (int rc = rig.SwitchToVf(); rc != 0) return rc;
+  // The benchmark's own process only: an untracked queue would report 0
+  // frames lost if the VF were taken away now, and none is here.
+  if (untracked) rig.sh->queues[0].vf_tx = npa::shell::TxTracker();
+  // Write the frame into every buffer the queue's pool has free now (LIFO:
+  // the loop cycles through the top ones).
+  std::vector<npa_buf*> all(8192);
+  uint16_t got = 0;
+  size_t total = 0;
+  while (total < all.size() &&
+         (got = npa_buf_alloc(rig.sh, 0, all.data() + total,
+                              static_cast<uint16_t>(std::min<size_t>(256, all.size() - total)))) > 0)
+    total += got;
+  for (size_t i = 0; i < total; i++) WriteFrame(all[i]);
+  for (size_t i = 0; i < total; i += 256)
+    npa_buf_free(rig.sh, 0, all.data() + i, static_cast<uint16_t>(std::min<size_t>(256, total - i)));
+
+  ShellLoop(rig.sh, kWarmBursts);
+  npa_queue_stats before{};
+  before.struct_size = sizeof before;
+  npa_shell_queue_stats(rig.sh, 0, &before);
+  const uint64_t bursts = a.frames / kBurst;
+  const uint64_t t0 = NowNs();
+  CALLGRIND_START_INSTRUMENTATION;
+  Result r = ShellLoop(rig.sh, bursts);
+  CALLGRIND_STOP_INSTRUMENTATION;
+  r.ns = NowNs() - t0;
+  npa_queue_stats after{};
+  after.struct_size = sizeof after;
+  npa_shell_queue_stats(rig.sh, 0, &after);
+  const uint64_t vf_tx = after.tx_vf_packets - before.tx_vf_packets;
+  if (r.tx != bursts * kBurst || vf_tx != r.tx)
+    return Fail("shell: %" PRIu64 " of %" PRIu64 " frames taken, %" PRIu64 " on the VF", r.tx,
+                bursts * kBurst, vf_tx);
+  char extra[160];
+  snprintf(extra, sizeof extra, ",\"plugin\":\"test_null\",\"path\":\"vf\",\"tx_vf\":%" PRIu64
+           ",\"pool_buffers\":%zu", vf_tx, total);
+  PrintJson(a, r, extra);
+  return 0;
+}
+
+int Usage() {
+  fprintf(stderr,
+          "usage: vf_dispatch_bench --mode=direct|shell|shell-untracked [--frames=N] [--plugin-dir=DIR]\n"
+          "  N: frames in the measured loop, a multiple of %u (default 320000)\n"
+          "  DIR: where libtest_null.so is (default %s)\n",
+          kBurst, NPA_BENCH_PLUGIN_DIR);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; i++) {
+    std::string s = argv[i];
+    if (s.rfind("--mode=", 0) == 0) {
+      a.mode = s.substr(7);
+    } else if (s.rfind("--frames=", 0) == 0) {
+      char* end = nullptr;
+      errno = 0;
+      unsigned long long v = strtoull(s.c_str() + 9, &end, 10);
+      if (errno || *end || v == 0 || v % kBurst || v > (1ull << 40)) return Usage();
+      a.frames = v;
+    } else if (s.rfind("--plugin-dir=", 0) == 0) {
+      a.plugin_dir = s.substr(13);
+    } else {
+      return Usage();
+    }
+  }
+  if (a.mode == "direct") return RunDirect(a);
+  if (a.mode == "shell") return RunShell(a, false);
+  if (a.mode == "shell-untracked") return RunShell(a, true);
+  return Usage();
+}
