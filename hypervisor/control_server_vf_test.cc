@@ -112,8 +112,11 @@ class ControlServerVfTest : public ::testing::Test {
       auto* r = e.mutable_regions()->add_regions();
       r->set_iova(0x10000000ull * (i + 1) - (i ? overlap : 0));
       r->set_size(0x4000);
-      fds.emplace_back(memfd_create("shell-region", MFD_CLOEXEC));
+      fds.emplace_back(memfd_create("shell-region", MFD_CLOEXEC | MFD_ALLOW_SEALING));
       if (ftruncate(fds.back().get(), 0x4000) != 0) return absl::InternalError("ftruncate");
+      // As the shell does: the agent requires F_SEAL_SHRINK (guest_regions.h).
+      if (fcntl(fds.back().get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0)
+        return absl::InternalError("seal");
       raw.push_back(fds.back().get());
     }
     return ch.Send(e, raw);
@@ -474,8 +477,9 @@ TEST_F(ControlServerVfTest, HostileRegionAnnouncesCloseTheSession) {
     auto* r = env.mutable_regions()->add_regions();
     r->set_iova(0x100000);
     r->set_size(1ull << 40);  // far beyond the 4 KiB file
-    UniqueFd m(memfd_create("x", MFD_CLOEXEC));
+    UniqueFd m(memfd_create("x", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     ASSERT_EQ(ftruncate(m.get(), 4096), 0);
+    ASSERT_EQ(fcntl(m.get(), F_ADD_SEALS, F_SEAL_SHRINK), 0);
     int fd = m.get();
     ASSERT_TRUE(shell.Send(env, std::span<const int>(&fd, 1)).ok());
     auto e = shell.ReceiveBlocking(2000);

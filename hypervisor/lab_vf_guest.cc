@@ -175,15 +175,17 @@ int main(int argc, char** argv) {
     Fail(absl::StrFormat("no welcome: %s", w.ok() ? npa::BodyName(w->env) : std::string(w.status().message())));
   OKL("welcome: guest id %u", w->env.welcome().guest_id());
   // The emulated path first: the agent offers VFs only to RUNNING guests.
-  auto fe = npa::agent::TestFrontend::Create(std::move(w->fds[0]), {.queue_size = 64, .mem_size = 1u << 20});
+  auto fe = npa::agent::TestFrontend::Create(std::move(w->fds[0]), {.queue_size = 64, .mem_size = 1u << 20, .seal_memory = true});
   if (!fe.ok()) Fail(std::string(fe.status().message()));
   if (absl::Status hs = (*fe)->Handshake(); !hs.ok()) Fail(absl::StrFormat("vhost-user handshake: %s", hs.message()));
   OKL("vhost-user emulated path up");
 
   // The DMA region: 2 MiB memfd, iova == our own virtual address.
   const size_t kRegion = 2u << 20;
-  UniqueFd mfd(memfd_create("npa-lab-vf-guest", MFD_CLOEXEC));
+  UniqueFd mfd(memfd_create("npa-lab-vf-guest", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!mfd || ftruncate(mfd.get(), kRegion) != 0) Fail("memfd");
+  // The agent refuses regions a guest could still shrink (guest_regions.h).
+  if (fcntl(mfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) Fail("seal memfd");
   void* mem = mmap(nullptr, kRegion, PROT_READ | PROT_WRITE, MAP_SHARED, mfd.get(), 0);
   if (mem == MAP_FAILED) Fail("mmap region");
   Envelope ra;

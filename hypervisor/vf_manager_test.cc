@@ -1,5 +1,6 @@
 #include "hypervisor/vf_manager.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -78,8 +79,10 @@ class VfManagerTest : public ::testing::Test {
       auto* r = a.add_regions();
       r->set_iova(0x100000ull * (i + 1));
       r->set_size(0x4000);
-      fds.emplace_back(memfd_create("r", MFD_CLOEXEC));
+      fds.emplace_back(memfd_create("r", MFD_CLOEXEC | MFD_ALLOW_SEALING));
       EXPECT_EQ(ftruncate(fds.back().get(), 0x4000), 0);
+      // FromAnnounce requires the shrink seal (guest_regions.h).
+      EXPECT_EQ(fcntl(fds.back().get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
     }
     auto g = GuestRegions::FromAnnounce(a, fds);
     EXPECT_TRUE(g.ok()) << g.status();

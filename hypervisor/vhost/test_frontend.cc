@@ -1,5 +1,6 @@
 #include "hypervisor/vhost/test_frontend.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -19,9 +20,11 @@ size_t AlignUp(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
 
 absl::StatusOr<std::unique_ptr<TestFrontend>> TestFrontend::Create(UniqueFd sock, Config cfg) {
   std::unique_ptr<TestFrontend> fe(new TestFrontend(std::move(sock), cfg));
-  fe->memfd_.reset(memfd_create("npa-test-frontend", MFD_CLOEXEC));
+  fe->memfd_.reset(memfd_create("npa-test-frontend", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fe->memfd_.valid()) return ErrnoError(errno, "memfd_create");
   if (ftruncate(fe->memfd_.get(), cfg.mem_size) != 0) return ErrnoError(errno, "ftruncate");
+  if (cfg.seal_memory && fcntl(fe->memfd_.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0)
+    return ErrnoError(errno, "seal memfd");
   void* p = mmap(nullptr, cfg.mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, fe->memfd_.get(), 0);
   if (p == MAP_FAILED) return ErrnoError(errno, "mmap");
   fe->mem_ = static_cast<uint8_t*>(p);

@@ -43,6 +43,10 @@ class TestFrontend {
     bool protocol_features = true;  // negotiate F_PROTOCOL_FEATURES (+REPLY_ACK)
     bool use_call_fds = true;       // eventfds for call (else NOFD)
     uint32_t buf_size = 2048;       // bytes per descriptor buffer
+    // Seal the memfd with F_SEAL_SHRINK | F_SEAL_GROW, as npa's shell does:
+    // needed on a control-protocol guest's back end (require_sealed_memory).
+    // Off = DPDK-like unsealed memory.
+    bool seal_memory = false;
   };
   struct Reply {
     npa_vhost_user_hdr hdr;
