@@ -11,16 +11,29 @@ absl::Status TxTracker::Init(uintptr_t lo, uintptr_t hi) {
     return absl::InvalidArgumentError(
         absl::StrCat("TX tracker: bad slot range [0x", absl::Hex(lo), ", 0x", absl::Hex(hi), ")"));
   lo_ = lo;
-  span_ = hi - lo;
-  bits_.assign((span_ / NPA_BUF_SLOT_SIZE + 63) / 64, 0);
-  outstanding_ = 0;
+  nslots_ = (hi - lo) / NPA_BUF_SLOT_SIZE;
+  marks_.assign(nslots_, 0);
   return absl::OkStatus();
 }
 
+bool TxTracker::Clear(const npa_buf* b) {
+  View v = view();
+  uint64_t i;
+  if (!v.Index(b, &i)) return false;
+  const bool was = marks_[i] != 0;
+  marks_[i] = 0;
+  return was;
+}
+
+uint64_t TxTracker::outstanding() const {
+  uint64_t n = 0;
+  for (uint8_t m : marks_) n += m;
+  return n;
+}
+
 uint64_t TxTracker::Reset() {
-  const uint64_t n = outstanding_;
-  std::fill(bits_.begin(), bits_.end(), 0);
-  outstanding_ = 0;
+  const uint64_t n = outstanding();
+  std::fill(marks_.begin(), marks_.end(), 0);
   return n;
 }
 

@@ -28,6 +28,9 @@ TEST_F(TxTrackerTest, CountsMarkedFramesUntilCleared) {
   for (uint32_t i : {0u, 1u, 63u, 64u, 199u}) t_.Mark(slot(i));
   EXPECT_EQ(t_.outstanding(), 5u);
   t_.Mark(slot(64));  // the same frame again (a bug upstream): counted once
+  // Only a slot's own start: the 17 * 128 slot size must not alias.
+  for (uint32_t off : {64u, 128u, 17u * 128u / 2, NPA_BUF_SLOT_SIZE - 128u})
+    t_.Mark(reinterpret_cast<npa_buf*>(lo() + 3 * NPA_BUF_SLOT_SIZE + off));
   EXPECT_EQ(t_.outstanding(), 5u);
   EXPECT_TRUE(t_.Clear(slot(63)));
   EXPECT_FALSE(t_.Clear(slot(63)));  // already cleared
@@ -36,6 +39,26 @@ TEST_F(TxTrackerTest, CountsMarkedFramesUntilCleared) {
   EXPECT_EQ(t_.Reset(), 4u);
   EXPECT_EQ(t_.outstanding(), 0u);
   EXPECT_FALSE(t_.Clear(slot(199)));
+}
+
+// Every 128-byte-aligned offset in (and around) the range: exactly the slot
+// starts inside it count, each as its own slot.
+TEST_F(TxTrackerTest, IndexIsExactForEveryAlignedOffset) {
+  const TxTracker::View v = t_.view();
+  uint64_t hits = 0;
+  for (int64_t off = -64 * 128; off < static_cast<int64_t>(kSlots * NPA_BUF_SLOT_SIZE) + 64 * 128;
+       off += 128) {
+    uint64_t i;
+    const bool in = v.Index(reinterpret_cast<npa_buf*>(lo() + off), &i);
+    const bool want = off >= 0 && off % NPA_BUF_SLOT_SIZE == 0 &&
+                      off < static_cast<int64_t>(kSlots * NPA_BUF_SLOT_SIZE);
+    ASSERT_EQ(in, want) << "offset " << off;
+    if (in) {
+      EXPECT_EQ(i, static_cast<uint64_t>(off) / NPA_BUF_SLOT_SIZE);
+      hits++;
+    }
+  }
+  EXPECT_EQ(hits, kSlots);
 }
 
 TEST_F(TxTrackerTest, IgnoresPointersThatAreNotSlots) {

@@ -54,35 +54,39 @@ uint16_t VfTx(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   Q* q = static_cast<Q*>(ctx);
   // Completions of frames sent on the emulated ring before the switch.
   if (NPA_UNLIKELY(q->emu_tx->in_flight() != 0)) q->emu_tx->Reclaim(c);
-  if (q->sw_tx_csum) {
-    // The guest's offload set is stable across paths: this device lacks TX
-    // checksum, so fill it in here.
-    for (uint16_t i = 0; i < n; i++) {
-      npa_buf* b = bufs[i];
-      if (b->ol_flags & NPA_BUF_OL_TX_CSUM) {
-        // Offsets outside the frame: sent as is, counted (the device would
-        // not have done better).
-        if (!SoftwareChecksum(b)) QueueCounters::Add(c->tx_bad, 1);
-        b->ol_flags &= ~NPA_BUF_OL_TX_CSUM;
-      }
+  // One pass over the headers before the plug-in owns them: software
+  // checksum, byte count, and the TX mark (before the call: a plug-in may
+  // complete and free a frame inside tx_burst itself).
+  const TxTracker::View track = q->track != nullptr ? q->track->view() : TxTracker::View{};
+  const bool sw_csum = q->sw_tx_csum;
+  uint64_t bytes = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    npa_buf* b = bufs[i];
+    if (NPA_UNLIKELY(sw_csum && (b->ol_flags & NPA_BUF_OL_TX_CSUM))) {
+      // The guest's offload set is stable across paths: this device lacks
+      // TX checksum, so fill it in here. Offsets outside the frame: sent
+      // as is, counted (the device would not have done better).
+      if (!SoftwareChecksum(b)) QueueCounters::Add(c->tx_bad, 1);
+      b->ol_flags &= ~NPA_BUF_OL_TX_CSUM;
     }
+    bytes += b->pkt_len;
+    track.Mark(b);
   }
-  // Marked before the call: a plug-in may complete (and free) a frame
-  // inside tx_burst itself. What it did not take is the caller's again.
-  if (q->track != nullptr)
-    for (uint16_t i = 0; i < n; i++) q->track->Mark(bufs[i]);
   uint16_t sent = q->tx(q->pq, bufs, n);
   if (NPA_UNLIKELY(sent > n)) sent = n;
-  if (q->track != nullptr)
-    for (uint16_t i = sent; i < n; i++) q->track->Clear(bufs[i]);
+  if (NPA_UNLIKELY(sent < n)) {
+    // What the plug-in did not take is the caller's again.
+    for (uint16_t i = sent; i < n; i++) {
+      bytes -= bufs[i]->pkt_len;
+      track.Clear(bufs[i]);
+    }
+    QueueCounters::Add(c->tx_full, 1);
+  }
   if (sent) {
-    uint64_t bytes = 0;
-    for (uint16_t i = 0; i < sent; i++) bytes += bufs[i]->pkt_len;
     QueueCounters::Add(c->tx_packets, sent);
     QueueCounters::Add(c->tx_vf, sent);
     QueueCounters::Add(c->tx_bytes, bytes);
   }
-  if (sent < n) QueueCounters::Add(c->tx_full, 1);
   return sent;
 }
 

@@ -60,7 +60,8 @@ class ShellBuffers : public BufferProvider {
     QueueState& q = sh_->queues[qid];
     // A TX frame coming back is a completion (or, at stop, a frame the VF
     // never sent: counted before stop, see FallBackLocked).
-    for (uint16_t i = 0; i < n; i++) q.vf_tx.Clear(bufs[i]);
+    const TxTracker::View track = q.vf_tx.view();
+    for (uint16_t i = 0; i < n; i++) track.Clear(bufs[i]);
     if (!t_vf_control) {
       q.pool.Free(bufs, n);
       return;
