@@ -12,6 +12,7 @@ PKGS=(
   dpdk dpdk-dev libdpdk-dev
   iproute2 iputils-ping procps psmisc python3 util-linux
   qemu-system-x86 busybox-static cpio xz-utils bc binutils
+  valgrind
 )
 missing=()
 for p in "${PKGS[@]}"; do
