@@ -2,6 +2,7 @@
 // (tests/lab/scenarios/8x-shell_vf_*.sh). One binary, six roles:
 //
 //   dut    --socket S --name N [--pps P] [--secs T] --out FILE [--rx-out FILE]
+//          [--intr]
 //          Opens a shell on the agent's control socket (1 queue pair, TX
 //          checksum offload configured), then sends sequence-numbered
 //          broadcast frames (ethertype 0x88b5) at about P frames/s until
@@ -10,6 +11,10 @@
 //          "DUT: sent=... tx_vf=... tx_emulated=... rx_vf=... rx_recorded=..."
 //          and writes the count. With --rx-out it also records the numbered
 //          frames blast sent it (ethertype 0x88b6) and writes them there.
+//          --intr: between sends it sleeps on the queue's interrupt fd
+//          (npa_queue_intr_enable/fd/ack) instead of polling, and counts the
+//          wake-ups an interrupt caused by path (intr_wakeups_vf: the VF's
+//          MSI-X through the plug-in's rx_intr_enable).
 //   sink   --socket S --name N [--secs T] --out FILE
 //          A second shell guest on the same agent: the emulated path's
 //          receiver (the agent floods the DUT's broadcasts to it).
@@ -43,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -72,6 +78,7 @@ uint64_t NowNs() {
 
 struct Args {
   std::string role, socket, name, out, ifname, rx_out, dst, marks, file;
+  bool intr = false;
   double pps = 2000, secs = 60;
   uint64_t expect = 0, allow_missing = 0, expect_missing = 0, from = 0, to = 0;
   bool has_expect_missing = false, has_from = false, has_to = false;
@@ -81,7 +88,7 @@ struct Args {
 int Usage(const char* why) {
   fprintf(stderr,
           "npa-lab-shell-vf: %s\n"
-          "usage: npa-lab-shell-vf dut --socket S --name N [--pps P] [--secs T] --out FILE\n"
+          "usage: npa-lab-shell-vf dut --socket S --name N [--pps P] [--secs T] --out FILE [--intr]\n"
           "                            [--rx-out FILE]\n"
           "       npa-lab-shell-vf sink --socket S --name N [--secs T] --out FILE\n"
           "       npa-lab-shell-vf sniff --if IFACE [--secs T] --out FILE\n"
@@ -192,7 +199,18 @@ int Dut(const Args& a) {
     for (uint16_t i = 0; i < got; i++)
       rx.Take(static_cast<const uint8_t*>(npa_buf_data(r[i])), r[i]->data_len);
     if (got) npa_buf_free(sh, 0, r, got);
+    return got;
   };
+  // --intr: between sends, sleep on the queue's interrupt fd (shell.h's
+  // arm / re-poll / sleep / ack sequence) instead of polling; count the
+  // wake-ups an interrupt caused, by the path that was active.
+  const int intr_fd = a.intr ? npa_queue_intr_fd(sh, 0) : -1;
+  if (a.intr && intr_fd < 0) {
+    printf("FAIL: npa_queue_intr_fd: %s\n", npa_shell_last_error(nullptr));
+    npa_shell_close(sh);
+    return 1;
+  }
+  uint64_t wake_vf = 0, wake_emu = 0, sleeps = 0;
   while (!g_stop && NowNs() < end && sent < kMaxSeq) {
     // Send what the rate allows now, in bursts of up to 8.
     const uint64_t due = static_cast<uint64_t>((NowNs() - start) / ns_per) + 1;
@@ -229,7 +247,27 @@ int Dut(const Args& a) {
       fflush(stdout);
       last_report = NowNs();
     }
-    usleep(200);
+    if (!a.intr) {
+      usleep(200);
+      continue;
+    }
+    // The next frame is due when (now - start) / ns_per reaches sent.
+    const uint64_t next = start + static_cast<uint64_t>(static_cast<double>(sent) * ns_per);
+    const uint64_t now = NowNs();
+    if (next <= now + 100000) continue;
+    npa_queue_intr_enable(sh, 0, 1);
+    if (receive() == 0) {
+      const uint64_t wait = std::min<uint64_t>(next - now, 20000000);
+      timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
+      pollfd p{intr_fd, POLLIN, 0};
+      sleeps++;
+      if (ppoll(&p, 1, &ts, nullptr) == 1) {
+        npa_shell_get_info(sh, &in);
+        (in.path == NPA_PATH_VF ? wake_vf : wake_emu)++;
+        npa_queue_intr_ack(sh, 0);
+      }
+    }
+    npa_queue_intr_enable(sh, 0, 0);
   }
   // A few more bursts: let the path complete what it took.
   for (int i = 0; i < 50; i++) {
@@ -243,14 +281,16 @@ int Dut(const Args& a) {
   npa_shell_get_info(sh, &in);
   printf("DUT: sent=%llu tx_packets=%llu tx_vf=%llu tx_emulated=%llu tx_full=%llu "
          "rx_packets=%llu rx_vf=%llu rx_emulated=%llu rx_dropped=%llu rx_recorded=%llu "
-         "rx_bogus=%llu rx_hi=%llu path=%s\n",
+         "rx_bogus=%llu rx_hi=%llu sleeps=%llu intr_wakeups_vf=%llu intr_wakeups_emulated=%llu "
+         "interrupts=%llu path=%s\n",
          (unsigned long long)sent, (unsigned long long)st.tx_packets,
          (unsigned long long)st.tx_vf_packets, (unsigned long long)st.tx_emulated_packets,
          (unsigned long long)st.tx_full, (unsigned long long)st.rx_packets,
          (unsigned long long)st.rx_vf_packets, (unsigned long long)st.rx_emulated_packets,
          (unsigned long long)st.rx_dropped, (unsigned long long)rx.frames,
-         (unsigned long long)rx.bogus, (unsigned long long)rx.hi,
-         in.path == NPA_PATH_VF ? "vf" : "emulated");
+         (unsigned long long)rx.bogus, (unsigned long long)rx.hi, (unsigned long long)sleeps,
+         (unsigned long long)wake_vf, (unsigned long long)wake_emu,
+         (unsigned long long)st.interrupts, in.path == NPA_PATH_VF ? "vf" : "emulated");
   fflush(stdout);
   bool ok = st.tx_packets == sent;
   FILE* f = fopen(a.out.c_str(), "w");
@@ -522,6 +562,7 @@ int main(int argc, char** argv) {
     else if (k == "--name" && (v = val())) a.name = v;
     else if (k == "--out" && (v = val())) a.out = v;
     else if (k == "--rx-out" && (v = val())) a.rx_out = v;
+    else if (k == "--intr" && a.role == "dut") a.intr = true;
     else if (k == "--if" && (v = val())) a.ifname = v;
     else if (k == "--dst" && (v = val())) a.dst = v;
     else if (k == "--marks" && (v = val())) a.marks = v;

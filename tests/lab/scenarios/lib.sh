@@ -133,7 +133,7 @@ $X sink --socket $SOCK --name sink --secs 100 --out /tmp/sink.bin >/tmp/sink.log
 PIDS="$PIDS $!"; SINK=$!
 waitlog /tmp/sniff.log READY 50
 waitlog /tmp/sink.log READY 100
-$X dut --socket $SOCK --name dut --pps 800 --secs 45 --out /tmp/dut.count --rx-out /tmp/dut_rx.bin >/tmp/dut.log 2>&1 &
+$X dut --socket $SOCK --name dut --pps 800 --secs 45 --out /tmp/dut.count --rx-out /tmp/dut_rx.bin --intr >/tmp/dut.log 2>&1 &
 PIDS="$PIDS $!"; DUT=$!
 waitlog /tmp/dut.log '^SHELL: dut mac' 100
 DMAC=$(sed -n 's/^SHELL: dut mac \([0-9a-f:]*\) .*/\1/p' /tmp/dut.log | head -1)
@@ -219,7 +219,12 @@ cat /tmp/range.out
 rxvf=$(sed -n 's/^DUT: .* rx_vf=\([0-9]*\) .*/\1/p' /tmp/dut.log)
 rxrec=$(sed -n 's/^DUT: .* rx_recorded=\([0-9]*\) .*/\1/p' /tmp/dut.log)
 [ "${rxvf:-0}" -ge $want ] || rxfail="${rxfail}rx_vf=${rxvf:-?} < $want frames sent in the VF windows; "
-rx="RX: $w VF window(s) [$windows) of blast, $want frames each once at the DUT (rx_vf=$rxvf, recorded=$rxrec)"
+# Interrupt mode: between sends the DUT sleeps on its queue's interrupt fd;
+# on the VF path only the VF's MSI-X (through the plug-in) can wake it early.
+ivf=$(sed -n 's/^DUT: .* intr_wakeups_vf=\([0-9]*\) .*/\1/p' /tmp/dut.log)
+iemu=$(sed -n 's/^DUT: .* intr_wakeups_emulated=\([0-9]*\) .*/\1/p' /tmp/dut.log)
+[ "${ivf:-0}" -gt 0 ] || rxfail="${rxfail}no wake-up by the VF's interrupt in interrupt mode; "
+rx="RX: $w VF window(s) [$windows) of blast, $want frames each once at the DUT (rx_vf=$rxvf, recorded=$rxrec); interrupt mode: ${ivf:-0} wake-ups by the VF's MSI-X, ${iemu:-0} by the emulated ring"
 [ -z "$rxfail" ] || fail "RX via the VF: $rxfail($rx)"
 
 N=$(cat /tmp/dut.count)
