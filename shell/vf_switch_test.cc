@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -406,7 +407,10 @@ class MonotonicWatch {
       if (npa_shell_queue_stats(sh_, UINT16_MAX, &s) != 0) break;
       const uint64_t* a = &s.rx_packets;
       const uint64_t* b = &prev.rx_packets;
-      for (int k = 0; k < 12; k++)
+      // Every counter from rx_packets to the end of the struct (tx_vf_lost too).
+      constexpr size_t kFields = (sizeof(npa_queue_stats) - offsetof(npa_queue_stats, rx_packets)) / 8;
+      static_assert(kFields == 13);
+      for (size_t k = 0; k < kFields; k++)
         if (a[k] < b[k]) regressions_++;
       prev = s;
       samples_++;
