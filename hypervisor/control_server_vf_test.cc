@@ -213,6 +213,15 @@ class ControlServerVfTest : public ::testing::Test {
     if (!r.ok() || !r->env.has_admin_reply()) return {};
     return r->env.admin_reply();
   }
+  // The guest's session still answers: a StatsRequest gets a StatsReply.
+  static void ExpectSessionAlive(ControlChannel& shell) {
+    Envelope sr;
+    sr.mutable_stats_request();
+    ASSERT_TRUE(shell.Send(sr).ok());
+    auto s = shell.ReceiveBlocking(2000);
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_TRUE(s->env.has_stats_reply()) << BodyName(s->env);
+  }
   // Attach and accept; returns the offer id.
   uint64_t AttachAccepted(ControlChannel& shell, const std::string& g) {
     ControlChannel admin = AdminAsync(AttachReq(g, kVf));
@@ -291,12 +300,7 @@ TEST_F(ControlServerVfTest, UnansweredOfferTimesOutAndLateAnswerIsIgnored) {
   ASSERT_TRUE(WaitVfState("FREE")) << VfState();  // after the forced unbind
   // The late VfAccept is ignored, not a protocol error: the session lives on.
   ASSERT_TRUE(Answer(shell, id, true).ok());
-  Envelope sr;
-  sr.mutable_stats_request();
-  ASSERT_TRUE(shell.Send(sr).ok());
-  auto s = shell.ReceiveBlocking(2000);
-  ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_TRUE(s->env.has_stats_reply()) << BodyName(s->env);
+  ExpectSessionAlive(shell);
 }
 
 TEST_F(ControlServerVfTest, UnansweredRevokeIsForced) {
@@ -385,12 +389,7 @@ TEST_F(ControlServerVfTest, ForcedDetachGraceExpires) {
   Envelope done;
   done.mutable_revoke_done()->set_offer_id(id);
   ASSERT_TRUE(shell.Send(done).ok());  // late: ignored, the session lives on
-  Envelope sr;
-  sr.mutable_stats_request();
-  ASSERT_TRUE(shell.Send(sr).ok());
-  auto s = shell.ReceiveBlocking(2000);
-  ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_TRUE(s->env.has_stats_reply()) << BodyName(s->env);
+  ExpectSessionAlive(shell);
 }
 
 // The shell gave the VF up by itself (VFIO ERR, or npa_shell_stop): an
@@ -405,24 +404,16 @@ TEST_F(ControlServerVfTest, UnsolicitedRevokeDoneReleasesTheVf) {
   ASSERT_TRUE(WaitVfState("FREE"));
   EXPECT_EQ(GuestState("g0"), "RUNNING");
   EXPECT_EQ(vfio_.Count("reset"), 2);
-  Envelope sr;
-  sr.mutable_stats_request();
-  ASSERT_TRUE(shell.Send(sr).ok());
-  auto s = shell.ReceiveBlocking(2000);
-  ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_TRUE(s->env.has_stats_reply()) << BodyName(s->env);
+  ExpectSessionAlive(shell);
   // A second one for the same (now stale) offer is ignored.
   ASSERT_TRUE(shell.Send(done).ok());
-  ASSERT_TRUE(shell.Send(sr).ok());
-  s = shell.ReceiveBlocking(2000);
-  ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_TRUE(s->env.has_stats_reply()) << BodyName(s->env);
+  ExpectSessionAlive(shell);
   // And one for an offer that never existed is still an error.
   done.mutable_revoke_done()->set_offer_id(id + 77);
   ASSERT_TRUE(shell.Send(done).ok());
-  s = shell.ReceiveBlocking(2000);
-  ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_TRUE(s->env.has_error()) << BodyName(s->env);
+  auto e = shell.ReceiveBlocking(2000);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_TRUE(e->env.has_error()) << BodyName(e->env);
 }
 
 TEST_F(ControlServerVfTest, AdminErrors) {
