@@ -7,6 +7,7 @@
 // revoke and REQ-triggered fallback.
 #include <linux/vfio.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -27,76 +28,14 @@
 #include "hypervisor/vhost/vhost_device.h"
 #include "npa/shell.h"
 #include "shell/fake_agent_test_util.h"
+#include "shell/fake_vfio_test_util.h"
 #include "shell/offload.h"
-#include <sys/epoll.h>
 #include "shell/vf_switch.h"
 
 namespace npa::shell {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr uint64_t kCfgOffset = 7ull << 40;
-
-// What a fake device shares with the test after the shell took it over.
-struct FakeShared {
-  std::atomic<int> req_efd{-1}, err_efd{-1};
-  std::atomic<int> created{0}, destroyed{0};
-};
-
-// Config space with the offered IDs (or mismatched ones), no BARs, no MSI-X,
-// ERR and REQ interrupts.
-class FakeVfio : public VfioDeviceIo {
- public:
-  FakeVfio(std::shared_ptr<FakeShared> sh, uint16_t ven, uint16_t dev) : sh_(std::move(sh)) {
-    memset(cfg_, 0, sizeof cfg_);
-    uint32_t id = static_cast<uint32_t>(dev) << 16 | ven, cls = 0x02000001;
-    memcpy(cfg_, &id, 4);
-    memcpy(cfg_ + 8, &cls, 4);
-    sh_->created++;
-  }
-  ~FakeVfio() override { sh_->destroyed++; }
-  int Ioctl(unsigned long req, void* arg) override {
-    if (req == VFIO_DEVICE_GET_REGION_INFO) {
-      auto* ri = static_cast<vfio_region_info*>(arg);
-      ri->flags = 0;
-      ri->size = 0;
-      if (ri->index == VFIO_PCI_CONFIG_REGION_INDEX) {
-        ri->size = sizeof cfg_;
-        ri->offset = kCfgOffset;
-        ri->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
-      }
-      return 0;
-    }
-    if (req == VFIO_DEVICE_GET_IRQ_INFO) {
-      auto* ii = static_cast<vfio_irq_info*>(arg);
-      ii->flags = VFIO_IRQ_INFO_EVENTFD;
-      ii->count = (ii->index == VFIO_PCI_ERR_IRQ_INDEX || ii->index == VFIO_PCI_REQ_IRQ_INDEX) ? 1 : 0;
-      return 0;
-    }
-    if (req == VFIO_DEVICE_SET_IRQS) {
-      auto* s = static_cast<vfio_irq_set*>(arg);
-      int fd = -1;
-      if ((s->flags & VFIO_IRQ_SET_DATA_EVENTFD) && s->count == 1) memcpy(&fd, s->data, 4);
-      if (s->index == VFIO_PCI_REQ_IRQ_INDEX) sh_->req_efd = fd;
-      if (s->index == VFIO_PCI_ERR_IRQ_INDEX) sh_->err_efd = fd;
-      return 0;
-    }
-    errno = ENOTTY;
-    return -1;
-  }
-  ssize_t Pread(void* buf, size_t len, uint64_t off) override {
-    if (off < kCfgOffset || off - kCfgOffset + len > sizeof cfg_) return errno = EINVAL, -1;
-    memcpy(buf, cfg_ + (off - kCfgOffset), len);
-    return static_cast<ssize_t>(len);
-  }
-  ssize_t Pwrite(const void*, size_t len, uint64_t) override { return static_cast<ssize_t>(len); }
-  void* Mmap(size_t, uint64_t) override { return errno = EINVAL, MAP_FAILED; }
-  void Munmap(void*, size_t) override {}
-
- private:
-  std::shared_ptr<FakeShared> sh_;
-  uint8_t cfg_[256];
-};
 
 // The emulated path's far end: reflects every TX frame into the RX ring.
 class LoopbackBackend {
@@ -251,11 +190,11 @@ class VfSwitchTest : public ::testing::Test {
     mkdir(dir_.c_str(), 0700);
     path_ = dir_ + "/agent.ctl";
     SetPluginDir("good");
-    shared_ = std::make_shared<FakeShared>();
+    shared_ = std::make_shared<FakeVfioShared>();
     SetVfDeviceIoFactoryForTest([this](int, const control::VfOffer& o) -> std::unique_ptr<VfioDeviceIo> {
       uint16_t ven = static_cast<uint16_t>(o.vendor()), dev = static_cast<uint16_t>(o.device());
       if (lie_about_device_) dev ^= 1;
-      return std::make_unique<FakeVfio>(shared_, ven, dev);
+      return std::make_unique<FakeVfioDevice>(ven, dev, shared_);
     });
   }
   void TearDown() override {
@@ -377,7 +316,7 @@ class VfSwitchTest : public ::testing::Test {
   }
 
   std::string dir_, path_;
-  std::shared_ptr<FakeShared> shared_;
+  std::shared_ptr<FakeVfioShared> shared_;
   bool lie_about_device_ = false;
   std::unique_ptr<FakeAgent> agent_;
   std::unique_ptr<LoopbackBackend> backend_;

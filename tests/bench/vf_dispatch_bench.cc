@@ -69,6 +69,7 @@
 #include "npa/shell.h"
 #include "shell/buf_pool.h"
 #include "shell/fake_agent_test_util.h"
+#include "shell/fake_vfio_test_util.h"
 #include "shell/plugin_loader.h"
 #include "shell/shell_impl.h"
 #include "shell/tx_tracker.h"
@@ -259,53 +260,6 @@ int RunDirect(const Args& a) {
 
 // ----------------------------------------------------------------- shell --
 
-constexpr uint64_t kCfgOffset = 7ull << 40;
-
-// A VFIO device with the offered IDs in its config space, no BARs, no MSI-X,
-// no interrupts: all the null plug-in asks of a device.
-class FakeVfio : public npa::shell::VfioDeviceIo {
- public:
-  FakeVfio(uint16_t ven, uint16_t dev) {
-    memset(cfg_, 0, sizeof cfg_);
-    uint32_t id = static_cast<uint32_t>(dev) << 16 | ven, cls = 0x02000001;
-    memcpy(cfg_, &id, 4);
-    memcpy(cfg_ + 8, &cls, 4);
-  }
-  int Ioctl(unsigned long req, void* arg) override {
-    if (req == VFIO_DEVICE_GET_REGION_INFO) {
-      auto* ri = static_cast<vfio_region_info*>(arg);
-      ri->flags = 0;
-      ri->size = 0;
-      if (ri->index == VFIO_PCI_CONFIG_REGION_INDEX) {
-        ri->size = sizeof cfg_;
-        ri->offset = kCfgOffset;
-        ri->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
-      }
-      return 0;
-    }
-    if (req == VFIO_DEVICE_GET_IRQ_INFO) {
-      auto* ii = static_cast<vfio_irq_info*>(arg);
-      ii->flags = VFIO_IRQ_INFO_EVENTFD;
-      ii->count = 0;
-      return 0;
-    }
-    if (req == VFIO_DEVICE_SET_IRQS) return 0;  // disabling what it lacks
-    errno = ENOTTY;
-    return -1;
-  }
-  ssize_t Pread(void* buf, size_t len, uint64_t off) override {
-    if (off < kCfgOffset || off - kCfgOffset + len > sizeof cfg_) return errno = EINVAL, -1;
-    memcpy(buf, cfg_ + (off - kCfgOffset), len);
-    return static_cast<ssize_t>(len);
-  }
-  ssize_t Pwrite(const void*, size_t len, uint64_t) override { return static_cast<ssize_t>(len); }
-  void* Mmap(size_t, uint64_t) override { return errno = EINVAL, MAP_FAILED; }
-  void Munmap(void*, size_t) override {}
-
- private:
-  uint8_t cfg_[256];
-};
-
 // The vhost-user far end of the emulated path: it serves the session (memory
 // table, rings) and nothing else; no frame goes that way in this benchmark.
 // Blocks in poll between messages, so it adds nothing while the loop runs.
@@ -378,7 +332,7 @@ struct ShellRig {
     if (setenv("NPA_PLUGIN_PATH", a.plugin_dir.c_str(), 1) != 0) return Fail("setenv");
     npa::shell::SetVfDeviceIoFactoryForTest(
         [](int, const npa::control::VfOffer& o) -> std::unique_ptr<npa::shell::VfioDeviceIo> {
-          return std::make_unique<FakeVfio>(static_cast<uint16_t>(o.vendor()),
+          return std::make_unique<npa::shell::FakeVfioDevice>(static_cast<uint16_t>(o.vendor()),
                                             static_cast<uint16_t>(o.device()));
         });
     auto l = npa::ListenUnix(ctl);
