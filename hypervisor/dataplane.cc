@@ -300,7 +300,7 @@ void Dataplane::FlushGuest(Local& g) {
   uint16_t n = static_cast<uint16_t>(g.out.size());
   uint16_t done = 0;
   if (!g.port->broken() && g.port->QueueReady(g.out_qp))
-    done = g.port->EnqueueRx(g.out_qp, g.out.data(), n);
+    done = g.port->EnqueueRx(g.out_qp, g.out.data(), n, RxFull::kDrop);
   if (n != done) Add(c_.delivery_drops, n - done);
   g.out.clear();
 }
@@ -336,7 +336,9 @@ uint32_t Dataplane::PollLoopback(Local& g, uint16_t qp, GuestFrame* frames, Pack
   }
   for (uint16_t i = 0; i < n; i++)
     refs[i] = PacketRef{&frames[i].hdr, frames[i].segs, frames[i].nsegs, frames[i].len};
-  uint16_t done = g.port->EnqueueRx(qp, refs, n);
+  // kKeep: what does not fit stays in the guest's TX ring (held), so it is
+  // neither dropped nor counted as dropped.
+  uint16_t done = g.port->EnqueueRx(qp, refs, n, RxFull::kKeep);
   if (done == 0 && !held.empty() && now_ns - g.held_since_ns[qp] > kMaxHoldNs) {
     // No progress for kMaxHoldNs: the oldest frame may never fit (or the
     // guest stopped receiving). Drop it rather than stall the queue forever.

@@ -78,7 +78,7 @@ class FakeGuestPort final : public GuestPort {
       tx_[qp].pop_front();
     }
   }
-  uint16_t EnqueueRx(uint16_t qp, const PacketRef* p, uint16_t n) override {
+  uint16_t EnqueueRx(uint16_t qp, const PacketRef* p, uint16_t n, RxFull full) override {
     std::lock_guard<std::mutex> l(mu_);
     uint16_t k = 0;
     for (; k < n && rx_.size() < rx_room_; k++) {
@@ -91,7 +91,7 @@ class FakeGuestPort final : public GuestPort {
       c_[qp].rx_bytes += f.size();
       rx_.push_back(std::move(f));
     }
-    c_[qp].rx_dropped += n - k;
+    if (full == RxFull::kDrop) c_[qp].rx_dropped += n - k;
     return k;
   }
   std::vector<int> NotifyFds() override { return {}; }

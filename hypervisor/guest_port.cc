@@ -18,8 +18,8 @@ class VhostPort final : public GuestPort {
   uint64_t generation() const override { return d_->generation(); }
   uint16_t PeekTx(uint16_t qp, GuestFrame* out, uint16_t n) override { return d_->PeekTx(qp, out, n); }
   void ReleaseTx(uint16_t qp, uint16_t n) override { d_->ReleaseTx(qp, n); }
-  uint16_t EnqueueRx(uint16_t qp, const PacketRef* p, uint16_t n) override {
-    return d_->EnqueueRx(qp, p, n);
+  uint16_t EnqueueRx(uint16_t qp, const PacketRef* p, uint16_t n, RxFull full) override {
+    return d_->EnqueueRx(qp, p, n, full);
   }
   std::vector<int> NotifyFds() override { return d_->NotifyFds(); }
   void SetIdleNotify(bool w) override { d_->SetIdleNotify(w); }

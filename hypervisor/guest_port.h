@@ -37,7 +37,9 @@ class GuestPort {
   // Dataplane thread.
   virtual uint16_t PeekTx(uint16_t qp, GuestFrame* out, uint16_t n) = 0;
   virtual void ReleaseTx(uint16_t qp, uint16_t n) = 0;
-  virtual uint16_t EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n) = 0;
+  // VhostDevice::EnqueueRx: returns the prefix of pkts taken; `full` says
+  // whether the rest (no room) is dropped and counted or left to the caller.
+  virtual uint16_t EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n, RxFull full) = 0;
   virtual std::vector<int> NotifyFds() = 0;
   virtual void SetIdleNotify(bool want_kicks) = 0;
 };

@@ -125,8 +125,8 @@ uint16_t VhostDevice::PeekTx(uint16_t qp, GuestFrame* out, uint16_t n) {
   return impl_->session_.PeekTx(qp, out, n);
 }
 void VhostDevice::ReleaseTx(uint16_t qp, uint16_t n) { impl_->session_.ReleaseTx(qp, n); }
-uint16_t VhostDevice::EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n) {
-  return impl_->session_.EnqueueRx(qp, pkts, n);
+uint16_t VhostDevice::EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n, RxFull full) {
+  return impl_->session_.EnqueueRx(qp, pkts, n, full);
 }
 bool VhostDevice::broken() const { return impl_->session_.broken(); }
 std::string VhostDevice::broken_reason() const { return impl_->session_.broken_reason(); }

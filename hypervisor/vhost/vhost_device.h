@@ -111,6 +111,11 @@ struct PacketRef {
   uint32_t len;  // sum of segs[i].iov_len
 };
 
+// What EnqueueRx does with frames that find the guest's RX ring full: drop
+// and count them (a switch), or leave them to the caller, uncounted, to
+// offer again (loopback's backpressure, an echo server).
+enum class RxFull : uint8_t { kDrop, kKeep };
+
 // rx = agent -> guest (vring 2qp), tx = guest -> agent (vring 2qp+1).
 // rx_dropped: EnqueueRx frames that found no room; tx_dropped: guest frames
 // that were malformed-but-legal (too many segments, shorter than the header).
@@ -165,10 +170,12 @@ class VhostDevice {
   // frames are forgotten (the ring belongs to the front end again).
   void ReleaseTx(uint16_t qp, uint16_t n);
   // Copy frames into guest RX buffers (vring 2qp): with MRG_RXBUF a frame may
-  // take several chains (num_buffers set). Returns frames delivered, in
-  // order; the rest (no room, too big, ring not ready) are counted in
-  // rx_dropped and the caller may drop them. One call-notify per burst.
-  uint16_t EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n);
+  // take several chains (num_buffers set). Returns how many of pkts it took,
+  // a prefix, in order: delivered, or dropped as undeliverable (too big for
+  // any chain; counted in rx_dropped). The rest found no room (or the ring
+  // not ready): counted as dropped with RxFull::kDrop, left to the caller
+  // uncounted with kKeep. One call-notify per burst.
+  uint16_t EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n, RxFull full = RxFull::kDrop);
 
   // A data-path violation (bad descriptor, index jump, ...) marks the device
   // broken for good; the owner closes it. The reason names the guest, queue,

@@ -519,16 +519,16 @@ void VhostSession::ReleaseTx(uint16_t qp, uint16_t n) {
   vrings_[2 * qp + 1]->vq.ReleaseTx(n);
 }
 
-uint16_t VhostSession::EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n) {
+uint16_t VhostSession::EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n, RxFull full) {
   if (qp >= opts_.max_queue_pairs) return 0;
   std::lock_guard<std::mutex> l(mu_);
   Vring& r = *vrings_[2 * qp];
   if (broken_.load(std::memory_order_relaxed) || !r.live.load(std::memory_order_relaxed)) {
-    counters_[qp].rx_dropped += n;
+    if (full == RxFull::kDrop) counters_[qp].rx_dropped += n;
     return 0;
   }
   std::string violation;
-  const uint16_t got = r.vq.EnqueueRx(pkts, n, &counters_[qp], &violation);
+  const uint16_t got = r.vq.EnqueueRx(pkts, n, &counters_[qp], &violation, full);
   if (!violation.empty()) MarkBrokenLocked(absl::StrCat("RX queue ", qp, ": ", violation));
   return got;
 }

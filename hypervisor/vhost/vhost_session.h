@@ -88,7 +88,7 @@ class VhostSession {
   bool QueueReady(uint16_t qp) const;
   uint16_t PeekTx(uint16_t qp, GuestFrame* out, uint16_t n);
   void ReleaseTx(uint16_t qp, uint16_t n);
-  uint16_t EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n);
+  uint16_t EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n, RxFull full);
   bool broken() const { return broken_.load(std::memory_order_acquire); }
   std::string broken_reason() const;
   QueueCounters counters(uint16_t qp) const;

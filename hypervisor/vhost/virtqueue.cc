@@ -262,9 +262,9 @@ uint8_t* StreamByte(const ChainBuf* bufs, uint16_t nbufs, uint32_t pos) {
 }  // namespace
 
 uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* c,
-                              std::string* violation) {
+                              std::string* violation, RxFull full) {
   if (!configured_) {
-    c->rx_dropped += n;
+    if (full == RxFull::kDrop) c->rx_dropped += n;
     return 0;
   }
   const int32_t avail = AvailEntries(violation);
@@ -372,13 +372,14 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
     ++delivered;
     bytes += p.len;
   }
-  dropped += n - i;
+  // Frames [i, n) found the ring full.
+  if (full == RxFull::kDrop) dropped += n - i;
   last_avail_ = static_cast<uint16_t>(last_avail_ + consumed);
   PublishUsedAndNotify();
   c->rx_packets += delivered;
   c->rx_bytes += bytes;
   c->rx_dropped += dropped;
-  return delivered;
+  return i;
 }
 
 }  // namespace npa::agent

@@ -57,9 +57,15 @@ class VirtQueue {
   // TX: up to n frames. *violation non-empty => ring protocol violation.
   uint16_t PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::string* violation);
   void ReleaseTx(uint16_t n);
-  // RX: copy frames in. Returns frames delivered (stops at the first that
-  // finds no room; the rest count as dropped).
-  uint16_t EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* c, std::string* violation);
+  // RX: copy frames in. Returns how many of pkts it took, a prefix: each
+  // delivered, or dropped because no chain could ever hold it (empty,
+  // longer than kMaxFrameLen, or longer than one chain without
+  // MRG_RXBUF; counted in rx_dropped). It stops at the first frame that
+  // finds the ring full; the rest are dropped and counted with
+  // RxFull::kDrop, or stay the caller's, uncounted, with RxFull::kKeep
+  // (the caller offers them again: loopback's backpressure).
+  uint16_t EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* c, std::string* violation,
+                     RxFull full = RxFull::kDrop);
 
   uint16_t in_flight() const { return static_cast<uint16_t>(pend_wr_ - pend_rd_); }
 

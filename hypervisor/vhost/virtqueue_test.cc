@@ -106,6 +106,34 @@ TEST_F(VirtQueueTest, RxMergeableSpansBuffers) {
   EXPECT_EQ(c_.rx_dropped, 1u);
 }
 
+// The return value is the prefix taken: an undeliverable frame in the
+// middle is taken (dropped, counted), so a caller that releases "the first
+// k" (loopback) never sends the frames after it twice.
+TEST_F(VirtQueueTest, RxReturnsThePrefixTakenIncludingUndeliverableFrames) {
+  q_.Configure(mem_, layout_, 0, /*mergeable=*/false, -1);
+  for (uint16_t d = 0; d < 4; ++d) Post(d, 256, VRING_DESC_F_WRITE);
+  std::string small(100, 's'), big(600, 'b');
+  iovec s0{small.data(), small.size()}, b0{big.data(), big.size()};
+  PacketRef p[3] = {{nullptr, &s0, 1, 100}, {nullptr, &b0, 1, 600}, {nullptr, &s0, 1, 100}};
+  // Without MRG_RXBUF the 600-byte frame fits no single 256-byte chain.
+  EXPECT_EQ(q_.EnqueueRx(p, 3, &c_, &v_), 3) << v_;
+  EXPECT_EQ(c_.rx_packets, 2u);
+  EXPECT_EQ(c_.rx_dropped, 1u);
+  EXPECT_EQ(layout_.used->idx, 2);
+}
+
+TEST_F(VirtQueueTest, RxFullKeepLeavesTheRestUncounted) {
+  Post(0, 256, VRING_DESC_F_WRITE);
+  char x[64] = {};
+  iovec seg{x, sizeof(x)};
+  PacketRef p[3] = {{nullptr, &seg, 1, 64}, {nullptr, &seg, 1, 64}, {nullptr, &seg, 1, 64}};
+  EXPECT_EQ(q_.EnqueueRx(p, 3, &c_, &v_, RxFull::kKeep), 1) << v_;
+  EXPECT_EQ(c_.rx_packets, 1u);
+  EXPECT_EQ(c_.rx_dropped, 0u) << "kept frames are the caller's, not drops";
+  EXPECT_EQ(q_.EnqueueRx(p + 1, 2, &c_, &v_, RxFull::kDrop), 0) << v_;
+  EXPECT_EQ(c_.rx_dropped, 2u);
+}
+
 TEST_F(VirtQueueTest, RxReadableBufferIsAViolation) {
   Post(0, 256, 0);
   char x[64] = {};

@@ -119,7 +119,7 @@ int Serve(VhostDevice& dev, std::chrono::steady_clock::time_point deadline) {
       // wants every frame back, not a drop.
       uint16_t done = 0;
       for (int tries = 0; done < n && tries < 100000; ++tries) {
-        done += dev.EnqueueRx(q, refs + done, n - done);
+        done += dev.EnqueueRx(q, refs + done, n - done, npa::agent::RxFull::kKeep);
         if (dev.broken() || !dev.QueueReady(q)) break;
       }
       dropped += n - done;
