@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <set>
@@ -165,7 +166,12 @@ uint32_t PeerSend(Queue& Q, uint32_t n, size_t len) {
   uint32_t first = Q.c.seq;
   for (uint32_t i = 0; i < n; i++) {
     Fill(f, len, Q.mac, Q.c.peer->mac(), Q.c.run_id, Q.c.seq++);
-    Q.c.peer->Send(f, len);
+    if (int rc = Q.c.peer->Send(f, len); rc != 0) {
+      // The case then fails on what did not arrive; this says why.
+      fprintf(stderr, "npa-conform: peer send %u of %u failed: %s (the peer NIC's TX stalled?)\n",
+              i + 1, n, strerror(-rc));
+      break;
+    }
   }
   return first;
 }

@@ -10,8 +10,9 @@
 //
 // The device must already be bound to vfio-pci, alone in its IOMMU group.
 // Output: "CONFORM <case> PASS|FAIL|SKIP(<why>) <detail>" per case, then
-// "N passed, M failed, K skipped". Exit 0 only if nothing failed; 2 on usage
-// or setup errors.
+// "N passed, M failed, K skipped"; "npa-conform: running <case>" on stderr
+// before each case. Exit 0 only if nothing failed; 2 on usage or setup
+// errors.
 #include <sys/random.h>
 #include <time.h>
 
@@ -132,6 +133,9 @@ int Main(int argc, char** argv) {
   for (auto& k : all) {
     // probe_remove_loop learns the caps every later case configures from.
     if (!wanted(k.name) && strcmp(k.name, "probe_remove_loop") != 0) continue;
+    // Progress on stderr: a case that hangs (the lab's scenario limit
+    // kills it) is named by the last line.
+    fprintf(stderr, "npa-conform: running %s\n", k.name);
     Result r = k.fn(c);
     if (r.v == Verdict::kFail && !c.svc->last_logs.empty())
       r.detail += " [plug-in: " + c.svc->last_logs.back() + "]";

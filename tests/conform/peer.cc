@@ -67,6 +67,10 @@ absl::StatusOr<std::unique_ptr<Peer>> Peer::Open(const std::string& netns,
   int rcv = 16 << 20;
   if (setsockopt(p->fd_, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(rcv)) < 0)
     setsockopt(p->fd_, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+  // A send blocks while the peer NIC's TX ring is full; if that NIC stalls,
+  // give up after 2 s (the case then fails naming it) instead of hanging.
+  timeval snd{2, 0};
+  setsockopt(p->fd_, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
   p->Drain();
   return p;
 }
