@@ -47,7 +47,7 @@ void Dataplane(VhostSession& s) {
   std::memset(payload, sink, sizeof(payload));
   iovec seg{payload, sizeof(payload)};
   PacketRef p{nullptr, &seg, 1, sizeof(payload)};
-  s.EnqueueRx(0, &p, 1);
+  s.EnqueueRx(0, &p, 1, RxFull::kDrop);
 }
 
 void FuzzDevice(const uint8_t* data, size_t size) {
