@@ -60,14 +60,9 @@ EmulatedPath::~EmulatedPath() {
 }
 
 uint64_t EmulatedPath::offloads() const {
-  const uint64_t f = fe_->features();
-  // TX checksum is always there (device, or software in offload.cc); TSO
-  // only with the device's help (no software TSO yet).
-  uint64_t o = NPA_OFFLOAD_TX_CSUM | NPA_OFFLOAD_RX_CSUM | NPA_OFFLOAD_MRG_RXBUF;
-  if ((f & (1ull << VIRTIO_NET_F_CSUM)) &&
-      (f & ((1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6))))
-    o |= NPA_OFFLOAD_TSO;
-  return o;
+  // TX checksum and TSO are always there: the device's, or software
+  // (offload.cc, tso.h) where the back end lacks them.
+  return NPA_OFFLOAD_TX_CSUM | NPA_OFFLOAD_TSO | NPA_OFFLOAD_RX_CSUM | NPA_OFFLOAD_MRG_RXBUF;
 }
 
 absl::Status EmulatedPath::Start() {

@@ -262,12 +262,7 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
     if (s.code() == absl::StatusCode::kResourceExhausted) e = -EINVAL;
     return Fail(e, absl::StrCat("npa_shell_configure: ", s.message()));
   }
-  const uint64_t f = sh->fe->features();
-  if ((qc->offloads & NPA_OFFLOAD_TSO) &&
-      !((f & (1ull << VIRTIO_NET_F_CSUM)) &&
-        (f & ((1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6)))))
-    return Fail(-ENOTSUP, "npa_shell_configure: TSO requested, the back end lacks HOST_TSO and "
-                          "the shell has no software TSO yet");
+  // TSO the back end lacks is done in software (tso.h, TxVirtq::Burst).
 
   // One region: all rings (page aligned), all buffer slots, and with a
   // control session (a VF may come) the plug-ins' DMA reserve at the end.

@@ -174,7 +174,7 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
         absl::StrCat("the device's MTU is at most ", caps.max_mtu, ", the guest uses ", p.mtu));
   if ((p.guest_offloads & NPA_OFFLOAD_TSO) && !(caps.offloads & NPA_CAP_TSO))
     return absl::FailedPreconditionError(
-        "the guest uses TSO, the device lacks it and the shell has no software TSO");
+        "the guest uses TSO, the device lacks it and the shell segments in software on the emulated path only");
   npa_dev_config cfg{};
   cfg.struct_size = sizeof(cfg);
   cfg.nb_queue_pairs = p.nb_queue_pairs;

@@ -20,7 +20,8 @@
 //
 // Offloads stay what the guest configured: where the device lacks TX
 // checksum the VF TX burst fills it in software (offload.h); TSO without
-// device support is refused at Create (no software TSO).
+// device support is refused at Create (software TSO, tso.h, is on the
+// emulated path only).
 //
 // Threading: Create/Start/Quiesce/Stop and the destructor on the control
 // thread; the BurstFns from each queue's owning thread (path.h);

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "shell/offload.h"
+#include "shell/tso.h"
 
 #define NPA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define NPA_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -178,6 +179,53 @@ uint32_t TxVirtq::Reclaim(QueueCounters* c) {
   return cnt;
 }
 
+bool TxVirtq::HardwareTso(const npa_buf* b) const {
+  const uint64_t need = (1ull << VIRTIO_NET_F_CSUM) |
+                        (1ull << ((b->ol_flags & NPA_BUF_OL_TX_TSO4) ? VIRTIO_NET_F_HOST_TSO4
+                                                                     : VIRTIO_NET_F_HOST_TSO6));
+  return (features_ & need) == need;
+}
+
+bool TxVirtq::EnqueueSoftwareTso(npa_buf* b, uint16_t* idx, QueueCounters* c, uint16_t* extra) {
+  TsoPlan p;
+  if (!PlanTso(b, &p)) {
+    QueueCounters::Add(c->tx_bad, 1);
+    pool_->FreeFrame(b);
+    return true;
+  }
+  if (num_free_ < p.nseg) return false;
+  npa_buf* segs[kMaxTsoSegments];
+  const uint32_t got = pool_->Alloc(segs, p.nseg);
+  if (got < p.nseg) {
+    pool_->Free(segs, got);
+    return false;
+  }
+  SegmentTso(b, p, segs);
+  QueueCounters::Add(c->tx_bytes, b->pkt_len);
+  pool_->FreeFrame(b);
+  for (uint16_t k = 0; k < p.nseg; k++) {
+    npa_buf* s = segs[k];
+    // Full checksums are in the segments: a zeroed header (no NEEDS_CSUM).
+    memset(static_cast<uint8_t*>(npa_buf_data(s)) - kNetHdrLen, 0, kNetHdrLen);
+    const uint16_t slot = static_cast<uint16_t>(*idx & mask_);
+    uint16_t id = slot;
+    if (cookie_[id] != nullptr) id = FindFree();
+    desc_[id].addr = npa_buf_data_iova(s) - kNetHdrLen;
+    desc_[id].len = s->data_len + kNetHdrLen;
+    desc_[id].flags = 0;
+    cookie_[id] = s;
+    chain_len_[id] = 1;
+    if (shadow_[slot] != id) {
+      avail_->ring[slot] = id;
+      shadow_[slot] = id;
+    }
+    (*idx)++;
+    num_free_--;
+  }
+  *extra = static_cast<uint16_t>(*extra + p.nseg - 1);
+  return true;
+}
+
 bool TxVirtq::EnqueueChain(npa_buf* b, uint16_t* idx, QueueCounters* c) {
   uint32_t nseg = 0;
   for (npa_buf* s = b; s != nullptr && nseg <= num_free_; s = s->next) nseg++;
@@ -232,9 +280,15 @@ uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
   }
   uint16_t idx = avail_idx_;
   uint64_t bytes = 0;
+  uint16_t extra = 0;  // avail entries beyond one per frame (software TSO)
   uint16_t i = 0;
   for (; i < n; i++) {
     npa_buf* b = bufs[i];
+    if (NPA_UNLIKELY((b->ol_flags & (NPA_BUF_OL_TX_TSO4 | NPA_BUF_OL_TX_TSO6)) != 0 &&
+                     !HardwareTso(b))) {
+      if (!EnqueueSoftwareTso(b, &idx, c, &extra)) break;
+      continue;
+    }
     if (NPA_UNLIKELY(b->next != nullptr)) {
       if (!EnqueueChain(b, &idx, c)) break;
       continue;
@@ -273,8 +327,8 @@ uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
   const uint16_t queued = static_cast<uint16_t>(idx - avail_idx_);
   if (queued) {
     Publish(idx, c);
-    QueueCounters::Add(c->tx_packets, queued);
-    QueueCounters::Add(c->tx_emulated, queued);
+    QueueCounters::Add(c->tx_packets, queued - extra);
+    QueueCounters::Add(c->tx_emulated, queued - extra);
     QueueCounters::Add(c->tx_bytes, bytes);
   }
   if (i < n) QueueCounters::Add(c->tx_full, 1);

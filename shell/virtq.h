@@ -101,13 +101,20 @@ class VirtqBase {
 class TxVirtq : public VirtqBase {
  public:
   // Takes up to n frames; returns how many the ring took (frames with an
-  // impossible offload request are taken, freed and counted in tx_bad).
+  // impossible offload request are taken, freed and counted in tx_bad). A
+  // TSO frame the back end cannot segment (no HOST_TSO4/6 or no CSUM) is
+  // segmented here (tso.h) into frames from the pool; counters count it
+  // once, as the application's frame.
   uint16_t Burst(npa_buf** bufs, uint16_t n, QueueCounters* c);
   // Reclaim completed frames to the pool; reads used->idx once.
   uint32_t Reclaim(QueueCounters* c);
 
  private:
   bool EnqueueChain(npa_buf* b, uint16_t* idx, QueueCounters* c);
+  // False: no room (ring or pool), b stays the caller's. *extra += the
+  // frames beyond one that b became.
+  bool EnqueueSoftwareTso(npa_buf* b, uint16_t* idx, QueueCounters* c, uint16_t* extra);
+  bool HardwareTso(const npa_buf* b) const;
 };
 
 class RxVirtq : public VirtqBase {

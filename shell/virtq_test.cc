@@ -3,11 +3,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "shell/buf_pool.h"
+#include "shell/offload.h"
 #include "shell/region.h"
 #include "shell/virtq_test_device.h"
 
@@ -216,6 +218,75 @@ TEST_F(VirtqTest, BadOffloadRequestIsDroppedNotSent) {
   EXPECT_EQ(c_.tx_bad.load(), 1u);
   EXPECT_EQ(dev.AvailPending(), 0);
   EXPECT_EQ(pool_.available(), kBufs);
+}
+
+// The back end lacks HOST_TSO4: the shell segments (tso.h) and the ring gets
+// ordinary frames with zeroed headers and valid checksums; the counters
+// count the application's one frame.
+TEST_F(VirtqTest, TxSoftwareTsoWhenTheBackEndLacksIt) {
+  TestDevice dev(tx_.addrs(), kRing);
+  const uint32_t payload = 3000, hdr = 14 + 20 + 20;
+  std::vector<uint8_t> f(hdr + payload);
+  const uint8_t h[hdr] = {2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00,
+                          0x45, 0, 0x0b, 0xe8, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+                          0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0};
+  memcpy(f.data(), h, hdr);
+  for (uint32_t i = 0; i < payload; i++) f[hdr + i] = static_cast<uint8_t>(i * 7);
+  npa_buf* a = Frame(2000, 0);
+  npa_buf* b2 = Frame(static_cast<uint32_t>(f.size()) - 2000, 0);
+  memcpy(npa_buf_data(a), f.data(), 2000);
+  memcpy(npa_buf_data(b2), f.data() + 2000, f.size() - 2000);
+  a->next = b2;
+  a->nb_segs = 2;
+  a->pkt_len = static_cast<uint32_t>(f.size());
+  a->ol_flags = NPA_BUF_OL_TX_TSO4;
+  a->tso_segsz = 1400;
+  EXPECT_EQ(tx_.Burst(&a, 1, &c_), 1);
+  EXPECT_EQ(c_.tx_packets.load(), 1u) << "the application's frame, once";
+  EXPECT_EQ(c_.tx_bytes.load(), f.size());
+  auto frames = dev.PopTx(16);
+  ASSERT_EQ(frames.size(), 3u);  // 1400 + 1400 + 200
+  uint32_t seen = 0;
+  for (size_t i = 0; i < frames.size(); i++) {
+    const auto& fr = frames[i];
+    const uint32_t len = std::min<uint32_t>(1400, payload - seen);
+    ASSERT_EQ(fr.size(), 12u + hdr + len);
+    for (int k = 0; k < 12; k++) EXPECT_EQ(fr[k], 0) << "header byte " << k;
+    const uint8_t* ip = fr.data() + 12 + 14;
+    EXPECT_EQ(CsumFold(CsumPartial(ip, 20, 0, false)), 0) << "IPv4 checksum, segment " << i;
+    const uint16_t tl = static_cast<uint16_t>(20 + len);
+    uint8_t ph[4] = {0, 6, static_cast<uint8_t>(tl >> 8), static_cast<uint8_t>(tl)};
+    uint64_t pseudo = CsumPartial(ph, 4, CsumPartial(ip + 12, 8, 0, false), false);
+    EXPECT_EQ(CsumFold(CsumPartial(ip + 20, tl, pseudo, false)), 0) << "TCP checksum, segment " << i;
+    EXPECT_EQ(fr[12 + hdr], static_cast<uint8_t>(seen * 7));
+    seen += len;
+  }
+  EXPECT_EQ(pool_.available(), kBufs - 3) << "the frame went back, its segments are in flight";
+  dev.CompleteAll();
+  tx_.Reclaim(&c_);
+  EXPECT_EQ(pool_.available(), kBufs);
+  // No room for all segments: the frame is not taken (the caller keeps it).
+  npa_buf* big = Frame(hdr + 1000, 0);
+  memcpy(npa_buf_data(big), f.data(), hdr + 1000);
+  big->ol_flags = NPA_BUF_OL_TX_TSO4;
+  big->tso_segsz = 10;  // 100 segments > 64 ring entries (and > kMaxTsoSegments)
+  EXPECT_EQ(tx_.Burst(&big, 1, &c_), 1) << "refused by PlanTso: taken, dropped";
+  EXPECT_EQ(c_.tx_bad.load(), 1u);
+  npa_buf* fill[62];
+  for (int i = 0; i < 62; i++) fill[i] = Frame(60, 0);
+  ASSERT_EQ(tx_.Burst(fill, 62, &c_), 62);  // 2 ring entries left
+  npa_buf* c3 = Frame(hdr + 3 * 500, 0);
+  memcpy(npa_buf_data(c3), f.data(), hdr + 3 * 500);
+  c3->ol_flags = NPA_BUF_OL_TX_TSO4;
+  c3->tso_segsz = 500;  // 3 segments, 2 entries free
+  EXPECT_EQ(tx_.Burst(&c3, 1, &c_), 0) << "ring full: stays the caller's";
+  EXPECT_EQ(dev.PopTx(80).size(), 62u);
+  dev.CompleteAll();
+  EXPECT_EQ(tx_.Burst(&c3, 1, &c_), 1);
+  EXPECT_EQ(dev.PopTx(8).size(), 3u);
+  dev.CompleteAll();
+  tx_.Reclaim(&c_);
+  EXPECT_EQ(pool_.available(), kBufs) << "nothing leaked";
 }
 
 }  // namespace
