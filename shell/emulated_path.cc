@@ -43,6 +43,7 @@ absl::StatusOr<std::unique_ptr<EmulatedPath>> EmulatedPath::Create(const Params&
     NPA_RETURN_IF_ERROR(qu->rx.Init(p.rx_ring_mem[q], p.ring_size, p.pools[q], f, qu->rx_kick.get()));
     NPA_RETURN_IF_ERROR(qu->tx.Init(p.tx_ring_mem[q], p.ring_size, p.pools[q], f, qu->tx_kick.get()));
     qu->rx.set_mergeable((f & (1ull << VIRTIO_NET_F_MRG_RXBUF)) != 0);
+    qu->rx.set_strip_vlan(p.vlan_strip);
     NPA_RETURN_IF_ERROR(fe->SetupVring(2u * q, p.ring_size, qu->rx.addrs(), qu->rx_kick.get(),
                                        qu->rx_call.get()));
     NPA_RETURN_IF_ERROR(fe->SetupVring(2u * q + 1, p.ring_size, qu->tx.addrs(), qu->tx_kick.get(),
@@ -61,8 +62,10 @@ EmulatedPath::~EmulatedPath() {
 
 uint64_t EmulatedPath::offloads() const {
   // TX checksum and TSO are always there: the device's, or software
-  // (offload.cc, tso.h) where the back end lacks them.
-  return NPA_OFFLOAD_TX_CSUM | NPA_OFFLOAD_TSO | NPA_OFFLOAD_RX_CSUM | NPA_OFFLOAD_MRG_RXBUF;
+  // (offload.cc, tso.h) where the back end lacks them; VLAN insert/strip
+  // always in software (virtio-net has no such offload).
+  return NPA_OFFLOAD_TX_CSUM | NPA_OFFLOAD_TSO | NPA_OFFLOAD_RX_CSUM | NPA_OFFLOAD_MRG_RXBUF |
+         NPA_OFFLOAD_VLAN_INSERT | NPA_OFFLOAD_VLAN_STRIP;
 }
 
 absl::Status EmulatedPath::Start() {

@@ -32,6 +32,7 @@ class EmulatedPath : public Path {
     // Per queue pair: where its RX and TX rings live (VringBytes each).
     std::vector<uint8_t*> rx_ring_mem, tx_ring_mem;
     std::vector<BufPool*> pools;
+    bool vlan_strip = false;  // NPA_OFFLOAD_VLAN_STRIP configured: in software
   };
 
   // Builds the rings and tells the back end about them (SET_VRING_*). The

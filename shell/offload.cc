@@ -100,6 +100,37 @@ bool EncodeTxHdr(npa_buf* b, uint64_t f, virtio_net_hdr_mrg_rxbuf* h) {
   return true;
 }
 
+bool InsertVlan(npa_buf* b) {
+  // The virtio-net header still has to fit in front of the frame.
+  if (b->data_len < 12 || b->data_off < NPA_BUF_META_SIZE + kNetHdrLen + 4) return false;
+  b->data_off = static_cast<uint16_t>(b->data_off - 4);
+  auto* d = static_cast<uint8_t*>(npa_buf_data(b));
+  memmove(d, d + 4, 12);
+  d[12] = 0x81;
+  d[13] = 0x00;
+  d[14] = static_cast<uint8_t>(b->vlan_tci >> 8);
+  d[15] = static_cast<uint8_t>(b->vlan_tci);
+  b->data_len = static_cast<uint16_t>(b->data_len + 4);
+  b->pkt_len += 4;
+  if (b->ol_flags & (NPA_BUF_OL_TX_CSUM | NPA_BUF_OL_TX_TSO4 | NPA_BUF_OL_TX_TSO6))
+    b->csum_start = static_cast<uint16_t>(b->csum_start + 4);
+  b->ol_flags &= ~NPA_BUF_OL_TX_VLAN;
+  return true;
+}
+
+bool StripVlan(npa_buf* b) {
+  auto* d = static_cast<uint8_t*>(npa_buf_data(b));
+  if (b->data_len < 18 || d[12] != 0x81 || d[13] != 0x00) return false;
+  b->vlan_tci = static_cast<uint16_t>(d[14] << 8 | d[15]);
+  memmove(d + 4, d, 12);
+  b->data_off = static_cast<uint16_t>(b->data_off + 4);
+  b->data_len = static_cast<uint16_t>(b->data_len - 4);
+  b->pkt_len -= 4;
+  if (b->ol_flags & NPA_BUF_OL_RX_CSUM_PARTIAL) b->csum_start = static_cast<uint16_t>(b->csum_start - 4);
+  b->ol_flags |= NPA_BUF_OL_RX_VLAN;
+  return true;
+}
+
 void DecodeRxHdr(const virtio_net_hdr_mrg_rxbuf& h, npa_buf* b) {
   uint32_t ol = 0;
   if (h.hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {

@@ -46,6 +46,15 @@ bool EncodeTxHdr(npa_buf* b, uint64_t dev_features, virtio_net_hdr_mrg_rxbuf* h)
 // Translate a received header into ol_flags / csum / tso fields of b.
 void DecodeRxHdr(const virtio_net_hdr_mrg_rxbuf& h, npa_buf* b);
 
+// 802.1Q in software, for a path without VLAN offload (virtio has none):
+// InsertVlan writes the tag b->vlan_tci (TPID 0x8100) after the MAC
+// addresses, into the headroom (data_off - 4), and moves csum_start with
+// the frame; false if the first buffer is too short or lacks headroom.
+// StripVlan removes an outer 0x8100 tag into vlan_tci and sets
+// NPA_BUF_OL_RX_VLAN; false (frame unchanged) if there is none.
+bool InsertVlan(npa_buf* b);
+bool StripVlan(npa_buf* b);
+
 }  // namespace npa::shell
 
 #endif  // NPA_SHELL_OFFLOAD_H_

@@ -243,9 +243,9 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
   if (qc->offloads & ~known)
     return Fail(-EINVAL, absl::StrCat("npa_shell_configure: unknown offload bits 0x",
                                       absl::Hex(qc->offloads & ~known)));
-  if (qc->offloads & (NPA_OFFLOAD_VLAN_INSERT | NPA_OFFLOAD_VLAN_STRIP | NPA_OFFLOAD_RSS_HASH))
-    return Fail(-ENOTSUP, "npa_shell_configure: VLAN insert/strip and RSS hash are not provided "
-                          "on the emulated path (not even in software) yet");
+  if (qc->offloads & NPA_OFFLOAD_RSS_HASH)
+    return Fail(-ENOTSUP, "npa_shell_configure: RSS hash is not provided on the emulated path "
+                          "(not even in software) yet");
 
   // Negotiate first: it decides nothing about memory, and a back end that
   // cannot serve us should fail before we allocate.
@@ -283,6 +283,7 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
   npa::shell::EmulatedPath::Params p;
   p.nb_queue_pairs = nqp;
   p.ring_size = static_cast<uint16_t>(ring);
+  p.vlan_strip = (qc->offloads & NPA_OFFLOAD_VLAN_STRIP) != 0;
   uint8_t* base = sh->region.base();
   const uintptr_t lo = reinterpret_cast<uintptr_t>(base + rings_bytes);
   const uintptr_t hi = lo + slots_bytes;

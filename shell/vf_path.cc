@@ -30,6 +30,10 @@ inline uint16_t Clamp(uint16_t got, uint16_t n, QueueCounters* c) {
 
 inline uint16_t VfRxOnly(Q* q, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   uint16_t got = Clamp(q->rx(q->pq, bufs, n), n, c);
+  // The guest configured VLAN strip, the device cannot: same result as the
+  // emulated path (offload.h StripVlan).
+  if (NPA_UNLIKELY(q->sw_vlan_strip))
+    for (uint16_t i = 0; i < got; i++) StripVlan(bufs[i]);
   if (got) {
     uint64_t bytes = 0;
     for (uint16_t i = 0; i < got; i++) bytes += bufs[i]->pkt_len;
@@ -58,16 +62,20 @@ uint16_t VfTx(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   // checksum, byte count, and the TX mark (before the call: a plug-in may
   // complete and free a frame inside tx_burst itself).
   const TxTracker::View track = q->track != nullptr ? q->track->view() : TxTracker::View{};
-  const bool sw_csum = q->sw_tx_csum;
+  const uint32_t sw = q->sw_tx_flags;  // what this device cannot do itself
   uint64_t bytes = 0;
   for (uint16_t i = 0; i < n; i++) {
     npa_buf* b = bufs[i];
-    if (NPA_UNLIKELY(sw_csum && (b->ol_flags & NPA_BUF_OL_TX_CSUM))) {
-      // The guest's offload set is stable across paths: this device lacks
-      // TX checksum, so fill it in here. Offsets outside the frame: sent
-      // as is, counted (the device would not have done better).
-      if (!SoftwareChecksum(b)) QueueCounters::Add(c->tx_bad, 1);
-      b->ol_flags &= ~NPA_BUF_OL_TX_CSUM;
+    if (NPA_UNLIKELY((b->ol_flags & sw) != 0)) {
+      // The guest's offload set is stable across paths: done here when the
+      // device lacks it. The tag first: it moves csum_start. A frame that
+      // cannot take the tag, or whose checksum offsets are outside it, is
+      // sent as is and counted (the device would not have done better).
+      if ((b->ol_flags & sw & NPA_BUF_OL_TX_VLAN) && !InsertVlan(b)) QueueCounters::Add(c->tx_bad, 1);
+      if (b->ol_flags & sw & NPA_BUF_OL_TX_CSUM) {
+        if (!SoftwareChecksum(b)) QueueCounters::Add(c->tx_bad, 1);
+        b->ol_flags &= ~NPA_BUF_OL_TX_CSUM;
+      }
     }
     bytes += b->pkt_len;
     track.Mark(b);
@@ -197,6 +205,14 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
   // device cannot do it (the application may set NPA_BUF_OL_TX_CSUM anyway:
   // the emulated path always honours it).
   v->sw_tx_csum_ = !(cfg.offloads & NPA_CAP_TX_CSUM);
+  // VLAN: the device's when it has it, else software like the emulated path.
+  if ((p.guest_offloads & NPA_OFFLOAD_VLAN_INSERT) && (caps.offloads & NPA_CAP_VLAN_INSERT))
+    cfg.offloads |= NPA_CAP_VLAN_INSERT;
+  if ((p.guest_offloads & NPA_OFFLOAD_VLAN_STRIP) && (caps.offloads & NPA_CAP_VLAN_STRIP))
+    cfg.offloads |= NPA_CAP_VLAN_STRIP;
+  const bool sw_vlan_insert = !(cfg.offloads & NPA_CAP_VLAN_INSERT);
+  const bool sw_vlan_strip =
+      (p.guest_offloads & NPA_OFFLOAD_VLAN_STRIP) && !(cfg.offloads & NPA_CAP_VLAN_STRIP);
   v->ring_ = cfg.ring_size;
   NPA_RETURN_IF_ERROR(v->dev_->Configure(cfg));
 
@@ -217,7 +233,9 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
     qu->emu_rx = p.emu_rx[q];
     qu->emu_tx = p.emu_tx[q];
     qu->track = q < p.tx_track.size() ? p.tx_track[q] : nullptr;
-    qu->sw_tx_csum = v->sw_tx_csum_;
+    qu->sw_tx_flags = (v->sw_tx_csum_ ? NPA_BUF_OL_TX_CSUM : 0u) |
+                      (sw_vlan_insert ? NPA_BUF_OL_TX_VLAN : 0u);
+    qu->sw_vlan_strip = sw_vlan_strip;
     qu->rx = plugin->fast().rx_burst;
     qu->tx = plugin->fast().tx_burst;
     v->queues_.push_back(std::move(qu));

@@ -118,7 +118,8 @@ class VfPath : public Path {
     RxVirtq* emu_rx = nullptr;
     TxVirtq* emu_tx = nullptr;
     TxTracker* track = nullptr;
-    bool sw_tx_csum = false;
+    uint32_t sw_tx_flags = 0;    // NPA_BUF_OL_TX_* done in software here
+    bool sw_vlan_strip = false;
     std::atomic<uint32_t> drained{0};
     int intr_fd = -1;
   };

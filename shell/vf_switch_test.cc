@@ -236,7 +236,7 @@ class VfSwitchTest : public ::testing::Test {
     ASSERT_EQ(rc, 0) << npa_shell_last_error(nullptr);
     npa_shell_queue_config qc = NPA_SHELL_QUEUE_CONFIG_INIT;
     qc.ring_size = 256;
-    qc.offloads = NPA_OFFLOAD_TX_CSUM;
+    qc.offloads = offloads_;
     ASSERT_EQ(npa_shell_configure(sh_, &qc), 0) << npa_shell_last_error(nullptr);
     // The region announcement: one region, its memfd, iova == address.
     auto f = agent_->Receive();
@@ -318,6 +318,7 @@ class VfSwitchTest : public ::testing::Test {
   std::string dir_, path_;
   std::shared_ptr<FakeVfioShared> shared_;
   bool lie_about_device_ = false;
+  uint64_t offloads_ = NPA_OFFLOAD_TX_CSUM;  // what OpenShell configures
   std::unique_ptr<FakeAgent> agent_;
   std::unique_ptr<LoopbackBackend> backend_;
   npa_shell* sh_ = nullptr;
@@ -629,6 +630,48 @@ TEST_F(VfSwitchTest, TxChecksumDoneInSoftwareOnAVfWithoutIt) {
   EXPECT_FALSE(rd[40] == 0 && rd[41] == 0);
   EXPECT_EQ(Stats(sh_).tx_vf_packets, 1u);
   EXPECT_EQ(Stats(sh_).rx_vf_packets, 1u);
+  npa_buf_free(sh_, 0, &r, 1);
+}
+
+// VLAN insert and strip on a VF without them (the loopback plug-in): done
+// in software as on the emulated path; the tag moves csum_start, so the
+// software checksum must still land in the right place.
+TEST_F(VfSwitchTest, VlanInsertAndStripDoneInSoftwareOnAVfWithoutThem) {
+  offloads_ = NPA_OFFLOAD_TX_CSUM | NPA_OFFLOAD_VLAN_INSERT | NPA_OFFLOAD_VLAN_STRIP;
+  ASSERT_NO_FATAL_FAILURE(OpenShell());
+  EXPECT_NE(Info().offloads & NPA_OFFLOAD_VLAN_INSERT, 0u);
+  ASSERT_TRUE(Offer(23, kLbVendor, kLbDevice).accepted());
+  npa_buf* b;
+  ASSERT_EQ(npa_buf_alloc(sh_, 0, &b, 1), 1);
+  uint8_t* d = static_cast<uint8_t*>(npa_buf_data(b));
+  const uint8_t frame[] = {
+      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x99, 0x08, 0x00,
+      0x45, 0, 0, 36, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+      0x30, 0x39, 0x00, 0x35, 0, 16, 0, 0, 'v', 'l', 'a', 'n', 't', 'a', 'g', '!'};
+  memcpy(d, frame, sizeof frame);
+  uint64_t ph = CsumPartial(d + 26, 8, 0, false);
+  const uint8_t tail2[4] = {0, 17, 0, 16};
+  ph = CsumPartial(tail2, 4, ph, false);
+  uint16_t folded = static_cast<uint16_t>(~CsumFold(ph));
+  memcpy(d + 40, &folded, 2);
+  b->data_len = b->pkt_len = sizeof frame;
+  b->ol_flags = NPA_BUF_OL_TX_CSUM | NPA_BUF_OL_TX_VLAN;
+  b->vlan_tci = 0x2123;  // PCP 1, VID 0x123
+  b->csum_start = 34;
+  b->csum_offset = 6;
+  ASSERT_EQ(npa_tx_burst(sh_, 0, &b, 1), 1);
+  EXPECT_EQ(Info().path, NPA_PATH_VF);
+  npa_buf* r = nullptr;
+  ASSERT_TRUE(WaitFor([&] { return npa_rx_burst(sh_, 0, &r, 1) == 1; }, 3000));
+  EXPECT_NE(r->ol_flags & NPA_BUF_OL_RX_VLAN, 0u);
+  EXPECT_EQ(r->vlan_tci, 0x2123);
+  ASSERT_EQ(r->data_len, sizeof frame) << "the tag went on the wire and came off again";
+  const uint8_t* rd = static_cast<const uint8_t*>(npa_buf_data(r));
+  EXPECT_EQ(memcmp(rd, frame, 40), 0);
+  uint64_t s = CsumPartial(rd + 26, 8, 0, false);
+  s = CsumPartial(tail2, 4, s, false);
+  s = CsumPartial(rd + 34, 16, s, false);
+  EXPECT_EQ(CsumFold(s), 0) << "the checksum followed the tag's shift";
   npa_buf_free(sh_, 0, &r, 1);
 }
 

@@ -284,6 +284,14 @@ uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
   uint16_t i = 0;
   for (; i < n; i++) {
     npa_buf* b = bufs[i];
+    // virtio-net has no VLAN insertion: the tag goes in here, before TSO
+    // (every segment carries it) and before the header is encoded (it moves
+    // csum_start). A frame the ring then cannot take comes back tagged.
+    if (NPA_UNLIKELY((b->ol_flags & NPA_BUF_OL_TX_VLAN) != 0) && !InsertVlan(b)) {
+      QueueCounters::Add(c->tx_bad, 1);
+      pool_->FreeFrame(b);
+      continue;
+    }
     if (NPA_UNLIKELY((b->ol_flags & (NPA_BUF_OL_TX_TSO4 | NPA_BUF_OL_TX_TSO6)) != 0 &&
                      !HardwareTso(b))) {
       if (!EnqueueSoftwareTso(b, &idx, c, &extra)) break;
@@ -501,6 +509,8 @@ uint16_t RxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
     bufs[got++] = b;
     bytes += len;
   }
+  if (NPA_UNLIKELY(strip_vlan_))
+    for (uint16_t k = 0; k < got; k++) StripVlan(bufs[k]);
   if (got) {
     QueueCounters::Add(c->rx_packets, got);
     QueueCounters::Add(c->rx_emulated, got);

@@ -121,6 +121,8 @@ class RxVirtq : public VirtqBase {
  public:
   // mrg: VIRTIO_NET_F_MRG_RXBUF negotiated (frames may span buffers).
   void set_mergeable(bool mrg) { mrg_ = mrg; }
+  // Strip an outer 802.1Q tag into vlan_tci (virtio-net cannot).
+  void set_strip_vlan(bool on) { strip_vlan_ = on; }
   uint16_t Burst(npa_buf** bufs, uint16_t n, QueueCounters* c);
   // Post free pool buffers to every free descriptor. Returns how many.
   uint32_t Refill(QueueCounters* c);
@@ -130,6 +132,7 @@ class RxVirtq : public VirtqBase {
   bool TakeMerged(uint16_t nb, uint16_t avail, npa_buf** out, uint64_t* bytes, QueueCounters* c);
   npa_buf* TakeUsed(uint32_t id);
   bool mrg_ = false;
+  bool strip_vlan_ = false;
 };
 
 }  // namespace npa::shell
