@@ -287,15 +287,17 @@ uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
     // virtio-net has no VLAN insertion: the tag goes in here, before TSO
     // (every segment carries it) and before the header is encoded (it moves
     // csum_start). A frame the ring then cannot take comes back tagged.
-    if (NPA_UNLIKELY((b->ol_flags & NPA_BUF_OL_TX_VLAN) != 0) && !InsertVlan(b)) {
-      QueueCounters::Add(c->tx_bad, 1);
-      pool_->FreeFrame(b);
-      continue;
-    }
-    if (NPA_UNLIKELY((b->ol_flags & (NPA_BUF_OL_TX_TSO4 | NPA_BUF_OL_TX_TSO6)) != 0 &&
-                     !HardwareTso(b))) {
-      if (!EnqueueSoftwareTso(b, &idx, c, &extra)) break;
-      continue;
+    // One test on the common path (no offload requested).
+    if (NPA_UNLIKELY(b->ol_flags != 0)) {
+      if ((b->ol_flags & NPA_BUF_OL_TX_VLAN) != 0 && !InsertVlan(b)) {
+        QueueCounters::Add(c->tx_bad, 1);
+        pool_->FreeFrame(b);
+        continue;
+      }
+      if ((b->ol_flags & (NPA_BUF_OL_TX_TSO4 | NPA_BUF_OL_TX_TSO6)) != 0 && !HardwareTso(b)) {
+        if (!EnqueueSoftwareTso(b, &idx, c, &extra)) break;
+        continue;
+      }
     }
     if (NPA_UNLIKELY(b->next != nullptr)) {
       if (!EnqueueChain(b, &idx, c)) break;
