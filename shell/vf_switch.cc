@@ -201,11 +201,10 @@ void OnDeviceIrq(npa_shell* sh, int fd, const char* what) {
     std::lock_guard<std::mutex> l(sh->vf_mu);
     if (!sh->vf) return;
     offer = sh->vf_offer_id;
-    // REQ: the device still works and vfio-pci waits for our close (it
-    // repeats the request every 10 s), so drain it properly. ERR: it may be
-    // dead, and every wait is bounded anyway.
-    // The REQ bound stays under the agent's grace period for a forced
-    // detach (npa-agent --vf-force-grace, 3000 ms by default).
+    // REQ: the device still works and its owner waits for our close, so
+    // drain it properly, within the agent's grace period for a forced detach
+    // (npa-agent --vf-force-grace, 3000 ms by default). ERR: it may be dead,
+    // and every wait is bounded anyway.
     lost = FallBackLocked(sh, fd == sh->vf->req_fd() ? 2000 : 1000, what);
   }
   control::Envelope e;

@@ -179,6 +179,27 @@ uint32_t TxVirtq::Reclaim(QueueCounters* c) {
   return cnt;
 }
 
+// One single-buffer frame whose header is written: its descriptor (id ==
+// slot unless that is still in use), the avail entry, the accounting.
+// num_free_ > 0 is the caller's check.
+inline void TxVirtq::PlaceOne(npa_buf* b, uint16_t* idx) {
+  const uint16_t slot = static_cast<uint16_t>(*idx & mask_);
+  uint16_t id = slot;
+  if (NPA_UNLIKELY(cookie_[id] != nullptr)) id = FindFree();
+  vring_desc* d = &desc_[id];
+  d->addr = b->iova + b->data_off - kNetHdrLen;
+  d->len = b->data_len + kNetHdrLen;
+  d->flags = 0;
+  cookie_[id] = b;
+  chain_len_[id] = 1;
+  if (NPA_UNLIKELY(shadow_[slot] != id)) {
+    avail_->ring[slot] = id;
+    shadow_[slot] = id;
+  }
+  (*idx)++;
+  num_free_--;
+}
+
 bool TxVirtq::HardwareTso(const npa_buf* b) const {
   const uint64_t need = (1ull << VIRTIO_NET_F_CSUM) |
                         (1ull << ((b->ol_flags & NPA_BUF_OL_TX_TSO4) ? VIRTIO_NET_F_HOST_TSO4
@@ -204,23 +225,9 @@ bool TxVirtq::EnqueueSoftwareTso(npa_buf* b, uint16_t* idx, QueueCounters* c, ui
   QueueCounters::Add(c->tx_bytes, b->pkt_len);
   pool_->FreeFrame(b);
   for (uint16_t k = 0; k < p.nseg; k++) {
-    npa_buf* s = segs[k];
     // Full checksums are in the segments: a zeroed header (no NEEDS_CSUM).
-    memset(static_cast<uint8_t*>(npa_buf_data(s)) - kNetHdrLen, 0, kNetHdrLen);
-    const uint16_t slot = static_cast<uint16_t>(*idx & mask_);
-    uint16_t id = slot;
-    if (cookie_[id] != nullptr) id = FindFree();
-    desc_[id].addr = npa_buf_data_iova(s) - kNetHdrLen;
-    desc_[id].len = s->data_len + kNetHdrLen;
-    desc_[id].flags = 0;
-    cookie_[id] = s;
-    chain_len_[id] = 1;
-    if (shadow_[slot] != id) {
-      avail_->ring[slot] = id;
-      shadow_[slot] = id;
-    }
-    (*idx)++;
-    num_free_--;
+    memset(static_cast<uint8_t*>(npa_buf_data(segs[k])) - kNetHdrLen, 0, kNetHdrLen);
+    PlaceOne(segs[k], idx);
   }
   *extra = static_cast<uint16_t>(*extra + p.nseg - 1);
   return true;
@@ -317,22 +324,8 @@ uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
       pool_->FreeSeg(b);
       continue;
     }
-    const uint16_t slot = static_cast<uint16_t>(idx & mask_);
-    uint16_t id = slot;
-    if (NPA_UNLIKELY(cookie_[id] != nullptr)) id = FindFree();
-    vring_desc* d = &desc_[id];
-    d->addr = b->iova + b->data_off - kNetHdrLen;
-    d->len = b->data_len + kNetHdrLen;
-    d->flags = 0;
-    cookie_[id] = b;
-    chain_len_[id] = 1;
-    if (NPA_UNLIKELY(shadow_[slot] != id)) {
-      avail_->ring[slot] = id;
-      shadow_[slot] = id;
-    }
+    PlaceOne(b, &idx);
     bytes += b->data_len;
-    idx++;
-    num_free_--;
   }
   const uint16_t queued = static_cast<uint16_t>(idx - avail_idx_);
   if (queued) {

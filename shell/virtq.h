@@ -115,6 +115,7 @@ class TxVirtq : public VirtqBase {
   // frames beyond one that b became.
   bool EnqueueSoftwareTso(npa_buf* b, uint16_t* idx, QueueCounters* c, uint16_t* extra);
   bool HardwareTso(const npa_buf* b) const;
+  void PlaceOne(npa_buf* b, uint16_t* idx);
 };
 
 class RxVirtq : public VirtqBase {

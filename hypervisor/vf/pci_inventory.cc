@@ -5,11 +5,10 @@
 
 #include <cerrno>
 #include <csetjmp>
-#include <cstring>
-#include <string>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 extern "C" {
 #include <pci/pci.h>
