@@ -183,6 +183,36 @@ npa_queue_stats Stats(npa_shell* sh) {
   return st;
 }
 
+// Ethernet + IPv4 + UDP with 8 payload bytes into b, asking for the UDP
+// checksum (NPA_BUF_OL_TX_CSUM): the field holds the pseudo-header sum, as
+// for CHECKSUM_PARTIAL.
+constexpr uint8_t kUdpPseudoTail[4] = {0, 17, 0, 16};  // zero, proto 17, UDP length 16
+void FillUdpPartialCsum(npa_buf* b, const char (&payload)[9]) {
+  uint8_t* d = static_cast<uint8_t*>(npa_buf_data(b));
+  const uint8_t hdr[42] = {
+      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x99, 0x08, 0x00,
+      0x45, 0, 0, 36, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+      0x30, 0x39, 0x00, 0x35, 0, 16, 0, 0};
+  memcpy(d, hdr, sizeof hdr);
+  memcpy(d + sizeof hdr, payload, 8);
+  uint64_t ph = CsumPartial(d + 26, 8, 0, false);  // source and destination
+  ph = CsumPartial(kUdpPseudoTail, 4, ph, false);
+  uint16_t folded = static_cast<uint16_t>(~CsumFold(ph));
+  memcpy(d + 40, &folded, 2);
+  b->data_len = b->pkt_len = sizeof hdr + 8;
+  b->ol_flags = NPA_BUF_OL_TX_CSUM;
+  b->csum_start = 34;
+  b->csum_offset = 6;
+}
+
+// The received datagram's checksum over pseudo header + datagram: 0 if valid.
+uint16_t UdpCsumFold(const uint8_t* rd) {
+  uint64_t s = CsumPartial(rd + 26, 8, 0, false);
+  s = CsumPartial(kUdpPseudoTail, 4, s, false);
+  s = CsumPartial(rd + 34, 16, s, false);
+  return CsumFold(s);
+}
+
 class VfSwitchTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -599,34 +629,13 @@ TEST_F(VfSwitchTest, TxChecksumDoneInSoftwareOnAVfWithoutIt) {
   EXPECT_NE(a.reason().find("software TX checksum"), std::string::npos) << a.reason();
   npa_buf* b;
   ASSERT_EQ(npa_buf_alloc(sh_, 0, &b, 1), 1);
-  // Ethernet + IPv4 + UDP, 8 payload bytes; the UDP checksum field holds the
-  // pseudo-header sum, as for CHECKSUM_PARTIAL.
-  uint8_t* d = static_cast<uint8_t*>(npa_buf_data(b));
-  const uint8_t frame[] = {
-      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x99, 0x08, 0x00,
-      0x45, 0, 0, 36, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-      0x30, 0x39, 0x00, 0x35, 0, 16, 0, 0, 'c', 'h', 'e', 'c', 'k', 's', 'u', 'm'};
-  memcpy(d, frame, sizeof frame);
-  // Pseudo header: src, dst, proto 17, UDP length 16.
-  uint64_t ph = CsumPartial(d + 26, 8, 0, false);
-  const uint8_t tail2[4] = {0, 17, 0, 16};
-  ph = CsumPartial(tail2, 4, ph, false);
-  uint16_t folded = static_cast<uint16_t>(~CsumFold(ph));
-  memcpy(d + 40, &folded, 2);
-  b->data_len = b->pkt_len = sizeof frame;
-  b->ol_flags = NPA_BUF_OL_TX_CSUM;
-  b->csum_start = 34;
-  b->csum_offset = 6;
+  FillUdpPartialCsum(b, "checksum");
   ASSERT_EQ(npa_tx_burst(sh_, 0, &b, 1), 1);
   EXPECT_EQ(Info().path, NPA_PATH_VF);
   npa_buf* r = nullptr;
   ASSERT_TRUE(WaitFor([&] { return npa_rx_burst(sh_, 0, &r, 1) == 1; }, 3000));
   const uint8_t* rd = static_cast<const uint8_t*>(npa_buf_data(r));
-  // Verify: the UDP checksum over pseudo header + datagram sums to 0xffff.
-  uint64_t s = CsumPartial(rd + 26, 8, 0, false);
-  s = CsumPartial(tail2, 4, s, false);
-  s = CsumPartial(rd + 34, 16, s, false);
-  EXPECT_EQ(CsumFold(s), 0) << "checksum field " << std::hex << int(rd[40]) << int(rd[41]);
+  EXPECT_EQ(UdpCsumFold(rd), 0) << "checksum field " << std::hex << int(rd[40]) << int(rd[41]);
   EXPECT_FALSE(rd[40] == 0 && rd[41] == 0);
   EXPECT_EQ(Stats(sh_).tx_vf_packets, 1u);
   EXPECT_EQ(Stats(sh_).rx_vf_packets, 1u);
@@ -643,35 +652,21 @@ TEST_F(VfSwitchTest, VlanInsertAndStripDoneInSoftwareOnAVfWithoutThem) {
   ASSERT_TRUE(Offer(23, kLbVendor, kLbDevice).accepted());
   npa_buf* b;
   ASSERT_EQ(npa_buf_alloc(sh_, 0, &b, 1), 1);
-  uint8_t* d = static_cast<uint8_t*>(npa_buf_data(b));
-  const uint8_t frame[] = {
-      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x99, 0x08, 0x00,
-      0x45, 0, 0, 36, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-      0x30, 0x39, 0x00, 0x35, 0, 16, 0, 0, 'v', 'l', 'a', 'n', 't', 'a', 'g', '!'};
-  memcpy(d, frame, sizeof frame);
-  uint64_t ph = CsumPartial(d + 26, 8, 0, false);
-  const uint8_t tail2[4] = {0, 17, 0, 16};
-  ph = CsumPartial(tail2, 4, ph, false);
-  uint16_t folded = static_cast<uint16_t>(~CsumFold(ph));
-  memcpy(d + 40, &folded, 2);
-  b->data_len = b->pkt_len = sizeof frame;
-  b->ol_flags = NPA_BUF_OL_TX_CSUM | NPA_BUF_OL_TX_VLAN;
+  FillUdpPartialCsum(b, "vlantag!");
+  std::vector<uint8_t> frame(static_cast<uint8_t*>(npa_buf_data(b)),
+                             static_cast<uint8_t*>(npa_buf_data(b)) + b->data_len);
+  b->ol_flags |= NPA_BUF_OL_TX_VLAN;
   b->vlan_tci = 0x2123;  // PCP 1, VID 0x123
-  b->csum_start = 34;
-  b->csum_offset = 6;
   ASSERT_EQ(npa_tx_burst(sh_, 0, &b, 1), 1);
   EXPECT_EQ(Info().path, NPA_PATH_VF);
   npa_buf* r = nullptr;
   ASSERT_TRUE(WaitFor([&] { return npa_rx_burst(sh_, 0, &r, 1) == 1; }, 3000));
   EXPECT_NE(r->ol_flags & NPA_BUF_OL_RX_VLAN, 0u);
   EXPECT_EQ(r->vlan_tci, 0x2123);
-  ASSERT_EQ(r->data_len, sizeof frame) << "the tag went on the wire and came off again";
+  ASSERT_EQ(r->data_len, frame.size()) << "the tag went on the wire and came off again";
   const uint8_t* rd = static_cast<const uint8_t*>(npa_buf_data(r));
-  EXPECT_EQ(memcmp(rd, frame, 40), 0);
-  uint64_t s = CsumPartial(rd + 26, 8, 0, false);
-  s = CsumPartial(tail2, 4, s, false);
-  s = CsumPartial(rd + 34, 16, s, false);
-  EXPECT_EQ(CsumFold(s), 0) << "the checksum followed the tag's shift";
+  EXPECT_EQ(memcmp(rd, frame.data(), 40), 0);
+  EXPECT_EQ(UdpCsumFold(rd), 0) << "the checksum followed the tag's shift";
   npa_buf_free(sh_, 0, &r, 1);
 }
 
