@@ -29,6 +29,8 @@ constexpr uint32_t kClockEveryLoops = 64;
 // 64 KiB frame.
 constexpr size_t kSinkSlots = 64;
 constexpr size_t kSinkSlotBytes = 2048;
+// Loopback holds undeliverable frames at most this long without progress.
+constexpr uint64_t kMaxHoldNs = 100'000'000;
 
 uint64_t NowNs() {
   timespec t;
@@ -49,9 +51,6 @@ void GatherEth(const GuestFrame& f, uint8_t* eth) {
 
 // RX queue for a frame from the uplink: keep a flow on one queue by hashing
 // the IPv4 addresses when there are some (else queue 0).
-// Loopback holds undeliverable frames at most this long without progress.
-constexpr uint64_t kMaxHoldNs = 100'000'000;
-
 uint16_t FlowQueue(const uint8_t* data, uint32_t len, uint16_t nq) {
   if (nq <= 1 || len < 34 || data[12] != 0x08 || data[13] != 0x00) return 0;
   uint32_t a, b;
