@@ -213,7 +213,6 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
   const bool sw_vlan_insert = !(cfg.offloads & NPA_CAP_VLAN_INSERT);
   const bool sw_vlan_strip =
       (p.guest_offloads & NPA_OFFLOAD_VLAN_STRIP) && !(cfg.offloads & NPA_CAP_VLAN_STRIP);
-  v->ring_ = cfg.ring_size;
   NPA_RETURN_IF_ERROR(v->dev_->Configure(cfg));
 
   // 4. REQ / ERR: the agent wants the device back, or it failed. A device

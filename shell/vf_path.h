@@ -108,7 +108,6 @@ class VfPath : public Path {
   int req_fd() const { return req_fd_; }
   int err_fd() const { return err_fd_; }
   bool sw_tx_csum() const { return sw_tx_csum_; }
-  uint16_t device_ring_size() const { return ring_; }
 
   // Shared with the burst functions (vf_path.cc); one per queue.
   struct alignas(64) Queue {
@@ -133,7 +132,7 @@ class VfPath : public Path {
   std::vector<std::unique_ptr<Queue>> queues_;
   std::string pci_, plugin_name_;
   uint64_t guest_offloads_ = 0;
-  uint16_t nqp_ = 0, ring_ = 0;
+  uint16_t nqp_ = 0;
   bool sw_tx_csum_ = false;
   bool rx_intr_ = false;
   int req_fd_ = -1, err_fd_ = -1;
