@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "common/clock.h"
 #include "common/status_macros.h"
 #include "common/unix_socket.h"
 
@@ -120,14 +121,11 @@ absl::StatusOr<std::optional<ControlFrame>> ControlChannel::Pop() {
 }
 
 absl::StatusOr<ControlFrame> ControlChannel::ReceiveBlocking(int timeout_ms) {
-  timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  const uint64_t t0 = MonotonicMs();
   for (;;) {
     NPA_ASSIGN_OR_RETURN(std::optional<ControlFrame> f, Pop());
     if (f) return std::move(*f);
-    timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    int elapsed = static_cast<int>((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+    const int elapsed = static_cast<int>(MonotonicMs() - t0);
     if (elapsed >= timeout_ms) return absl::DeadlineExceededError("no control reply in time");
     NPA_RETURN_IF_ERROR(WaitReadable(sock_.get(), timeout_ms - elapsed));
     NPA_RETURN_IF_ERROR(OnReadable());

@@ -11,16 +11,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/clock.h"
 #include "common/status_macros.h"
 
 namespace npa {
 namespace {
 
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t NowMs() { return static_cast<int64_t>(MonotonicMs()); }
 
 absl::StatusOr<sockaddr_un> MakeAddr(const std::string& path) {
   sockaddr_un a{};

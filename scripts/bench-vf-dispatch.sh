@@ -21,8 +21,8 @@
 # Where the shell's extra instructions go: self cost per file:function (as
 # callgrind_annotate prints it, inlined code under the header it came from)
 # for both modes, and the TX tracker's share from line-level attribution:
-# every line of shell/tx_tracker.h, the lines of shell/vf_path.cc and
-# shell/vf_switch.cc that call Mark/Clear or test for a tracker, and
+# every line of shell/vf/tx_tracker.h, the lines of shell/vf/vf_path.cc and
+# shell/vf/vf_switch.cc that call Mark/Clear or test for a tracker, and
 # std::vector's operator[] inlined into VfTx and ShellBuffers::Free (the
 # tracker's bitmap; nothing else there indexes a vector on this path).
 #
@@ -180,12 +180,12 @@ def tracker_lines(src):
     with open(path) as f:
         return {i + 1 for i, l in enumerate(f)
                 if re.search(r'->Mark\(|->Clear\(|vf_tx\.Clear\(|track != nullptr', l)}
-marked = {os.path.join(root, 'shell/vf_path.cc'): tracker_lines('shell/vf_path.cc'),
-          os.path.join(root, 'shell/vf_switch.cc'): tracker_lines('shell/vf_switch.cc')}
+marked = {os.path.join(root, 'shell/vf/vf_path.cc'): tracker_lines('shell/vf/vf_path.cc'),
+          os.path.join(root, 'shell/vf/vf_switch.cc'): tracker_lines('shell/vf/vf_switch.cc')}
 tracker = defaultdict(int)
 for (fi, fn, line), c in shell.items():
     sf = short_fn(fn)
-    if fi.endswith('shell/tx_tracker.h'):
+    if fi.endswith('shell/vf/tx_tracker.h'):
         tracker['tx_tracker.h (Mark/Clear/Index) in ' + sf] += c
     elif fi in marked and line in marked[fi]:
         tracker['%s:%d (loop, test) in %s' % (short_file(fi), line, sf)] += c

@@ -32,13 +32,13 @@ say() { printf '\033[1m[demo %5.1fs]\033[0m %s\n' "$(echo "$EPOCHREALTIME - $T0"
 T0=$EPOCHREALTIME
 
 if [ -z "${NPA_SKIP_DEPS:-}" ]; then "$ROOT/scripts/install-deps.sh"; fi
-if [ ! -x "$BUILD/hypervisor/npa-agent" ] || [ ! -x "$BUILD/tests/demo/npa-guest-demo" ] || [ -z "${NPA_NO_BUILD:-}" ]; then
+if [ ! -x "$BUILD/hypervisor/daemon/npa-agent" ] || [ ! -x "$BUILD/tests/demo/npa-guest-demo" ] || [ -z "${NPA_NO_BUILD:-}" ]; then
   say "building into $BUILD"
   [ -f "$BUILD/build.ninja" ] || cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
   ninja -C "$BUILD" npa-agent npactl npa-guest-demo npa-udp-peer >/dev/null
 fi
-AGENT="$BUILD/hypervisor/npa-agent"
-NPACTL="$BUILD/hypervisor/npactl"
+AGENT="$BUILD/hypervisor/daemon/npa-agent"
+NPACTL="$BUILD/hypervisor/npactl/npactl"
 GUEST="$BUILD/tests/demo/npa-guest-demo"
 PEER="$BUILD/tests/demo/npa-udp-peer"
 

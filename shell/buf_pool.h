@@ -8,7 +8,7 @@
 //
 // A LIFO stack of npa_buf pointers: the most recently freed (cache-hot) slot
 // is handed out first. Owner thread only: no locks, no atomics, no per-packet
-// allocation and no reference counts (ARCHITECTURE.md, "Data path").
+// allocation and no reference counts (docs/architecture.md, "Data path").
 //
 // Buffers of one shell may be freed on any of its queues (buf.h), so the stack
 // can hold `capacity` pointers, normally every buffer of the shell. A pointer

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
-#include "shell/fake_agent_test_util.h"
+#include "tests/support/fake_agent_test_util.h"
 
 namespace npa::shell {
 namespace {

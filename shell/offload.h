@@ -14,7 +14,7 @@
 #ifndef NPA_SHELL_OFFLOAD_H_
 #define NPA_SHELL_OFFLOAD_H_
 
-#include "shell/virtio_defs.h"
+#include "shell/emulated/virtio_defs.h"
 
 #include <cstddef>
 #include <cstdint>

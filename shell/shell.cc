@@ -18,9 +18,9 @@
 #include "npa/shell.h"
 #pragma GCC visibility pop
 #include "shell/shell_impl.h"
-#include "shell/vf_switch.h"
+#include "shell/vf/vf_switch.h"
 
-#include "shell/virtio_defs.h"
+#include "shell/emulated/virtio_defs.h"
 
 #define NPA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 

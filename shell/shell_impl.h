@@ -14,14 +14,14 @@
 #include "npa/shell.h"
 #include "shell/buf_pool.h"
 #include "shell/control_client.h"
-#include "shell/emulated_path.h"
+#include "shell/emulated/emulated_path.h"
 #include "shell/event_queue.h"
 #include "shell/path.h"
 #include "shell/region.h"
-#include "shell/tx_tracker.h"
-#include "shell/vf_path.h"
-#include "shell/vf_services.h"
-#include "shell/vhost_user_frontend.h"
+#include "shell/vf/tx_tracker.h"
+#include "shell/vf/vf_path.h"
+#include "shell/vf/vf_services.h"
+#include "shell/emulated/vhost_user_frontend.h"
 
 namespace npa::shell {
 

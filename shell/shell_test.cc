@@ -16,8 +16,8 @@
 #include "gtest/gtest.h"
 #include "npa/shell.hpp"
 #include "npa/vhost_user.h"
-#include "shell/fake_agent_test_util.h"
-#include "shell/virtio_defs.h"
+#include "tests/support/fake_agent_test_util.h"
+#include "shell/emulated/virtio_defs.h"
 
 namespace npa::shell {
 namespace {

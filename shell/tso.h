@@ -1,5 +1,5 @@
 // shell/tso.h — TCP segmentation in software, for a path that lacks TSO
-// (ARCHITECTURE.md, "Data path": the offload set the guest sees is stable
+// (docs/architecture.md, "Data path": the offload set the guest sees is stable
 // across paths; where the active path lacks one, the shell does it).
 //
 //   TsoPlan plan;

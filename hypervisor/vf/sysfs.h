@@ -2,7 +2,7 @@
 //
 // Every sysfs access of the VF library goes through a SysfsRoot, so the same
 // code runs against the real /sys and against a fake tree in a temp dir (unit
-// tests; STYLE.md habit 11). Paths are relative to the root ("bus/pci/devices/
+// tests; a test seam). Paths are relative to the root ("bus/pci/devices/
 // 0000:03:00.0/driver_override").
 //
 //   npa::agent::vf::SysfsRoot sys;                      // the real /sys

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "hypervisor/vf/testing/fake_sysfs.h"
+#include "tests/support/fake_sysfs.h"
 
 namespace npa::agent::vf {
 namespace {

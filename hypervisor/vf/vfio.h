@@ -2,7 +2,7 @@
 //
 // The agent owns the container and the group: it DMA-maps each guest's shared
 // memfd regions into the container (iova == the guest shell's virtual address,
-// ARCHITECTURE.md "Memory"), and hands the guest only a dup of the device fd.
+// docs/architecture.md "Memory"), and hands the guest only a dup of the device fd.
 //
 //   using namespace npa::agent::vf;
 //   NPA_ASSIGN_OR_RETURN(VfioContainer c, VfioContainer::Open());

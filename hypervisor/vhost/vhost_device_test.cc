@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
-#include "hypervisor/vhost/test_frontend.h"
+#include "tests/support/test_frontend.h"
 
 namespace npa::agent {
 namespace {

@@ -12,7 +12,7 @@
  *   uint16_t sent = npa_tx_burst(shell, qid, b, n);  // ownership moves to the shell
  *   npa_buf_free(shell, qid, b + sent, n - sent);     // what was not sent stays ours
  *
- * Memory model (ARCHITECTURE.md, "one set of buffers for both paths"): every
+ * Memory model (docs/architecture.md, "Memory": one set of buffers for both paths): every
  * buffer is a fixed-size slot inside a shared region that the shell allocated
  * (memfd, hugetlb when available). The region is mapped by the host agent for
  * the emulated path and DMA-mapped into the VF's IOMMU domain for the VF path,
@@ -55,7 +55,7 @@ extern "C" {
 /* Offload flags (npa_buf.ol_flags). The TX flags are requests from the
  * application; the RX flags are facts reported by the active path. They keep
  * their meaning across path switches: when the active path lacks an offload,
- * the shell does it in software (ARCHITECTURE.md, "Data path"). */
+ * the shell does it in software (docs/architecture.md, "Data path"). */
 #define NPA_BUF_OL_TX_CSUM (1u << 0)     /* fill in L4 checksum: csum_start/csum_offset */
 #define NPA_BUF_OL_TX_TSO4 (1u << 1)     /* segment TCP/IPv4 to tso_segsz payload bytes */
 #define NPA_BUF_OL_TX_TSO6 (1u << 2)     /* segment TCP/IPv6 to tso_segsz payload bytes */

@@ -1,5 +1,5 @@
 // vf_dispatch_bench: what the shell's VF-path dispatch costs per frame, in
-// instructions (ARCHITECTURE.md, "Performance targets": "no more than a few
+// instructions (docs/architecture.md, "Performance targets": "no more than a few
 // instructions per packet over calling the plug-in directly").
 //
 // Both modes drive the same plug-in object (tests/plugins/null/, the test
@@ -20,7 +20,7 @@
 //                  per-frame cost).
 //   --mode=shell-untracked
 //                  as shell, but once on the VF the queue's TX tracker
-//                  (shell/tx_tracker.h) is swapped, inside this process only,
+//                  (shell/vf/tx_tracker.h) is swapped, inside this process only,
 //                  for one with an empty slot range: Mark and Clear still run
 //                  but return at their range check. shell minus this is the
 //                  tracker's bitmap work; the loops and range checks remain.
@@ -68,12 +68,12 @@
 #include "npa/plugin.h"
 #include "npa/shell.h"
 #include "shell/buf_pool.h"
-#include "shell/fake_agent_test_util.h"
-#include "shell/fake_vfio_test_util.h"
-#include "shell/plugin_loader.h"
+#include "tests/support/fake_agent_test_util.h"
+#include "tests/support/fake_vfio_test_util.h"
+#include "shell/vf/plugin_loader.h"
 #include "shell/shell_impl.h"
-#include "shell/tx_tracker.h"
-#include "shell/vf_switch.h"
+#include "shell/vf/tx_tracker.h"
+#include "shell/vf/vf_switch.h"
 
 namespace {
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "npa/plugin.h"
-#include "shell/plugin_loader.h"
+#include "shell/vf/plugin_loader.h"
 #include "tests/conform/conform_services.h"
 #include "tests/conform/peer.h"
 #include "tests/conform/vfio_host.h"

@@ -126,7 +126,7 @@ absl::StatusOr<DmaRegion> VfioHost::MapRegion(uint64_t len) {
   m.argsz = sizeof(m);
   m.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
   m.vaddr = reinterpret_cast<uint64_t>(p);
-  m.iova = m.vaddr;  // ARCHITECTURE.md: a slot's IOVA is its virtual address
+  m.iova = m.vaddr;  // docs/architecture.md "Memory": a slot's IOVA is its virtual address
   m.size = len;
   if (ioctl(container_, VFIO_IOMMU_MAP_DMA, &m) < 0) {
     absl::Status s = Errno("VFIO_IOMMU_MAP_DMA (iova == vaddr)");

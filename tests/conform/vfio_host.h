@@ -8,7 +8,7 @@
 //   uint32_t id; h->CfgRead(0, 4, &id);
 //
 // This is the npa-conform harness's stand-in for the host agent (which owns
-// the container in production, ARCHITECTURE.md "VF path"). Needs root and a
+// the container in production, docs/architecture.md "VF path"). Needs root and a
 // function already bound to vfio-pci whose IOMMU group holds nothing else.
 #ifndef NPA_TESTS_CONFORM_VFIO_HOST_H_
 #define NPA_TESTS_CONFORM_VFIO_HOST_H_

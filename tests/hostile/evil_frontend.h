@@ -16,7 +16,7 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "hypervisor/vhost/test_frontend.h"
+#include "tests/support/test_frontend.h"
 
 namespace npa::agent::evil {
 

@@ -31,7 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/control_codec.h"
 #include "common/unix_socket.h"
-#include "hypervisor/vhost/test_frontend.h"
+#include "tests/support/test_frontend.h"
 #include "include/npa/control.pb.h"
 
 namespace {

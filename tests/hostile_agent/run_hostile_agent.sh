@@ -15,7 +15,7 @@
 # Usage: run_hostile_agent.sh BUILD_DIR
 set -u
 B=$1
-AGENT=$B/hypervisor/npa-agent; NPACTL=$B/hypervisor/npactl
+AGENT=$B/hypervisor/daemon/npa-agent; NPACTL=$B/hypervisor/npactl/npactl
 EVIL=$B/tests/hostile/npa-evil-guest; GOOD=$B/tests/hostile_agent/npa-loopback-guest
 SHRINK=$B/tests/hostile_agent/npa-shrink-guest
 for x in "$AGENT" "$NPACTL" "$EVIL" "$GOOD" "$SHRINK"; do [ -x "$x" ] || { echo "missing $x"; exit 1; }; done

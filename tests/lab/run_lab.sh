@@ -250,7 +250,7 @@ log "guest: $KPKG, ${#ORDER[@]} modules, initramfs $(du -h "$CPIO" | cut -f1), s
 # link-active bit QEMU never sets after a bus reset), all on QEMU hub 0 with a
 # kernel-driven peer NIC that the guest moves into the "peer" namespace. Nothing
 # leaves QEMU: no -netdev user, no socket/mcast. romfile= : no PXE option ROMs. aw-bits=48 so the IOMMU can map
-# IOVA == the process virtual address (the agent's convention, ARCHITECTURE.md).
+# IOVA == the process virtual address (the agent's convention, docs/architecture.md "Memory").
 DEV=()
 i=0
 rp() { i=$((i + 1)); DEV+=(-device "pcie-root-port,id=rp$i,bus=pcie.0,chassis=$i,slot=$i,x-speed=5"); }

@@ -1,0 +1,288 @@
+// npa-agent: the host agent daemon. See --help and docs/operator-guide.md.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "common/log.h"
+#include "hypervisor/daemon/control_server.h"
+#include "hypervisor/daemon/dataplane.h"
+#include "hypervisor/daemon/guest_port.h"
+#include "hypervisor/daemon/tap_uplink.h"
+#include "hypervisor/vf/sysfs.h"
+#include "hypervisor/vf/vf_manager.h"
+#include "hypervisor/vf/vfio_layer.h"
+
+namespace {
+
+constexpr const char* kDefaultControl = "/run/npa/agent.sock";
+constexpr const char* kVersion = "0.1.0";
+
+const char kUsage[] =
+    "NAME\n"
+    "    npa-agent - npa host agent: emulated-path back end, MAC switch, uplink\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    npa-agent [--control PATH] [--vhost-user PATH]... [--tap NAME]\n"
+    "              [--mode switch|sink|loopback] [--cpu N] [--burst N]\n"
+    "              [--name NAME] [--mtu N] [--log-level LEVEL]\n"
+    "              [--vf PCI[,reset=METHOD]]... [--vf-restore-driver]\n"
+    "              [--vf-accept-timeout MS] [--vf-revoke-timeout MS] [--vf-force-grace MS]\n"
+    "              [--require-sealed-memory]\n"
+    "    npa-agent --help | --version\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Serves guests over vhost-user (each guest's virtio rings are polled by\n"
+    "    one dataplane thread) and switches their frames between each other and\n"
+    "    an optional TAP uplink with a MAC-learning switch. Guests attach through\n"
+    "    the control socket (npa shell: Hello/Welcome, include/npa/control.proto)\n"
+    "    or through plain vhost-user sockets (DPDK net_virtio_user and other\n"
+    "    front ends without the control protocol). npactl(1) talks to the\n"
+    "    control socket.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --control PATH     UNIX socket for guest shells and npactl\n"
+    "                       (default /run/npa/agent.sock; the directory is\n"
+    "                       created if missing). Removed on exit.\n"
+    "    --vhost-user PATH  listen for plain vhost-user front ends at PATH;\n"
+    "                       repeatable. If PATH is a directory, the socket is\n"
+    "                       PATH/vhost-user.sock. Every connection is one guest\n"
+    "                       (transport \"vhost-user-socket\", name vhost<ID>).\n"
+    "    --require-sealed-memory\n"
+    "                       also require plain vhost-user front ends to seal\n"
+    "                       their memory fds against shrinking (F_SEAL_SHRINK);\n"
+    "                       SET_MEM_TABLE with an unsealed fd closes the guest.\n"
+    "                       Control-socket guests (npa shells) must always seal:\n"
+    "                       a guest that shrinks a mapped memfd would SIGBUS the\n"
+    "                       agent. Off by default because DPDK and QEMU do not\n"
+    "                       seal (docs/operator-guide.md, \"Guest memory\").\n"
+    "    --tap NAME         create (or attach to) TAP interface NAME as the\n"
+    "                       uplink, with IFF_VNET_HDR, and bring it up. Without\n"
+    "                       it the agent has no uplink: guests reach only each\n"
+    "                       other.\n"
+    "    --mode MODE        switch (default): MAC-learning switch between guests\n"
+    "                       and the uplink. sink: consume and count guest TX (a\n"
+    "                       benchmark peer). loopback: reflect each guest's TX\n"
+    "                       into its own RX.\n"
+    "    --cpu N            pin the dataplane thread to CPU N.\n"
+    "    --burst N          frames per burst, 1..256 (default 32).\n"
+    "    --name NAME        agent name reported to guests and npactl\n"
+    "                       (default npa-agent).\n"
+    "    --mtu N            MTU offered to guests and set on the TAP, 68..9000\n"
+    "                       (default 1500).\n"
+    "    --log-level L      error, warn, info (default) or debug. Also\n"
+    "                       NPA_LOG_LEVEL. Logs go to stderr.\n"
+    "    --vf PCI[,reset=M] put PCI function PCI in the VF pool (repeatable):\n"
+    "                       npactl vf attach may then bind it to vfio-pci and\n"
+    "                       offer it to a guest. reset=M writes sysfs\n"
+    "                       reset_method before binding (default: \"bus\" when\n"
+    "                       the function has no FLR, else the kernel's choice).\n"
+    "                       Needs an IOMMU (intel_iommu=on) and vfio-pci loaded.\n"
+    "    --vf-restore-driver  when a VF returns to the pool, bind its original\n"
+    "                       driver again (default: it stays on vfio-pci).\n"
+    "    --vf-accept-timeout MS  how long a guest has to answer a VF offer\n"
+    "                       (default 10000).\n"
+    "    --vf-revoke-timeout MS  how long a guest has to answer a revoke before\n"
+    "                       the agent forces it (default 5000).\n"
+    "    --vf-force-grace MS  npactl vf detach --force first raises the VF's\n"
+    "                       VFIO REQ interrupt, then waits this long for the\n"
+    "                       guest to let go before it resets and unbinds the\n"
+    "                       function anyway (default 3000).\n"
+    "    --help             this text.   --version  print the version.\n"
+    "\n"
+    "SIGNALS\n"
+    "    SIGINT, SIGTERM    close every guest session (Bye), remove the sockets,\n"
+    "                       exit 0.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 clean shutdown, 1 runtime failure (socket, TAP, thread), 2 usage.\n"
+    "\n"
+    "EXAMPLES\n"
+    "    npa-agent --control /run/npa/agent.sock --tap npa0 --cpu 1\n"
+    "    npa-agent --vhost-user /tmp/vhost.sock --mode sink --cpu 1\n";
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+int Usage(const char* msg, const char* arg = nullptr) {
+  fprintf(stderr, "npa-agent: %s%s%s\nTry 'npa-agent --help'.\n", msg, arg ? ": " : "",
+          arg ? arg : "");
+  return 2;
+}
+
+template <typename T>
+bool ParseNum(const char* s, T lo, T hi, T* out) {
+  long long v;
+  if (!absl::SimpleAtoi(s, &v) || v < static_cast<long long>(lo) || v > static_cast<long long>(hi))
+    return false;
+  *out = static_cast<T>(v);
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace npa::agent;
+  ControlServer::Options copt;
+  Dataplane::Options dopt;
+  std::string tap;
+  bool control_given = false;
+  VfManager::Options vopt;
+  bool require_sealed = false;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    auto value = [&](const char** v) {
+      if (i + 1 >= argc) return false;
+      *v = argv[++i];
+      return true;
+    };
+    const char* v = nullptr;
+    if (a == "--help" || a == "-h") {
+      fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--version") {
+      printf("npa-agent %s\n", kVersion);
+      return 0;
+    } else if (a == "--control") {
+      if (!value(&v) || !*v) return Usage("--control needs a path");
+      copt.control_path = v;
+      control_given = true;
+    } else if (a == "--require-sealed-memory") {
+      require_sealed = true;
+    } else if (a == "--vhost-user") {
+      if (!value(&v) || !*v) return Usage("--vhost-user needs a path");
+      copt.vhost_user_paths.push_back(v);
+    } else if (a == "--tap") {
+      if (!value(&v) || !*v) return Usage("--tap needs an interface name");
+      tap = v;
+    } else if (a == "--mode") {
+      if (!value(&v)) return Usage("--mode needs switch, sink or loopback");
+      auto m = ParseDataplaneMode(v);
+      if (!m) return Usage("unknown --mode (want switch, sink or loopback)", v);
+      dopt.mode = *m;
+    } else if (a == "--cpu") {
+      if (!value(&v) || !ParseNum<int>(v, 0, CPU_SETSIZE - 1, &dopt.cpu))
+        return Usage("--cpu needs a CPU number", v);
+    } else if (a == "--burst") {
+      if (!value(&v) || !ParseNum<uint16_t>(v, 1, 256, &dopt.burst))
+        return Usage("--burst needs a number in 1..256", v);
+    } else if (a == "--name") {
+      if (!value(&v) || !*v) return Usage("--name needs a name");
+      copt.agent_name = v;
+    } else if (a == "--mtu") {
+      if (!value(&v) || !ParseNum<uint32_t>(v, 68, 9000, &copt.mtu))
+        return Usage("--mtu needs a number in 68..9000", v);
+    } else if (a == "--vf") {
+      if (!value(&v)) return Usage("--vf needs a PCI address");
+      auto e = ParseVfPoolArg(v);
+      if (!e.ok()) return Usage(std::string(e.status().message()).c_str());
+      vopt.pool.push_back(*e);
+    } else if (a == "--vf-restore-driver") {
+      vopt.restore_driver = true;
+    } else if (a == "--vf-accept-timeout") {
+      if (!value(&v) || !ParseNum<uint32_t>(v, 1, 600000, &copt.vf_accept_timeout_ms))
+        return Usage("--vf-accept-timeout needs 1..600000 ms", v);
+    } else if (a == "--vf-revoke-timeout") {
+      if (!value(&v) || !ParseNum<uint32_t>(v, 1, 600000, &copt.vf_revoke_timeout_ms))
+        return Usage("--vf-revoke-timeout needs 1..600000 ms", v);
+    } else if (a == "--vf-force-grace") {
+      if (!value(&v) || !ParseNum<uint32_t>(v, 1, 600000, &copt.vf_force_grace_ms))
+        return Usage("--vf-force-grace needs 1..600000 ms", v);
+    } else if (a == "--log-level") {
+      if (!value(&v)) return Usage("--log-level needs error, warn, info or debug");
+      std::string l = v;
+      if (l == "error") npa::SetLogLevel(npa::LogLevel::kError);
+      else if (l == "warn") npa::SetLogLevel(npa::LogLevel::kWarn);
+      else if (l == "info") npa::SetLogLevel(npa::LogLevel::kInfo);
+      else if (l == "debug") npa::SetLogLevel(npa::LogLevel::kDebug);
+      else return Usage("unknown --log-level (want error, warn, info or debug)", v);
+    } else {
+      return Usage("unknown argument", argv[i]);
+    }
+  }
+  if (!control_given) copt.control_path = kDefaultControl;
+  npa::LogInit("npa-agent");
+
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  if (!control_given) {
+    // The default lives under /run/npa, which may not exist yet.
+    if (mkdir("/run/npa", 0755) < 0 && errno != EEXIST)
+      NPA_LOG(Warn, "mkdir /run/npa: %s", strerror(errno));
+  }
+
+  std::unique_ptr<TapUplink> uplink;
+  if (!tap.empty()) {
+    TapUplink::Options topt;
+    topt.name = tap;
+    topt.mtu = copt.mtu;
+    auto up = TapUplink::Create(topt);
+    if (!up.ok()) {
+      NPA_LOG(Error, "create TAP uplink %s: %s", tap.c_str(),
+              std::string(up.status().message()).c_str());
+      return 1;
+    }
+    uplink = std::move(*up);
+  }
+  Dataplane dp(dopt, uplink.get());
+  if (absl::Status s = dp.Start(); !s.ok()) {
+    NPA_LOG(Error, "start dataplane: %s", std::string(s.message()).c_str());
+    return 1;
+  }
+  npa::agent::vf::SysfsRoot sysfs;
+  RealVfioLayer vfio(sysfs);
+  std::unique_ptr<VfManager> vfs;
+  if (!vopt.pool.empty()) {
+    vfs = std::make_unique<VfManager>(sysfs, vfio, vopt);
+    if (absl::Status s = vfs->Init(); !s.ok()) {
+      NPA_LOG(Error, "VF pool: %s", std::string(s.message()).c_str());
+      dp.Stop();
+      return 1;
+    }
+    copt.vfs = vfs.get();
+  }
+  // Control-socket guests always get require_sealed_memory (control_server.cc);
+  // the flag extends it to the plain vhost-user listeners' back ends.
+  PortFactory ports = VhostPortFactory();
+  if (require_sealed) {
+    ports = [inner = std::move(ports)](npa::UniqueFd conn, const VhostDevice::Options& o) {
+      VhostDevice::Options sealed = o;
+      sealed.require_sealed_memory = true;
+      return inner(std::move(conn), sealed);
+    };
+  }
+  ControlServer srv(copt, &dp, std::move(ports));
+  if (absl::Status s = srv.Listen(); !s.ok()) {
+    NPA_LOG(Error, "%s", std::string(s.message()).c_str());
+    dp.Stop();
+    return 1;
+  }
+  NPA_LOG(Info, "npa-agent %s '%s' ready (mode %s, mtu %u, uplink %s)", kVersion,
+          copt.agent_name.c_str(), DataplaneModeName(dopt.mode), copt.mtu,
+          uplink ? uplink->name().c_str() : "none");
+  int rc = 0;
+  while (!g_stop.load()) {
+    if (absl::Status s = srv.RunOnce(200); !s.ok()) {
+      NPA_LOG(Error, "control loop: %s", std::string(s.message()).c_str());
+      rc = 1;
+      break;
+    }
+  }
+  NPA_LOG(Info, "shutting down");
+  srv.Shutdown("agent shutting down");
+  dp.Stop();
+  return rc;
+}

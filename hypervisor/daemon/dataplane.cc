@@ -1,0 +1,495 @@
+#include "hypervisor/daemon/dataplane.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+
+namespace npa::agent {
+namespace {
+
+constexpr uint64_t kAgeEveryNs = 1000ull * 1000 * 1000;
+// Run() reads the clock once per this many busy loops (and after every
+// sleep): a vDSO clock_gettime costs about as much as a few frames, and the
+// users of the time (MAC learning and aging at 1 s, the loopback's 100 ms
+// hold limit) do not need it finer than a few microseconds of polling.
+constexpr uint32_t kClockEveryLoops = 64;
+// Sink mode copies each frame the way a forwarder would into its own
+// buffers: a rotating set, so a stream of 1500 B frames is not copied into
+// the same L1-resident bytes every time. The last slot still has room for a
+// 64 KiB frame.
+constexpr size_t kSinkSlots = 64;
+constexpr size_t kSinkSlotBytes = 2048;
+// Loopback holds undeliverable frames at most this long without progress.
+constexpr uint64_t kMaxHoldNs = 100'000'000;
+
+uint64_t NowNs() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000000000ull + t.tv_nsec;
+}
+
+// The first 14 bytes of a frame, which may straddle guest segments.
+void GatherEth(const GuestFrame& f, uint8_t* eth) {
+  size_t got = 0;
+  for (uint16_t s = 0; s < f.nsegs && got < 14; s++) {
+    size_t take = std::min<size_t>(f.segs[s].iov_len, 14 - got);
+    memcpy(eth + got, f.segs[s].iov_base, take);
+    got += take;
+  }
+  if (got < 14) memset(eth + got, 0, 14 - got);
+}
+
+// RX queue for a frame from the uplink: keep a flow on one queue by hashing
+// the IPv4 addresses when there are some (else queue 0).
+uint16_t FlowQueue(const uint8_t* data, uint32_t len, uint16_t nq) {
+  if (nq <= 1 || len < 34 || data[12] != 0x08 || data[13] != 0x00) return 0;
+  uint32_t a, b;
+  memcpy(&a, data + 26, 4);
+  memcpy(&b, data + 30, 4);
+  uint32_t h = (a ^ b) * 0x9e3779b1u;
+  return static_cast<uint16_t>((h >> 16) % nq);
+}
+
+}  // namespace
+
+const char* DataplaneModeName(DataplaneMode m) {
+  switch (m) {
+    case DataplaneMode::kSwitch: return "switch";
+    case DataplaneMode::kSink: return "sink";
+    case DataplaneMode::kLoopback: return "loopback";
+  }
+  return "?";
+}
+
+std::optional<DataplaneMode> ParseDataplaneMode(const std::string& s) {
+  if (s == "switch") return DataplaneMode::kSwitch;
+  if (s == "sink") return DataplaneMode::kSink;
+  if (s == "loopback") return DataplaneMode::kLoopback;
+  return std::nullopt;
+}
+
+Dataplane::Dataplane(Options opts, TapUplink* uplink)
+    : opts_(opts), uplink_(uplink), switch_(opts.switch_opts),
+      snapshot_(std::make_shared<Snapshot>()) {}
+
+Dataplane::~Dataplane() { Stop(); }
+
+absl::Status Dataplane::Start() {
+  if (opts_.burst == 0 || opts_.burst > 256)
+    return absl::InvalidArgumentError(absl::StrCat("burst ", opts_.burst, " outside 1..256"));
+  if (running_) return absl::FailedPreconditionError("dataplane already started");
+  wake_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!wake_fd_) return ErrnoError(errno, "eventfd for the dataplane");
+  epoll_fd_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_fd_) return ErrnoError(errno, "epoll_create1 for the dataplane");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = wake_fd_.get();
+  if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, wake_fd_.get(), &ev) < 0)
+    return ErrnoError(errno, "epoll_ctl add dataplane wake fd");
+  if (uplink_) {
+    ev.data.fd = uplink_->notify_fd();
+    if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, uplink_->notify_fd(), &ev) < 0)
+      return ErrnoError(errno, "epoll_ctl add uplink ", uplink_->name(), " notify fd");
+  }
+  scratch_.resize(kSinkSlots * kSinkSlotBytes + 65536 + 64);
+  running_ = true;
+  thread_ = std::thread([this] { Run(); });
+  if (opts_.cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(opts_.cpu, &set);
+    int r = pthread_setaffinity_np(thread_.native_handle(), sizeof set, &set);
+    if (r != 0) {
+      Stop();
+      return ErrnoError(r, "pin dataplane thread to CPU ", opts_.cpu);
+    }
+  }
+  pthread_setname_np(thread_.native_handle(), "npa-dataplane");
+  NPA_LOG(Info, "dataplane: started (mode %s, burst %u, cpu %d, uplink %s)",
+          DataplaneModeName(opts_.mode), opts_.burst, opts_.cpu,
+          uplink_ ? uplink_->name().c_str() : "none");
+  return absl::OkStatus();
+}
+
+void Dataplane::Stop() {
+  if (!running_.exchange(false)) return;
+  uint64_t one = 1;
+  (void)!write(wake_fd_.get(), &one, sizeof one);
+  if (thread_.joinable()) thread_.join();
+  // Wake anyone waiting for an acknowledgement that will never come.
+  std::lock_guard<std::mutex> l(mu_);
+  acked_gen_ = gen_.load();
+  acked_cv_.notify_all();
+}
+
+absl::Status Dataplane::Publish(std::shared_ptr<const Snapshot> next) {
+  std::unique_lock<std::mutex> l(mu_);
+  snapshot_ = std::move(next);
+  uint64_t g = gen_.load() + 1;
+  gen_.store(g, std::memory_order_release);
+  if (!running_) {
+    acked_gen_ = g;
+    return absl::OkStatus();
+  }
+  uint64_t one = 1;
+  (void)!write(wake_fd_.get(), &one, sizeof one);
+  if (!acked_cv_.wait_for(l, std::chrono::seconds(2), [&] { return acked_gen_ >= g; }))
+    return absl::DeadlineExceededError("dataplane did not pick up the guest change within 2 s");
+  return absl::OkStatus();
+}
+
+absl::Status Dataplane::AddGuest(PortId id, std::shared_ptr<GuestPort> port,
+                                 std::optional<MacAddr> mac) {
+  if (id == kUplinkPort || id == kNoPort)
+    return absl::InvalidArgumentError(absl::StrCat("dataplane: bad guest port id ", id));
+  std::shared_ptr<const Snapshot> cur;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    cur = snapshot_;
+  }
+  auto next = std::make_shared<Snapshot>(*cur);
+  for (const Member& m : next->members) {
+    if (m.id == id) return absl::AlreadyExistsError(absl::StrCat("dataplane: guest ", id, " already added"));
+    if (mac && m.mac && *m.mac == *mac)
+      return absl::AlreadyExistsError(absl::StrCat("dataplane: MAC ", MacToString(*mac),
+                                                   " already belongs to guest ", m.id));
+  }
+  next->members.push_back(Member{id, std::move(port), mac});
+  return Publish(std::move(next));
+}
+
+absl::Status Dataplane::RemoveGuest(PortId id) {
+  std::shared_ptr<const Snapshot> cur;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    cur = snapshot_;
+  }
+  auto next = std::make_shared<Snapshot>(*cur);
+  auto it = std::find_if(next->members.begin(), next->members.end(),
+                         [&](const Member& m) { return m.id == id; });
+  if (it == next->members.end()) return absl::OkStatus();
+  next->members.erase(it);
+  return Publish(std::move(next));
+}
+
+DataplaneCounters Dataplane::counters() const {
+  DataplaneCounters d;
+  d.loops = c_.loops.load(std::memory_order_relaxed);
+  d.sleeps = c_.sleeps.load(std::memory_order_relaxed);
+  d.sink_packets = c_.sink_packets.load(std::memory_order_relaxed);
+  d.sink_bytes = c_.sink_bytes.load(std::memory_order_relaxed);
+  d.flood_copies = c_.flood_copies.load(std::memory_order_relaxed);
+  d.delivery_drops = c_.delivery_drops.load(std::memory_order_relaxed);
+  return d;
+}
+
+void Dataplane::DropNotifyFds(Local& g) {
+  for (int fd : g.notify_fds) epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  g.notify_fds.clear();
+  g.notify_gen = ~0ull;
+}
+
+void Dataplane::SyncNotifyFds(Local& g) {
+  uint64_t gen = g.port->generation();
+  if (gen == g.notify_gen) return;
+  // VhostDevice contract: remove the previous fds from epoll before asking
+  // again, because that call may close them.
+  DropNotifyFds(g);
+  g.notify_fds = g.port->NotifyFds();
+  g.notify_gen = gen;
+  for (int fd : g.notify_fds) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev);
+  }
+}
+
+void Dataplane::Refresh() {
+  std::shared_ptr<const Snapshot> snap;
+  uint64_t g;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    snap = snapshot_;
+    g = gen_.load(std::memory_order_acquire);
+  }
+  std::vector<Local> next;
+  for (const Member& m : snap->members) {
+    auto old = std::find_if(locals_.begin(), locals_.end(), [&](const Local& x) { return x.id == m.id; });
+    if (old != locals_.end()) {
+      next.push_back(std::move(*old));
+      locals_.erase(old);
+      continue;
+    }
+    Local l;
+    l.id = m.id;
+    l.port = m.port;
+    l.out.reserve(opts_.burst);
+    if (m.mac) {
+      absl::Status s = switch_.PinMac(*m.mac, m.id);
+      if (!s.ok()) NPA_LOG(Warn, "dataplane: guest %u: %s", m.id, std::string(s.message()).c_str());
+    }
+    next.push_back(std::move(l));
+  }
+  for (Local& gone : locals_) {  // removed guests
+    DropNotifyFds(gone);
+    gone.port->SetIdleNotify(false);
+    switch_.RemovePort(gone.id);
+  }
+  locals_ = std::move(next);
+  seen_gen_ = g;
+  std::lock_guard<std::mutex> l(mu_);
+  acked_gen_ = g;
+  acked_cv_.notify_all();
+}
+
+void Dataplane::Deliver(PortId from, uint16_t qp, const PacketRef& p, const uint8_t* eth,
+                        uint64_t now_ns) {
+  Decision d = switch_.Forward(eth, p.len, from, now_ns);
+  if (d.kind == Decision::kDrop) return;
+  auto queue_for = [&](Local& g) {
+    uint16_t nq = g.port->num_queue_pairs();
+    uint16_t q = nq ? static_cast<uint16_t>(qp % nq) : 0;
+    // A guest may enable fewer queue pairs than it negotiated: queue 0 is
+    // always there once the guest is ready.
+    if (!g.port->QueueReady(q)) q = 0;
+    // One pending batch per guest goes to one queue: a frame for another
+    // queue flushes what is pending first, which also keeps their order.
+    if (!g.out.empty() && g.out_qp != q) FlushGuest(g);
+    return q;
+  };
+  if (d.kind == Decision::kUnicast) {
+    if (d.port == kUplinkPort) {
+      if (uplink_) uplink_out_.push_back(p);
+      return;
+    }
+    for (Local& g : locals_) {
+      if (g.id == d.port) {
+        g.out_qp = queue_for(g);
+        g.out.push_back(p);
+        return;
+      }
+    }
+    return;  // learned port went away meanwhile
+  }
+  if (from != kUplinkPort && uplink_) {
+    uplink_out_.push_back(p);
+    Add(c_.flood_copies, 1);
+  }
+  for (Local& g : locals_) {
+    if (g.id == from) continue;
+    g.out_qp = queue_for(g);
+    g.out.push_back(p);
+    Add(c_.flood_copies, 1);
+  }
+}
+
+void Dataplane::FlushGuest(Local& g) {
+  uint16_t n = static_cast<uint16_t>(g.out.size());
+  uint16_t done = 0;
+  if (!g.port->broken() && g.port->QueueReady(g.out_qp))
+    done = g.port->EnqueueRx(g.out_qp, g.out.data(), n, RxFull::kDrop);
+  if (n != done) Add(c_.delivery_drops, n - done);
+  g.out.clear();
+}
+
+void Dataplane::Flush() {
+  uint64_t dropped = 0;
+  for (Local& g : locals_) {
+    if (!g.out.empty()) FlushGuest(g);
+  }
+  if (!uplink_out_.empty()) {
+    uint16_t n = static_cast<uint16_t>(uplink_out_.size());
+    dropped += n - uplink_->Send(uplink_out_.data(), n);
+    uplink_out_.clear();
+  }
+  if (dropped) Add(c_.delivery_drops, dropped);
+}
+
+uint32_t Dataplane::PollLoopback(Local& g, uint16_t qp, GuestFrame* frames, PacketRef* refs,
+                                 uint64_t now_ns) {
+  if (g.held.size() <= qp) {
+    g.held.resize(qp + 1u);
+    g.held_since_ns.resize(qp + 1u, 0);
+  }
+  std::vector<GuestFrame>& held = g.held[qp];
+  uint16_t n;
+  if (!held.empty()) {
+    // Nothing new is peeked while older frames wait: order is kept.
+    n = static_cast<uint16_t>(held.size());
+    std::copy(held.begin(), held.end(), frames);
+  } else {
+    n = g.port->PeekTx(qp, frames, opts_.burst);
+    if (n == 0) return 0;
+  }
+  for (uint16_t i = 0; i < n; i++)
+    refs[i] = PacketRef{&frames[i].hdr, frames[i].segs, frames[i].nsegs, frames[i].len};
+  // kKeep: what does not fit stays in the guest's TX ring (held), so it is
+  // neither dropped nor counted as dropped.
+  uint16_t done = g.port->EnqueueRx(qp, refs, n, RxFull::kKeep);
+  if (done == 0 && !held.empty() && now_ns - g.held_since_ns[qp] > kMaxHoldNs) {
+    // No progress for kMaxHoldNs: the oldest frame may never fit (or the
+    // guest stopped receiving). Drop it rather than stall the queue forever.
+    done = 1;
+    Add(c_.delivery_drops, 1);
+  }
+  // ReleaseTx returns the oldest peeked frames: exactly the delivered prefix.
+  if (done) {
+    g.port->ReleaseTx(qp, done);
+    g.held_since_ns[qp] = now_ns;
+  }
+  held.assign(frames + done, frames + n);
+  return done;
+}
+
+uint32_t Dataplane::PollGuest(Local& g, uint64_t now_ns) {
+  if (g.port->broken()) return 0;
+  GuestFrame frames[256];
+  PacketRef refs[256];
+  uint32_t work = 0;
+  uint16_t nq = g.port->num_queue_pairs();
+  for (uint16_t qp = 0; qp < nq; qp++) {
+    if (!g.port->QueueReady(qp)) continue;
+    if (opts_.mode == DataplaneMode::kLoopback) {
+      work += PollLoopback(g, qp, frames, refs, now_ns);
+      continue;
+    }
+    uint16_t n = g.port->PeekTx(qp, frames, opts_.burst);
+    if (n == 0) continue;
+    work += n;
+    switch (opts_.mode) {
+      case DataplaneMode::kSink: {
+        uint64_t bytes = 0;
+        for (uint16_t i = 0; i < n; i++) {
+          const size_t base = (sink_slot_++ % kSinkSlots) * kSinkSlotBytes;
+          const size_t room = scratch_.size() - base;
+          uint8_t* dst = scratch_.data() + base;
+          const GuestFrame& f = frames[i];
+          if (f.nsegs == 1) {
+            memcpy(dst, f.segs[0].iov_base, std::min(f.segs[0].iov_len, room));
+          } else {
+            size_t off = 0;
+            for (uint16_t s = 0; s < f.nsegs; s++) {
+              size_t take = std::min(f.segs[s].iov_len, room - off);
+              memcpy(dst + off, f.segs[s].iov_base, take);
+              off += take;
+            }
+          }
+          bytes += f.len;
+        }
+        Add(c_.sink_packets, n);
+        Add(c_.sink_bytes, bytes);
+        break;
+      }
+      case DataplaneMode::kLoopback:
+        break;  // PollLoopback above
+      case DataplaneMode::kSwitch: {
+        for (uint16_t i = 0; i < n; i++) {
+          uint8_t eth[14];
+          GatherEth(frames[i], eth);
+          const PacketRef ref{&frames[i].hdr, frames[i].segs, frames[i].nsegs, frames[i].len};
+          Deliver(g.id, qp, ref, eth, now_ns);
+        }
+        Flush();
+        break;
+      }
+    }
+    // Every destination copied, so the guest's buffers go back right away.
+    g.port->ReleaseTx(qp, n);
+  }
+  return work;
+}
+
+uint32_t Dataplane::PollUplink(uint64_t now_ns) {
+  if (!uplink_) return 0;
+  UplinkFrame frames[256];
+  uint16_t n = uplink_->Receive(frames, opts_.burst);
+  if (n == 0) return 0;
+  iovec segs[256];
+  for (uint16_t i = 0; i < n; i++) {
+    segs[i] = {const_cast<uint8_t*>(frames[i].data), frames[i].len};
+    PacketRef p{&frames[i].hdr, &segs[i], 1, frames[i].len};
+    uint16_t qp = 0;
+    if (opts_.mode == DataplaneMode::kSwitch) {
+      // Flow-hash only decides the queue; the switch decides the guest.
+      qp = FlowQueue(frames[i].data, frames[i].len, 16);
+      Deliver(kUplinkPort, qp, p, frames[i].data, now_ns);
+    }
+    // sink/loopback: uplink traffic has nowhere to go; Receive counted it.
+  }
+  if (opts_.mode == DataplaneMode::kSwitch) Flush();
+  return n;
+}
+
+uint32_t Dataplane::PollOnce(uint64_t now_ns) {
+  uint32_t work = 0;
+  for (Local& g : locals_) work += PollGuest(g, now_ns);
+  work += PollUplink(now_ns);
+  return work;
+}
+
+void Dataplane::Sleep() {
+  for (Local& g : locals_) {
+    SyncNotifyFds(g);
+    g.port->SetIdleNotify(true);
+  }
+  // Re-check after arming: a guest may have queued a frame before it saw
+  // that we want kicks, and would then never kick.
+  if (PollOnce(NowNs()) == 0 && running_.load(std::memory_order_relaxed) &&
+      gen_.load(std::memory_order_acquire) == seen_gen_) {
+    Add(c_.sleeps, 1);
+    epoll_event evs[64];
+    int n = epoll_wait(epoll_fd_.get(), evs, 64, opts_.idle_sleep_ms);
+    const int uplink_fd = uplink_ ? uplink_->notify_fd() : -1;
+    for (int i = 0; i < n; i++) {
+      // Level-triggered eventfds: consume the count or the next sleep
+      // returns at once. The uplink's fd is the TAP itself: reading it would
+      // eat a frame, and the next Receive drains it anyway.
+      if (evs[i].data.fd == uplink_fd) continue;
+      uint64_t v;
+      (void)!read(evs[i].data.fd, &v, sizeof v);
+    }
+  }
+  for (Local& g : locals_) g.port->SetIdleNotify(false);
+}
+
+void Dataplane::Run() {
+  uint32_t idle = 0;
+  uint32_t since_clock = kClockEveryLoops;  // read it on the first loop
+  uint64_t now = 0;
+  while (running_.load(std::memory_order_relaxed)) {
+    if (gen_.load(std::memory_order_acquire) != seen_gen_) Refresh();
+    Add(c_.loops, 1);
+    if (++since_clock >= kClockEveryLoops) {
+      now = NowNs();
+      since_clock = 0;
+    }
+    uint32_t work = PollOnce(now);
+    if (now - last_age_ns_ > kAgeEveryNs) {
+      switch_.Age(now);
+      last_age_ns_ = now;
+    }
+    if (work) {
+      idle = 0;
+    } else if (++idle >= opts_.idle_spins) {
+      Sleep();
+      idle = 0;
+      since_clock = kClockEveryLoops;  // the sleep may have lasted long
+    }
+  }
+  for (Local& g : locals_) DropNotifyFds(g);
+  locals_.clear();
+}
+
+}  // namespace npa::agent

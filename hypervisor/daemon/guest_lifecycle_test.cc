@@ -1,0 +1,87 @@
+#include "hypervisor/daemon/guest_lifecycle.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+
+namespace npa::agent {
+namespace {
+
+TEST(GuestLifecycleTest, HappyPathToClosed) {
+  GuestLifecycle lc;
+  EXPECT_EQ(lc.state(), GuestState::kConnected);
+  for (GuestState s : {GuestState::kNegotiating, GuestState::kReady, GuestState::kRunning,
+                       GuestState::kClosing, GuestState::kClosed}) {
+    ASSERT_TRUE(lc.Transition(s).ok()) << GuestStateName(s);
+  }
+  EXPECT_STREQ(lc.name(), "CLOSED");
+}
+
+TEST(GuestLifecycleTest, IllegalTransitionNamesBothStatesAndKeepsState) {
+  GuestLifecycle lc;
+  ASSERT_TRUE(lc.Transition(GuestState::kNegotiating).ok());
+  absl::Status s = lc.Transition(GuestState::kRunning);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("NEGOTIATING -> RUNNING"), std::string::npos) << s;
+  EXPECT_EQ(lc.state(), GuestState::kNegotiating);
+}
+
+TEST(GuestLifecycleTest, ClosedIsTerminal) {
+  for (size_t i = 0; i < kNumGuestStates; i++)
+    EXPECT_FALSE(IsLegalTransition(GuestState::kClosed, static_cast<GuestState>(i)));
+}
+
+TEST(GuestLifecycleTest, BrokenOnlyTearsDown) {
+  for (size_t i = 0; i < kNumGuestStates; i++) {
+    auto to = static_cast<GuestState>(i);
+    EXPECT_EQ(IsLegalTransition(GuestState::kBroken, to), to == GuestState::kClosing)
+        << GuestStateName(to);
+  }
+}
+
+TEST(GuestLifecycleTest, EveryLiveStateCanBreakAndClose) {
+  for (size_t i = 0; i < kNumGuestStates; i++) {
+    auto s = static_cast<GuestState>(i);
+    if (s == GuestState::kClosed || s == GuestState::kClosing || s == GuestState::kBroken)
+      continue;
+    EXPECT_TRUE(IsLegalTransition(s, GuestState::kBroken)) << GuestStateName(s);
+    EXPECT_TRUE(IsLegalTransition(s, GuestState::kClosing)) << GuestStateName(s);
+  }
+}
+
+TEST(GuestLifecycleTest, TableHasNoDuplicatesOrSelfLoops) {
+  std::set<std::pair<int, int>> seen;
+  for (const auto& t : kGuestTransitions) {
+    EXPECT_NE(t.from, t.to);
+    EXPECT_TRUE(seen.insert({static_cast<int>(t.from), static_cast<int>(t.to)}).second)
+        << GuestStateName(t.from) << " -> " << GuestStateName(t.to);
+  }
+}
+
+TEST(GuestLifecycleTest, ShortestPaths) {
+  std::vector<GuestState> p;
+  ASSERT_TRUE(ShortestPath(GuestState::kConnected, GuestState::kRunning, &p).ok());
+  EXPECT_EQ(p, (std::vector<GuestState>{GuestState::kNegotiating, GuestState::kReady,
+                                        GuestState::kRunning}));
+  ASSERT_TRUE(ShortestPath(GuestState::kVfActive, GuestState::kClosed, &p).ok());
+  EXPECT_EQ(p, (std::vector<GuestState>{GuestState::kClosing, GuestState::kClosed}));
+  ASSERT_TRUE(ShortestPath(GuestState::kVfActive, GuestState::kRunning, &p).ok());
+  EXPECT_EQ(p, (std::vector<GuestState>{GuestState::kRevoking, GuestState::kRunning}));
+  ASSERT_TRUE(ShortestPath(GuestState::kReady, GuestState::kReady, &p).ok());
+  EXPECT_TRUE(p.empty());
+  EXPECT_EQ(ShortestPath(GuestState::kClosed, GuestState::kRunning, &p).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(GuestLifecycleTest, EveryStateReachesClosed) {
+  std::vector<GuestState> p;
+  for (size_t i = 0; i < kNumGuestStates; i++) {
+    auto s = static_cast<GuestState>(i);
+    if (s == GuestState::kClosed) continue;
+    EXPECT_TRUE(ShortestPath(s, GuestState::kClosed, &p).ok()) << GuestStateName(s);
+  }
+}
+
+}  // namespace
+}  // namespace npa::agent

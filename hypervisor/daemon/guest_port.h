@@ -1,0 +1,56 @@
+// hypervisor/daemon/guest_port.h — what the agent's control server and dataplane need
+// from one guest's emulated-path back end, as an interface.
+//
+// The production implementation wraps VhostDevice (hypervisor/vhost/) one to
+// one (VhostPortFactory). Tests substitute an in-memory port, so the control
+// server and the dataplane are tested without a vhost-user front end
+// (a test seam: tests/support/fake_guest_port.h). The methods and their thread
+// rules are VhostDevice's; see hypervisor/vhost/vhost_device.h. One virtual
+// call per burst, never per packet.
+#ifndef NPA_HYPERVISOR_DAEMON_GUEST_PORT_H_
+#define NPA_HYPERVISOR_DAEMON_GUEST_PORT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/unique_fd.h"
+#include "hypervisor/vhost/vhost_device.h"
+
+namespace npa::agent {
+
+class GuestPort {
+ public:
+  virtual ~GuestPort() = default;
+  // Control thread.
+  virtual int fd() const = 0;  // -1: nothing to poll
+  virtual absl::Status OnReadable() = 0;
+  // Any thread.
+  virtual uint16_t num_queue_pairs() const = 0;
+  virtual bool QueueReady(uint16_t qp) const = 0;
+  virtual bool broken() const = 0;
+  virtual std::string broken_reason() const = 0;
+  virtual QueueCounters counters(uint16_t qp) const = 0;
+  virtual uint64_t generation() const = 0;
+  // Dataplane thread.
+  virtual uint16_t PeekTx(uint16_t qp, GuestFrame* out, uint16_t n) = 0;
+  virtual void ReleaseTx(uint16_t qp, uint16_t n) = 0;
+  // VhostDevice::EnqueueRx: returns the prefix of pkts taken; `full` says
+  // whether the rest (no room) is dropped and counted or left to the caller.
+  virtual uint16_t EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n, RxFull full) = 0;
+  virtual std::vector<int> NotifyFds() = 0;
+  virtual void SetIdleNotify(bool want_kicks) = 0;
+};
+
+// Makes the back end for one accepted/socketpair vhost-user connection.
+using PortFactory = std::function<absl::StatusOr<std::unique_ptr<GuestPort>>(
+    UniqueFd conn, const VhostDevice::Options& opts)>;
+
+// The production factory: VhostDevice::Create.
+PortFactory VhostPortFactory();
+
+}  // namespace npa::agent
+
+#endif  // NPA_HYPERVISOR_DAEMON_GUEST_PORT_H_

@@ -1,0 +1,35 @@
+// hypervisor/npactl/npactl_format.h — npactl's output: a human table or one JSON
+// object, from an AdminReply. Pure functions, unit-tested.
+//
+//   std::string out = json ? FormatJson(reply, NpactlCommand::kGuests)
+//                          : FormatTable(reply, NpactlCommand::kGuests);
+//
+// JSON shape (stable, for scripts):
+//   guests: {"agent": NAME, "guests": [{"id", "name", "mac", "state", "path",
+//            "transport", "queue_pairs", "vhost_ready", "pid"}, ...]}
+//   stats:  as guests, each guest with "queues": [{"queue", "rx_packets",
+//           "rx_bytes", "rx_dropped", "tx_packets", "tx_bytes",
+//           "tx_dropped"}, ...]
+//   agent:  {"agent", "uptime_ms", "guests": N, "switch": {"unicast",
+//           "flooded"}, "uplink": null | {"name", "rx_packets", ...}}
+#ifndef NPA_HYPERVISOR_NPACTL_NPACTL_FORMAT_H_
+#define NPA_HYPERVISOR_NPACTL_NPACTL_FORMAT_H_
+
+#include <string>
+
+#include "include/npa/control.pb.h"
+
+namespace npa::agent {
+
+enum class NpactlCommand { kGuests, kStats, kAgent };
+
+// s as a JSON string literal (quotes included; control bytes and non-ASCII
+// bytes escaped as \u00XX, so the output is valid JSON for any input).
+std::string JsonString(const std::string& s);
+
+std::string FormatJson(const control::AdminReply& r, NpactlCommand cmd);
+std::string FormatTable(const control::AdminReply& r, NpactlCommand cmd);
+
+}  // namespace npa::agent
+
+#endif  // NPA_HYPERVISOR_NPACTL_NPACTL_FORMAT_H_

@@ -1,0 +1,82 @@
+#include "hypervisor/npactl/npactl_format.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+namespace npa::agent {
+namespace {
+
+control::AdminReply Sample() {
+  control::AdminReply r;
+  r.set_agent_name("agent \"one\"\n");
+  r.set_uptime_ms(1234);
+  r.set_switch_unicast(5);
+  r.set_switch_flooded(6);
+  auto* g = r.add_guests();
+  g->set_id(1);
+  g->set_name("g\\1\x01\xff");
+  g->set_mac("02:00:00:00:00:01");
+  g->set_state("RUNNING");
+  g->set_path("emulated");
+  g->set_transport("control");
+  g->set_queue_pairs(2);
+  g->set_vhost_ready(true);
+  auto* q = g->add_queues();
+  q->set_queue(0);
+  q->set_rx_packets(10);
+  q->set_tx_bytes(640);
+  auto* u = r.mutable_uplink();
+  u->set_name("npa0");
+  u->set_rx_packets(3);
+  return r;
+}
+
+TEST(NpactlFormatTest, JsonStringEscapes) {
+  EXPECT_EQ(JsonString("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+  EXPECT_EQ(JsonString(std::string("\x01\xff", 2)), "\"\\u0001\\u00ff\"");
+}
+
+// Python's json module is the independent judge of well-formedness.
+void ExpectPythonParses(const std::string& json, const std::string& check) {
+  char path[] = "/tmp/npactl-json.XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, json.data(), json.size()), static_cast<ssize_t>(json.size()));
+  close(fd);
+  std::string cmd = std::string("python3 -c 'import json,sys; d=json.load(open(\"") + path +
+                    "\")); sys.exit(0 if (" + check + ") else 1)'";
+  int rc = system(cmd.c_str());
+  unlink(path);
+  EXPECT_EQ(rc, 0) << json;
+}
+
+TEST(NpactlFormatTest, JsonIsWellFormedForEveryCommand) {
+  auto r = Sample();
+  ExpectPythonParses(FormatJson(r, NpactlCommand::kGuests),
+                     "d[\"guests\"][0][\"id\"] == 1 and d[\"guests\"][0][\"vhost_ready\"] is True");
+  ExpectPythonParses(FormatJson(r, NpactlCommand::kStats),
+                     "d[\"guests\"][0][\"queues\"][0][\"rx_packets\"] == 10");
+  ExpectPythonParses(FormatJson(r, NpactlCommand::kAgent),
+                     "d[\"uplink\"][\"name\"] == \"npa0\" and d[\"switch\"][\"flooded\"] == 6");
+  r.clear_uplink();
+  ExpectPythonParses(FormatJson(r, NpactlCommand::kAgent), "d[\"uplink\"] is None");
+}
+
+TEST(NpactlFormatTest, TablesNameTheColumns) {
+  auto r = Sample();
+  std::string t = FormatTable(r, NpactlCommand::kGuests);
+  EXPECT_NE(t.find("STATE"), std::string::npos);
+  EXPECT_NE(t.find("02:00:00:00:00:01"), std::string::npos);
+  t = FormatTable(r, NpactlCommand::kStats);
+  EXPECT_NE(t.find("RX_PKTS"), std::string::npos);
+  t = FormatTable(r, NpactlCommand::kAgent);
+  EXPECT_NE(t.find("npa0"), std::string::npos);
+  r.clear_guests();
+  EXPECT_NE(FormatTable(r, NpactlCommand::kGuests).find("(no guests)"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace npa::agent

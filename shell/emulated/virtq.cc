@@ -1,0 +1,518 @@
+#include "shell/emulated/virtq.h"
+
+#include "shell/emulated/virtio_defs.h"
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "shell/offload.h"
+#include "shell/tso.h"
+
+#define NPA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define NPA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+namespace npa::shell {
+namespace {
+
+// Marks descriptors that extend a TX chain: in use, but not a frame head.
+npa_buf* const kChainMarker = reinterpret_cast<npa_buf*>(uintptr_t{1});
+
+inline bool IsHead(const npa_buf* c) { return reinterpret_cast<uintptr_t>(c) > 1; }
+
+size_t AlignUp(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
+
+// Layout offsets inside a ring's memory (VIRTIO 1.x 2.7: desc 16-byte, avail
+// 2-byte, used 4-byte alignment; we give the avail ring its own cache lines
+// and the used ring its own page, so driver-written and device-written
+// lines never share a cache line).
+struct Layout {
+  size_t avail, used, total;
+};
+Layout LayoutFor(uint16_t n) {
+  Layout l;
+  l.avail = AlignUp(sizeof(vring_desc) * n, 64);
+  l.used = AlignUp(l.avail + 4 + 2u * n + 2, 4096);  // + used_event
+  l.total = AlignUp(l.used + 4 + sizeof(vring_used_elem) * n + 2, 4096);  // + avail_event
+  return l;
+}
+
+constexpr uint32_t kRxBufLen = kNetHdrLen + NPA_BUF_DATA_ROOM;  // header lands in headroom
+constexpr uint16_t kRxRefillBatch = 32;
+constexpr uint16_t kTxFreeThresh = 32;
+
+}  // namespace
+
+size_t VringBytes(uint16_t size) { return LayoutFor(size).total; }
+
+absl::Status VirtqBase::Init(uint8_t* mem, uint16_t size, BufPool* pool, uint64_t features,
+                             int kick_fd) {
+  if (size == 0 || (size & (size - 1)) != 0 || size > 32768)
+    return absl::InvalidArgumentError(absl::StrCat("ring size ", size, " is not a power of two <= 32768"));
+  if (reinterpret_cast<uintptr_t>(mem) % 4096 != 0)
+    return absl::InvalidArgumentError("ring memory must be page aligned");
+  Layout l = LayoutFor(size);
+  memset(mem, 0, l.total);
+  desc_ = reinterpret_cast<vring_desc*>(mem);
+  avail_ = reinterpret_cast<vring_avail*>(mem + l.avail);
+  used_ = reinterpret_cast<vring_used*>(mem + l.used);
+  size_ = size;
+  mask_ = static_cast<uint16_t>(size - 1);
+  pool_ = pool;
+  features_ = features;
+  kick_fd_ = kick_fd;
+  // Private bookkeeping, never in shared memory: the device cannot corrupt it.
+  size_t bytes = sizeof(npa_buf*) * size + 3 * sizeof(uint16_t) * size;
+  priv_ = std::make_unique<uint8_t[]>(bytes);
+  memset(priv_.get(), 0, bytes);
+  cookie_ = reinterpret_cast<npa_buf**>(priv_.get());
+  shadow_ = reinterpret_cast<uint16_t*>(cookie_ + size);
+  chain_next_ = shadow_ + size;
+  chain_len_ = chain_next_ + size;
+  // Pre-fill avail->ring[i] = i: with id == slot these never change again.
+  for (uint16_t i = 0; i < size; i++) {
+    avail_->ring[i] = i;
+    shadow_[i] = i;
+  }
+  avail_idx_ = 0;
+  last_used_ = 0;
+  num_free_ = size;
+  free_hint_ = 0;
+  broken_ = false;
+  // Polling mode until told otherwise (2.7.10: a hint the device may ignore).
+  avail_->flags = VRING_AVAIL_F_NO_INTERRUPT;
+  return absl::OkStatus();
+}
+
+VringAddrs VirtqBase::addrs() const {
+  return {reinterpret_cast<uintptr_t>(desc_), reinterpret_cast<uintptr_t>(avail_),
+          reinterpret_cast<uintptr_t>(used_)};
+}
+
+void VirtqBase::SetInterrupt(bool enable) {
+  __atomic_store_n(&avail_->flags, enable ? 0 : VRING_AVAIL_F_NO_INTERRUPT, __ATOMIC_RELAXED);
+  // Store(flags) -> load(used->idx) ordering needs a full fence: without it the
+  // device could publish a used entry, read the old flags (no interrupt) while
+  // our re-poll still reads the old idx, and the frame would sit unnoticed.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+void VirtqBase::ReleaseAll() {
+  for (uint16_t id = 0; id < size_; id++) {
+    if (IsHead(cookie_[id])) pool_->FreeFrame(cookie_[id]);
+    cookie_[id] = nullptr;
+  }
+  num_free_ = size_;
+}
+
+uint16_t VirtqBase::FindFree() {
+  // Rare path (a completion came back out of order): callers guarantee
+  // num_free_ > 0, so this finds one within size_ steps.
+  uint16_t i = free_hint_;
+  for (uint32_t k = 0; k < size_; k++, i = static_cast<uint16_t>((i + 1) & mask_))
+    if (cookie_[i] == nullptr) {
+      free_hint_ = static_cast<uint16_t>((i + 1) & mask_);
+      return i;
+    }
+  return 0;  // unreachable while num_free_ is right
+}
+
+void VirtqBase::Kick(QueueCounters* c) {
+  uint64_t one = 1;
+  // A failed write (EAGAIN: counter saturated) still leaves the fd readable,
+  // which is all the device needs.
+  ssize_t r = ::write(kick_fd_, &one, sizeof one);
+  (void)r;
+  QueueCounters::Add(c->kicks, 1);
+}
+
+void VirtqBase::Publish(uint16_t idx, QueueCounters* c) {
+  // 2.7.13.2: descriptor-table and avail-ring stores must be visible before
+  // the device can see the new idx: release store.
+  __atomic_store_n(&avail_->idx, idx, __ATOMIC_RELEASE);
+  avail_idx_ = idx;
+  // 2.7.13.4 / 2.7.10: the driver must read used->flags only after the idx
+  // store is visible (store->load ordering: a full fence, mfence on x86);
+  // otherwise a device going to sleep could miss this idx and our kick.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!(__atomic_load_n(&used_->flags, __ATOMIC_RELAXED) & VRING_USED_F_NO_NOTIFY)) Kick(c);
+}
+
+// ------------------------------------------------------------------ TX
+
+uint32_t TxVirtq::Reclaim(QueueCounters* c) {
+  // Acquire pairs with the device's release of used->idx (2.7.14): the used
+  // elements below are read only after the index that covers them.
+  const uint16_t used_idx = __atomic_load_n(&used_->idx, __ATOMIC_ACQUIRE);
+  const uint16_t cnt = static_cast<uint16_t>(used_idx - last_used_);
+  if (NPA_UNLIKELY(cnt > in_flight())) {
+    // The device claims more completions than we have frames out.
+    broken_ = true;
+    QueueCounters::Add(c->tx_bad, 1);
+    return 0;
+  }
+  uint16_t u = last_used_;
+  for (uint16_t k = 0; k < cnt; k++, u++) {
+    const uint32_t id = used_->ring[u & mask_].id;
+    npa_buf* b = id < size_ ? cookie_[id] : nullptr;
+    if (NPA_UNLIKELY(!IsHead(b))) {
+      QueueCounters::Add(c->tx_bad, 1);
+      continue;
+    }
+    cookie_[id] = nullptr;
+    const uint16_t len = chain_len_[id];
+    if (NPA_LIKELY(len == 1)) {
+      num_free_++;
+      pool_->FreeSeg(b);
+      continue;
+    }
+    uint16_t d = static_cast<uint16_t>(id);
+    for (uint16_t j = 1; j < len; j++) {
+      d = chain_next_[d];
+      cookie_[d] = nullptr;
+    }
+    num_free_ = static_cast<uint16_t>(num_free_ + len);
+    pool_->FreeFrame(b);
+  }
+  last_used_ = used_idx;
+  return cnt;
+}
+
+// One single-buffer frame whose header is written: its descriptor (id ==
+// slot unless that is still in use), the avail entry, the accounting.
+// num_free_ > 0 is the caller's check.
+inline void TxVirtq::PlaceOne(npa_buf* b, uint16_t* idx) {
+  const uint16_t slot = static_cast<uint16_t>(*idx & mask_);
+  uint16_t id = slot;
+  if (NPA_UNLIKELY(cookie_[id] != nullptr)) id = FindFree();
+  vring_desc* d = &desc_[id];
+  d->addr = b->iova + b->data_off - kNetHdrLen;
+  d->len = b->data_len + kNetHdrLen;
+  d->flags = 0;
+  cookie_[id] = b;
+  chain_len_[id] = 1;
+  if (NPA_UNLIKELY(shadow_[slot] != id)) {
+    avail_->ring[slot] = id;
+    shadow_[slot] = id;
+  }
+  (*idx)++;
+  num_free_--;
+}
+
+bool TxVirtq::HardwareTso(const npa_buf* b) const {
+  const uint64_t need = (1ull << VIRTIO_NET_F_CSUM) |
+                        (1ull << ((b->ol_flags & NPA_BUF_OL_TX_TSO4) ? VIRTIO_NET_F_HOST_TSO4
+                                                                     : VIRTIO_NET_F_HOST_TSO6));
+  return (features_ & need) == need;
+}
+
+bool TxVirtq::EnqueueSoftwareTso(npa_buf* b, uint16_t* idx, QueueCounters* c, uint16_t* extra) {
+  TsoPlan p;
+  if (!PlanTso(b, &p)) {
+    QueueCounters::Add(c->tx_bad, 1);
+    pool_->FreeFrame(b);
+    return true;
+  }
+  if (num_free_ < p.nseg) return false;
+  npa_buf* segs[kMaxTsoSegments];
+  const uint32_t got = pool_->Alloc(segs, p.nseg);
+  if (got < p.nseg) {
+    pool_->Free(segs, got);
+    return false;
+  }
+  SegmentTso(b, p, segs);
+  QueueCounters::Add(c->tx_bytes, b->pkt_len);
+  pool_->FreeFrame(b);
+  for (uint16_t k = 0; k < p.nseg; k++) {
+    // Full checksums are in the segments: a zeroed header (no NEEDS_CSUM).
+    memset(static_cast<uint8_t*>(npa_buf_data(segs[k])) - kNetHdrLen, 0, kNetHdrLen);
+    PlaceOne(segs[k], idx);
+  }
+  *extra = static_cast<uint16_t>(*extra + p.nseg - 1);
+  return true;
+}
+
+bool TxVirtq::EnqueueChain(npa_buf* b, uint16_t* idx, QueueCounters* c) {
+  uint32_t nseg = 0;
+  for (npa_buf* s = b; s != nullptr && nseg <= num_free_; s = s->next) nseg++;
+  if (nseg > num_free_) return false;  // ring full: caller stops the burst
+  auto* h = reinterpret_cast<virtio_net_hdr_mrg_rxbuf*>(static_cast<uint8_t*>(npa_buf_data(b)) -
+                                                        kNetHdrLen);
+  if (b->data_off < NPA_BUF_META_SIZE + kNetHdrLen || !EncodeTxHdr(b, features_, h)) {
+    QueueCounters::Add(c->tx_bad, 1);
+    pool_->FreeFrame(b);
+    return true;
+  }
+  const uint16_t slot = static_cast<uint16_t>(*idx & mask_);
+  uint16_t head = slot;
+  if (cookie_[head] != nullptr) head = FindFree();
+  cookie_[head] = b;
+  uint16_t prev = head;
+  desc_[head].addr = npa_buf_data_iova(b) - kNetHdrLen;
+  desc_[head].len = b->data_len + kNetHdrLen;
+  uint64_t bytes = b->data_len;
+  for (npa_buf* s = b->next; s != nullptr; s = s->next) {
+    uint16_t d = FindFree();
+    cookie_[d] = kChainMarker;
+    desc_[prev].flags = VRING_DESC_F_NEXT;
+    desc_[prev].next = d;
+    chain_next_[prev] = d;
+    desc_[d].addr = npa_buf_data_iova(s);
+    desc_[d].len = s->data_len;
+    bytes += s->data_len;
+    prev = d;
+  }
+  desc_[prev].flags = 0;
+  chain_len_[head] = static_cast<uint16_t>(nseg);
+  if (shadow_[slot] != head) {
+    avail_->ring[slot] = head;
+    shadow_[slot] = head;
+  }
+  num_free_ = static_cast<uint16_t>(num_free_ - nseg);
+  (*idx)++;
+  QueueCounters::Add(c->tx_bytes, bytes);
+  return true;
+}
+
+uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
+  // One used->idx read per burst at most (in Reclaim): that line is the
+  // device's hottest, written every burst.
+  if (num_free_ < n + kTxFreeThresh) Reclaim(c);
+  if (NPA_UNLIKELY(num_free_ == 0)) {
+    // Still full: nothing to build, nothing to publish (the loop below would
+    // stop at its first frame for the same reason).
+    if (n) QueueCounters::Add(c->tx_full, 1);
+    return 0;
+  }
+  uint16_t idx = avail_idx_;
+  uint64_t bytes = 0;
+  uint16_t extra = 0;  // avail entries beyond one per frame (software TSO)
+  uint16_t i = 0;
+  for (; i < n; i++) {
+    npa_buf* b = bufs[i];
+    // virtio-net has no VLAN insertion: the tag goes in here, before TSO
+    // (every segment carries it) and before the header is encoded (it moves
+    // csum_start). A frame the ring then cannot take comes back tagged.
+    // One test on the common path (no offload requested).
+    if (NPA_UNLIKELY(b->ol_flags != 0)) {
+      if ((b->ol_flags & NPA_BUF_OL_TX_VLAN) != 0 && !InsertVlan(b)) {
+        QueueCounters::Add(c->tx_bad, 1);
+        pool_->FreeFrame(b);
+        continue;
+      }
+      if ((b->ol_flags & (NPA_BUF_OL_TX_TSO4 | NPA_BUF_OL_TX_TSO6)) != 0 && !HardwareTso(b)) {
+        if (!EnqueueSoftwareTso(b, &idx, c, &extra)) break;
+        continue;
+      }
+    }
+    if (NPA_UNLIKELY(b->next != nullptr)) {
+      if (!EnqueueChain(b, &idx, c)) break;
+      continue;
+    }
+    if (NPA_UNLIKELY(num_free_ == 0)) break;
+    auto* h = reinterpret_cast<virtio_net_hdr_mrg_rxbuf*>(
+        static_cast<uint8_t*>(npa_buf_data(b)) - kNetHdrLen);
+    if (NPA_LIKELY(b->ol_flags == 0 && b->data_off >= NPA_BUF_META_SIZE + kNetHdrLen)) {
+      // Zeroed-header fast path: two plain stores, no offload decoding.
+      uint64_t z8 = 0;
+      uint32_t z4 = 0;
+      memcpy(h, &z8, 8);
+      memcpy(reinterpret_cast<uint8_t*>(h) + 8, &z4, 4);
+    } else if (b->data_off < NPA_BUF_META_SIZE + kNetHdrLen || !EncodeTxHdr(b, features_, h)) {
+      QueueCounters::Add(c->tx_bad, 1);
+      pool_->FreeSeg(b);
+      continue;
+    }
+    PlaceOne(b, &idx);
+    bytes += b->data_len;
+  }
+  const uint16_t queued = static_cast<uint16_t>(idx - avail_idx_);
+  if (queued) {
+    Publish(idx, c);
+    QueueCounters::Add(c->tx_packets, queued - extra);
+    QueueCounters::Add(c->tx_emulated, queued - extra);
+    QueueCounters::Add(c->tx_bytes, bytes);
+  }
+  if (i < n) QueueCounters::Add(c->tx_full, 1);
+  return i;
+}
+
+// ------------------------------------------------------------------ RX
+
+uint32_t RxVirtq::Refill(QueueCounters* c) {
+  uint16_t idx = avail_idx_;
+  uint32_t total = 0;
+  npa_buf* tmp[64];
+  while (num_free_ > 0) {
+    uint32_t want = num_free_ < 64 ? num_free_ : 64;
+    uint32_t k = pool_->AllocRaw(tmp, want);
+    if (k == 0) break;
+    for (uint32_t j = 0; j < k; j++) {
+      npa_buf* b = tmp[j];
+      const uint16_t slot = static_cast<uint16_t>(idx & mask_);
+      uint16_t id = slot;
+      if (NPA_UNLIKELY(cookie_[id] != nullptr)) id = FindFree();
+      // The descriptor starts kNetHdrLen before the default data offset so
+      // the frame itself lands at NPA_BUF_DATA_OFF (buf.h slot layout).
+      desc_[id].addr = b->iova + NPA_BUF_DATA_OFF - kNetHdrLen;
+      desc_[id].len = kRxBufLen;
+      desc_[id].flags = VRING_DESC_F_WRITE;
+      cookie_[id] = b;
+      chain_len_[id] = 1;
+      if (NPA_UNLIKELY(shadow_[slot] != id)) {
+        avail_->ring[slot] = id;
+        shadow_[slot] = id;
+      }
+      idx++;
+      num_free_--;
+    }
+    total += k;
+  }
+  if (total) Publish(idx, c);
+  return total;
+}
+
+npa_buf* RxVirtq::TakeUsed(uint32_t id) {
+  npa_buf* b = id < size_ ? cookie_[id] : nullptr;
+  if (NPA_UNLIKELY(!IsHead(b))) return nullptr;
+  cookie_[id] = nullptr;
+  num_free_++;
+  return b;
+}
+
+bool RxVirtq::TakeMerged(uint16_t nb, uint16_t avail, npa_buf** out, uint64_t* bytes,
+                         QueueCounters* c) {
+  if (nb > avail) return false;  // the rest of the frame is not published yet
+  npa_buf* head = nullptr;
+  npa_buf* tail = nullptr;
+  uint32_t pkt_len = 0;
+  bool bad = false;
+  for (uint16_t k = 0; k < nb; k++, last_used_++) {
+    const vring_used_elem e = used_->ring[last_used_ & mask_];
+    npa_buf* b = TakeUsed(e.id);
+    if (b == nullptr) {
+      bad = true;
+      continue;
+    }
+    const uint32_t hdr = k == 0 ? kNetHdrLen : 0;
+    if (e.len < hdr || e.len > kRxBufLen) bad = true;
+    // Only the first buffer carries the header (VIRTIO 1.x 5.1.6.4); the
+    // others are filled from their descriptor's start.
+    b->data_off = static_cast<uint16_t>(NPA_BUF_DATA_OFF - kNetHdrLen + hdr);
+    b->data_len = static_cast<uint16_t>(e.len >= hdr ? e.len - hdr : 0);
+    b->next = nullptr;
+    b->nb_segs = 1;
+    b->ol_flags = 0;
+    pkt_len += b->data_len;
+    if (head == nullptr) {
+      head = b;
+      DecodeRxHdr(*reinterpret_cast<const virtio_net_hdr_mrg_rxbuf*>(
+                      reinterpret_cast<uint8_t*>(b) + NPA_BUF_DATA_OFF - kNetHdrLen),
+                  b);
+    } else {
+      tail->next = b;
+      head->nb_segs++;
+    }
+    tail = b;
+  }
+  if (bad || head == nullptr) {
+    QueueCounters::Add(c->rx_bad, 1);
+    QueueCounters::Add(c->rx_dropped, 1);
+    if (head) pool_->FreeFrame(head);
+    *out = nullptr;
+    return true;
+  }
+  head->pkt_len = pkt_len;
+  *bytes += pkt_len;
+  *out = head;
+  return true;
+}
+
+uint16_t RxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
+  // Acquire: used elements and the frame bytes they describe are read only
+  // after the index that publishes them (2.7.14, device's release store).
+  const uint16_t used_idx = __atomic_load_n(&used_->idx, __ATOMIC_ACQUIRE);
+  uint16_t avail = static_cast<uint16_t>(used_idx - last_used_);
+  if (NPA_UNLIKELY(avail > in_flight())) {
+    broken_ = true;
+    QueueCounters::Add(c->rx_bad, 1);
+    return 0;
+  }
+  uint16_t got = 0;
+  uint64_t bytes = 0;
+  while (got < n && avail > 0) {
+    const vring_used_elem e = used_->ring[last_used_ & mask_];
+    npa_buf* b = e.id < size_ ? cookie_[e.id] : nullptr;
+    if (NPA_UNLIKELY(!IsHead(b))) {
+      QueueCounters::Add(c->rx_bad, 1);
+      last_used_++;
+      avail--;
+      continue;
+    }
+    if (avail > 1) {
+      // Next frame's buffer: its header line (device-written) and its npa_buf
+      // line (we write it next iteration).
+      const uint32_t nid = used_->ring[(last_used_ + 1) & mask_].id;
+      if (nid < size_ && IsHead(cookie_[nid])) {
+        __builtin_prefetch(cookie_[nid], 1);
+        __builtin_prefetch(reinterpret_cast<uint8_t*>(cookie_[nid]) + NPA_BUF_META_SIZE, 0);
+      }
+    }
+    const auto* h = reinterpret_cast<const virtio_net_hdr_mrg_rxbuf*>(
+        reinterpret_cast<const uint8_t*>(b) + NPA_BUF_DATA_OFF - kNetHdrLen);
+    if (NPA_UNLIKELY(mrg_ && h->num_buffers != 1)) {
+      const uint16_t nb = h->num_buffers;
+      npa_buf* f = nullptr;
+      if (nb == 0 || nb > in_flight()) {  // impossible count: drop the one buffer
+        TakeUsed(e.id);
+        pool_->FreeSeg(b);
+        QueueCounters::Add(c->rx_bad, 1);
+        last_used_++;
+        avail--;
+        continue;
+      }
+      if (!TakeMerged(nb, avail, &f, &bytes, c)) break;
+      avail = static_cast<uint16_t>(avail - nb);
+      if (f) bufs[got++] = f;
+      continue;
+    }
+    cookie_[e.id] = nullptr;
+    num_free_++;
+    last_used_++;
+    avail--;
+    if (NPA_UNLIKELY(e.len < kNetHdrLen || e.len > kRxBufLen)) {
+      pool_->FreeSeg(b);
+      QueueCounters::Add(c->rx_bad, 1);
+      QueueCounters::Add(c->rx_dropped, 1);
+      continue;
+    }
+    const uint32_t len = e.len - kNetHdrLen;
+    b->next = nullptr;
+    b->pkt_len = len;
+    b->data_len = static_cast<uint16_t>(len);
+    b->data_off = NPA_BUF_DATA_OFF;
+    b->nb_segs = 1;
+    // flags and gso_type are the first two bytes: one load for the common
+    // "nothing to report" case.
+    uint16_t fg;
+    memcpy(&fg, h, 2);
+    if (NPA_LIKELY(fg == 0))
+      b->ol_flags = 0;
+    else
+      DecodeRxHdr(*h, b);
+    bufs[got++] = b;
+    bytes += len;
+  }
+  if (NPA_UNLIKELY(strip_vlan_))
+    for (uint16_t k = 0; k < got; k++) StripVlan(bufs[k]);
+  if (got) {
+    QueueCounters::Add(c->rx_packets, got);
+    QueueCounters::Add(c->rx_emulated, got);
+    QueueCounters::Add(c->rx_bytes, bytes);
+  }
+  if (num_free_ >= kRxRefillBatch) Refill(c);
+  return got;
+}
+
+}  // namespace npa::shell

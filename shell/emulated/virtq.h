@@ -1,0 +1,141 @@
+// shell/emulated/virtq.h — driver side of a VIRTIO 1.x split virtqueue (spec 2.7),
+// specialised for virtio-net TX and RX rings over npa_buf.
+//
+//   uint8_t* mem = region.base() + off;                 // VringBytes(1024) bytes
+//   TxVirtq tx;
+//   NPA_RETURN_IF_ERROR(tx.Init(mem, 1024, &pool, features, kick_fd));
+//   // tell the device tx.addrs() (SET_VRING_ADDR), then:
+//   uint16_t sent = tx.Burst(bufs, n, &counters);
+//
+// Fast-path design (the device runs on another core):
+//  - A frame's head descriptor id equals its avail-ring slot whenever that
+//    descriptor is free, so avail->ring[] entries are written once and stay
+//    clean in the device's cache (the in-order case costs no avail-ring
+//    stores at all). cookie_[] tracks which descriptors are in use, so
+//    out-of-order completions still work: a busy slot takes any free id and
+//    the avail entry is rewritten only then.
+//  - used->idx is read once per burst (acquire); avail->idx is published once
+//    per burst (release); at most one kick per burst, only when the device
+//    has not set VRING_USED_F_NO_NOTIFY.
+//  - Nothing from the shared ring is trusted: used ids and lengths are
+//    checked before use; a bad entry is counted and skipped.
+//
+// Not thread-safe: one owning thread per queue (shell.h).
+#ifndef NPA_SHELL_EMULATED_VIRTQ_H_
+#define NPA_SHELL_EMULATED_VIRTQ_H_
+
+#include "shell/emulated/virtio_defs.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "shell/buf_pool.h"
+#include "shell/path.h"
+
+namespace npa::shell {
+
+struct VringAddrs {
+  uint64_t desc, avail, used;
+};
+
+// Bytes needed for one ring of `size` entries laid out by Init (desc table,
+// avail ring on its own cache lines, used ring on its own page).
+size_t VringBytes(uint16_t size);
+
+class VirtqBase {
+ public:
+  VirtqBase() = default;
+  VirtqBase(const VirtqBase&) = delete;
+  VirtqBase& operator=(const VirtqBase&) = delete;
+
+  // mem: VringBytes(size) zeroed bytes, 4096-aligned, in a shared region.
+  absl::Status Init(uint8_t* mem, uint16_t size, BufPool* pool, uint64_t features, int kick_fd);
+
+  VringAddrs addrs() const;
+  uint16_t size() const { return size_; }
+  uint16_t avail_idx() const { return avail_idx_; }
+  uint16_t last_used() const { return last_used_; }
+  uint16_t num_free() const { return num_free_; }
+  uint16_t in_flight() const { return static_cast<uint16_t>(size_ - num_free_); }
+  // Device wrote something impossible (used idx ran more than size ahead).
+  bool broken() const { return broken_; }
+
+  // Suppress (false) or request (true) used-buffer notifications: clears or
+  // sets VRING_AVAIL_F_NO_INTERRUPT, then a full fence so a caller's next
+  // read of used->idx cannot be ordered before the flag store.
+  void SetInterrupt(bool enable);
+
+  // Return every buffer still owned by the ring to the pool (after the
+  // device stopped: GET_VRING_BASE, or close).
+  void ReleaseAll();
+
+ protected:
+  uint16_t FindFree();
+  void Publish(uint16_t idx, QueueCounters* c);
+  void Kick(QueueCounters* c);
+
+  // ---- read-mostly (set at Init)
+  vring_desc* desc_ = nullptr;
+  vring_avail* avail_ = nullptr;
+  vring_used* used_ = nullptr;
+  npa_buf** cookie_ = nullptr;      // per descriptor id: owner buffer, null = free
+  uint16_t* shadow_ = nullptr;      // avail->ring[] as we last wrote it
+  uint16_t* chain_next_ = nullptr;  // private copy of desc.next (never re-read)
+  uint16_t* chain_len_ = nullptr;   // descriptors in the chain headed by id
+  BufPool* pool_ = nullptr;
+  uint64_t features_ = 0;
+  int kick_fd_ = -1;
+  uint16_t size_ = 0, mask_ = 0;
+  std::unique_ptr<uint8_t[]> priv_;
+  // ---- producer side (avail ring)
+  alignas(64) uint16_t avail_idx_ = 0;
+  uint16_t num_free_ = 0;
+  uint16_t free_hint_ = 0;
+  // ---- consumer side (used ring)
+  alignas(64) uint16_t last_used_ = 0;
+  bool broken_ = false;
+};
+
+class TxVirtq : public VirtqBase {
+ public:
+  // Takes up to n frames; returns how many the ring took (frames with an
+  // impossible offload request are taken, freed and counted in tx_bad). A
+  // TSO frame the back end cannot segment (no HOST_TSO4/6 or no CSUM) is
+  // segmented here (tso.h) into frames from the pool; counters count it
+  // once, as the application's frame.
+  uint16_t Burst(npa_buf** bufs, uint16_t n, QueueCounters* c);
+  // Reclaim completed frames to the pool; reads used->idx once.
+  uint32_t Reclaim(QueueCounters* c);
+
+ private:
+  bool EnqueueChain(npa_buf* b, uint16_t* idx, QueueCounters* c);
+  // False: no room (ring or pool), b stays the caller's. *extra += the
+  // frames beyond one that b became.
+  bool EnqueueSoftwareTso(npa_buf* b, uint16_t* idx, QueueCounters* c, uint16_t* extra);
+  bool HardwareTso(const npa_buf* b) const;
+  void PlaceOne(npa_buf* b, uint16_t* idx);
+};
+
+class RxVirtq : public VirtqBase {
+ public:
+  // mrg: VIRTIO_NET_F_MRG_RXBUF negotiated (frames may span buffers).
+  void set_mergeable(bool mrg) { mrg_ = mrg; }
+  // Strip an outer 802.1Q tag into vlan_tci (virtio-net cannot).
+  void set_strip_vlan(bool on) { strip_vlan_ = on; }
+  uint16_t Burst(npa_buf** bufs, uint16_t n, QueueCounters* c);
+  // Post free pool buffers to every free descriptor. Returns how many.
+  uint32_t Refill(QueueCounters* c);
+
+ private:
+  // A frame spanning num_buffers used entries; false: wait (not all there).
+  bool TakeMerged(uint16_t nb, uint16_t avail, npa_buf** out, uint64_t* bytes, QueueCounters* c);
+  npa_buf* TakeUsed(uint32_t id);
+  bool mrg_ = false;
+  bool strip_vlan_ = false;
+};
+
+}  // namespace npa::shell
+
+#endif  // NPA_SHELL_EMULATED_VIRTQ_H_

@@ -1,0 +1,593 @@
+#include "shell/vf/plugin_loader.h"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "shell/vf/plugin_device.h"
+
+namespace npa::shell {
+namespace {
+
+std::string Dir(const std::string& group) { return std::string(NPA_TEST_PLUGIN_ROOT) + "/" + group; }
+std::string Plugin(const std::string& group, const std::string& name) {
+  return Dir(group) + "/lib" + name + ".so";
+}
+
+// True when the object is still mapped in this process (RTLD_NOLOAD does not
+// load it, it only looks).
+bool StillLoaded(const std::string& path) {
+  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (h == nullptr) return false;
+  dlclose(h);
+  return true;
+}
+
+std::string Rejection(const std::string& path, const LoadOptions& opts = {}) {
+  absl::StatusOr<std::unique_ptr<LoadedPlugin>> p = LoadPlugin(path, opts);
+  if (p.ok()) return "(accepted)";
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kFailedPrecondition) << p.status();
+  EXPECT_FALSE(StillLoaded(path)) << path << " was not dlclosed after rejection";
+  return std::string(p.status().message());
+}
+
+// ---------------------------------------------------------------------------
+// Load-time checks: each broken plug-in has exactly one defect.
+
+TEST(LoadPluginTest, AcceptsGoodPluginAndCopiesTablesByValue) {
+  const std::string path = Plugin("good", "test_good");
+  {
+    absl::StatusOr<std::unique_ptr<LoadedPlugin>> p = LoadPlugin(path);
+    ASSERT_TRUE(p.ok()) << p.status();
+    const LoadedPlugin& lp = **p;
+    EXPECT_EQ(lp.name(), "test_good");
+    EXPECT_EQ(lp.vendor(), "npa tests");
+    EXPECT_EQ(lp.version(), "1.0");
+    EXPECT_EQ(lp.abi_major(), 1);
+    EXPECT_EQ(lp.abi_minor(), 0);
+    EXPECT_EQ(lp.capabilities(), NPA_CAP_RX_CSUM);
+    EXPECT_EQ(lp.unknown_capabilities(), 0u);
+    ASSERT_EQ(lp.ids().size(), 1u);
+    EXPECT_EQ(lp.ids()[0].vendor, 0x1d0f);
+    EXPECT_EQ(lp.ids()[0].device, 0x100f);
+    EXPECT_EQ(lp.ctrl().struct_size, sizeof(npa_plugin_ctrl_ops));
+    EXPECT_NE(lp.ctrl().quiesce, nullptr);
+    EXPECT_EQ(lp.ctrl().reset, nullptr);  // optional and absent: unsupported
+    EXPECT_NE(lp.fast().tx_reap, nullptr);
+    EXPECT_EQ(lp.fast().get_irq_vector, nullptr);
+    EXPECT_TRUE(StillLoaded(path));
+  }
+  EXPECT_FALSE(StillLoaded(path)) << "LoadedPlugin's destructor must dlclose";
+}
+
+TEST(LoadPluginTest, MissingFileIsNotFound) {
+  absl::StatusOr<std::unique_ptr<LoadedPlugin>> p = LoadPlugin(Dir("good") + "/libnope.so");
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(p.status().message(), "plug-in " + Dir("good") +
+                                      "/libnope.so: cannot stat: No such file or directory; "
+                                      "check the path and NPA_PLUGIN_PATH");
+}
+
+TEST(LoadPluginTest, RejectsFileThatIsNotASharedObject) {
+  char tmpl[] = "/tmp/npa_loader_test_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/libjunk.so";
+  std::ofstream(path) << "not an ELF file\n";
+  std::string msg = Rejection(path);
+  EXPECT_EQ(msg.rfind("plug-in " + path + ": cannot load: ", 0), 0u) << msg;
+  EXPECT_NE(msg.find("; check it is a shared object for this machine"), std::string::npos) << msg;
+  unlink(path.c_str());
+  rmdir(tmpl);
+}
+
+TEST(LoadPluginTest, RejectsMissingEntrySymbol) {
+  const std::string p = Plugin("broken", "broken_no_entry");
+  EXPECT_EQ(Rejection(p), "plug-in " + p +
+                              ": does not export npa_plugin_entry; define it with "
+                              "NPA_PLUGIN_EXPORT (and build with the C linkage of npa/plugin.h)");
+}
+
+TEST(LoadPluginTest, RejectsEntryReturningNull) {
+  const std::string p = Plugin("broken", "broken_entry_null");
+  EXPECT_EQ(Rejection(p), "plug-in " + p +
+                              ": refused this shell's ABI 1.0 (its entry returned NULL); use a "
+                              "plug-in built for npa/plugin.h ABI 1.x");
+}
+
+TEST(LoadPluginTest, RejectsWrongMajor) {
+  const std::string p = Plugin("broken", "broken_major");
+  EXPECT_EQ(Rejection(p), "plug-in " + p +
+                              ": ABI major 2 is not supported by this shell (major 1); rebuild "
+                              "the plug-in against npa/plugin.h ABI 1.x");
+}
+
+TEST(LoadPluginTest, RejectsMinorOlderThanRequired) {
+  // ABI 1.0 is the oldest and the newest minor, so raise the requirement.
+  const std::string p = Plugin("good", "test_good");
+  LoadOptions opts;
+  opts.shell_minor = 1;
+  opts.required_minor = 1;
+  EXPECT_EQ(Rejection(p, opts), "plug-in " + p +
+                                    ": ABI 1.0 is older than the 1.1 this shell needs; rebuild "
+                                    "the plug-in against a current npa/plugin.h");
+  // And a shell of a newer minor still takes a 1.0 plug-in when 1.0 suffices.
+  opts.required_minor = 0;
+  EXPECT_TRUE(LoadPlugin(p, opts).ok());
+}
+
+TEST(LoadPluginTest, RejectsShortInfo) {
+  const std::string p = Plugin("broken", "broken_info_size");
+  EXPECT_EQ(Rejection(p), "plug-in " + p +
+                              ": npa_plugin_info.struct_size 40 is smaller than ABI 1.0's 72 "
+                              "bytes; set it to sizeof(npa_plugin_info)");
+}
+
+TEST(LoadPluginTest, RejectsShortCtrlOps) {
+  const std::string p = Plugin("broken", "broken_ctrl_size");
+  EXPECT_EQ(Rejection(p), "plug-in 'broken_ctrl_size' (" + p +
+                              "): npa_plugin_ctrl_ops.struct_size 64 is smaller than ABI 1.0's "
+                              "128 bytes; set it to sizeof(npa_plugin_ctrl_ops)");
+}
+
+TEST(LoadPluginTest, RejectsShortFastOps) {
+  const std::string p = Plugin("broken", "broken_fast_size");
+  EXPECT_EQ(Rejection(p), "plug-in 'broken_fast_size' (" + p +
+                              "): npa_plugin_fast_ops.struct_size 16 is smaller than ABI 1.0's "
+                              "48 bytes; set it to sizeof(npa_plugin_fast_ops)");
+}
+
+TEST(LoadPluginTest, RejectsNullMandatoryOps) {
+  std::string p = Plugin("broken", "broken_null_start");
+  EXPECT_EQ(Rejection(p), "plug-in 'broken_null_start' (" + p +
+                              "): mandatory control op 'start' is NULL; implement it");
+  p = Plugin("broken", "broken_null_tx");
+  EXPECT_EQ(Rejection(p), "plug-in 'broken_null_tx' (" + p +
+                              "): mandatory fast-path op 'tx_burst' is NULL; implement it");
+}
+
+TEST(LoadPluginTest, RejectsBadIdTables) {
+  std::string p = Plugin("broken", "broken_null_ids");
+  EXPECT_EQ(Rejection(p), "plug-in 'broken_null_ids' (" + p +
+                              "): id_table is NULL; list the PCI IDs the plug-in drives");
+  p = Plugin("broken", "broken_zero_ids");
+  EXPECT_EQ(Rejection(p), "plug-in 'broken_zero_ids' (" + p +
+                              "): id_count 0 is out of range; it must be 1..1024 (the number "
+                              "of id_table entries)");
+  p = Plugin("broken", "broken_id_entry_size");
+  EXPECT_EQ(Rejection(p), "plug-in 'broken_id_entry_size' (" + p +
+                              "): id_entry_size 8 is out of range (16..256); set it to "
+                              "sizeof(npa_pci_id)");
+}
+
+TEST(LoadPluginTest, RejectsBadName) {
+  const std::string p = Plugin("broken", "broken_name");
+  EXPECT_EQ(Rejection(p), "plug-in " + p +
+                              ": name 'Bad-Name' is not valid; use 1 to 31 characters from "
+                              "[a-z0-9_], e.g. \"e1000e\"");
+  const std::string l = Plugin("broken", "broken_long_name");
+  EXPECT_EQ(Rejection(l), "plug-in " + l +
+                              ": name 'a_name_that_is_far_too_long_for_...' is too long; use 1 to "
+                              "31 characters from [a-z0-9_], e.g. \"e1000e\"");
+}
+
+TEST(LoadPluginTest, AcceptsUnknownCapabilitiesAndKeepsThemApart) {
+  absl::StatusOr<std::unique_ptr<LoadedPlugin>> p =
+      LoadPlugin(Plugin("broken", "unknown_caps"));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->capabilities(), NPA_CAP_TX_CSUM);
+  EXPECT_EQ((*p)->unknown_capabilities(), (1ull << 40) | (1ull << 41));
+}
+
+// ---------------------------------------------------------------------------
+// ID matching
+
+constexpr PciIdentity k82574{0x8086, 0x10d3, 0x8086, 0xa01f, 0x020000};
+
+TEST(MatchTest, EntryScoreWildcardsAndClass) {
+  const uint16_t any = NPA_PCI_ANY_ID;
+  EXPECT_LT(IdEntryScore({0x8086, 0x10d4, any, any, 0, 0}, k82574), 0);
+  EXPECT_LT(IdEntryScore({0x8086, 0x10d3, 0x8086, 0xa020, 0, 0}, k82574), 0);
+  EXPECT_LT(IdEntryScore({any, any, any, any, 0x010800, 0xffff00}, k82574), 0);
+  const int all_any = IdEntryScore({any, any, any, any, 0, 0}, k82574);
+  const int cls = IdEntryScore({any, any, any, any, 0x020000, 0xffff00}, k82574);
+  const int vendor = IdEntryScore({0x8086, any, any, any, 0, 0}, k82574);
+  const int device = IdEntryScore({0x8086, 0x10d3, any, any, 0, 0}, k82574);
+  const int subvendor = IdEntryScore({0x8086, any, 0x8086, 0xa01f, 0x020000, 0xffffff}, k82574);
+  const int exact = IdEntryScore({0x8086, 0x10d3, 0x8086, 0xa01f, 0, 0}, k82574);
+  EXPECT_EQ(all_any, 0);
+  EXPECT_EQ(cls, 16);  // bits compared
+  EXPECT_GT(vendor, cls);
+  // An exact device outweighs exact subsystem ids plus the whole class.
+  EXPECT_GT(device, subvendor);
+  EXPECT_GT(subvendor, vendor);
+  EXPECT_GT(exact, device);
+}
+
+TEST(MatchTest, PluginsOrderedBySpecificity) {
+  auto load = [](const char* n) { return std::move(LoadPlugin(Plugin("match", n)).value()); };
+  auto exact = load("match_exact"), device = load("match_device");
+  auto vendor = load("match_vendor"), cls = load("match_class");
+  EXPECT_GT(MatchScore(*exact, k82574), MatchScore(*device, k82574));
+  EXPECT_GT(MatchScore(*device, k82574), MatchScore(*vendor, k82574));
+  EXPECT_GT(MatchScore(*vendor, k82574), MatchScore(*cls, k82574));
+  EXPECT_GE(MatchScore(*cls, k82574), 0);
+  // match_vendor's table has a 24-byte stride: its second entry (8086) is only
+  // found if the loader walks the table with the plug-in's id_entry_size.
+  ASSERT_EQ(vendor->ids().size(), 2u);
+  EXPECT_EQ(vendor->ids()[1].vendor, 0x8086);
+  EXPECT_EQ(vendor->ids()[1].device, NPA_PCI_ANY_ID);
+  EXPECT_TRUE(Matches(*vendor, k82574));
+  // Second entry of a multi-entry table.
+  EXPECT_TRUE(Matches(*exact, {0x1af4, 0x1041, 0x1af4, 0x1100, 0x020000}));
+  EXPECT_FALSE(Matches(*exact, {0x8086, 0x10d3, 0x1028, 0x0001, 0x020000}));
+  EXPECT_FALSE(Matches(*cls, {0x144d, 0xa808, 0x144d, 0xa801, 0x010802}));
+}
+
+// ---------------------------------------------------------------------------
+// Discovery
+
+TEST(FindPluginTest, PicksMostSpecificAndSkipsBroken) {
+  const std::vector<std::string> dirs = {Dir("match")};
+  auto name_for = [&](const PciIdentity& id) {
+    absl::StatusOr<std::unique_ptr<LoadedPlugin>> p = FindPluginFor(id, dirs);
+    return p.ok() ? (*p)->name() : std::string(p.status().message());
+  };
+  EXPECT_EQ(name_for(k82574), "match_exact");
+  EXPECT_EQ(name_for({0x8086, 0x10d3, 0x1028, 0x0001, 0x020000}), "match_device");
+  EXPECT_EQ(name_for({0x8086, 0x1533, 0x8086, 0x0001, 0x020000}), "match_vendor");
+  EXPECT_EQ(name_for({0x14e4, 0x1657, 0x14e4, 0x0001, 0x020000}), "match_class");
+}
+
+TEST(FindPluginTest, NotFoundListsWhatWasTried) {
+  absl::StatusOr<std::unique_ptr<LoadedPlugin>> p =
+      FindPluginFor({0x144d, 0xa808, 0x144d, 0xa801, 0x010802}, {Dir("match"), Dir("nonexistent")});
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kNotFound);
+  const std::string msg(p.status().message());
+  EXPECT_EQ(msg.rfind("no plug-in drives PCI 144d:a808 subsystem 144d:a801 class 010802; tried: ",
+                      0),
+            0u)
+      << msg;
+  EXPECT_NE(msg.find(Plugin("match", "match_broken") + " (rejected: plug-in " +
+                     Plugin("match", "match_broken") + ": ABI major 2 is not supported"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find(Plugin("match", "match_exact") + " ('match_exact': no ID entry matches)"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find(Dir("nonexistent") + "/ (No such file or directory)"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("or add its directory to NPA_PLUGIN_PATH"), std::string::npos) << msg;
+}
+
+TEST(FindPluginTest, SearchDirsFromPathThenInstallDir) {
+  EXPECT_EQ(PluginSearchDirs(nullptr), std::vector<std::string>{InstalledPluginDir()});
+  EXPECT_EQ(PluginSearchDirs("/a::/b:"),
+            (std::vector<std::string>{"/a", "/b", InstalledPluginDir()}));
+  ASSERT_EQ(setenv("NPA_PLUGIN_PATH", "/x:/y", 1), 0);
+  EXPECT_EQ(PluginSearchDirs(), (std::vector<std::string>{"/x", "/y", InstalledPluginDir()}));
+  unsetenv("NPA_PLUGIN_PATH");
+}
+
+TEST(FindPluginTest, EarlierDirectoryOnPathWins) {
+  const PciIdentity id{0x1234, 0x5678, 0, 0, 0x020000};
+  for (const auto& [path, want] : {std::pair{Dir("dup1") + ":" + Dir("dup2"), "dup1"},
+                                   std::pair{Dir("dup2") + ":" + Dir("dup1"), "dup2"}}) {
+    ASSERT_EQ(setenv("NPA_PLUGIN_PATH", path.c_str(), 1), 0);
+    absl::StatusOr<std::unique_ptr<LoadedPlugin>> p = FindPluginFor(id, PluginSearchDirs());
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ((*p)->name(), "test_dup");
+    EXPECT_EQ((*p)->version(), want) << "NPA_PLUGIN_PATH=" << path;
+  }
+  unsetenv("NPA_PLUGIN_PATH");
+}
+
+// ---------------------------------------------------------------------------
+// PluginDevice over test_good, with a fake services table.
+
+class FakeServices {
+ public:
+  static constexpr uint32_t kSlots = 256;
+
+  FakeServices() {
+    mem_ = static_cast<uint8_t*>(aligned_alloc(64, size_t{kSlots} * NPA_BUF_SLOT_SIZE));
+    for (uint32_t i = 0; i < kSlots; ++i) {
+      auto* b = reinterpret_cast<npa_buf*>(mem_ + size_t{i} * NPA_BUF_SLOT_SIZE);
+      memset(b, 0, sizeof(*b));
+      b->iova = reinterpret_cast<uintptr_t>(b);
+      b->slot = i;
+      b->buf_len = NPA_BUF_SLOT_SIZE;
+      free_.push_back(b);
+    }
+    svc_.struct_size = sizeof(svc_);
+    svc_.abi_major = NPA_PLUGIN_ABI_MAJOR;
+    svc_.abi_minor = NPA_PLUGIN_ABI_MINOR;
+    svc_.ctx = this;
+    svc_.bar_map = [](void*, uint32_t, volatile void**, uint64_t*) { return -EINVAL; };
+    svc_.cfg_read = [](void*, uint32_t, uint32_t, uint32_t*) { return -EINVAL; };
+    svc_.cfg_write = [](void*, uint32_t, uint32_t, uint32_t) { return -EINVAL; };
+    svc_.dma_alloc = [](void*, uint64_t, uint64_t, npa_dma_mem*) { return -ENOMEM; };
+    svc_.dma_free = [](void*, npa_dma_mem*) {};
+    svc_.irq_setup = [](void*, uint32_t, int*) { return -EINVAL; };
+    svc_.buf_alloc = [](void* ctx, uint16_t, npa_buf** bufs, uint16_t n) {
+      return static_cast<FakeServices*>(ctx)->Alloc(bufs, n);
+    };
+    svc_.buf_free = [](void* ctx, uint16_t, npa_buf** bufs, uint16_t n) {
+      static_cast<FakeServices*>(ctx)->Free(bufs, n);
+    };
+    svc_.log = [](void* ctx, int, const char* fmt, va_list ap) {
+      char line[256];
+      vsnprintf(line, sizeof(line), fmt, ap);
+      static_cast<FakeServices*>(ctx)->logs.emplace_back(line);
+    };
+    svc_.now_ns = [](void*) -> uint64_t { return 0; };
+    svc_.sleep_us = [](void*, uint32_t) {};
+  }
+  ~FakeServices() { free(mem_); }
+
+  uint16_t Alloc(npa_buf** bufs, uint16_t n) {
+    uint16_t got = 0;
+    while (got < n && !free_.empty()) {
+      npa_buf* b = free_.back();
+      free_.pop_back();
+      b->data_off = NPA_BUF_DATA_OFF;
+      b->nb_segs = 1;
+      b->next = nullptr;
+      b->data_len = 0;
+      b->pkt_len = 0;
+      bufs[got++] = b;
+    }
+    return got;
+  }
+  void Free(npa_buf** bufs, uint16_t n) {
+    for (uint16_t i = 0; i < n; ++i) {
+      for (npa_buf* f : free_) {
+        if (f == bufs[i]) ++double_frees;
+      }
+      free_.push_back(bufs[i]);
+    }
+  }
+  uint32_t outstanding() const { return kSlots - static_cast<uint32_t>(free_.size()); }
+  const npa_services* svc() const { return &svc_; }
+
+  int double_frees = 0;
+  std::vector<std::string> logs;
+
+ private:
+  uint8_t* mem_;
+  std::vector<npa_buf*> free_;
+  npa_services svc_{};
+};
+
+npa_device_info LoopbackInfo(uint16_t device = 0x100f) {
+  npa_device_info i{};
+  i.vendor = 0x1d0f;
+  i.device = device;
+  i.subsystem_vendor = 0x1d0f;
+  i.subsystem_device = 0x0001;
+  i.class_code = 0x020000;
+  snprintf(i.pci_address, sizeof(i.pci_address), "0000:00:04.0");
+  return i;
+}
+
+npa_dev_config Config(uint16_t qps, uint16_t ring, uint32_t mtu = 1500) {
+  npa_dev_config c{};
+  c.nb_queue_pairs = qps;
+  c.ring_size = ring;
+  c.mtu = mtu;
+  return c;
+}
+
+class PluginDeviceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<LoadedPlugin>> p = LoadPlugin(Plugin("good", "test_good"));
+    ASSERT_TRUE(p.ok()) << p.status();
+    plugin_ = std::move(*p);
+  }
+  // Up to started, asserting each step.
+  void Bring(PluginDevice& d, uint16_t qps, uint16_t ring) {
+    ASSERT_TRUE(d.Probe(fake_.svc(), LoopbackInfo()).ok());
+    ASSERT_TRUE(d.GetCaps().ok());
+    ASSERT_TRUE(d.Configure(Config(qps, ring)).ok());
+    ASSERT_TRUE(d.Start().ok());
+  }
+  // n frames carrying their index, from the pool.
+  std::vector<npa_buf*> Frames(uint16_t n, uint16_t len = 60) {
+    std::vector<npa_buf*> b(n);
+    EXPECT_EQ(fake_.Alloc(b.data(), n), n);
+    for (uint16_t i = 0; i < n; ++i) {
+      memset(npa_buf_data(b[i]), static_cast<int>(i), len);
+      b[i]->data_len = len;
+      b[i]->pkt_len = len;
+    }
+    return b;
+  }
+
+  FakeServices fake_;
+  std::shared_ptr<const LoadedPlugin> plugin_;
+};
+
+TEST_F(PluginDeviceTest, LoopbackLifecycleEndToEnd) {
+  PluginDevice d(plugin_);
+  EXPECT_EQ(d.state(), PluginDevice::State::kIdle);
+  ASSERT_TRUE(d.Probe(fake_.svc(), LoopbackInfo()).ok());
+  ASSERT_EQ(fake_.logs.size(), 1u);
+  EXPECT_EQ(fake_.logs[0], "loopback probed at 0000:00:04.0");
+  absl::StatusOr<npa_dev_caps> caps = d.GetCaps();
+  ASSERT_TRUE(caps.ok()) << caps.status();
+  EXPECT_EQ(caps->max_queue_pairs, 4);
+  EXPECT_EQ(caps->offloads, NPA_CAP_RX_CSUM);
+  ASSERT_TRUE(d.Configure(Config(2, 32)).ok());
+  ASSERT_TRUE(d.Start().ok());
+  EXPECT_EQ(fake_.outstanding(), 64u) << "two RX rings of 32 posted at start";
+
+  std::vector<npa_buf*> tx = Frames(10, 100);
+  absl::StatusOr<uint16_t> sent = d.TxBurst(1, tx.data(), 10);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, 10);
+  npa_buf* rx[32];
+  absl::StatusOr<uint16_t> got = d.RxBurst(1, rx, 32);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(*got, 10);
+  for (uint16_t i = 0; i < *got; ++i) {
+    EXPECT_EQ(rx[i]->data_len, 100);
+    EXPECT_EQ(static_cast<uint8_t*>(npa_buf_data(rx[i]))[99], i) << "frames in order";
+  }
+  EXPECT_EQ(*d.RxBurst(0, rx + 10, 22), 0) << "queue 0 saw nothing";
+  fake_.Free(rx, *got);
+
+  absl::StatusOr<npa_plugin_qstats> st = d.QueueStats(1);
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->tx_packets, 10u);
+  EXPECT_EQ(st->rx_packets, 10u);
+  EXPECT_EQ(st->rx_bytes, 1000u);
+  absl::StatusOr<npa_link_status> link = d.LinkStatus();
+  ASSERT_TRUE(link.ok());
+  EXPECT_EQ(link->up, 1u);
+
+  ASSERT_TRUE(d.Quiesce(1000).ok());
+  ASSERT_TRUE(d.Stop().ok());
+  EXPECT_EQ(fake_.outstanding(), 0u) << "stop hands every ring buffer back";
+  EXPECT_EQ(d.QueueStats(1)->tx_packets, 10u) << "counters readable after stop";
+  // Reconfigure and restart, as after a reset.
+  ASSERT_TRUE(d.Configure(Config(1, 8)).ok());
+  ASSERT_TRUE(d.Start().ok());
+  ASSERT_TRUE(d.Stop().ok());
+  ASSERT_TRUE(d.Remove().ok());
+  EXPECT_EQ(d.state(), PluginDevice::State::kRemoved);
+  EXPECT_EQ(fake_.double_frees, 0);
+}
+
+TEST_F(PluginDeviceTest, DropsWhenNoRxBufferIsPosted) {
+  PluginDevice d(plugin_);
+  Bring(d, 1, 8);
+  std::vector<npa_buf*> tx = Frames(12);
+  EXPECT_EQ(*d.TxBurst(0, tx.data(), 12), 12);
+  npa_buf* rx[16];
+  uint16_t got = *d.RxBurst(0, rx, 16);
+  EXPECT_EQ(got, 8);
+  fake_.Free(rx, got);
+  EXPECT_EQ(d.QueueStats(0)->rx_dropped, 4u);
+  ASSERT_TRUE(d.Stop().ok());
+  EXPECT_EQ(fake_.outstanding(), 0u);
+}
+
+TEST_F(PluginDeviceTest, RejectsCallsOutOfOrder) {
+  PluginDevice d(plugin_);
+  auto precondition = [](const absl::Status& s) {
+    return s.code() == absl::StatusCode::kFailedPrecondition;
+  };
+  absl::Status s = d.GetCaps().status();
+  EXPECT_TRUE(precondition(s)) << s;
+  EXPECT_EQ(s.message(),
+            "plug-in 'test_good': get_caps called while the device is not probed; the order is "
+            "probe -> get_caps -> configure -> start -> ... -> stop -> remove (npa/plugin.h)");
+  EXPECT_TRUE(precondition(d.Remove()));
+  ASSERT_TRUE(d.Probe(fake_.svc(), LoopbackInfo()).ok());
+  EXPECT_TRUE(precondition(d.Probe(fake_.svc(), LoopbackInfo())));
+  EXPECT_TRUE(precondition(d.Configure(Config(1, 8)))) << "configure needs the caps first";
+  EXPECT_TRUE(precondition(d.Start()));
+  ASSERT_TRUE(d.GetCaps().ok());
+  EXPECT_TRUE(precondition(d.Start())) << "start needs configure";
+  npa_buf* b[4];
+  EXPECT_TRUE(precondition(d.RxBurst(0, b, 4).status()));
+  ASSERT_TRUE(d.Configure(Config(1, 8)).ok());
+  EXPECT_TRUE(precondition(d.Stop()));
+  ASSERT_TRUE(d.Start().ok());
+  EXPECT_TRUE(precondition(d.Start()));
+  EXPECT_TRUE(precondition(d.Configure(Config(1, 8)))) << "configure only while stopped";
+  EXPECT_TRUE(precondition(d.Remove())) << "stop before remove";
+  EXPECT_TRUE(precondition(d.Reset())) << "reset only while stopped";
+  ASSERT_TRUE(d.Quiesce(0).ok());
+  std::vector<npa_buf*> tx = Frames(1);
+  EXPECT_TRUE(precondition(d.TxBurst(0, tx.data(), 1).status())) << "no TX once quiesced";
+  fake_.Free(tx.data(), 1);
+  EXPECT_TRUE(d.RxBurst(0, b, 4).ok()) << "RX drains while quiesced";
+  ASSERT_TRUE(d.Stop().ok());
+  EXPECT_TRUE(precondition(d.Start())) << "restart goes through configure";
+  EXPECT_TRUE(precondition(d.TxBurst(0, b, 1).status()));
+  EXPECT_EQ(d.Reset().code(), absl::StatusCode::kUnimplemented) << "legal, but test_good lacks it";
+  ASSERT_TRUE(d.Remove().ok());
+  EXPECT_TRUE(precondition(d.LinkStatus().status()));
+  EXPECT_TRUE(precondition(d.Remove()));
+}
+
+TEST_F(PluginDeviceTest, MapsErrnoToStatusNamingPluginAndOp) {
+  PluginDevice d(plugin_);
+  absl::Status s = d.Probe(fake_.svc(), LoopbackInfo(/*device=*/0x1010));
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_EQ(s.message(), "plug-in 'test_good': probe failed: No such device (-19)");
+  EXPECT_EQ(d.state(), PluginDevice::State::kIdle) << "a failed call keeps the state";
+  ASSERT_TRUE(d.Probe(fake_.svc(), LoopbackInfo()).ok());
+  ASSERT_TRUE(d.GetCaps().ok());
+  s = d.Configure(Config(1, 8, /*mtu=*/9500));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(s.message(), "plug-in 'test_good': configure failed: Invalid argument (-22)");
+  EXPECT_EQ(d.state(), PluginDevice::State::kCapsKnown);
+  ASSERT_TRUE(d.Configure(Config(1, 8)).ok());
+  s = d.SetMtu(20000);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(s.message(), "plug-in 'test_good': set_mtu failed: Invalid argument (-22)");
+  EXPECT_TRUE(d.SetMtu(9000).ok());
+  const uint8_t mac[6] = {2, 0, 0, 0, 0, 2};
+  s = d.SetMac(mac);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(s.message(), "plug-in 'test_good' does not implement optional op 'set_mac'");
+}
+
+TEST_F(PluginDeviceTest, ChecksInputsBeforeThePluginSeesThem) {
+  PluginDevice d(plugin_);
+  EXPECT_EQ(d.Probe(nullptr, LoopbackInfo()).code(), absl::StatusCode::kInvalidArgument);
+  npa_services old = *fake_.svc();
+  old.struct_size = 64;
+  EXPECT_EQ(d.Probe(&old, LoopbackInfo()).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(d.Probe(fake_.svc(), LoopbackInfo()).ok());
+  ASSERT_TRUE(d.GetCaps().ok());
+  absl::Status s = d.Configure(Config(5, 8));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "plug-in 'test_good': configure: 5 queue pairs asked, the device has 1..4");
+  EXPECT_EQ(d.Configure(Config(1, 24)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(d.Configure(Config(1, 512)).code(), absl::StatusCode::kInvalidArgument);
+  npa_dev_config c = Config(1, 8);
+  c.offloads = NPA_CAP_TSO;
+  EXPECT_EQ(d.Configure(c).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(d.Configure(Config(2, 8)).ok());
+  ASSERT_TRUE(d.Start().ok());
+  npa_buf* b[4];
+  EXPECT_EQ(d.RxBurst(2, b, 4).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(d.QueueStats(4).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(d.VlanFilter(4096, true).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PluginDeviceTest, DestructorStopsAndRemoves) {
+  {
+    PluginDevice d(plugin_);
+    Bring(d, 2, 16);
+    EXPECT_EQ(fake_.outstanding(), 32u);
+  }
+  EXPECT_EQ(fake_.outstanding(), 0u);
+  EXPECT_EQ(fake_.double_frees, 0);
+}
+
+TEST_F(PluginDeviceTest, PluginOutlivesItsLoaderHandle) {
+  const std::string path = plugin_->path();
+  auto d = std::make_unique<PluginDevice>(plugin_);
+  plugin_.reset();
+  EXPECT_TRUE(StillLoaded(path)) << "a device keeps its plug-in loaded";
+  d.reset();
+  EXPECT_FALSE(StillLoaded(path));
+}
+
+}  // namespace
+}  // namespace npa::shell

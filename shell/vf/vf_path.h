@@ -1,0 +1,143 @@
+// shell/vf/vf_path.h — the VF data path: a VFIO device driven by a vendor
+// plug-in, behind the same per-queue fast-path table (path.h) as the
+// emulated path.
+//
+//   VfPath::Params p;                         // device fd, identity, guest config
+//   p.device_fd = std::move(fd_from_vf_offer);
+//   p.emu_rx = {&emu->rx(0)}; p.emu_tx = {&emu->tx(0)};
+//   NPA_ASSIGN_OR_RETURN(auto vf, VfPath::Create(std::move(p)));  // probe..configure
+//   NPA_RETURN_IF_ERROR(vf->Start());
+//   stage vf->ops(q) for every queue          // TX on the VF, RX: VF + emulated leftovers
+//   ...
+//   stage vf->QuietOps(q), Quiesce(), vf->DrainOps(q), vf->emulated ops, Stop()
+//
+// Why the emulated rings appear here: failsafe switching (docs/architecture.md "Switching"). While
+// a queue is on the VF its RX burst keeps taking what the emulated ring still
+// delivers (frames in flight when the agent steered the MAC), and its TX burst
+// reaps the emulated TX ring's last completions, so a switch neither loses
+// nor duplicates a frame and the emulated rings are ready to take over at
+// once when the VF goes away.
+//
+// Offloads stay what the guest configured: where the device lacks TX
+// checksum the VF TX burst fills it in software (offload.h); TSO without
+// device support is refused at Create (software TSO, tso.h, is on the
+// emulated path only).
+//
+// Threading: Create/Start/Quiesce/Stop and the destructor on the control
+// thread; the BurstFns from each queue's owning thread (path.h);
+// SetInterrupt from the owning thread (it calls the plug-in's fast op).
+#ifndef NPA_SHELL_VF_VF_PATH_H_
+#define NPA_SHELL_VF_VF_PATH_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/unique_fd.h"
+#include "shell/path.h"
+#include "shell/vf/plugin_device.h"
+#include "shell/vf/plugin_loader.h"
+#include "shell/vf/tx_tracker.h"
+#include "shell/vf/vf_services.h"
+#include "shell/emulated/virtq.h"
+
+namespace npa::shell {
+
+class VfPath : public Path {
+ public:
+  struct Params {
+    UniqueFd device_fd;                  // owned from here on; closed last
+    std::unique_ptr<VfioDeviceIo> io;    // test seam; null: the real fd
+    std::string pci_address;             // "0000:00:04.0", logs and errors
+    PciIdentity offered;                 // what the agent said it is
+    std::vector<std::string> plugin_dirs;
+    uint16_t nb_queue_pairs = 1;
+    uint16_t ring_size = 256;            // the shell's; clamped to the device's range
+    uint8_t mac[6] = {};
+    uint32_t mtu = 1500;
+    uint64_t guest_offloads = 0;         // NPA_OFFLOAD_* the guest configured
+    bool rx_intr = false;                // wire per-queue MSI-X if the device can
+    DmaArena* arena = nullptr;           // outlives the path
+    BufferProvider* buffers = nullptr;   // outlives the path
+    std::vector<RxVirtq*> emu_rx;        // per queue: the emulated rings
+    std::vector<TxVirtq*> emu_tx;
+    std::vector<TxTracker*> tx_track;    // per queue, optional: marks VF TX frames
+    LogSink log;
+  };
+
+  // Loads the matching plug-in, builds the services table, probes, checks
+  // the caps against the guest's configuration, configures. Every error
+  // names the step that failed ("no plug-in for ...", "probe failed: ...").
+  static absl::StatusOr<std::unique_ptr<VfPath>> Create(Params p);
+  // Stops and removes the plug-in if still running, then closes the fd.
+  ~VfPath() override;
+
+  npa_path kind() const override { return NPA_PATH_VF; }
+  uint64_t offloads() const override { return guest_offloads_; }
+  absl::Status Start() override;
+  absl::Status Stop() override;
+  // On the VF: TX on the VF, RX from the VF then the emulated ring.
+  QueueOps ops(uint16_t qid) override;
+  // TX on the emulated ring, RX from the emulated ring only: no fast op of
+  // the plug-in runs while it quiesces (plugin.h: never concurrently).
+  QueueOps QuietOps(uint16_t qid);
+  // TX on the emulated ring, RX from the VF then the emulated ring; a VF RX
+  // burst that comes back empty raises rx_drained(qid).
+  QueueOps DrainOps(uint16_t qid);
+  bool rx_drained(uint16_t qid) const {
+    return queues_[qid]->drained.load(std::memory_order_acquire) != 0;
+  }
+  void ResetDrained(uint16_t qid) { queues_[qid]->drained.store(0, std::memory_order_release); }
+
+  int intr_eventfd(uint16_t qid) const override;
+  void SetInterrupt(uint16_t qid, bool enable) override;
+  bool link_up() const override;
+
+  // Bounded: repeats quiesce until idle or timeout_ms passed. true: idle.
+  bool Quiesce(uint32_t timeout_ms);
+  // The plug-in's counters for qid (control thread); zero when unreadable.
+  npa_plugin_qstats QueueStats(uint16_t qid);
+
+  const std::string& plugin_name() const { return plugin_name_; }
+  const std::string& pci_address() const { return pci_; }
+  VfServices* services() { return services_.get(); }
+  // REQ / ERR eventfds (-1 when the device lacks them).
+  int req_fd() const { return req_fd_; }
+  int err_fd() const { return err_fd_; }
+  bool sw_tx_csum() const { return sw_tx_csum_; }
+
+  // Shared with the burst functions (vf_path.cc); one per queue.
+  struct alignas(64) Queue {
+    npa_plugin_queue* pq = nullptr;
+    uint16_t (*rx)(npa_plugin_queue*, npa_buf**, uint16_t) = nullptr;
+    uint16_t (*tx)(npa_plugin_queue*, npa_buf**, uint16_t) = nullptr;
+    RxVirtq* emu_rx = nullptr;
+    TxVirtq* emu_tx = nullptr;
+    TxTracker* track = nullptr;
+    uint32_t sw_tx_flags = 0;    // NPA_BUF_OL_TX_* done in software here
+    bool sw_vlan_strip = false;
+    std::atomic<uint32_t> drained{0};
+    int intr_fd = -1;
+  };
+
+ private:
+  VfPath() = default;
+
+  UniqueFd fd_;  // declared first: closed after the plug-in and the services
+  std::unique_ptr<VfServices> services_;
+  std::unique_ptr<PluginDevice> dev_;
+  std::vector<std::unique_ptr<Queue>> queues_;
+  std::string pci_, plugin_name_;
+  uint64_t guest_offloads_ = 0;
+  uint16_t nqp_ = 0;
+  bool sw_tx_csum_ = false;
+  bool rx_intr_ = false;
+  int req_fd_ = -1, err_fd_ = -1;
+};
+
+}  // namespace npa::shell
+
+#endif  // NPA_SHELL_VF_VF_PATH_H_
