@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The emulated-path benchmark: npa against DPDK, like with like, in one command.
 #
-#   sudo scripts/bench-emulated.sh            # full run (~REPS x 4 configs x 2 x ~20 s)
-#   sudo scripts/bench-emulated.sh --quick    # smoke: 1 rep, 64 B, short runs
+#   bash scripts/bench-emulated.sh            # full run (~REPS x 4 configs x 2 x ~20 s)
+#   bash scripts/bench-emulated.sh --quick    # smoke: 1 rep, 64 B, short runs
 #
 # npa:  npa-agent --mode sink on CPU0  <-vhost-user->  npa_bench_guest --tx on CPU1
 # DPDK: testpmd net_vhost rxonly (fwd lcore CPU0) <-> testpmd net_virtio_user txonly

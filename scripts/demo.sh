@@ -8,7 +8,7 @@
 #   [npa-udp-peer]--veth--[bridge]--TAP--[npa-agent]==vhost-user==[npa-guest-demo]
 #    192.0.2.1                                                       192.0.2.2
 #
-# Usage: sudo scripts/demo.sh [--quick] [--duration S] [--rate N] [--build-dir DIR]
+# Usage: bash scripts/demo.sh [--quick] [--duration S] [--rate N] [--build-dir DIR]
 # Exit: 0 traffic flowed both ways with zero loss; 1 a check failed; 2 usage.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

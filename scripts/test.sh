@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # npa's full test suite, as CI runs it. As root on a fresh Debian 12 machine:
 #
-#   sudo scripts/test.sh            # everything
-#   sudo scripts/test.sh --fast     # default build only: no sanitizers, fuzzers, lab
+#   bash scripts/test.sh            # everything
+#   bash scripts/test.sh --fast     # default build only: no sanitizers, fuzzers, lab
 #
 # Stages (each prints its own ctest/fuzzer summary):
 #   1. deps     Debian packages (scripts/install-deps.sh)
