@@ -3,7 +3,6 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
-#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "npa/testing/plugin_testkit.h"
 #include "shell/vf/plugin_device.h"
 
 namespace npa::shell {
@@ -292,81 +292,16 @@ TEST(FindPluginTest, EarlierDirectoryOnPathWins) {
 }
 
 // ---------------------------------------------------------------------------
-// PluginDevice over test_good, with a fake services table.
+// PluginDevice over test_good, with the shipped fake services table
+// (npa/testing/plugin_testkit.h).
 
-class FakeServices {
- public:
-  static constexpr uint32_t kSlots = 256;
+using Kit = npa::testkit::FakeServices;
 
-  FakeServices() {
-    mem_ = static_cast<uint8_t*>(aligned_alloc(64, size_t{kSlots} * NPA_BUF_SLOT_SIZE));
-    for (uint32_t i = 0; i < kSlots; ++i) {
-      auto* b = reinterpret_cast<npa_buf*>(mem_ + size_t{i} * NPA_BUF_SLOT_SIZE);
-      memset(b, 0, sizeof(*b));
-      b->iova = reinterpret_cast<uintptr_t>(b);
-      b->slot = i;
-      b->buf_len = NPA_BUF_SLOT_SIZE;
-      free_.push_back(b);
-    }
-    svc_.struct_size = sizeof(svc_);
-    svc_.abi_major = NPA_PLUGIN_ABI_MAJOR;
-    svc_.abi_minor = NPA_PLUGIN_ABI_MINOR;
-    svc_.ctx = this;
-    svc_.bar_map = [](void*, uint32_t, volatile void**, uint64_t*) { return -EINVAL; };
-    svc_.cfg_read = [](void*, uint32_t, uint32_t, uint32_t*) { return -EINVAL; };
-    svc_.cfg_write = [](void*, uint32_t, uint32_t, uint32_t) { return -EINVAL; };
-    svc_.dma_alloc = [](void*, uint64_t, uint64_t, npa_dma_mem*) { return -ENOMEM; };
-    svc_.dma_free = [](void*, npa_dma_mem*) {};
-    svc_.irq_setup = [](void*, uint32_t, int*) { return -EINVAL; };
-    svc_.buf_alloc = [](void* ctx, uint16_t, npa_buf** bufs, uint16_t n) {
-      return static_cast<FakeServices*>(ctx)->Alloc(bufs, n);
-    };
-    svc_.buf_free = [](void* ctx, uint16_t, npa_buf** bufs, uint16_t n) {
-      static_cast<FakeServices*>(ctx)->Free(bufs, n);
-    };
-    svc_.log = [](void* ctx, int, const char* fmt, va_list ap) {
-      char line[256];
-      vsnprintf(line, sizeof(line), fmt, ap);
-      static_cast<FakeServices*>(ctx)->logs.emplace_back(line);
-    };
-    svc_.now_ns = [](void*) -> uint64_t { return 0; };
-    svc_.sleep_us = [](void*, uint32_t) {};
-  }
-  ~FakeServices() { free(mem_); }
-
-  uint16_t Alloc(npa_buf** bufs, uint16_t n) {
-    uint16_t got = 0;
-    while (got < n && !free_.empty()) {
-      npa_buf* b = free_.back();
-      free_.pop_back();
-      b->data_off = NPA_BUF_DATA_OFF;
-      b->nb_segs = 1;
-      b->next = nullptr;
-      b->data_len = 0;
-      b->pkt_len = 0;
-      bufs[got++] = b;
-    }
-    return got;
-  }
-  void Free(npa_buf** bufs, uint16_t n) {
-    for (uint16_t i = 0; i < n; ++i) {
-      for (npa_buf* f : free_) {
-        if (f == bufs[i]) ++double_frees;
-      }
-      free_.push_back(bufs[i]);
-    }
-  }
-  uint32_t outstanding() const { return kSlots - static_cast<uint32_t>(free_.size()); }
-  const npa_services* svc() const { return &svc_; }
-
-  int double_frees = 0;
-  std::vector<std::string> logs;
-
- private:
-  uint8_t* mem_;
-  std::vector<npa_buf*> free_;
-  npa_services svc_{};
-};
+Kit::Options KitOptions() {
+  Kit::Options o;
+  o.buffers = 256;
+  return o;
+}
 
 npa_device_info LoopbackInfo(uint16_t device = 0x100f) {
   npa_device_info i{};
@@ -396,7 +331,7 @@ class PluginDeviceTest : public ::testing::Test {
   }
   // Up to started, asserting each step.
   void Bring(PluginDevice& d, uint16_t qps, uint16_t ring) {
-    ASSERT_TRUE(d.Probe(fake_.svc(), LoopbackInfo()).ok());
+    ASSERT_TRUE(d.Probe(fake_.services(), LoopbackInfo()).ok());
     ASSERT_TRUE(d.GetCaps().ok());
     ASSERT_TRUE(d.Configure(Config(qps, ring)).ok());
     ASSERT_TRUE(d.Start().ok());
@@ -404,7 +339,7 @@ class PluginDeviceTest : public ::testing::Test {
   // n frames carrying their index, from the pool.
   std::vector<npa_buf*> Frames(uint16_t n, uint16_t len = 60) {
     std::vector<npa_buf*> b(n);
-    EXPECT_EQ(fake_.Alloc(b.data(), n), n);
+    EXPECT_EQ(fake_.AllocBuffers(0, b.data(), n), n);
     for (uint16_t i = 0; i < n; ++i) {
       memset(npa_buf_data(b[i]), static_cast<int>(i), len);
       b[i]->data_len = len;
@@ -413,23 +348,23 @@ class PluginDeviceTest : public ::testing::Test {
     return b;
   }
 
-  FakeServices fake_;
+  Kit fake_{KitOptions()};
   std::shared_ptr<const LoadedPlugin> plugin_;
 };
 
 TEST_F(PluginDeviceTest, LoopbackLifecycleEndToEnd) {
   PluginDevice d(plugin_);
   EXPECT_EQ(d.state(), PluginDevice::State::kIdle);
-  ASSERT_TRUE(d.Probe(fake_.svc(), LoopbackInfo()).ok());
-  ASSERT_EQ(fake_.logs.size(), 1u);
-  EXPECT_EQ(fake_.logs[0], "loopback probed at 0000:00:04.0");
+  ASSERT_TRUE(d.Probe(fake_.services(), LoopbackInfo()).ok());
+  ASSERT_EQ(fake_.logs().size(), 1u);
+  EXPECT_EQ(fake_.logs()[0], "loopback probed at 0000:00:04.0");
   absl::StatusOr<npa_dev_caps> caps = d.GetCaps();
   ASSERT_TRUE(caps.ok()) << caps.status();
   EXPECT_EQ(caps->max_queue_pairs, 4);
   EXPECT_EQ(caps->offloads, NPA_CAP_RX_CSUM);
   ASSERT_TRUE(d.Configure(Config(2, 32)).ok());
   ASSERT_TRUE(d.Start().ok());
-  EXPECT_EQ(fake_.outstanding(), 64u) << "two RX rings of 32 posted at start";
+  EXPECT_EQ(fake_.buffers_outstanding(), 64u) << "two RX rings of 32 posted at start";
 
   std::vector<npa_buf*> tx = Frames(10, 100);
   absl::StatusOr<uint16_t> sent = d.TxBurst(1, tx.data(), 10);
@@ -444,7 +379,7 @@ TEST_F(PluginDeviceTest, LoopbackLifecycleEndToEnd) {
     EXPECT_EQ(static_cast<uint8_t*>(npa_buf_data(rx[i]))[99], i) << "frames in order";
   }
   EXPECT_EQ(*d.RxBurst(0, rx + 10, 22), 0) << "queue 0 saw nothing";
-  fake_.Free(rx, *got);
+  fake_.FreeBuffers(0, rx, *got);
 
   absl::StatusOr<npa_plugin_qstats> st = d.QueueStats(1);
   ASSERT_TRUE(st.ok()) << st.status();
@@ -457,7 +392,7 @@ TEST_F(PluginDeviceTest, LoopbackLifecycleEndToEnd) {
 
   ASSERT_TRUE(d.Quiesce(1000).ok());
   ASSERT_TRUE(d.Stop().ok());
-  EXPECT_EQ(fake_.outstanding(), 0u) << "stop hands every ring buffer back";
+  EXPECT_EQ(fake_.buffers_outstanding(), 0u) << "stop hands every ring buffer back";
   EXPECT_EQ(d.QueueStats(1)->tx_packets, 10u) << "counters readable after stop";
   // Reconfigure and restart, as after a reset.
   ASSERT_TRUE(d.Configure(Config(1, 8)).ok());
@@ -465,7 +400,7 @@ TEST_F(PluginDeviceTest, LoopbackLifecycleEndToEnd) {
   ASSERT_TRUE(d.Stop().ok());
   ASSERT_TRUE(d.Remove().ok());
   EXPECT_EQ(d.state(), PluginDevice::State::kRemoved);
-  EXPECT_EQ(fake_.double_frees, 0);
+  EXPECT_EQ(fake_.double_frees(), 0u);
 }
 
 TEST_F(PluginDeviceTest, DropsWhenNoRxBufferIsPosted) {
@@ -476,10 +411,10 @@ TEST_F(PluginDeviceTest, DropsWhenNoRxBufferIsPosted) {
   npa_buf* rx[16];
   uint16_t got = *d.RxBurst(0, rx, 16);
   EXPECT_EQ(got, 8);
-  fake_.Free(rx, got);
+  fake_.FreeBuffers(0, rx, got);
   EXPECT_EQ(d.QueueStats(0)->rx_dropped, 4u);
   ASSERT_TRUE(d.Stop().ok());
-  EXPECT_EQ(fake_.outstanding(), 0u);
+  EXPECT_EQ(fake_.buffers_outstanding(), 0u);
 }
 
 TEST_F(PluginDeviceTest, RejectsCallsOutOfOrder) {
@@ -493,8 +428,8 @@ TEST_F(PluginDeviceTest, RejectsCallsOutOfOrder) {
             "plug-in 'test_good': get_caps called while the device is not probed; the order is "
             "probe -> get_caps -> configure -> start -> ... -> stop -> remove (npa/plugin.h)");
   EXPECT_TRUE(precondition(d.Remove()));
-  ASSERT_TRUE(d.Probe(fake_.svc(), LoopbackInfo()).ok());
-  EXPECT_TRUE(precondition(d.Probe(fake_.svc(), LoopbackInfo())));
+  ASSERT_TRUE(d.Probe(fake_.services(), LoopbackInfo()).ok());
+  EXPECT_TRUE(precondition(d.Probe(fake_.services(), LoopbackInfo())));
   EXPECT_TRUE(precondition(d.Configure(Config(1, 8)))) << "configure needs the caps first";
   EXPECT_TRUE(precondition(d.Start()));
   ASSERT_TRUE(d.GetCaps().ok());
@@ -511,7 +446,7 @@ TEST_F(PluginDeviceTest, RejectsCallsOutOfOrder) {
   ASSERT_TRUE(d.Quiesce(0).ok());
   std::vector<npa_buf*> tx = Frames(1);
   EXPECT_TRUE(precondition(d.TxBurst(0, tx.data(), 1).status())) << "no TX once quiesced";
-  fake_.Free(tx.data(), 1);
+  fake_.FreeBuffers(0, tx.data(), 1);
   EXPECT_TRUE(d.RxBurst(0, b, 4).ok()) << "RX drains while quiesced";
   ASSERT_TRUE(d.Stop().ok());
   EXPECT_TRUE(precondition(d.Start())) << "restart goes through configure";
@@ -524,11 +459,11 @@ TEST_F(PluginDeviceTest, RejectsCallsOutOfOrder) {
 
 TEST_F(PluginDeviceTest, MapsErrnoToStatusNamingPluginAndOp) {
   PluginDevice d(plugin_);
-  absl::Status s = d.Probe(fake_.svc(), LoopbackInfo(/*device=*/0x1010));
+  absl::Status s = d.Probe(fake_.services(), LoopbackInfo(/*device=*/0x1010));
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
   EXPECT_EQ(s.message(), "plug-in 'test_good': probe failed: No such device (-19)");
   EXPECT_EQ(d.state(), PluginDevice::State::kIdle) << "a failed call keeps the state";
-  ASSERT_TRUE(d.Probe(fake_.svc(), LoopbackInfo()).ok());
+  ASSERT_TRUE(d.Probe(fake_.services(), LoopbackInfo()).ok());
   ASSERT_TRUE(d.GetCaps().ok());
   s = d.Configure(Config(1, 8, /*mtu=*/9500));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
@@ -548,10 +483,10 @@ TEST_F(PluginDeviceTest, MapsErrnoToStatusNamingPluginAndOp) {
 TEST_F(PluginDeviceTest, ChecksInputsBeforeThePluginSeesThem) {
   PluginDevice d(plugin_);
   EXPECT_EQ(d.Probe(nullptr, LoopbackInfo()).code(), absl::StatusCode::kInvalidArgument);
-  npa_services old = *fake_.svc();
+  npa_services old = *fake_.services();
   old.struct_size = 64;
   EXPECT_EQ(d.Probe(&old, LoopbackInfo()).code(), absl::StatusCode::kInvalidArgument);
-  ASSERT_TRUE(d.Probe(fake_.svc(), LoopbackInfo()).ok());
+  ASSERT_TRUE(d.Probe(fake_.services(), LoopbackInfo()).ok());
   ASSERT_TRUE(d.GetCaps().ok());
   absl::Status s = d.Configure(Config(5, 8));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
@@ -574,10 +509,10 @@ TEST_F(PluginDeviceTest, DestructorStopsAndRemoves) {
   {
     PluginDevice d(plugin_);
     Bring(d, 2, 16);
-    EXPECT_EQ(fake_.outstanding(), 32u);
+    EXPECT_EQ(fake_.buffers_outstanding(), 32u);
   }
-  EXPECT_EQ(fake_.outstanding(), 0u);
-  EXPECT_EQ(fake_.double_frees, 0);
+  EXPECT_EQ(fake_.buffers_outstanding(), 0u);
+  EXPECT_EQ(fake_.double_frees(), 0u);
 }
 
 TEST_F(PluginDeviceTest, PluginOutlivesItsLoaderHandle) {
