@@ -1,20 +1,21 @@
 // plugins/e1000e/e1000e_plugin_test.cc — the e1000e plug-in without hardware:
-// loaded with dlopen like the shell does, driven through a fake services
-// table whose BAR0 is a register file in memory. A tiny device model runs in
-// sleep_us (reset self-clears, EEPROM auto-read, link, GIO master); the tests
-// play the device's DMA side by writing descriptors themselves.
+// loaded with dlopen like the shell does, driven through the shipped fake
+// services table (npa/testing/plugin_testkit.h) whose BAR0 is a register file
+// in memory. A tiny device model runs in sleep_us (reset self-clears, EEPROM
+// auto-read, link, GIO master); the tests play the device's DMA side by
+// writing descriptors themselves.
 #include <dlfcn.h>
 #include <errno.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
-#include <cstdarg>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "npa/plugin.h"
+#include "npa/testing/plugin_testkit.h"
 
 namespace {
 
@@ -34,24 +35,17 @@ struct TxDesc {
   uint32_t lower, upper;
 };
 
+using Kit = npa::testkit::FakeServices;
+
+// The 82574L behind the shipped fake services table: BAR0 is its register
+// file and a tiny device model runs whenever the plug-in sleeps.
 struct Fake {
-  std::vector<uint32_t> regs = std::vector<uint32_t>(0x20000 / 4);
-  uint64_t bar_len = 0x20000;
-  uint32_t cfg_id = 0x10d38086, cfg_cmd = 0;
-  uint64_t now = 1000000;
-  bool all_ones = false;
-  std::vector<void*> dma;
-  std::vector<npa_buf*> pool;
-  std::vector<void*> slots;  // all slot allocations, freed at the end
-  uint32_t pool_size = 0;
-  std::vector<int> efds;
-  int log_lines = 0;
-  uint32_t imc_writes_seen = 0;
+  Kit kit;
   uint32_t last_sleep_us = 0;
   int64_t irq_off_after_sleep_us = -1;  // last sleep before irq_setup(0)
   uint32_t imc_at_irq_off = 0;
 
-  uint32_t& R(uint32_t off) { return regs[off / 4]; }
+  uint32_t& R(uint32_t off) { return kit.Reg<uint32_t>(0, off); }
   void Tick() {
     if (R(CTRL) & (1u << 26)) {  // RST: self-clears, EEPROM reloads the MAC
       R(CTRL) &= ~((1u << 26) | (1u << 2) | (1u << 6));
@@ -64,125 +58,39 @@ struct Fake {
     if (R(CTRL) & (1u << 6)) R(STATUS) |= 0x2 | 0x1 | (2u << 6);  // LU, FD, 1000
   }
   Fake() {
+    kit.SetIdentity(0x8086, 0x10d3);
+    kit.device_info().msix_vectors = 5;
+    std::strcpy(kit.device_info().pci_address, "0000:04:00.0");
+    kit.AddBar(0, 0x20000);
     R(RAL0) = 0x4c005452;
     R(RAH0) = 0x0104 | (1u << 31);
     R(STATUS) = 1u << 19;
-    for (uint32_t i = 0; i < 512; i++) {
-      void* p = aligned_alloc(64, NPA_BUF_SLOT_SIZE);
-      auto* b = static_cast<npa_buf*>(p);
-      std::memset(b, 0, sizeof(*b));
-      b->iova = reinterpret_cast<uint64_t>(b);
-      b->buf_len = NPA_BUF_SLOT_SIZE;
-      b->data_off = NPA_BUF_DATA_OFF;
-      b->nb_segs = 1;
-      pool.push_back(b);
-      slots.push_back(p);
-    }
-    pool_size = 512;
-  }
-  ~Fake() {
-    for (void* p : dma) free(p);
-    for (void* p : slots) free(p);  // every slot, wherever the test left it
-    for (int fd : efds) close(fd);
+    kit.on_sleep = [this](uint32_t us) {
+      last_sleep_us = us;
+      Tick();
+    };
+    kit.on_irq_setup = [this](uint32_t nvec) {
+      if (nvec == 0) {
+        irq_off_after_sleep_us = last_sleep_us;
+        imc_at_irq_off = R(IMC);
+      }
+      return 0;
+    };
   }
 };
-
-Fake* F(void* ctx) { return static_cast<Fake*>(ctx); }
-
-int BarMap(void* ctx, uint32_t bar, volatile void** addr, uint64_t* len) {
-  if (bar != 0) return -EINVAL;
-  Fake* f = F(ctx);
-  if (f->all_ones) std::memset(f->regs.data(), 0xff, f->regs.size() * 4);
-  *addr = f->regs.data();
-  *len = f->bar_len;
-  return 0;
-}
-int CfgRead(void* ctx, uint32_t off, uint32_t len, uint32_t* v) {
-  if (len != 1 && len != 2 && len != 4) return -EINVAL;
-  *v = off == 0 ? F(ctx)->cfg_id : off == 4 ? F(ctx)->cfg_cmd : 0;
-  return 0;
-}
-int CfgWrite(void* ctx, uint32_t off, uint32_t, uint32_t v) {
-  if (off == 4) F(ctx)->cfg_cmd = v;
-  return 0;
-}
-int DmaAlloc(void* ctx, uint64_t size, uint64_t align, npa_dma_mem* out) {
-  void* p = aligned_alloc(align, (size + align - 1) / align * align);
-  if (!p) return -ENOMEM;
-  std::memset(p, 0, size);
-  F(ctx)->dma.push_back(p);
-  *out = npa_dma_mem{sizeof(npa_dma_mem), 0, p, reinterpret_cast<uint64_t>(p), size, 0};
-  return 0;
-}
-void DmaFree(void*, npa_dma_mem* m) { m->vaddr = nullptr; }
-int IrqSetup(void* ctx, uint32_t nvec, int* efds) {
-  if (nvec == 0) {
-    F(ctx)->irq_off_after_sleep_us = F(ctx)->last_sleep_us;
-    F(ctx)->imc_at_irq_off = F(ctx)->R(IMC);
-  }
-  for (uint32_t i = 0; i < nvec; i++) {
-    efds[i] = eventfd(0, EFD_NONBLOCK);
-    F(ctx)->efds.push_back(efds[i]);
-  }
-  return 0;
-}
-uint16_t BufAlloc(void* ctx, uint16_t, npa_buf** b, uint16_t n) {
-  Fake* f = F(ctx);
-  uint16_t k = 0;
-  for (; k < n && !f->pool.empty(); k++) {
-    b[k] = f->pool.back();
-    f->pool.pop_back();
-  }
-  return k;
-}
-void BufFree(void* ctx, uint16_t, npa_buf** b, uint16_t n) {
-  for (uint16_t i = 0; i < n; i++) F(ctx)->pool.push_back(b[i]);
-}
-void Log(void* ctx, int, const char*, va_list) { F(ctx)->log_lines++; }
-uint64_t Now(void* ctx) { return F(ctx)->now; }
-void Sleep(void* ctx, uint32_t us) {
-  F(ctx)->last_sleep_us = us;
-  F(ctx)->now += uint64_t{us} * 1000 + 1000;
-  F(ctx)->Tick();
-}
 
 class E1000eTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    handle_ = dlopen(NPA_E1000E_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
-    ASSERT_NE(handle_, nullptr) << dlerror();
-    auto entry = reinterpret_cast<npa_plugin_entry_fn>(dlsym(handle_, NPA_PLUGIN_ENTRY_NAME));
-    ASSERT_NE(entry, nullptr);
-    npa_plugin_query q{sizeof(q), NPA_PLUGIN_ABI_MAJOR, NPA_PLUGIN_ABI_MINOR};
-    info_ = entry(&q);
-    ASSERT_NE(info_, nullptr);
+    std::string why;
+    so_ = npa::testkit::PluginObject::Open(NPA_E1000E_PLUGIN_PATH, &why);
+    ASSERT_NE(so_, nullptr) << why;
+    info_ = so_->info();
     c_ = info_->ctrl;
     x_ = info_->fast;
-    svc_ = npa_services{};
-    svc_.struct_size = sizeof(svc_);
-    svc_.abi_major = NPA_PLUGIN_ABI_MAJOR;
-    svc_.ctx = &fake_;
-    svc_.bar_map = BarMap;
-    svc_.cfg_read = CfgRead;
-    svc_.cfg_write = CfgWrite;
-    svc_.dma_alloc = DmaAlloc;
-    svc_.dma_free = DmaFree;
-    svc_.irq_setup = IrqSetup;
-    svc_.buf_alloc = BufAlloc;
-    svc_.buf_free = BufFree;
-    svc_.log = Log;
-    svc_.now_ns = Now;
-    svc_.sleep_us = Sleep;
-    dinfo_ = npa_device_info{};
-    dinfo_.struct_size = sizeof(dinfo_);
-    dinfo_.vendor = 0x8086;
-    dinfo_.device = 0x10d3;
-    dinfo_.msix_vectors = 5;
-    std::strcpy(dinfo_.pci_address, "0000:04:00.0");
   }
   void TearDown() override {
     if (dev_) c_->remove(dev_);
-    if (handle_) dlclose(handle_);
   }
   npa_dev_config Cfg(uint16_t ring = 64) {
     npa_dev_config cfg{};
@@ -193,20 +101,20 @@ class E1000eTest : public ::testing::Test {
     cfg.offloads = NPA_CAP_TX_CSUM | NPA_CAP_RX_CSUM;
     return cfg;
   }
-  void ProbeOk() { ASSERT_EQ(c_->probe(&svc_, &dinfo_, &dev_), 0); }
+  const npa_services* svc() { return fake_.kit.services(); }
+  npa_device_info& dinfo() { return fake_.kit.device_info(); }
+  void ProbeOk() { ASSERT_EQ(c_->probe(svc(), &dinfo(), &dev_), 0); }
 
-  void* handle_ = nullptr;
+  Fake fake_;
+  std::unique_ptr<npa::testkit::PluginObject> so_;
   const npa_plugin_info* info_ = nullptr;
   const npa_plugin_ctrl_ops* c_ = nullptr;
   const npa_plugin_fast_ops* x_ = nullptr;
-  Fake fake_;
-  npa_services svc_{};
-  npa_device_info dinfo_{};
   npa_plugin_dev* dev_ = nullptr;
 };
 
 TEST_F(E1000eTest, EntryVersionIdsAndExports) {
-  auto entry = reinterpret_cast<npa_plugin_entry_fn>(dlsym(handle_, NPA_PLUGIN_ENTRY_NAME));
+  npa_plugin_entry_fn entry = so_->entry();
   npa_plugin_query q2{sizeof(npa_plugin_query), 2, 0};
   EXPECT_EQ(entry(&q2), nullptr);
   EXPECT_EQ(entry(nullptr), nullptr);
@@ -215,38 +123,38 @@ TEST_F(E1000eTest, EntryVersionIdsAndExports) {
   EXPECT_EQ(info_->id_table[0].vendor, 0x8086);
   EXPECT_EQ(info_->id_table[0].device, 0x10d3);
   EXPECT_EQ(info_->struct_size, sizeof(npa_plugin_info));
-  EXPECT_EQ(dlsym(handle_, "e1k_rx_burst"), nullptr);  // only the entry is exported
-  EXPECT_EQ(dlsym(handle_, "e1k_log"), nullptr);
+  EXPECT_EQ(dlsym(so_->handle(), "e1k_rx_burst"), nullptr);  // only the entry is exported
+  EXPECT_EQ(dlsym(so_->handle(), "e1k_log"), nullptr);
 }
 
 TEST_F(E1000eTest, ProbeRejectsBadInput) {
   npa_plugin_dev* d = nullptr;
-  EXPECT_EQ(c_->probe(nullptr, &dinfo_, &d), -EINVAL);
-  EXPECT_EQ(c_->probe(&svc_, nullptr, &d), -EINVAL);
-  EXPECT_EQ(c_->probe(&svc_, &dinfo_, nullptr), -EINVAL);
-  npa_services short_svc = svc_;
+  EXPECT_EQ(c_->probe(nullptr, &dinfo(), &d), -EINVAL);
+  EXPECT_EQ(c_->probe(svc(), nullptr, &d), -EINVAL);
+  EXPECT_EQ(c_->probe(svc(), &dinfo(), nullptr), -EINVAL);
+  npa_services short_svc = *svc();
   short_svc.struct_size = 8;
-  EXPECT_EQ(c_->probe(&short_svc, &dinfo_, &d), -EINVAL);
-  npa_services no_dma = svc_;
+  EXPECT_EQ(c_->probe(&short_svc, &dinfo(), &d), -EINVAL);
+  npa_services no_dma = *svc();
   no_dma.dma_alloc = nullptr;
-  EXPECT_EQ(c_->probe(&no_dma, &dinfo_, &d), -EINVAL);
-  npa_device_info other = dinfo_;
+  EXPECT_EQ(c_->probe(&no_dma, &dinfo(), &d), -EINVAL);
+  npa_device_info other = dinfo();
   other.device = 0x100e;
-  EXPECT_EQ(c_->probe(&svc_, &other, &d), -ENODEV);
-  fake_.cfg_id = 0x100e8086;  // config space disagrees with the claim
-  EXPECT_EQ(c_->probe(&svc_, &dinfo_, &d), -ENODEV);
-  fake_.cfg_id = 0x10d38086;
-  fake_.bar_len = 0x1000;
-  EXPECT_NE(c_->probe(&svc_, &dinfo_, &d), 0);
-  fake_.bar_len = 0x20000;
-  fake_.all_ones = true;
-  EXPECT_EQ(c_->probe(&svc_, &dinfo_, &d), -ENODEV);
+  EXPECT_EQ(c_->probe(svc(), &other, &d), -ENODEV);
+  fake_.kit.SetConfig<uint32_t>(0, 0x100e8086);  // config space disagrees with the claim
+  EXPECT_EQ(c_->probe(svc(), &dinfo(), &d), -ENODEV);
+  fake_.kit.SetConfig<uint32_t>(0, 0x10d38086);
+  fake_.kit.SetBarMapLength(0, 0x1000);
+  EXPECT_NE(c_->probe(svc(), &dinfo(), &d), 0);
+  fake_.kit.SetBarMapLength(0, 0x20000);
+  std::memset(fake_.kit.bar(0), 0xff, 0x20000);  // the function fell off the bus
+  EXPECT_EQ(c_->probe(svc(), &dinfo(), &d), -ENODEV);
   EXPECT_EQ(d, nullptr);
 }
 
 TEST_F(E1000eTest, ProbeResetsEnablesMasterReadsMacAndLink) {
   ProbeOk();
-  EXPECT_EQ(fake_.cfg_cmd & 0x6, 0x6u);  // memory + bus master
+  EXPECT_EQ(fake_.kit.Config<uint16_t>(4) & 0x6, 0x6);  // memory + bus master
   EXPECT_FALSE(fake_.R(CTRL) & (1u << 26));
   EXPECT_TRUE(fake_.R(CTRL) & (1u << 6));  // SLU
   npa_dev_caps caps{};
@@ -307,7 +215,7 @@ TEST_F(E1000eTest, StartRxTxStopReclaimsEverything) {
   npa_plugin_queue* q = c_->queue(dev_, 0);
   ASSERT_NE(q, nullptr);
   EXPECT_EQ(c_->queue(dev_, 1), nullptr);
-  EXPECT_EQ(fake_.pool.size(), fake_.pool_size - 64);
+  EXPECT_EQ(fake_.kit.buffers_outstanding(), 64u);
   EXPECT_EQ(fake_.R(RDT), 63u);
   EXPECT_EQ(fake_.R(RDLEN), 64u * 16);
   EXPECT_EQ(fake_.R(TDLEN), 64u * 16);
@@ -347,11 +255,11 @@ TEST_F(E1000eTest, StartRxTxStopReclaimsEverything) {
   EXPECT_EQ(fake_.R(RDT), 2u);  // slots 0..2 re-posted, one tail write
   EXPECT_EQ(rx[0].status, 0);
   EXPECT_NE(rx[0].addr, reinterpret_cast<uint64_t>(npa_buf_data(posted0)));
-  BufFree(&fake_, 0, got, 2);
+  fake_.kit.FreeBuffers(0, got, 2);
 
   // TX: plain, offloaded, and a broken buffer that must not be taken.
   npa_buf* tx[3];
-  ASSERT_EQ(BufAlloc(&fake_, 0, tx, 3), 3);
+  ASSERT_EQ(fake_.kit.AllocBuffers(0, tx, 3), 3);
   for (npa_buf* b : tx) {
     b->data_off = NPA_BUF_DATA_OFF;
     b->buf_len = NPA_BUF_SLOT_SIZE;
@@ -366,7 +274,7 @@ TEST_F(E1000eTest, StartRxTxStopReclaimsEverything) {
   tx[1]->csum_offset = 6;
   tx[2]->data_len = 4000;  // beyond the slot
   tx[2]->pkt_len = 4000;
-  size_t before = fake_.pool.size();
+  uint32_t before = fake_.kit.buffers_outstanding();
   ASSERT_EQ(x_->tx_burst(q, tx, 3), 2);
   EXPECT_EQ(fake_.R(TDT), 3u);  // legacy + context + data
   auto* td = reinterpret_cast<TxDesc*>(static_cast<uintptr_t>(
@@ -384,8 +292,8 @@ TEST_F(E1000eTest, StartRxTxStopReclaimsEverything) {
   EXPECT_EQ(x_->tx_reap(q), 0);  // nothing done yet
   for (int i = 0; i < 3; i++) td[i].upper |= 1;  // DD
   EXPECT_EQ(x_->tx_reap(q), 2);
-  EXPECT_EQ(fake_.pool.size(), before + 2);
-  BufFree(&fake_, 0, &tx[2], 1);
+  EXPECT_EQ(fake_.kit.buffers_outstanding(), before - 2);
+  fake_.kit.FreeBuffers(0, &tx[2], 1);
 
   fake_.R(MPC) = 5;
   npa_plugin_qstats st{};
@@ -402,7 +310,7 @@ TEST_F(E1000eTest, StartRxTxStopReclaimsEverything) {
 
   // In flight when stopped: one more TX frame the device never completes.
   npa_buf* late;
-  ASSERT_EQ(BufAlloc(&fake_, 0, &late, 1), 1);
+  ASSERT_EQ(fake_.kit.AllocBuffers(0, &late, 1), 1);
   late->data_off = NPA_BUF_DATA_OFF;
   late->data_len = late->pkt_len = 60;
   late->nb_segs = 1;
@@ -410,7 +318,7 @@ TEST_F(E1000eTest, StartRxTxStopReclaimsEverything) {
   late->ol_flags = 0;
   ASSERT_EQ(x_->tx_burst(q, &late, 1), 1);
   ASSERT_EQ(c_->stop(dev_), 0);
-  EXPECT_EQ(fake_.pool.size(), fake_.pool_size);  // every buffer came back
+  EXPECT_EQ(fake_.kit.buffers_outstanding(), 0u);  // every buffer came back
   EXPECT_FALSE(fake_.R(RCTL) & 0x2);
   EXPECT_FALSE(fake_.R(TCTL) & 0x2);
   EXPECT_EQ(c_->queue(dev_, 0), nullptr);
@@ -464,23 +372,24 @@ TEST_F(E1000eTest, TxSplitsAtPageBoundaries) {
   EXPECT_EQ(td[2].addr % 4096, 0u);
   EXPECT_EQ(td[2].lower & 0xffff, 1314u);
   EXPECT_TRUE(td[2].lower & (1u << 24));
-  // The frame comes back once, when its last piece is done.
-  size_t before = fake_.pool.size();
+  // The frame comes back once, when its last piece is done. Not pool slots:
+  // the kit keeps them apart, in the order they were freed.
+  ASSERT_EQ(fake_.kit.foreign_frees().size(), 0u);
   td[0].upper |= 1;
   td[1].upper |= 1;
   EXPECT_EQ(x_->tx_reap(q), 1);
   td[2].upper |= 1;
   EXPECT_EQ(x_->tx_reap(q), 1);
-  ASSERT_EQ(fake_.pool.size(), before + 2);
-  EXPECT_EQ(fake_.pool[before], a);
-  EXPECT_EQ(fake_.pool[before + 1], b);
-  fake_.pool.resize(before);  // not pool slots: keep them out of the fake's pool
+  const std::vector<npa_buf*> back = fake_.kit.foreign_frees();
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[0], a);
+  EXPECT_EQ(back[1], b);
   npa_plugin_qstats st{};
   st.struct_size = sizeof(st);
   ASSERT_EQ(c_->queue_stats(dev_, 0, &st), 0);
   EXPECT_EQ(st.tx_packets, 2u);  // frames, not descriptors
   ASSERT_EQ(c_->stop(dev_), 0);
-  EXPECT_EQ(fake_.pool.size(), fake_.pool_size);
+  EXPECT_EQ(fake_.kit.buffers_outstanding(), 0u);
   free(area);
 }
 
@@ -491,7 +400,7 @@ TEST_F(E1000eTest, RxInterruptRouting) {
   cfg.rx_intr = 1;
   for (uint32_t v = 0; v < 5; v++) fake_.R(0xE8 + 4 * v) = 0x1234;  // a previous owner's EITR
   ASSERT_EQ(c_->configure(dev_, &cfg), 0);
-  ASSERT_EQ(fake_.efds.size(), 2u);
+  ASSERT_EQ(fake_.kit.irq_vectors(), 2u);
   for (uint32_t v = 0; v < 5; v++) EXPECT_EQ(fake_.R(0xE8 + 4 * v), 0u) << "EITR" << v;
   ASSERT_EQ(c_->start(dev_), 0);
   npa_plugin_queue* q = c_->queue(dev_, 0);
@@ -541,7 +450,7 @@ TEST_F(E1000eTest, HostileCallsFailCleanly) {
   EXPECT_EQ(c_->reset(dev_), -EBUSY);
   EXPECT_EQ(c_->quiesce(dev_, 1000), 0);
   ASSERT_EQ(c_->stop(dev_), 0);
-  EXPECT_EQ(fake_.pool.size(), fake_.pool_size);
+  EXPECT_EQ(fake_.kit.buffers_outstanding(), 0u);
 }
 
 }  // namespace

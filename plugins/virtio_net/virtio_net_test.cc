@@ -1,19 +1,19 @@
 // virtio_net_test.cc — the virtio_net plug-in against an in-memory fake
-// device: PCI config space with the VIRTIO 1.x capability list and a BAR in
-// ordinary memory (common config, ISR, device config, notify). The test plays
-// the device for the data path by reading the avail ring and writing the used
+// device on the shipped fake services table (npa/testing/plugin_testkit.h):
+// PCI config space with the VIRTIO 1.x capability list and a BAR in ordinary
+// memory (common config, ISR, device config, notify). The test plays the
+// device for the data path by reading the avail ring and writing the used
 // ring itself (IOVA == virtual address here). Only the plug-in ABI is used.
 #include <errno.h>
 
-#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "npa/plugin.h"
+#include "npa/testing/plugin_testkit.h"
 
 extern "C" const npa_plugin_ctrl_ops vnet_ctrl_ops;
 extern "C" const npa_plugin_fast_ops vnet_fast_ops;
@@ -24,21 +24,23 @@ constexpr uint32_t kBarSize = 0x4000;
 constexpr uint32_t kCommon = 0x0, kIsr = 0x1000, kDevCfg = 0x2000, kNotify = 0x3000;
 constexpr uint16_t kQueueSize = 256;
 
-struct Fake {
-  alignas(4096) uint8_t bar[kBarSize] = {};
-  uint8_t cfg[256] = {};
-  int dma_allocs = 0, dma_frees = 0, dma_fail_at = -1;  // fail the Nth call (0-based)
-  std::vector<npa_dma_mem> live_dma;
-  std::vector<void*> slabs;
-  std::vector<npa_buf*> pool;
-  int bufs_out = 0;
-  int buf_short = 0;  // hand out at most this many per call when > 0
-  int irq_fail = 0;
-  std::vector<std::string> logs;
-  npa_services svc{};
+using Kit = npa::testkit::FakeServices;
 
-  void put8(uint32_t o, uint8_t v) { cfg[o] = v; }
-  void put32(uint32_t o, uint32_t v) { std::memcpy(cfg + o, &v, 4); }
+Kit::Options KitOptions() {
+  Kit::Options o;
+  o.buffers = 1024;
+  return o;
+}
+
+// The device behind the shipped fake services table: its config space (the
+// VIRTIO capability list) and BAR0 (common config, ISR, device config,
+// notify) are the kit's memory.
+struct Fake {
+  Kit kit{KitOptions()};
+  int irq_fail = 0;
+
+  void put8(uint32_t o, uint8_t v) { kit.SetConfig<uint8_t>(o, v); }
+  void put32(uint32_t o, uint32_t v) { kit.SetConfig<uint32_t>(o, v); }
   void cap(uint8_t at, uint8_t next, uint8_t len, uint8_t type, uint32_t off, uint32_t length) {
     put8(at, 0x09);
     put8(at + 1, next);
@@ -49,15 +51,20 @@ struct Fake {
     put32(at + 12, length);
   }
   template <typename T>
-  T& reg(uint32_t off) { return *reinterpret_cast<T*>(bar + off); }
+  T& reg(uint32_t off) { return kit.Reg<T>(0, off); }
   // device_feature reads the same 32 bits for either select (plain memory):
   // bit 0/1 = CSUM/GUEST_CSUM in the low word, VERSION_1/ACCESS_PLATFORM in
   // the high word.
   void set_features(uint32_t both) { reg<uint32_t>(kCommon + 4) = both; }
 
   Fake() {
-    cfg[0x06] = 0x10;
-    cfg[0x34] = 0x40;
+    kit.SetIdentity(0x1af4, 0x1041);
+    kit.device_info().msix_vectors = 4;
+    std::snprintf(kit.device_info().pci_address, sizeof(kit.device_info().pci_address),
+                  "0000:00:03.0");
+    kit.AddBar(0, kBarSize);
+    put8(0x06, 0x10);
+    put8(0x34, 0x40);
     cap(0x40, 0x50, 16, 1, kCommon, 0x100);
     cap(0x50, 0x64, 20, 2, kNotify, 0x1000);
     put32(0x50 + 16, 4);
@@ -67,117 +74,12 @@ struct Fake {
     reg<uint16_t>(kCommon + 18) = 2;           // num_queues
     reg<uint16_t>(kCommon + 24) = kQueueSize;  // queue_size (every queue)
     const uint8_t mac[6] = {0x52, 0x54, 0, 0x4c, 0, 0x01};
-    std::memcpy(bar + kDevCfg, mac, 6);
+    std::memcpy(kit.bar(0) + kDevCfg, mac, 6);
     reg<uint16_t>(kDevCfg + 6) = 1;  // link up
-    for (int i = 0; i < 1024; i++) {
-      void* p = aligned_alloc(64, NPA_BUF_SLOT_SIZE);
-      slabs.push_back(p);
-      pool.push_back(static_cast<npa_buf*>(p));
-    }
-    svc.struct_size = sizeof(svc);
-    svc.abi_major = NPA_PLUGIN_ABI_MAJOR;
-    svc.abi_minor = NPA_PLUGIN_ABI_MINOR;
-    svc.ctx = this;
-    svc.bar_map = [](void* c, uint32_t b, volatile void** a, uint64_t* l) {
-      if (b != 0) return -EINVAL;
-      *a = static_cast<Fake*>(c)->bar;
-      *l = kBarSize;
-      return 0;
-    };
-    svc.cfg_read = [](void* c, uint32_t off, uint32_t len, uint32_t* v) {
-      if (off + len > 256) return -EINVAL;
-      *v = 0;
-      std::memcpy(v, static_cast<Fake*>(c)->cfg + off, len);
-      return 0;
-    };
-    svc.cfg_write = [](void*, uint32_t, uint32_t, uint32_t) { return 0; };
-    svc.dma_alloc = [](void* c, uint64_t size, uint64_t align, npa_dma_mem* out) {
-      Fake* f = static_cast<Fake*>(c);
-      if (f->dma_allocs++ == f->dma_fail_at) return -ENOMEM;
-      size = (size + 4095) & ~4095ull;
-      void* p = aligned_alloc(align < 4096 ? 4096 : align, size);
-      std::memset(p, 0, size);
-      out->vaddr = p;
-      out->iova = reinterpret_cast<uint64_t>(p);
-      out->size = size;
-      out->handle = out->iova;
-      f->live_dma.push_back(*out);
-      return 0;
-    };
-    svc.dma_free = [](void* c, npa_dma_mem* m) {
-      Fake* f = static_cast<Fake*>(c);
-      f->dma_frees++;
-      for (size_t i = 0; i < f->live_dma.size(); i++)
-        if (f->live_dma[i].handle == m->handle) {
-          free(f->live_dma[i].vaddr);
-          f->live_dma.erase(f->live_dma.begin() + i);
-          return;
-        }
-      ADD_FAILURE() << "dma_free of unknown handle";
-    };
-    svc.irq_setup = [](void* c, uint32_t nvec, int* efds) {
-      Fake* f = static_cast<Fake*>(c);
-      if (nvec && f->irq_fail) return -EIO;
-      for (uint32_t i = 0; i < nvec; i++) efds[i] = 100 + i;
-      return 0;
-    };
-    svc.buf_alloc = [](void* c, uint16_t, npa_buf** b, uint16_t n) -> uint16_t {
-      Fake* f = static_cast<Fake*>(c);
-      if (f->buf_short > 0 && n > f->buf_short) n = static_cast<uint16_t>(f->buf_short);
-      uint16_t i = 0;
-      for (; i < n && !f->pool.empty(); i++) {
-        npa_buf* x = f->pool.back();
-        f->pool.pop_back();
-        std::memset(x, 0, sizeof(*x));
-        x->iova = reinterpret_cast<uint64_t>(x);
-        x->data_off = NPA_BUF_DATA_OFF;
-        x->buf_len = NPA_BUF_SLOT_SIZE;
-        x->nb_segs = 1;
-        b[i] = x;
-      }
-      f->bufs_out += i;
-      return i;
-    };
-    svc.buf_free = [](void* c, uint16_t, npa_buf** b, uint16_t n) {
-      Fake* f = static_cast<Fake*>(c);
-      for (uint16_t i = 0; i < n; i++)
-        for (npa_buf *s = b[i], *nx; s; s = nx) {
-          nx = s->next;
-          f->pool.push_back(s);
-          f->bufs_out--;
-        }
-    };
-    svc.log = [](void* c, int, const char* fmt, va_list ap) {
-      char line[512];
-      vsnprintf(line, sizeof(line), fmt, ap);
-      static_cast<Fake*>(c)->logs.push_back(line);
-    };
-    svc.now_ns = [](void*) -> uint64_t {
-      timespec ts;
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-    };
-    svc.sleep_us = [](void*, uint32_t) {};
+    kit.on_irq_setup = [this](uint32_t nvec) { return nvec && irq_fail ? -EIO : 0; };
   }
-  ~Fake() {
-    for (auto& m : live_dma) free(m.vaddr);
-    for (void* p : slabs) free(p);
-  }
-  npa_device_info info() const {
-    npa_device_info i{};
-    i.struct_size = sizeof(i);
-    i.vendor = 0x1af4;
-    i.device = 0x1041;
-    i.num_bars_mappable = 1;
-    i.msix_vectors = 4;
-    std::snprintf(i.pci_address, sizeof(i.pci_address), "0000:00:03.0");
-    return i;
-  }
-  bool logged(const char* needle) const {
-    for (auto& l : logs)
-      if (l.find(needle) != std::string::npos) return true;
-    return false;
-  }
+  npa_device_info info() { return kit.device_info(); }
+  bool logged(const char* needle) const { return kit.Logged(needle); }
 };
 
 npa_dev_config Cfg(uint16_t ring = 64) {
@@ -215,15 +117,16 @@ class VirtioNetTest : public ::testing::Test {
   npa_plugin_dev* dev = nullptr;
   void TearDown() override {
     if (dev) vnet_ctrl_ops.remove(dev);
-    EXPECT_EQ(f.bufs_out, 0) << "buffers not handed back";
-    EXPECT_TRUE(f.live_dma.empty()) << "DMA memory leaked";
+    EXPECT_EQ(f.kit.buffers_outstanding(), 0u) << "buffers not handed back";
+    EXPECT_EQ(f.kit.dma_outstanding(), 0u) << "DMA memory leaked";
+    EXPECT_EQ(f.kit.bad_dma_frees(), 0u) << "dma_free of unknown handle";
   }
   int Probe() {
     npa_device_info i = f.info();
-    return vnet_ctrl_ops.probe(&f.svc, &i, &dev);
+    return vnet_ctrl_ops.probe(f.kit.services(), &i, &dev);
   }
-  Ring RxRing(uint16_t size) { return Ring{static_cast<uint8_t*>(f.live_dma[0].vaddr), size}; }
-  Ring TxRing(uint16_t size) { return Ring{static_cast<uint8_t*>(f.live_dma[1].vaddr), size}; }
+  Ring RxRing(uint16_t size) { return Ring{static_cast<uint8_t*>(f.kit.dma_blocks()[0].vaddr), size}; }
+  Ring TxRing(uint16_t size) { return Ring{static_cast<uint8_t*>(f.kit.dma_blocks()[1].vaddr), size}; }
 };
 
 TEST_F(VirtioNetTest, ProbeNegotiatesAndReadsConfig) {
@@ -252,7 +155,7 @@ TEST_F(VirtioNetTest, ProbeNegotiatesAndReadsConfig) {
 TEST_F(VirtioNetTest, WrongIdIsNotOurs) {
   npa_device_info i = f.info();
   i.device = 0x1000;
-  EXPECT_EQ(vnet_ctrl_ops.probe(&f.svc, &i, &dev), -ENODEV);
+  EXPECT_EQ(vnet_ctrl_ops.probe(f.kit.services(), &i, &dev), -ENODEV);
   EXPECT_EQ(dev, nullptr);
 }
 
@@ -290,7 +193,7 @@ TEST_F(VirtioNetTest, RejectsBadNotifyOffset) {
   f.reg<uint16_t>(kCommon + 30) = 0x800;  // 0x800 * 4 > the 4 KiB region
   npa_dev_config c = Cfg();
   EXPECT_EQ(vnet_ctrl_ops.configure(dev, &c), -EIO);
-  EXPECT_TRUE(f.live_dma.empty());
+  EXPECT_EQ(f.kit.dma_outstanding(), 0u);
 }
 
 TEST_F(VirtioNetTest, ConfigureValidatesArguments) {
@@ -314,12 +217,12 @@ TEST_F(VirtioNetTest, ConfigureValidatesArguments) {
 TEST_F(VirtioNetTest, DmaFailureAtEveryStepLeaksNothing) {
   ASSERT_EQ(Probe(), 0);
   for (int n = 0; n < 2; n++) {
-    f.dma_fail_at = f.dma_allocs + n;
+    f.kit.FailDmaAllocAt(static_cast<int64_t>(f.kit.dma_alloc_calls()) + n);
     npa_dev_config c = Cfg();
     EXPECT_EQ(vnet_ctrl_ops.configure(dev, &c), -ENOMEM) << "failing call " << n;
-    EXPECT_TRUE(f.live_dma.empty());
+    EXPECT_EQ(f.kit.dma_outstanding(), 0u);
   }
-  f.dma_fail_at = -1;
+  f.kit.FailDmaAllocAt(-1);
   npa_dev_config c = Cfg();
   EXPECT_EQ(vnet_ctrl_ops.configure(dev, &c), 0);
 }
@@ -330,7 +233,7 @@ TEST_F(VirtioNetTest, IrqSetupFailureIsAnError) {
   npa_dev_config c = Cfg();
   c.rx_intr = 1;
   EXPECT_EQ(vnet_ctrl_ops.configure(dev, &c), -EIO);
-  EXPECT_TRUE(f.live_dma.empty());
+  EXPECT_EQ(f.kit.dma_outstanding(), 0u);
   f.irq_fail = 0;
   // With vectors: 0 = config, 1 = rxq0, 2 = txq0 (4 available).
   ASSERT_EQ(vnet_ctrl_ops.configure(dev, &c), 0);
@@ -351,30 +254,30 @@ TEST_F(VirtioNetTest, StartFillsRxAndStopReturnsEverything) {
     npa_dev_config c = Cfg();
     ASSERT_EQ(vnet_ctrl_ops.configure(dev, &c), 0);
     ASSERT_EQ(vnet_ctrl_ops.start(dev), 0);
-    EXPECT_EQ(f.bufs_out, 64);
+    EXPECT_EQ(f.kit.buffers_outstanding(), 64u);
     EXPECT_EQ(RxRing(64).avail_idx(), 64);
     EXPECT_EQ(f.reg<uint8_t>(kCommon + 20) & 4, 4);  // DRIVER_OK
     npa_plugin_queue* q = vnet_ctrl_ops.queue(dev, 0);
     ASSERT_NE(q, nullptr);
     npa_buf* b[8];
-    ASSERT_EQ(f.svc.buf_alloc(&f, 0, b, 8), 8);
+    ASSERT_EQ(f.kit.AllocBuffers(0, b, 8), 8);
     for (auto* x : b) x->data_len = x->pkt_len = 60;
     EXPECT_EQ(vnet_fast_ops.tx_burst(q, b, 8), 8);
     EXPECT_EQ(vnet_ctrl_ops.quiesce(dev, 100), -EAGAIN);  // fake device is slow
     ASSERT_EQ(vnet_ctrl_ops.stop(dev), 0);
-    EXPECT_EQ(f.bufs_out, 0);
+    EXPECT_EQ(f.kit.buffers_outstanding(), 0u);
     EXPECT_EQ(f.reg<uint8_t>(kCommon + 20), 0);  // reset
   }
 }
 
 TEST_F(VirtioNetTest, ShortBufAllocDegrades) {
   ASSERT_EQ(Probe(), 0);
-  f.buf_short = 5;
+  f.kit.SetBufAllocLimit(5);
   npa_dev_config c = Cfg();
   ASSERT_EQ(vnet_ctrl_ops.configure(dev, &c), 0);
   ASSERT_EQ(vnet_ctrl_ops.start(dev), 0);
-  EXPECT_GT(f.bufs_out, 0);
-  EXPECT_LE(f.bufs_out, 64);
+  EXPECT_GT(f.kit.buffers_outstanding(), 0u);
+  EXPECT_LE(f.kit.buffers_outstanding(), 64u);
   ASSERT_EQ(vnet_ctrl_ops.stop(dev), 0);
 }
 
@@ -388,7 +291,7 @@ TEST_F(VirtioNetTest, TxCompletesAndRxDelivers) {
   Ring tx = TxRing(64), rx = RxRing(64);
 
   npa_buf* b[2];
-  ASSERT_EQ(f.svc.buf_alloc(&f, 0, b, 2), 2);
+  ASSERT_EQ(f.kit.AllocBuffers(0, b, 2), 2);
   for (int i = 0; i < 2; i++) {
     b[i]->data_len = b[i]->pkt_len = 64;
     std::memset(npa_buf_data(b[i]), 0xa0 + i, 64);
@@ -406,9 +309,9 @@ TEST_F(VirtioNetTest, TxCompletesAndRxDelivers) {
     EXPECT_EQ(h[12], 0xa0 + i);       // frame right after the header
     tx.push_used(tx.avail_ring(i), 0);
   }
-  int before = f.bufs_out;
+  uint32_t before = f.kit.buffers_outstanding();
   EXPECT_EQ(vnet_fast_ops.tx_reap(q), 2);
-  EXPECT_EQ(f.bufs_out, before - 2);
+  EXPECT_EQ(f.kit.buffers_outstanding(), before - 2);
 
   // Device receives a 100-byte frame into the first posted buffer.
   uint16_t id = rx.avail_ring(0);
@@ -424,7 +327,7 @@ TEST_F(VirtioNetTest, TxCompletesAndRxDelivers) {
   EXPECT_EQ(r[0]->data_len, 100);
   EXPECT_EQ(static_cast<uint8_t*>(npa_buf_data(r[0]))[99], 99);
   EXPECT_TRUE(r[0]->ol_flags & NPA_BUF_OL_RX_CSUM_GOOD);
-  f.svc.buf_free(&f, 0, r, 1);
+  f.kit.FreeBuffers(0, r, 1);
   EXPECT_EQ(rx.avail_idx(), 65);  // refilled the consumed slot
 
   npa_plugin_qstats s{};
@@ -460,7 +363,7 @@ TEST_F(VirtioNetTest, MergeableRxBuildsChain) {
   ASSERT_NE(r[0]->next, nullptr);
   EXPECT_EQ(r[0]->next->data_len, 500);
   EXPECT_EQ(static_cast<uint8_t*>(npa_buf_data(r[0]->next))[0], 0x22);
-  f.svc.buf_free(&f, 0, r, 1);
+  f.kit.FreeBuffers(0, r, 1);
   ASSERT_EQ(vnet_ctrl_ops.stop(dev), 0);
 }
 
@@ -483,7 +386,7 @@ TEST_F(VirtioNetTest, HostileUsedRingStopsQueueWithoutCrash) {
 TEST_F(VirtioNetTest, NullArgumentsAreRejected) {
   npa_device_info i = f.info();
   EXPECT_EQ(vnet_ctrl_ops.probe(nullptr, &i, &dev), -EINVAL);
-  EXPECT_EQ(vnet_ctrl_ops.probe(&f.svc, nullptr, &dev), -EINVAL);
+  EXPECT_EQ(vnet_ctrl_ops.probe(f.kit.services(), nullptr, &dev), -EINVAL);
   ASSERT_EQ(Probe(), 0);
   EXPECT_EQ(vnet_ctrl_ops.configure(dev, nullptr), -EINVAL);
   EXPECT_EQ(vnet_ctrl_ops.get_caps(dev, nullptr), -EINVAL);
