@@ -1,4 +1,5 @@
-// hypervisor/vf/vfio.cc
+// hypervisor/vf/vfio.cc — see vfio.h. VFIO UAPI: include/uapi/linux/vfio.h
+// (type1 IOMMU, vfio-pci region and irq indices).
 #include "hypervisor/vf/vfio.h"
 
 #include <fcntl.h>
@@ -11,11 +12,12 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/log.h"
 #include "common/status_macros.h"
-#include "hypervisor/vf/pci_inventory.h"
 
 namespace npa::agent::vf {
 namespace {
@@ -28,6 +30,24 @@ absl::StatusOr<UniqueFd> OpenRw(const std::string& path) {
   return fd;
 }
 
+// VFIO_IOMMU_UNMAP_DMA on a container fd (the container's own, or a
+// DmaRegion's dup of it).
+absl::Status UnmapDmaOn(int fd, const std::string& path, uint64_t iova, uint64_t size) {
+  struct vfio_iommu_type1_dma_unmap u;
+  std::memset(&u, 0, sizeof(u));
+  u.argsz = sizeof(u);
+  u.iova = iova;
+  u.size = size;
+  if (::ioctl(fd, VFIO_IOMMU_UNMAP_DMA, &u) != 0)
+    return ErrnoError(errno, absl::StrFormat("VFIO_IOMMU_UNMAP_DMA iova=0x%x size=0x%x on %s", iova, size, path));
+  // The kernel reports how much it unmapped; less means the range was not
+  // (entirely) mapped, which is a caller bug worth surfacing.
+  if (u.size != size)
+    return absl::NotFoundError(absl::StrFormat(
+        "VFIO_IOMMU_UNMAP_DMA iova=0x%x: unmapped 0x%x of 0x%x bytes on %s", iova, u.size, size, path));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status CheckDmaRange(uint64_t vaddr, uint64_t iova, uint64_t size) {
@@ -38,6 +58,15 @@ absl::Status CheckDmaRange(uint64_t vaddr, uint64_t iova, uint64_t size) {
   if (vaddr + size < vaddr || iova + size < iova)
     return absl::InvalidArgumentError(
         absl::StrFormat("DMA range vaddr=0x%x iova=0x%x size=0x%x wraps around", vaddr, iova, size));
+  return absl::OkStatus();
+}
+
+absl::Status CheckPciName(absl::string_view bdf) {
+  bool ok = !bdf.empty() && bdf.size() < 32 && bdf != "." && bdf != "..";
+  for (char ch : bdf) ok = ok && (absl::ascii_isxdigit(static_cast<unsigned char>(ch)) || ch == ':' || ch == '.');
+  if (!ok)
+    return absl::InvalidArgumentError(
+        absl::StrCat("PCI address '", bdf, "' is malformed (want DDDD:BB:DD.F, e.g. 0000:03:00.0)"));
   return absl::OkStatus();
 }
 
@@ -88,32 +117,92 @@ absl::Status VfioContainer::UnmapDma(uint64_t iova, uint64_t size) {
   NPA_RETURN_IF_ERROR(CheckDmaRange(0, iova, size));
   if (!iommu_set_)
     return absl::FailedPreconditionError(absl::StrCat(path_, ": UNMAP_DMA before a group is attached"));
-  struct vfio_iommu_type1_dma_unmap u;
-  std::memset(&u, 0, sizeof(u));
-  u.argsz = sizeof(u);
-  u.iova = iova;
-  u.size = size;
-  if (::ioctl(fd_.get(), VFIO_IOMMU_UNMAP_DMA, &u) != 0)
-    return ErrnoError(errno, absl::StrFormat("VFIO_IOMMU_UNMAP_DMA iova=0x%x size=0x%x on %s", iova, size, path_));
-  // The kernel reports how much it unmapped; less means the range was not
-  // (entirely) mapped, which is a caller bug worth surfacing.
-  if (u.size != size)
-    return absl::NotFoundError(absl::StrFormat(
-        "VFIO_IOMMU_UNMAP_DMA iova=0x%x: unmapped 0x%x of 0x%x bytes on %s", iova, u.size, size, path_));
-  return absl::OkStatus();
+  return UnmapDmaOn(fd_.get(), path_, iova, size);
+}
+
+absl::StatusOr<DmaRegion> VfioContainer::MapMemfdRegion(uint64_t size, const char* name) {
+  if (size == 0 || size > (1ull << 40))
+    return absl::InvalidArgumentError(absl::StrCat("DMA region '", name, "': size ", size));
+  if (!iommu_set_)
+    return absl::FailedPreconditionError(absl::StrCat(path_, ": DMA region before a group is attached"));
+  size = (size + kPage - 1) & ~(kPage - 1);
+  UniqueFd mfd(::memfd_create(name, MFD_CLOEXEC));
+  if (!mfd) return ErrnoError(errno, "memfd_create ", name);
+  if (::ftruncate(mfd.get(), static_cast<off_t>(size)) != 0)
+    return ErrnoError(errno, "ftruncate memfd ", name, " to ", size);
+  // MAP_POPULATE: fault the pages in now rather than page by page under the
+  // pinning MAP_DMA does anyway.
+  UniqueFd dup(::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0));
+  if (!dup) return ErrnoError(errno, "dup of ", path_);
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, mfd.get(), 0);
+  if (p == MAP_FAILED) return ErrnoError(errno, "mmap memfd ", name);
+  const uint64_t va = reinterpret_cast<uintptr_t>(p);
+  absl::Status st = MapDma(va, /*iova=*/va, size);
+  if (!st.ok()) {
+    ::munmap(p, size);
+    return st;
+  }
+  // The memfd itself can go: the mapping keeps the memory.
+  DmaRegion r;
+  r.container_ = std::move(dup);
+  r.container_path_ = path_;
+  r.addr_ = static_cast<uint8_t*>(p);
+  r.size_ = size;
+  return r;
+}
+
+// --------------------------------------------------------------- DMA region
+
+DmaRegion::DmaRegion(DmaRegion&& o) noexcept
+    : container_(std::move(o.container_)),
+      container_path_(std::move(o.container_path_)),
+      addr_(std::exchange(o.addr_, nullptr)),
+      size_(std::exchange(o.size_, 0)) {}
+
+DmaRegion& DmaRegion::operator=(DmaRegion&& o) noexcept {
+  if (this != &o) {
+    absl::Status st = Unmap();
+    if (!st.ok()) NPA_LOG(Error, "DMA region: %s", std::string(st.message()).c_str());
+    container_ = std::move(o.container_);
+    container_path_ = std::move(o.container_path_);
+    addr_ = std::exchange(o.addr_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
+}
+
+DmaRegion::~DmaRegion() {
+  absl::Status st = Unmap();
+  if (!st.ok()) NPA_LOG(Error, "DMA region: %s", std::string(st.message()).c_str());
+}
+
+absl::Status DmaRegion::Unmap() {
+  if (addr_ == nullptr) return absl::OkStatus();
+  absl::Status st = UnmapDmaOn(container_.get(), container_path_, iova(), size_);
+  // The process mapping goes either way: a failed unmap leaves the IOMMU
+  // entry (and the pinned pages) to the container's close.
+  ::munmap(addr_, size_);
+  addr_ = nullptr;
+  size_ = 0;
+  container_.reset();
+  return st;
 }
 
 // -------------------------------------------------------------------- group
 
-absl::StatusOr<int> VfioGroup::GroupOf(const SysfsRoot& sys, absl::string_view bdf) {
-  NPA_RETURN_IF_ERROR(ValidateBdf(bdf));
-  const std::string rel = absl::StrCat("bus/pci/devices/", bdf, "/iommu_group");
-  if (!sys.Exists(rel))
+absl::StatusOr<int> VfioGroup::GroupOf(absl::string_view bdf, absl::string_view sysfs_root) {
+  NPA_RETURN_IF_ERROR(CheckPciName(bdf));
+  const std::string path = absl::StrCat(sysfs_root, "/bus/pci/devices/", bdf, "/iommu_group");
+  char link[512];
+  ssize_t n = ::readlink(path.c_str(), link, sizeof(link) - 1);
+  if (n < 0 && errno == ENOENT)
     return absl::FailedPreconditionError(absl::StrCat(bdf, " has no IOMMU group (no IOMMU, or the function is absent)"));
-  NPA_ASSIGN_OR_RETURN(std::string link, sys.ReadLink(rel));
+  if (n < 0) return ErrnoError(errno, "readlink ", path);
+  const absl::string_view target(link, static_cast<size_t>(n));
+  const size_t slash = target.rfind('/');
   int id = -1;
-  if (!absl::SimpleAtoi(Basename(link), &id) || id < 0)
-    return absl::InvalidArgumentError(absl::StrCat(sys.Path(rel), " -> '", link, "' is not a group number"));
+  if (!absl::SimpleAtoi(slash == absl::string_view::npos ? target : target.substr(slash + 1), &id) || id < 0)
+    return absl::InvalidArgumentError(absl::StrCat(path, " -> '", target, "' is not a group number"));
   return id;
 }
 
@@ -153,7 +242,7 @@ absl::Status VfioGroup::AttachTo(VfioContainer& c) {
 }
 
 absl::StatusOr<VfioDevice> VfioGroup::OpenDevice(absl::string_view bdf) {
-  NPA_RETURN_IF_ERROR(ValidateBdf(bdf));
+  NPA_RETURN_IF_ERROR(CheckPciName(bdf));
   VfioDevice d;
   d.name_ = std::string(bdf);
   int fd = ::ioctl(fd_.get(), VFIO_GROUP_GET_DEVICE_FD, d.name_.c_str());
@@ -167,6 +256,25 @@ absl::StatusOr<VfioDevice> VfioGroup::OpenDevice(absl::string_view bdf) {
   d.num_regions_ = info.num_regions;
   d.num_irqs_ = info.num_irqs;
   return d;
+}
+
+// ----------------------------------------------------------------- function
+
+absl::StatusOr<VfioFunction> VfioFunction::Open(absl::string_view bdf, const VfioOpenOptions& opts) {
+  NPA_ASSIGN_OR_RETURN(int gid, VfioGroup::GroupOf(bdf, opts.sysfs_root));
+  NPA_ASSIGN_OR_RETURN(VfioContainer c, VfioContainer::Open(opts.dev_dir + "/vfio"));
+  absl::StatusOr<VfioGroup> g = VfioGroup::Open(gid, opts.dev_dir);
+  if (!g.ok())
+    return absl::Status(g.status().code(),
+                        absl::StrCat("open IOMMU group ", gid, " of ", bdf, ": ", g.status().message(),
+                                     // EBUSY: a group node opens once; a guest that was
+                                     // force-detached may still hold the device fd.
+                                     absl::IsUnavailable(g.status())
+                                         ? " (group busy: a previous holder still has it open)"
+                                         : ""));
+  NPA_RETURN_IF_ERROR(g->AttachTo(c));
+  NPA_ASSIGN_OR_RETURN(VfioDevice d, g->OpenDevice(bdf));
+  return VfioFunction(std::move(c), std::move(*g), std::move(d));
 }
 
 // ------------------------------------------------------------------- device

@@ -1,3 +1,4 @@
+// hypervisor/vf/vfio_layer.cc — RealVfioLayer over the VFIO host library.
 #include "hypervisor/vf/vfio_layer.h"
 
 #include <linux/vfio.h>
@@ -11,54 +12,36 @@ namespace {
 
 class RealAttachment final : public VfioAttachment {
  public:
-  RealAttachment(vf::VfioContainer c, vf::VfioGroup g, vf::VfioDevice d)
-      : container_(std::move(c)), group_(std::move(g)), device_(std::move(d)) {}
-  ~RealAttachment() override {
-    // Members die in reverse order: device, then group, then container, which
-    // is the order the kernel wants them released.
-  }
+  explicit RealAttachment(vf::VfioFunction f) : fn_(std::move(f)) {}
+  // fn_ releases device, group and container in that order.
   absl::Status MapDma(uint64_t vaddr, uint64_t iova, uint64_t size) override {
-    return container_.MapDma(vaddr, iova, size);
+    return fn_.container().MapDma(vaddr, iova, size);
   }
   absl::Status UnmapDma(uint64_t iova, uint64_t size) override {
-    return container_.UnmapDma(iova, size);
+    return fn_.container().UnmapDma(iova, size);
   }
-  absl::Status Reset() override { return device_.Reset(); }
-  absl::StatusOr<UniqueFd> DupDeviceFd() override { return device_.Dup(); }
+  absl::Status Reset() override { return fn_.device().Reset(); }
+  absl::StatusOr<UniqueFd> DupDeviceFd() override { return fn_.device().Dup(); }
   absl::Status RequestRelease() override {
-    absl::Status s = device_.TriggerIrq(VFIO_PCI_REQ_IRQ_INDEX, 0);
+    absl::Status s = fn_.device().TriggerIrq(VFIO_PCI_REQ_IRQ_INDEX, 0);
     // vfio_pci_set_ctx_trigger_single: DATA_NONE with no eventfd is EINVAL.
     if (absl::IsInvalidArgument(s))
       return absl::FailedPreconditionError(absl::StrCat(
-          "the guest wired no VFIO REQ eventfd on ", device_.name(), " (", s.message(), ")"));
+          "the guest wired no VFIO REQ eventfd on ", fn_.device().name(), " (", s.message(), ")"));
     return s;
   }
-  int group() const override { return group_.id(); }
+  int group() const override { return fn_.group().id(); }
 
  private:
-  vf::VfioContainer container_;
-  vf::VfioGroup group_;
-  vf::VfioDevice device_;
+  vf::VfioFunction fn_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<VfioAttachment>> RealVfioLayer::Open(absl::string_view bdf) {
-  NPA_ASSIGN_OR_RETURN(int gid, vf::VfioGroup::GroupOf(sys_, bdf));
-  NPA_ASSIGN_OR_RETURN(vf::VfioContainer c, vf::VfioContainer::Open(dev_dir_ + "/vfio"));
-  auto g = vf::VfioGroup::Open(gid, dev_dir_);
-  if (!g.ok())
-    return absl::Status(g.status().code(),
-                        absl::StrCat("open IOMMU group ", gid, " of ", bdf, ": ", g.status().message(),
-                                     // EBUSY: a group node opens once; a guest that was
-                                     // force-detached may still hold the device fd.
-                                     absl::IsUnavailable(g.status())
-                                         ? " (group busy: a previous holder still has it open)"
-                                         : ""));
-  NPA_RETURN_IF_ERROR(g->AttachTo(c));
-  NPA_ASSIGN_OR_RETURN(vf::VfioDevice d, g->OpenDevice(bdf));
-  return std::unique_ptr<VfioAttachment>(
-      new RealAttachment(std::move(c), std::move(*g), std::move(d)));
+  NPA_ASSIGN_OR_RETURN(vf::VfioFunction f,
+                       vf::VfioFunction::Open(bdf, vf::VfioOpenOptions{dev_dir_, sys_.root()}));
+  return std::unique_ptr<VfioAttachment>(new RealAttachment(std::move(f)));
 }
 
 }  // namespace npa::agent

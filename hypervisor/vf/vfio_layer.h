@@ -1,8 +1,9 @@
 // hypervisor/vf/vfio_layer.h — what the VF manager needs from VFIO, as an
 // interface, so its attach/detach/reset sequences are tested without devices
-// (a test seam). The production implementation (RealVfioLayer) is a thin
-// wrapper over hypervisor/vf/vfio.h (npa_vf): one type1 container per guest
-// attachment, the function's IOMMU group attached to it, the device opened.
+// (a test seam; tests/support/fake_vfio_layer.h). The production
+// implementation (RealVfioLayer) is a thin wrapper over the VFIO host library
+// (hypervisor/vf/vfio.h, npa_vfio): one VfioFunction per guest attachment —
+// its own type1 container, the function's IOMMU group attached, the device.
 //
 //   RealVfioLayer vfio(sys);
 //   NPA_ASSIGN_OR_RETURN(std::unique_ptr<VfioAttachment> a, vfio.Open("0000:03:00.0"));
@@ -30,7 +31,7 @@ namespace npa::agent {
 class VfioAttachment {
  public:
   virtual ~VfioAttachment() = default;
-  // VFIO_IOMMU_MAP_DMA / UNMAP_DMA on the attachment's container.
+  // DMA map / unmap in the attachment's container (VfioContainer::MapDma).
   virtual absl::Status MapDma(uint64_t vaddr, uint64_t iova, uint64_t size) = 0;
   virtual absl::Status UnmapDma(uint64_t iova, uint64_t size) = 0;
   // VFIO_DEVICE_RESET on the agent's own device fd.
@@ -52,8 +53,8 @@ class VfioAttachment {
 class VfioLayer {
  public:
   virtual ~VfioLayer() = default;
-  // Container + group (+ viability check, SET_CONTAINER, SET_IOMMU) + device.
-  // The function must already be bound to vfio-pci.
+  // VfioFunction::Open: container + group (viability check, attach, IOMMU
+  // model) + device. The function must already be bound to vfio-pci.
   virtual absl::StatusOr<std::unique_ptr<VfioAttachment>> Open(absl::string_view bdf) = 0;
 };
 

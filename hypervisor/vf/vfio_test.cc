@@ -1,5 +1,6 @@
 // hypervisor/vf/vfio_test.cc — what can be checked without /dev/vfio. The
-// real ioctl paths run in the VFIO lab (tests/lab, scenarios vfio-dma, reset).
+// real ioctl paths run in the VFIO lab (tests/lab: scenarios vfio-dma, reset,
+// e1000e_vf, conform_*, agent_vf).
 #include "hypervisor/vf/vfio.h"
 
 #include <sys/mman.h>
@@ -34,11 +35,46 @@ TEST(Vfio, GroupOpenAndGroupOf) {
   auto sys = FakeSysfs::Create();
   sys->AddFunction({.bdf = "0000:03:00.0", .vendor = 0x8086, .device = 0x10d3, .iommu_group = 12});
   sys->AddFunction({.bdf = "0000:04:00.0", .vendor = 0x8086, .device = 0x10d3});
-  auto id = VfioGroup::GroupOf(*sys, "0000:03:00.0");
+  auto id = VfioGroup::GroupOf("0000:03:00.0", sys->root());
   ASSERT_TRUE(id.ok()) << id.status();
   EXPECT_EQ(*id, 12);
-  EXPECT_EQ(VfioGroup::GroupOf(*sys, "0000:04:00.0").status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(VfioGroup::GroupOf(*sys, "../x").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(VfioGroup::GroupOf("0000:04:00.0", sys->root()).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(VfioGroup::GroupOf("../x", sys->root()).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Vfio, PciNamesThatCannotEscapeAPath) {
+  EXPECT_TRUE(CheckPciName("0000:03:00.0").ok());
+  EXPECT_TRUE(CheckPciName("0000:ab:1f.7").ok());
+  for (const char* bad : {"", ".", "..", "../x", "0000:03:00.0/driver", "0000:03:00.0 ", "0000:03:00.0:00000000000000000000"})
+    EXPECT_EQ(CheckPciName(bad).code(), absl::StatusCode::kInvalidArgument) << "'" << bad << "'";
+}
+
+TEST(Vfio, FunctionOpenFailsAtTheFirstMissingPieceByName) {
+  auto sys = FakeSysfs::Create();
+  sys->AddFunction({.bdf = "0000:03:00.0", .vendor = 0x8086, .device = 0x10d3, .iommu_group = 12});
+  sys->AddFunction({.bdf = "0000:04:00.0", .vendor = 0x8086, .device = 0x10d3});
+  // No group link: nothing is opened.
+  auto f = VfioFunction::Open("0000:04:00.0", {"/nonexistent", sys->root()});
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(f.status().message().find("0000:04:00.0 has no IOMMU group"), std::string::npos) << f.status();
+  // A group, but no container node in dev_dir.
+  f = VfioFunction::Open("0000:03:00.0", {"/nonexistent", sys->root()});
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(f.status().message().find("/nonexistent/vfio"), std::string::npos) << f.status();
+  EXPECT_EQ(VfioFunction::Open("..", {"/nonexistent", sys->root()}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Vfio, EmptyDmaRegionUnmapsToNothing) {
+  DmaRegion r;
+  EXPECT_FALSE(r.mapped());
+  EXPECT_EQ(r.size(), 0u);
+  EXPECT_TRUE(r.Unmap().ok());
+  DmaRegion moved(std::move(r));
+  EXPECT_FALSE(moved.mapped());
+  EXPECT_TRUE(moved.Unmap().ok());
 }
 
 TEST(Vfio, DmaRangeChecks) {
