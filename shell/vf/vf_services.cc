@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/clock.h"
 #include "common/status_macros.h"
 
 namespace npa::shell {
@@ -492,11 +493,7 @@ void VfServices::LogV(void* ctx, int level, const char* fmt, va_list ap) {
   s->log_(level, line);
 }
 
-uint64_t VfServices::NowNs(void*) {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
+uint64_t VfServices::NowNs(void*) { return MonotonicNs(); }
 
 void VfServices::SleepUs(void*, uint32_t us) {
   us = ClampSleepUs(us);

@@ -24,7 +24,8 @@
 //              disables MSI-X. The eventfds stay owned by this object.
 //   buf_*      the BufferProvider, per queue (qid < nb_queues).
 //   log        the LogSink, with the device name in front.
-//   now_ns / sleep_us   CLOCK_MONOTONIC; sleeps are clamped to 1 s.
+//   now_ns / sleep_us   npa::MonotonicNs (common/clock.h, CLOCK_MONOTONIC);
+//              sleeps are clamped to 1 s.
 // Every entry checks its arguments and returns negative errno; every ioctl
 // failure is logged naming the ioctl and the device.
 //
