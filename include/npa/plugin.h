@@ -1,42 +1,72 @@
 /*
- * npa/plugin.h — the vendor plug-in ABI, version 1.
+ * npa/plugin.h — the vendor plug-in ABI, version 1: the whole contract between
+ * the npa shell and a plug-in. docs/plugin-abi.md is the reference manual and
+ * docs/plugin-author-guide.md the walk-through; where they and this header
+ * differ, this header is right.
  *
  * A plug-in is a shared object that drives one family of PCI NIC functions for
  * the npa shell. It is built against this header alone and exports exactly one
- * symbol, NPA_PLUGIN_ENTRY ("npa_plugin_entry"):
+ * symbol, NPA_PLUGIN_ENTRY ("npa_plugin_entry"). The example between the two
+ * marker lines is C that builds: tests/plugins/CMakeLists.txt cuts it out of
+ * this header at build time, links it with tests/plugins/example_ops.c (a
+ * small loopback device behind the my_* ops) and example_plugin_test loads the
+ * result through the shell's loader and runs it on the plug-in test kit
+ * (npa/testing/plugin_testkit.h). Edit it and that test tells you whether the
+ * shell still accepts it.
  *
- *   #include "npa/plugin.h"
+ * ---8<--- example plug-in: begin ---8<---
+ * #include "npa/plugin.h"
  *
- *   static const npa_pci_id ids[] = {
- *     {0x8086, 0x10d3, NPA_PCI_ANY_ID, NPA_PCI_ANY_ID, 0, 0},   // 82574L
- *   };
- *   static const npa_plugin_ctrl_ops ctrl = {
+ * // Your ops, defined in your other source files (plugins/e1000e/ has a real
+ * // set). Only the entry below is exported: build with -fvisibility=hidden.
+ * int my_probe(const npa_services *svc, const npa_device_info *info, npa_plugin_dev **out);
+ * void my_remove(npa_plugin_dev *dev);
+ * int my_caps(npa_plugin_dev *dev, npa_dev_caps *caps);
+ * int my_configure(npa_plugin_dev *dev, const npa_dev_config *cfg);
+ * int my_start(npa_plugin_dev *dev);
+ * int my_stop(npa_plugin_dev *dev);
+ * npa_plugin_queue *my_queue(npa_plugin_dev *dev, uint16_t qid);
+ * int my_link(npa_plugin_dev *dev, npa_link_status *out);
+ * int my_stats(npa_plugin_dev *dev, uint16_t qid, npa_plugin_qstats *out);
+ * uint16_t my_rx(npa_plugin_queue *q, npa_buf **bufs, uint16_t n);
+ * uint16_t my_tx(npa_plugin_queue *q, npa_buf **bufs, uint16_t n);
+ *
+ * static const npa_pci_id ids[] = {
+ *     {0x1d0f, 0x1012, NPA_PCI_ANY_ID, NPA_PCI_ANY_ID, 0, 0},  // your vendor:device
+ * };
+ * // Every (M) op set; the optional ones left NULL mean "not supported".
+ * static const npa_plugin_ctrl_ops ctrl = {
  *     .struct_size = sizeof(npa_plugin_ctrl_ops),
  *     .probe = my_probe, .remove = my_remove, .get_caps = my_caps,
  *     .configure = my_configure, .start = my_start, .stop = my_stop,
- *     .link_status = my_link, .queue_stats = my_stats,
- *   };
- *   static const npa_plugin_fast_ops fast = {
+ *     .queue = my_queue, .link_status = my_link, .queue_stats = my_stats,
+ * };
+ * static const npa_plugin_fast_ops fast = {
  *     .struct_size = sizeof(npa_plugin_fast_ops),
  *     .rx_burst = my_rx, .tx_burst = my_tx,
- *   };
- *   static const npa_plugin_info info = {
+ * };
+ * static const npa_plugin_info info = {
  *     .struct_size = sizeof(npa_plugin_info),
  *     .abi_major = NPA_PLUGIN_ABI_MAJOR, .abi_minor = NPA_PLUGIN_ABI_MINOR,
- *     .name = "e1000e", .vendor = "example", .version = "1.0",
- *     .id_table = ids, .id_count = 1, .id_entry_size = sizeof(npa_pci_id),
- *     .capabilities = NPA_CAP_TX_CSUM | NPA_CAP_RX_CSUM,
+ *     .name = "my_nic", .vendor = "example", .version = "1.0",
+ *     .id_table = ids, .id_count = sizeof(ids) / sizeof(ids[0]),
+ *     .id_entry_size = sizeof(npa_pci_id),
+ *     .capabilities = NPA_CAP_RX_CSUM,
  *     .ctrl = &ctrl, .fast = &fast,
- *   };
- *   NPA_PLUGIN_EXPORT const npa_plugin_info *
- *   npa_plugin_entry(const npa_plugin_query *q) {
- *     return q->abi_major == NPA_PLUGIN_ABI_MAJOR ? &info : NULL;
- *   }
+ * };
+ * NPA_PLUGIN_EXPORT const npa_plugin_info *npa_plugin_entry(const npa_plugin_query *q) {
+ *   if (q == NULL || q->struct_size < sizeof(*q) || q->abi_major != NPA_PLUGIN_ABI_MAJOR)
+ *     return NULL;  // refuse a shell of another major
+ *   return &info;
+ * }
+ * ---8<--- example plug-in: end ---8<---
  *
  * Version rule: the shell accepts a plug-in whose abi_major equals the shell's
  * and whose abi_minor is at least the minor the shell needs (currently
  * NPA_PLUGIN_ABI_MINOR_REQUIRED). A newer plug-in minor is fine: the shell
- * only reads the fields it knows, bounded by each struct's struct_size.
+ * only reads the fields it knows, bounded by each struct's struct_size. The
+ * entry is called once per load, also for every candidate the shell only
+ * inspects while it searches: it returns static data and does nothing else.
  *
  * Structs: every struct that crosses this ABI starts with uint32_t
  * struct_size, is append-only and has its layout pinned by static_assert. A
@@ -45,15 +75,57 @@
  * (info 72, ctrl ops 128, fast ops 48 bytes): a smaller one is rejected.
  * Names are 1..31 characters of [a-z0-9_]; id_entry_size is 16..256.
  *
- * States: link_status and queue_stats are legal at any time after probe
- * (also after stop, so the shell's totals never go backwards); set_mac,
- * set_mtu and vlan_filter while configured; irq_handler while started.
- * After quiesce returns -EAGAIN the device takes no new TX work but may
- * still complete what it holds.
+ * States. The shell's wrapper (shell/vf/plugin_device.h) keeps each device in
+ * one of these and refuses an op in any other before it reaches the plug-in:
+ *
+ *   not probed -probe-> probed -get_caps-> caps known -configure-> configured
+ *   configured -start-> started -quiesce-> quiesced
+ *   started | quiesced -stop-> stopped -configure-> configured
+ *   probed | caps known | configured | stopped -remove-> removed
+ *
+ * Each op below lists the states it may be called in ("States:"). An op the
+ * shell does not call in ABI 1.x is marked "Reserved": the wrapper has a
+ * legal state for it, but nothing in the shell calls it, so a plug-in that
+ * leaves an optional reserved op NULL loses nothing today.
+ *
+ * Threads. The shell calls a plug-in from two kinds of thread:
+ *   - "the control thread": whichever thread runs the shell's VF control —
+ *     the control session's thread (VfOffer, Revoke, VFIO REQ/ERR fallback)
+ *     or an application thread inside npa_shell_stop / npa_shell_close. The
+ *     shell holds one lock around all of it, so control ops of one device
+ *     never run concurrently with each other (queue_stats included).
+ *   - "the owning thread" of queue q: the application thread that calls
+ *     npa_rx_burst / npa_tx_burst / npa_queue_intr_enable on q. The fast ops
+ *     of q run there and nowhere else (get_irq_vector excepted), one at a
+ *     time; different queues' owners run at once, so per-queue state is not
+ *     shared without synchronisation.
+ * A queue's fast ops never run concurrently with a control op except
+ * queue_stats: before quiesce and stop the shell moves every queue off the
+ * device and waits for each owner to acknowledge at a burst boundary (an
+ * owner that does not burst within the bound is idle, and takes the move
+ * before its next burst).
+ *
+ * Buffers (npa/buf.h). buf_alloc and buf_free are called from the queue's
+ * owning thread during bursts, and from the shell's control thread during
+ * probe/configure/start/quiesce/stop (and remove), never both at once for
+ * one queue: on the control thread they draw on a per-queue stash of about
+ * one ring's worth, so buf_alloc may answer short there too. A buffer belongs
+ * to one party at a time: RX buffers posted to a ring are the plug-in's until
+ * rx_burst hands them up or it frees them; a TX frame is the plug-in's from a
+ * successful tx_burst until it frees it with buf_free. The shell counts a TX
+ * frame as in flight for exactly that span (what it reports as lost when it
+ * has to give a VF up), so free each frame once, on the queue it was sent on,
+ * when the device is done with it. buf_free takes frame heads and frees every
+ * segment of each.
  *
  * Errors: every int-returning call returns 0 on success or a negative errno:
- * -EINVAL bad argument, -ENOTSUP not supported, -ENOMEM, -EIO device error,
- * -ETIMEDOUT, -EAGAIN retry later, -ENODEV the device is gone.
+ * -EINVAL bad argument or wrong state, -ENOTSUP not supported, -ENOMEM,
+ * -EIO device error, -ETIMEDOUT, -EAGAIN retry later, -EBUSY started,
+ * -ENODEV the device is gone or not ours. Anything else (positive, or below
+ * -4095) is reported as a plug-in bug. The shell turns a failed probe,
+ * get_caps, configure, start or queue into a declined VF offer (the device
+ * is removed and handed back; the guest stays on the emulated path) with
+ * "plug-in '<name>': <op> failed: <strerror>" as the reason.
  *
  * What a plug-in may touch: only what the services table (npa_services) gives
  * it — BAR mappings, config space, DMA memory with its IOVA, MSI-X eventfds,
@@ -61,16 +133,15 @@
  * memory itself for DMA, never calls exit() or abort(), and never keeps a
  * pointer from the shell beyond the lifetime documented for it.
  *
- * Call order, enforced by the shell's wrappers (application code never calls
- * a plug-in directly):
+ * Call order as the shell runs it today, per VF offer:
  *
- *   probe -> get_caps -> configure -> start -> { bursts, stats, link }
- *         -> [quiesce] -> stop -> (configure -> start ...)* -> remove
+ *   probe -> get_caps -> configure -> start -> queue(q) for every q
+ *         -> [get_irq_vector(q)] -> { bursts, rx_intr_enable, queue_stats }
+ *         -> [quiesce...] -> { rx_burst drain } -> queue_stats -> stop -> remove
  *
- * reset may be called between stop and configure. The fast-path ops of a
- * queue are called only by that queue's owning thread, only between start and
- * stop, and never concurrently with ctrl ops on the same queue. Control ops
- * are never called concurrently with each other.
+ * The wrapper also allows stop -> configure -> start (a restart) and reset
+ * while stopped; the shell does neither in ABI 1.x (a new offer probes a new
+ * device instance).
  */
 #ifndef NPA_PLUGIN_H_
 #define NPA_PLUGIN_H_
@@ -126,13 +197,18 @@ typedef struct npa_plugin_queue npa_plugin_queue; /* opaque, owned by the plug-i
 
 /* ------------------------------------------------------------------------ */
 /* Services: what the shell gives the plug-in. Valid from probe until remove
- * returns. ctx is passed back as the first argument of every call. */
+ * returns. ctx is passed back as the first argument of every call. Every
+ * service checks its arguments and returns -EINVAL for bad ones. Threads: the
+ * device-level services (bar_map, cfg_*, dma_*, irq_setup, sleep_us) are for
+ * control ops only; buf_* follow the rule under "Buffers" above; log and
+ * now_ns may be called from any thread, though never per packet. A BAR
+ * mapping, once returned, may be read and written from any thread. */
 
 typedef struct npa_dma_mem {
   uint32_t struct_size;
   uint32_t reserved0;
   void *vaddr;    /* CPU address, zero-filled */
-  uint64_t iova;  /* device address (IOMMU-mapped) */
+  uint64_t iova;  /* device address (IOMMU-mapped): program the device with this */
   uint64_t size;  /* bytes, >= the size asked for */
   uint64_t handle; /* shell-private; pass back to dma_free */
 } npa_dma_mem;
@@ -145,32 +221,44 @@ typedef struct npa_services {
   void *ctx;
 
   /* Map BAR bar (0..5) of the device. *addr and *len receive the mapping, which
-   * stays valid until remove. -EINVAL: no such BAR or not mappable. */
+   * stays valid until remove; map each BAR once and keep it. -EINVAL: no such
+   * BAR or not mappable. */
   int (*bar_map)(void *ctx, uint32_t bar, volatile void **addr, uint64_t *len);
-  /* Read or write len (1, 2 or 4) bytes of config space at off. */
+  /* Read or write len (1, 2 or 4) bytes of config space at off; a written
+   * value must fit in len bytes. -EINVAL otherwise, -EIO when the access
+   * fails. */
   int (*cfg_read)(void *ctx, uint32_t off, uint32_t len, uint32_t *val);
   int (*cfg_write)(void *ctx, uint32_t off, uint32_t len, uint32_t val);
   /* DMA memory for rings and the like: size bytes aligned to align (power of
-   * two, <= 2 MB), inside the guest's shared, IOMMU-mapped regions.
-   * -ENOMEM when exhausted. Freed by dma_free or at remove. */
+   * two, <= 2 MB), inside the guest's shared, IOMMU-mapped regions (a 4 MB
+   * reserve per shell). -ENOMEM when exhausted, -EINVAL for a bad size or
+   * alignment. Freed by dma_free (which zeroes *mem) or at remove. */
   int (*dma_alloc)(void *ctx, uint64_t size, uint64_t align, npa_dma_mem *out);
   void (*dma_free)(void *ctx, npa_dma_mem *mem);
   /* Wire MSI-X vectors 0..nvec-1 to eventfds that the shell owns; efds[i]
-   * receives vector i's fd (read-only for the plug-in: it may poll it).
-   * nvec = 0 disables MSI-X. -EINVAL: more vectors than the device has. */
+   * receives vector i's fd (read-only for the plug-in: it may poll it, never
+   * close it). A second call replaces the first; nvec = 0 disables MSI-X.
+   * -EINVAL: more vectors than the device has (npa_device_info.msix_vectors).
+   * May be NULL in a services table: then offer no NPA_CAP_RX_INTR. */
   int (*irq_setup)(void *ctx, uint32_t nvec, int *efds);
-  /* Packet buffers for RX rings, from queue qid's pool. Same semantics as
-   * npa_buf_alloc / npa_buf_free; callable from qid's owning thread. */
+  /* Packet buffers from queue qid's pool, with npa_buf_alloc / npa_buf_free
+   * semantics: alloc returns how many it got (possibly fewer than n, also 0)
+   * with headers reset; free takes frame heads and frees all their segments.
+   * Threads: "Buffers" above. A qid beyond the configured queues gets 0 /
+   * is logged and leaked. */
   uint16_t (*buf_alloc)(void *ctx, uint16_t qid, npa_buf **bufs, uint16_t n);
   void (*buf_free)(void *ctx, uint16_t qid, npa_buf **bufs, uint16_t n);
   /* printf-style log line, prefixed by the shell with the plug-in name. */
   void (*log)(void *ctx, int level, const char *fmt, va_list ap);
-  /* CLOCK_MONOTONIC nanoseconds, and a bounded sleep (<= 1 s). */
+  /* CLOCK_MONOTONIC nanoseconds, and a bounded sleep (clamped to 1 s). Use
+   * these, not the libc calls: a test's fake device (npa/testing/
+   * plugin_testkit.h) advances in sleep_us. Never sleep in a fast op. */
   uint64_t (*now_ns)(void *ctx);
   void (*sleep_us)(void *ctx, uint32_t us);
 } npa_services;
 
-/* What the shell knows about the device when it calls probe. */
+/* What the shell knows about the device when it calls probe: the identity
+ * the host agent offered, checked against the device's config space. */
 typedef struct npa_device_info {
   uint32_t struct_size;
   uint16_t vendor, device, subsystem_vendor, subsystem_device;
@@ -182,7 +270,12 @@ typedef struct npa_device_info {
   char pci_address[32];       /* "0000:00:03.0", for logs */
 } npa_device_info;
 
-/* What the device can do, filled in by get_caps. */
+/* What the device can do, filled in by get_caps. The shell checks it: at
+ * least one queue pair, min/max ring sizes powers of two with min <= max;
+ * offloads beyond npa_plugin_info.capabilities are masked off with a
+ * warning. The shell then declines a device with fewer queue pairs than the
+ * guest uses, a max_mtu (if not 0) below the guest's MTU, or no NPA_CAP_TSO
+ * when the guest configured TSO. */
 typedef struct npa_dev_caps {
   uint32_t struct_size;
   uint16_t max_queue_pairs;
@@ -194,7 +287,14 @@ typedef struct npa_dev_caps {
   uint16_t reserved1;
 } npa_dev_caps;
 
-/* The guest's configuration, replayed into the plug-in by the shell. */
+/* The guest's configuration, replayed into the plug-in by the shell and
+ * checked against the caps first (queue pairs, ring size, offloads). In ABI
+ * 1.x the shell sets nb_queue_pairs, ring_size (the guest's clamped to the
+ * device's range), mtu, mac (the agent's), rx_intr, and offloads from
+ * TX_CSUM, RX_CSUM, TSO, VLAN_INSERT, VLAN_STRIP (each only when both the
+ * guest configured it and the device offers it; TSO whenever the guest
+ * configured it), MULTIQUEUE (more than one queue pair) and MAC_FILTER (when
+ * offered). It sends no VLAN filter and no RSS key (count 0, NULL). */
 typedef struct npa_dev_config {
   uint32_t struct_size;
   uint16_t nb_queue_pairs;    /* <= caps.max_queue_pairs */
@@ -228,59 +328,162 @@ typedef struct npa_plugin_qstats {
 /* ------------------------------------------------------------------------ */
 /* Control ops: configuration and lifecycle. Mandatory ops are marked (M); a
  * NULL mandatory op makes the shell reject the plug-in at load. A NULL
- * optional op means "not supported". */
+ * optional op means "not supported". Unless an op says otherwise it is called
+ * from the control thread (see "Threads" above). */
 typedef struct npa_plugin_ctrl_ops {
   uint32_t struct_size;
   uint32_t reserved0;
-  /* (M) Take the device: map BARs, check it is what the ID table promised,
-   * bring it to a known state. On success *out is the plug-in's device.
-   * svc stays valid until remove returns. -ENODEV: not a device we drive. */
+  /* (M) Take the device: map BARs, check it is what the ID table promised
+   * (re-read the IDs from config space), enable memory space and bus
+   * mastering, bring it to a known state. On success *out is the plug-in's
+   * device. svc stays valid until remove returns.
+   * States: not probed. Called: once per VF offer.
+   * Errors: -ENODEV not a device we drive or not responding, -EINVAL bad
+   * arguments or services, -ENOMEM, -EIO, -ETIMEDOUT (reset never finished). */
   int (*probe)(const npa_services *svc, const npa_device_info *info, npa_plugin_dev **out);
-  /* (M) Release everything probe and later calls took. Never fails. */
+  /* (M) Release everything probe and later calls took: DMA memory, MSI-X
+   * (irq_setup(0)), private memory. Never fails.
+   * States: probed, caps known, configured, stopped (never started: the
+   * shell stops first). Called: once per successful probe, also after a
+   * later step failed. */
   void (*remove)(npa_plugin_dev *dev);
-  /* (M) */
+  /* (M) Fill caps (write no further than caps->struct_size).
+   * States: probed, caps known, configured, stopped. Called: once, after
+   * probe. Errors: -EINVAL (caps->struct_size too small). */
   int (*get_caps)(npa_plugin_dev *dev, npa_dev_caps *caps);
-  /* (M) Apply cfg while stopped: rings, MAC, MTU, offloads, filters. */
+  /* (M) Apply cfg while not started: rings (dma_alloc), MAC, MTU, offloads,
+   * filters, MSI-X wiring when cfg->rx_intr. All or nothing: on failure
+   * nothing changed.
+   * States: caps known, configured, stopped. Called: once, after get_caps
+   * (the wrapper allows it again while configured or stopped).
+   * Errors: -EINVAL bad value, -ENOTSUP an offload it cannot enable,
+   * -ENOMEM, -EIO, -EBUSY while started. */
   int (*configure)(npa_plugin_dev *dev, const npa_dev_config *cfg);
-  /* (M) Enable RX/TX. After start, queue(dev, q) must return each queue. */
+  /* (M) Fill the RX rings (buf_alloc) and enable RX/TX. After start,
+   * queue(dev, q) must return each configured queue.
+   * States: configured. Called: once, after configure.
+   * Errors: -ENOMEM no buffers (hand back what was taken), -EIO, -EINVAL
+   * not configured, -EBUSY already started. */
   int (*start)(npa_plugin_dev *dev);
-  /* (M) Disable RX/TX, reclaim every buffer the device held, hand them back
-   * with svc->buf_free. After stop no DMA is in flight. */
+  /* (M) Disable RX/TX, make sure the device does no more DMA, then hand
+   * every buffer it held (RX posted, TX not yet freed) back with
+   * svc->buf_free. After stop no DMA is in flight and the plug-in holds no
+   * buffer. No fast op of this device runs during or after it.
+   * States: started, quiesced (return 0 if not started). Called: once per
+   * revoke, fallback, npa_shell_stop or npa_shell_close, after quiesce and
+   * queue_stats, and after a start whose queue() failed. Errors: logged;
+   * the shell removes the device anyway. */
   int (*stop)(npa_plugin_dev *dev);
-  /* (M) The per-queue context passed to the fast ops, valid start..stop. */
+  /* (M) The per-queue context passed to the fast ops, valid start..stop;
+   * NULL for a qid not configured or a device not started.
+   * States: started. Called: for every configured qid right after start
+   * returns; NULL for one of them makes the shell stop, remove and decline. */
   npa_plugin_queue *(*queue)(npa_plugin_dev *dev, uint16_t qid);
-  /* (M) */
+  /* (M) Link up, speed and duplex now.
+   * Reserved: the shell does not call this in ABI 1.x (the guest's link
+   * state comes from the host agent), but the loader still requires it and
+   * npa-conform calls it to wait for link, so implement it.
+   * States: configured, started, quiesced, stopped. Errors: -EINVAL,
+   * -ENODEV (device gone). */
   int (*link_status)(npa_plugin_dev *dev, npa_link_status *out);
-  /* (M) Counters of queue qid since probe; they never go backwards. */
+  /* (M) Counters of queue qid since probe; they never go backwards, also
+   * across stop and configure (the shell's totals must not either).
+   * States: configured, started, quiesced, stopped.
+   * Threads: the control thread (once per queue on the way out, before
+   * stop), and any application thread inside npa_shell_queue_stats while the
+   * VF is attached: never concurrently with another control op, but
+   * concurrently with the queue's bursts. So read counters the owning thread
+   * writes as whole aligned 64-bit values (a value a burst old is fine, a
+   * torn one is not), and touch no burst state.
+   * Errors: -EINVAL bad qid or struct_size (the shell then counts 0). */
   int (*queue_stats)(npa_plugin_dev *dev, uint16_t qid, npa_plugin_qstats *out);
   /* Stop taking new TX work and wait up to timeout_us for the device to
-   * finish what it holds. 0: idle. -EAGAIN: still busy, call again. */
+   * finish what it holds, reaping (buf_free) what completes. 0: idle.
+   * -EAGAIN: still busy, call again; the device counts as quiesced either
+   * way, and tx_burst is not called again. No fast op runs during it.
+   * States: started, quiesced. Called: on every revoke/fallback, repeatedly
+   * with timeout_us = 1000 until 0 or about half of the revoke's time bound
+   * (0.25 s at npa_shell_stop, up to 30 s for an agent's Revoke) has passed;
+   * then rx_burst drains the RX ring and stop follows.
+   * NULL: the shell goes straight to the drain and stop. Errors: -EAGAIN;
+   * anything else is logged and the shell stops the device. */
   int (*quiesce)(npa_plugin_dev *dev, uint32_t timeout_us);
-  /* Device-level reset (register reset, not FLR: the agent owns FLR). */
+  /* Device-level reset (register reset, not FLR: the agent owns FLR); a
+   * configure must follow before start.
+   * Reserved: the shell does not call this in ABI 1.x; implement it or
+   * leave it NULL. States: stopped. Errors: -EBUSY while started, -EIO. */
   int (*reset)(npa_plugin_dev *dev);
+  /* Runtime changes of MAC, MTU and the VLAN filter.
+   * Reserved: the shell does not call these in ABI 1.x (it replays the
+   * guest's MAC and MTU through configure); implement them or leave them
+   * NULL. States: configured, started, stopped. Errors: -EINVAL (multicast
+   * MAC, MTU out of range, vid > 4095), -ENOTSUP. */
   int (*set_mac)(npa_plugin_dev *dev, const uint8_t mac[6]);
   int (*set_mtu)(npa_plugin_dev *dev, uint32_t mtu);
   int (*vlan_filter)(npa_plugin_dev *dev, uint16_t vid, int on);
-  /* Handle MSI-X vector vec (non-queue causes: link, errors). */
+  /* Handle MSI-X vector vec (non-queue causes: link, errors); 0 for a queue
+   * vector.
+   * Reserved: the shell does not call this in ABI 1.x (it watches no
+   * non-queue vector); implement it or leave it NULL. States: probed through
+   * stopped. Errors: -EINVAL (vector not wired), -ENODEV. */
   int (*irq_handler)(npa_plugin_dev *dev, uint32_t vec);
 } npa_plugin_ctrl_ops;
 
-/* Fast-path ops: the burst calls. Per queue, from its owning thread. */
+/* Fast-path ops: the burst calls, per queue, from the queue's owning thread
+ * (get_irq_vector excepted), between start and stop. No locks, no
+ * allocation, no sleeping, no per-packet logging in them: the shell calls
+ * rx_burst and tx_burst directly from npa_rx_burst / npa_tx_burst. */
 typedef struct npa_plugin_fast_ops {
   uint32_t struct_size;
   uint32_t reserved0;
-  /* (M) rx_burst and (M) tx_burst: same contract as npa_rx_burst /
-   * npa_tx_burst: return a count <= n, no error channel, at most one
-   * doorbell per call. TX buffers completed by the device go back through
-   * svc->buf_free. */
+  /* (M) Up to n received frames into bufs, as frame heads; returns the
+   * count (<= n; no error channel), at most one doorbell per call. Set
+   * data_off, data_len, pkt_len, nb_segs, next and ol_flags on every buffer
+   * handed up; a frame larger than one buffer may be a chain. RX ol_flags
+   * report facts, only for offloads configure enabled (NPA_BUF_OL_RX_*; the
+   * shell strips VLAN tags in software when NPA_CAP_VLAN_STRIP is off).
+   * Refill the ring from buf_alloc here.
+   * States: started, and quiesced (the shell drains RX after quiesce until a
+   * burst comes back empty). */
   uint16_t (*rx_burst)(npa_plugin_queue *q, npa_buf **bufs, uint16_t n);
+  /* (M) Take the first k <= n frames of bufs and return k; the caller keeps
+   * bufs[k..n-1]. Stop at the first frame it cannot take (ring full, a frame
+   * it cannot send): never skip one and take the next. At most one doorbell
+   * per call. Reap completed TX here (lazily): the shell never calls
+   * tx_reap, so tx_burst, quiesce and stop are the only places a completed
+   * frame goes back through buf_free.
+   * What reaches it: frames as the application built them, unchecked by the
+   * shell (validate each whole frame before writing a descriptor), and they
+   * may be multi-segment (next, nb_segs; pkt_len on the head). ol_flags:
+   *   NPA_BUF_OL_TX_CSUM only when configure enabled NPA_CAP_TX_CSUM (else
+   *     the shell has filled in the checksum and cleared the flag);
+   *   NPA_BUF_OL_TX_VLAN only when NPA_CAP_VLAN_INSERT is enabled (else the
+   *     shell has inserted the tag and cleared the flag), except on a frame
+   *     the shell could not tag (too short, no headroom): it is counted bad
+   *     and handed on as it is;
+   *   NPA_BUF_OL_TX_TSO4/TSO6 as the application set them: NPA_CAP_TSO is
+   *     enabled whenever the guest configured TSO;
+   *   NPA_BUF_OL_RX_* bits left on a buffer the application received and
+   *     sends back: ignore them.
+   * A flag for an offload configure did not enable: send the frame without
+   * it or stop the burst before it. States: started. */
   uint16_t (*tx_burst)(npa_plugin_queue *q, npa_buf **bufs, uint16_t n);
-  /* Reclaim completed TX buffers without sending; returns how many. */
+  /* Reclaim completed TX buffers without sending; returns how many.
+   * Reserved: the shell does not call this in ABI 1.x; implement it or
+   * leave it NULL (npa-conform calls it when present). States: started,
+   * quiesced. */
   uint16_t (*tx_reap)(npa_plugin_queue *q);
-  /* Arm (1) or disarm (0) the queue's RX interrupt. The MSI-X vector of
-   * queue q is the one get_irq_vector reports. */
+  /* Arm (1) or disarm (0) the queue's RX interrupt; arming must not lose a
+   * frame already waiting (the application re-polls once after arming).
+   * Called: from the owning thread (npa_queue_intr_enable, and when the
+   * queue moves onto the VF in interrupt mode), only if configure had
+   * rx_intr = 1. States: started. Errors: -EINVAL, -ENOTSUP (logged only). */
   int (*rx_intr_enable)(npa_plugin_queue *q, int enable);
-  /* The MSI-X vector index queue q's interrupt uses, or -ENOTSUP. */
+  /* The MSI-X vector index queue q's RX interrupt uses (an index into the
+   * efds irq_setup returned), or -ENOTSUP when it has none.
+   * Called: from the control thread, once per queue right after start, only
+   * if configure had rx_intr = 1 (the shell adds that eventfd to the queue's
+   * npa_queue_intr_fd). States: started. */
   int (*get_irq_vector)(npa_plugin_queue *q);
 } npa_plugin_fast_ops;
 
