@@ -1,7 +1,10 @@
 /*
  * plugins/e1000e/e1000e.h — the plug-in's private device and queue state,
- * shared by the control path (e1000e_ctrl.c) and the burst path
+ * shared by the control path (e1000e_ctrl.c), the device-level steps it
+ * shares with stop and reset (e1000e_hw.c) and the burst path
  * (e1000e_rxtx.c). Nothing here is ABI: the shell sees only opaque pointers.
+ * Every function declared here has hidden visibility (the build's preset):
+ * the plug-in exports npa_plugin_entry alone.
  */
 #ifndef NPA_PLUGINS_E1000E_H_
 #define NPA_PLUGINS_E1000E_H_
@@ -45,8 +48,10 @@ struct npa_plugin_queue {
   int ctx_valid;
   uint16_t ctx_css, ctx_cso;
 
-  /* Software counters since probe: owned by the queue's thread, read by
-   * queue_stats, which plugin.h never runs concurrently with bursts. */
+  /* Software counters since probe: written only by the queue's owning
+   * thread; queue_stats may read them from another thread while it bursts
+   * (npa/plugin.h, queue_stats), so each stays one aligned 64-bit word: a
+   * read sees a whole value, at most a burst old. */
   uint64_t rx_packets, rx_bytes, rx_errors, tx_packets, tx_bytes;
 };
 
@@ -82,9 +87,28 @@ struct e1k_dev {
   uint32_t link_up_last;
 };
 
-/* e1000e_ctrl.c */
+/* e1000e_hw.c: log, bounded polling, reset, link, MAC. */
 void e1k_log(const e1k_dev *d, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Wait until (reg & mask) == want, polling every step_us, for at most
+ * timeout_us of svc->now_ns time (and a matching iteration count). 0,
+ * -ETIMEDOUT, or -ENODEV when the register reads all-ones. */
+int e1k_wait_reg(e1k_dev *d, uint32_t reg, uint32_t mask, uint32_t want, uint32_t timeout_us,
+                 uint32_t step_us);
+/* Mask every interrupt cause and drop the pending ones. */
+void e1k_irq_disable_all(e1k_dev *d);
+/* Fold the clear-on-read MPC into mpc_total. */
+void e1k_stats_fold(e1k_dev *d);
+/* 4.6.2 global reset; 0, -EIO or -ENODEV. */
+int e1k_global_reset(e1k_dev *d);
+/* 4.6.3 link up (SLU), waiting at most wait_us for STATUS.LU (logged if not). */
+void e1k_link_setup(e1k_dev *d, uint32_t wait_us);
+/* A unicast, non-zero MAC. */
+int e1k_mac_valid(const uint8_t m[6]);
+/* perm_mac from RAL0/RAH0 or the EEPROM; -EIO when neither holds a valid one. */
+int e1k_read_perm_mac(e1k_dev *d);
+/* m into receive address 0 (AV cleared while it changes). */
+void e1k_write_mac_filter(e1k_dev *d, const uint8_t m[6]);
 
 /* e1000e_rxtx.c: the fast ops, and the reclaim used by stop/quiesce. */
 uint16_t e1k_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n);
