@@ -15,7 +15,7 @@ namespace npa::conform {
 std::string Errno(int rc) { return absl::StrCat(rc, " (", strerror(rc < 0 ? -rc : rc), ")"); }
 
 int DevGuard::Probe() {
-  npa_device_info info = c.host->info();
+  npa_device_info info = c.info;
   return c.ctrl().probe(c.svc->table(), &info, &dev);
 }
 
@@ -106,7 +106,7 @@ Result BrokenPluginsRejected(Ctx& c) {
 }
 
 Result IdMatch(Ctx& c) {
-  const npa_device_info& i = c.host->info();
+  const npa_device_info& i = c.info;
   shell::PciIdentity id{i.vendor, i.device, i.subsystem_vendor, i.subsystem_device, i.class_code};
   int s = shell::MatchScore(*c.plugin, id);
   char buf[64];
@@ -147,7 +147,7 @@ Result ProbeRemoveLoop(Ctx& c) {
 }
 
 Result ProbeForeignId(Ctx& c) {
-  npa_device_info info = c.host->info();
+  npa_device_info info = c.info;
   info.vendor = 0xfffe;  // no real vendor; not in any sane ID table
   info.device = 0xfffe;
   npa_plugin_dev* d = nullptr;
@@ -306,23 +306,27 @@ Result FaultIrqSetup(Ctx& c) {
 
 // What the agent does on revoke: VFIO_DEVICE_RESET under a running plug-in,
 // then stop/remove and a fresh bring-up. For virtio devices the reset is
-// confirmed by reading device_status back through the common config.
+// confirmed by reading device_status back through the common config. The
+// harness reads through the undecorated production table (no faults apply);
+// its BAR mapping is the one the plug-in got.
 volatile uint8_t* VirtioStatusReg(Ctx& c) {
-  const npa_device_info& i = c.host->info();
+  const npa_device_info& i = c.info;
   if (i.vendor != 0x1af4) return nullptr;
+  const npa_services* t = c.svc->vf().table();
+  auto cfg_read = [t](uint32_t off, uint32_t len, uint32_t* v) { return t->cfg_read(t->ctx, off, len, v); };
   uint32_t pos = 0;
-  c.host->CfgRead(0x34, 1, &pos);
+  cfg_read(0x34, 1, &pos);
   for (int n = 0; pos && n < 48; n++) {
     uint32_t id = 0, next = 0, type = 0, bar = 0, off = 0;
-    c.host->CfgRead(pos, 1, &id);
-    c.host->CfgRead(pos + 1, 1, &next);
+    cfg_read(pos, 1, &id);
+    cfg_read(pos + 1, 1, &next);
     if (id == 0x09) {
-      c.host->CfgRead(pos + 3, 1, &type);
-      c.host->CfgRead(pos + 4, 1, &bar);
-      c.host->CfgRead(pos + 8, 4, &off);
+      cfg_read(pos + 3, 1, &type);
+      cfg_read(pos + 4, 1, &bar);
+      cfg_read(pos + 8, 4, &off);
       volatile void* a = nullptr;
       uint64_t len = 0;
-      if (type == 1 && c.host->BarMap(bar, &a, &len) == 0 && uint64_t(off) + 21 <= len)
+      if (type == 1 && t->bar_map(t->ctx, bar, &a, &len) == 0 && uint64_t(off) + 21 <= len)
         return static_cast<volatile uint8_t*>(a) + off + 20;  // 4.1.4.3 device_status
     }
     pos = next & 0xfc;
@@ -336,7 +340,7 @@ Result HostReset(Ctx& c) {
   if (!e.empty()) return Fail(e);
   volatile uint8_t* st = VirtioStatusReg(c);
   uint8_t before = st ? *st : 0;
-  absl::Status s = c.host->Reset();
+  absl::Status s = c.fn->device().Reset();
   if (!s.ok()) return Fail(std::string(s.message()));
   uint8_t after = st ? *st : 0;
   g.Release();

@@ -8,14 +8,16 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "hypervisor/vf/vfio.h"
 #include "npa/plugin.h"
 #include "shell/vf/plugin_loader.h"
 #include "tests/conform/conform_services.h"
 #include "tests/conform/peer.h"
-#include "tests/conform/vfio_host.h"
 
 namespace npa::conform {
 
@@ -39,11 +41,17 @@ inline Result Pass(std::string d = "") { return {Verdict::kPass, std::move(d)}; 
 inline Result Fail(std::string d) { return {Verdict::kFail, std::move(d)}; }
 inline Result Skip(std::string why) { return {Verdict::kSkip, std::move(why)}; }
 
+// Declaration order matters for teardown (reverse): the services go before
+// the region they carve up, the region before the device, the plug-in last.
 struct Ctx {
   Options opt;
   std::unique_ptr<shell::LoadedPlugin> plugin;
-  std::unique_ptr<VfioHost> host;
-  DmaRegion region;
+  // The host agent's part, played by the runner through the VFIO host
+  // library: the function's container, group and device.
+  std::optional<agent::vf::VfioFunction> fn;
+  // 24 MiB at iova == vaddr: the DMA arena and the buffer slots.
+  agent::vf::DmaRegion region;
+  npa_device_info info{};  // what probe gets (VfServices::DeviceInfo)
   std::unique_ptr<ConformServices> svc;
   std::unique_ptr<Peer> peer;
   npa_dev_caps caps{};  // from the first successful probe
@@ -60,6 +68,10 @@ struct Case {
 };
 std::vector<Case> LoadCases();     // conform_cases.cc: ABI, lifecycle, faults
 std::vector<Case> TrafficCases();  // conform_traffic.cc: against the peer
+
+// (Re)builds c.svc over c.fn's device and c.region: the old stack is torn
+// down first (both use the same region).
+absl::Status NewServices(Ctx& c);
 
 // ---- helpers shared by the case files (conform_cases.cc) ----
 // A probed device that is removed (stopped first if started) on scope exit.

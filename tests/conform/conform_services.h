@@ -1,99 +1,125 @@
-// tests/conform/conform_services.h — the npa_services table npa-conform hands
-// to the plug-in under test: device access through VfioHost, DMA memory from
-// a first-fit arena and packet buffers from a slot pool, both inside one
-// region mapped at iova == vaddr, plus the fault injection and accounting
-// the conformance cases need.
+// tests/conform/conform_services.h — the services npa-conform hands the
+// plug-in under test: the production table (shell::VfServices, the one the
+// shell gives a plug-in) over the device, decorated by FaultServices
+// (fault_services.h). Around it, the harness's part of the shell: a DMA arena
+// (shell::RegionDmaArena) and a packet buffer pool (SlotPool, with the
+// accounting the cases check), both inside one region the device reaches at
+// iova == vaddr.
 //
-//   ConformServices svc(host.get(), region);      // host may be null (no device)
-//   svc.faults().dma_fail_at = 2;                 // the 3rd dma_alloc fails
-//   plugin->ctrl->probe(svc.table(), &host->info(), &dev);
+//   NPA_ASSIGN_OR_RETURN(VfioFunction fn, VfioFunction::Open(bdf));
+//   NPA_ASSIGN_OR_RETURN(DmaRegion r, fn.container().MapMemfdRegion(24 << 20, "npa-conform"));
+//   NPA_ASSIGN_OR_RETURN(std::unique_ptr<ConformServices> svc,
+//       ConformServices::Create(shell::MakeFdDeviceIo(fn.device().fd()), bdf,
+//                               r.data(), r.size(), /*dma_bytes=*/4 << 20));
+//   NPA_ASSIGN_OR_RETURN(npa_device_info info, svc->vf().DeviceInfo());
+//   svc->faults().dma_fail_at = 2;                // the 3rd dma_alloc fails
+//   plugin->ctrl->probe(svc->table(), &info, &dev);
 //   ...
-//   EXPECT(svc.bufs_outstanding() == 0 && svc.dma_outstanding() == 0);
+//   EXPECT(svc->bufs_outstanding() == 0 && svc->dma_outstanding() == 0);
 //
-// Accounting: every buffer given out by buf_alloc must come back through
-// buf_free (or be freed by the harness after a burst returned it); a buffer
-// freed twice or not from this pool is counted in violations() and ignored,
-// never corrupts the pool. The same for dma_free of an unknown block.
-// Single-threaded: the conformance runner drives one queue at a time.
+// Region layout: the first dma_bytes (rounded down to 4 KiB) are the DMA
+// arena, the rest NPA_BUF_SLOT_SIZE buffer slots.
+// Accounting: every buffer handed out (to the plug-in through buf_alloc, or to
+// the harness through Alloc) must come back exactly once, through buf_free or
+// Free; freeing a buffer twice or a pointer that is not a slot is a violation,
+// counted and ignored, never corrupting the pool. DMA blocks and bad DMA frees
+// are the decorator's to count.
+// Ownership: the region and the device io's fd belong to the caller and must
+// outlive this object. Destruction tears the stack down top first (the
+// decorator, then VfServices — which disables the interrupts it wired, unmaps
+// BARs and returns DMA blocks — then the arena and pool).
+// Threads: none; one thread drives everything (see fault_services.h).
 #ifndef NPA_TESTS_CONFORM_CONFORM_SERVICES_H_
 #define NPA_TESTS_CONFORM_CONFORM_SERVICES_H_
 
-#include <cstdarg>
 #include <cstdint>
-#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "npa/plugin.h"
-#include "tests/conform/vfio_host.h"
+#include "shell/vf/vf_services.h"
+#include "tests/conform/fault_services.h"
 
 namespace npa::conform {
 
-struct Faults {
-  int64_t dma_fail_at = -1;  // dma_alloc call index (counted from reset_counters) that fails
-  uint16_t buf_max = 0;      // buf_alloc hands out at most this many per call (0 = no limit)
-  bool buf_empty = false;    // buf_alloc returns 0
-  bool irq_fail = false;     // irq_setup with nvec > 0 returns -EIO
+// Packet buffers from fixed slots: the harness's stand-in for the shell's
+// per-queue pools (one pool for every queue: the runner drives one at a time).
+class SlotPool : public shell::BufferProvider {
+ public:
+  // Slots of NPA_BUF_SLOT_SIZE in [base, base + len); the byte at base + k
+  // has IOVA iova_base + k.
+  SlotPool(uint8_t* base, uint64_t len, uint64_t iova_base, Violations* violations);
+
+  // A frame's first segment each, zeroed, data_off NPA_BUF_DATA_OFF.
+  uint16_t Alloc(uint16_t qid, npa_buf** bufs, uint16_t n) override;
+  // Frees each frame with all its segments (the walk is bounded).
+  void Free(uint16_t qid, npa_buf** bufs, uint16_t n) override;
+
+  int outstanding() const { return out_; }
+  uint32_t slots() const { return static_cast<uint32_t>(slots_.size()); }
+
+ private:
+  bool FreeOne(npa_buf* b);  // false: not a busy slot (a violation)
+
+  uint8_t* base_;
+  uint64_t len_;
+  uint64_t iova_base_;
+  Violations* violations_;
+  std::vector<npa_buf*> slots_;
+  std::vector<uint8_t> busy_;
+  std::vector<uint32_t> free_;  // LIFO of slot indexes
+  int out_ = 0;
 };
 
 class ConformServices {
  public:
-  // region is split: the first dma_bytes for the DMA arena, the rest for
-  // buffer slots.
-  ConformServices(VfioHost* host, DmaRegion region, uint64_t dma_bytes);
+  // io: the device (shell::MakeFdDeviceIo over a VFIO device fd, or a test's
+  // fake); bdf names it in log lines. Fails when VfServices does (no config
+  // region: not a vfio-pci device).
+  static absl::StatusOr<std::unique_ptr<ConformServices>> Create(
+      std::unique_ptr<shell::VfioDeviceIo> io, const std::string& bdf, uint8_t* region,
+      uint64_t region_len, uint64_t dma_bytes);
   ConformServices(const ConformServices&) = delete;
   ConformServices& operator=(const ConformServices&) = delete;
 
-  const npa_services* table() const { return &table_; }
-  Faults& faults() { return faults_; }
-  void reset_counters() { dma_calls_ = 0; }
+  // What the plug-in gets: the decorated production table.
+  const npa_services* table() const { return faults_->table(); }
+  // The production services underneath (device info, MSI-X eventfds, and an
+  // undecorated table for the harness's own device access).
+  shell::VfServices& vf() { return *vf_; }
+  Faults& faults() { return faults_->faults(); }
+  void reset_counters() { faults_->reset_counters(); }
+  int64_t dma_calls() const { return faults_->dma_calls(); }
 
-  // The harness's own buffers (TX frames), from the same pool.
-  uint16_t Alloc(npa_buf** b, uint16_t n);
-  void Free(npa_buf** b, uint16_t n);
+  // The harness's own buffers (TX frames, RX frames it got back), from the
+  // plug-in's pool, so the accounting covers both.
+  uint16_t Alloc(npa_buf** b, uint16_t n) { return pool_->Alloc(0, b, n); }
+  void Free(npa_buf** b, uint16_t n) { pool_->Free(0, b, n); }
 
-  int bufs_outstanding() const { return bufs_out_; }
-  size_t dma_outstanding() const { return dma_live_.size(); }
-  uint32_t slots() const { return static_cast<uint32_t>(slots_.size()); }
-  int violations() const { return violations_; }
-  const std::vector<std::string>& violation_log() const { return violation_log_; }
-  const std::vector<int>& irq_fds() const { return irq_fds_; }
-  int64_t dma_calls() const { return dma_calls_; }
-  // Plug-in log lines go to stderr when verbose.
+  int bufs_outstanding() const { return pool_->outstanding(); }
+  size_t dma_outstanding() const { return faults_->dma_outstanding(); }
+  uint32_t slots() const { return pool_->slots(); }
+  int violations() const { return violations_.count(); }
+  const std::vector<std::string>& violation_log() const { return violations_.log(); }
+  // The MSI-X eventfds the last successful irq_setup wired (vector i at i).
+  std::vector<int> irq_fds() const { return vf_->msix_eventfds(); }
+
+  // Plug-in (and services) log lines go to stderr when verbose.
   bool verbose = false;
   std::vector<std::string> last_logs;  // the most recent 64 lines
 
  private:
-  static int BarMap(void* c, uint32_t bar, volatile void** addr, uint64_t* len);
-  static int CfgRead(void* c, uint32_t off, uint32_t len, uint32_t* val);
-  static int CfgWrite(void* c, uint32_t off, uint32_t len, uint32_t val);
-  static int DmaAlloc(void* c, uint64_t size, uint64_t align, npa_dma_mem* out);
-  static void DmaFree(void* c, npa_dma_mem* mem);
-  static int IrqSetup(void* c, uint32_t nvec, int* efds);
-  static uint16_t BufAlloc(void* c, uint16_t qid, npa_buf** b, uint16_t n);
-  static void BufFree(void* c, uint16_t qid, npa_buf** b, uint16_t n);
-  static void Log(void* c, int level, const char* fmt, va_list ap);
-  static uint64_t NowNs(void* c);
-  static void SleepUs(void* c, uint32_t us);
-  void Violation(const std::string& what);
-  void FreeOne(npa_buf* b);
+  ConformServices() = default;
 
-  VfioHost* host_;
-  DmaRegion region_;
-  npa_services table_{};
-  Faults faults_;
-  // DMA arena: offset -> length, free and used.
-  uint64_t dma_bytes_;
-  std::map<uint64_t, uint64_t> dma_free_, dma_live_;
-  int64_t dma_calls_ = 0;
-  // Buffer slots.
-  std::vector<npa_buf*> slots_;
-  std::vector<uint8_t> slot_busy_;
-  std::vector<uint32_t> free_stack_;
-  int bufs_out_ = 0;
-  int violations_ = 0;
-  std::vector<std::string> violation_log_;
-  std::vector<int> irq_fds_;
+  // Declaration order is teardown order, reversed: the decorator goes first,
+  // VfServices next (it returns blocks to the arena), the arena and pool last.
+  Violations violations_;
+  std::unique_ptr<shell::RegionDmaArena> arena_;
+  std::unique_ptr<SlotPool> pool_;
+  std::unique_ptr<shell::VfServices> vf_;
+  std::unique_ptr<FaultServices> faults_;
 };
 
 }  // namespace npa::conform

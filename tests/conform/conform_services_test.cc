@@ -1,6 +1,9 @@
-// conform_services_test.cc — the conformance host's services table without a
-// device: DMA arena (alignment, coalescing, fault injection), buffer pool
-// (accounting, double free and foreign pointers caught), no-device errors.
+// conform_services_test.cc — the services npa-conform hands a plug-in, without
+// hardware: the production VfServices over a fake VFIO device
+// (tests/support/fake_vfio_test_util.h), decorated by FaultServices, with the
+// harness's DMA arena and slot pool. DMA (alignment, coalescing, fault
+// injection), buffer pool (accounting, double free and foreign pointers
+// caught), and a device that is gone.
 #include "tests/conform/conform_services.h"
 
 #include <sys/mman.h>
@@ -8,9 +11,27 @@
 #include <cerrno>
 
 #include "gtest/gtest.h"
+#include "tests/support/fake_vfio_test_util.h"
 
 namespace npa::conform {
 namespace {
+
+// A device that went away after the services took it (surprise removal):
+// VFIO answers ENODEV for its regions. It has no MSI-X, so disabling
+// interrupts (nvec 0) still succeeds.
+class GoneDevice : public shell::FakeVfioDevice {
+ public:
+  GoneDevice() : FakeVfioDevice(0x8086, 0x10d3) {}
+  int Ioctl(unsigned long req, void* arg) override {
+    if (gone && req == VFIO_DEVICE_GET_REGION_INFO) return errno = ENODEV, -1;
+    return FakeVfioDevice::Ioctl(req, arg);
+  }
+  ssize_t Pread(void* buf, size_t len, uint64_t off) override {
+    if (gone) return errno = ENODEV, -1;
+    return FakeVfioDevice::Pread(buf, len, off);
+  }
+  bool gone = false;
+};
 
 class ServicesTest : public ::testing::Test {
  protected:
@@ -19,18 +40,40 @@ class ServicesTest : public ::testing::Test {
     mem_ = static_cast<uint8_t*>(
         mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     ASSERT_NE(mem_, MAP_FAILED);
-    svc_ = std::make_unique<ConformServices>(nullptr, DmaRegion{mem_, len_}, 1u << 20);
+    auto dev = std::make_unique<GoneDevice>();
+    dev_ = dev.get();
+    auto s = ConformServices::Create(std::move(dev), "0000:01:00.0", mem_, len_, 1u << 20);
+    ASSERT_TRUE(s.ok()) << s.status();
+    svc_ = std::move(*s);
     t_ = svc_->table();
   }
-  void TearDown() override { munmap(mem_, len_); }
+  void TearDown() override {
+    svc_.reset();
+    munmap(mem_, len_);
+  }
   uint8_t* mem_;
   uint64_t len_;
+  GoneDevice* dev_ = nullptr;  // owned by svc_
   std::unique_ptr<ConformServices> svc_;
   const npa_services* t_;
 };
 
+TEST_F(ServicesTest, TheTableIsTheDecoratedProductionOne) {
+  EXPECT_EQ(t_->struct_size, sizeof(npa_services));
+  EXPECT_EQ(t_->abi_major, NPA_PLUGIN_ABI_MAJOR);
+  EXPECT_NE(t_->ctx, svc_->vf().table()->ctx);  // the decorator's, not VfServices'
+  // Device access reaches the device through VfServices.
+  uint32_t v = 0;
+  ASSERT_EQ(t_->cfg_read(t_->ctx, 0, 4, &v), 0);
+  EXPECT_EQ(v, 0x10d38086u);
+  auto info = svc_->vf().DeviceInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->vendor, 0x8086);
+  EXPECT_STREQ(info->pci_address, "0000:01:00.0");
+}
+
 TEST_F(ServicesTest, DmaAllocAlignsAndCoalesces) {
-  npa_dma_mem a{}, b{}, c{};
+  npa_dma_mem a{}, b{}, c{}, d{};
   ASSERT_EQ(t_->dma_alloc(t_->ctx, 100, 4096, &a), 0);
   ASSERT_EQ(t_->dma_alloc(t_->ctx, 5000, 65536, &b), 0);
   EXPECT_EQ(a.iova % 4096, 0u);
@@ -42,9 +85,13 @@ TEST_F(ServicesTest, DmaAllocAlignsAndCoalesces) {
   EXPECT_EQ(svc_->dma_outstanding(), 0u);
   // Everything coalesced back: the whole arena is one block again.
   ASSERT_EQ(t_->dma_alloc(t_->ctx, 1u << 20, 4096, &c), 0);
+  // ... and with it taken, the arena is exhausted.
+  EXPECT_EQ(t_->dma_alloc(t_->ctx, 64, 64, &d), -ENOMEM);
   t_->dma_free(t_->ctx, &c);
   EXPECT_EQ(t_->dma_alloc(t_->ctx, 100, 3, &c), -EINVAL);
-  EXPECT_EQ(t_->dma_alloc(t_->ctx, (1u << 20) + 1, 64, &c), -ENOMEM);
+  // More than the whole arena is a bad size to the production table (as
+  // shell/vf/vf_services_test.cc checks), not an exhausted arena.
+  EXPECT_EQ(t_->dma_alloc(t_->ctx, (1u << 20) + 1, 64, &c), -EINVAL);
   EXPECT_EQ(svc_->violations(), 0);
 }
 
@@ -54,6 +101,7 @@ TEST_F(ServicesTest, DmaFaultAndBadFree) {
   EXPECT_EQ(t_->dma_alloc(t_->ctx, 64, 64, &a), 0);
   EXPECT_EQ(t_->dma_alloc(t_->ctx, 64, 64, &b), -ENOMEM);
   EXPECT_EQ(t_->dma_alloc(t_->ctx, 64, 64, &b), 0);
+  EXPECT_EQ(svc_->dma_calls(), 3);
   t_->dma_free(t_->ctx, &a);
   t_->dma_free(t_->ctx, &a);  // twice
   EXPECT_EQ(svc_->violations(), 1);
@@ -77,6 +125,11 @@ TEST_F(ServicesTest, BufferAccounting) {
   EXPECT_EQ(svc_->violations(), 2);
   t_->buf_free(t_->ctx, 0, b + 2, 6);
   EXPECT_EQ(svc_->bufs_outstanding(), 0);
+  // The harness's own buffers come from the same pool and count the same.
+  ASSERT_EQ(svc_->Alloc(b, 2), 2);
+  EXPECT_EQ(svc_->bufs_outstanding(), 2);
+  svc_->Free(b, 2);
+  EXPECT_EQ(svc_->bufs_outstanding(), 0);
 }
 
 TEST_F(ServicesTest, BufferFaults) {
@@ -89,7 +142,8 @@ TEST_F(ServicesTest, BufferFaults) {
   EXPECT_EQ(svc_->bufs_outstanding(), 0);
 }
 
-TEST_F(ServicesTest, NoDeviceMeansErrors) {
+TEST_F(ServicesTest, GoneDeviceMeansErrors) {
+  dev_->gone = true;
   volatile void* a;
   uint64_t l;
   uint32_t v;

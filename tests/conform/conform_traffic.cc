@@ -9,10 +9,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "tests/conform/conform_runner.h"
 
 namespace npa::conform {
@@ -20,12 +20,6 @@ namespace {
 
 constexpr uint16_t kEtherType = 0x88b5;
 constexpr size_t kHdr = 26;  // eth(14) + magic(4) + run(4) + seq(4)
-
-uint64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
-}
 
 void Fill(uint8_t* p, size_t len, const uint8_t dst[6], const uint8_t src[6], uint32_t run,
           uint32_t seq) {
@@ -100,8 +94,8 @@ std::string PeerExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uin
   uint8_t buf[2048];
   uint32_t sk_pkts = 0, sk_drops = 0;
   Q.c.peer->TakeStats(&sk_pkts, &sk_drops);  // count from here on
-  uint64_t t0 = NowMs(), last = t0, end = t0 + timeout_ms;
-  while (got.size() < n && NowMs() < end) {
+  uint64_t t0 = MonotonicMs(), last = t0, end = t0 + timeout_ms;
+  while (got.size() < n && MonotonicMs() < end) {
     Reap(Q);
     ssize_t l = Q.c.peer->Recv(buf, sizeof(buf), 20);
     if (l <= 0) continue;
@@ -110,7 +104,7 @@ std::string PeerExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uin
     if (k == 0) corrupt++;
     if (k == 1 && s >= first && s < first + n) {
       got.insert(s);
-      last = NowMs();
+      last = MonotonicMs();
     }
   }
   Reap(Q);
@@ -138,8 +132,8 @@ std::string DutExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uint
   std::set<uint32_t> got;
   int corrupt = 0, over = 0;
   static uint8_t buf[16384];
-  uint64_t end = NowMs() + timeout_ms;
-  for (int polls = 0; got.size() < n && NowMs() < end && polls < max_polls; polls++) {
+  uint64_t end = MonotonicMs() + timeout_ms;
+  for (int polls = 0; got.size() < n && MonotonicMs() < end && polls < max_polls; polls++) {
     npa_buf* b[32];
     uint16_t r = c.fast().rx_burst(Q.q, b, 32);
     if (r > 32) { over++; r = 32; }
@@ -280,9 +274,9 @@ Result BurstOne(Ctx& c) {
   if (!e.empty()) return Fail(e);
   first = PeerSend(Q, 1, 60);
   npa_buf* b[1];
-  uint64_t end = NowMs() + 2000;
+  uint64_t end = MonotonicMs() + 2000;
   uint16_t r = 0;
-  while (NowMs() < end) {
+  while (MonotonicMs() < end) {
     r = c.fast().rx_burst(Q.q, b, 1);
     if (r > 1) return Fail("rx_burst(n=1) returned more than 1");
     if (r == 1) {
@@ -359,13 +353,13 @@ Result QuiesceInFlight(Ctx& c) {
   uint32_t first;
   uint16_t sent = SendFrames(Q, cfg.ring_size, 1514, &first);
   int rc = -EAGAIN, calls = 0;
-  uint64_t t0 = NowMs();
+  uint64_t t0 = MonotonicMs();
   while (rc == -EAGAIN && calls < 50) {
     rc = c.ctrl().quiesce(g.dev, 100000);
     calls++;
   }
   if (rc != 0) return Fail("quiesce: " + Errno(rc));
-  uint64_t ms = NowMs() - t0;
+  uint64_t ms = MonotonicMs() - t0;
   if (sent == 0) return Fail("nothing was in flight");
   // Stopped taking new TX work.
   uint32_t f2;

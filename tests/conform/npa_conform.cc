@@ -9,6 +9,9 @@
 //     -v                               plug-in log lines to stderr
 //
 // The device must already be bound to vfio-pci, alone in its IOMMU group.
+// The runner plays the host agent with the VFIO host library
+// (hypervisor/vf/vfio.h) and hands the plug-in the shell's own services table
+// (shell/vf/vf_services.h) under the fault decorator (fault_services.h).
 // Output: "CONFORM <case> PASS|FAIL|SKIP(<why>) <detail>" per case, then
 // "N passed, M failed, K skipped"; "npa-conform: running <case>" on stderr
 // before each case. Exit 0 only if nothing failed; 2 on usage or setup
@@ -21,10 +24,26 @@
 #include <cstring>
 #include <string>
 
+#include "common/status_macros.h"
 #include "tests/conform/conform_runner.h"
 
 namespace npa::conform {
+
+absl::Status NewServices(Ctx& c) {
+  c.svc.reset();
+  NPA_ASSIGN_OR_RETURN(c.svc, ConformServices::Create(shell::MakeFdDeviceIo(c.fn->device().fd()),
+                                                      c.opt.bdf, c.region.data(), c.region.size(),
+                                                      /*dma_bytes=*/4u << 20));
+  c.svc->verbose = c.opt.verbose;
+  return absl::OkStatus();
+}
+
 namespace {
+
+int SetupError(const absl::Status& s) {
+  fprintf(stderr, "npa-conform: %s\n", std::string(s.message()).c_str());
+  return 2;
+}
 
 int Usage() {
   fprintf(stderr,
@@ -102,21 +121,19 @@ int Main(int argc, char** argv) {
   count("abi_load", Pass(c.plugin->name() + " " + c.plugin->version() + " by " +
                          c.plugin->vendor()));
 
-  auto host = VfioHost::Open(c.opt.bdf);
-  if (!host.ok()) {
-    fprintf(stderr, "npa-conform: %s\n", std::string(host.status().message()).c_str());
-    return 2;
-  }
-  c.host = std::move(*host);
+  auto fn = agent::vf::VfioFunction::Open(c.opt.bdf);
+  if (!fn.ok()) return SetupError(fn.status());
+  c.fn.emplace(std::move(*fn));
+  if (!c.fn->device().is_pci())
+    return SetupError(absl::FailedPreconditionError(c.opt.bdf + " is not a PCI device"));
   // 24 MiB at iova == vaddr: 4 MiB of ring memory, the rest packet slots.
-  auto region = c.host->MapRegion(24u << 20);
-  if (!region.ok()) {
-    fprintf(stderr, "npa-conform: %s\n", std::string(region.status().message()).c_str());
-    return 2;
-  }
-  c.region = *region;
-  c.svc = std::make_unique<ConformServices>(c.host.get(), c.region, 4u << 20);
-  c.svc->verbose = c.opt.verbose;
+  auto region = c.fn->container().MapMemfdRegion(24u << 20, "npa-conform");
+  if (!region.ok()) return SetupError(region.status());
+  c.region = std::move(*region);
+  if (absl::Status s = NewServices(c); !s.ok()) return SetupError(s);
+  auto info = c.svc->vf().DeviceInfo();
+  if (!info.ok()) return SetupError(info.status());
+  c.info = *info;
   if (!c.opt.no_traffic) {
     auto peer = Peer::Open(c.opt.peer_netns, c.opt.peer_if);
     if (!peer.ok()) {
@@ -142,8 +159,7 @@ int Main(int argc, char** argv) {
     if (wanted(k.name)) count(k.name, r);
     // A case that failed must not poison the next one's accounting.
     if (c.svc->bufs_outstanding() || c.svc->dma_outstanding() || c.svc->violations()) {
-      c.svc = std::make_unique<ConformServices>(c.host.get(), c.region, 4u << 20);
-      c.svc->verbose = c.opt.verbose;
+      if (absl::Status s = NewServices(c); !s.ok()) return SetupError(s);
     }
   }
   printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
