@@ -34,7 +34,16 @@
  * application, the shell (after a successful tx_burst, until completion), or a
  * plug-in's RX ring. There is no reference count. Freeing a buffer returns
  * it to the pool of the queue it is freed on; it must be freed on a queue of
- * the same shell it was allocated from.
+ * the same shell it was allocated from, by that queue's owning thread (a pool
+ * has one owner and no lock: npa/shell.h, "Threads"; a plug-in's buf_free
+ * follows npa/plugin.h, "Buffers").
+ *
+ * Frames: a frame is its first segment (the head) plus the segments chained
+ * through next; pkt_len and nb_segs are meaningful on the head only. Calls
+ * that take frames (tx_burst, npa_buf_free, a plug-in's buf_free) take heads
+ * and act on every segment. ol_flags is one word for both directions: a
+ * buffer received and sent back still carries its NPA_BUF_OL_RX_* bits, which
+ * the TX side ignores.
  */
 #ifndef NPA_BUF_H_
 #define NPA_BUF_H_

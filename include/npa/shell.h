@@ -32,11 +32,25 @@
  *     any vhost-user back end (npa-agent's --vhost-user socket, DPDK net_vhost,
  *     QEMU's vhost-user-bridge...). There is no VF path then.
  *
- * Threads: every queue pair is owned by one thread at a time; the burst calls
- * take no locks and must not be called concurrently for the same queue. The
- * control calls (configure, start, stop, stats, events) are thread-safe with
- * respect to each other and to the burst calls. A path switch is applied at a
- * burst boundary: the owning thread's next burst call sees it.
+ * Threads: every queue pair is owned by one thread at a time, its "owning
+ * thread" (ownership may move to another thread with the application's own
+ * synchronisation in between). The per-queue calls take no locks, so for
+ * queue q they must come from q's owning thread, never from two threads at
+ * once:
+ *   npa_rx_burst, npa_tx_burst          the data path
+ *   npa_buf_alloc, npa_buf_free         q's pool (single-owner, no atomics)
+ *   npa_queue_intr_enable               may call the VF plug-in's fast op
+ *   npa_queue_intr_ack                  counts into q's counters
+ * Every other call may come from any thread, also while the owners burst:
+ *   npa_shell_configure, npa_shell_start, npa_shell_stop (serialised with
+ *   each other), npa_shell_queue_stats, npa_shell_get_info,
+ *   npa_shell_event_fd, npa_shell_next_event, npa_queue_intr_fd, and
+ *   npa_shell_last_error (which answers for the calling thread).
+ * npa_shell_close is the exception: call it once no thread calls into the
+ * shell any more. A path switch (start, stop, VF attach or revoke) is applied
+ * at a burst boundary: the owning thread's next burst or intr_enable call
+ * sees it (npa_shell_stop, giving a VF back, waits a bounded time for that;
+ * an owner that does not burst meanwhile takes it at its next call).
  *
  * Errors: functions returning int return 0 (or a count) on success and a
  * negative errno on failure; npa_shell_last_error() then describes it in
@@ -192,7 +206,8 @@ uint16_t npa_tx_burst(npa_shell *sh, uint16_t qid, npa_buf **bufs, uint16_t n);
  * how many; fewer when the pool runs low. Owning thread of qid only. */
 uint16_t npa_buf_alloc(npa_shell *sh, uint16_t qid, npa_buf **bufs, uint16_t n);
 
-/* Return n buffers (each frame with all its segments) to qid's pool. */
+/* Return n buffers (each frame with all its segments) to qid's pool. Owning
+ * thread of qid only; a buffer may go back on any queue of this shell. */
 void npa_buf_free(npa_shell *sh, uint16_t qid, npa_buf **bufs, uint16_t n);
 
 /* Interrupt mode. npa_queue_intr_fd() returns an fd that becomes readable
@@ -200,13 +215,15 @@ void npa_buf_free(npa_shell *sh, uint16_t qid, npa_buf **bufs, uint16_t n);
  * it. npa_queue_intr_enable(sh, q, 1) arms it: call it, then re-poll rx_burst
  * once, then sleep on the fd (the re-poll closes the race with a frame that
  * arrived before arming). npa_queue_intr_enable(sh, q, 0) returns to polling.
- * The fd stays valid across path switches. */
+ * The fd stays valid across path switches. npa_queue_intr_fd: any thread;
+ * npa_queue_intr_enable and npa_queue_intr_ack: qid's owning thread only. */
 int npa_queue_intr_fd(npa_shell *sh, uint16_t qid);
 int npa_queue_intr_enable(npa_shell *sh, uint16_t qid, int enable);
 /* Acknowledge a wake-up (drains the fd). Returns 0 or -errno. */
 int npa_queue_intr_ack(npa_shell *sh, uint16_t qid);
 
-/* Stats of queue qid, or the sum of all queues when qid == UINT16_MAX. */
+/* Stats of queue qid, or the sum of all queues when qid == UINT16_MAX. Any
+ * thread: the counters are read while the owners keep writing them. */
 int npa_shell_queue_stats(npa_shell *sh, uint16_t qid, npa_queue_stats *out);
 int npa_shell_get_info(npa_shell *sh, npa_shell_info *out);
 

@@ -23,6 +23,12 @@
  * not need Abseil. Errors are the C API's: a negative errno from the call,
  * and last_error() for the words (valid until this thread's next npa call).
  * The burst calls are inline forwards: no cost over the C API.
+ *
+ * Threads: those of npa/shell.h. RxBurst, TxBurst, Alloc, Free, IntrEnable
+ * and IntrAck for queue q from q's owning thread only; the other calls from
+ * any thread. The Shell object itself is a handle, not a lock: do not move,
+ * Reset or destroy it while another thread still uses it (destroying it is
+ * npa_shell_close).
  */
 #ifndef NPA_SHELL_HPP_
 #define NPA_SHELL_HPP_
