@@ -1,9 +1,17 @@
-// hypervisor/daemon/guest_lifecycle.h — the guest attachment lifecycle as a table of
-// legal transitions (docs/architecture.md "Lifecycles", in the manner of VFIO migration v2).
+// hypervisor/daemon/guest_lifecycle.h — the guest attachment lifecycle as a
+// table of legal transitions (docs/architecture.md "Lifecycles", in the manner
+// of VFIO migration v2), on the one transition-table template
+// (common/state_machine.h). The control server asks this table whether a
+// step is legal before it takes it (CanFire), and moves only through it
+// (Fire/Transition): the table is the one place that says what a guest in a
+// given state may do.
 //
 //   GuestLifecycle lc;                                  // CONNECTED
 //   NPA_RETURN_IF_ERROR(lc.Transition(GuestState::kNegotiating));
 //   ...
+//   if (!lc.CanFire(GuestState::kVfOffered))            // from NEGOTIATING:
+//     return absl::FailedPreconditionError(absl::StrCat(
+//         "guest g1 is ", lc.name(), ": attach needs ", StatesLeadingTo(GuestState::kVfOffered)));
 //   absl::Status s = lc.Transition(GuestState::kRunning);  // from NEGOTIATING:
 //   // s = FailedPrecondition("guest lifecycle: illegal transition NEGOTIATING -> RUNNING")
 //
@@ -16,21 +24,27 @@
 //   CLOSED       terminal
 //   BROKEN       the device or session failed; only teardown is legal
 //   VF_OFFERED, VF_ACTIVE, REVOKING
-//                the VF path (control_server_vf.cc): a VF was offered, the
-//                guest runs on it, it is being revoked back to the emulated
-//                path. They move with the VF's own table (vf_lifecycle.h).
+//                the VF path (vf_attachments.h): a VF was offered, the guest
+//                runs on it, it is being revoked back to the emulated path.
+//                They move with the VF's own table (vf_lifecycle.h).
 //
-// Every edge is listed in kGuestTransitions; anything else is an error naming
-// both states. ShortestPath gives the legal route between two states (BFS over
-// the same table), e.g. for tearing down from any state.
+// Every edge is listed in kGuestTransitions (npa::Edge arcs: the event of an
+// arc is its target state); anything else is an error naming both states,
+// with the state unchanged. ShortestPath gives the legal route between two
+// states (TransitionTable::ShortestPath over the same table), e.g. for
+// tearing down from any state.
+//
+// Threads: none of its own; the control thread owns every guest's machine.
 #ifndef NPA_HYPERVISOR_DAEMON_GUEST_LIFECYCLE_H_
 #define NPA_HYPERVISOR_DAEMON_GUEST_LIFECYCLE_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/state_machine.h"
 
 namespace npa::agent {
 
@@ -50,59 +64,68 @@ inline constexpr size_t kNumGuestStates = 10;
 
 const char* GuestStateName(GuestState s);
 
-struct GuestTransition {
-  GuestState from;
-  GuestState to;
+struct GuestLifecycleTraits {
+  using State = GuestState;
+  using Event = GuestState;  // "go to state X"
+  static constexpr const char* kName = "guest lifecycle";
+  static constexpr size_t kNumStates = kNumGuestStates, kNumEvents = kNumGuestStates;
+  static const char* StateName(GuestState s) { return GuestStateName(s); }
+  static const char* EventName(GuestState s) { return GuestStateName(s); }
+
+  using S = GuestState;
+  static constexpr Arc<GuestState, GuestState> kArcs[] = {
+      Edge(S::kConnected, S::kNegotiating),
+      Edge(S::kConnected, S::kClosing),
+      Edge(S::kConnected, S::kBroken),
+      Edge(S::kNegotiating, S::kReady),
+      Edge(S::kNegotiating, S::kClosing),
+      Edge(S::kNegotiating, S::kBroken),
+      Edge(S::kReady, S::kRunning),
+      Edge(S::kReady, S::kNegotiating),  // front end reconfigures
+      Edge(S::kReady, S::kClosing),
+      Edge(S::kReady, S::kBroken),
+      Edge(S::kRunning, S::kNegotiating),  // queues stopped / reset
+      Edge(S::kRunning, S::kVfOffered),
+      Edge(S::kRunning, S::kClosing),
+      Edge(S::kRunning, S::kBroken),
+      Edge(S::kVfOffered, S::kVfActive),  // guest accepted
+      Edge(S::kVfOffered, S::kRunning),   // guest declined, or the offer was withdrawn
+      Edge(S::kVfOffered, S::kClosing),
+      Edge(S::kVfOffered, S::kBroken),
+      Edge(S::kVfActive, S::kRevoking),
+      Edge(S::kVfActive, S::kClosing),
+      Edge(S::kVfActive, S::kBroken),
+      Edge(S::kRevoking, S::kRunning),  // RevokeDone
+      Edge(S::kRevoking, S::kClosing),
+      Edge(S::kRevoking, S::kBroken),
+      Edge(S::kBroken, S::kClosing),
+      Edge(S::kClosing, S::kClosed),
+  };
 };
 
-// The whole lifecycle, as data.
-inline constexpr GuestTransition kGuestTransitions[] = {
-    {GuestState::kConnected, GuestState::kNegotiating},
-    {GuestState::kConnected, GuestState::kClosing},
-    {GuestState::kConnected, GuestState::kBroken},
-    {GuestState::kNegotiating, GuestState::kReady},
-    {GuestState::kNegotiating, GuestState::kClosing},
-    {GuestState::kNegotiating, GuestState::kBroken},
-    {GuestState::kReady, GuestState::kRunning},
-    {GuestState::kReady, GuestState::kNegotiating},  // front end reconfigures
-    {GuestState::kReady, GuestState::kClosing},
-    {GuestState::kReady, GuestState::kBroken},
-    {GuestState::kRunning, GuestState::kNegotiating},  // queues stopped / reset
-    {GuestState::kRunning, GuestState::kVfOffered},
-    {GuestState::kRunning, GuestState::kClosing},
-    {GuestState::kRunning, GuestState::kBroken},
-    {GuestState::kVfOffered, GuestState::kVfActive},   // guest accepted
-    {GuestState::kVfOffered, GuestState::kRunning},    // guest declined
-    {GuestState::kVfOffered, GuestState::kClosing},
-    {GuestState::kVfOffered, GuestState::kBroken},
-    {GuestState::kVfActive, GuestState::kRevoking},
-    {GuestState::kVfActive, GuestState::kClosing},
-    {GuestState::kVfActive, GuestState::kBroken},
-    {GuestState::kRevoking, GuestState::kRunning},     // RevokeDone
-    {GuestState::kRevoking, GuestState::kClosing},
-    {GuestState::kRevoking, GuestState::kBroken},
-    {GuestState::kBroken, GuestState::kClosing},
-    {GuestState::kClosing, GuestState::kClosed},
-};
+using GuestTransitionTable = TransitionTable<GuestLifecycleTraits>;
 
-bool IsLegalTransition(GuestState from, GuestState to);
+// The whole lifecycle, as data (each arc's from/to; event == to).
+inline constexpr const auto& kGuestTransitions = GuestLifecycleTraits::kArcs;
+
+inline bool IsLegalTransition(GuestState from, GuestState to) {
+  return GuestTransitionTable::Legal(from, to);
+}
 
 // The states visited from `from` (exclusive) to `to` (inclusive) along legal
 // edges, shortest first; empty if from == to; kFailedPrecondition if `to`
 // cannot be reached.
-absl::Status ShortestPath(GuestState from, GuestState to, std::vector<GuestState>* path);
+inline absl::Status ShortestPath(GuestState from, GuestState to, std::vector<GuestState>* path) {
+  return GuestTransitionTable::ShortestPath(from, to, path);
+}
 
-class GuestLifecycle {
+// The states with an edge to `to`, as the table lists them ("RUNNING",
+// "VF_OFFERED or REVOKING"): what a refusal says the step needs.
+std::string StatesLeadingTo(GuestState to);
+
+class GuestLifecycle : public StateMachine<GuestLifecycleTraits> {
  public:
-  GuestLifecycle() = default;
-  GuestState state() const { return state_; }
-  const char* name() const { return GuestStateName(state_); }
-  // kFailedPrecondition naming both states when the edge is not in the table;
-  // the state is unchanged then.
-  absl::Status Transition(GuestState to);
-
- private:
-  GuestState state_ = GuestState::kConnected;
+  GuestLifecycle() : StateMachine(GuestState::kConnected) {}
 };
 
 }  // namespace npa::agent

@@ -5,6 +5,8 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+
 namespace npa::agent {
 namespace {
 
@@ -81,6 +83,45 @@ TEST(GuestLifecycleTest, EveryStateReachesClosed) {
     if (s == GuestState::kClosed) continue;
     EXPECT_TRUE(ShortestPath(s, GuestState::kClosed, &p).ok()) << GuestStateName(s);
   }
+}
+
+// Every (from, to) pair: a machine in `from` moves to `to` exactly when the
+// table lists the edge, and otherwise refuses naming both states, unmoved.
+TEST(GuestLifecycleTest, EveryPairIsEitherAnEdgeOrAnErrorNamingBothStates) {
+  std::set<std::pair<GuestState, GuestState>> edges;
+  for (const auto& t : kGuestTransitions) edges.insert({t.from, t.to});
+  size_t legal = 0;
+  for (size_t f = 0; f < kNumGuestStates; f++)
+    for (size_t t = 0; t < kNumGuestStates; t++) {
+      const GuestState from = static_cast<GuestState>(f), to = static_cast<GuestState>(t);
+      std::vector<GuestState> p;
+      ASSERT_TRUE(ShortestPath(GuestState::kConnected, from, &p).ok()) << GuestStateName(from);
+      GuestLifecycle lc;
+      for (GuestState s : p) ASSERT_TRUE(lc.Transition(s).ok());
+      ASSERT_EQ(lc.state(), from);
+      const bool in_table = edges.count({from, to}) > 0;
+      EXPECT_EQ(IsLegalTransition(from, to), in_table);
+      EXPECT_EQ(lc.CanFire(to), in_table);
+      absl::Status s = lc.Transition(to);
+      EXPECT_EQ(s.ok(), in_table) << GuestStateName(from) << " -> " << GuestStateName(to);
+      if (in_table) {
+        EXPECT_EQ(lc.state(), to);
+        legal++;
+      } else {
+        EXPECT_EQ(s.message(), absl::StrCat("guest lifecycle: illegal transition ",
+                                            GuestStateName(from), " -> ", GuestStateName(to)));
+        EXPECT_EQ(lc.state(), from);
+      }
+    }
+  EXPECT_EQ(legal, std::size(kGuestTransitions));
+}
+
+TEST(GuestLifecycleTest, StatesLeadingToReadTheTable) {
+  EXPECT_EQ(StatesLeadingTo(GuestState::kVfOffered), "RUNNING");
+  EXPECT_EQ(StatesLeadingTo(GuestState::kVfActive), "VF_OFFERED");
+  EXPECT_EQ(StatesLeadingTo(GuestState::kRevoking), "VF_ACTIVE");
+  EXPECT_EQ(StatesLeadingTo(GuestState::kClosed), "CLOSING");
+  EXPECT_EQ(StatesLeadingTo(GuestState::kConnected), "a state the lifecycle does not have");
 }
 
 }  // namespace

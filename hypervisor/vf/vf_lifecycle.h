@@ -1,6 +1,6 @@
 // hypervisor/vf/vf_lifecycle.h — one pooled VF's lifecycle as a table of legal
 // transitions (docs/architecture.md "Lifecycles", in the manner of VFIO migration v2's
-// device-state arcs).
+// device-state arcs), on the one transition-table template (common/state_machine.h).
 //
 //   VfLifecycle lc;                                   // FREE
 //   NPA_RETURN_IF_ERROR(lc.Transition(VfState::kBinding));
@@ -23,9 +23,16 @@
 //   FAILED     a step the agent could not undo failed (reset, unmap, unbind).
 //              Not attachable; `npactl vf reset` retries the teardown.
 //
-// Every edge is in kVfTransitions; anything else is an error naming both
-// states. VfShortestPath gives the legal route (BFS over the same table): the
-// attach sequence is VfShortestPath(FREE, OFFERED).
+// Every edge is in kVfTransitions (VfLifecycleTraits::kArcs, npa::Edge arcs:
+// the event of each arc is its target state); anything else is an error
+// naming both states, and the state is unchanged. VfShortestPath gives the
+// legal route over the same table (TransitionTable::ShortestPath): the attach
+// sequence is VfShortestPath(FREE, OFFERED).
+//
+// Threads: none of its own; the VfManager's owner (the control thread)
+// serializes every call. Errors: kFailedPrecondition for an illegal
+// transition or an unreachable target, kInvalidArgument for a state out of
+// range.
 #ifndef NPA_HYPERVISOR_VF_VF_LIFECYCLE_H_
 #define NPA_HYPERVISOR_VF_VF_LIFECYCLE_H_
 
@@ -34,6 +41,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/state_machine.h"
 
 namespace npa::agent {
 
@@ -52,51 +60,58 @@ inline constexpr size_t kNumVfStates = 9;
 
 const char* VfStateName(VfState s);
 
-struct VfTransition {
-  VfState from;
-  VfState to;
+struct VfLifecycleTraits {
+  using State = VfState;
+  using Event = VfState;  // "go to state X"
+  static constexpr const char* kName = "VF lifecycle";
+  static constexpr size_t kNumStates = kNumVfStates, kNumEvents = kNumVfStates;
+  static const char* StateName(VfState s) { return VfStateName(s); }
+  static const char* EventName(VfState s) { return VfStateName(s); }
+
+  using S = VfState;
+  static constexpr Arc<VfState, VfState> kArcs[] = {
+      Edge(S::kFree, S::kBinding),        // attach, or reset of a free VF
+      Edge(S::kBinding, S::kBound),
+      Edge(S::kBinding, S::kFree),        // bind failed, rolled back
+      Edge(S::kBinding, S::kFailed),      // bind failed, rollback failed
+      Edge(S::kBound, S::kMapped),
+      Edge(S::kBound, S::kResetting),     // map failed / reset of a free VF
+      Edge(S::kMapped, S::kOffered),
+      Edge(S::kMapped, S::kResetting),    // sending the offer failed
+      Edge(S::kOffered, S::kActive),      // VfAccept{accepted=true}
+      Edge(S::kOffered, S::kResetting),   // declined, timed out, guest gone
+      Edge(S::kActive, S::kRevoking),     // planned detach
+      Edge(S::kActive, S::kResetting),    // forced detach, guest gone, device error
+      Edge(S::kRevoking, S::kResetting),  // RevokeDone, or its timeout
+      Edge(S::kResetting, S::kFree),
+      Edge(S::kResetting, S::kFailed),
+      Edge(S::kFailed, S::kResetting),    // operator retry (npactl vf reset)
+  };
 };
 
-inline constexpr VfTransition kVfTransitions[] = {
-    {VfState::kFree, VfState::kBinding},       // attach, or reset of a free VF
-    {VfState::kBinding, VfState::kBound},
-    {VfState::kBinding, VfState::kFree},       // bind failed, rolled back
-    {VfState::kBinding, VfState::kFailed},     // bind failed, rollback failed
-    {VfState::kBound, VfState::kMapped},
-    {VfState::kBound, VfState::kResetting},    // map failed / reset of a free VF
-    {VfState::kMapped, VfState::kOffered},
-    {VfState::kMapped, VfState::kResetting},   // sending the offer failed
-    {VfState::kOffered, VfState::kActive},     // VfAccept{accepted=true}
-    {VfState::kOffered, VfState::kResetting},  // declined, timed out, guest gone
-    {VfState::kActive, VfState::kRevoking},    // planned detach
-    {VfState::kActive, VfState::kResetting},   // forced detach, guest gone, device error
-    {VfState::kRevoking, VfState::kResetting}, // RevokeDone, or its timeout
-    {VfState::kResetting, VfState::kFree},
-    {VfState::kResetting, VfState::kFailed},
-    {VfState::kFailed, VfState::kResetting},   // operator retry (npactl vf reset)
-};
+using VfTransitionTable = TransitionTable<VfLifecycleTraits>;
 
-bool IsLegalVfTransition(VfState from, VfState to);
+// The whole lifecycle, as data (each arc's from/to; event == to).
+inline constexpr const auto& kVfTransitions = VfLifecycleTraits::kArcs;
+
+inline bool IsLegalVfTransition(VfState from, VfState to) {
+  return VfTransitionTable::Legal(from, to);
+}
 
 // States visited from `from` (exclusive) to `to` (inclusive), shortest first;
 // empty if equal; kFailedPrecondition if unreachable.
-absl::Status VfShortestPath(VfState from, VfState to, std::vector<VfState>* path);
+inline absl::Status VfShortestPath(VfState from, VfState to, std::vector<VfState>* path) {
+  return VfTransitionTable::ShortestPath(from, to, path);
+}
 
-class VfLifecycle {
+class VfLifecycle : public StateMachine<VfLifecycleTraits> {
  public:
-  VfState state() const { return state_; }
-  const char* name() const { return VfStateName(state_); }
-  // kFailedPrecondition naming both states if the edge is not in the table;
-  // the state is unchanged then.
-  absl::Status Transition(VfState to);
+  VfLifecycle() : StateMachine(VfState::kFree) {}
   // True while a guest holds (or is being given) the VF.
   bool held() const {
-    return state_ == VfState::kOffered || state_ == VfState::kActive ||
-           state_ == VfState::kRevoking;
+    return state() == VfState::kOffered || state() == VfState::kActive ||
+           state() == VfState::kRevoking;
   }
-
- private:
-  VfState state_ = VfState::kFree;
 };
 
 }  // namespace npa::agent

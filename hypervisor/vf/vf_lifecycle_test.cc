@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
 namespace npa::agent {
 namespace {
 
@@ -52,6 +57,36 @@ TEST(VfLifecycle, NoSelfLoopsAndNoDuplicateEdges) {
     for (size_t j = i + 1; j < std::size(kVfTransitions); j++)
       EXPECT_FALSE(kVfTransitions[i].from == kVfTransitions[j].from &&
                    kVfTransitions[i].to == kVfTransitions[j].to);
+}
+
+// Every (from, to) pair: a machine in `from` moves to `to` exactly when the
+// table lists the edge, and otherwise refuses naming both states, unmoved.
+TEST(VfLifecycle, EveryPairIsEitherAnEdgeOrAnErrorNamingBothStates) {
+  std::set<std::pair<VfState, VfState>> edges;
+  for (const auto& t : kVfTransitions) edges.insert({t.from, t.to});
+  size_t legal = 0;
+  for (size_t f = 0; f < kNumVfStates; f++)
+    for (size_t t = 0; t < kNumVfStates; t++) {
+      const VfState from = static_cast<VfState>(f), to = static_cast<VfState>(t);
+      std::vector<VfState> p;
+      ASSERT_TRUE(VfShortestPath(VfState::kFree, from, &p).ok()) << VfStateName(from);
+      VfLifecycle lc;
+      for (VfState s : p) ASSERT_TRUE(lc.Transition(s).ok());
+      ASSERT_EQ(lc.state(), from);
+      const bool in_table = edges.count({from, to}) > 0;
+      EXPECT_EQ(IsLegalVfTransition(from, to), in_table);
+      absl::Status s = lc.Transition(to);
+      EXPECT_EQ(s.ok(), in_table) << VfStateName(from) << " -> " << VfStateName(to);
+      if (in_table) {
+        EXPECT_EQ(lc.state(), to);
+        legal++;
+      } else {
+        EXPECT_EQ(s.message(), absl::StrCat("VF lifecycle: illegal transition ", VfStateName(from),
+                                            " -> ", VfStateName(to)));
+        EXPECT_EQ(lc.state(), from);
+      }
+    }
+  EXPECT_EQ(legal, std::size(kVfTransitions));
 }
 
 }  // namespace

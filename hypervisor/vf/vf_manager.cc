@@ -103,6 +103,17 @@ absl::Status VfManager::Move(Vf& v, VfState to) {
   return s;
 }
 
+void VfManager::MoveOrFail(Vf& v, VfState to) {
+  absl::Status s = Move(v, to);
+  if (s.ok()) return;
+  // Only a bug gets here (every caller runs where the table has the edge):
+  // keep the function out of the pool rather than guess what it holds.
+  v.last_error = std::string(s.message());
+  const bool failed = v.lc.CanFire(VfState::kFailed) && v.lc.Fire(VfState::kFailed).ok();
+  NPA_LOG(Error, "%s; %s", v.last_error.c_str(),
+          failed ? "marked FAILED" : "left where it is until npactl vf reset");
+}
+
 absl::Status VfManager::Init() {
   for (const VfPoolEntry& e : opts_.pool) {
     std::string bdf = absl::AsciiStrToLower(e.bdf);
@@ -141,14 +152,14 @@ absl::Status VfManager::BindAndOpen(Vf& v) {
   bo.reset_method = ChooseResetMethod(v);
   auto b = binder_.BindToVfio(v.cfg.bdf, bo);
   if (!b.ok()) {
-    (void)Move(v, VfState::kFree);
+    MoveOrFail(v, VfState::kFree);
     v.last_error = absl::StrCat("bind to vfio-pci: ", b.status().message());
     return Prefix(b.status(), absl::StrCat("vf ", v.cfg.bdf, ": bind to vfio-pci"));
   }
   if (!v.binding) v.binding = *b;  // the first record knows the original driver
   auto dev = vfio_.Open(v.cfg.bdf);
   if (!dev.ok()) {
-    (void)Move(v, VfState::kFree);
+    MoveOrFail(v, VfState::kFree);
     v.last_error = absl::StrCat("open VFIO device: ", dev.status().message());
     return Prefix(dev.status(), absl::StrCat("vf ", v.cfg.bdf, ": open VFIO container/group/device"));
   }
@@ -163,7 +174,8 @@ absl::StatusOr<VfManager::Offer> VfManager::Attach(absl::string_view bdf, uint64
   if (!v)
     return absl::NotFoundError(absl::StrCat(bdf, " is not in the VF pool (start npa-agent with --vf ",
                                             bdf, ")"));
-  if (v->lc.state() != VfState::kFree)
+  // Attach starts with FREE -> BINDING: the table says which VF may.
+  if (!v->lc.CanFire(VfState::kBinding))
     return absl::FailedPreconditionError(absl::StrCat(
         "vf ", v->cfg.bdf, " is ", v->lc.name(),
         v->guest_name.empty() ? "" : absl::StrCat(" (held by guest '", v->guest_name, "')"),
@@ -181,7 +193,7 @@ absl::StatusOr<VfManager::Offer> VfManager::Attach(absl::string_view bdf, uint64
     absl::Status named = Prefix(s, absl::StrCat("vf ", v->cfg.bdf, ": ", step));
     v->last_error = std::string(named.message());
     NPA_LOG(Warn, "%s; rolling back", v->last_error.c_str());
-    (void)Move(*v, VfState::kResetting);
+    MoveOrFail(*v, VfState::kResetting);
     Finish(*v, Teardown(*v));
     return named;
   };
@@ -227,7 +239,7 @@ absl::Status VfManager::BeginRevoke(uint64_t offer_id) {
 absl::Status VfManager::RequestRelease(uint64_t offer_id) {
   Vf* v = FindOffer(offer_id);
   if (!v) return absl::NotFoundError(absl::StrCat("no VF offer ", offer_id));
-  if (v->lc.state() != VfState::kActive || !v->dev)
+  if (!v->lc.CanFire(VfState::kRevoking) || !v->dev)
     return absl::FailedPreconditionError(
         absl::StrCat("vf ", v->cfg.bdf, " is ", v->lc.name(), ", not ACTIVE: no VFIO REQ to send"));
   NPA_RETURN_IF_ERROR(Prefix(v->dev->RequestRelease(), absl::StrCat("vf ", v->cfg.bdf, ": VFIO REQ")));
@@ -257,19 +269,19 @@ void VfManager::Finish(Vf& v, const absl::Status& teardown) {
   if (!teardown.ok()) {
     v.last_error = absl::StrCat("teardown: ", teardown.message());
     NPA_LOG(Error, "vf %s: %s; marked FAILED", v.cfg.bdf.c_str(), v.last_error.c_str());
-    (void)Move(v, VfState::kFailed);
+    MoveOrFail(v, VfState::kFailed);
     return;
   }
   if (opts_.restore_driver && v.binding && v.binding->original_driver != "vfio-pci") {
     if (absl::Status s = binder_.Restore(*v.binding); !s.ok()) {
       v.last_error = absl::StrCat("restore original driver: ", s.message());
       NPA_LOG(Error, "vf %s: %s; marked FAILED", v.cfg.bdf.c_str(), v.last_error.c_str());
-      (void)Move(v, VfState::kFailed);
+      MoveOrFail(v, VfState::kFailed);
       return;
     }
     v.binding.reset();
   }
-  (void)Move(v, VfState::kFree);
+  MoveOrFail(v, VfState::kFree);
 }
 
 absl::Status VfManager::Release(uint64_t offer_id, const std::string& why, bool force_unbind) {

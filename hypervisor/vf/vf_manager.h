@@ -169,7 +169,13 @@ class VfManager {
   Vf* Find(absl::string_view bdf);
   const Vf* Find(absl::string_view bdf) const;
   Vf* FindOffer(uint64_t offer_id);
+  // One step along the VF's table; an illegal one is kFailedPrecondition
+  // naming the VF and both states, with the state unchanged.
   absl::Status Move(Vf& v, VfState to);
+  // Move for the rollback and teardown steps, which have no caller to refuse
+  // to: an illegal step is logged with the VF's name and both states, kept in
+  // last_error, and the VF goes to FAILED where the table allows it.
+  void MoveOrFail(Vf& v, VfState to);
   // BINDING -> BOUND: vfio-pci + VfioLayer::Open. On failure back to FREE.
   absl::Status BindAndOpen(Vf& v);
   // Reset, unmap, close (any order-safe subset of what is held). Returns the
