@@ -1,18 +1,20 @@
 #include "shell/vf/plugin_device.h"
 
-#include <array>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
+#include "common/state_machine.h"
 #include "common/status_macros.h"
 
 namespace npa::shell {
 
 // ---------------------------------------------------------------------------
-// PluginDevice: the call order of plugin.h as data.
+// PluginDevice: the call order of plugin.h as a table (common/state_machine.h)
+// whose events are the kinds of call.
 
 enum class PluginDevice::Op : uint8_t {
   kProbe, kGetCaps, kConfigure, kStart, kRx, kTx, kQueueOp, kQuery, kQuiesce, kStop, kReset,
@@ -21,71 +23,8 @@ enum class PluginDevice::Op : uint8_t {
 
 namespace {
 
-using State = PluginDevice::State;
-constexpr size_t kStates = static_cast<size_t>(State::kRemoved) + 1;
-constexpr uint8_t kIllegal = 0xff;
-
-struct Transition {
-  PluginDevice::Op op;
-  State from;
-  State to;
-};
-
-template <size_t N>
-constexpr auto BuildTable(const Transition (&rows)[N]) {
-  constexpr size_t kOps = static_cast<size_t>(PluginDevice::Op::kCount);
-  std::array<std::array<uint8_t, kStates>, kOps> t{};
-  for (auto& row : t) row.fill(kIllegal);
-  for (const Transition& r : rows) {
-    t[static_cast<size_t>(r.op)][static_cast<size_t>(r.from)] = static_cast<uint8_t>(r.to);
-  }
-  return t;
-}
-
 using O = PluginDevice::Op;
-using S = State;
-// Every legal (op, from) pair and where it leads; anything else is out of order.
-constexpr Transition kTransitions[] = {
-    {O::kProbe, S::kIdle, S::kProbed},
-    {O::kGetCaps, S::kProbed, S::kCapsKnown},
-    {O::kGetCaps, S::kCapsKnown, S::kCapsKnown},
-    {O::kGetCaps, S::kConfigured, S::kConfigured},
-    {O::kGetCaps, S::kStopped, S::kStopped},
-    // configure needs the caps to check the config against.
-    {O::kConfigure, S::kCapsKnown, S::kConfigured},
-    {O::kConfigure, S::kConfigured, S::kConfigured},
-    {O::kConfigure, S::kStopped, S::kConfigured},
-    {O::kStart, S::kConfigured, S::kStarted},
-    {O::kRx, S::kStarted, S::kStarted},
-    {O::kRx, S::kQuiesced, S::kQuiesced},  // draining RX goes on while quiesced
-    {O::kTx, S::kStarted, S::kStarted},
-    {O::kQueueOp, S::kStarted, S::kStarted},
-    {O::kQueueOp, S::kQuiesced, S::kQuiesced},
-    // Counters are read after stop too: the shell's totals must not go backwards.
-    {O::kQuery, S::kConfigured, S::kConfigured},
-    {O::kQuery, S::kStarted, S::kStarted},
-    {O::kQuery, S::kQuiesced, S::kQuiesced},
-    {O::kQuery, S::kStopped, S::kStopped},
-    {O::kQuiesce, S::kStarted, S::kQuiesced},
-    {O::kQuiesce, S::kQuiesced, S::kQuiesced},
-    {O::kStop, S::kStarted, S::kStopped},
-    {O::kStop, S::kQuiesced, S::kStopped},
-    {O::kReset, S::kStopped, S::kStopped},
-    {O::kRuntime, S::kConfigured, S::kConfigured},
-    {O::kRuntime, S::kStarted, S::kStarted},
-    {O::kRuntime, S::kStopped, S::kStopped},
-    {O::kIrq, S::kProbed, S::kProbed},
-    {O::kIrq, S::kCapsKnown, S::kCapsKnown},
-    {O::kIrq, S::kConfigured, S::kConfigured},
-    {O::kIrq, S::kStarted, S::kStarted},
-    {O::kIrq, S::kQuiesced, S::kQuiesced},
-    {O::kIrq, S::kStopped, S::kStopped},
-    {O::kRemove, S::kProbed, S::kRemoved},
-    {O::kRemove, S::kCapsKnown, S::kRemoved},
-    {O::kRemove, S::kConfigured, S::kRemoved},
-    {O::kRemove, S::kStopped, S::kRemoved},
-};
-constexpr auto kTable = BuildTable(kTransitions);
+using S = PluginDevice::State;
 
 const char* OpName(PluginDevice::Op op) {
   switch (op) {
@@ -107,6 +46,59 @@ const char* OpName(PluginDevice::Op op) {
   }
   return "?";
 }
+
+struct PluginDeviceTraits {
+  using State = PluginDevice::State;
+  using Event = PluginDevice::Op;
+  static constexpr const char* kName = "plug-in device";
+  static constexpr size_t kNumStates = static_cast<size_t>(S::kRemoved) + 1;
+  static constexpr size_t kNumEvents = static_cast<size_t>(O::kCount);
+  static const char* StateName(S s) { return npa::shell::StateName(s); }
+  static const char* EventName(O op) { return OpName(op); }
+  // Every legal (state, op) pair and where it leads; anything else is out of
+  // order.
+  static constexpr Arc<S, O> kArcs[] = {
+      {S::kIdle, O::kProbe, S::kProbed},
+      {S::kProbed, O::kGetCaps, S::kCapsKnown},
+      {S::kCapsKnown, O::kGetCaps, S::kCapsKnown},
+      {S::kConfigured, O::kGetCaps, S::kConfigured},
+      {S::kStopped, O::kGetCaps, S::kStopped},
+      // configure needs the caps to check the config against.
+      {S::kCapsKnown, O::kConfigure, S::kConfigured},
+      {S::kConfigured, O::kConfigure, S::kConfigured},
+      {S::kStopped, O::kConfigure, S::kConfigured},
+      {S::kConfigured, O::kStart, S::kStarted},
+      {S::kStarted, O::kRx, S::kStarted},
+      {S::kQuiesced, O::kRx, S::kQuiesced},  // draining RX goes on while quiesced
+      {S::kStarted, O::kTx, S::kStarted},
+      {S::kStarted, O::kQueueOp, S::kStarted},
+      {S::kQuiesced, O::kQueueOp, S::kQuiesced},
+      // Counters are read after stop too: the shell's totals must not go backwards.
+      {S::kConfigured, O::kQuery, S::kConfigured},
+      {S::kStarted, O::kQuery, S::kStarted},
+      {S::kQuiesced, O::kQuery, S::kQuiesced},
+      {S::kStopped, O::kQuery, S::kStopped},
+      {S::kStarted, O::kQuiesce, S::kQuiesced},
+      {S::kQuiesced, O::kQuiesce, S::kQuiesced},
+      {S::kStarted, O::kStop, S::kStopped},
+      {S::kQuiesced, O::kStop, S::kStopped},
+      {S::kStopped, O::kReset, S::kStopped},
+      {S::kConfigured, O::kRuntime, S::kConfigured},
+      {S::kStarted, O::kRuntime, S::kStarted},
+      {S::kStopped, O::kRuntime, S::kStopped},
+      {S::kProbed, O::kIrq, S::kProbed},
+      {S::kCapsKnown, O::kIrq, S::kCapsKnown},
+      {S::kConfigured, O::kIrq, S::kConfigured},
+      {S::kStarted, O::kIrq, S::kStarted},
+      {S::kQuiesced, O::kIrq, S::kQuiesced},
+      {S::kStopped, O::kIrq, S::kStopped},
+      {S::kProbed, O::kRemove, S::kRemoved},
+      {S::kCapsKnown, O::kRemove, S::kRemoved},
+      {S::kConfigured, O::kRemove, S::kRemoved},
+      {S::kStopped, O::kRemove, S::kRemoved},
+  };
+};
+using Table = TransitionTable<PluginDeviceTraits>;
 
 bool PowerOfTwo(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
@@ -139,16 +131,18 @@ PluginDevice::~PluginDevice() {
   if (dev_ != nullptr) plugin_->ctrl().remove(dev_);
 }
 
-absl::StatusOr<State> PluginDevice::Next(Op op) const {
-  uint8_t to = kTable[static_cast<size_t>(op)][static_cast<size_t>(state_)];
-  if (to == kIllegal) {
+absl::StatusOr<PluginDevice::State> PluginDevice::Next(Op op) const {
+  const std::optional<State> to = Table::Next(state_, op);
+  if (!to) {
+    // Not Table::IllegalError: plug-in authors read this one, so it names the
+    // plug-in and the order to follow (plugin_loader_test asserts the text).
     return absl::FailedPreconditionError(absl::StrCat(
         "plug-in '", plugin_->name(), "': ", OpName(op), " called while the device is ",
         StateName(state_),
         "; the order is probe -> get_caps -> configure -> start -> ... -> stop -> remove "
         "(npa/plugin.h)"));
   }
-  return static_cast<State>(to);
+  return *to;
 }
 
 absl::Status PluginDevice::CallStatus(const char* op, int rc) const {

@@ -10,7 +10,8 @@
 //   NPA_RETURN_IF_ERROR(dev.Remove());
 //
 // The wrapper enforces the call order of npa/plugin.h as a transition table
-// (plugin_device.cc, kTransitions) and converts the plug-in's negative errno
+// whose events are the kinds of call (plugin_device.cc, PluginDeviceTraits
+// on common/state_machine.h) and converts the plug-in's negative errno
 // returns into absl::Status. The services table passed to Probe is built by
 // the VF path; this class only checks it and hands it on.
 //
