@@ -14,10 +14,10 @@
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 
 namespace npa::conform {
 
@@ -85,12 +85,9 @@ int Peer::Send(const uint8_t* frame, size_t len) {
 }
 
 ssize_t Peer::Recv(uint8_t* buf, size_t len, int timeout_ms) {
-  timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  const uint64_t t0 = MonotonicMs();
   for (;;) {
-    timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    long spent = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+    const uint64_t spent = MonotonicMs() - t0;
     int left = timeout_ms - static_cast<int>(spent);
     if (left < 0) left = 0;
     pollfd pfd{fd_, POLLIN, 0};

@@ -5,8 +5,9 @@
 //                  --peer-mac 52:54:00:4c:00:fe [--netns peer]
 //
 // The function must already be bound to vfio-pci (reset_method=bus, see
-// shared/lab/NOTES.md). Steps, each printing "E1000E_LAB: ok|FAIL ...":
-//   1. VFIO container (type1), group, device fd; a memfd region DMA-mapped at
+// docs/vfio-lab.md). Steps, each printing "E1000E_LAB: ok|FAIL ...":
+//   1. The function opened with the VFIO host library (hypervisor/vf/vfio.h:
+//      type1 container, group, device) and a memfd region DMA-mapped at
 //      iova == vaddr (the agent's convention).
 //   2. vf_services over the device fd; the plug-in loaded by the shell's
 //      loader and driven through PluginDevice: probe, caps, configure, start.
@@ -21,15 +22,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/vfio.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cstdarg>
@@ -39,6 +36,8 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
+#include "hypervisor/vf/vfio.h"
 #include "npa/plugin.h"
 #include "shell/vf/plugin_device.h"
 #include "shell/vf/plugin_loader.h"
@@ -46,6 +45,7 @@
 
 namespace {
 
+using npa::MonotonicMs;
 using npa::shell::PluginDevice;
 
 int g_failures = 0;
@@ -59,12 +59,6 @@ void Say(bool ok, const char* fmt, ...) {
   std::fflush(stdout);
   va_end(ap);
   if (!ok) g_failures++;
-}
-
-uint64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000ull + ts.tv_nsec / 1000000;
 }
 
 // ------------------------------------------------------ packet buffers
@@ -246,8 +240,8 @@ int PeerReceive(int, int up, uint16_t port, int want, const std::string& prefix)
   setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   if (write(up, "r", 1) != 1) return 92;
   int got = 0;
-  uint64_t t0 = NowMs();
-  while (got < want && NowMs() - t0 < 5000) {
+  uint64_t t0 = MonotonicMs();
+  while (got < want && MonotonicMs() - t0 < 5000) {
     char buf[2048];
     ssize_t n = recv(s, buf, sizeof(buf), 0);
     if (n <= 0) continue;
@@ -276,63 +270,6 @@ int PeerSend(int down, int up, uint32_t ip, uint16_t port, int count, const std:
   }
   close(s);
   return 0;
-}
-
-// ---------------------------------------------------------------- VFIO
-
-struct Vfio {
-  int container = -1, group = -1, device = -1;
-  ~Vfio() {
-    if (device >= 0) close(device);
-    if (group >= 0) close(group);
-    if (container >= 0) close(container);
-  }
-};
-
-bool OpenVfio(const std::string& bdf, Vfio* v) {
-  v->container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
-  if (v->container < 0 || ioctl(v->container, VFIO_GET_API_VERSION) != VFIO_API_VERSION) {
-    Say(false, "open /dev/vfio/vfio / VFIO_GET_API_VERSION: %s", strerror(errno));
-    return false;
-  }
-  char link[256];
-  std::string p = "/sys/bus/pci/devices/" + bdf + "/iommu_group";
-  ssize_t n = readlink(p.c_str(), link, sizeof(link) - 1);
-  if (n <= 0) {
-    Say(false, "readlink %s: %s", p.c_str(), strerror(errno));
-    return false;
-  }
-  link[n] = 0;
-  std::string group = std::string("/dev/vfio/") + (std::strrchr(link, '/') + 1);
-  v->group = open(group.c_str(), O_RDWR | O_CLOEXEC);
-  vfio_group_status gs{};
-  gs.argsz = sizeof(gs);
-  if (v->group < 0 || ioctl(v->group, VFIO_GROUP_GET_STATUS, &gs) != 0 ||
-      !(gs.flags & VFIO_GROUP_FLAGS_VIABLE)) {
-    Say(false, "group %s not usable: %s", group.c_str(), strerror(errno));
-    return false;
-  }
-  if (ioctl(v->group, VFIO_GROUP_SET_CONTAINER, &v->container) != 0) {
-    Say(false, "VFIO_GROUP_SET_CONTAINER(%s): %s", group.c_str(), strerror(errno));
-    return false;
-  }
-  // Prefer type1v2; fall back to type1 if the container refuses it.
-  int type = VFIO_TYPE1v2_IOMMU;
-  if (ioctl(v->container, VFIO_SET_IOMMU, type) != 0) {
-    int e = errno;
-    type = VFIO_TYPE1_IOMMU;
-    if (ioctl(v->container, VFIO_SET_IOMMU, type) != 0) {
-      Say(false, "VFIO_SET_IOMMU(type1v2: %s, type1: %s)", strerror(e), strerror(errno));
-      return false;
-    }
-  }
-  v->device = ioctl(v->group, VFIO_GROUP_GET_DEVICE_FD, bdf.c_str());
-  if (v->device < 0) {
-    Say(false, "VFIO_GROUP_GET_DEVICE_FD(%s): %s", bdf.c_str(), strerror(errno));
-    return false;
-  }
-  Say(true, "VFIO container/group %s/device fd for %s", group.c_str(), bdf.c_str());
-  return true;
 }
 
 bool ParseMac(const char* s, uint8_t m[6]) {
@@ -383,9 +320,9 @@ bool TxToPeer(Run& r, int count, const char* tag) {
   if (sent < count) r.pool->Free(0, b.data() + sent, static_cast<uint16_t>(count - sent));
   int rc = WaitChild(c, 8000);
   // Completions: the plug-in hands sent buffers back through buf_free.
-  uint64_t t0 = NowMs();
-  while (NowMs() - t0 < 2000) {
-    (void)r.dev->TxReap(0);
+  uint64_t t0 = MonotonicMs();
+  while (MonotonicMs() - t0 < 2000) {
+    if (!r.dev->TxReap(0).ok()) break;  // a plug-in that cannot reap shows in stop's buffer count
     if (r.pool->available() + 256 >= r.pool->count()) break;  // only the RX ring is out
     usleep(1000);
   }
@@ -427,15 +364,15 @@ bool RxFromPeer(Run& r, int efd) {
   Say(arm.ok(), "rx: RxQ0 interrupt armed (%s)", arm.ToString().c_str());
   if (write(c.to_child, "g", 1) != 1) Say(false, "rx: cannot start the peer");
   pollfd p{efd, POLLIN, 0};
-  uint64_t t0 = NowMs();
+  uint64_t t0 = MonotonicMs();
   int pr = poll(&p, 1, 5000);
   uint64_t cnt = 0;
   bool fired = pr == 1 && read(efd, &cnt, sizeof(cnt)) == sizeof(cnt);
   Say(fired, "rx: MSI-X eventfd fired after %llu ms (count %llu)",
-      (unsigned long long)(NowMs() - t0), (unsigned long long)cnt);
+      (unsigned long long)(MonotonicMs() - t0), (unsigned long long)cnt);
   int got = 0, csum_good = 0, content_ok = 0;
-  t0 = NowMs();
-  while (got < count && NowMs() - t0 < 5000) {
+  t0 = MonotonicMs();
+  while (got < count && MonotonicMs() - t0 < 5000) {
     auto n = r.dev->RxBurst(0, bufs, 32);
     if (!n.ok()) break;
     for (uint16_t i = 0; i < *n; i++) {
@@ -456,7 +393,8 @@ bool RxFromPeer(Run& r, int efd) {
     if (*n) r.pool->Free(0, bufs, *n);
     if (*n == 0) usleep(2000);
   }
-  (void)r.dev->RxIntrEnable(0, false);
+  absl::Status disarm = r.dev->RxIntrEnable(0, false);
+  Say(disarm.ok(), "rx: RxQ0 interrupt disarmed (%s)", disarm.ToString().c_str());
   int rc = WaitChild(c, 3000);
   Say(got == count && content_ok == count && rc == 0,
       "rx: %d/%d frames from the peer, %d with the expected content, in order", got, count,
@@ -492,31 +430,22 @@ int Main(int argc, char** argv) {
   }
   setvbuf(stdout, nullptr, _IOLBF, 0);
 
-  Vfio v;
-  if (!OpenVfio(bdf, &v)) return 1;
+  auto fn = npa::agent::vf::VfioFunction::Open(bdf);
+  if (!fn.ok()) return Say(false, "VFIO open %s: %s", bdf.c_str(), fn.status().ToString().c_str()), 1;
+  Say(true, "VFIO container/group %d/device fd for %s", fn->group().id(), bdf.c_str());
   // 8 MB memfd: 1 MB for rings (DMA arena), the rest packet buffer slots.
   const size_t kRegion = 8u << 20, kArena = 1u << 20;
-  int mfd = memfd_create("npa-e1000e-lab", MFD_CLOEXEC);
-  if (mfd < 0 || ftruncate(mfd, kRegion) != 0) return Say(false, "memfd: %s", strerror(errno)), 1;
-  auto* region = static_cast<uint8_t*>(
-      mmap(nullptr, kRegion, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, mfd, 0));
-  if (region == MAP_FAILED) return Say(false, "mmap memfd: %s", strerror(errno)), 1;
-  vfio_iommu_type1_dma_map dm{};
-  dm.argsz = sizeof(dm);
-  dm.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
-  dm.vaddr = reinterpret_cast<uint64_t>(region);
-  dm.iova = dm.vaddr;
-  dm.size = kRegion;
-  bool mapped = ioctl(v.container, VFIO_IOMMU_MAP_DMA, &dm) == 0;
-  Say(mapped, "memfd region %p (8 MB) DMA-mapped at iova == vaddr%s%s", region,
-      mapped ? "" : ": ", mapped ? "" : strerror(errno));
-  if (!mapped) return 1;
+  auto dma = fn->container().MapMemfdRegion(kRegion, "npa-e1000e-lab");
+  Say(dma.ok(), "memfd region %p (8 MB) DMA-mapped at iova == vaddr%s%s", dma.ok() ? dma->data() : nullptr,
+      dma.ok() ? "" : ": ", dma.ok() ? "" : dma.status().ToString().c_str());
+  if (!dma.ok()) return 1;
+  uint8_t* region = dma->data();
 
   npa::shell::RegionDmaArena arena(region, kArena, reinterpret_cast<uint64_t>(region));
   SlotPool pool(region + kArena, static_cast<uint32_t>((kRegion - kArena) / NPA_BUF_SLOT_SIZE));
   r.pool = &pool;
   auto svc = npa::shell::VfServices::Create(
-      v.device, bdf, &arena, &pool, 1, [](int level, std::string_view line) {
+      fn->device().fd(), bdf, &arena, &pool, 1, [](int level, std::string_view line) {
         static const char* names[] = {"error", "warn", "info", "debug"};
         std::printf("E1000E_LAB:      plug-in %s: %.*s\n", names[level & 3],
                     static_cast<int>(line.size()), line.data());
@@ -540,9 +469,9 @@ int Main(int argc, char** argv) {
       (*loaded)->name().c_str(), (*loaded)->version().c_str(), id.vendor, id.device);
   PluginDevice dev(std::shared_ptr<const npa::shell::LoadedPlugin>(std::move(*loaded)));
   r.dev = &dev;
-  uint64_t t0 = NowMs();
+  uint64_t t0 = MonotonicMs();
   absl::Status st = dev.Probe((*svc)->table(), *info);
-  Say(st.ok(), "probe (global reset, MAC, link) in %llu ms: %s", (unsigned long long)(NowMs() - t0),
+  Say(st.ok(), "probe (global reset, MAC, link) in %llu ms: %s", (unsigned long long)(MonotonicMs() - t0),
       st.ToString().c_str());
   if (!st.ok()) return 1;
   auto caps = dev.GetCaps();
@@ -602,16 +531,16 @@ int Main(int argc, char** argv) {
   // clear them); a real reset returns them to 0. RAL0 comes back as the
   // EEPROM's MAC.
   uint32_t tdbal_before = Rd32(bar, 0x3800), rdbal_before = Rd32(bar, 0x2800);
-  t0 = NowMs();
-  int rr = ioctl(v.device, VFIO_DEVICE_RESET);
-  uint64_t reset_ms = NowMs() - t0;
+  t0 = MonotonicMs();
+  absl::Status rs = fn->device().Reset();
+  uint64_t reset_ms = MonotonicMs() - t0;
   uint32_t tdbal_after = Rd32(bar, 0x3800), rdbal_after = Rd32(bar, 0x2800),
            ral_after = Rd32(bar, 0x5400);
-  Say(rr == 0 && tdbal_before != 0 && rdbal_before != 0 && tdbal_after == 0 && rdbal_after == 0,
-      "VFIO_DEVICE_RESET in %llu ms (rc %d): TDBAL 0x%08x -> 0x%08x, RDBAL 0x%08x -> 0x%08x, "
+  Say(rs.ok() && tdbal_before != 0 && rdbal_before != 0 && tdbal_after == 0 && rdbal_after == 0,
+      "VFIO_DEVICE_RESET in %llu ms (%s): TDBAL 0x%08x -> 0x%08x, RDBAL 0x%08x -> 0x%08x, "
       "RAL0 0x%08x",
-      (unsigned long long)reset_ms, rr, tdbal_before, tdbal_after, rdbal_before, rdbal_after,
-      ral_after);
+      (unsigned long long)reset_ms, rs.ToString().c_str(), tdbal_before, tdbal_after, rdbal_before,
+      rdbal_after, ral_after);
 
   // The plug-in recovers: register reset, configure, start, traffic again.
   st = dev.Reset();
@@ -635,13 +564,8 @@ int Main(int argc, char** argv) {
   st = dev.Remove();
   Say(st.ok(), "remove: %s", st.ToString().c_str());
   svc->reset();
-  vfio_iommu_type1_dma_unmap um{};
-  um.argsz = sizeof(um);
-  um.iova = dm.iova;
-  um.size = kRegion;
-  Say(ioctl(v.container, VFIO_IOMMU_UNMAP_DMA, &um) == 0, "DMA unmapped");
-  munmap(region, kRegion);
-  close(mfd);
+  absl::Status um = dma->Unmap();
+  Say(um.ok(), "DMA unmapped: %s", um.ToString().c_str());
   std::printf("E1000E_LAB_RESULT: %s (%d failures)\n", g_failures ? "FAIL" : "PASS", g_failures);
   return g_failures ? 1 : 0;
 }

@@ -1,8 +1,7 @@
-// tests/lab/lab_nic.cc
+// tests/lab/lab_nic.cc — see lab_nic.h.
 #include "tests/lab/lab_nic.h"
 
 #include <linux/vfio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,12 +13,6 @@
 
 namespace npa::lab {
 namespace {
-
-double NowMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 // 82574L datasheet, section 10.2 register summary.
 constexpr uint64_t kCtrl = 0x0000, kStatus = 0x0008, kImc = 0x00d8, kTctl = 0x0400;
@@ -164,10 +157,10 @@ absl::StatusOr<double> LabNic::TxE1000e(const DmaArea& dma, const uint8_t* frame
   Wr32(0, kTctl, kTctlEn | kTctlPsp);
   // Descriptor stores must be visible before the tail write hands it over.
   std::atomic_thread_fence(std::memory_order_release);
-  const double t0 = NowMs();
+  const uint64_t t0 = MonotonicNs();
   Wr32(0, kTdt, 1);
-  while (NowMs() - t0 < 2000) {
-    if (ring[0].status & kStaDd) return NowMs() - t0;
+  while (MsSince(t0) < 2000) {
+    if (ring[0].status & kStaDd) return MsSince(t0);
     usleep(100);
   }
   return absl::DeadlineExceededError(
@@ -229,11 +222,11 @@ absl::StatusOr<double> LabNic::TxVirtio(const DmaArea& dma, const uint8_t* frame
   std::atomic_thread_fence(std::memory_order_release);
   av[1] = 1;
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  const double t0 = NowMs();
+  const uint64_t t0 = MonotonicNs();
   Wr16(notify_.bar, notify_.off + static_cast<uint64_t>(notify_off) * notify_mult_, kTxQueue);
   auto* us = reinterpret_cast<volatile uint16_t*>(used);  // flags, idx, {id, len}[]
-  while (NowMs() - t0 < 2000) {
-    if (us[1] == 1) return NowMs() - t0;
+  while (MsSince(t0) < 2000) {
+    if (us[1] == 1) return MsSince(t0);
     usleep(100);
   }
   return absl::DeadlineExceededError(absl::StrFormat("%s: virtio used.idx still %u after 2 s (status 0x%x)",

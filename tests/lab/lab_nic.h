@@ -1,7 +1,16 @@
-// tests/lab/lab_nic.h — just enough of two NICs, driven through the VF library
-// inside the lab guest, to make them DMA: QEMU's e1000e (Intel 82574L) and a
-// modern virtio-net PCI function (VIRTIO 1.x, 4.1 "Virtio Over PCI Bus").
-// Not a driver: one TX descriptor, polled, to prove DMA through the IOMMU.
+// tests/lab/lab_nic.h — just enough of two NICs, driven through the VFIO host
+// library (hypervisor/vf/vfio.h) inside the lab guest, to make them DMA:
+// QEMU's e1000e (Intel 82574L) and a modern virtio-net PCI function
+// (VIRTIO 1.x, 4.1 "Virtio Over PCI Bus"). Not a driver: one TX descriptor,
+// polled, to prove DMA through the IOMMU.
+//
+//   NPA_ASSIGN_OR_RETURN(LabNic nic, LabNic::Open(fn.device(), KindOf(vendor, device)));
+//   NPA_ASSIGN_OR_RETURN(double ms, nic.TransmitOne(DmaArea{cpu, iova, size}, src_mac, "marker"));
+//   NPA_ASSIGN_OR_RETURN(bool live, nic.HasLiveState());   // false after a reset
+//
+// Ownership: a LabNic borrows the VfioDevice (which must outlive it) and owns
+// the BAR mappings it made. Errors are Status naming the device; a DMA that
+// does not complete is kDeadlineExceeded after 2 s. One thread.
 #ifndef NPA_TESTS_LAB_LAB_NIC_H_
 #define NPA_TESTS_LAB_LAB_NIC_H_
 
@@ -10,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/clock.h"
 #include "hypervisor/vf/vfio.h"
 
 namespace npa::lab {
@@ -23,6 +33,10 @@ struct DmaArea {
   uint64_t size = 0;
   uint64_t Iova(const void* p) const { return iova + (static_cast<const uint8_t*>(p) - cpu); }
 };
+
+// Milliseconds since t0_ns (an npa::MonotonicNs reading), with the fraction:
+// a DMA round trip in the lab takes well under a millisecond.
+inline double MsSince(uint64_t t0_ns) { return static_cast<double>(MonotonicNs() - t0_ns) / 1e6; }
 
 enum class NicKind { kE1000e, kVirtioNet, kOther };
 NicKind KindOf(uint16_t vendor, uint16_t device);

@@ -32,7 +32,6 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -41,6 +40,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "common/clock.h"
 #include "common/control_codec.h"
 #include "common/unix_socket.h"
 #include "tests/support/test_frontend.h"
@@ -199,12 +199,9 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   Device dev;
-  timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  const uint64_t t0 = npa::MonotonicMs();
   while (!g_stop) {
-    timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec - t0.tv_sec > max_secs) {
+    if (static_cast<int64_t>(npa::MonotonicMs() - t0) > int64_t{max_secs} * 1000) {
       // A safety net against a lost scenario, not a check: exit quietly.
       std::printf("VFGUEST: --max-secs %d reached, exiting\n", max_secs);
       break;

@@ -57,6 +57,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "npa/shell.h"
 
 namespace {
@@ -69,12 +70,6 @@ constexpr uint64_t kMaxSeq = 1u << 24;
 volatile sig_atomic_t g_stop = 0, g_mark = 0;
 void OnSignal(int) { g_stop = 1; }
 void OnMark(int) { g_mark = 1; }
-
-uint64_t NowNs() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + t.tv_nsec;
-}
 
 struct Args {
   std::string role, socket, name, out, ifname, rx_out, dst, marks, file;
@@ -187,7 +182,7 @@ int Dut(const Args& a) {
   npa_shell_info in{};
   in.struct_size = sizeof in;
   npa_shell_get_info(sh, &in);
-  const uint64_t start = NowNs(), end = start + static_cast<uint64_t>(a.secs * 1e9);
+  const uint64_t start = npa::MonotonicNs(), end = start + static_cast<uint64_t>(a.secs * 1e9);
   const double ns_per = 1e9 / a.pps;
   uint64_t sent = 0, last_report = start;
   // What blast sent us, whichever path it came on (kept apart from anything
@@ -211,9 +206,9 @@ int Dut(const Args& a) {
     return 1;
   }
   uint64_t wake_vf = 0, wake_emu = 0, sleeps = 0;
-  while (!g_stop && NowNs() < end && sent < kMaxSeq) {
+  while (!g_stop && npa::MonotonicNs() < end && sent < kMaxSeq) {
     // Send what the rate allows now, in bursts of up to 8.
-    const uint64_t due = static_cast<uint64_t>((NowNs() - start) / ns_per) + 1;
+    const uint64_t due = static_cast<uint64_t>((npa::MonotonicNs() - start) / ns_per) + 1;
     if (due > sent) {
       npa_buf* b[8];
       uint16_t want = static_cast<uint16_t>(due - sent < 8 ? due - sent : 8);
@@ -237,7 +232,7 @@ int Dut(const Args& a) {
     }
     receive();
     PrintEvents(sh);
-    if (NowNs() - last_report > 1000000000ull) {
+    if (npa::MonotonicNs() - last_report > 1000000000ull) {
       npa_queue_stats st = Stats(sh);
       npa_shell_get_info(sh, &in);
       printf("PROGRESS sent=%llu tx_vf=%llu tx_emulated=%llu rx_vf=%llu rx_recorded=%llu path=%d plugin=%s\n",
@@ -245,7 +240,7 @@ int Dut(const Args& a) {
              (unsigned long long)st.tx_emulated_packets, (unsigned long long)st.rx_vf_packets,
              (unsigned long long)rx.frames, in.path, in.plugin);
       fflush(stdout);
-      last_report = NowNs();
+      last_report = npa::MonotonicNs();
     }
     if (!a.intr) {
       usleep(200);
@@ -253,7 +248,7 @@ int Dut(const Args& a) {
     }
     // The next frame is due when (now - start) / ns_per reaches sent.
     const uint64_t next = start + static_cast<uint64_t>(static_cast<double>(sent) * ns_per);
-    const uint64_t now = NowNs();
+    const uint64_t now = npa::MonotonicNs();
     if (next <= now + 100000) continue;
     npa_queue_intr_enable(sh, 0, 1);
     if (receive() == 0) {
@@ -310,8 +305,8 @@ int Sink(const Args& a) {
   Seen seen(kEtherType);
   printf("READY\n");
   fflush(stdout);
-  const uint64_t end = NowNs() + static_cast<uint64_t>(a.secs * 1e9);
-  while (!g_stop && NowNs() < end) {
+  const uint64_t end = npa::MonotonicNs() + static_cast<uint64_t>(a.secs * 1e9);
+  while (!g_stop && npa::MonotonicNs() < end) {
     npa_buf* r[32];
     uint16_t got = npa_rx_burst(sh, 0, r, 32);
     for (uint16_t i = 0; i < got; i++)
@@ -342,8 +337,8 @@ int Sniff(const Args& a) {
   printf("READY\n");
   fflush(stdout);
   uint8_t buf[2048];
-  const uint64_t end = NowNs() + static_cast<uint64_t>(a.secs * 1e9);
-  while (!g_stop && NowNs() < end) {
+  const uint64_t end = npa::MonotonicNs() + static_cast<uint64_t>(a.secs * 1e9);
+  while (!g_stop && npa::MonotonicNs() < end) {
     pollfd p{s, POLLIN, 0};
     if (poll(&p, 1, 100) != 1) continue;
     for (int i = 0; i < 256; i++) {
@@ -501,16 +496,16 @@ int Blast(const Args& a) {
   memset(f + 26, 0xa5, sizeof f - 26);
   printf("READY\n");
   fflush(stdout);
-  const uint64_t start = NowNs(), end = start + static_cast<uint64_t>(a.secs * 1e9);
+  const uint64_t start = npa::MonotonicNs(), end = start + static_cast<uint64_t>(a.secs * 1e9);
   const double ns_per = 1e9 / a.pps;
   uint64_t sent = 0, errors = 0;
   int last_errno = 0;
-  while (!g_stop && NowNs() < end && sent < kMaxSeq) {
+  while (!g_stop && npa::MonotonicNs() < end && sent < kMaxSeq) {
     if (g_mark) {
       g_mark = 0;
       WriteMark(marks, sent);
     }
-    const uint64_t due = static_cast<uint64_t>((NowNs() - start) / ns_per) + 1;
+    const uint64_t due = static_cast<uint64_t>((npa::MonotonicNs() - start) / ns_per) + 1;
     for (int burst = 0; burst < 16 && sent < due && sent < kMaxSeq && !g_mark && !g_stop; burst++) {
       memcpy(f + 18, &sent, 8);
       if (sendto(s, f, sizeof f, 0, reinterpret_cast<sockaddr*>(&sll), sizeof sll) !=

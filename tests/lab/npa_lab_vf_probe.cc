@@ -1,5 +1,6 @@
-// tests/lab/npa_lab_vf_probe.cc — drives the VF library (hypervisor/vf) inside
-// the lab guest. One subcommand per check; each prints "OK ..."/"INFO ..."
+// tests/lab/npa_lab_vf_probe.cc — drives the VF library (hypervisor/vf: sysfs
+// inventory and binding, and the VFIO host library vfio.h) inside the lab
+// guest. One subcommand per check; each prints "OK ..."/"INFO ..."
 // lines, "FAIL: <why>" on failure, and exits 0 only if the check passed.
 //
 //   npa-lab-vf-probe inventory [--expect BDF=VVVV:DDDD:CCCCCC:DRIVER]...
@@ -18,7 +19,6 @@
 #include <sys/klog.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -32,6 +32,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/clock.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
 #include "hypervisor/vf/pci_inventory.h"
@@ -46,15 +47,8 @@ using agent::vf::Binding;
 using agent::vf::PciFunction;
 using agent::vf::SysfsRoot;
 using agent::vf::VfBinder;
-using agent::vf::VfioContainer;
-using agent::vf::VfioDevice;
-using agent::vf::VfioGroup;
+using agent::vf::VfioFunction;
 
-double NowMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 #define OK(...) std::printf("OK %s\n", absl::StrFormat(__VA_ARGS__).c_str())
 #define INFO(...) std::printf("INFO %s\n", absl::StrFormat(__VA_ARGS__).c_str())
@@ -64,10 +58,11 @@ struct Opened {
   SysfsRoot sys;
   VfBinder binder{sys};
   std::optional<Binding> binding;
-  std::optional<VfioContainer> container;
-  std::optional<VfioGroup> group;
-  std::optional<VfioDevice> device;
+  std::optional<VfioFunction> vfio;
   PciFunction fn;
+
+  agent::vf::VfioContainer& container() { return vfio->container(); }
+  agent::vf::VfioDevice& device() { return vfio->device(); }
 
   absl::Status Open(const std::string& bdf) {
     NPA_ASSIGN_OR_RETURN(fn, agent::vf::DescribePciFunction(sys, bdf));
@@ -77,23 +72,15 @@ struct Opened {
     NPA_ASSIGN_OR_RETURN(Binding b, binder.BindToVfio(bdf, opts));
     binding = b;
     OK("%s bound to vfio-pci (was '%s')", bdf, b.original_driver);
-    NPA_ASSIGN_OR_RETURN(VfioContainer c, VfioContainer::Open());
-    container.emplace(std::move(c));
-    NPA_ASSIGN_OR_RETURN(int gid, VfioGroup::GroupOf(sys, bdf));
-    NPA_ASSIGN_OR_RETURN(VfioGroup g, VfioGroup::Open(gid));
-    group.emplace(std::move(g));
-    NPA_RETURN_IF_ERROR(group->AttachTo(*container));
-    NPA_ASSIGN_OR_RETURN(VfioDevice d, group->OpenDevice(bdf));
-    device.emplace(std::move(d));
-    OK("container %s (iommu type %d), group %d viable+attached, device fd %d: regions=%u irqs=%u%s", container->path(),
-       container->iommu_type(), gid, device->fd(), device->num_regions(), device->num_irqs(),
-       device->can_reset() ? " RESET" : "");
+    NPA_ASSIGN_OR_RETURN(VfioFunction f, VfioFunction::Open(bdf, {"/dev/vfio", sys.root()}));
+    vfio.emplace(std::move(f));
+    OK("container %s (iommu type %d), group %d viable+attached, device fd %d: regions=%u irqs=%u%s",
+       container().path(), container().iommu_type(), vfio->group().id(), device().fd(),
+       device().num_regions(), device().num_irqs(), device().can_reset() ? " RESET" : "");
     return absl::OkStatus();
   }
   absl::Status Close() {
-    device.reset();
-    group.reset();
-    container.reset();
+    vfio.reset();  // device, group, container, in that order
     if (!binding) return absl::OkStatus();
     NPA_RETURN_IF_ERROR(binder.Restore(*binding));
     OK("%s restored to '%s'", binding->bdf, binding->original_driver);
@@ -164,8 +151,8 @@ int BindCycle(const std::string& bdf) {
   Opened o;
   absl::Status st = o.Open(bdf);
   if (st.ok()) {
-    auto dup = o.device->Dup();
-    auto cfg = o.device->GetRegionInfo(VFIO_PCI_CONFIG_REGION_INDEX);
+    auto dup = o.device().Dup();
+    auto cfg = o.device().GetRegionInfo(VFIO_PCI_CONFIG_REGION_INDEX);
     st = dup.ok() ? cfg.status() : dup.status();
     if (st.ok()) {
       // The dup (what a guest gets) reaches the same device: read its ids.
@@ -188,16 +175,16 @@ int Dma(const std::string& bdf, bool fault, const std::string& marker) {
   Opened o;
   absl::Status st = [&]() -> absl::Status {
     NPA_RETURN_IF_ERROR(o.Open(bdf));
-    NPA_ASSIGN_OR_RETURN(auto irqs, o.device->GetIrqCounts());
+    NPA_ASSIGN_OR_RETURN(auto irqs, o.device().GetIrqCounts());
     INFO("irqs: MSI-X %u, ERR %u, REQ %u", irqs.msix, irqs.err, irqs.req);
     if (irqs.msix == 0) return absl::InternalError("no MSI-X vectors reported");
     SharedRegion r;
     NPA_RETURN_IF_ERROR(MakeShared(r, 2u << 20));
     const uint64_t iova = reinterpret_cast<uintptr_t>(r.shell_view);
-    double t0 = NowMs();
-    NPA_RETURN_IF_ERROR(o.container->MapDma(reinterpret_cast<uintptr_t>(r.agent_view), iova, r.size));
-    OK("MAP_DMA memfd: agent vaddr %p at iova %#x (= shell vaddr), 2 MiB, %.2f ms", r.agent_view, iova, NowMs() - t0);
-    NPA_ASSIGN_OR_RETURN(LabNic nic, LabNic::Open(*o.device, KindOf(o.fn.vendor, o.fn.device)));
+    const uint64_t t0 = MonotonicNs();
+    NPA_RETURN_IF_ERROR(o.container().MapDma(reinterpret_cast<uintptr_t>(r.agent_view), iova, r.size));
+    OK("MAP_DMA memfd: agent vaddr %p at iova %#x (= shell vaddr), 2 MiB, %.2f ms", r.agent_view, iova, MsSince(t0));
+    NPA_ASSIGN_OR_RETURN(LabNic nic, LabNic::Open(o.device(), KindOf(o.fn.vendor, o.fn.device)));
     INFO("%s", nic.Describe());
     const NicKind kind = KindOf(o.fn.vendor, o.fn.device);
     if (kind == NicKind::kE1000e) {
@@ -226,7 +213,7 @@ int Dma(const std::string& bdf, bool fault, const std::string& marker) {
       OK("unmapped IOVA blocked by the IOMMU: %s",
          text.substr(ls == std::string::npos ? 0 : ls + 1, le == std::string::npos ? std::string::npos : le - ls - 1));
     }
-    NPA_RETURN_IF_ERROR(o.container->UnmapDma(iova, r.size));
+    NPA_RETURN_IF_ERROR(o.container().UnmapDma(iova, r.size));
     OK("UNMAP_DMA %#x", iova);
     return absl::OkStatus();
   }();
@@ -243,15 +230,15 @@ int Reset(const std::string& bdf) {
     SharedRegion r;
     NPA_RETURN_IF_ERROR(MakeShared(r, 2u << 20));
     const uint64_t iova = reinterpret_cast<uintptr_t>(r.shell_view);
-    NPA_RETURN_IF_ERROR(o.container->MapDma(reinterpret_cast<uintptr_t>(r.agent_view), iova, r.size));
-    NPA_ASSIGN_OR_RETURN(LabNic nic, LabNic::Open(*o.device, KindOf(o.fn.vendor, o.fn.device)));
+    NPA_RETURN_IF_ERROR(o.container().MapDma(reinterpret_cast<uintptr_t>(r.agent_view), iova, r.size));
+    NPA_ASSIGN_OR_RETURN(LabNic nic, LabNic::Open(o.device(), KindOf(o.fn.vendor, o.fn.device)));
     const uint8_t src[6] = {0x02, 0, 0, 0x4c, 0, 0x11};
     NPA_RETURN_IF_ERROR(nic.TransmitOne(DmaArea{r.shell_view, iova, r.size}, src, "npa-lab reset").status());
     NPA_ASSIGN_OR_RETURN(bool live, nic.HasLiveState());
     if (!live) return absl::InternalError("device shows no programmed state before the reset");
-    double t0 = NowMs();
-    NPA_RETURN_IF_ERROR(o.device->Reset());
-    const double ms = NowMs() - t0;
+    const uint64_t t0 = MonotonicNs();
+    NPA_RETURN_IF_ERROR(o.device().Reset());
+    const double ms = MsSince(t0);
     NPA_ASSIGN_OR_RETURN(live, nic.HasLiveState());
     if (live) return absl::InternalError("state survived VFIO_DEVICE_RESET: the reset was a no-op");
     SysfsRoot sys;
@@ -276,9 +263,9 @@ int Sniff(const std::string& ifname, const std::string& marker, int ms) {
   if (bind(s.get(), reinterpret_cast<sockaddr*>(&sll), sizeof(sll)) != 0) return Fail(ErrnoError(errno, "bind"));
   std::printf("READY\n");
   std::fflush(stdout);
-  const double t0 = NowMs();
+  const uint64_t t0 = MonotonicNs();
   int seen = 0;
-  while (NowMs() - t0 < ms) {
+  while (MsSince(t0) < ms) {
     struct pollfd p = {s.get(), POLLIN, 0};
     if (poll(&p, 1, 100) <= 0) continue;
     uint8_t buf[2048];
@@ -311,13 +298,13 @@ int Sriov(const std::string& pf) {
        absl::StrJoin(f.reset_methods, " "));
     NPA_RETURN_IF_ERROR(o.Open(vf));
     uint32_t id = 0;
-    NPA_RETURN_IF_ERROR(o.device->ReadConfig(0, &id, 4));
+    NPA_RETURN_IF_ERROR(o.device().ReadConfig(0, &id, 4));
     // A VF's vendor/device in config space read as 0xffff (SR-IOV 3.4.1.1);
     // the kernel fills sysfs from the PF's SR-IOV capability.
     INFO("VF config dword 0 via VFIO: %08x", id);
-    double t0 = NowMs();
-    NPA_RETURN_IF_ERROR(o.device->Reset());
-    OK("VFIO_DEVICE_RESET of VF in %.1f ms", NowMs() - t0);
+    const uint64_t t0 = MonotonicNs();
+    NPA_RETURN_IF_ERROR(o.device().Reset());
+    OK("VFIO_DEVICE_RESET of VF in %.1f ms", MsSince(t0));
     return absl::OkStatus();
   }();
   absl::Status cs = o.Close();
