@@ -9,7 +9,8 @@
 
 /* Features we accept when offered. VERSION_1 and ACCESS_PLATFORM are
  * required: without ACCESS_PLATFORM the device ignores the IOMMU and DMAs to
- * IOVAs as if they were guest-physical addresses (lab NOTES, 6.1). */
+ * IOVAs as if they were guest-physical addresses (VIRTIO 1.1 section 6,
+ * reserved feature bits; found in the VFIO lab, docs/vfio-lab.md). */
 #define VNET_REQUIRED (VNET_BIT(VIRTIO_F_VERSION_1) | VNET_BIT(VIRTIO_F_ACCESS_PLATFORM))
 #define VNET_WANTED                                                                       \
   (VNET_REQUIRED | VNET_BIT(VIRTIO_NET_F_CSUM) | VNET_BIT(VIRTIO_NET_F_GUEST_CSUM) |     \
