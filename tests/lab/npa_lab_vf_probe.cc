@@ -67,7 +67,7 @@ struct Opened {
   absl::Status Open(const std::string& bdf) {
     NPA_ASSIGN_OR_RETURN(fn, agent::vf::DescribePciFunction(sys, bdf));
     BindOptions opts;
-    // QEMU's e1000e ignores the kernel's preferred "pm" reset (NOTES pitfall).
+    // QEMU's e1000e ignores the kernel's preferred "pm" reset (docs/vfio-lab.md, Pitfalls).
     if (KindOf(fn.vendor, fn.device) == NicKind::kE1000e) opts.reset_method = "bus";
     NPA_ASSIGN_OR_RETURN(Binding b, binder.BindToVfio(bdf, opts));
     binding = b;

@@ -1,10 +1,11 @@
 # e1000e_vf: the e1000e vendor plug-in on a real (QEMU) 82574L through VFIO.
 # Binds LAB_E1000E1 to vfio-pci (reset_method=bus first: QEMU ignores the 'pm'
 # reset the kernel would pick), gives the peer namespace a neighbour entry for
-# the DUT's 10.77.0.1, and runs npa-lab-e1000e: plug-in loaded by the shell's
-# loader over shell/vf_services, TX to the peer (checksum offload checked by
-# the peer's kernel), RX in MSI-X interrupt mode, stats, stop, VFIO reset read
-# back, recovery. Needs /lab/bin/npa-lab-e1000e and
+# the DUT's 10.77.0.1, and runs npa-lab-e1000e: the function opened with the
+# VFIO host library (hypervisor/vf/vfio.h), the plug-in loaded by the shell's
+# loader over the shell's services (shell/vf/vf_services.h), TX to the peer
+# (checksum offload checked by the peer's kernel), RX in MSI-X interrupt mode,
+# stats, stop, VFIO reset read back, recovery. Needs /lab/bin/npa-lab-e1000e and
 # /lab/plugins/npa_plugin_e1000e.so in the guest (built by the
 # npa-lab-e1000e and npa_plugin_e1000e targets).
 need LAB_E1000E1 LAB_E1000E1_MAC LAB_PEER_IF LAB_PEER_MAC

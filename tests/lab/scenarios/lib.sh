@@ -28,6 +28,8 @@ run_probe() {
 
 # conform_run BDF IFNAME PLUGIN.so RESET_METHOD [npa-conform args...]: bind to
 # vfio-pci, run npa-conform against the peer namespace, hand the function back.
+# npa-conform opens the function with the VFIO host library and runs the
+# plug-in over the shell's services table (docs/conformance.md).
 # Used by the virtio_net and conform_* scenarios.
 conform_run() {
   local bdf="$1" ifc="$2" so="/lab/plugins/$3" rm="$4"
