@@ -4,13 +4,13 @@
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <time.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 
@@ -31,12 +31,6 @@ constexpr size_t kSinkSlots = 64;
 constexpr size_t kSinkSlotBytes = 2048;
 // Loopback holds undeliverable frames at most this long without progress.
 constexpr uint64_t kMaxHoldNs = 100'000'000;
-
-uint64_t NowNs() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1000000000ull + t.tv_nsec;
-}
 
 // The first 14 bytes of a frame, which may straddle guest segments.
 void GatherEth(const GuestFrame& f, uint8_t* eth) {
@@ -446,7 +440,7 @@ void Dataplane::Sleep() {
   }
   // Re-check after arming: a guest may have queued a frame before it saw
   // that we want kicks, and would then never kick.
-  if (PollOnce(NowNs()) == 0 && running_.load(std::memory_order_relaxed) &&
+  if (PollOnce(MonotonicNs()) == 0 && running_.load(std::memory_order_relaxed) &&
       gen_.load(std::memory_order_acquire) == seen_gen_) {
     Add(c_.sleeps, 1);
     epoll_event evs[64];
@@ -472,7 +466,7 @@ void Dataplane::Run() {
     if (gen_.load(std::memory_order_acquire) != seen_gen_) Refresh();
     Add(c_.loops, 1);
     if (++since_clock >= kClockEveryLoops) {
-      now = NowNs();
+      now = MonotonicNs();
       since_clock = 0;
     }
     uint32_t work = PollOnce(now);

@@ -3,22 +3,17 @@
 #include <gtest/gtest.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "tests/support/fake_guest_port.h"
 
 namespace npa::agent {
 namespace {
 
-uint64_t NowMs() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1000ull + t.tv_nsec / 1000000;
-}
-
 // Bounded wait (2 s) for a condition the dataplane thread makes true.
 template <typename F>
 bool WaitFor(F cond) {
-  uint64_t deadline = NowMs() + 2000;
-  while (NowMs() < deadline) {
+  uint64_t deadline = MonotonicMs() + 2000;
+  while (MonotonicMs() < deadline) {
     if (cond()) return true;
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, nullptr);

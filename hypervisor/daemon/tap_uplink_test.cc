@@ -12,18 +12,14 @@
 #include <cstring>
 #include <vector>
 
+#include "common/clock.h"
+
 namespace npa::agent {
 namespace {
 
 // A private ethertype (IEEE 802 local experimental) so the kernel's own IPv6
 // neighbour discovery on the TAP never gets mistaken for test traffic.
 constexpr uint16_t kTestEtherType = 0x88b5;
-
-uint64_t NowMs() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1000ull + t.tv_nsec / 1000000;
-}
 
 std::vector<uint8_t> TestFrame(uint8_t tag, size_t len) {
   std::vector<uint8_t> f(len);
@@ -59,9 +55,9 @@ class TapUplinkTest : public ::testing::Test {
 
   // Next frame of the test ethertype from the packet socket (2 s bound).
   std::vector<uint8_t> RecvPacketSocket() {
-    uint64_t deadline = NowMs() + 2000;
+    uint64_t deadline = MonotonicMs() + 2000;
     std::vector<uint8_t> buf(4096);
-    while (NowMs() < deadline) {
+    while (MonotonicMs() < deadline) {
       pollfd p{pkt_, POLLIN, 0};
       if (poll(&p, 1, 100) <= 0) continue;
       ssize_t n = recv(pkt_, buf.data(), buf.size(), 0);
@@ -75,9 +71,9 @@ class TapUplinkTest : public ::testing::Test {
 
   // Next test-ethertype frame from the uplink (2 s bound).
   bool ReceiveUplink(UplinkFrame* out) {
-    uint64_t deadline = NowMs() + 2000;
+    uint64_t deadline = MonotonicMs() + 2000;
     UplinkFrame f[8];
-    while (NowMs() < deadline) {
+    while (MonotonicMs() < deadline) {
       uint16_t n = up_->Receive(f, 8);
       for (uint16_t i = 0; i < n; i++) {
         if (f[i].len >= 14 && f[i].data[12] == (kTestEtherType >> 8) &&
@@ -107,8 +103,8 @@ TEST_F(TapUplinkTest, SendReachesTheInterface) {
   EXPECT_EQ(got, f);
   // The TX completion is reaped by a later call; counters follow.
   UplinkFrame dummy[1];
-  uint64_t deadline = NowMs() + 2000;
-  while (up_->counters().tx_packets == 0 && NowMs() < deadline) up_->Receive(dummy, 0);
+  uint64_t deadline = MonotonicMs() + 2000;
+  while (up_->counters().tx_packets == 0 && MonotonicMs() < deadline) up_->Receive(dummy, 0);
   EXPECT_EQ(up_->counters().tx_packets, 1u);
   EXPECT_EQ(up_->counters().tx_bytes, f.size());
 }
@@ -158,9 +154,9 @@ TEST_F(TapUplinkTest, ReceivedBurstsKeepKernelOrder) {
   to.sll_ifindex = up_->ifindex();
   to.sll_halen = 6;
   uint32_t sent = 0, got = 0, next = 0, misordered = 0;
-  uint64_t deadline = NowMs() + 20000;
+  uint64_t deadline = MonotonicMs() + 20000;
   UplinkFrame f[32];
-  while (got < kN && NowMs() < deadline) {
+  while (got < kN && MonotonicMs() < deadline) {
     for (int k = 0; k < 8 && sent < kN; k++) {
       auto fr = TestFrame(0, 64);
       memcpy(fr.data() + 14, &sent, 4);
