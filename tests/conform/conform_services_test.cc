@@ -33,7 +33,7 @@ class GoneDevice : public shell::FakeVfioDevice {
   bool gone = false;
 };
 
-class ServicesTest : public ::testing::Test {
+class ConformServicesTest : public ::testing::Test {
  protected:
   void SetUp() override {
     len_ = 2u << 20;
@@ -58,7 +58,7 @@ class ServicesTest : public ::testing::Test {
   const npa_services* t_;
 };
 
-TEST_F(ServicesTest, TheTableIsTheDecoratedProductionOne) {
+TEST_F(ConformServicesTest, TheTableIsTheDecoratedProductionOne) {
   EXPECT_EQ(t_->struct_size, sizeof(npa_services));
   EXPECT_EQ(t_->abi_major, NPA_PLUGIN_ABI_MAJOR);
   EXPECT_NE(t_->ctx, svc_->vf().table()->ctx);  // the decorator's, not VfServices'
@@ -72,7 +72,7 @@ TEST_F(ServicesTest, TheTableIsTheDecoratedProductionOne) {
   EXPECT_STREQ(info->pci_address, "0000:01:00.0");
 }
 
-TEST_F(ServicesTest, DmaAllocAlignsAndCoalesces) {
+TEST_F(ConformServicesTest, DmaAllocAlignsAndCoalesces) {
   npa_dma_mem a{}, b{}, c{}, d{};
   ASSERT_EQ(t_->dma_alloc(t_->ctx, 100, 4096, &a), 0);
   ASSERT_EQ(t_->dma_alloc(t_->ctx, 5000, 65536, &b), 0);
@@ -95,7 +95,7 @@ TEST_F(ServicesTest, DmaAllocAlignsAndCoalesces) {
   EXPECT_EQ(svc_->violations(), 0);
 }
 
-TEST_F(ServicesTest, DmaFaultAndBadFree) {
+TEST_F(ConformServicesTest, DmaFaultAndBadFree) {
   svc_->faults().dma_fail_at = 1;
   npa_dma_mem a{}, b{};
   EXPECT_EQ(t_->dma_alloc(t_->ctx, 64, 64, &a), 0);
@@ -109,7 +109,7 @@ TEST_F(ServicesTest, DmaFaultAndBadFree) {
   EXPECT_EQ(svc_->dma_outstanding(), 0u);
 }
 
-TEST_F(ServicesTest, BufferAccounting) {
+TEST_F(ConformServicesTest, BufferAccounting) {
   npa_buf* b[8];
   ASSERT_EQ(t_->buf_alloc(t_->ctx, 0, b, 8), 8);
   EXPECT_EQ(svc_->bufs_outstanding(), 8);
@@ -132,7 +132,7 @@ TEST_F(ServicesTest, BufferAccounting) {
   EXPECT_EQ(svc_->bufs_outstanding(), 0);
 }
 
-TEST_F(ServicesTest, BufferFaults) {
+TEST_F(ConformServicesTest, BufferFaults) {
   npa_buf* b[8];
   svc_->faults().buf_max = 3;
   EXPECT_EQ(t_->buf_alloc(t_->ctx, 0, b, 8), 3);
@@ -142,7 +142,7 @@ TEST_F(ServicesTest, BufferFaults) {
   EXPECT_EQ(svc_->bufs_outstanding(), 0);
 }
 
-TEST_F(ServicesTest, GoneDeviceMeansErrors) {
+TEST_F(ConformServicesTest, GoneDeviceMeansErrors) {
   dev_->gone = true;
   volatile void* a;
   uint64_t l;

@@ -83,7 +83,7 @@ void CallLog(const npa_services* t, int level, const char* fmt, ...) {
   va_end(ap);
 }
 
-TEST(FaultServices, ForwardsEverythingWithTheBaseContext) {
+TEST(ConformFaultServices, ForwardsEverythingWithTheBaseContext) {
   Base base;
   Violations bad;
   FaultServices f(&base.t, &bad);
@@ -119,7 +119,7 @@ TEST(FaultServices, ForwardsEverythingWithTheBaseContext) {
   EXPECT_EQ(f.dma_outstanding(), 0u);
 }
 
-TEST(FaultServices, FailsTheNthDmaAllocWithoutReachingTheBase) {
+TEST(ConformFaultServices, FailsTheNthDmaAllocWithoutReachingTheBase) {
   Base base;
   Violations bad;
   FaultServices f(&base.t, &bad);
@@ -138,7 +138,7 @@ TEST(FaultServices, FailsTheNthDmaAllocWithoutReachingTheBase) {
   EXPECT_EQ(t->dma_alloc(t->ctx, 64, 64, &m[1]), -ENOMEM);
 }
 
-TEST(FaultServices, BadDmaFreesAreViolationsAndNeverForwarded) {
+TEST(ConformFaultServices, BadDmaFreesAreViolationsAndNeverForwarded) {
   Base base;
   Violations bad;
   FaultServices f(&base.t, &bad);
@@ -162,7 +162,7 @@ TEST(FaultServices, BadDmaFreesAreViolationsAndNeverForwarded) {
   EXPECT_EQ(f.dma_outstanding(), 0u);
 }
 
-TEST(FaultServices, BufferAndIrqFaults) {
+TEST(ConformFaultServices, BufferAndIrqFaults) {
   Base base;
   Violations bad;
   FaultServices f(&base.t, &bad);
@@ -180,7 +180,7 @@ TEST(FaultServices, BufferAndIrqFaults) {
   EXPECT_EQ(base.calls, (std::vector<std::string>{"buf_alloc 0 3", "buf_alloc 0 2", "irq_setup 0"}));
 }
 
-TEST(FaultServices, DecoratorsStack) {
+TEST(ConformFaultServices, DecoratorsStack) {
   Base base;
   Violations bad;
   FaultServices inner(&base.t, &bad);
