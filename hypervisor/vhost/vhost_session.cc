@@ -15,7 +15,7 @@ namespace npa::agent {
 
 namespace {
 
-constexpr uint8_t Bit(VhostSession::State s) { return static_cast<uint8_t>(1u << s); }
+constexpr uint8_t Bit(VhostSession::State s) { return static_cast<uint8_t>(1u << static_cast<unsigned>(s)); }
 constexpr uint8_t kAnyState = Bit(VhostSession::kNoOwner) | Bit(VhostSession::kOwned) |
                               Bit(VhostSession::kMemReady);
 constexpr uint8_t kOwnedStates = Bit(VhostSession::kOwned) | Bit(VhostSession::kMemReady);
@@ -29,21 +29,23 @@ enum class FdRule : uint8_t {
   kRegions,    // exactly nregions fds
 };
 
-constexpr const char* kStateNames[] = {"no-owner", "owned", "mem-ready"};
-
-// Session transitions; a request absent here leaves the state unchanged.
-struct Transition {
-  VhostSession::State from;
+// The requests that are the session table's events (VhostSessionTraits);
+// a request absent here fires nothing and leaves the state unchanged.
+struct StateChange {
   uint32_t request;
-  VhostSession::State to;
+  VhostSessionEvent event;
 };
-constexpr Transition kTransitions[] = {
-    {VhostSession::kNoOwner, NPA_VHOST_USER_SET_OWNER, VhostSession::kOwned},
-    {VhostSession::kOwned, NPA_VHOST_USER_SET_MEM_TABLE, VhostSession::kMemReady},
-    {VhostSession::kMemReady, NPA_VHOST_USER_SET_MEM_TABLE, VhostSession::kMemReady},
-    {VhostSession::kOwned, NPA_VHOST_USER_RESET_OWNER, VhostSession::kNoOwner},
-    {VhostSession::kMemReady, NPA_VHOST_USER_RESET_OWNER, VhostSession::kNoOwner},
+constexpr StateChange kStateChanges[] = {
+    {NPA_VHOST_USER_SET_OWNER, VhostSessionEvent::kSetOwner},
+    {NPA_VHOST_USER_SET_MEM_TABLE, VhostSessionEvent::kSetMemTable},
+    {NPA_VHOST_USER_RESET_OWNER, VhostSessionEvent::kResetOwner},
 };
+
+const VhostSessionEvent* EventOf(uint32_t request) {
+  for (const StateChange& c : kStateChanges)
+    if (c.request == request) return &c.event;
+  return nullptr;
+}
 
 bool IsEventFd(int fd) {
   char path[64], target[64];
@@ -55,6 +57,24 @@ bool IsEventFd(int fd) {
 }
 
 }  // namespace
+
+const char* VhostSessionTraits::StateName(VhostSessionState s) {
+  switch (s) {
+    case VhostSessionState::kNoOwner: return "no-owner";
+    case VhostSessionState::kOwned: return "owned";
+    case VhostSessionState::kMemReady: return "mem-ready";
+  }
+  return "unknown";
+}
+
+const char* VhostSessionTraits::EventName(VhostSessionEvent e) {
+  switch (e) {
+    case VhostSessionEvent::kSetOwner: return "SET_OWNER";
+    case VhostSessionEvent::kSetMemTable: return "SET_MEM_TABLE";
+    case VhostSessionEvent::kResetOwner: return "RESET_OWNER";
+  }
+  return "unknown";
+}
 
 struct VhostSession::RequestSpec {
   uint32_t request;
@@ -147,7 +167,7 @@ absl::Status VhostSession::Handle(VhostMessage msg, VhostReply* reply) {
   }
   if (!st.ok()) {
     NPA_LOG(Warn, "vhost-user[%s]: %s rejected (state %s): %s", opts_.name.c_str(), spec.name,
-            kStateNames[state_], std::string(st.message()).c_str());
+            machine_.name(), std::string(st.message()).c_str());
     return absl::Status(st.code(), absl::StrCat("guest '", opts_.name, "' ", spec.name, ": ", st.message()));
   }
   NPA_LOG(Debug, "vhost-user[%s]: %s ok", opts_.name.c_str(), spec.name);
@@ -155,9 +175,13 @@ absl::Status VhostSession::Handle(VhostMessage msg, VhostReply* reply) {
 }
 
 absl::Status VhostSession::Dispatch(const RequestSpec& spec, VhostMessage& msg, VhostReply* reply) {
-  if (!(spec.states & Bit(state_))) {
-    return absl::FailedPreconditionError(absl::StrCat("not legal in state ", kStateNames[state_]));
+  if (!(spec.states & Bit(state()))) {
+    return absl::FailedPreconditionError(absl::StrCat("not legal in state ", machine_.name()));
   }
+  // A state-changing request must also have its arc, checked before the
+  // handler runs so that a refusal has no side effects.
+  const VhostSessionEvent* event = EventOf(spec.request);
+  if (event && !machine_.CanFire(*event)) return VhostSessionTable::IllegalError(state(), *event);
   if ((acked_protocol_ & spec.needs_protocol) != spec.needs_protocol) {
     return absl::FailedPreconditionError("needs a protocol feature that was not negotiated");
   }
@@ -183,12 +207,7 @@ absl::Status VhostSession::Dispatch(const RequestSpec& spec, VhostMessage& msg, 
     reply->hdr = {msg.hdr.request, NPA_VHOST_USER_VERSION | NPA_VHOST_USER_FLAG_REPLY, 0};
   }
   NPA_RETURN_IF_ERROR((this->*spec.fn)(msg, reply));
-  for (const Transition& t : kTransitions) {
-    if (t.from == state_ && t.request == spec.request) {
-      state_ = t.to;
-      break;
-    }
-  }
+  if (event) return machine_.Fire(*event);
   return absl::OkStatus();
 }
 
@@ -425,10 +444,10 @@ absl::Status VhostSession::OnSetVringFd(VhostMessage& m, VhostReply*) {
     return absl::OkStatus();
   }
   // KICK: the ring starts (spec: "started ... upon receiving a kick").
-  if (state_ != kMemReady || !r->addr_set || r->num == 0) {
+  if (state() != kMemReady || !r->addr_set || r->num == 0) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "vring %u kicked before it has %s", index,
-        state_ != kMemReady ? "a memory table" : r->num == 0 ? "a size" : "addresses"));
+        state() != kMemReady ? "a memory table" : r->num == 0 ? "a size" : "addresses"));
   }
   NPA_ASSIGN_OR_RETURN(RingLayout layout, Translate(*mem_, *r));
   std::lock_guard<std::mutex> l(mu_);

@@ -4,11 +4,20 @@
 //
 // Which request is legal in which session state, how big its payload must be
 // and which fds it carries is DATA (the request table in vhost_session.cc),
-// not nested ifs. States:
+// not nested ifs. The session's own lifecycle is a second, smaller table on
+// the one transition-table template (common/state_machine.h,
+// VhostSessionTraits below): three states, and the three requests that change
+// them as its events.
 //
 //   kNoOwner --SET_OWNER--> kOwned --SET_MEM_TABLE--> kMemReady
 //      ^                      |  ^                      |  (SET_MEM_TABLE again
 //      +-----RESET_OWNER------+  +-----------------------+   stays in kMemReady)
+//
+// Every other request leaves the state as it is (it fires no event). A
+// state-changing request the request table allows in the current state but
+// the session table has no arc for is refused before its handler runs
+// (kFailedPrecondition "vhost-user session: SET_OWNER is illegal in state
+// owned"), so the two tables can never disagree silently.
 //
 // Per vring: configured by SET_VRING_NUM/ADDR/BASE while stopped, started by
 // SET_VRING_KICK, stopped by GET_VRING_BASE; enabled by SET_VRING_ENABLE when
@@ -19,6 +28,9 @@
 //   VhostReply r;
 //   absl::Status st = s.Handle(std::move(m), &r);   // send r if r.send
 //   if (!st.ok()) close();                          // already logged
+//
+// Threads: Handle/CheckHeader and the state on the control thread; the data
+// plane calls (PeekTx, EnqueueRx, ...) from the dataplane thread under mu_.
 #ifndef NPA_HYPERVISOR_VHOST_VHOST_SESSION_H_
 #define NPA_HYPERVISOR_VHOST_VHOST_SESSION_H_
 
@@ -30,6 +42,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/state_machine.h"
 #include "hypervisor/vhost/guest_memory.h"
 #include "hypervisor/vhost/vhost_device.h"
 #include "hypervisor/vhost/virtqueue.h"
@@ -47,6 +60,30 @@ inline constexpr uint32_t kMaxPayload = sizeof(npa_vhost_user_payload);
 // Kick fds replaced while the dataplane holds the old ones (see NotifyFds).
 inline constexpr size_t kMaxRetiredKickFds = 64;
 
+enum class VhostSessionState : uint8_t { kNoOwner = 0, kOwned = 1, kMemReady = 2 };
+// The requests that move the session; the rest fire nothing.
+enum class VhostSessionEvent : uint8_t { kSetOwner, kSetMemTable, kResetOwner };
+
+struct VhostSessionTraits {
+  using State = VhostSessionState;
+  using Event = VhostSessionEvent;
+  static constexpr const char* kName = "vhost-user session";
+  static constexpr size_t kNumStates = 3, kNumEvents = 3;
+  static const char* StateName(VhostSessionState s);  // "no-owner", "owned", "mem-ready"
+  static const char* EventName(VhostSessionEvent e);  // "SET_OWNER", ...
+
+  using S = VhostSessionState;
+  using E = VhostSessionEvent;
+  static constexpr Arc<S, E> kArcs[] = {
+      {S::kNoOwner, E::kSetOwner, S::kOwned},
+      {S::kOwned, E::kSetMemTable, S::kMemReady},
+      {S::kMemReady, E::kSetMemTable, S::kMemReady},  // a new table replaces the old
+      {S::kOwned, E::kResetOwner, S::kNoOwner},
+      {S::kMemReady, E::kResetOwner, S::kNoOwner},
+  };
+};
+using VhostSessionTable = TransitionTable<VhostSessionTraits>;
+
 struct VhostMessage {
   npa_vhost_user_hdr hdr{};
   npa_vhost_user_payload payload{};
@@ -61,7 +98,8 @@ struct VhostReply {
 
 class VhostSession {
  public:
-  enum State : uint8_t { kNoOwner = 0, kOwned = 1, kMemReady = 2 };
+  using State = VhostSessionState;
+  using enum VhostSessionState;  // VhostSession::kOwned, ...
 
   // opts must be valid (VhostDevice::Create checks them).
   explicit VhostSession(VhostDevice::Options opts);
@@ -77,7 +115,7 @@ class VhostSession {
   // Non-OK => close the session; the reason is logged with guest and message.
   absl::Status Handle(VhostMessage msg, VhostReply* reply);
 
-  State state() const { return state_; }
+  State state() const { return machine_.state(); }
   const std::string& name() const { return opts_.name; }
   uint64_t acked_features() const { return acked_features_.load(std::memory_order_relaxed); }
   uint64_t acked_protocol_features() const { return acked_protocol_; }
@@ -142,7 +180,7 @@ class VhostSession {
   absl::Status OnGetStatus(VhostMessage& m, VhostReply* r);
 
   const VhostDevice::Options opts_;
-  State state_ = kNoOwner;  // control thread only
+  StateMachine<VhostSessionTraits> machine_{kNoOwner};  // control thread only
   std::atomic<uint64_t> acked_features_{0};
   uint64_t acked_protocol_ = 0;
   std::atomic<uint32_t> mtu_;

@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace npa::agent {
@@ -71,6 +72,49 @@ TEST_F(VhostSessionTest, QueriesBeforeOwnerAndStateTable) {
   EXPECT_FALSE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());  // twice
   ASSERT_TRUE(Do(NPA_VHOST_USER_RESET_OWNER, nullptr, 0).ok());
   EXPECT_EQ(s_.state(), VhostSession::kNoOwner);
+}
+
+// The session table (VhostSessionTraits) against the requests that fire its
+// events, every (state, event) pair: a legal one moves the session to the
+// arc's target, any other is refused with the state unchanged.
+TEST_F(VhostSessionTest, EveryStateAndStateChangingRequestFollowsTheSessionTable) {
+  using S = VhostSessionState;
+  using E = VhostSessionEvent;
+  const uint32_t request[] = {NPA_VHOST_USER_SET_OWNER, NPA_VHOST_USER_SET_MEM_TABLE,
+                              NPA_VHOST_USER_RESET_OWNER};
+  size_t legal = 0;
+  for (size_t f = 0; f < VhostSessionTraits::kNumStates; f++)
+    for (size_t e = 0; e < VhostSessionTraits::kNumEvents; e++) {
+      const S from = static_cast<S>(f);
+      const E ev = static_cast<E>(e);
+      SCOPED_TRACE(absl::StrCat(VhostSessionTraits::StateName(from), " + ",
+                                VhostSessionTraits::EventName(ev)));
+      VhostSession s({.name = "walk", .max_queue_pairs = 1});
+      auto send = [&s](uint32_t req) {
+        VhostMessage m;
+        m.hdr = {req, NPA_VHOST_USER_VERSION, 0};
+        if (req == NPA_VHOST_USER_SET_MEM_TABLE) {
+          m.hdr.size = 40;
+          m.payload.memory.nregions = 1;
+          m.payload.memory.regions[0] = {0x100000, 0x10000, 0x100000, 0};
+          m.fds.push_back(MemFd(0x10000));
+        }
+        VhostReply rep;
+        return s.Handle(std::move(m), &rep);
+      };
+      // Reach `from` through the protocol itself.
+      std::vector<S> path;
+      std::vector<E> events;
+      ASSERT_TRUE(VhostSessionTable::ShortestPath(S::kNoOwner, from, &path, &events).ok());
+      for (E step : events) ASSERT_TRUE(send(request[static_cast<size_t>(step)]).ok());
+      ASSERT_EQ(s.state(), from);
+      const std::optional<S> to = VhostSessionTable::Next(from, ev);
+      absl::Status st = send(request[e]);
+      EXPECT_EQ(st.ok(), to.has_value()) << st;
+      EXPECT_EQ(s.state(), to.value_or(from));
+      legal += to.has_value();
+    }
+  EXPECT_EQ(legal, std::size(VhostSessionTraits::kArcs));
 }
 
 TEST_F(VhostSessionTest, RejectsMalformedHeaders) {
