@@ -24,9 +24,9 @@ std::string ChainError::Describe() const {
   return "unknown descriptor error";
 }
 
-bool WalkChain(const vring_desc* table, uint32_t ring_size, uint32_t head, const GuestMemory& mem,
-               uint32_t* hint, ChainDir dir, ChainBuf* bufs, uint16_t cap, ChainWalk* walk,
-               ChainError* err) {
+bool WalkChain(const npa_vring_desc* table, uint32_t ring_size, uint32_t head,
+               const GuestMemory& mem, uint32_t* hint, ChainDir dir, ChainBuf* bufs, uint16_t cap,
+               ChainWalk* walk, ChainError* err) {
   *walk = ChainWalk{0, 0, false, 0};
   if (head >= ring_size) {
     *err = {ChainError::kHeadOutOfRange, 0, static_cast<uint16_t>(head), 0, 0};
@@ -34,8 +34,8 @@ bool WalkChain(const vring_desc* table, uint32_t ring_size, uint32_t head, const
   }
   // The table is shared with a guest that may rewrite it concurrently: read
   // each descriptor once through a volatile view and use only the copy.
-  const volatile vring_desc* vt = table;
-  const uint16_t want_write = dir == ChainDir::kWritable ? VRING_DESC_F_WRITE : 0;
+  const volatile npa_vring_desc* vt = table;
+  const uint16_t want_write = dir == ChainDir::kWritable ? NPA_VRING_DESC_F_WRITE : 0;
   uint32_t i = head;
   for (uint32_t n = 0;; ++n) {
     if (n == ring_size) {  // §2.7.5.2: a chain never exceeds the queue size
@@ -46,11 +46,11 @@ bool WalkChain(const vring_desc* table, uint32_t ring_size, uint32_t head, const
     const uint32_t len = vt[i].len;
     const uint16_t flags = vt[i].flags;
     const uint16_t next = vt[i].next;
-    if (flags & VRING_DESC_F_INDIRECT) {
+    if (flags & NPA_VRING_DESC_F_INDIRECT) {
       *err = {ChainError::kIndirect, static_cast<uint16_t>(i), 0, addr, len};
       return false;
     }
-    if ((flags & VRING_DESC_F_WRITE) != want_write) {
+    if ((flags & NPA_VRING_DESC_F_WRITE) != want_write) {
       *err = {ChainError::kWrongDirection, static_cast<uint16_t>(i), 0, addr, len};
       return false;
     }
@@ -68,7 +68,7 @@ bool WalkChain(const vring_desc* table, uint32_t ring_size, uint32_t head, const
       walk->total_len += len;
     }
     walk->ndesc = static_cast<uint16_t>(n + 1);
-    if (!(flags & VRING_DESC_F_NEXT)) return true;
+    if (!(flags & NPA_VRING_DESC_F_NEXT)) return true;
     if (next >= ring_size) {
       *err = {ChainError::kNextOutOfRange, static_cast<uint16_t>(i), next, 0, 0};
       return false;

@@ -18,7 +18,7 @@
 
 #include "hypervisor/vhost/guest_memory.h"
 #include "hypervisor/vhost/vhost_device.h"
-#include "hypervisor/vhost/virtio_abi.h"
+#include "npa/virtio_ring.h"
 
 namespace npa::agent {
 
@@ -62,9 +62,9 @@ struct ChainError {
 // each non-empty buffer inside ONE guest region, the direction flag, and no
 // VRING_DESC_F_INDIRECT (never offered). Stores up to cap buffers. Returns
 // false with *err filled on a violation.
-bool WalkChain(const vring_desc* table, uint32_t ring_size, uint32_t head, const GuestMemory& mem,
-               uint32_t* hint, ChainDir dir, ChainBuf* bufs, uint16_t cap, ChainWalk* walk,
-               ChainError* err);
+bool WalkChain(const npa_vring_desc* table, uint32_t ring_size, uint32_t head,
+               const GuestMemory& mem, uint32_t* hint, ChainDir dir, ChainBuf* bufs, uint16_t cap,
+               ChainWalk* walk, ChainError* err);
 
 // Splits a TX chain's buffers into the 12-byte virtio_net_hdr (copied out,
 // may span buffers) and frame segments. false when the chain is shorter than

@@ -19,7 +19,7 @@ class DescChainTest : public ::testing::Test {
   }
   uint8_t buf_[4096];
   std::shared_ptr<const GuestMemory> mem_;
-  vring_desc desc_[16];
+  npa_vring_desc desc_[16];
   ChainBuf bufs_[8];
   ChainWalk walk_;
   ChainError err_;
@@ -27,7 +27,7 @@ class DescChainTest : public ::testing::Test {
 };
 
 TEST_F(DescChainTest, WalksReadableChain) {
-  desc_[3] = {kGpa, 100, VRING_DESC_F_NEXT, 7};
+  desc_[3] = {kGpa, 100, NPA_VRING_DESC_F_NEXT, 7};
   desc_[7] = {kGpa + 200, 50, 0, 0};
   ASSERT_TRUE(Walk(3, ChainDir::kReadable)) << err_.Describe();
   EXPECT_EQ(walk_.nbufs, 2);
@@ -38,30 +38,31 @@ TEST_F(DescChainTest, WalksReadableChain) {
 TEST_F(DescChainTest, RejectsBadChains) {
   EXPECT_FALSE(Walk(16, ChainDir::kReadable));
   EXPECT_EQ(err_.kind, ChainError::kHeadOutOfRange);
-  desc_[0] = {kGpa, 10, VRING_DESC_F_NEXT, 99};
+  desc_[0] = {kGpa, 10, NPA_VRING_DESC_F_NEXT, 99};
   EXPECT_FALSE(Walk(0, ChainDir::kReadable));
   EXPECT_EQ(err_.kind, ChainError::kNextOutOfRange);
-  desc_[0] = {kGpa, 10, VRING_DESC_F_NEXT, 1};
-  desc_[1] = {kGpa, 10, VRING_DESC_F_NEXT, 0};  // 0 -> 1 -> 0 ...
+  desc_[0] = {kGpa, 10, NPA_VRING_DESC_F_NEXT, 1};
+  desc_[1] = {kGpa, 10, NPA_VRING_DESC_F_NEXT, 0};  // 0 -> 1 -> 0 ...
   EXPECT_FALSE(Walk(0, ChainDir::kReadable));
   EXPECT_EQ(err_.kind, ChainError::kLoop);
   desc_[0] = {kGpa + 4000, 200, 0, 0};
   EXPECT_FALSE(Walk(0, ChainDir::kReadable));
   EXPECT_EQ(err_.kind, ChainError::kOutsideMemory);
   EXPECT_EQ(err_.Describe(), "descriptor 0 addr 0x10fa0 len 200 is outside guest memory");
-  desc_[0] = {kGpa, 10, VRING_DESC_F_WRITE, 0};
+  desc_[0] = {kGpa, 10, NPA_VRING_DESC_F_WRITE, 0};
   EXPECT_FALSE(Walk(0, ChainDir::kReadable));
   EXPECT_EQ(err_.kind, ChainError::kWrongDirection);
   desc_[0] = {kGpa, 10, 0, 0};
   EXPECT_FALSE(Walk(0, ChainDir::kWritable));
   EXPECT_EQ(err_.kind, ChainError::kWrongDirection);
-  desc_[0] = {kGpa, 16, VRING_DESC_F_INDIRECT, 0};
+  desc_[0] = {kGpa, 16, NPA_VRING_DESC_F_INDIRECT, 0};
   EXPECT_FALSE(Walk(0, ChainDir::kReadable));
   EXPECT_EQ(err_.kind, ChainError::kIndirect);
 }
 
 TEST_F(DescChainTest, LongestLegalChainAndTruncation) {
-  for (int i = 0; i < 16; ++i) desc_[i] = {kGpa + i * 10u, 10, uint16_t(i < 15 ? VRING_DESC_F_NEXT : 0), uint16_t(i + 1)};
+  for (int i = 0; i < 16; ++i)
+    desc_[i] = {kGpa + i * 10u, 10, uint16_t(i < 15 ? NPA_VRING_DESC_F_NEXT : 0), uint16_t(i + 1)};
   ASSERT_TRUE(Walk(0, ChainDir::kReadable, 8)) << err_.Describe();
   EXPECT_EQ(walk_.ndesc, 16);
   EXPECT_EQ(walk_.nbufs, 8);
@@ -70,7 +71,7 @@ TEST_F(DescChainTest, LongestLegalChainAndTruncation) {
 }
 
 TEST_F(DescChainTest, ZeroLengthDescriptorsAreSkippedNotTranslated) {
-  desc_[0] = {0xdead0000, 0, VRING_DESC_F_NEXT, 1};
+  desc_[0] = {0xdead0000, 0, NPA_VRING_DESC_F_NEXT, 1};
   desc_[1] = {kGpa, 20, 0, 0};
   ASSERT_TRUE(Walk(0, ChainDir::kReadable));
   EXPECT_EQ(walk_.nbufs, 1);

@@ -100,7 +100,7 @@ absl::StatusOr<std::unique_ptr<VhostDevice>> VhostDevice::Create(UniqueFd conn, 
   if (opts.features & ~kSupportedFeatures) {
     return absl::InvalidArgumentError("Options::features has bits this back end does not implement");
   }
-  if (!(opts.features & (1ull << VIRTIO_F_VERSION_1))) {
+  if (!(opts.features & (1ull << NPA_VIRTIO_F_VERSION_1))) {
     return absl::InvalidArgumentError("Options::features must include VIRTIO_F_VERSION_1");
   }
   if (opts.mtu < 68 || opts.mtu > 65535) return absl::InvalidArgumentError("mtu outside 68..65535");

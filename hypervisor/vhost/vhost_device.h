@@ -59,8 +59,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/unique_fd.h"
-#include "hypervisor/vhost/virtio_abi.h"
 #include "include/npa/vhost_user.h"
+#include "npa/virtio_ring.h"
+// Transitional: the old names for files not yet on npa/virtio_ring.h (see there).
+#include "hypervisor/vhost/virtio_abi.h"  // IWYU pragma: keep
 
 namespace npa::agent {
 
@@ -72,20 +74,20 @@ using npa::UniqueFd;
 inline constexpr uint16_t kMaxFrameSegs = 32;
 
 // The 12-byte header used with VIRTIO_F_VERSION_1 or VIRTIO_NET_F_MRG_RXBUF.
-inline constexpr uint32_t kNetHdrLen = sizeof(virtio_net_hdr_v1);
-static_assert(sizeof(virtio_net_hdr_v1) == 12, "VIRTIO 1.x §5.1.6 layout");
+inline constexpr uint32_t kNetHdrLen = sizeof(npa_virtio_net_hdr_v1);
+static_assert(sizeof(npa_virtio_net_hdr_v1) == 12, "VIRTIO 1.x §5.1.6 layout");
 
 // Features offered unless Options::features says otherwise.
 inline constexpr uint64_t kDefaultFeatures =
-    (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |
-    (1ull << VIRTIO_NET_F_MQ) | (1ull << VIRTIO_NET_F_MTU) |
+    (1ull << NPA_VIRTIO_F_VERSION_1) | (1ull << NPA_VIRTIO_NET_F_MRG_RXBUF) |
+    (1ull << NPA_VIRTIO_NET_F_MQ) | (1ull << NPA_VIRTIO_NET_F_MTU) |
     (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES);
 // Offloads an owner may add to Options::features when its uplink/switch can
 // honour the virtio_net_hdr they imply (TAP with IFF_VNET_HDR does).
 inline constexpr uint64_t kOffloadFeatures =
-    (1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM) |
-    (1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6) |
-    (1ull << VIRTIO_NET_F_GUEST_TSO4) | (1ull << VIRTIO_NET_F_GUEST_TSO6);
+    (1ull << NPA_VIRTIO_NET_F_CSUM) | (1ull << NPA_VIRTIO_NET_F_GUEST_CSUM) |
+    (1ull << NPA_VIRTIO_NET_F_HOST_TSO4) | (1ull << NPA_VIRTIO_NET_F_HOST_TSO6) |
+    (1ull << NPA_VIRTIO_NET_F_GUEST_TSO4) | (1ull << NPA_VIRTIO_NET_F_GUEST_TSO6);
 // Every feature bit this implementation can honour; Options::features must be
 // a subset (Create rejects others). No INDIRECT_DESC, no EVENT_IDX, no packed.
 inline constexpr uint64_t kSupportedFeatures = kDefaultFeatures | kOffloadFeatures;
@@ -95,7 +97,7 @@ inline constexpr uint64_t kSupportedFeatures = kDefaultFeatures | kOffloadFeatur
 // hdr is a copy (the guest may rewrite its own memory at any time; so may the
 // frame bytes, which is the guest's problem, never the agent's).
 struct GuestFrame {
-  virtio_net_hdr_v1 hdr;
+  npa_virtio_net_hdr_v1 hdr;
   uint32_t len;    // frame bytes = sum of segs[i].iov_len
   uint16_t nsegs;  // 1..kMaxFrameSegs
   uint16_t head;   // descriptor head index (diagnostics)
@@ -105,7 +107,7 @@ struct GuestFrame {
 // A frame to deliver into a guest (from the uplink or another guest). hdr may
 // be null (= no offload metadata: a zeroed header with num_buffers filled in).
 struct PacketRef {
-  const virtio_net_hdr_v1* hdr;
+  const npa_virtio_net_hdr_v1* hdr;
   const iovec* segs;
   uint16_t nsegs;
   uint32_t len;  // sum of segs[i].iov_len

@@ -42,7 +42,10 @@ TEST(VhostDeviceTest, CreateRejectsBadOptions) {
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
   close(sv[1]);
   EXPECT_FALSE(VhostDevice::Create(UniqueFd(dup(sv[0])), {.name = "x", .max_queue_pairs = 0}).ok());
-  EXPECT_FALSE(VhostDevice::Create(UniqueFd(dup(sv[0])), {.name = "x", .features = 1ull << VIRTIO_RING_F_INDIRECT_DESC}).ok());
+  EXPECT_FALSE(
+      VhostDevice::Create(UniqueFd(dup(sv[0])),
+                          {.name = "x", .features = 1ull << NPA_VIRTIO_F_RING_INDIRECT_DESC})
+          .ok());
   close(sv[0]);
 }
 
@@ -88,15 +91,15 @@ TEST(VhostDeviceTest, RxFramesAreCopiedMergeable) {
   // The big frame comes as two segments (as from another guest's chain).
   iovec segs[2] = {{big.data(), 1000}, {big.data() + 1000, 4000}};
   iovec s1{small.data(), small.size()};
-  virtio_net_hdr_v1 h{};
-  h.flags = VIRTIO_NET_HDR_F_DATA_VALID;
+  npa_virtio_net_hdr_v1 h{};
+  h.flags = NPA_VIRTIO_NET_HDR_F_DATA_VALID;
   PacketRef pk[2] = {{&h, &s1, 1, 64}, {nullptr, segs, 2, 5000}};
   ASSERT_EQ(p.dev->EnqueueRx(0, pk, 2), 2);
   std::string got;
-  virtio_net_hdr_v1 gh;
+  npa_virtio_net_hdr_v1 gh;
   ASSERT_TRUE(p.fe->RecvFrame(0, &got, &gh));
   EXPECT_EQ(got, small);
-  EXPECT_EQ(gh.flags, VIRTIO_NET_HDR_F_DATA_VALID);
+  EXPECT_EQ(gh.flags, NPA_VIRTIO_NET_HDR_F_DATA_VALID);
   EXPECT_EQ(gh.num_buffers, 1);
   ASSERT_TRUE(p.fe->RecvFrame(0, &got, &gh));
   EXPECT_EQ(got, big);
@@ -186,11 +189,11 @@ TEST(VhostDeviceTest, IdleNotifyControlsGuestKicks) {
   DevicePump pump({p.dev.get()});
   ASSERT_TRUE(p.fe->Handshake().ok());
   ASSERT_TRUE(WaitFor([&] { return p.dev->QueueReady(0); }));
-  EXPECT_TRUE(p.fe->used(1)->flags & VRING_USED_F_NO_NOTIFY);  // polling by default
+  EXPECT_TRUE(p.fe->used(1)->flags & NPA_VRING_USED_F_NO_NOTIFY);  // polling by default
   std::vector<int> fds = p.dev->NotifyFds();
   EXPECT_EQ(fds.size(), 2u);
   p.dev->SetIdleNotify(true);
-  EXPECT_FALSE(p.fe->used(1)->flags & VRING_USED_F_NO_NOTIFY);
+  EXPECT_FALSE(p.fe->used(1)->flags & NPA_VRING_USED_F_NO_NOTIFY);
   char x[64] = {};
   ASSERT_TRUE(p.fe->SendFrame(0, x, sizeof(x)));
   uint64_t v = 0;

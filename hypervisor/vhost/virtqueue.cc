@@ -54,7 +54,8 @@ uint16_t VirtQueue::Stop() {
 void VirtQueue::set_idle_notify(bool want_kicks) {
   idle_notify_ = want_kicks;
   if (!configured_) return;
-  __atomic_store_n(&ring_.used->flags, want_kicks ? 0 : VRING_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+  __atomic_store_n(&ring_.used->flags, want_kicks ? 0 : NPA_VRING_USED_F_NO_NOTIFY,
+                   __ATOMIC_RELAXED);
   // Order the flag store before the caller's next avail->idx load (store ->
   // load needs a full fence): otherwise a guest that read NO_NOTIFY just
   // before we cleared it skips the kick and we miss its frame while asleep.
@@ -80,7 +81,7 @@ int32_t VirtQueue::CountAvail(uint16_t idx, std::string* violation) {
 }
 
 void VirtQueue::PushUsed(uint16_t head, uint32_t len) {
-  vring_used_elem* e = &ring_.used->ring[used_shadow_ & mask_];
+  npa_vring_used_elem* e = &ring_.used->ring[used_shadow_ & mask_];
   e->id = head;
   e->len = len;
   ++used_shadow_;
@@ -99,7 +100,7 @@ void VirtQueue::PublishUsedAndNotify() {
   // either see our new idx or be seen by us (store->load, §2.7.10).
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
   const uint16_t flags = __atomic_load_n(&ring_.avail->flags, __ATOMIC_RELAXED);
-  if (!(flags & VRING_AVAIL_F_NO_INTERRUPT)) {
+  if (!(flags & NPA_VRING_AVAIL_F_NO_INTERRUPT)) {
     const uint64_t one = 1;
     // Non-blocking eventfd (checked at SET_VRING_CALL): a full counter is
     // the only failure and means the guest has a wakeup pending anyway.
@@ -132,11 +133,11 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
     // descriptor; anything else takes the full walk (which re-reads and
     // re-checks on its own).
     if (head < ring_.num) {
-      const volatile vring_desc* vd = &ring_.desc[head];
+      const volatile npa_vring_desc* vd = &ring_.desc[head];
       const uint16_t flags = vd->flags;
       const uint64_t addr = vd->addr;
       const uint32_t len = vd->len;
-      if (!(flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)) &&
+      if (!(flags & (NPA_VRING_DESC_F_NEXT | NPA_VRING_DESC_F_INDIRECT | NPA_VRING_DESC_F_WRITE)) &&
           len > kNetHdrLen && len - kNetHdrLen <= kMaxFrameLen) {
         uint8_t* host = mem_->GpaToHost(addr, len, &hint_);
         if (host != nullptr) {
@@ -281,7 +282,7 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
       ++dropped;
       continue;
     }
-    virtio_net_hdr_v1 hdr;
+    npa_virtio_net_hdr_v1 hdr;
     if (p.hdr != nullptr) {
       hdr = *p.hdr;
     } else {
@@ -297,13 +298,13 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
     if (consumed < avail && p.nsegs == 1 && p.segs[0].iov_len == p.len) {
       const uint16_t head = aring[static_cast<uint16_t>(last_avail_ + consumed) & mask_];
       if (head < ring_.num) {
-        const volatile vring_desc* vd = &ring_.desc[head];
+        const volatile npa_vring_desc* vd = &ring_.desc[head];
         const uint16_t flags = vd->flags;
         const uint64_t addr = vd->addr;
         const uint32_t len = vd->len;
         const uint32_t need = kNetHdrLen + p.len;
-        if ((flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT | VRING_DESC_F_WRITE)) ==
-                VRING_DESC_F_WRITE &&
+        if ((flags & (NPA_VRING_DESC_F_NEXT | NPA_VRING_DESC_F_INDIRECT |
+                      NPA_VRING_DESC_F_WRITE)) == NPA_VRING_DESC_F_WRITE &&
             len >= need) {
           uint8_t* host = mem_->GpaToHost(addr, len, &hint_);  // all of it, as WalkChain would
           if (host != nullptr) {

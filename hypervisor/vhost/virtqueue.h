@@ -22,7 +22,7 @@
 #include "hypervisor/vhost/desc_chain.h"
 #include "hypervisor/vhost/guest_memory.h"
 #include "hypervisor/vhost/vhost_device.h"
-#include "hypervisor/vhost/virtio_abi.h"
+#include "npa/virtio_ring.h"
 
 namespace npa::agent {
 
@@ -32,9 +32,9 @@ inline constexpr uint32_t kMaxFrameLen = 65536 + 18;
 
 struct RingLayout {
   uint32_t num;  // power of two, 1..kMaxRingSize
-  vring_desc* desc;
-  vring_avail* avail;
-  vring_used* used;
+  npa_vring_desc* desc;
+  npa_vring_avail* avail;
+  npa_vring_used* used;
 };
 
 class VirtQueue {

@@ -15,8 +15,9 @@ class VirtQueueTest : public ::testing::Test {
     std::memset(arena_, 0, sizeof(arena_));
     const uint64_t base = reinterpret_cast<uint64_t>(arena_);
     mem_ = *GuestMemory::FromRegions({{base, base, sizeof(arena_), arena_}});
-    layout_ = {kNum, reinterpret_cast<vring_desc*>(arena_), reinterpret_cast<vring_avail*>(arena_ + 256),
-               reinterpret_cast<vring_used*>(arena_ + 512)};
+    layout_ = {kNum, reinterpret_cast<npa_vring_desc*>(arena_),
+               reinterpret_cast<npa_vring_avail*>(arena_ + 256),
+               reinterpret_cast<npa_vring_used*>(arena_ + 512)};
     q_.Configure(mem_, layout_, 0, true, -1);
   }
   uint8_t* buf(int i) { return arena_ + 4096 + i * 256; }
@@ -85,14 +86,14 @@ TEST_F(VirtQueueTest, StopReportsOnlyReleasedAndSwallowsLateRelease) {
 }
 
 TEST_F(VirtQueueTest, RxMergeableSpansBuffers) {
-  for (uint16_t d = 0; d < 4; ++d) Post(d, 256, VRING_DESC_F_WRITE);
+  for (uint16_t d = 0; d < 4; ++d) Post(d, 256, NPA_VRING_DESC_F_WRITE);
   std::string payload(600, 'x');
   for (size_t i = 0; i < payload.size(); ++i) payload[i] = char(i % 251);
   iovec seg{payload.data(), payload.size()};
   PacketRef p{nullptr, &seg, 1, uint32_t(payload.size())};
   ASSERT_EQ(q_.EnqueueRx(&p, 1, &c_, &v_), 1) << v_;
   EXPECT_EQ(layout_.used->idx, 3);  // 612 bytes over 256-byte buffers
-  virtio_net_hdr_v1 h;
+  npa_virtio_net_hdr_v1 h;
   std::memcpy(&h, buf(0), 12);
   EXPECT_EQ(h.num_buffers, 3);
   std::string got(reinterpret_cast<char*>(buf(0)) + 12, 244);
@@ -111,7 +112,7 @@ TEST_F(VirtQueueTest, RxMergeableSpansBuffers) {
 // k" (loopback) never sends the frames after it twice.
 TEST_F(VirtQueueTest, RxReturnsThePrefixTakenIncludingUndeliverableFrames) {
   q_.Configure(mem_, layout_, 0, /*mergeable=*/false, -1);
-  for (uint16_t d = 0; d < 4; ++d) Post(d, 256, VRING_DESC_F_WRITE);
+  for (uint16_t d = 0; d < 4; ++d) Post(d, 256, NPA_VRING_DESC_F_WRITE);
   std::string small(100, 's'), big(600, 'b');
   iovec s0{small.data(), small.size()}, b0{big.data(), big.size()};
   PacketRef p[3] = {{nullptr, &s0, 1, 100}, {nullptr, &b0, 1, 600}, {nullptr, &s0, 1, 100}};
@@ -123,7 +124,7 @@ TEST_F(VirtQueueTest, RxReturnsThePrefixTakenIncludingUndeliverableFrames) {
 }
 
 TEST_F(VirtQueueTest, RxFullKeepLeavesTheRestUncounted) {
-  Post(0, 256, VRING_DESC_F_WRITE);
+  Post(0, 256, NPA_VRING_DESC_F_WRITE);
   char x[64] = {};
   iovec seg{x, sizeof(x)};
   PacketRef p[3] = {{nullptr, &seg, 1, 64}, {nullptr, &seg, 1, 64}, {nullptr, &seg, 1, 64}};

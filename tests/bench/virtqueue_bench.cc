@@ -29,18 +29,19 @@ struct Rig {
   explicit Rig(bool writable, bool split = false) {
     const uint64_t base = reinterpret_cast<uint64_t>(arena.data());
     mem = *GuestMemory::FromRegions({{base, base, arena.size(), arena.data()}});
-    l = {kNum, reinterpret_cast<vring_desc*>(arena.data()),
-         reinterpret_cast<vring_avail*>(arena.data() + 0x1000),
-         reinterpret_cast<vring_used*>(arena.data() + 0x2000)};
+    l = {kNum, reinterpret_cast<npa_vring_desc*>(arena.data()),
+         reinterpret_cast<npa_vring_avail*>(arena.data() + 0x1000),
+         reinterpret_cast<npa_vring_used*>(arena.data() + 0x2000)};
     for (uint32_t i = 0; i < kNum; ++i) {
       l.desc[i] = {base + 0x10000 + i * 2048, writable ? 2048u : 76u,
-                   static_cast<uint16_t>(writable ? VRING_DESC_F_WRITE : 0), 0};
+                   static_cast<uint16_t>(writable ? NPA_VRING_DESC_F_WRITE : 0), 0};
     }
     if (split) {
       // Heads are even; each head's header chains to the odd descriptor
       // after it. Post() then uses half the ring's entries.
       for (uint32_t i = 0; i < kNum; i += 2) {
-        l.desc[i] = {base + 0x10000 + i * 2048, 12u, VRING_DESC_F_NEXT, static_cast<uint16_t>(i + 1)};
+        l.desc[i] = {base + 0x10000 + i * 2048, 12u, NPA_VRING_DESC_F_NEXT,
+                     static_cast<uint16_t>(i + 1)};
         l.desc[i + 1] = {base + 0x10000 + (i + 1) * 2048, 64u, 0, 0};
       }
     }

@@ -33,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!mem.ok()) return 0;
 
   // Direct walk from an arbitrary head, both directions.
-  auto* table = reinterpret_cast<vring_desc*>(arena.data());
+  auto* table = reinterpret_cast<npa_vring_desc*>(arena.data());
   ChainBuf bufs[kMaxFrameSegs + 1];
   ChainWalk w;
   ChainError e;
@@ -53,8 +53,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   // Whole rings: desc at 0, avail at 0x4000 (<= 6+2*256), used at 0x5000.
-  RingLayout l{num, table, reinterpret_cast<vring_avail*>(arena.data() + 0x4000),
-               reinterpret_cast<vring_used*>(arena.data() + 0x5000)};
+  RingLayout l{num, table, reinterpret_cast<npa_vring_avail*>(arena.data() + 0x4000),
+               reinterpret_cast<npa_vring_used*>(arena.data() + 0x5000)};
   for (int q = 0; q < 2; ++q) {
     VirtQueue vq;
     vq.Configure(*mem, l, head, mrg, -1);

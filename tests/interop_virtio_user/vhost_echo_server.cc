@@ -20,13 +20,15 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#include <chrono>
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/unix_socket.h"
 #include "hypervisor/vhost/vhost_device.h"
@@ -59,21 +61,22 @@ void MacSwap(const GuestFrame& f, std::vector<uint8_t>* buf) {
   }
 }
 
-int Serve(VhostDevice& dev, std::chrono::steady_clock::time_point deadline) {
+// deadline_ms: on npa::MonotonicMs().
+int Serve(VhostDevice& dev, int64_t deadline_ms) {
   GuestFrame frames[kBurst];
   PacketRef refs[kBurst];
   std::vector<uint8_t> swapped[kBurst];
   iovec swapped_iov[kBurst];
   uint64_t echoed = 0, dropped = 0, sunk = 0, last_sunk = 0;
-  auto last = std::chrono::steady_clock::now();
+  uint64_t last_ns = npa::MonotonicNs();
   for (uint64_t iter = 0;; ++iter) {
     if ((iter & 1023) == 0 && g_sink) {
-      const auto now = std::chrono::steady_clock::now();
-      const double dt = std::chrono::duration<double>(now - last).count();
+      const uint64_t now_ns = npa::MonotonicNs();
+      const double dt = static_cast<double>(now_ns - last_ns) / 1e9;
       if (dt >= 1.0) {
         if (sunk != last_sunk) printf("sink: %.2f Mpps\n", (sunk - last_sunk) / dt / 1e6);
         fflush(stdout);
-        last = now;
+        last_ns = now_ns;
         last_sunk = sunk;
       }
     }
@@ -88,7 +91,7 @@ int Serve(VhostDevice& dev, std::chrono::steady_clock::time_point deadline) {
           return absl::IsAborted(s) ? 0 : 1;
         }
       }
-      if (std::chrono::steady_clock::now() > deadline) {
+      if (static_cast<int64_t>(npa::MonotonicMs()) > deadline_ms) {
         fprintf(stderr, "echo: time limit reached\n");
         return 1;
       }
@@ -150,18 +153,19 @@ int main(int argc, char** argv) {
   if (path.empty()) { fprintf(stderr, "usage: %s --socket PATH [--seconds N] [--connections N]\n", argv[0]); return 2; }
   auto lis = npa::ListenUnix(path);
   if (!lis.ok()) { fprintf(stderr, "listen: %s\n", std::string(lis.status().message()).c_str()); return 2; }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  const int64_t deadline_ms = static_cast<int64_t>(npa::MonotonicMs()) + int64_t{seconds} * 1000;
   int rc = 0;
   for (int c = 0; c < connections && rc == 0; ++c) {
     pollfd p{lis->get(), POLLIN, 0};
-    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
+    const int left = static_cast<int>(
+        std::min<int64_t>(deadline_ms - static_cast<int64_t>(npa::MonotonicMs()), INT32_MAX));
     if (left <= 0 || poll(&p, 1, left) <= 0) { fprintf(stderr, "echo: no connection in time\n"); rc = 1; break; }
     UniqueFd conn(accept4(lis->get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!conn.valid()) { perror("accept"); rc = 1; break; }
     auto dev = VhostDevice::Create(std::move(conn), {.name = "dpdk" + std::to_string(c), .max_queue_pairs = 4});
     if (!dev.ok()) { fprintf(stderr, "create: %s\n", std::string(dev.status().message()).c_str()); rc = 1; break; }
-    rc = Serve(**dev, deadline);
-    if (keep_going && rc == 1 && std::chrono::steady_clock::now() < deadline) {
+    rc = Serve(**dev, deadline_ms);
+    if (keep_going && rc == 1 && static_cast<int64_t>(npa::MonotonicMs()) < deadline_ms) {
       fprintf(stderr, "echo: session %d closed, serving the next\n", c);
       rc = 0;
     }

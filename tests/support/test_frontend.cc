@@ -33,14 +33,14 @@ absl::StatusOr<std::unique_ptr<TestFrontend>> TestFrontend::Create(UniqueFd sock
   fe->rings_.resize(2u * cfg.queue_pairs);
   for (Ring& r : fe->rings_) {
     off = AlignUp(off, 4096);
-    r.desc = reinterpret_cast<vring_desc*>(fe->mem_ + off);
-    off += 16 * qs;
+    r.desc = reinterpret_cast<npa_vring_desc*>(fe->mem_ + off);
+    off += npa_vring_desc_size(qs);
     off = AlignUp(off, 64);
-    r.avail = reinterpret_cast<vring_avail*>(fe->mem_ + off);
-    off += 6 + 2 * qs;
+    r.avail = reinterpret_cast<npa_vring_avail*>(fe->mem_ + off);
+    off += npa_vring_avail_size(qs);
     off = AlignUp(off, 4096);
-    r.used = reinterpret_cast<vring_used*>(fe->mem_ + off);
-    off += 6 + 8 * qs;
+    r.used = reinterpret_cast<npa_vring_used*>(fe->mem_ + off);
+    off += npa_vring_used_size(qs);
     off = AlignUp(off, 4096);
     r.bufs = fe->mem_ + off;
     off += static_cast<size_t>(qs) * cfg.buf_size;
@@ -104,9 +104,9 @@ absl::Status TestFrontend::SendAcked(uint32_t request, const void* payload, uint
 absl::Status TestFrontend::Handshake() {
   NPA_RETURN_IF_ERROR(Send(NPA_VHOST_USER_SET_OWNER, nullptr, 0));
   NPA_ASSIGN_OR_RETURN(Reply feat, Call(NPA_VHOST_USER_GET_FEATURES, nullptr, 0));
-  uint64_t want = 1ull << VIRTIO_F_VERSION_1;
-  if (cfg_.mergeable) want |= 1ull << VIRTIO_NET_F_MRG_RXBUF;
-  if (cfg_.queue_pairs > 1) want |= 1ull << VIRTIO_NET_F_MQ;
+  uint64_t want = 1ull << NPA_VIRTIO_F_VERSION_1;
+  if (cfg_.mergeable) want |= 1ull << NPA_VIRTIO_NET_F_MRG_RXBUF;
+  if (cfg_.queue_pairs > 1) want |= 1ull << NPA_VIRTIO_NET_F_MQ;
   if (cfg_.protocol_features) want |= 1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES;
   features_ = want & feat.payload.u64;
   if (features_ & (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES)) {
@@ -161,7 +161,7 @@ absl::StatusOr<uint32_t> TestFrontend::GetVringBase(uint32_t index) {
 void TestFrontend::Kick(Ring& r) {
   // Full fence: our avail->idx store before reading the device's flags.
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  if (__atomic_load_n(&r.used->flags, __ATOMIC_RELAXED) & VRING_USED_F_NO_NOTIFY) return;
+  if (__atomic_load_n(&r.used->flags, __ATOMIC_RELAXED) & NPA_VRING_USED_F_NO_NOTIFY) return;
   uint64_t one = 1;
   ssize_t n = write(r.kick.get(), &one, 8);
   (void)n;
@@ -173,7 +173,7 @@ bool TestFrontend::SendFrame(uint16_t qp, const void* data, size_t len, bool spl
   size_t ndesc = split_hdr ? 1 + (len + cfg_.buf_size - 1) / cfg_.buf_size
                            : (total + cfg_.buf_size - 1) / cfg_.buf_size;
   if (len == 0 || ndesc > r.free.size()) return false;
-  virtio_net_hdr_v1 hdr{};
+  npa_virtio_net_hdr_v1 hdr{};
   // Stream: header, then data, cut into descriptors.
   std::string stream(reinterpret_cast<const char*>(&hdr), 12);
   stream.append(static_cast<const char*>(data), len);
@@ -190,7 +190,7 @@ bool TestFrontend::SendFrame(uint16_t qp, const void* data, size_t len, bool spl
     if (k == 0) {
       head = d;
     } else {
-      r.desc[prev].flags |= VRING_DESC_F_NEXT;
+      r.desc[prev].flags |= NPA_VRING_DESC_F_NEXT;
       r.desc[prev].next = d;
     }
     prev = d;
@@ -223,7 +223,8 @@ void TestFrontend::FillRx(uint16_t qp) {
   while (!r.free.empty()) {
     const uint16_t d = r.free.back();
     r.free.pop_back();
-    r.desc[d] = {gpa(r.bufs + static_cast<size_t>(d) * cfg_.buf_size), cfg_.buf_size, VRING_DESC_F_WRITE, 0};
+    r.desc[d] = {gpa(r.bufs + static_cast<size_t>(d) * cfg_.buf_size), cfg_.buf_size,
+                 NPA_VRING_DESC_F_WRITE, 0};
     r.chain_len[d] = 1;
     r.avail->ring[r.avail_idx++ & (cfg_.queue_size - 1)] = d;
   }
@@ -231,20 +232,20 @@ void TestFrontend::FillRx(uint16_t qp) {
   Kick(r);
 }
 
-bool TestFrontend::RecvFrame(uint16_t qp, std::string* frame, virtio_net_hdr_v1* hdr_out) {
+bool TestFrontend::RecvFrame(uint16_t qp, std::string* frame, npa_virtio_net_hdr_v1* hdr_out) {
   Ring& r = rings_[2 * qp];
   const uint16_t used = __atomic_load_n(&r.used->idx, __ATOMIC_ACQUIRE);
   if (used == r.last_used) return false;
   const uint32_t mask = cfg_.queue_size - 1;
-  const vring_used_elem first = r.used->ring[r.last_used & mask];
+  const npa_vring_used_elem first = r.used->ring[r.last_used & mask];
   const uint8_t* b0 = r.bufs + static_cast<size_t>(first.id) * cfg_.buf_size;
-  virtio_net_hdr_v1 hdr;
+  npa_virtio_net_hdr_v1 hdr;
   std::memcpy(&hdr, b0, 12);
-  const uint16_t nb = (features_ & (1ull << VIRTIO_NET_F_MRG_RXBUF)) ? hdr.num_buffers : 1;
+  const uint16_t nb = (features_ & (1ull << NPA_VIRTIO_NET_F_MRG_RXBUF)) ? hdr.num_buffers : 1;
   if (nb == 0 || static_cast<uint16_t>(used - r.last_used) < nb) return false;
   frame->clear();
   for (uint16_t k = 0; k < nb; ++k) {
-    const vring_used_elem e = r.used->ring[(r.last_used + k) & mask];
+    const npa_vring_used_elem e = r.used->ring[(r.last_used + k) & mask];
     const uint8_t* b = r.bufs + static_cast<size_t>(e.id) * cfg_.buf_size;
     const uint32_t skip = k == 0 ? 12 : 0;
     if (e.len > skip) frame->append(reinterpret_cast<const char*>(b) + skip, e.len - skip);

@@ -28,8 +28,8 @@
 #include "absl/status/statusor.h"
 #include "common/unique_fd.h"
 #include "hypervisor/vhost/vhost_device.h"
-#include "hypervisor/vhost/virtio_abi.h"
 #include "include/npa/vhost_user.h"
+#include "npa/virtio_ring.h"
 
 namespace npa::agent {
 
@@ -80,12 +80,12 @@ class TestFrontend {
   // Post every free descriptor of qp's RX ring as a writable buffer.
   void FillRx(uint16_t qp);
   // Take one received frame (header stripped); false if none is ready.
-  bool RecvFrame(uint16_t qp, std::string* frame, virtio_net_hdr_v1* hdr = nullptr);
+  bool RecvFrame(uint16_t qp, std::string* frame, npa_virtio_net_hdr_v1* hdr = nullptr);
 
   // ---- raw ring access for hostile tests ----
-  vring_desc* desc(uint32_t vring) { return rings_[vring].desc; }
-  vring_avail* avail(uint32_t vring) { return rings_[vring].avail; }
-  vring_used* used(uint32_t vring) { return rings_[vring].used; }
+  npa_vring_desc* desc(uint32_t vring) { return rings_[vring].desc; }
+  npa_vring_avail* avail(uint32_t vring) { return rings_[vring].avail; }
+  npa_vring_used* used(uint32_t vring) { return rings_[vring].used; }
   uint8_t* mem() { return mem_; }
   size_t mem_size() const { return cfg_.mem_size; }
   uint64_t gpa(const void* p) const { return reinterpret_cast<uint64_t>(p); }
@@ -96,9 +96,9 @@ class TestFrontend {
 
  private:
   struct Ring {
-    vring_desc* desc;
-    vring_avail* avail;
-    vring_used* used;
+    npa_vring_desc* desc;
+    npa_vring_avail* avail;
+    npa_vring_used* used;
     uint8_t* bufs;  // queue_size * buf_size
     std::vector<uint16_t> free;  // free descriptor indices
     std::vector<uint16_t> chain_len;  // per head: descriptors in its chain
