@@ -19,13 +19,13 @@ static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1)
 
 uint64_t vring_layout(uint16_t size, uint64_t *avail_off, uint64_t *used_off) {
   /* 2.7 alignment: desc 16, avail 2, used 4. Used gets its own cache line so
-   * device writes do not share a line with driver writes. The trailing u16
-   * of each ring is used_event/avail_event (2.7.6, 2.7.8). */
-  uint64_t a = (uint64_t)size * sizeof(vring_desc);
-  uint64_t u = align_up(a + 4 + 2ull * size + 2, 64);
+   * device writes do not share a line with driver writes. The part sizes
+   * include each ring's trailing event-index slot (2.7.7, 2.7.10). */
+  uint64_t a = npa_vring_desc_size(size);
+  uint64_t u = align_up(a + npa_vring_avail_size(size), 64);
   *avail_off = a;
   *used_off = u;
-  return align_up(u + 4 + 8ull * size + 2, 4096);
+  return align_up(u + npa_vring_used_size(size), 4096);
 }
 
 int vring_init(vring *vq, const npa_dma_mem *mem, uint16_t size, uint16_t qidx) {
@@ -36,9 +36,9 @@ int vring_init(vring *vq, const npa_dma_mem *mem, uint16_t size, uint16_t qidx) 
   vq->size = size;
   vq->mask = (uint16_t)(size - 1);
   vq->qidx = qidx;
-  vq->desc = (vring_desc *)mem->vaddr;
-  vq->avail = (vring_avail *)((char *)mem->vaddr + ao);
-  vq->used = (vring_used *)((char *)mem->vaddr + uo);
+  vq->desc = (npa_vring_desc *)mem->vaddr;
+  vq->avail = (npa_vring_avail *)((char *)mem->vaddr + ao);
+  vq->used = (npa_vring_used *)((char *)mem->vaddr + uo);
   vq->desc_iova = mem->iova;
   vq->avail_iova = mem->iova + ao;
   vq->used_iova = mem->iova + uo;
@@ -63,7 +63,7 @@ void vring_fini(vring *vq) {
 }
 
 void vring_rewind(vring *vq) {
-  memset(vq->desc, 0, (size_t)vq->size * sizeof(vring_desc));
+  memset(vq->desc, 0, (size_t)vq->size * sizeof(npa_vring_desc));
   vq->avail->flags = 0;
   vq->avail->idx = 0;
   vq->used->flags = 0;
@@ -81,17 +81,15 @@ void vring_rewind(vring *vq) {
 
 int vring_add(vring *vq, const vring_seg *segs, uint16_t n, void *cookie) {
   if (n == 0 || n > vq->num_free || vq->broken) return -1;
-  uint16_t head = vq->free_head, id = head, prev = head;
+  uint16_t head = vq->free_head, id = head;
   for (uint16_t i = 0; i < n; i++) {
-    vring_desc *d = &vq->desc[id];
+    npa_vring_desc *d = &vq->desc[id];
     d->addr = segs[i].addr;
     d->len = segs[i].len;
-    d->flags = (uint16_t)(segs[i].flags | (i + 1 < n ? VRING_DESC_F_NEXT : 0));
-    prev = id;
+    d->flags = (uint16_t)(segs[i].flags | (i + 1 < n ? NPA_VRING_DESC_F_NEXT : 0));
     id = vq->free_next[id];
     d->next = i + 1 < n ? id : 0;
   }
-  (void)prev;
   vq->free_head = id;
   vq->num_free = (uint16_t)(vq->num_free - n);
   vq->chain_len[head] = n;
@@ -115,7 +113,7 @@ int vring_kick_needed(vring *vq) {
    * NO_NOTIFY flag, or we may skip a doorbell the device is waiting for. */
   vr_mb();
   uint16_t flags = __atomic_load_n(&vq->used->flags, __ATOMIC_RELAXED);
-  if (flags & VRING_USED_F_NO_NOTIFY) {
+  if (flags & NPA_VRING_USED_F_NO_NOTIFY) {
     vq->kicked_idx = vq->avail_idx;
     return 0;
   }
@@ -144,7 +142,7 @@ uint16_t vring_used_pending(vring *vq) {
 }
 
 void *vring_peek_used(vring *vq, uint16_t k, uint32_t *len) {
-  vring_used_elem e = vq->used->ring[(uint16_t)(vq->last_used + k) & vq->mask];
+  npa_vring_used_elem e = vq->used->ring[(uint16_t)(vq->last_used + k) & vq->mask];
   if (e.id >= vq->size || vq->chain_len[e.id] == 0) {
     vq->broken = 1;
     return NULL;
@@ -155,7 +153,7 @@ void *vring_peek_used(vring *vq, uint16_t k, uint32_t *len) {
 
 void *vring_get_used(vring *vq, uint32_t *len) {
   if (vring_used_pending(vq) == 0) return NULL;
-  vring_used_elem e = vq->used->ring[vq->last_used & vq->mask];
+  npa_vring_used_elem e = vq->used->ring[vq->last_used & vq->mask];
   if (e.id >= vq->size || vq->chain_len[e.id] == 0) {
     vq->broken = 1;
     return NULL;
@@ -189,7 +187,7 @@ uint32_t vring_take_all(vring *vq, void (*cb)(void *arg, void *cookie), void *ar
 }
 
 void vring_set_no_interrupt(vring *vq, int no_intr) {
-  uint16_t f = no_intr ? VRING_AVAIL_F_NO_INTERRUPT : 0;
+  uint16_t f = no_intr ? NPA_VRING_AVAIL_F_NO_INTERRUPT : 0;
   __atomic_store_n(&vq->avail->flags, f, __ATOMIC_RELAXED);
   /* Make the flag visible before the caller re-polls the used ring. */
   vr_mb();

@@ -21,54 +21,29 @@
 #include <stdint.h>
 
 #include "npa/plugin.h"
+#include "npa/virtio_ring.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define VRING_DESC_F_NEXT 1
-#define VRING_DESC_F_WRITE 2
-#define VRING_AVAIL_F_NO_INTERRUPT 1
-#define VRING_USED_F_NO_NOTIFY 1
-#define VRING_MAX_SIZE 32768 /* 2.7: Queue Size is at most 32768 */
-
-/* 2.7.5 */
-typedef struct vring_desc {
-  uint64_t addr;
-  uint32_t len;
-  uint16_t flags;
-  uint16_t next;
-} vring_desc;
-/* 2.7.6 */
-typedef struct vring_avail {
-  uint16_t flags;
-  uint16_t idx;
-  uint16_t ring[];
-} vring_avail;
-/* 2.7.8 */
-typedef struct vring_used_elem {
-  uint32_t id;
-  uint32_t len;
-} vring_used_elem;
-typedef struct vring_used {
-  uint16_t flags;
-  uint16_t idx;
-  vring_used_elem ring[];
-} vring_used;
-_Static_assert(sizeof(vring_desc) == 16, "2.7.5 descriptor layout");
-_Static_assert(sizeof(vring_used_elem) == 8, "2.7.8 used element layout");
+/* The ring layout, flags and sizes are npa/virtio_ring.h's (the definition
+ * the shell and npa-agent use too). The plug-in's own names below are what
+ * vring_seg.flags and the queue-size checks in vnet_*.c are written in. */
+#define VRING_MAX_SIZE NPA_VRING_MAX_SIZE /* 2.7: Queue Size is at most 32768 */
+#define VRING_DESC_F_WRITE NPA_VRING_DESC_F_WRITE
 
 typedef struct vring_seg {
   uint64_t addr;
   uint32_t len;
-  uint16_t flags; /* VRING_DESC_F_WRITE for device-writable */
+  uint16_t flags; /* VRING_DESC_F_WRITE for device-writable, else 0 */
 } vring_seg;
 
 typedef struct vring {
   uint16_t size, mask;
-  vring_desc *desc;
-  vring_avail *avail;
-  vring_used *used;
+  npa_vring_desc *desc;
+  npa_vring_avail *avail;
+  npa_vring_used *used;
   uint64_t desc_iova, avail_iova, used_iova;
   volatile uint16_t *notify;
   uint16_t qidx;       /* virtqueue index, written to the doorbell */
