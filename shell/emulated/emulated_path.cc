@@ -1,6 +1,5 @@
 #include "shell/emulated/emulated_path.h"
 
-#include "shell/emulated/virtio_defs.h"
 #include <sys/eventfd.h>
 
 #include <cerrno>
@@ -8,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "npa/virtio_ring.h"
 
 namespace npa::shell {
 namespace {
@@ -42,7 +42,7 @@ absl::StatusOr<std::unique_ptr<EmulatedPath>> EmulatedPath::Create(const Params&
     NPA_ASSIGN_OR_RETURN(qu->tx_call, MakeEventFd("TX call", q));
     NPA_RETURN_IF_ERROR(qu->rx.Init(p.rx_ring_mem[q], p.ring_size, p.pools[q], f, qu->rx_kick.get()));
     NPA_RETURN_IF_ERROR(qu->tx.Init(p.tx_ring_mem[q], p.ring_size, p.pools[q], f, qu->tx_kick.get()));
-    qu->rx.set_mergeable((f & (1ull << VIRTIO_NET_F_MRG_RXBUF)) != 0);
+    qu->rx.set_mergeable((f & (1ull << NPA_VIRTIO_NET_F_MRG_RXBUF)) != 0);
     qu->rx.set_strip_vlan(p.vlan_strip);
     NPA_RETURN_IF_ERROR(fe->SetupVring(2u * q, p.ring_size, qu->rx.addrs(), qu->rx_kick.get(),
                                        qu->rx_call.get()));

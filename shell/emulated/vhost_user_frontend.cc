@@ -1,6 +1,5 @@
 #include "shell/emulated/vhost_user_frontend.h"
 
-#include "shell/emulated/virtio_defs.h"
 #include <sys/uio.h>
 
 #include <cstring>
@@ -9,6 +8,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/unix_socket.h"
+#include "npa/virtio_ring.h"
 
 namespace npa::shell {
 namespace {
@@ -114,7 +114,7 @@ absl::Status VhostUserFrontend::Negotiate(uint64_t wanted, uint16_t queue_pairs)
   // SET_OWNER first, as QEMU does: it claims the session before anything else.
   NPA_RETURN_IF_ERROR(Send(NPA_VHOST_USER_SET_OWNER, nullptr, 0));
   NPA_ASSIGN_OR_RETURN(uint64_t offered, GetU64(NPA_VHOST_USER_GET_FEATURES));
-  if (!(offered & (1ull << VIRTIO_F_VERSION_1)))
+  if (!(offered & (1ull << NPA_VIRTIO_F_VERSION_1)))
     return absl::FailedPreconditionError(absl::StrCat(
         "vhost-user back end does not offer VIRTIO_F_VERSION_1 (features 0x", absl::Hex(offered),
         "); npa speaks VIRTIO 1.x only"));
@@ -135,12 +135,12 @@ absl::Status VhostUserFrontend::Negotiate(uint64_t wanted, uint16_t queue_pairs)
       max_queue_pairs_ = static_cast<uint16_t>(qn > NPA_SHELL_MAX_QUEUES ? NPA_SHELL_MAX_QUEUES : qn);
     }
   }
-  if (queue_pairs > 1 && !(f & (1ull << VIRTIO_NET_F_MQ))) max_queue_pairs_ = 1;
+  if (queue_pairs > 1 && !(f & (1ull << NPA_VIRTIO_NET_F_MQ))) max_queue_pairs_ = 1;
   if (queue_pairs > max_queue_pairs_)
     return absl::ResourceExhaustedError(absl::StrCat("vhost-user back end supports ",
                                                      max_queue_pairs_, " queue pairs, ",
                                                      queue_pairs, " requested"));
-  if (queue_pairs == 1) f &= ~(1ull << VIRTIO_NET_F_MQ);
+  if (queue_pairs == 1) f &= ~(1ull << NPA_VIRTIO_NET_F_MQ);
   NPA_RETURN_IF_ERROR(SetU64(NPA_VHOST_USER_SET_FEATURES, f, true));
   features_ = f;
   NPA_LOG(Debug, "shell: vhost-user features 0x%llx (offered 0x%llx), protocol 0x%llx, max qp %u",

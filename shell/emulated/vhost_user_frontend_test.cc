@@ -14,7 +14,7 @@
 
 #include "common/unix_socket.h"
 #include "gtest/gtest.h"
-#include "shell/emulated/virtio_defs.h"
+#include "npa/virtio_ring.h"
 
 namespace npa::shell {
 namespace {
@@ -85,20 +85,22 @@ class FakeBackend {
   std::thread thread_;
 };
 
-constexpr uint64_t kNetFeatures = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |
-                                  (1ull << VIRTIO_NET_F_MQ) | (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES);
+constexpr uint64_t kNetFeatures =
+    (1ull << NPA_VIRTIO_F_VERSION_1) | (1ull << NPA_VIRTIO_NET_F_MRG_RXBUF) |
+    (1ull << NPA_VIRTIO_NET_F_MQ) | (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES);
 constexpr uint64_t kProto = (1ull << NPA_VHOST_USER_PROTOCOL_F_MQ) |
                             (1ull << NPA_VHOST_USER_PROTOCOL_F_REPLY_ACK) |
                             (1ull << NPA_VHOST_USER_PROTOCOL_F_CONFIG);
 
 TEST(VhostUserFrontendTest, GoodSessionNegotiatesIntersection) {
-  FakeBackend be(kNetFeatures | (1ull << VIRTIO_NET_F_GUEST_TSO4), kProto, 4);
+  FakeBackend be(kNetFeatures | (1ull << NPA_VIRTIO_NET_F_GUEST_TSO4), kProto, 4);
   VhostUserFrontend fe(be.TakeFront(), 2000);
-  uint64_t want = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |
-                  (1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_MQ);
+  uint64_t want = (1ull << NPA_VIRTIO_F_VERSION_1) | (1ull << NPA_VIRTIO_NET_F_MRG_RXBUF) |
+                  (1ull << NPA_VIRTIO_NET_F_CSUM) | (1ull << NPA_VIRTIO_NET_F_MQ);
   ASSERT_TRUE(fe.Negotiate(want, 2).ok());
-  EXPECT_EQ(fe.features(), (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |
-                               (1ull << VIRTIO_NET_F_MQ) | (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES))
+  EXPECT_EQ(fe.features(), (1ull << NPA_VIRTIO_F_VERSION_1) | (1ull << NPA_VIRTIO_NET_F_MRG_RXBUF) |
+                               (1ull << NPA_VIRTIO_NET_F_MQ) |
+                               (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES))
       << "CSUM not offered, GUEST_TSO4 not wanted";
   EXPECT_EQ(fe.protocol_features(), kProto & ~(1ull << NPA_VHOST_USER_PROTOCOL_F_CONFIG));
   EXPECT_EQ(fe.max_queue_pairs(), 4);
@@ -164,7 +166,7 @@ TEST(VhostUserFrontendTest, MalformedRepliesGiveClearErrors) {
       {"silence", on_features([](int) {}), absl::StatusCode::kDeadlineExceeded, "GET_FEATURES"},
       {"hang up", on_features([](int s) { shutdown(s, SHUT_RDWR); }), absl::StatusCode::kAborted, "closed"},
       {"no VERSION_1", on_features([](int s) {
-         uint64_t v = 1ull << VIRTIO_NET_F_MRG_RXBUF;
+         uint64_t v = 1ull << NPA_VIRTIO_NET_F_MRG_RXBUF;
          Reply(s, NPA_VHOST_USER_GET_FEATURES, &v, 8);
        }),
        absl::StatusCode::kFailedPrecondition, "VERSION_1"},
@@ -188,7 +190,8 @@ TEST(VhostUserFrontendTest, MalformedRepliesGiveClearErrors) {
   for (auto& c : cases) {
     FakeBackend be(feat, kProto, 4, c.tamper);
     VhostUserFrontend fe(be.TakeFront(), 300);
-    absl::Status s = fe.Negotiate((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MQ), 2);
+    absl::Status s =
+        fe.Negotiate((1ull << NPA_VIRTIO_F_VERSION_1) | (1ull << NPA_VIRTIO_NET_F_MQ), 2);
     EXPECT_EQ(s.code(), c.code) << c.name << ": " << s;
     EXPECT_NE(s.message().find(c.needle), std::string::npos) << c.name << ": " << s;
   }
@@ -197,14 +200,15 @@ TEST(VhostUserFrontendTest, MalformedRepliesGiveClearErrors) {
 TEST(VhostUserFrontendTest, TooManyQueuePairsRequested) {
   FakeBackend be(kNetFeatures, kProto, 1);
   VhostUserFrontend fe(be.TakeFront(), 1000);
-  absl::Status s = fe.Negotiate((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MQ), 2);
+  absl::Status s =
+      fe.Negotiate((1ull << NPA_VIRTIO_F_VERSION_1) | (1ull << NPA_VIRTIO_NET_F_MQ), 2);
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
 }
 
 TEST(VhostUserFrontendTest, WithoutProtocolFeaturesOnlyOneQueuePair) {
-  FakeBackend be((1ull << VIRTIO_F_VERSION_1), 0, 0);
+  FakeBackend be((1ull << NPA_VIRTIO_F_VERSION_1), 0, 0);
   VhostUserFrontend fe(be.TakeFront(), 1000);
-  ASSERT_TRUE(fe.Negotiate(1ull << VIRTIO_F_VERSION_1, 1).ok());
+  ASSERT_TRUE(fe.Negotiate(1ull << NPA_VIRTIO_F_VERSION_1, 1).ok());
   EXPECT_EQ(fe.max_queue_pairs(), 1);
   EXPECT_TRUE(fe.EnableVring(0, true).ok()) << "rings start enabled: nothing to send";
   for (auto& m : be.log) EXPECT_NE(m.h.request, NPA_VHOST_USER_GET_PROTOCOL_FEATURES);
@@ -218,7 +222,7 @@ TEST(VhostUserFrontendTest, GetVringBaseValidatesIndex) {
     return true;
   });
   VhostUserFrontend fe(be.TakeFront(), 1000);
-  ASSERT_TRUE(fe.Negotiate(1ull << VIRTIO_F_VERSION_1, 1).ok());
+  ASSERT_TRUE(fe.Negotiate(1ull << NPA_VIRTIO_F_VERSION_1, 1).ok());
   auto r = fe.GetVringBase(1);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
 }
@@ -236,7 +240,7 @@ TEST(VhostUserFrontendTest, RepliesCarryingFdsAreRejected) {
     return true;
   });
   VhostUserFrontend fe(be.TakeFront(), 1000);
-  absl::Status s = fe.Negotiate(1ull << VIRTIO_F_VERSION_1, 1);
+  absl::Status s = fe.Negotiate(1ull << NPA_VIRTIO_F_VERSION_1, 1);
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
   EXPECT_NE(s.message().find("unexpected fds"), std::string::npos) << s;
 }

@@ -1,61 +1,38 @@
-// shell/emulated/virtio_defs.h — VIRTIO 1.x split-ring and virtio-net definitions for
-// C++ code.
+// shell/emulated/virtio_defs.h — TRANSITIONAL (issue 7): the old, kernel-UAPI
+// spellings of the virtio-net header and feature bits, for the shell files
+// that have not moved to include/npa/virtio_ring.h yet: shell/offload.{h,cc},
+// shell/offload_test.cc, shell/shell.cc, shell/shell_test.cc.
 //
-// <linux/virtio_ring.h> cannot be compiled as C++ (its inline vring_init()
-// converts void* implicitly) and <linux/virtio_net.h> uses `class` as a field
-// name. So: the net header comes from the kernel UAPI header with `class`
-// renamed for the duration of the include, and the ring layout (VIRTIO 1.x
-// 2.7.5-2.7.8) is spelled out here; virtio_layout_check.c, a C file, pins
-// these definitions to <linux/virtio_ring.h> at build time.
+// Nothing is defined here: every name is an alias of the one definition in
+// npa/virtio_ring.h, so the bytes cannot drift. The types are aliased inside
+// npa::shell (all those files live there); the constants are macros, defined
+// only if nobody defined them first. Do not include this in new code, and
+// delete it once those files say npa_virtio_net_hdr_mrg_rxbuf /
+// NPA_VIRTIO_NET_F_* / NPA_VIRTIO_NET_HDR_* / NPA_VIRTIO_F_VERSION_1.
 #ifndef NPA_SHELL_EMULATED_VIRTIO_DEFS_H_
 #define NPA_SHELL_EMULATED_VIRTIO_DEFS_H_
 
-#include <linux/virtio_config.h>
-
-#include <cstddef>
-#include <cstdint>
-
-#define class npa_virtio_class_
-#include <linux/virtio_net.h>
-#undef class
-
-#ifndef VRING_DESC_F_NEXT
-#define VRING_DESC_F_NEXT 1
-#define VRING_DESC_F_WRITE 2
-#define VRING_DESC_F_INDIRECT 4
-#define VRING_USED_F_NO_NOTIFY 1
-#define VRING_AVAIL_F_NO_INTERRUPT 1
-#define VIRTIO_RING_F_INDIRECT_DESC 28
-#define VIRTIO_RING_F_EVENT_IDX 29
-#endif
+#include "npa/virtio_ring.h"
 
 namespace npa::shell {
-
-struct vring_desc {
-  uint64_t addr;
-  uint32_t len;
-  uint16_t flags;
-  uint16_t next;
-};
-struct vring_avail {
-  uint16_t flags;
-  uint16_t idx;
-  uint16_t ring[];  // then uint16_t used_event (EVENT_IDX)
-};
-struct vring_used_elem {
-  uint32_t id;
-  uint32_t len;
-};
-struct vring_used {
-  uint16_t flags;
-  uint16_t idx;
-  vring_used_elem ring[];  // then uint16_t avail_event (EVENT_IDX)
-};
-static_assert(sizeof(vring_desc) == 16 && offsetof(vring_desc, next) == 14, "VIRTIO 1.x 2.7.5");
-static_assert(offsetof(vring_avail, ring) == 4, "VIRTIO 1.x 2.7.6");
-static_assert(sizeof(vring_used_elem) == 8 && offsetof(vring_used, ring) == 4, "VIRTIO 1.x 2.7.8");
-static_assert(sizeof(virtio_net_hdr_mrg_rxbuf) == 12, "VIRTIO 1.x 5.1.6");
-
+using virtio_net_hdr = ::npa_virtio_net_hdr;
+using virtio_net_hdr_mrg_rxbuf = ::npa_virtio_net_hdr_mrg_rxbuf;
 }  // namespace npa::shell
+
+#ifndef VIRTIO_F_VERSION_1
+#define VIRTIO_F_VERSION_1 NPA_VIRTIO_F_VERSION_1
+#define VIRTIO_NET_F_CSUM NPA_VIRTIO_NET_F_CSUM
+#define VIRTIO_NET_F_GUEST_CSUM NPA_VIRTIO_NET_F_GUEST_CSUM
+#define VIRTIO_NET_F_HOST_TSO4 NPA_VIRTIO_NET_F_HOST_TSO4
+#define VIRTIO_NET_F_HOST_TSO6 NPA_VIRTIO_NET_F_HOST_TSO6
+#define VIRTIO_NET_F_MRG_RXBUF NPA_VIRTIO_NET_F_MRG_RXBUF
+#define VIRTIO_NET_F_MQ NPA_VIRTIO_NET_F_MQ
+#define VIRTIO_NET_HDR_F_NEEDS_CSUM NPA_VIRTIO_NET_HDR_F_NEEDS_CSUM
+#define VIRTIO_NET_HDR_F_DATA_VALID NPA_VIRTIO_NET_HDR_F_DATA_VALID
+#define VIRTIO_NET_HDR_GSO_NONE NPA_VIRTIO_NET_HDR_GSO_NONE
+#define VIRTIO_NET_HDR_GSO_TCPV4 NPA_VIRTIO_NET_HDR_GSO_TCPV4
+#define VIRTIO_NET_HDR_GSO_TCPV6 NPA_VIRTIO_NET_HDR_GSO_TCPV6
+#define VIRTIO_NET_HDR_GSO_ECN NPA_VIRTIO_NET_HDR_GSO_ECN
+#endif
 
 #endif  // NPA_SHELL_EMULATED_VIRTIO_DEFS_H_

@@ -1,6 +1,5 @@
 #include "shell/emulated/virtq.h"
 
-#include "shell/emulated/virtio_defs.h"
 #include <unistd.h>
 
 #include <atomic>
@@ -32,9 +31,9 @@ struct Layout {
 };
 Layout LayoutFor(uint16_t n) {
   Layout l;
-  l.avail = AlignUp(sizeof(vring_desc) * n, 64);
-  l.used = AlignUp(l.avail + 4 + 2u * n + 2, 4096);  // + used_event
-  l.total = AlignUp(l.used + 4 + sizeof(vring_used_elem) * n + 2, 4096);  // + avail_event
+  l.avail = AlignUp(npa_vring_desc_size(n), 64);
+  l.used = AlignUp(l.avail + npa_vring_avail_size(n), 4096);  // used_event included
+  l.total = AlignUp(l.used + npa_vring_used_size(n), 4096);   // avail_event included
   return l;
 }
 
@@ -54,9 +53,9 @@ absl::Status VirtqBase::Init(uint8_t* mem, uint16_t size, BufPool* pool, uint64_
     return absl::InvalidArgumentError("ring memory must be page aligned");
   Layout l = LayoutFor(size);
   memset(mem, 0, l.total);
-  desc_ = reinterpret_cast<vring_desc*>(mem);
-  avail_ = reinterpret_cast<vring_avail*>(mem + l.avail);
-  used_ = reinterpret_cast<vring_used*>(mem + l.used);
+  desc_ = reinterpret_cast<npa_vring_desc*>(mem);
+  avail_ = reinterpret_cast<npa_vring_avail*>(mem + l.avail);
+  used_ = reinterpret_cast<npa_vring_used*>(mem + l.used);
   size_ = size;
   mask_ = static_cast<uint16_t>(size - 1);
   pool_ = pool;
@@ -81,7 +80,7 @@ absl::Status VirtqBase::Init(uint8_t* mem, uint16_t size, BufPool* pool, uint64_
   free_hint_ = 0;
   broken_ = false;
   // Polling mode until told otherwise (2.7.10: a hint the device may ignore).
-  avail_->flags = VRING_AVAIL_F_NO_INTERRUPT;
+  avail_->flags = NPA_VRING_AVAIL_F_NO_INTERRUPT;
   return absl::OkStatus();
 }
 
@@ -91,7 +90,7 @@ VringAddrs VirtqBase::addrs() const {
 }
 
 void VirtqBase::SetInterrupt(bool enable) {
-  __atomic_store_n(&avail_->flags, enable ? 0 : VRING_AVAIL_F_NO_INTERRUPT, __ATOMIC_RELAXED);
+  __atomic_store_n(&avail_->flags, enable ? 0 : NPA_VRING_AVAIL_F_NO_INTERRUPT, __ATOMIC_RELAXED);
   // Store(flags) -> load(used->idx) ordering needs a full fence: without it the
   // device could publish a used entry, read the old flags (no interrupt) while
   // our re-poll still reads the old idx, and the frame would sit unnoticed.
@@ -136,7 +135,7 @@ void VirtqBase::Publish(uint16_t idx, QueueCounters* c) {
   // store is visible (store->load ordering: a full fence, mfence on x86);
   // otherwise a device going to sleep could miss this idx and our kick.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (!(__atomic_load_n(&used_->flags, __ATOMIC_RELAXED) & VRING_USED_F_NO_NOTIFY)) Kick(c);
+  if (!(__atomic_load_n(&used_->flags, __ATOMIC_RELAXED) & NPA_VRING_USED_F_NO_NOTIFY)) Kick(c);
 }
 
 // ------------------------------------------------------------------ TX
@@ -186,7 +185,7 @@ inline void TxVirtq::PlaceOne(npa_buf* b, uint16_t* idx) {
   const uint16_t slot = static_cast<uint16_t>(*idx & mask_);
   uint16_t id = slot;
   if (NPA_UNLIKELY(cookie_[id] != nullptr)) id = FindFree();
-  vring_desc* d = &desc_[id];
+  npa_vring_desc* d = &desc_[id];
   d->addr = b->iova + b->data_off - kNetHdrLen;
   d->len = b->data_len + kNetHdrLen;
   d->flags = 0;
@@ -201,9 +200,9 @@ inline void TxVirtq::PlaceOne(npa_buf* b, uint16_t* idx) {
 }
 
 bool TxVirtq::HardwareTso(const npa_buf* b) const {
-  const uint64_t need = (1ull << VIRTIO_NET_F_CSUM) |
-                        (1ull << ((b->ol_flags & NPA_BUF_OL_TX_TSO4) ? VIRTIO_NET_F_HOST_TSO4
-                                                                     : VIRTIO_NET_F_HOST_TSO6));
+  const uint64_t need = (1ull << NPA_VIRTIO_NET_F_CSUM) |
+                        (1ull << ((b->ol_flags & NPA_BUF_OL_TX_TSO4) ? NPA_VIRTIO_NET_F_HOST_TSO4
+                                                                     : NPA_VIRTIO_NET_F_HOST_TSO6));
   return (features_ & need) == need;
 }
 
@@ -237,7 +236,7 @@ bool TxVirtq::EnqueueChain(npa_buf* b, uint16_t* idx, QueueCounters* c) {
   uint32_t nseg = 0;
   for (npa_buf* s = b; s != nullptr && nseg <= num_free_; s = s->next) nseg++;
   if (nseg > num_free_) return false;  // ring full: caller stops the burst
-  auto* h = reinterpret_cast<virtio_net_hdr_mrg_rxbuf*>(static_cast<uint8_t*>(npa_buf_data(b)) -
+  auto* h = reinterpret_cast<npa_virtio_net_hdr_mrg_rxbuf*>(static_cast<uint8_t*>(npa_buf_data(b)) -
                                                         kNetHdrLen);
   if (b->data_off < NPA_BUF_META_SIZE + kNetHdrLen || !EncodeTxHdr(b, features_, h)) {
     QueueCounters::Add(c->tx_bad, 1);
@@ -255,7 +254,7 @@ bool TxVirtq::EnqueueChain(npa_buf* b, uint16_t* idx, QueueCounters* c) {
   for (npa_buf* s = b->next; s != nullptr; s = s->next) {
     uint16_t d = FindFree();
     cookie_[d] = kChainMarker;
-    desc_[prev].flags = VRING_DESC_F_NEXT;
+    desc_[prev].flags = NPA_VRING_DESC_F_NEXT;
     desc_[prev].next = d;
     chain_next_[prev] = d;
     desc_[d].addr = npa_buf_data_iova(s);
@@ -311,7 +310,7 @@ uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
       continue;
     }
     if (NPA_UNLIKELY(num_free_ == 0)) break;
-    auto* h = reinterpret_cast<virtio_net_hdr_mrg_rxbuf*>(
+    auto* h = reinterpret_cast<npa_virtio_net_hdr_mrg_rxbuf*>(
         static_cast<uint8_t*>(npa_buf_data(b)) - kNetHdrLen);
     if (NPA_LIKELY(b->ol_flags == 0 && b->data_off >= NPA_BUF_META_SIZE + kNetHdrLen)) {
       // Zeroed-header fast path: two plain stores, no offload decoding.
@@ -357,7 +356,7 @@ uint32_t RxVirtq::Refill(QueueCounters* c) {
       // the frame itself lands at NPA_BUF_DATA_OFF (buf.h slot layout).
       desc_[id].addr = b->iova + NPA_BUF_DATA_OFF - kNetHdrLen;
       desc_[id].len = kRxBufLen;
-      desc_[id].flags = VRING_DESC_F_WRITE;
+      desc_[id].flags = NPA_VRING_DESC_F_WRITE;
       cookie_[id] = b;
       chain_len_[id] = 1;
       if (NPA_UNLIKELY(shadow_[slot] != id)) {
@@ -389,7 +388,7 @@ bool RxVirtq::TakeMerged(uint16_t nb, uint16_t avail, npa_buf** out, uint64_t* b
   uint32_t pkt_len = 0;
   bool bad = false;
   for (uint16_t k = 0; k < nb; k++, last_used_++) {
-    const vring_used_elem e = used_->ring[last_used_ & mask_];
+    const npa_vring_used_elem e = used_->ring[last_used_ & mask_];
     npa_buf* b = TakeUsed(e.id);
     if (b == nullptr) {
       bad = true;
@@ -407,7 +406,7 @@ bool RxVirtq::TakeMerged(uint16_t nb, uint16_t avail, npa_buf** out, uint64_t* b
     pkt_len += b->data_len;
     if (head == nullptr) {
       head = b;
-      DecodeRxHdr(*reinterpret_cast<const virtio_net_hdr_mrg_rxbuf*>(
+      DecodeRxHdr(*reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
                       reinterpret_cast<uint8_t*>(b) + NPA_BUF_DATA_OFF - kNetHdrLen),
                   b);
     } else {
@@ -442,7 +441,7 @@ uint16_t RxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
   uint16_t got = 0;
   uint64_t bytes = 0;
   while (got < n && avail > 0) {
-    const vring_used_elem e = used_->ring[last_used_ & mask_];
+    const npa_vring_used_elem e = used_->ring[last_used_ & mask_];
     npa_buf* b = e.id < size_ ? cookie_[e.id] : nullptr;
     if (NPA_UNLIKELY(!IsHead(b))) {
       QueueCounters::Add(c->rx_bad, 1);
@@ -459,7 +458,7 @@ uint16_t RxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
         __builtin_prefetch(reinterpret_cast<uint8_t*>(cookie_[nid]) + NPA_BUF_META_SIZE, 0);
       }
     }
-    const auto* h = reinterpret_cast<const virtio_net_hdr_mrg_rxbuf*>(
+    const auto* h = reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
         reinterpret_cast<const uint8_t*>(b) + NPA_BUF_DATA_OFF - kNetHdrLen);
     if (NPA_UNLIKELY(mrg_ && h->num_buffers != 1)) {
       const uint16_t nb = h->num_buffers;

@@ -24,13 +24,12 @@
 #ifndef NPA_SHELL_EMULATED_VIRTQ_H_
 #define NPA_SHELL_EMULATED_VIRTQ_H_
 
-#include "shell/emulated/virtio_defs.h"
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 
 #include "absl/status/status.h"
+#include "npa/virtio_ring.h"
 #include "shell/buf_pool.h"
 #include "shell/path.h"
 
@@ -77,9 +76,9 @@ class VirtqBase {
   void Kick(QueueCounters* c);
 
   // ---- read-mostly (set at Init)
-  vring_desc* desc_ = nullptr;
-  vring_avail* avail_ = nullptr;
-  vring_used* used_ = nullptr;
+  npa_vring_desc* desc_ = nullptr;
+  npa_vring_avail* avail_ = nullptr;
+  npa_vring_used* used_ = nullptr;
   npa_buf** cookie_ = nullptr;      // per descriptor id: owner buffer, null = free
   uint16_t* shadow_ = nullptr;      // avail->ring[] as we last wrote it
   uint16_t* chain_next_ = nullptr;  // private copy of desc.next (never re-read)

@@ -32,7 +32,7 @@ class VirtqTest : public ::testing::Test {
                     .ok());
     kick_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     ASSERT_GE(kick_, 0);
-    uint64_t f = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF);
+    uint64_t f = (1ull << NPA_VIRTIO_F_VERSION_1) | (1ull << NPA_VIRTIO_NET_F_MRG_RXBUF);
     ASSERT_TRUE(tx_.Init(region_.base(), kRing, &pool_, f, kick_).ok());
     ASSERT_TRUE(rx_.Init(region_.base() + vr, kRing, &pool_, f, kick_).ok());
     rx_.set_mergeable(true);
@@ -146,8 +146,8 @@ TEST_F(VirtqTest, RxDeliversFramesAndDecodesHeader) {
   EXPECT_EQ(rx_.Refill(&c_), kRing);
   std::vector<uint8_t> frame(100);
   for (size_t i = 0; i < frame.size(); i++) frame[i] = static_cast<uint8_t>(i * 3);
-  virtio_net_hdr_mrg_rxbuf h{};
-  h.hdr.flags = VIRTIO_NET_HDR_F_DATA_VALID;
+  npa_virtio_net_hdr_mrg_rxbuf h{};
+  h.hdr.flags = NPA_VIRTIO_NET_HDR_F_DATA_VALID;
   ASSERT_TRUE(dev.PushRx(frame.data(), 100, true, &h));
   ASSERT_TRUE(dev.PushRx(frame.data(), 60, true));
   npa_buf* b[4];
@@ -202,11 +202,11 @@ TEST_F(VirtqTest, HostileUsedEntriesAreRejected) {
 
 TEST_F(VirtqTest, InterruptFlagFollowsSetInterrupt) {
   TestDevice dev(rx_.addrs(), kRing);
-  EXPECT_EQ(dev.avail_flags(), VRING_AVAIL_F_NO_INTERRUPT) << "polling by default";
+  EXPECT_EQ(dev.avail_flags(), NPA_VRING_AVAIL_F_NO_INTERRUPT) << "polling by default";
   rx_.SetInterrupt(true);
   EXPECT_EQ(dev.avail_flags(), 0);
   rx_.SetInterrupt(false);
-  EXPECT_EQ(dev.avail_flags(), VRING_AVAIL_F_NO_INTERRUPT);
+  EXPECT_EQ(dev.avail_flags(), NPA_VRING_AVAIL_F_NO_INTERRUPT);
 }
 
 TEST_F(VirtqTest, BadOffloadRequestIsDroppedNotSent) {

@@ -5,7 +5,6 @@
 // isolates the driver side. Usage: shell_virtq_bench [seconds] [cpu_drv cpu_dev]
 #include <pthread.h>
 #include <sched.h>
-#include <time.h>
 
 #include <atomic>
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include <cstring>
 #include <thread>
 
+#include "common/clock.h"
 #include "shell/buf_pool.h"
 #include "shell/region.h"
 #include "shell/emulated/virtq.h"
@@ -20,11 +20,6 @@
 using namespace npa::shell;
 
 namespace {
-double Now() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec / 1e9;
-}
 void Pin(int cpu) {
   if (cpu < 0) return;
   cpu_set_t s;
@@ -39,14 +34,14 @@ constexpr uint16_t kRing = 1024;
 void Device(const VringAddrs tx, const VringAddrs rx, std::atomic<bool>* stop, uint64_t* copied,
             int cpu) {
   Pin(cpu);
-  auto* td = reinterpret_cast<vring_desc*>(tx.desc);
-  auto* ta = reinterpret_cast<vring_avail*>(tx.avail);
-  auto* tu = reinterpret_cast<vring_used*>(tx.used);
-  auto* rd = reinterpret_cast<vring_desc*>(rx.desc);
-  auto* ra = reinterpret_cast<vring_avail*>(rx.avail);
-  auto* ru = reinterpret_cast<vring_used*>(rx.used);
-  tu->flags = VRING_USED_F_NO_NOTIFY;
-  ru->flags = VRING_USED_F_NO_NOTIFY;
+  auto* td = reinterpret_cast<npa_vring_desc*>(tx.desc);
+  auto* ta = reinterpret_cast<npa_vring_avail*>(tx.avail);
+  auto* tu = reinterpret_cast<npa_vring_used*>(tx.used);
+  auto* rd = reinterpret_cast<npa_vring_desc*>(rx.desc);
+  auto* ra = reinterpret_cast<npa_vring_avail*>(rx.avail);
+  auto* ru = reinterpret_cast<npa_vring_used*>(rx.used);
+  tu->flags = NPA_VRING_USED_F_NO_NOTIFY;
+  ru->flags = NPA_VRING_USED_F_NO_NOTIFY;
   uint16_t tlast = 0, tused = 0, rlast = 0, rused = 0;
   uint8_t sink[64];
   uint8_t frame[12 + 64] = {};
@@ -90,7 +85,7 @@ int main(int argc, char** argv) {
     return 1;
   TxVirtq tx;
   RxVirtq rx;
-  uint64_t f = 1ull << VIRTIO_F_VERSION_1;
+  uint64_t f = 1ull << NPA_VIRTIO_F_VERSION_1;
   if (!tx.Init(r->base(), kRing, &pool, f, -1).ok() || !rx.Init(r->base() + vr, kRing, &pool, f, -1).ok())
     return 1;
   std::atomic<bool> stop{false};
@@ -101,7 +96,8 @@ int main(int argc, char** argv) {
   Pin(cdrv);
   npa_buf* b[32];
   uint64_t sent = 0, recv = 0;
-  double t0 = Now(), t1;
+  const uint64_t t0 = npa::MonotonicNs();
+  double elapsed;  // seconds
   do {
     for (int it = 0; it < 1000; it++) {
       uint16_t n = static_cast<uint16_t>(pool.Alloc(b, 32));
@@ -113,11 +109,11 @@ int main(int argc, char** argv) {
       pool.Free(b, got);
       recv += got;
     }
-    t1 = Now();
-  } while (t1 - t0 < secs);
+    elapsed = static_cast<double>(npa::MonotonicNs() - t0) / 1e9;
+  } while (elapsed < secs);
   stop = true;
   dev.join();
   printf("hugepages %d: TX %.2f Mpps, RX %.2f Mpps (64 B, burst 32, ring %u, driver cpu %d, device cpu %d)\n",
-         r->hugepages(), sent / (t1 - t0) / 1e6, recv / (t1 - t0) / 1e6, kRing, cdrv, cdev);
+         r->hugepages(), sent / elapsed / 1e6, recv / elapsed / 1e6, kRing, cdrv, cdev);
   return 0;
 }

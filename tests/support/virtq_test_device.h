@@ -14,7 +14,7 @@
 #include <cstring>
 #include <vector>
 
-#include "shell/emulated/virtio_defs.h"
+#include "npa/virtio_ring.h"
 #include "shell/emulated/virtq.h"
 
 namespace npa::shell {
@@ -22,15 +22,15 @@ namespace npa::shell {
 class TestDevice {
  public:
   TestDevice(const VringAddrs& a, uint16_t size)
-      : desc_(reinterpret_cast<vring_desc*>(a.desc)),
-        avail_(reinterpret_cast<vring_avail*>(a.avail)),
-        used_(reinterpret_cast<vring_used*>(a.used)),
+      : desc_(reinterpret_cast<npa_vring_desc*>(a.desc)),
+        avail_(reinterpret_cast<npa_vring_avail*>(a.avail)),
+        used_(reinterpret_cast<npa_vring_used*>(a.used)),
         size_(size) {}
 
   uint16_t AvailPending() const {
     return static_cast<uint16_t>(__atomic_load_n(&avail_->idx, __ATOMIC_ACQUIRE) - last_avail_);
   }
-  void SetNoNotify(bool on) { used_->flags = on ? VRING_USED_F_NO_NOTIFY : 0; }
+  void SetNoNotify(bool on) { used_->flags = on ? NPA_VRING_USED_F_NO_NOTIFY : 0; }
   uint16_t avail_flags() const { return avail_->flags; }
 
   // Reads up to n chains from the avail ring (driver->device buffers):
@@ -42,10 +42,10 @@ class TestDevice {
       std::vector<uint8_t> f;
       uint16_t d = head;
       for (int guard = 0; guard < size_; guard++) {
-        const vring_desc& x = desc_[d];
+        const npa_vring_desc& x = desc_[d];
         auto* p = reinterpret_cast<const uint8_t*>(x.addr);
         f.insert(f.end(), p, p + x.len);
-        if (!(x.flags & VRING_DESC_F_NEXT)) break;
+        if (!(x.flags & NPA_VRING_DESC_F_NEXT)) break;
         d = x.next;
       }
       pending_.push_back({head, 0});
@@ -57,17 +57,17 @@ class TestDevice {
   // bytes, with num_buffers). Spreads over several buffers if needed and
   // mergeable; returns false if not enough buffers.
   bool PushRx(const uint8_t* frame, uint32_t len, bool mergeable,
-              const virtio_net_hdr_mrg_rxbuf* hdr = nullptr) {
+              const npa_virtio_net_hdr_mrg_rxbuf* hdr = nullptr) {
     std::vector<uint8_t> all(12 + len);
-    virtio_net_hdr_mrg_rxbuf h{};
+    npa_virtio_net_hdr_mrg_rxbuf h{};
     if (hdr) h = *hdr;
     memcpy(all.data() + 12, frame, len);
     uint32_t off = 0;
-    std::vector<vring_used_elem> elems;
+    std::vector<npa_vring_used_elem> elems;
     while (off < all.size()) {
       if (!AvailPending()) return false;
       uint16_t id = avail_->ring[last_avail_++ & (size_ - 1)];
-      const vring_desc& x = desc_[id];
+      const npa_vring_desc& x = desc_[id];
       uint32_t k = std::min<uint32_t>(x.len, static_cast<uint32_t>(all.size() - off));
       memcpy(reinterpret_cast<void*>(x.addr), all.data() + off, k);
       elems.push_back({id, k});
@@ -90,7 +90,7 @@ class TestDevice {
     Publish();
   }
   // Raw used entry, for hostile-device tests.
-  void WriteUsed(vring_used_elem e) { used_->ring[used_idx_++ & (size_ - 1)] = e; }
+  void WriteUsed(npa_vring_used_elem e) { used_->ring[used_idx_++ & (size_ - 1)] = e; }
   void Publish() { __atomic_store_n(&used_->idx, used_idx_, __ATOMIC_RELEASE); }
   void SetUsedIdx(uint16_t v) {
     used_idx_ = v;
@@ -98,13 +98,13 @@ class TestDevice {
   }
 
  private:
-  vring_desc* desc_;
-  vring_avail* avail_;
-  vring_used* used_;
+  npa_vring_desc* desc_;
+  npa_vring_avail* avail_;
+  npa_vring_used* used_;
   uint16_t size_;
   uint16_t last_avail_ = 0;
   uint16_t used_idx_ = 0;
-  std::vector<vring_used_elem> pending_;
+  std::vector<npa_vring_used_elem> pending_;
 };
 
 }  // namespace npa::shell
