@@ -1,13 +1,13 @@
 #include "shell/event_queue.h"
 
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "common/clock.h"
 #include "common/status_macros.h"
 
 namespace npa::shell {
@@ -22,9 +22,7 @@ void EventQueue::Push(npa_event_type type, uint32_t value, std::string_view deta
   npa_event e{};
   e.struct_size = sizeof e;
   e.type = type;
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  e.timestamp_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+  e.timestamp_ns = MonotonicNs();
   switch (type) {
     case NPA_EVENT_PATH_CHANGED: e.u.path = static_cast<npa_path>(value); break;
     case NPA_EVENT_LINK_CHANGED: e.u.link_up = value; break;

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "shell/offload.h"
@@ -283,9 +284,7 @@ absl::Status VfPath::Stop() {
 }
 
 bool VfPath::Quiesce(uint32_t timeout_ms) {
-  struct timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  const uint64_t start = t0.tv_sec * 1000000000ull + t0.tv_nsec;
+  const uint64_t start = MonotonicNs();
   for (int round = 0; round < 100000; round++) {
     absl::Status s = dev_->Quiesce(1000);
     if (s.ok()) return true;
@@ -294,9 +293,7 @@ bool VfPath::Quiesce(uint32_t timeout_ms) {
       NPA_LOG(Warn, "shell: %s", std::string(s.message()).c_str());
       return false;
     }
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    if (t.tv_sec * 1000000000ull + t.tv_nsec - start >= timeout_ms * 1000000ull) return false;
+    if (MonotonicNs() - start >= timeout_ms * 1000000ull) return false;
   }
   return false;
 }

@@ -40,7 +40,6 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -63,6 +62,7 @@
 #define NPA_HAVE_CALLGRIND 0
 #endif
 
+#include "common/clock.h"
 #include "common/unix_socket.h"
 #include "hypervisor/vhost/vhost_device.h"
 #include "npa/plugin.h"
@@ -101,12 +101,6 @@ int Fail(const char* fmt, ...) {
   fputc('\n', stderr);
   va_end(ap);
   return 1;
-}
-
-uint64_t NowNs() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
 }
 
 // The same 64-byte frame in every buffer, written once: the loop sets only
@@ -173,7 +167,7 @@ class DirectServices {
       vfprintf(stderr, fmt, ap);
       fputc('\n', stderr);
     };
-    svc_.now_ns = [](void*) -> uint64_t { return NowNs(); };
+    svc_.now_ns = [](void*) -> uint64_t { return npa::MonotonicNs(); };
     svc_.sleep_us = [](void*, uint32_t us) { usleep(us > 1000000 ? 1000000 : us); };
     return absl::OkStatus();
   }
@@ -245,11 +239,11 @@ int RunDirect(const Args& a) {
 
   DirectLoop(svc.pool(), f, pq, kWarmBursts);
   const uint64_t bursts = a.frames / kBurst;
-  const uint64_t t0 = NowNs();
+  const uint64_t t0 = npa::MonotonicNs();
   CALLGRIND_START_INSTRUMENTATION;
   Result r = DirectLoop(svc.pool(), f, pq, bursts);
   CALLGRIND_STOP_INSTRUMENTATION;
-  r.ns = NowNs() - t0;
+  r.ns = npa::MonotonicNs() - t0;
 
   c.stop(dev);
   c.remove(dev);
@@ -383,8 +377,8 @@ struct ShellRig {
     int fd = stand_in.get();
     if (!agent->Send(e, std::span<const int>(&fd, 1)).ok()) return Fail("sending the VfOffer");
     npa_shell_info in{};
-    const uint64_t end = NowNs() + 20000000000ull;
-    for (int i = 0; i < 20000 && NowNs() < end; i++) {
+    const uint64_t end = npa::MonotonicNs() + 20000000000ull;
+    for (int i = 0; i < 20000 && npa::MonotonicNs() < end; i++) {
       npa_rx_burst(sh, 0, nullptr, 0);
       in.struct_size = sizeof in;
       if (npa_shell_get_info(sh, &in) == 0 && in.path == NPA_PATH_VF) break;
@@ -431,11 +425,11 @@ int RunShell(const Args& a, bool untracked) {
   before.struct_size = sizeof before;
   npa_shell_queue_stats(rig.sh, 0, &before);
   const uint64_t bursts = a.frames / kBurst;
-  const uint64_t t0 = NowNs();
+  const uint64_t t0 = npa::MonotonicNs();
   CALLGRIND_START_INSTRUMENTATION;
   Result r = ShellLoop(rig.sh, bursts);
   CALLGRIND_STOP_INSTRUMENTATION;
-  r.ns = NowNs() - t0;
+  r.ns = npa::MonotonicNs() - t0;
   npa_queue_stats after{};
   after.struct_size = sizeof after;
   npa_shell_queue_stats(rig.sh, 0, &after);
