@@ -351,7 +351,7 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
   }
   sh->emulated = std::move(*emu);
   sh->queues = std::move(queues);
-  if (vf_capable) sh->vf_buffers = npa::shell::MakeShellBuffers(sh);
+  if (vf_capable) sh->vf_buffers = std::make_unique<npa::shell::ShellBuffers>(sh->queues.get(), nqp);
   sh->guest_offloads = qc->offloads;
   sh->nb_queue_pairs = nqp;
   sh->ring_size = static_cast<uint16_t>(ring);

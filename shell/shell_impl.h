@@ -18,10 +18,12 @@
 #include "shell/event_queue.h"
 #include "shell/path.h"
 #include "shell/region.h"
+#include "shell/emulated/vhost_user_frontend.h"
+#include "shell/vf/path_switch.h"
+#include "shell/vf/shell_buffers.h"
 #include "shell/vf/tx_tracker.h"
 #include "shell/vf/vf_path.h"
 #include "shell/vf/vf_services.h"
-#include "shell/emulated/vhost_user_frontend.h"
 
 namespace npa::shell {
 
@@ -30,11 +32,13 @@ namespace npa::shell {
 // `staged` (under stage_mu) and raises `switch_pending` (release); the owning
 // thread applies them at its next burst and clears the flag (its ack).
 //
-// Buffers and threads (vf_switch.cc): the pool is the owner's. The plug-in's
-// control-thread buf_alloc/buf_free (its RX ring at start, everything at
-// stop) use `stash` instead, under stash_mu; the owner moves buffers between
-// pool and stash at each switch it applies, so the stash holds about one
-// device ring's worth (stash_target) when a VF is offered.
+// Buffers and threads (ShellBuffers, shell_buffers.h): the pool is the owner's.
+// The plug-in's buf_alloc/buf_free from the control path (its RX ring at
+// start, reaped TX at quiesce, everything at stop), made inside a
+// ShellBuffers::ControlCall, use `stash` instead, under stash_mu; the owner
+// moves buffers between pool and stash at each switch it applies, so the
+// stash holds about one device ring's worth (stash_target) when a VF is
+// offered.
 struct alignas(64) QueueState {
   QueueOps ops;                              // owner thread only
   std::atomic<uint32_t> switch_pending{0};
@@ -92,14 +96,17 @@ struct npa_shell {
   npa::shell::Path* active = nullptr;  // under mu
   std::string plugin;                  // under mu: the active plug-in, "" when emulated
 
-  // The VF path (vf_switch.cc). vf_mu serializes attach / revoke / fallback
+  // The VF path (vf_switch.h). vf_mu serializes attach / revoke / fallback
   // / close; it is never held by a burst call, and the owner threads never
   // wait for it (the control thread waits for their acks while holding it).
+  // path: where the queues are and which switch step runs (path_switch.h);
+  // vf exists from ATTACHING's start to RELEASING.
   std::mutex vf_mu;
+  npa::shell::PathSwitch path;  // under vf_mu
   std::unique_ptr<npa::shell::VfPath> vf;
   uint64_t vf_offer_id = 0;
   std::unique_ptr<npa::shell::RegionDmaArena> dma;   // plug-in rings
-  std::unique_ptr<npa::shell::BufferProvider> vf_buffers;
+  std::unique_ptr<npa::shell::ShellBuffers> vf_buffers;  // with a control session
 };
 
 #endif  // NPA_SHELL_SHELL_IMPL_H_

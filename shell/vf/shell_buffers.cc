@@ -1,0 +1,51 @@
+#include "shell/vf/shell_buffers.h"
+
+#include <algorithm>
+#include <mutex>
+
+#include "shell/shell_impl.h"
+
+namespace npa::shell {
+
+uint16_t ShellBuffers::Alloc(uint16_t qid, npa_buf** bufs, uint16_t n) {
+  if (qid >= nqp_) return 0;
+  QueueState& q = queues_[qid];
+  if (!in_control_call()) return static_cast<uint16_t>(q.pool.Alloc(bufs, n));
+  std::lock_guard<std::mutex> l(q.stash_mu);
+  uint16_t k = static_cast<uint16_t>(std::min<size_t>(n, q.stash.size()));
+  for (uint16_t i = 0; i < k; i++) {
+    bufs[i] = q.stash.back();
+    q.stash.pop_back();
+    BufPool::ResetHeader(bufs[i]);
+  }
+  return k;
+}
+
+void ShellBuffers::Free(uint16_t qid, npa_buf** bufs, uint16_t n) {
+  if (qid >= nqp_) return;
+  QueueState& q = queues_[qid];
+  // A TX frame coming back is a completion (or, at stop, a frame the VF
+  // never sent: counted before stop, vf_switch.cc Release).
+  const TxTracker::View track = q.vf_tx.view();
+  for (uint16_t i = 0; i < n; i++) track.Clear(bufs[i]);
+  if (!in_control_call()) {
+    q.pool.Free(bufs, n);
+    return;
+  }
+  std::lock_guard<std::mutex> l(q.stash_mu);
+  for (uint16_t i = 0; i < n; i++) {
+    // Every segment, bounded like BufPool::FreeFrame; foreign pointers are
+    // dropped (the pool would count them as bad frees).
+    npa_buf* b = bufs[i];
+    for (uint32_t g = 0; b != nullptr && g <= q.pool.count() * nqp_; g++) {
+      npa_buf* next = b->next;
+      if (q.pool.Owns(b)) {
+        b->next = nullptr;
+        q.stash.push_back(b);
+      }
+      b = next;
+    }
+  }
+}
+
+}  // namespace npa::shell
