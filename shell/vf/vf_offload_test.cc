@@ -1,0 +1,99 @@
+// Software offloads on a VF that lacks them (vf_switch_fixture.h: the
+// loopback plug-in has neither TX checksum nor VLAN insert/strip): the guest
+// configured them, so the VF path does them in software, exactly as the
+// emulated path would (the offload set is stable across paths).
+#include <cstring>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "npa/shell.h"
+#include "shell/offload.h"
+#include "shell/vf/vf_switch_fixture.h"
+
+namespace npa::shell {
+namespace {
+
+// Ethernet + IPv4 + UDP with 8 payload bytes into b, asking for the UDP
+// checksum (NPA_BUF_OL_TX_CSUM): the field holds the pseudo-header sum, as
+// for CHECKSUM_PARTIAL.
+constexpr uint8_t kUdpPseudoTail[4] = {0, 17, 0, 16};  // zero, proto 17, UDP length 16
+void FillUdpPartialCsum(npa_buf* b, const char (&payload)[9]) {
+  uint8_t* d = static_cast<uint8_t*>(npa_buf_data(b));
+  const uint8_t hdr[42] = {
+      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x99, 0x08, 0x00,
+      0x45, 0, 0, 36, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+      0x30, 0x39, 0x00, 0x35, 0, 16, 0, 0};
+  memcpy(d, hdr, sizeof hdr);
+  memcpy(d + sizeof hdr, payload, 8);
+  uint64_t ph = CsumPartial(d + 26, 8, 0, false);  // source and destination
+  ph = CsumPartial(kUdpPseudoTail, 4, ph, false);
+  uint16_t folded = static_cast<uint16_t>(~CsumFold(ph));
+  memcpy(d + 40, &folded, 2);
+  b->data_len = b->pkt_len = sizeof hdr + 8;
+  b->ol_flags = NPA_BUF_OL_TX_CSUM;
+  b->csum_start = 34;
+  b->csum_offset = 6;
+}
+
+// The received datagram's checksum over pseudo header + datagram: 0 if valid.
+uint16_t UdpCsumFold(const uint8_t* rd) {
+  uint64_t s = CsumPartial(rd + 26, 8, 0, false);
+  s = CsumPartial(kUdpPseudoTail, 4, s, false);
+  s = CsumPartial(rd + 34, 16, s, false);
+  return CsumFold(s);
+}
+
+// The loopback device has no TX checksum; the guest configured the offload,
+// so the VF path computes it in software (the offload set is stable).
+TEST_F(VfSwitchTest, TxChecksumDoneInSoftwareOnAVfWithoutIt) {
+  ASSERT_NO_FATAL_FAILURE(OpenShell());
+  // This thread owns queue 0 and is not bursting: the attach is applied at
+  // its next burst (the accept says the queue was idle).
+  control::VfAccept a = Offer(21, kLbVendor, kLbDevice);
+  ASSERT_TRUE(a.accepted()) << a.reason();
+  EXPECT_NE(a.reason().find("software TX checksum"), std::string::npos) << a.reason();
+  npa_buf* b;
+  ASSERT_EQ(npa_buf_alloc(sh_, 0, &b, 1), 1);
+  FillUdpPartialCsum(b, "checksum");
+  ASSERT_EQ(npa_tx_burst(sh_, 0, &b, 1), 1);
+  EXPECT_EQ(Info().path, NPA_PATH_VF);
+  npa_buf* r = nullptr;
+  ASSERT_TRUE(WaitFor([&] { return npa_rx_burst(sh_, 0, &r, 1) == 1; }, 3000));
+  const uint8_t* rd = static_cast<const uint8_t*>(npa_buf_data(r));
+  EXPECT_EQ(UdpCsumFold(rd), 0) << "checksum field " << std::hex << int(rd[40]) << int(rd[41]);
+  EXPECT_FALSE(rd[40] == 0 && rd[41] == 0);
+  EXPECT_EQ(Stats(sh_).tx_vf_packets, 1u);
+  EXPECT_EQ(Stats(sh_).rx_vf_packets, 1u);
+  npa_buf_free(sh_, 0, &r, 1);
+}
+
+// VLAN insert and strip on a VF without them (the loopback plug-in): done
+// in software as on the emulated path; the tag moves csum_start, so the
+// software checksum must still land in the right place.
+TEST_F(VfSwitchTest, VlanInsertAndStripDoneInSoftwareOnAVfWithoutThem) {
+  offloads_ = NPA_OFFLOAD_TX_CSUM | NPA_OFFLOAD_VLAN_INSERT | NPA_OFFLOAD_VLAN_STRIP;
+  ASSERT_NO_FATAL_FAILURE(OpenShell());
+  EXPECT_NE(Info().offloads & NPA_OFFLOAD_VLAN_INSERT, 0u);
+  ASSERT_TRUE(Offer(23, kLbVendor, kLbDevice).accepted());
+  npa_buf* b;
+  ASSERT_EQ(npa_buf_alloc(sh_, 0, &b, 1), 1);
+  FillUdpPartialCsum(b, "vlantag!");
+  std::vector<uint8_t> frame(static_cast<uint8_t*>(npa_buf_data(b)),
+                             static_cast<uint8_t*>(npa_buf_data(b)) + b->data_len);
+  b->ol_flags |= NPA_BUF_OL_TX_VLAN;
+  b->vlan_tci = 0x2123;  // PCP 1, VID 0x123
+  ASSERT_EQ(npa_tx_burst(sh_, 0, &b, 1), 1);
+  EXPECT_EQ(Info().path, NPA_PATH_VF);
+  npa_buf* r = nullptr;
+  ASSERT_TRUE(WaitFor([&] { return npa_rx_burst(sh_, 0, &r, 1) == 1; }, 3000));
+  EXPECT_NE(r->ol_flags & NPA_BUF_OL_RX_VLAN, 0u);
+  EXPECT_EQ(r->vlan_tci, 0x2123);
+  ASSERT_EQ(r->data_len, frame.size()) << "the tag went on the wire and came off again";
+  const uint8_t* rd = static_cast<const uint8_t*>(npa_buf_data(r));
+  EXPECT_EQ(memcmp(rd, frame.data(), 40), 0);
+  EXPECT_EQ(UdpCsumFold(rd), 0) << "the checksum followed the tag's shift";
+  npa_buf_free(sh_, 0, &r, 1);
+}
+
+}  // namespace
+}  // namespace npa::shell
