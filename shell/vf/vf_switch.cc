@@ -19,7 +19,6 @@
 #include "shell/vf/plugin_loader.h"
 
 namespace npa::shell {
-
 namespace {
 
 std::mutex g_factory_mu;
@@ -98,6 +97,7 @@ void SetVfIntr(npa_shell* sh, VfPath* v) {
 // ATTACHING: probe..start, inside a ControlCall (the plug-in fills its RX
 // rings from the stash); a half-built path is destroyed inside it too.
 absl::Status Attach(npa_shell* sh, SwitchRun& r) {
+  if (!r.params) return absl::InternalError("ATTACHING without an offer");
   {
     ShellBuffers::ControlCall call(*sh->vf_buffers);
     auto v = VfPath::Create(std::move(*r.params));  // on failure the fd is closed with it
@@ -171,18 +171,11 @@ absl::Status Return(npa_shell* sh, SwitchRun& r) {
   return absl::OkStatus();
 }
 
-// RELEASING: the VF goes — stop (the plug-in hands every buffer back),
-// remove, close the device fd — inside a ControlCall.
-absl::Status Release(npa_shell* sh, SwitchRun& r) {
-  EmulatedPath* emu = sh->emulated.get();
-  SetVfIntr(sh, nullptr);
-  {
-    std::lock_guard<std::mutex> l(sh->mu);
-    sh->active = emu;
-    sh->plugin.clear();
-  }
+// RELEASING, the device part: the plug-in's last counters and the TX frames
+// it still holds, then stop (it hands every buffer back), remove and close
+// the device fd. Returns the TX frames lost. Inside a ControlCall.
+uint64_t ReleaseDevice(npa_shell* sh) {
   VfPath* v = sh->vf.get();
-  if (v == nullptr) return sh->path.Fire(PathEvent::kReleased);
   for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) {
     QueueState& qs = sh->queues[q];
     uint64_t d = v->QueueStats(q).rx_dropped;
@@ -194,25 +187,41 @@ absl::Status Release(npa_shell* sh, SwitchRun& r) {
   // a clean quiesce this is 0; on a dead device (ERR) it is exact; on a
   // slow but live one, stop's own short TX drain may still send a few of
   // them, so the count can exceed the loss by what that drain let out.
-  r.lost = 0;
+  uint64_t lost = 0;
   for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) {
     const uint64_t held = sh->queues[q].vf_tx.outstanding();
-    r.lost += held;
+    lost += held;
     sh->queues[q].vf_tx_lost.fetch_add(held, std::memory_order_relaxed);
   }
-  const std::string pci = v->pci_address(), plugin = v->plugin_name();
+  absl::Status s = v->Stop();
+  if (!s.ok()) NPA_LOG(Warn, "shell: %s", std::string(s.message()).c_str());
+  // A plug-in that kept a frame past stop broke plugin.h; its marks go
+  // (already counted as lost above).
+  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) {
+    const uint64_t kept = sh->queues[q].vf_tx.Reset();
+    if (kept) NPA_LOG(Warn, "shell: queue %u: the plug-in kept %llu TX frames after stop", q,
+                      static_cast<unsigned long long>(kept));
+  }
+  sh->vf.reset();  // remove, services, close(device fd)
+  return lost;
+}
+
+// RELEASING: the queues' interrupts and the shell's active path back to the
+// emulated ones, then the VF goes (ReleaseDevice, inside a ControlCall: its
+// queue_stats, stop and remove may hand buffers back).
+absl::Status Release(npa_shell* sh, SwitchRun& r) {
+  EmulatedPath* emu = sh->emulated.get();
+  SetVfIntr(sh, nullptr);
+  {
+    std::lock_guard<std::mutex> l(sh->mu);
+    sh->active = emu;
+    sh->plugin.clear();
+  }
+  if (!sh->vf) return sh->path.Fire(PathEvent::kReleased);
+  const std::string pci = sh->vf->pci_address(), plugin = sh->vf->plugin_name();
   {
     ShellBuffers::ControlCall call(*sh->vf_buffers);
-    absl::Status s = v->Stop();
-    if (!s.ok()) NPA_LOG(Warn, "shell: %s", std::string(s.message()).c_str());
-    // A plug-in that kept a frame past stop broke plugin.h; its marks go
-    // (already counted as lost above).
-    for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) {
-      const uint64_t kept = sh->queues[q].vf_tx.Reset();
-      if (kept) NPA_LOG(Warn, "shell: queue %u: the plug-in kept %llu TX frames after stop", q,
-                        static_cast<unsigned long long>(kept));
-    }
-    sh->vf.reset();  // remove, services, close(device fd)
+    r.lost = ReleaseDevice(sh);
   }
   const uint64_t t_end = MonotonicNs();
   std::string detail = absl::StrFormat(
