@@ -38,7 +38,10 @@
 // group, and unmaps every DMA range of the container). A VfioDevice and a
 // MappedRegion may outlive their group object (the kernel holds references).
 // A DmaRegion holds its own reference to its container (a dup of the fd), so
-// its destructor unmaps from the right container in any destruction order.
+// its unmap never reaches a recycled fd number; destroy it before the
+// function's group closes (declare it after the VfioFunction): once the last
+// group leaves a container the kernel drops its IOMMU and every mapping, and
+// the unmap can only report that.
 //
 // Threads: none of these objects locks; one owner uses each. Different
 // objects may be used from different threads (the kernel serializes).
