@@ -1,0 +1,71 @@
+// hypervisor/daemon/admin_service.h — npactl's side of npa-agent: one
+// AdminReply per AdminRequest (include/npa/control.proto) on an admin
+// session of the control socket.
+//
+//   AdminService admin("npa-agent", &guests, &dataplane, &vf_attachments);
+//   absl::Status s = admin.Handle(*session.ch, frame);  // non-OK: close the session
+//   ...
+//   admin.Answer(*session.ch, waiter, st, message);     // a parked vf attach/detach
+//
+// Operations:
+//   list_guests, guest_stats (by name or id; NOT_FOUND otherwise),
+//   agent_stats (guests, switch and uplink counters): answered from the
+//     guest registry and the dataplane at once.
+//   vf_list, vf_reset, vf_enable: the VF pool (VfManager) at once; vf_list
+//     without a pool still shows the inventory, read-only.
+//   vf_attach, vf_detach: handed to VfAttachments, which either refuses at
+//     once (the reason in AdminReply.error, e.g. "guest g1 is NEGOTIATING:
+//     attach needs RUNNING") or parks the request until the guest answers or
+//     its deadline passes; the control server then calls Answer().
+// Errors in AdminReply.error: NOT_FOUND (no such guest or VF), MALFORMED (a
+// bad argument, no op, fds attached), BUSY (wrong state, declined, timed
+// out), INTERNAL (VFIO/sysfs). Only a malformed request (no op, fds) closes
+// the session; the rest leave it open for the next request.
+//
+// Ownership: guests and vf must outlive this object; dp may be null (no
+// traffic counters). Threads: the control thread only.
+#ifndef NPA_HYPERVISOR_DAEMON_ADMIN_SERVICE_H_
+#define NPA_HYPERVISOR_DAEMON_ADMIN_SERVICE_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/control_codec.h"
+#include "hypervisor/daemon/dataplane.h"
+#include "hypervisor/daemon/guest_registry.h"
+#include "hypervisor/daemon/vf_attachments.h"
+
+namespace npa::agent {
+
+class AdminService {
+ public:
+  AdminService(std::string agent_name, GuestRegistry* guests, Dataplane* dp, VfAttachments* vf);
+
+  // One AdminRequest frame from the npactl session on `ch`. Non-OK: the
+  // session must be closed (the reply saying why was sent).
+  absl::Status Handle(ControlChannel& ch, const ControlFrame& f);
+  // The AdminReply to a parked request: error `st`, or OK with `message`
+  // (st's message if empty).
+  void Answer(ControlChannel& ch, const AdminWaiter& w, const absl::Status& st,
+              const std::string& message);
+
+  // AdminReply error codes by what the operator has to do about it.
+  static control::Error::Code CodeFor(const absl::Status& s);
+  // One row of `npactl guests`.
+  static void FillGuestInfo(const Guest& g, bool with_queues, control::GuestInfo* out);
+
+ private:
+  control::Envelope NewReply(uint64_t seq) const;
+  absl::Status HandleVf(ControlChannel& ch, const control::Envelope& req);
+
+  const std::string agent_name_;
+  const uint64_t start_ms_;
+  GuestRegistry* guests_;
+  Dataplane* dp_;
+  VfAttachments* vf_;
+};
+
+}  // namespace npa::agent
+
+#endif  // NPA_HYPERVISOR_DAEMON_ADMIN_SERVICE_H_

@@ -1,0 +1,152 @@
+// hypervisor/daemon/vf_attachments.h — the guests' side of the VF path in
+// npa-agent: RegionAnnounce, VfOffer/VfAccept, Revoke/RevokeDone, forced
+// detach, and the npactl requests that wait for a guest's answer. The VF's
+// own steps (bind, open, map, reset, unbind) are VfManager's (vf_manager.h);
+// the protocol is docs/vf-management.md; this class ties the two to a guest
+// and to the guest's lifecycle (guest_lifecycle.h).
+//
+//   VfAttachments vf(opts, &vf_manager, &guests, {.channel = session_by_fd,
+//                                                 .answer = answer_npactl});
+//   // shell frames (guest session):
+//   NPA_RETURN_IF_ERROR(vf.OnRegions(ch, g, frame));      // non-OK: close the session
+//   NPA_RETURN_IF_ERROR(vf.OnVfAccept(ch, g, frame.env));
+//   NPA_RETURN_IF_ERROR(vf.OnRevokeDone(ch, g, frame.env));
+//   // npactl (admin_service.h):
+//   absl::Status st = vf.StartAttach(g, pci, 0, {admin_fd, seq});
+//   // OK: answered later through answer_npactl (VfAccept or the deadline)
+//   vf.CheckDeadlines();                                  // every loop turn
+//   vf.OnGuestClosing(g, "peer left");                    // before erasing g
+//
+// Decisions are the guest table's: an attach needs the arc RUNNING ->
+// VF_OFFERED (else "guest g1 is NEGOTIATING: attach needs RUNNING"), a VfAccept
+// VF_OFFERED -> VF_ACTIVE, a planned detach VF_ACTIVE -> REVOKING; an
+// unsolicited RevokeDone is taken while the guest could be revoked
+// (VF_ACTIVE), and every release walks the table back to RUNNING. A refused
+// npactl request gets the reason in its AdminReply; a guest message the table
+// refuses gets Error{UNEXPECTED, reason} and its session closes. A step the
+// table refuses after it was asked (a bug) breaks the guest (Guest::Break),
+// which the control server then closes.
+//
+// The flows:
+//   npactl vf attach G PCI (guest RUNNING, regions announced):
+//     agent -> VfOffer{ids, offer_id} + 1 fd (dup of the VFIO device fd);
+//              guest RUNNING -> VF_OFFERED
+//     shell -> VfAccept{offer_id, accepted, plugin, reason} within
+//              accept_timeout_ms: accepted => VF_ACTIVE (path "vf");
+//              declined => teardown, RUNNING (the shell closes its fd first);
+//              no answer => teardown with a forced unbind, RUNNING.
+//   npactl vf detach G: agent -> Revoke{offer_id, timeout_ms, reason},
+//     guest REVOKING; shell -> RevokeDone{offer_id, tx_inflight_lost} =>
+//     reset, unmap, close, VF FREE, guest RUNNING. No RevokeDone in time =>
+//     the same teardown plus a forced unbind (the kernel REQs the shell).
+//   npactl vf detach --force G (VF_ACTIVE): the agent fires the device's
+//     VFIO REQ interrupt (the signal the kernel sends on unbind), guest
+//     REVOKING; a cooperating shell falls back by itself on the still-working
+//     device and says RevokeDone unsolicited => teardown + forced unbind.
+//     No RevokeDone within force_grace_ms (or the request's timeout), or
+//     no REQ eventfd wired, or the guest was not VF_ACTIVE => teardown +
+//     forced unbind at once (what the VF still held is lost, uncounted).
+//   RevokeDone while VF_ACTIVE with nothing asked (the shell fell back on
+//     VFIO ERR, or stopped its queues): teardown, guest RUNNING.
+//   A VfAccept/RevokeDone naming an offer the agent already gave up (timeout,
+//   force) is ignored; naming any other offer is UNEXPECTED.
+//   A guest session that closes releases its VF (forced).
+//
+// Ownership: vfs and guests must outlive this object (either may be null /
+// empty: without a VfManager every VF request is refused). A parked npactl
+// request names its session by fd; ForgetAdmin(fd) when that session closes.
+// Threads: the control thread only.
+#ifndef NPA_HYPERVISOR_DAEMON_VF_ATTACHMENTS_H_
+#define NPA_HYPERVISOR_DAEMON_VF_ATTACHMENTS_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/control_codec.h"
+#include "hypervisor/daemon/guest_registry.h"
+#include "hypervisor/vf/vf_manager.h"
+
+namespace npa::agent {
+
+// An npactl request that waits for a guest: its session fd (-1: nobody
+// waits) and the seq its AdminReply must carry.
+struct AdminWaiter {
+  int fd = -1;
+  uint64_t seq = 0;
+};
+
+class VfAttachments {
+ public:
+  struct Options {
+    uint32_t accept_timeout_ms = 10000;  // default wait for VfAccept
+    uint32_t revoke_timeout_ms = 5000;   // default Revoke.timeout_ms
+    uint32_t force_grace_ms = 3000;      // forced detach: wait after VFIO REQ
+  };
+  // What the control server lends: the channel of the session on fd (null
+  // if it is gone), and the AdminReply of a parked request (error `st`, or
+  // OK with `message`; dropped if the npactl session is gone).
+  struct Hooks {
+    std::function<ControlChannel*(int fd)> channel;
+    std::function<void(const AdminWaiter& w, const absl::Status& st, const std::string& message)>
+        answer;
+  };
+
+  VfAttachments(Options opts, VfManager* vfs, GuestRegistry* guests, Hooks hooks);
+
+  VfManager* vfs() const { return vfs_; }
+
+  // ---- the guest's messages (its session `ch`); non-OK: close the session,
+  // the Error (if any) was sent.
+  absl::Status OnRegions(ControlChannel& ch, Guest& g, ControlFrame& f);
+  absl::Status OnVfAccept(ControlChannel& ch, Guest& g, const control::Envelope& env);
+  absl::Status OnRevokeDone(ControlChannel& ch, Guest& g, const control::Envelope& env);
+
+  // ---- npactl. A non-OK status is the refusal (nothing pending); OK means
+  // the answer comes through Hooks::answer, unless StartDetach set
+  // *done_message (answer now). timeout_ms 0: the Options default.
+  absl::Status StartAttach(Guest& g, const std::string& pci, uint32_t timeout_ms, AdminWaiter w);
+  absl::Status StartDetach(Guest& g, bool force, uint32_t timeout_ms, AdminWaiter w,
+                           std::string* done_message);
+
+  // Offers and revokes whose deadline passed: teardown (forced), answers.
+  void CheckDeadlines();
+  // g is closing: its waiting requests are answered, its VF released (forced).
+  void OnGuestClosing(Guest& g, const std::string& why);
+  // The npactl session on fd closed: nobody is left to answer.
+  void ForgetAdmin(int fd);
+  size_t num_pending() const { return pending_.size(); }
+
+ private:
+  struct Pending {
+    enum Kind { kAttach, kRevoke } kind;
+    uint64_t guest_id = 0;
+    uint64_t offer_id = 0;
+    uint64_t deadline_ms = 0;
+    AdminWaiter waiter;
+    bool forced = false;  // kRevoke by VFIO REQ (npactl vf detach --force)
+    uint64_t start_ms = 0;
+  };
+
+  // Tears down g's VF (VfManager::Release) and walks g back to RUNNING along
+  // its table. Returns the teardown's status.
+  absl::Status Release(Guest& g, const std::string& why, bool force);
+  // Takes the VF at once (forced), answering whoever waits on the offer.
+  absl::Status TakeAtOnce(Guest& g, const std::string& why);
+  void Answer(const Pending& p, const absl::Status& st, const std::string& message);
+  std::vector<Pending>::iterator FindPending(Pending::Kind kind, uint64_t guest_id,
+                                             uint64_t offer_id);
+  bool IsStale(const Guest& g, uint64_t offer_id) const;
+
+  Options opts_;
+  VfManager* vfs_;
+  GuestRegistry* guests_;
+  Hooks hooks_;
+  std::vector<Pending> pending_;
+};
+
+}  // namespace npa::agent
+
+#endif  // NPA_HYPERVISOR_DAEMON_VF_ATTACHMENTS_H_
