@@ -54,6 +54,16 @@ const char* BodyName(const control::Envelope& env) {
     case control::Envelope::kVfAccept: return "vf_accept";
     case control::Envelope::kRevoke: return "revoke";
     case control::Envelope::kRevokeDone: return "revoke_done";
+    case control::Envelope::kMigratePrepare: return "migrate_prepare";
+    case control::Envelope::kMigrateReady: return "migrate_ready";
+    case control::Envelope::kMigrateAbort: return "migrate_abort";
+    case control::Envelope::kMigrateCommit: return "migrate_commit";
+    case control::Envelope::kMigrationOffer: return "migration_offer";
+    case control::Envelope::kMigrationAccept: return "migration_accept";
+    case control::Envelope::kMigrationCommit: return "migration_commit";
+    case control::Envelope::kMigrationCommitted: return "migration_committed";
+    case control::Envelope::kMigrationLateFrames: return "migration_late_frames";
+    case control::Envelope::kMigrationDone: return "migration_done";
     case control::Envelope::kAdminRequest: return "admin_request";
     case control::Envelope::kAdminReply: return "admin_reply";
     case control::Envelope::BODY_NOT_SET: return "none";

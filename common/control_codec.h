@@ -27,7 +27,8 @@
 namespace npa {
 
 inline constexpr uint32_t kControlMajor = 1;
-inline constexpr uint32_t kControlMinor = 0;
+// Minor 1: migration (Migrate*, Migration*, Hello.resume) and AdminRequest.migrate.
+inline constexpr uint32_t kControlMinor = 1;
 inline constexpr size_t kMaxControlFrame = 65536;
 
 struct ControlFrame {
