@@ -1,10 +1,13 @@
 #include "common/control_codec.h"
 
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <cstring>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "common/unix_socket.h"
 
@@ -72,6 +75,7 @@ const char* BodyName(const control::Envelope& env) {
 }
 
 absl::Status ControlChannel::Send(control::Envelope env, std::span<const int> fds) {
+  if (!failed_.ok()) return failed_;
   env.set_major(kControlMajor);
   env.set_minor(kControlMinor);
   if (env.seq() == 0) env.set_seq(next_seq_++);
@@ -81,11 +85,101 @@ absl::Status ControlChannel::Send(control::Envelope env, std::span<const int> fd
     return absl::InvalidArgumentError(absl::StrCat("control message ", BodyName(env), " is ",
                                                    frame.size() - 4, " bytes; limit ",
                                                    kMaxControlFrame));
-  iovec iov{frame.data(), frame.size()};
-  return SendWithFds(sock_.get(), &iov, 1, fds);
+  if (!queued_) {
+    iovec iov{frame.data(), frame.size()};
+    return SendWithFds(sock_.get(), &iov, 1, fds);
+  }
+  if (fds.size() > kMaxFdsPerMessage)
+    return absl::InvalidArgumentError(absl::StrCat("control message ", BodyName(env), " has ",
+                                                   fds.size(), " fds; at most ", kMaxFdsPerMessage));
+  size_t off = 0;
+  if (backlog_.empty()) {
+    // Nothing ahead of it: the kernel may take it all now, the common case.
+    auto n = SendSomeWithFds(sock_.get(), frame.data(), frame.size(), fds);
+    if (!n.ok()) return Fail(n.status());
+    if (*n == frame.size()) return absl::OkStatus();
+    off = *n;
+  }
+  return Enqueue(std::move(frame), off, off > 0 ? std::span<const int>() : fds);
+}
+
+void ControlChannel::EnableSendQueue(SendQueueLimits limits, std::function<void(bool)> want_write,
+                                     std::string peer) {
+  queued_ = true;
+  limits_ = limits;
+  want_write_ = std::move(want_write);
+  peer_ = peer.empty() ? absl::StrCat("fd ", sock_.get()) : std::move(peer);
+}
+
+void ControlChannel::SetWantWrite(bool on) {
+  if (on == want_write_on_) return;
+  want_write_on_ = on;
+  if (want_write_) want_write_(on);
+}
+
+absl::Status ControlChannel::Enqueue(std::string frame, size_t off, std::span<const int> fds) {
+  Queued q;
+  q.off = off;
+  for (int fd : fds) {
+    // The caller may close its fds as soon as Send returns: keep our own.
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0) return Fail(ErrnoError(errno, "dup of an fd queued for ", peer_));
+    q.fds.emplace_back(d);
+  }
+  q.bytes = std::move(frame);
+  backlog_bytes_ += q.bytes.size() - q.off;
+  backlog_fds_ += q.fds.size();
+  backlog_.push_back(std::move(q));
+  if (backlog_bytes_ > limits_.max_bytes || backlog_.size() > limits_.max_frames ||
+      backlog_fds_ > limits_.max_fds) {
+    return Fail(absl::ResourceExhaustedError(absl::StrCat(
+        "control peer ", peer_, " does not read: ", backlog_bytes_, " bytes in ", backlog_.size(),
+        " frames (", backlog_fds_, " fds) unsent, bound ", limits_.max_bytes, " bytes / ",
+        limits_.max_frames, " frames / ", limits_.max_fds, " fds; cut off")));
+  }
+  SetWantWrite(true);
+  return absl::OkStatus();
+}
+
+absl::Status ControlChannel::OnWritable() {
+  if (!failed_.ok()) return failed_;
+  while (!backlog_.empty()) {
+    Queued& q = backlog_.front();
+    std::vector<int> fds;
+    for (const auto& f : q.fds) fds.push_back(f.get());
+    auto n = SendSomeWithFds(sock_.get(), q.bytes.data() + q.off, q.bytes.size() - q.off, fds);
+    if (!n.ok()) return Fail(n.status());
+    if (*n == 0) break;  // full again: wait for the next EPOLLOUT
+    backlog_fds_ -= q.fds.size();
+    q.fds.clear();  // they went with the first byte taken
+    q.off += *n;
+    backlog_bytes_ -= *n;
+    if (q.off == q.bytes.size()) backlog_.pop_front();
+  }
+  SetWantWrite(!backlog_.empty());
+  return absl::OkStatus();
+}
+
+absl::Status ControlChannel::Fail(absl::Status why) {
+  if (!failed_.ok()) return failed_;
+  if (absl::IsResourceExhausted(why)) {
+    NPA_LOG(Warn, "control: %s", std::string(why.message()).c_str());
+    failed_ = why;
+  } else {
+    // EPIPE, ECONNRESET, ...: to the owner the same as a peer that closed.
+    failed_ = absl::AbortedError(absl::StrCat("control peer ", peer_, " gone: ", why.message()));
+  }
+  backlog_.clear();  // closes the dup'ed fds
+  backlog_bytes_ = backlog_fds_ = 0;
+  SetWantWrite(false);
+  // Wakes the owner's read of this socket (EOF), where OnReadable reports
+  // `why`, and tells the peer it is done.
+  if (sock_) ::shutdown(sock_.get(), SHUT_RDWR);
+  return failed_;
 }
 
 absl::Status ControlChannel::OnReadable() {
+  if (!failed_.ok()) return failed_;
   char tmp[16384];
   std::vector<UniqueFd> fds;
   auto n = RecvWithFds(sock_.get(), tmp, sizeof tmp, &fds);

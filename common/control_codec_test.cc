@@ -1,10 +1,14 @@
 #include "common/control_codec.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
+
+#include "common/clock.h"
 
 #include "common/unix_socket.h"
 #include "gtest/gtest.h"
@@ -188,6 +192,174 @@ TEST(UnixSocket, ListenConnectAndStaleSocketReplaced) {
   auto bad = ConnectUnix("/tmp/npa-no-such-socket", 50);
   EXPECT_FALSE(bad.ok());
   EXPECT_NE(std::string(bad.status().message()).find("npa-no-such-socket"), std::string::npos);
+}
+
+// ---- queued mode: the agent's control thread never waits on a peer.
+
+struct QueuedPair {
+  UniqueFd a, b;
+  QueuedPair() {
+    int sv[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+    int small = 4096;  // the kernel doubles it; a few frames fill it
+    EXPECT_EQ(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    a.reset(sv[0]);
+    b.reset(sv[1]);
+  }
+};
+
+control::Envelope Big(int i) {
+  control::Envelope e = Hello();
+  e.mutable_hello()->set_name(std::string(2000, static_cast<char>('a' + i % 26)));
+  e.set_seq(static_cast<uint64_t>(i) + 1);
+  return e;
+}
+
+// Reads every frame the socket has; bounded by the caller's loop.
+void DrainInto(ControlChannel& rx, std::vector<ControlFrame>* got) {
+  for (int k = 0; k < 64; k++) {
+    absl::Status st = rx.OnReadable();
+    ASSERT_TRUE(st.ok()) << st;
+    for (;;) {
+      auto f = rx.Pop();
+      ASSERT_TRUE(f.ok()) << f.status();
+      if (!f->has_value()) break;
+      got->push_back(std::move(**f));
+    }
+    if (!WaitReadable(rx.fd(), 0).ok()) return;
+  }
+}
+
+TEST(ControlCodecQueued, SendNeverWaitsAndTheBacklogFlushesInOrder) {
+  QueuedPair p;
+  ControlChannel tx(std::move(p.a)), rx(std::move(p.b));
+  std::vector<bool> interest;
+  tx.EnableSendQueue(SendQueueLimits{1 << 20, 1000, 64},
+                     [&](bool on) { interest.push_back(on); }, "test peer");
+  const uint64_t t0 = MonotonicMs();
+  constexpr int kFrames = 40;  // ~80 KB against a ~8 KB socket buffer
+  for (int i = 0; i < kFrames; i++) ASSERT_TRUE(tx.Send(Big(i)).ok()) << i;
+  EXPECT_LT(MonotonicMs() - t0, 200u) << "Send waited on a peer that was not reading";
+  EXPECT_GT(tx.backlog_frames(), 0u);
+  EXPECT_GT(tx.backlog_bytes(), 0u);
+  ASSERT_EQ(interest, std::vector<bool>({true}));
+  std::vector<ControlFrame> got;
+  for (int round = 0; round < 1000 && got.size() < kFrames; round++) {
+    ASSERT_TRUE(tx.OnWritable().ok());
+    DrainInto(rx, &got);
+  }
+  ASSERT_EQ(got.size(), static_cast<size_t>(kFrames));
+  for (int i = 0; i < kFrames; i++) {
+    EXPECT_EQ(got[i].env.seq(), static_cast<uint64_t>(i) + 1);
+    EXPECT_EQ(got[i].env.hello().name(), Big(i).hello().name());
+  }
+  EXPECT_EQ(tx.backlog_bytes(), 0u);
+  EXPECT_EQ(tx.backlog_frames(), 0u);
+  EXPECT_EQ(interest, std::vector<bool>({true, false})) << "EPOLLOUT off once drained";
+}
+
+TEST(ControlCodecQueued, FdsWaitWithTheirFrameAndArriveWithIt) {
+  QueuedPair p;
+  ControlChannel tx(std::move(p.a)), rx(std::move(p.b));
+  tx.EnableSendQueue(SendQueueLimits{1 << 20, 1000, 64}, nullptr, "test peer");
+  for (int i = 0; i < 20 && tx.backlog_frames() == 0; i++) ASSERT_TRUE(tx.Send(Big(i)).ok());
+  ASSERT_GT(tx.backlog_frames(), 0u) << "the socket never filled";
+  const size_t before = tx.backlog_frames();
+  int mfd = memfd_create("queued", MFD_CLOEXEC);
+  ASSERT_GE(mfd, 0);
+  struct stat want;
+  ASSERT_EQ(fstat(mfd, &want), 0);
+  control::Envelope e = Hello();
+  e.mutable_hello()->set_name("with-fd");
+  ASSERT_TRUE(tx.Send(e, {&mfd, 1}).ok());
+  close(mfd);  // the caller's copy goes at once; the queue keeps its own
+  EXPECT_EQ(tx.backlog_frames(), before + 1);
+  EXPECT_EQ(tx.backlog_fds(), 1u);
+  std::vector<ControlFrame> got;
+  for (int round = 0; round < 1000 && (got.empty() || got.back().env.hello().name() != "with-fd");
+       round++) {
+    ASSERT_TRUE(tx.OnWritable().ok());
+    DrainInto(rx, &got);
+  }
+  ASSERT_FALSE(got.empty());
+  ControlFrame& last = got.back();
+  ASSERT_EQ(last.env.hello().name(), "with-fd");
+  ASSERT_EQ(last.fds.size(), 1u);
+  struct stat st;
+  ASSERT_EQ(fstat(last.fds[0].get(), &st), 0);
+  EXPECT_EQ(st.st_ino, want.st_ino) << "the fd arrived with another frame";
+  for (size_t i = 0; i + 1 < got.size(); i++) EXPECT_TRUE(got[i].fds.empty()) << i;
+  EXPECT_EQ(tx.backlog_fds(), 0u);
+}
+
+TEST(ControlCodecQueued, APeerThatNeverReadsIsCutOffAtTheBound) {
+  QueuedPair p;
+  ControlChannel tx(std::move(p.a));
+  UniqueFd peer = std::move(p.b);  // never reads
+  int calls_on = 0, calls_off = 0;
+  tx.EnableSendQueue(SendQueueLimits{64 * 1024, 8, 4},
+                     [&](bool on) { (on ? calls_on : calls_off)++; }, "pid 1 uid 2");
+  absl::Status st;
+  int sent = 0;
+  for (; sent < 200 && st.ok(); sent++) st = tx.Send(Big(sent));
+  ASSERT_TRUE(absl::IsResourceExhausted(st)) << st;
+  EXPECT_NE(std::string(st.message()).find("pid 1 uid 2 does not read"), std::string::npos) << st;
+  EXPECT_NE(std::string(st.message()).find("8 frames"), std::string::npos) << st;
+  EXPECT_LT(sent, 40) << "the bound of 8 frames was not applied";
+  // Failed for good: no backlog kept, every call reports why.
+  EXPECT_EQ(tx.backlog_frames(), 0u);
+  EXPECT_EQ(tx.backlog_bytes(), 0u);
+  EXPECT_TRUE(absl::IsResourceExhausted(tx.Send(Hello())));
+  EXPECT_TRUE(absl::IsResourceExhausted(tx.OnWritable()));
+  EXPECT_TRUE(absl::IsResourceExhausted(tx.OnReadable())) << "the owner's read must see it";
+  EXPECT_EQ(calls_on, 1);
+  EXPECT_EQ(calls_off, 1);
+  // The socket was shut down: the owner's epoll wakes up (readable) at once.
+  EXPECT_TRUE(WaitReadable(tx.fd(), 0).ok());
+}
+
+TEST(ControlCodecQueued, TheFdBoundCountsQueuedFds) {
+  QueuedPair p;
+  ControlChannel tx(std::move(p.a));
+  UniqueFd peer = std::move(p.b);
+  tx.EnableSendQueue(SendQueueLimits{1 << 20, 1000, 3}, nullptr, "fd peer");
+  for (int i = 0; i < 20 && tx.backlog_frames() == 0; i++) ASSERT_TRUE(tx.Send(Big(i)).ok());
+  ASSERT_GT(tx.backlog_frames(), 0u);
+  int two[2] = {memfd_create("a", MFD_CLOEXEC), memfd_create("b", MFD_CLOEXEC)};
+  EXPECT_TRUE(tx.Send(Hello(), two).ok());
+  EXPECT_EQ(tx.backlog_fds(), 2u);
+  absl::Status st = tx.Send(Hello(), two);  // 4 > 3
+  EXPECT_TRUE(absl::IsResourceExhausted(st)) << st;
+  EXPECT_NE(std::string(st.message()).find("4 fds"), std::string::npos) << st;
+  EXPECT_EQ(tx.backlog_fds(), 0u) << "dropped backlog closes its dups";
+  close(two[0]);
+  close(two[1]);
+}
+
+TEST(ControlCodecQueued, APeerThatLeftIsAbortedNotExhausted) {
+  QueuedPair p;
+  ControlChannel tx(std::move(p.a));
+  p.b.reset();
+  tx.EnableSendQueue(SendQueueLimits{}, nullptr, "gone peer");
+  absl::Status st = tx.Send(Hello());
+  EXPECT_TRUE(absl::IsAborted(st)) << st;
+  EXPECT_NE(std::string(st.message()).find("gone peer"), std::string::npos) << st;
+  EXPECT_TRUE(absl::IsAborted(tx.OnReadable()));
+}
+
+TEST(ControlCodecQueued, SendSomeReportsAFullSocketAsZero) {
+  QueuedPair p;
+  std::string chunk(65536, 'x');
+  size_t total = 0;
+  absl::StatusOr<size_t> n;
+  for (int i = 0; i < 100; i++) {
+    n = SendSomeWithFds(p.a.get(), chunk.data(), chunk.size(), {});
+    ASSERT_TRUE(n.ok()) << n.status();
+    if (*n == 0) break;
+    total += *n;
+  }
+  EXPECT_EQ(*n, 0u) << "a never-read socket must fill";
+  EXPECT_GT(total, 0u);
 }
 
 }  // namespace

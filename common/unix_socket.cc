@@ -89,6 +89,34 @@ absl::Status SendWithFds(int sock, const iovec* iov_in, int iovcnt, std::span<co
   return absl::OkStatus();
 }
 
+absl::StatusOr<size_t> SendSomeWithFds(int sock, const void* buf, size_t len,
+                                       std::span<const int> fds) {
+  if (fds.size() > kMaxFdsPerMessage)
+    return absl::InvalidArgumentError(absl::StrCat("too many fds: ", fds.size()));
+  iovec iov{const_cast<void*>(buf), len};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (!fds.empty()) {
+    memset(cbuf, 0, sizeof cbuf);
+    msg.msg_control = cbuf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  for (;;) {
+    ssize_t n = ::sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
+    return ErrnoError(errno, "sendmsg");
+  }
+}
+
 absl::StatusOr<size_t> RecvWithFds(int sock, void* buf, size_t len, std::vector<UniqueFd>* fds) {
   alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
   iovec iov{buf, len};

@@ -32,6 +32,15 @@ inline constexpr size_t kMaxFdsPerMessage = 16;
 absl::Status SendWithFds(int sock, const iovec* iov, int iovcnt, std::span<const int> fds,
                          int timeout_ms = 5000);
 
+// One non-blocking sendmsg (MSG_DONTWAIT | MSG_NOSIGNAL) of [buf, buf+len)
+// with fds attached, never waiting: returns how many bytes the kernel took.
+// 0 means the socket buffer is full and nothing was sent, the fds neither;
+// any byte taken means the fds went with the first of them. EINTR is retried.
+// Errors: the peer is gone (EPIPE, ECONNRESET: kUnavailable is NOT used, so a
+// caller can tell "full" from "gone") or another errno, named.
+absl::StatusOr<size_t> SendSomeWithFds(int sock, const void* buf, size_t len,
+                                       std::span<const int> fds);
+
 // One recvmsg of up to len bytes. Appends the fds that arrived to *fds.
 // Returns bytes read; 0 means the peer closed. kUnavailable on EAGAIN.
 // Truncated control data (more fds than fit) is kDataLoss: the fds that did
