@@ -4,8 +4,8 @@
  * The shell is a vhost-user front end, npa-agent a back end. Both follow the
  * vhost-user specification (QEMU docs/interop/vhost-user.rst) closely enough
  * to interoperate with DPDK's net_vhost and net_virtio_user. This header holds
- * only the wire layout; ring layouts come from <linux/virtio_ring.h> and the
- * net header from <linux/virtio_net.h>.
+ * only the wire layout; the ring layouts and the net header are in
+ * npa/virtio_ring.h (VIRTIO 1.x 2.7 and 5.1.6).
  *
  * A message is a 12-byte header followed by `size` bytes of payload. File
  * descriptors travel as SCM_RIGHTS ancillary data on the header's sendmsg.
