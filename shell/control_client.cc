@@ -1,5 +1,6 @@
 #include "shell/control_client.h"
 
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/unix_socket.h"
@@ -25,6 +27,13 @@ absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Handshake(UniqueFd
                                                                         const Hello& hello,
                                                                         int timeout_ms) {
   std::unique_ptr<ControlClient> c(new ControlClient(std::move(sock)));
+  NPA_RETURN_IF_ERROR(DoHandshake(c->ch_, hello, timeout_ms, &c->welcome_, &c->vhost_fd_));
+  c->link_up_.store(c->welcome_.link_up);
+  return c;
+}
+
+absl::Status ControlClient::DoHandshake(ControlChannel& ch, const Hello& hello, int timeout_ms,
+                                        Welcome* out, UniqueFd* vhost) {
   control::Envelope env;
   control::Hello* h = env.mutable_hello();
   h->set_name(hello.name);
@@ -34,8 +43,9 @@ absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Handshake(UniqueFd
   h->set_queue_pairs(hello.queue_pairs);
   h->set_features(hello.features);
   h->set_pid(static_cast<uint32_t>(::getpid()));
-  NPA_RETURN_IF_ERROR(c->ch_.Send(env));
-  auto f = c->ch_.ReceiveBlocking(timeout_ms);
+  if (hello.resume) *h->mutable_resume() = *hello.resume;
+  NPA_RETURN_IF_ERROR(ch.Send(env));
+  auto f = ch.ReceiveBlocking(timeout_ms);
   if (!f.ok()) {
     if (absl::IsDeadlineExceeded(f.status())) return f.status();
     return absl::DataLossError(absl::StrCat("control: waiting for Welcome: ", f.status().message()));
@@ -54,15 +64,74 @@ absl::StatusOr<std::unique_ptr<ControlClient>> ControlClient::Handshake(UniqueFd
     return absl::DataLossError(absl::StrCat("control: welcome MAC has ", w.mac().size(), " bytes"));
   if (w.mtu() != 0 && (w.mtu() < 68 || w.mtu() > 65535))
     return absl::DataLossError(absl::StrCat("control: welcome MTU ", w.mtu(), " out of range"));
-  c->welcome_.guest_id = w.guest_id();
-  memcpy(c->welcome_.mac.data(), w.mac().data(), 6);
-  c->welcome_.mtu = w.mtu() ? w.mtu() : 1500;
-  c->welcome_.max_queue_pairs = w.max_queue_pairs();
-  c->welcome_.link_up = w.link_up();
-  c->welcome_.agent_name = w.agent_name().substr(0, 64);
-  c->link_up_.store(w.link_up());
-  c->vhost_fd_ = std::move(f->fds[0]);
-  return c;
+  out->guest_id = w.guest_id();
+  memcpy(out->mac.data(), w.mac().data(), 6);
+  out->mtu = w.mtu() ? w.mtu() : 1500;
+  out->max_queue_pairs = w.max_queue_pairs();
+  out->link_up = w.link_up();
+  out->agent_name = w.agent_name().substr(0, 64);
+  *vhost = std::move(f->fds[0]);
+  return absl::OkStatus();
+}
+
+void ControlClient::Disconnect() {
+  if (ch_.fd() >= 0 && ep_) (void)epoll_ctl(ep_.get(), EPOLL_CTL_DEL, ch_.fd(), nullptr);
+  std::lock_guard<std::mutex> l(send_mu_);
+  ch_ = ControlChannel(UniqueFd());
+  session_gen_++;
+  link_up_.store(false, std::memory_order_relaxed);
+}
+
+absl::Status ControlClient::Reconnect(const std::string& path, const Hello& hello, int timeout_ms,
+                                      const std::array<uint8_t, 6>& expect_mac) {
+  Disconnect();
+  // One connect attempt (timeout 0): the caller paces its retries
+  // (shell/reconnect.cc, every 50-100 ms); timeout_ms bounds the handshake.
+  NPA_ASSIGN_OR_RETURN(UniqueFd s, ConnectUnix(path, 0));
+  ControlChannel ch(std::move(s));
+  Welcome w;
+  UniqueFd vhost;
+  NPA_RETURN_IF_ERROR(DoHandshake(ch, hello, timeout_ms, &w, &vhost));
+  bool any = false;
+  for (uint8_t b : expect_mac) any |= b != 0;
+  if (any && w.mac != expect_mac)
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "control: agent '%s' at %s assigned MAC %02x:%02x:%02x:%02x:%02x:%02x, the guest runs with "
+        "%02x:%02x:%02x:%02x:%02x:%02x",
+        w.agent_name, path, w.mac[0], w.mac[1], w.mac[2], w.mac[3], w.mac[4], w.mac[5],
+        expect_mac[0], expect_mac[1], expect_mac[2], expect_mac[3], expect_mac[4], expect_mac[5]));
+  if (ep_) {
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.fd = ch.fd();
+    if (epoll_ctl(ep_.get(), EPOLL_CTL_ADD, ch.fd(), &e) < 0)
+      return ErrnoError(errno, "epoll_ctl(control socket) after reconnecting");
+  }
+  {
+    std::lock_guard<std::mutex> l(send_mu_);
+    ch_ = std::move(ch);
+    session_gen_++;
+  }
+  welcome_ = w;
+  vhost_fd_ = std::move(vhost);
+  link_up_.store(w.link_up, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+bool ControlClient::WaitForStop(int ms) {
+  if (!stop_fd_) return false;
+  pollfd p{stop_fd_.get(), POLLIN, 0};
+  int r = ::poll(&p, 1, ms);
+  return r == 1;  // not drained: Run's epoll sees it too
+}
+
+bool ControlClient::Lost(int err, const std::string& why) {
+  if (!session_hooks_.lost) {
+    Fail(err, why);
+    return false;
+  }
+  NPA_LOG(Warn, "shell: control session ended: %s", why.c_str());
+  return session_hooks_.lost(why);
 }
 
 ControlClient::~ControlClient() { Stop(); }
@@ -128,7 +197,11 @@ void ControlClient::Run() {
       Fail(-errno, "epoll_wait on the control socket failed");
       return;
     }
-    for (int i = 0; i < n; i++) {
+    // A session replaced by a hook (Reconnect) may reuse an fd number of
+    // this round: the rest of the round is stale, epoll again (level-
+    // triggered, nothing is missed).
+    const uint64_t gen = session_gen_;
+    for (int i = 0; i < n && gen == session_gen_; i++) {
       if (ev[i].data.fd == stop_fd_.get()) return;
       if (ev[i].data.fd != ch_.fd()) {
         // A watched fd; an earlier callback of this round may have removed it.
@@ -141,8 +214,16 @@ void ControlClient::Run() {
       }
       absl::Status s = ch_.OnReadable();
       if (!s.ok()) {
-        Fail(absl::IsAborted(s) ? -ECONNRESET : -EPROTO, absl::StrCat("control: ", s.message()));
-        return;
+        // EOF or a socket error: the agent went away (restart, crash). A
+        // malformed stream is the agent's doing: not retried.
+        const bool gone = !(absl::IsInvalidArgument(s) || absl::IsResourceExhausted(s) ||
+                            absl::IsDataLoss(s));
+        if (!gone) {
+          Fail(-EPROTO, absl::StrCat("control: ", s.message()));
+          return;
+        }
+        if (!Lost(-ECONNRESET, absl::StrCat("control: ", s.message()))) return;
+        continue;  // a new session (session_gen_ moved): epoll again
       }
       for (;;) {
         auto f = ch_.Pop();
@@ -152,6 +233,13 @@ void ControlClient::Run() {
         }
         if (!f->has_value()) break;
         if (!Handle(**f)) return;
+        if (gen != session_gen_) break;  // a hook replaced the session
+      }
+      if (ch_.fd() < 0) {
+        // A hook left the session disconnected without ending it (cannot
+        // happen: hooks that disconnect reconnect or return false).
+        Fail(-ENOTCONN, "control: no session after a session hook");
+        return;
       }
     }
   }
@@ -228,7 +316,29 @@ bool ControlClient::Handle(ControlFrame& f) {
       Fail(-ECONNABORTED, absl::StrCat("agent error: ", env.error().message()));
       return false;
     case control::Envelope::kBye:
-      Fail(-ECONNRESET, absl::StrCat("agent said bye: ", env.bye().reason()));
+      // A planned agent stop (upgrade): reconnect like after EOF.
+      return Lost(-ECONNRESET, absl::StrCat("agent said bye: ", env.bye().reason()));
+    case control::Envelope::kMigratePrepare: {
+      control::Envelope r;
+      r.set_seq(env.seq());
+      if (session_hooks_.prepare) {
+        *r.mutable_migrate_ready() = session_hooks_.prepare(env.migrate_prepare());
+      } else {
+        r.mutable_migrate_ready()->mutable_error()->set_code(control::Error::UNEXPECTED);
+        r.mutable_migrate_ready()->mutable_error()->set_message("this shell cannot migrate");
+      }
+      r.mutable_migrate_ready()->set_migration_id(env.migrate_prepare().migration_id());
+      absl::Status s = Send(std::move(r));
+      if (!s.ok()) return Lost(-EIO, absl::StrCat("control: sending migrate_ready: ", s.message()));
+      return true;
+    }
+    case control::Envelope::kMigrateAbort:
+      if (session_hooks_.abort) return session_hooks_.abort(env.migrate_abort());
+      Fail(-EPROTO, "control: migrate_abort, but this shell cannot migrate");
+      return false;
+    case control::Envelope::kMigrateCommit:
+      if (session_hooks_.commit) return session_hooks_.commit(env.migrate_commit());
+      Fail(-EPROTO, "control: migrate_commit, but this shell cannot migrate");
       return false;
     default: {
       control::Envelope r;

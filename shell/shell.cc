@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <span>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +18,8 @@
 #pragma GCC visibility push(default)
 #include "npa/shell.h"
 #pragma GCC visibility pop
+#include "common/announce.h"
+#include "shell/reconnect.h"
 #include "shell/shell_impl.h"
 #include "shell/vf/vf_switch.h"
 
@@ -76,11 +79,12 @@ size_t AlignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 }  // namespace
 
-void QueueState::Stage(const QueueOps& o, npa::shell::Path* intr) {
+void QueueState::Stage(const QueueOps& o, npa::shell::Path* intr, bool announce) {
   {
     std::lock_guard<std::mutex> l(stage_mu);
     staged = o;
     staged_intr = intr;
+    staged_announce = announce;
     // Release: the staged ops are complete before the owner can see the flag.
     switch_pending.store(1, std::memory_order_release);
   }
@@ -92,9 +96,30 @@ void QueueState::Stage(const QueueOps& o, npa::shell::Path* intr) {
   }
 }
 
+void QueueState::SendAnnounce() {
+  // Off the fast path: only right after a switch was applied. The frame
+  // goes through the new path's own burst with scratch counters, so the
+  // application's TX counters do not see it; a plug-in frees it to this
+  // pool on completion like any frame.
+  npa_buf* b = nullptr;
+  if (pool.Alloc(&b, 1) != 1) return;
+  const auto f = npa::BuildRarpAnnounce(std::span<const uint8_t, 6>(mac, 6));
+  memcpy(npa_buf_data(b), f.data(), f.size());
+  b->data_len = static_cast<uint16_t>(f.size());
+  b->pkt_len = static_cast<uint32_t>(f.size());
+  QueueCounters scratch;
+  if (ops.tx(ops.tx_ctx, &b, 1, &scratch) == 1) {
+    QueueCounters::Add(announces, 1);
+  } else {
+    pool.Free(&b, 1);
+  }
+}
+
 void QueueState::ApplySwitch() {
   std::lock_guard<std::mutex> l(stage_mu);
   ops = staged;
+  const bool announce = staged_announce;
+  staged_announce = false;
   if (staged_intr != nullptr && staged_intr != intr_path) {
     intr_path = staged_intr;
     // The new path's RX interrupt follows the application's mode (the
@@ -119,6 +144,7 @@ void QueueState::ApplySwitch() {
       stash.resize(old + got);
     }
   }
+  if (announce) SendAnnounce();
   switch_pending.store(0, std::memory_order_release);  // the owner's ack
 }
 
@@ -128,10 +154,13 @@ int npa_shell_open(const npa_shell_open_args* args, npa_shell** out) {
   g_last_error.clear();
   if (out == nullptr || args == nullptr) return Fail(-EINVAL, "npa_shell_open: NULL args or out");
   *out = nullptr;
-  if (args->struct_size < sizeof(npa_shell_open_args))
-    return Fail(-EINVAL, absl::StrCat("npa_shell_open: struct_size ", args->struct_size, " < ",
-                                      sizeof(npa_shell_open_args)));
-  if (args->flags & ~(NPA_SHELL_F_NO_HUGEPAGES | NPA_SHELL_F_INTERRUPT))
+  // ABI 1.1 callers pass the struct without reconnect_ms: defaults.
+  constexpr size_t kV11 = offsetof(npa_shell_open_args, reconnect_ms);
+  if (args->struct_size < kV11)
+    return Fail(-EINVAL, absl::StrCat("npa_shell_open: struct_size ", args->struct_size, " < ", kV11));
+  const uint32_t reconnect_ms =
+      args->struct_size >= offsetof(npa_shell_open_args, reserved1) ? args->reconnect_ms : 0;
+  if (args->flags & ~(NPA_SHELL_F_NO_HUGEPAGES | NPA_SHELL_F_INTERRUPT | NPA_SHELL_F_NO_RECONNECT))
     return Fail(-EINVAL, absl::StrCat("npa_shell_open: unknown flags 0x", absl::Hex(args->flags)));
   const bool ctl = args->control_path != nullptr && args->control_path[0] != '\0';
   const bool vu = args->vhost_user_path != nullptr && args->vhost_user_path[0] != '\0';
@@ -145,6 +174,9 @@ int npa_shell_open(const npa_shell_open_args* args, npa_shell** out) {
     return Fail(-EINVAL, absl::StrCat("npa_shell_open: name '", sh->name,
                                       "' must match [A-Za-z0-9_.-]{1,63}"));
   memcpy(sh->mac, args->mac, 6);
+  sh->reconnect_ms = reconnect_ms ? std::min<uint32_t>(reconnect_ms, 3600000)
+                                  : npa::shell::kDefaultReconnectMs;
+  if (args->control_path) sh->control_path = args->control_path;
   absl::Status s = sh->events.Init();
   if (!s.ok()) return Fail(s, "npa_shell_open");
   npa::UniqueFd vhost;
@@ -171,24 +203,8 @@ int npa_shell_open(const npa_shell_open_args* args, npa_shell** out) {
   if (sh->control) {
     npa_shell* raw = sh.get();
     npa::shell::InstallVfHooks(raw);
-    s = sh->control->Start(&sh->events, [raw] {
-      std::vector<npa::control::QueueCounters> v;
-      for (uint16_t q = 0; q < raw->nb_queue_pairs; q++) {
-        const QueueCounters& c = raw->queues[q].c;
-        npa::control::QueueCounters qc;
-        qc.set_queue(q);
-        qc.set_rx_packets(c.rx_packets.load(std::memory_order_relaxed));
-        qc.set_rx_bytes(c.rx_bytes.load(std::memory_order_relaxed));
-        qc.set_tx_packets(c.tx_packets.load(std::memory_order_relaxed));
-        qc.set_tx_bytes(c.tx_bytes.load(std::memory_order_relaxed));
-        qc.set_rx_dropped(c.rx_dropped.load(std::memory_order_relaxed) +
-                          raw->queues[q].vf_dropped_base.load(std::memory_order_relaxed) +
-                          raw->queues[q].vf_dropped_live.load(std::memory_order_relaxed));
-        qc.set_tx_dropped(c.tx_bad.load(std::memory_order_relaxed));
-        v.push_back(qc);
-      }
-      return v;
-    });
+    npa::shell::InstallSessionHooks(raw);
+    s = sh->control->Start(&sh->events, [raw] { return npa::shell::CollectCounters(raw); });
     if (!s.ok()) return Fail(s, "npa_shell_open");
   }
   *out = sh.release();
@@ -294,6 +310,7 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
                             per_q, q, per_q * nqp, lo, hi);
     if (!s.ok()) return Fail(s, "npa_shell_configure");
     queues[q].qid = q;
+    memcpy(queues[q].mac, sh->mac, 6);
     if (vf_capable) {
       s = queues[q].vf_tx.Init(lo, hi);
       if (!s.ok()) return Fail(s, "npa_shell_configure");
@@ -337,13 +354,7 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
   if (vf_capable) {
     // Tell the agent what to DMA-map for a VF: the whole region, at
     // iova == our virtual address (buf.h), before any VF can be offered.
-    npa::control::Envelope env;
-    auto* r = env.mutable_regions()->add_regions();
-    r->set_iova(sh->region.iova());
-    r->set_size(sh->region.size());
-    r->set_fd_offset(0);
-    const int rfd = sh->region.fd();
-    s = sh->control->Send(std::move(env), {&rfd, 1});
+    s = npa::shell::AnnounceRegions(sh->control.get(), sh->region);
     if (!s.ok()) return Fail(s, "npa_shell_configure: sending region_announce");
     const size_t dma_off = rings_bytes + slots_bytes;
     sh->dma = std::make_unique<npa::shell::RegionDmaArena>(
@@ -495,6 +506,8 @@ int npa_shell_queue_stats(npa_shell* sh, uint16_t qid, npa_queue_stats* out) {
     st.kicks += ld(c.kicks);
     st.interrupts += ld(c.interrupts);
     st.tx_vf_lost += ld(sh->queues[q].vf_tx_lost);
+    st.tx_resubmitted += ld(sh->queues[q].tx_resubmitted);
+    st.announces += ld(sh->queues[q].announces);
   }
   memcpy(out, &st, st.struct_size);
   return 0;

@@ -63,12 +63,25 @@ struct alignas(64) QueueState {
   // had taken and not completed when the shell gave them up.
   TxTracker vf_tx;
   std::atomic<uint64_t> vf_tx_lost{0};
+  // A RARP announcement (common/announce.h) to send through the staged ops
+  // once applied (a VF just switched to); under stage_mu. `announces`
+  // counts those sent (npa_queue_stats.announces), apart from the
+  // application's TX counters. mac: the guest's, set at configure.
+  bool staged_announce = false;
+  std::atomic<uint64_t> announces{0};
+  uint8_t mac[6] = {};
+  // Frames in flight on the TX ring when an agent went away without
+  // stopping it (npa_queue_stats.tx_resubmitted; shell/reconnect.h).
+  std::atomic<uint64_t> tx_resubmitted{0};
 
   // Control side: publish ops (and the path whose interrupt goes with them),
-  // and nudge an owner sleeping in interrupt mode.
-  void Stage(const QueueOps& o, Path* intr);
+  // and nudge an owner sleeping in interrupt mode. announce: also send one
+  // RARP announcement through them when the owner applies them.
+  void Stage(const QueueOps& o, Path* intr, bool announce = false);
   // Owner side, at a burst boundary: take the staged ops; the ack.
   void ApplySwitch();
+  // Owner side, in ApplySwitch: one announcement through ops.tx.
+  void SendAnnounce();
 };
 
 enum class ShellState { kOpen, kConfigured, kStarted, kStopped };
@@ -107,6 +120,16 @@ struct npa_shell {
   uint64_t vf_offer_id = 0;
   std::unique_ptr<npa::shell::RegionDmaArena> dma;   // plug-in rings
   std::unique_ptr<npa::shell::ShellBuffers> vf_buffers;  // with a control session
+
+  // Migration and agent restart (shell/reconnect.h). Control thread, under
+  // vf_mu: where the agent is (the destination's path once migrated),
+  // how long to keep reconnecting, and the rings' stopped indices while
+  // MIGRATE_STOPPED (per vring, virtio-net numbering).
+  std::string control_path;
+  uint32_t reconnect_ms = 3000;
+  uint64_t migration_id = 0;
+  uint64_t migrate_t0 = 0;  // MonotonicNs at MigratePrepare
+  std::vector<uint16_t> stopped_base;
 };
 
 #endif  // NPA_SHELL_SHELL_IMPL_H_

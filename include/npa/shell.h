@@ -57,6 +57,27 @@
  * words for the calling thread. Burst calls have no error channel: they
  * return how many buffers moved.
  *
+ * Migration and agent restart (docs/migration.md, docs/guest-driver-guide.md):
+ * the agent may move the guest to another agent. The shell stops its rings
+ * on the source (npa_tx_burst keeps taking frames while the TX ring has
+ * room; they wait and are sent by the destination; RX returns nothing
+ * meanwhile), reconnects to the destination with the rings and buffers as
+ * they are, and posts NPA_EVENT_MIGRATED. Nothing is lost or sent twice,
+ * the counters go on. If the destination does not take the guest within the
+ * agent's timeout (retried every 50-100 ms), the shell goes back to the
+ * source with the same ticket (NPA_EVENT_RECONNECTED); if neither answers,
+ * NPA_EVENT_ERROR (-EHOSTUNREACH), the rings are kept as they are and the
+ * shell keeps retrying both once a second until it is closed.
+ * If the control session ends (the agent crashed or restarted), the shell
+ * posts NPA_EVENT_LINK_CHANGED(down) and reconnects to the same control path
+ * by itself (reconnect_ms, NPA_SHELL_F_NO_RECONNECT), resuming every ring at
+ * the used index in shared memory: RX buffers posted stay posted; TX frames
+ * in flight are taken again by the new agent (npa_queue_stats.tx_resubmitted:
+ * sent once, or twice if the dead agent had sent them; never lost); frames
+ * the dead agent held for RX are lost on the host's side. Then
+ * NPA_EVENT_LINK_CHANGED(up) and NPA_EVENT_RECONNECTED. A VF keeps
+ * forwarding throughout.
+ *
  * Lifetime: npa_shell_close() stops the device, disconnects and frees all
  * memory, including buffers the application still holds: free or stop using
  * them before closing.
@@ -73,13 +94,16 @@ extern "C" {
 #endif
 
 #define NPA_SHELL_ABI_MAJOR 1
-#define NPA_SHELL_ABI_MINOR 1
+#define NPA_SHELL_ABI_MINOR 2
 
 typedef struct npa_shell npa_shell; /* opaque */
 
 /* Open flags. */
 #define NPA_SHELL_F_NO_HUGEPAGES (1u << 0) /* use 4K memfd pages even if hugetlb works */
 #define NPA_SHELL_F_INTERRUPT (1u << 1)    /* start queues in interrupt mode */
+/* Since ABI 1.2: when the control session ends (the agent died, restarted
+ * or said Bye), do not reconnect: NPA_EVENT_ERROR at once, as in 1.1. */
+#define NPA_SHELL_F_NO_RECONNECT (1u << 2)
 
 typedef struct npa_shell_open_args {
   uint32_t struct_size;         /* sizeof(npa_shell_open_args) */
@@ -90,8 +114,16 @@ typedef struct npa_shell_open_args {
   uint8_t mac[6];               /* requested MAC; all-zero = let the agent pick */
   uint16_t reserved0;
   uint32_t connect_timeout_ms;  /* 0 = 5000 */
+  /* Since ABI 1.2 (a caller built against 1.1 passes struct_size 48 and
+   * gets the defaults). How long the shell keeps reconnecting to the agent
+   * after its control session ended, every 50-100 ms, before it gives up
+   * with NPA_EVENT_ERROR (and then keeps retrying once a second until it is
+   * closed). 0 = 3000. Also the budget of each target of a migration
+   * (MigrateCommit.timeout_ms when the agent sets none). */
+  uint32_t reconnect_ms;
+  uint32_t reserved1;
 } npa_shell_open_args;
-#define NPA_SHELL_OPEN_ARGS_INIT {sizeof(npa_shell_open_args), 0, NULL, NULL, NULL, {0}, 0, 0}
+#define NPA_SHELL_OPEN_ARGS_INIT {sizeof(npa_shell_open_args), 0, NULL, NULL, NULL, {0}, 0, 0, 0, 0}
 
 /* Offloads the application wants to use (npa_shell_queue_config.offloads and
  * npa_shell_info.offloads). The shell keeps them stable across paths. */
@@ -153,13 +185,29 @@ typedef struct npa_queue_stats {
    * in tx_packets/tx_vf_packets but may never have reached the wire. 0 on
    * every planned switch. */
   uint64_t tx_vf_lost;
+  /* Since ABI 1.2. TX frames that were in flight on an emulated TX ring when
+   * the agent serving it went away without stopping it (crash, kill -9):
+   * the restarted agent takes them again from the ring, so each was sent
+   * once or, if the dead agent had already put it on the wire, twice. Never
+   * lost. 0 after a planned migration (the rings were stopped cleanly). */
+  uint64_t tx_resubmitted;
+  /* Since ABI 1.2. RARP announcements (common/announce.h) the shell sent
+   * through a VF it had just switched to, so a learning switch moves the
+   * MAC at once. Not in tx_packets or any other TX counter. */
+  uint64_t announces;
 } npa_queue_stats;
 
 typedef enum npa_event_type {
   NPA_EVENT_PATH_CHANGED = 1, /* u.path: new path; plugin name in info */
   NPA_EVENT_LINK_CHANGED = 2, /* u.link_up */
-  NPA_EVENT_MIGRATED = 3,     /* the attachment moved to another agent */
+  NPA_EVENT_MIGRATED = 3,     /* the attachment moved to another agent; its
+                               * name in detail. Rings and counters go on. */
   NPA_EVENT_ERROR = 4,        /* the control session failed; u.error = -errno */
+  /* Since ABI 1.2: the control session was re-established with the rings
+   * intact (after the agent restarted, or back on the source after a
+   * migration's destination never answered); detail says where and what
+   * was resubmitted. Follows NPA_EVENT_LINK_CHANGED(up). */
+  NPA_EVENT_RECONNECTED = 5,
 } npa_event_type;
 
 typedef struct npa_event {
@@ -238,10 +286,10 @@ const char *npa_shell_last_error(npa_shell *sh);
 
 #ifdef __cplusplus
 } /* extern "C" */
-static_assert(sizeof(npa_shell_open_args) == 48, "ABI struct: append only");
+static_assert(sizeof(npa_shell_open_args) == 56, "ABI struct: append only");
 static_assert(sizeof(npa_shell_queue_config) == 24, "ABI struct: append only");
 static_assert(sizeof(npa_shell_info) == 112, "ABI struct: append only");
-static_assert(sizeof(npa_queue_stats) == 112, "ABI struct: append only");
+static_assert(sizeof(npa_queue_stats) == 128, "ABI struct: append only");
 static_assert(sizeof(npa_event) == 120, "ABI struct: append only");
 #endif
 

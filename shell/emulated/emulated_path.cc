@@ -1,6 +1,7 @@
 #include "shell/emulated/emulated_path.h"
 
 #include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -84,6 +85,48 @@ absl::Status EmulatedPath::Stop() {
   for (size_t q = 0; q < queues_.size(); q++) {
     NPA_RETURN_IF_ERROR(fe_->EnableVring(static_cast<uint32_t>(2 * q), false));
     NPA_RETURN_IF_ERROR(fe_->EnableVring(static_cast<uint32_t>(2 * q + 1), false));
+  }
+  return absl::OkStatus();
+}
+
+uint16_t EmulatedPath::used_idx(uint32_t vring) const {
+  const Queue& qu = *queues_[vring / 2];
+  const VringAddrs a = (vring & 1) ? qu.tx.addrs() : qu.rx.addrs();
+  // used->idx is written by the back end (VIRTIO 1.x 2.7.8): acquire, as
+  // the rings read it.
+  const auto* used = reinterpret_cast<const npa_vring_used*>(a.used);
+  return __atomic_load_n(&used->idx, __ATOMIC_ACQUIRE);
+}
+
+uint16_t EmulatedPath::tx_in_flight(uint16_t q) const {
+  const uint16_t avail = __atomic_load_n(
+      &reinterpret_cast<const npa_vring_avail*>(queues_[q]->tx.addrs().avail)->idx, __ATOMIC_ACQUIRE);
+  return static_cast<uint16_t>(avail - used_idx(2u * q + 1));
+}
+
+absl::Status EmulatedPath::Resume(VhostUserFrontend* fe, std::span<const uint16_t> next_avail) {
+  if (next_avail.size() != vrings())
+    return absl::InvalidArgumentError(absl::StrCat("emulated path: ", next_avail.size(),
+                                                   " vring bases for ", vrings(), " vrings"));
+  fe_ = fe;
+  for (uint16_t q = 0; q < queues_.size(); q++) {
+    Queue& qu = *queues_[q];
+    NPA_RETURN_IF_ERROR(fe->SetupVring(2u * q, qu.rx.size(), qu.rx.addrs(), qu.rx_kick.get(),
+                                       qu.rx_call.get(), next_avail[2u * q]));
+    NPA_RETURN_IF_ERROR(fe->SetupVring(2u * q + 1, qu.tx.size(), qu.tx.addrs(), qu.tx_kick.get(),
+                                       qu.tx_call.get(), next_avail[2u * q + 1]));
+  }
+  if (started_) {
+    for (uint32_t v = 0; v < vrings(); v++) NPA_RETURN_IF_ERROR(fe->EnableVring(v, true));
+  }
+  // The back end may have missed kicks while nobody served the rings: TX
+  // frames that waited, RX buffers posted meanwhile.
+  for (auto& qu : queues_) {
+    const uint64_t one = 1;
+    for (int fd : {qu->rx_kick.get(), qu->tx_kick.get()}) {
+      ssize_t r = ::write(fd, &one, sizeof one);
+      (void)r;  // an eventfd at its maximum is already signalled
+    }
   }
   return absl::OkStatus();
 }

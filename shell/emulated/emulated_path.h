@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -49,6 +50,29 @@ class EmulatedPath : public Path {
   int intr_eventfd(uint16_t qid) const override { return queues_[qid]->rx_call.get(); }
   void SetInterrupt(uint16_t qid, bool enable) override { queues_[qid]->rx.SetInterrupt(enable); }
   bool link_up() const override { return started_; }
+
+  // ---- Moving the rings between back ends (shell/reconnect.h). Control
+  // thread, with the shell's control lock; the owners keep bursting: a
+  // stopped ring takes TX while it has room (frames wait) and yields no
+  // new RX, because nobody serves it.
+  //
+  // vring: virtio-net numbering (2q RX, 2q+1 TX); vrings() of them.
+  uint32_t vrings() const { return static_cast<uint32_t>(2 * queues_.size()); }
+  // The used index the back end last published, read from the ring in
+  // shared memory (acquire): the truth after the back end stopped or died.
+  uint16_t used_idx(uint32_t vring) const;
+  // The stop itself is GET_VRING_BASE per vring on the front end
+  // (shell/reconnect.cc). Resume serves the rings from `fe` (the same front
+  // end after an abort, a new one after a reconnect), each starting at
+  // next_avail[vring]: SET_VRING_NUM,
+  // SET_VRING_BASE, SET_VRING_ADDR, KICK, CALL, then ENABLE if started, and
+  // a kick on every ring so the back end looks at what waited. Nothing is
+  // posted again: the rings' contents are untouched.
+  absl::Status Resume(VhostUserFrontend* fe, std::span<const uint16_t> next_avail);
+  // In flight on a TX ring: avail entries the back end has not completed
+  // (used_idx .. our avail index). Control thread; a bound, not exact,
+  // while the owner bursts.
+  uint16_t tx_in_flight(uint16_t q) const;
 
   // Tests and benchmarks reach the rings directly.
   RxVirtq& rx(uint16_t q) { return queues_[q]->rx; }

@@ -170,9 +170,9 @@ absl::Status VhostUserFrontend::SetMemTable(std::span<const MemRegion> regions) 
 }
 
 absl::Status VhostUserFrontend::SetupVring(uint32_t index, uint16_t num, const VringAddrs& a,
-                                           int kick_fd, int call_fd) {
+                                           int kick_fd, int call_fd, uint16_t base) {
   NPA_RETURN_IF_ERROR(SetState(NPA_VHOST_USER_SET_VRING_NUM, index, num));
-  NPA_RETURN_IF_ERROR(SetState(NPA_VHOST_USER_SET_VRING_BASE, index, 0));
+  NPA_RETURN_IF_ERROR(SetState(NPA_VHOST_USER_SET_VRING_BASE, index, base));
   npa_vhost_vring_addr va{};
   va.index = index;
   va.desc_user_addr = a.desc;

@@ -45,11 +45,18 @@ class VhostUserFrontend {
   absl::Status Negotiate(uint64_t wanted, uint16_t queue_pairs);
 
   absl::Status SetMemTable(std::span<const MemRegion> regions);
+  // base: where the back end starts taking avail entries (SET_VRING_BASE);
+  // 0 for a new ring, the stopped index when a ring resumes (a migration,
+  // an agent restart: shell/reconnect.h).
   absl::Status SetupVring(uint32_t index, uint16_t num, const VringAddrs& a, int kick_fd,
-                          int call_fd);
+                          int call_fd, uint16_t base = 0);
   absl::Status EnableVring(uint32_t index, bool enable);
   // Stops the ring; returns the back end's next avail index.
   absl::StatusOr<uint32_t> GetVringBase(uint32_t index);
+
+  // Close the socket: the back end sees EOF and stops serving (a migration
+  // leaving the source, an agent gone). Later requests fail with kAborted.
+  void Close() { sock_.reset(); }
 
   uint64_t features() const { return features_; }
   uint64_t protocol_features() const { return protocol_features_; }

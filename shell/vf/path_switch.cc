@@ -15,6 +15,9 @@ const char* PathSwitchTraits::StateName(PathState s) {
     case PathState::kDraining: return "DRAINING";
     case PathState::kReturning: return "RETURNING";
     case PathState::kReleasing: return "RELEASING";
+    case PathState::kMigrateStopped: return "MIGRATE_STOPPED";
+    case PathState::kReconnecting: return "RECONNECTING";
+    case PathState::kDetached: return "DETACHED";
   }
   return "?";
 }
@@ -34,6 +37,12 @@ const char* PathSwitchTraits::EventName(PathEvent e) {
     case PathEvent::kQuiesceTimedOut: return "quiesce timed out";
     case PathEvent::kReleased: return "released";
     case PathEvent::kAbandon: return "abandon";
+    case PathEvent::kMigratePrepare: return "migrate prepare";
+    case PathEvent::kMigrateAbort: return "migrate abort";
+    case PathEvent::kMigrateCommit: return "migrate commit";
+    case PathEvent::kSessionLost: return "session lost";
+    case PathEvent::kResumed: return "resumed";
+    case PathEvent::kResumeFailed: return "resume failed";
   }
   return "?";
 }

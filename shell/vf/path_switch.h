@@ -33,6 +33,23 @@
 //   RETURNING  emulated-only ops staged; acks awaited.
 //   RELEASING  the plug-in stopped (it hands every buffer back) and removed,
 //              the device fd closed.
+// Which agent serves the emulated rings (shell/reconnect.h, migration and
+// agent restart; docs/migration.md):
+//   MIGRATE_STOPPED  MigratePrepare took every vring off the source's back
+//              end (GET_VRING_BASE); rings and buffers untouched, TX waits
+//              in the rings, no RX. Rests here until MigrateAbort (rings
+//              restarted on the same back end -> EMULATED), MigrateCommit
+//              (-> RECONNECTING) or the session's loss (-> RECONNECTING).
+//   RECONNECTING  the shell connects (destination, return path, or the same
+//              agent after it restarted) with Hello.resume and sets its
+//              rings up on the new back end at the indices; -> EMULATED
+//              once resumed, DETACHED if nothing answered in time.
+//   DETACHED   no agent serves the rings; they are kept as they are (a
+//              frame waits, none is lost), the application had
+//              NPA_EVENT_ERROR. Rests here between retries (every second,
+//              until the shell closes: session lost -> RECONNECTING).
+// A VF is left running while its agent restarts (the device fd is the
+// shell's): ON_VF -- session lost --> ON_VF; the reconnect runs beside it.
 //
 // Events: the outside ones (offer, revoke, VFIO REQ, VFIO ERR, shell stop)
 // are checked against the table before anything is done; a refused one is
@@ -48,7 +65,7 @@
 // A queue whose owner does not burst before the bound is taken as idle (ack
 // timed out): its staged ops are applied at its next burst, whenever that is.
 //
-// Extending (the migration issue adds e.g. STOPPED / RESUMING): add the
+// Extending: add the
 // states and events to the enums and their names, the arcs to kArcs, and
 // the states' steps to the driver (vf_switch.cc Drive); path_switch_test
 // lists every legal pair, so it must be told too.
@@ -81,6 +98,9 @@ enum class PathState : uint8_t {
   kDraining,
   kReturning,
   kReleasing,
+  kMigrateStopped,
+  kReconnecting,
+  kDetached,
 };
 
 enum class PathEvent : uint8_t {
@@ -97,13 +117,19 @@ enum class PathEvent : uint8_t {
   kQuiesceTimedOut,  // still busy at the bound (or quiesce failed)
   kReleased,         // stop, remove, close done
   kAbandon,          // a step could not go on: straight to the release
+  kMigratePrepare,   // MigratePrepare: stop the rings on the source
+  kMigrateAbort,     // MigrateAbort: the rings run again on the source
+  kMigrateCommit,    // MigrateCommit: go to the destination
+  kSessionLost,      // the control session ended (EOF, error, Bye)
+  kResumed,          // a new session serves the rings at their indices
+  kResumeFailed,     // nothing answered in time: the rings are kept
 };
 
 struct PathSwitchTraits {
   using State = PathState;
   using Event = PathEvent;
   static constexpr const char* kName = "path switch";
-  static constexpr size_t kNumStates = 9, kNumEvents = 13;
+  static constexpr size_t kNumStates = 12, kNumEvents = 19;
   static const char* StateName(PathState s);
   static const char* EventName(PathEvent e);
 
@@ -140,6 +166,20 @@ struct PathSwitchTraits {
       {S::kReturning, E::kAbandon, S::kReleasing},
       {S::kReleasing, E::kReleased, S::kEmulated},
       {S::kReleasing, E::kAbandon, S::kEmulated},
+      // Migration (docs/migration.md): only from the emulated path (the
+      // agent revokes a VF first); an offer or revoke meanwhile is refused.
+      {S::kEmulated, E::kMigratePrepare, S::kMigrateStopped},
+      {S::kMigrateStopped, E::kMigrateAbort, S::kEmulated},
+      {S::kMigrateStopped, E::kMigrateCommit, S::kReconnecting},
+      {S::kMigrateStopped, E::kSessionLost, S::kReconnecting},
+      // Agent restart: the emulated rings resume on the new agent; a VF
+      // keeps forwarding meanwhile.
+      {S::kEmulated, E::kSessionLost, S::kReconnecting},
+      {S::kOnVf, E::kSessionLost, S::kOnVf},
+      {S::kReconnecting, E::kResumed, S::kEmulated},
+      {S::kReconnecting, E::kResumeFailed, S::kDetached},
+      // Detached, the shell keeps trying (slowly) until it is closed.
+      {S::kDetached, E::kSessionLost, S::kReconnecting},
   };
 };
 
@@ -161,9 +201,11 @@ class PathSwitch {
   [[nodiscard]] absl::Status Fire(PathEvent e);
 
   // States with no step of their own: the machine waits for an outside
-  // event there (EMULATED, ON_VF).
+  // event there (EMULATED, ON_VF, MIGRATE_STOPPED, DETACHED). RECONNECTING's
+  // step is shell/reconnect.cc's, not vf_switch.cc's Drive.
   static constexpr bool Rests(PathState s) {
-    return s == PathState::kEmulated || s == PathState::kOnVf;
+    return s == PathState::kEmulated || s == PathState::kOnVf ||
+           s == PathState::kMigrateStopped || s == PathState::kDetached;
   }
   // States whose step ends with every queue's acknowledgement.
   static constexpr bool WaitsForAcks(PathState s) {

@@ -45,6 +45,15 @@ const std::map<std::pair<S, E>, S>& Expected() {
       {{S::kReturning, E::kAbandon}, S::kReleasing},
       {{S::kReleasing, E::kReleased}, S::kEmulated},
       {{S::kReleasing, E::kAbandon}, S::kEmulated},
+      {{S::kEmulated, E::kMigratePrepare}, S::kMigrateStopped},
+      {{S::kMigrateStopped, E::kMigrateAbort}, S::kEmulated},
+      {{S::kMigrateStopped, E::kMigrateCommit}, S::kReconnecting},
+      {{S::kMigrateStopped, E::kSessionLost}, S::kReconnecting},
+      {{S::kEmulated, E::kSessionLost}, S::kReconnecting},
+      {{S::kOnVf, E::kSessionLost}, S::kOnVf},
+      {{S::kReconnecting, E::kResumed}, S::kEmulated},
+      {{S::kReconnecting, E::kResumeFailed}, S::kDetached},
+      {{S::kDetached, E::kSessionLost}, S::kReconnecting},
   };
   return *m;
 }
@@ -92,17 +101,19 @@ TEST(PathSwitchTest, EveryStateAndEventPairIsAnArcOrARefusal) {
   EXPECT_EQ(std::size(PathSwitchTraits::kArcs), Expected().size());
 }
 
-TEST(PathSwitchTest, OnlyEmulatedAndOnVfRestAndEveryOtherStateReachesEmulated) {
+TEST(PathSwitchTest, OnlyTheWaitingStatesRestAndEveryStateReachesEmulated) {
   for (size_t f = 0; f < kStates; f++) {
     const S s = static_cast<S>(f);
-    EXPECT_EQ(PathSwitch::Rests(s), s == S::kEmulated || s == S::kOnVf)
+    EXPECT_EQ(PathSwitch::Rests(s), s == S::kEmulated || s == S::kOnVf ||
+                                        s == S::kMigrateStopped || s == S::kDetached)
         << PathSwitchTraits::StateName(s);
     // Whatever happens, there is a way back to the emulated path.
     std::vector<S> path;
     EXPECT_TRUE(PathSwitchTable::ShortestPath(s, S::kEmulated, &path).ok())
         << PathSwitchTraits::StateName(s);
-    // ...and abandoning a step never strands the machine.
-    if (!PathSwitch::Rests(s)) {
+    // ...and abandoning a VF step never strands the machine (RECONNECTING
+    // ends by its own bound: resumed or resume failed).
+    if (!PathSwitch::Rests(s) && s != S::kReconnecting) {
       EXPECT_TRUE(PathSwitchTable::Legal(s, E::kAbandon)) << PathSwitchTraits::StateName(s);
     }
   }
@@ -190,6 +201,37 @@ TEST(PathSwitchTest, AFullAttachAndFallbackFollowTheSteps) {
     EXPECT_EQ(m.state(), to);
     EXPECT_STREQ(m.state_name(), PathSwitchTraits::StateName(to));
   }
+}
+
+// docs/migration.md: the shell's side of a move, an abort, an unreachable
+// destination and an agent restart, as the table sees them.
+TEST(PathSwitchTest, MigrationAndRestartFollowTheSteps) {
+  PathSwitch m;
+  const std::vector<std::pair<E, S>> steps = {
+      {E::kMigratePrepare, S::kMigrateStopped}, {E::kMigrateAbort, S::kEmulated},
+      {E::kMigratePrepare, S::kMigrateStopped}, {E::kMigrateCommit, S::kReconnecting},
+      {E::kResumeFailed, S::kDetached},         {E::kSessionLost, S::kReconnecting},
+      {E::kResumed, S::kEmulated},              {E::kSessionLost, S::kReconnecting},
+      {E::kResumed, S::kEmulated},
+  };
+  for (const auto& [e, to] : steps) {
+    ASSERT_TRUE(m.Fire(e).ok()) << PathSwitchTraits::EventName(e);
+    EXPECT_EQ(m.state(), to);
+  }
+  // While the rings are stopped or moving, no VF comes or goes, and a
+  // second prepare is refused with the state named.
+  ASSERT_TRUE(m.Fire(E::kMigratePrepare).ok());
+  EXPECT_EQ(m.Check(E::kOffer).message(), "path switch: offer is illegal in state MIGRATE_STOPPED");
+  EXPECT_FALSE(m.CanFire(E::kRevoke));
+  EXPECT_FALSE(m.CanFire(E::kShellStop));
+  EXPECT_EQ(m.Check(E::kMigratePrepare).message(),
+            "path switch: migrate prepare is illegal in state MIGRATE_STOPPED");
+  // A guest on a VF cannot be prepared: the agent revokes it first.
+  PathSwitch v = Reach(S::kOnVf);
+  EXPECT_EQ(v.Check(E::kMigratePrepare).message(),
+            "path switch: migrate prepare is illegal in state ON_VF");
+  ASSERT_TRUE(v.Fire(E::kSessionLost).ok());
+  EXPECT_EQ(v.state(), S::kOnVf) << "the VF keeps forwarding while its agent restarts";
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -23,6 +24,7 @@ namespace {
 
 std::mutex g_factory_mu;
 VfDeviceIoFactory g_factory;
+std::atomic<bool> g_announce{true};
 
 // One run of sh->path from an outside event until it rests: what the steps
 // need, and what they measured for the log lines and PATH_CHANGED events.
@@ -123,7 +125,12 @@ absl::Status Enter(npa_shell* sh, SwitchRun& r) {
   VfPath* vp = sh->vf.get();
   if (vp == nullptr) return absl::InternalError("ENTERING without a VF");
   SetVfIntr(sh, vp);
-  StageAll(sh, [&](uint16_t q) { return vp->ops(q); }, vp);
+  // Queue 0's owner also sends one RARP announcement through the VF as it
+  // applies the VF's ops, so a learning switch moves the MAC to the VF's
+  // port at once (docs/migration.md; npa_queue_stats.announces).
+  const bool announce = g_announce.load(std::memory_order_relaxed);
+  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++)
+    sh->queues[q].Stage(vp->ops(q), vp, announce && q == 0);
   NPA_ASSIGN_OR_RETURN(r.entered_all, AwaitAcks(sh, MonotonicNs() + 500000000ull));
   r.t_switched = MonotonicNs();
   return absl::OkStatus();
@@ -247,6 +254,9 @@ absl::Status Step(npa_shell* sh, SwitchRun& r) {
     case PathState::kReleasing: return Release(sh, r);
     case PathState::kEmulated:
     case PathState::kOnVf:
+    case PathState::kMigrateStopped:
+    case PathState::kDetached:
+    case PathState::kReconnecting:  // shell/reconnect.cc runs it, never Drive
       break;
   }
   return absl::InternalError(absl::StrCat("no step for state ", sh->path.state_name()));
@@ -505,6 +515,8 @@ void ReleaseVf(npa_shell* sh, const char* why, bool notify) {
     if (!s.ok()) NPA_LOG(Info, "shell: telling the agent about the release: %s", std::string(s.message()).c_str());
   }
 }
+
+void SetAnnounceOnAttachForTest(bool on) { g_announce.store(on); }
 
 void SetVfDeviceIoFactoryForTest(VfDeviceIoFactory f) {
   std::lock_guard<std::mutex> l(g_factory_mu);

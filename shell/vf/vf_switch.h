@@ -80,6 +80,12 @@ void InstallVfHooks(npa_shell* sh);
 // unsolicited RevokeDone. No-op without a VF (the table refuses the stop).
 void ReleaseVf(npa_shell* sh, const char* why, bool notify);
 
+// TEST ONLY: whether the owner of queue 0 sends the RARP announcement
+// through a VF it has just switched to (default true). Tests that count the
+// frames a loopback VF reflects one by one (vf_offload_test.cc) turn it off
+// through the fixture. Process-wide.
+void SetAnnounceOnAttachForTest(bool on);
+
 // TEST ONLY: stand in for the VFIO device behind an offered fd. The factory
 // gets the offered fd (still owned by the shell) and the offer; return null
 // to use the real fd. Process-wide; pass nullptr to reset.

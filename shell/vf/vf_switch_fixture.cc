@@ -101,6 +101,10 @@ void VfSwitchTest::SetUp() {
   mkdir(dir_.c_str(), 0700);
   path_ = dir_ + "/agent.ctl";
   SetPluginDir("good");
+  // The loopback plug-in would reflect the attach's RARP announcement into
+  // RX; tests that count reflected frames one by one do not expect it.
+  // AnnouncesTheMacThroughTheVf turns it on.
+  SetAnnounceOnAttachForTest(false);
   shared_ = std::make_shared<FakeVfioShared>();
   SetVfDeviceIoFactoryForTest([this](int, const control::VfOffer& o) -> std::unique_ptr<VfioDeviceIo> {
     uint16_t ven = static_cast<uint16_t>(o.vendor()), dev = static_cast<uint16_t>(o.device());
@@ -116,6 +120,7 @@ void VfSwitchTest::TearDown() {
   backend_.reset();
   agent_.reset();
   SetVfDeviceIoFactoryForTest(nullptr);
+  SetAnnounceOnAttachForTest(true);
   unlink(path_.c_str());
   rmdir(dir_.c_str());
   unsetenv("NPA_PLUGIN_PATH");

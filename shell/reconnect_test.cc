@@ -1,0 +1,232 @@
+// The shell follows its rings (shell/reconnect.h): a migration prepared and
+// aborted, committed to a second agent, a destination that never answers,
+// and an agent that dies and comes back. Frames are numbered (Guest,
+// vf_switch_fixture.h) and reflected by each agent's own vhost-user back
+// end: every frame must come back exactly once.
+#include <unistd.h>
+
+#include "shell/reconnect_fixture.h"
+#include "shell/vf/vf_switch_fixture.h"
+
+namespace npa::shell {
+namespace {
+
+const std::string kTicket(32, '\x5a');
+
+// Traffic runs until `n` more frames came back than `from`, or 5 s.
+bool MoreReceived(Guest& g, uint64_t from, uint64_t n) {
+  return WaitFor([&] { return g.received() >= from + n; }, 5000);
+}
+
+void ExpectAllBackOnce(Guest& g) {
+  EXPECT_GT(g.sent(), 0u);
+  EXPECT_EQ(g.received(), g.sent()) << "first missing " << g.first_missing();
+  EXPECT_EQ(g.missing(), 0u);
+  EXPECT_EQ(g.dups(), 0u);
+}
+
+TEST_F(ReconnectTest, PrepareThenAbortLosesAndRepeatsNothing) {
+  TestAgent& a = NewAgent("a.ctl", "agent-a");
+  ASSERT_NO_FATAL_FAILURE(OpenShell(a));
+  guest_ = std::make_unique<Guest>(sh_);
+  guest_->Start();
+  ASSERT_TRUE(MoreReceived(*guest_, 0, 2000));
+
+  control::MigrateReady r = a.Prepare(7);
+  ASSERT_FALSE(r.has_error()) << r.error().message();
+  EXPECT_EQ(r.migration_id(), 7u);
+  ASSERT_EQ(r.vrings_size(), 2);
+  for (const auto& v : r.vrings()) {
+    // A clean stop: the back end completed everything it took.
+    EXPECT_EQ(v.next_avail(), v.used_idx()) << "vring " << v.vring();
+  }
+  ASSERT_EQ(r.counters_size(), 1);
+  // Stopped: nothing comes back; TX waits in the ring (the window is full).
+  usleep(20000);
+  const uint64_t held = guest_->received();
+  usleep(100000);
+  EXPECT_EQ(guest_->received(), held) << "RX while the rings are stopped";
+  EXPECT_GT(guest_->sent(), guest_->received()) << "frames wait in the TX ring";
+  // A second prepare is refused by the table, and nothing changes.
+  control::MigrateReady twice = a.Prepare(8);
+  ASSERT_TRUE(twice.has_error());
+  EXPECT_NE(twice.error().message().find("migrate prepare is illegal in state MIGRATE_STOPPED"),
+            std::string::npos) << twice.error().message();
+
+  a.Abort(7);
+  ASSERT_TRUE(MoreReceived(*guest_, held, 2000)) << "traffic after the abort";
+  guest_->Finish();
+  ExpectAllBackOnce(*guest_);
+  npa_queue_stats st = Stats(sh_);
+  EXPECT_EQ(st.tx_packets, guest_->sent());
+  EXPECT_EQ(st.rx_packets, guest_->received());
+  EXPECT_EQ(st.tx_resubmitted, 0u);
+}
+
+TEST_F(ReconnectTest, CommitMovesTheRingsToTheSecondAgentAtTheirIndices) {
+  TestAgent& a = NewAgent("a.ctl", "agent-a");
+  TestAgent& b = NewAgent("b.ctl", "agent-b");
+  ASSERT_NO_FATAL_FAILURE(OpenShell(a));
+  guest_ = std::make_unique<Guest>(sh_);
+  guest_->Start();
+  ASSERT_TRUE(MoreReceived(*guest_, 0, 2000));
+  const npa_queue_stats before = Stats(sh_);
+
+  control::MigrateReady r = a.Prepare(11);
+  ASSERT_FALSE(r.has_error()) << r.error().message();
+  b.Serve();
+  a.Commit(11, b.path(), kTicket, "agent-b", 2000, a.path());
+  ASSERT_TRUE(b.Wait());
+  // B was asked to resume exactly where A stopped, with the ticket.
+  const control::Hello& h = b.hello();
+  EXPECT_EQ(h.name(), "mguest");
+  EXPECT_EQ(h.mac(), std::string("\x02\x00\x00\x00\x00\x07", 6));
+  EXPECT_EQ(h.queue_pairs(), 1u);
+  ASSERT_TRUE(h.has_resume());
+  EXPECT_EQ(h.resume().ticket(), kTicket);
+  ASSERT_EQ(h.resume().vrings_size(), r.vrings_size());
+  for (int i = 0; i < r.vrings_size(); i++) {
+    EXPECT_EQ(h.resume().vrings(i).vring(), r.vrings(i).vring());
+    EXPECT_EQ(h.resume().vrings(i).next_avail(), r.vrings(i).next_avail());
+  }
+  ASSERT_EQ(h.resume().counters_size(), 1);
+  EXPECT_GE(h.resume().counters(0).tx_packets(), before.tx_packets);
+  // A's session is over: it sees EOF.
+  auto eof = a.Receive(3000);
+  EXPECT_FALSE(eof.ok());
+
+  npa_event ev;
+  ASSERT_TRUE(NextEvent(NPA_EVENT_MIGRATED, &ev, 5000));
+  EXPECT_NE(std::string(ev.detail).find("agent-b"), std::string::npos) << ev.detail;
+  const uint64_t at = guest_->received();
+  ASSERT_TRUE(MoreReceived(*guest_, at, 2000)) << "traffic through B";
+  guest_->Finish();
+  ExpectAllBackOnce(*guest_);
+  npa_queue_stats st = Stats(sh_);
+  EXPECT_GE(st.tx_packets, before.tx_packets) << "counters keep going up";
+  EXPECT_EQ(st.tx_packets, guest_->sent());
+  EXPECT_EQ(st.rx_packets, guest_->received());
+  EXPECT_EQ(st.tx_resubmitted, 0u);
+  npa_shell_info in{};
+  in.struct_size = sizeof in;
+  ASSERT_EQ(npa_shell_get_info(sh_, &in), 0);
+  EXPECT_EQ(in.path, NPA_PATH_EMULATED);
+  EXPECT_EQ(in.link_up, 1);
+}
+
+TEST_F(ReconnectTest, AnUnreachableDestinationSendsTheShellBackToTheSource) {
+  TestAgent& a = NewAgent("a.ctl", "agent-a");
+  ASSERT_NO_FATAL_FAILURE(OpenShell(a));
+  guest_ = std::make_unique<Guest>(sh_);
+  guest_->Start();
+  ASSERT_TRUE(MoreReceived(*guest_, 0, 2000));
+  control::MigrateReady r = a.Prepare(12);
+  ASSERT_FALSE(r.has_error()) << r.error().message();
+  a.Serve();  // the source takes the guest back
+  const auto t0 = Clock::now();
+  a.Commit(12, dir_ + "/nobody.ctl", kTicket, "agent-b", 300, a.path());
+  ASSERT_TRUE(a.Wait());
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+  EXPECT_GE(waited.count(), 250) << "the destination is tried for its timeout";
+  ASSERT_TRUE(a.hello().has_resume());
+  EXPECT_EQ(a.hello().resume().ticket(), kTicket) << "the same ticket";
+  for (int i = 0; i < r.vrings_size(); i++)
+    EXPECT_EQ(a.hello().resume().vrings(i).next_avail(), r.vrings(i).next_avail());
+  npa_event ev;
+  ASSERT_TRUE(NextEvent(NPA_EVENT_RECONNECTED, &ev, 5000));
+  EXPECT_NE(std::string(ev.detail).find("return path"), std::string::npos) << ev.detail;
+  const uint64_t at = guest_->received();
+  ASSERT_TRUE(MoreReceived(*guest_, at, 2000));
+  guest_->Finish();
+  ExpectAllBackOnce(*guest_);
+}
+
+TEST_F(ReconnectTest, NobodyAnsweringIsAnErrorAndTheRingsAreKept) {
+  TestAgent* a = &NewAgent("a.ctl", "agent-a");
+  ASSERT_NO_FATAL_FAILURE(OpenShell(*a));
+  guest_ = std::make_unique<Guest>(sh_);
+  guest_->Start();
+  ASSERT_TRUE(MoreReceived(*guest_, 0, 2000));
+  ASSERT_FALSE(a->Prepare(13).has_error());
+  a->Unlisten();  // the source will not take it back either
+  a->Commit(13, dir_ + "/nobody.ctl", kTicket, "agent-b", 200, a->path());
+  npa_event ev;
+  ASSERT_TRUE(NextEvent(NPA_EVENT_ERROR, &ev, 5000));
+  EXPECT_EQ(ev.u.error, -EHOSTUNREACH);
+  const std::string d(ev.detail);
+  EXPECT_NE(d.find("no agent took the rings back"), std::string::npos) << d;
+  // The rings are kept: a source that comes back later still resumes them
+  // (the shell retries every second).
+  TestAgent& again = NewAgent("a.ctl", "agent-a2");
+  again.Serve();
+  ASSERT_TRUE(again.Wait());
+  EXPECT_EQ(again.hello().resume().ticket(), kTicket);
+  ASSERT_TRUE(NextEvent(NPA_EVENT_RECONNECTED, &ev, 5000));
+  const uint64_t at = guest_->received();
+  ASSERT_TRUE(MoreReceived(*guest_, at, 2000));
+  guest_->Finish();
+  ExpectAllBackOnce(*guest_);
+}
+
+TEST_F(ReconnectTest, AnAgentRestartIsFollowedWithResume) {
+  TestAgent& a = NewAgent("a.ctl", "agent-a");
+  ASSERT_NO_FATAL_FAILURE(OpenShell(a, /*reconnect_ms=*/3000));
+  guest_ = std::make_unique<Guest>(sh_);
+  guest_->Start();
+  ASSERT_TRUE(MoreReceived(*guest_, 0, 2000));
+  a.Serve();  // the restarted agent, on the same path
+  a.Die();    // kill -9: the back end stops mid-traffic, the socket closes
+  ASSERT_TRUE(a.Wait());
+  const control::Hello& h = a.hello();
+  ASSERT_TRUE(h.has_resume());
+  EXPECT_TRUE(h.resume().ticket().empty()) << "no ticket after a restart";
+  ASSERT_EQ(h.resume().vrings_size(), 2);
+  for (const auto& v : h.resume().vrings())
+    EXPECT_EQ(v.next_avail(), v.used_idx()) << "resumed at the used index, vring " << v.vring();
+  npa_event ev;
+  ASSERT_TRUE(NextEvent(NPA_EVENT_LINK_CHANGED, &ev, 5000));
+  EXPECT_EQ(ev.u.link_up, 0u) << ev.detail;
+  ASSERT_TRUE(NextEvent(NPA_EVENT_RECONNECTED, &ev, 5000));
+  const uint64_t at = guest_->received();
+  ASSERT_TRUE(MoreReceived(*guest_, at, 2000)) << "traffic through the restarted agent";
+  guest_->Finish();
+  // The loopback back end completes each frame as it takes it, so the
+  // frames in flight at the crash had not been taken: each comes back once.
+  ExpectAllBackOnce(*guest_);
+  npa_queue_stats st = Stats(sh_);
+  EXPECT_LE(st.tx_resubmitted, Guest::kWindow);
+  EXPECT_EQ(st.tx_packets, guest_->sent());
+}
+
+TEST_F(ReconnectTest, WithoutReconnectALostSessionIsAnError) {
+  TestAgent& a = NewAgent("a.ctl", "agent-a");
+  a.Serve();
+  npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
+  oa.control_path = a.path().c_str();
+  oa.name = "mguest";
+  oa.flags = NPA_SHELL_F_NO_HUGEPAGES | NPA_SHELL_F_NO_RECONNECT;
+  ASSERT_EQ(npa_shell_open(&oa, &sh_), 0) << npa_shell_last_error(nullptr);
+  ASSERT_TRUE(a.Wait());
+  a.Die();
+  npa_event ev;
+  ASSERT_TRUE(NextEvent(NPA_EVENT_ERROR, &ev, 5000));
+  EXPECT_EQ(ev.u.error, -ECONNRESET);
+}
+
+TEST_F(ReconnectTest, AnOldCallersOpenArgsGetTheDefaults) {
+  TestAgent& a = NewAgent("a.ctl", "agent-a");
+  a.Serve();
+  npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
+  oa.struct_size = offsetof(npa_shell_open_args, reconnect_ms);  // ABI 1.1's size
+  oa.control_path = a.path().c_str();
+  oa.flags = NPA_SHELL_F_NO_HUGEPAGES;
+  ASSERT_EQ(npa_shell_open(&oa, &sh_), 0) << npa_shell_last_error(nullptr);
+  ASSERT_TRUE(a.Wait());
+  npa_shell_close(sh_);
+  sh_ = nullptr;
+  oa.struct_size = offsetof(npa_shell_open_args, reconnect_ms) - 4;
+  EXPECT_EQ(npa_shell_open(&oa, &sh_), -EINVAL);
+}
+
+}  // namespace
+}  // namespace npa::shell
