@@ -391,7 +391,12 @@ bool OnLost(npa_shell* sh, const std::string& why) {
   sh->control->set_link_up(false);
   sh->events.Push(NPA_EVENT_LINK_CHANGED, 0, absl::StrCat("link down: ", why));
   std::unique_lock<std::mutex> vl(sh->vf_mu);
-  if (!sh->emulated || sh->control_path.empty()) {
+  bool configured;
+  {
+    std::lock_guard<std::mutex> l(sh->mu);  // npa_shell_configure sets emulated under mu
+    configured = sh->emulated != nullptr;
+  }
+  if (!configured || sh->control_path.empty()) {
     // No rings to resume yet (not configured): nothing to carry over.
     sh->events.Push(NPA_EVENT_ERROR, static_cast<uint32_t>(-ECONNRESET),
                     absl::StrCat(why, "; not configured, so not reconnecting"));
