@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "hypervisor/vhost/virtqueue.h"
 
 namespace npa::agent {
 namespace {
@@ -54,6 +55,32 @@ uint16_t FlowQueue(const uint8_t* data, uint32_t len, uint16_t nq) {
   return static_cast<uint16_t>((h >> 16) % nq);
 }
 
+uint64_t MacKey(const uint8_t* mac) {
+  uint64_t k = 0;
+  memcpy(&k, mac, 6);
+  return k;
+}
+
+// Segments of a frame with its first 14 bytes replaced by the checked copy
+// `eth`: {eth, 14}, then the guest's bytes from offset 14 on. out has room
+// for f.nsegs + 1. Frames shorter than 14 bytes never get here (runts are
+// dropped by the switch first).
+uint16_t CheckedSegs(const GuestFrame& f, const uint8_t* eth, iovec* out) {
+  out[0] = {const_cast<uint8_t*>(eth), 14};
+  uint16_t n = 1;
+  size_t skip = 14;
+  for (uint16_t s = 0; s < f.nsegs; s++) {
+    const size_t l = f.segs[s].iov_len;
+    if (skip >= l) {
+      skip -= l;
+      continue;
+    }
+    out[n++] = {static_cast<uint8_t*>(f.segs[s].iov_base) + skip, l - skip};
+    skip = 0;
+  }
+  return n;
+}
+
 }  // namespace
 
 const char* DataplaneModeName(DataplaneMode m) {
@@ -81,6 +108,9 @@ Dataplane::~Dataplane() { Stop(); }
 absl::Status Dataplane::Start() {
   if (opts_.burst == 0 || opts_.burst > 256)
     return absl::InvalidArgumentError(absl::StrCat("burst ", opts_.burst, " outside 1..256"));
+  if (opts_.desc_budget < opts_.burst)
+    return absl::InvalidArgumentError(absl::StrCat("descriptor budget ", opts_.desc_budget,
+                                                   " is below the burst ", opts_.burst));
   if (running_) return absl::FailedPreconditionError("dataplane already started");
   wake_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!wake_fd_) return ErrnoError(errno, "eventfd for the dataplane");
@@ -97,6 +127,8 @@ absl::Status Dataplane::Start() {
       return ErrnoError(errno, "epoll_ctl add uplink ", uplink_->name(), " notify fd");
   }
   scratch_.resize(kSinkSlots * kSinkSlotBytes + 65536 + 64);
+  eth_copies_.resize(opts_.burst);
+  checked_segs_.resize(static_cast<size_t>(opts_.burst) * (kMaxFrameSegs + 1));
   running_ = true;
   thread_ = std::thread([this] { Run(); });
   if (opts_.cpu >= 0) {
@@ -121,6 +153,18 @@ void Dataplane::Stop() {
   uint64_t one = 1;
   (void)!write(wake_fd_.get(), &one, sizeof one);
   if (thread_.joinable()) thread_.join();
+  {
+    // Injections nobody will serve now: counted as failed.
+    std::lock_guard<std::mutex> l(ctl_mu_);
+    for (auto& j : injects_) {
+      j->failed += j->frames.size() - j->next;
+      Add(c_.inject_failed, j->frames.size() - j->next);
+      j->next = j->frames.size();
+      j->done = true;
+    }
+    injects_.clear();
+    ctl_cv_.notify_all();
+  }
   // Wake anyone waiting for an acknowledgement that will never come.
   std::lock_guard<std::mutex> l(mu_);
   acked_gen_ = gen_.load();
@@ -143,16 +187,16 @@ absl::Status Dataplane::Publish(std::shared_ptr<const Snapshot> next) {
   return absl::OkStatus();
 }
 
+std::shared_ptr<Dataplane::Snapshot> Dataplane::CopySnapshot() {
+  std::lock_guard<std::mutex> l(mu_);
+  return std::make_shared<Snapshot>(*snapshot_);
+}
+
 absl::Status Dataplane::AddGuest(PortId id, std::shared_ptr<GuestPort> port,
                                  std::optional<MacAddr> mac) {
   if (id == kUplinkPort || id == kNoPort)
     return absl::InvalidArgumentError(absl::StrCat("dataplane: bad guest port id ", id));
-  std::shared_ptr<const Snapshot> cur;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    cur = snapshot_;
-  }
-  auto next = std::make_shared<Snapshot>(*cur);
+  auto next = CopySnapshot();
   for (const Member& m : next->members) {
     if (m.id == id) return absl::AlreadyExistsError(absl::StrCat("dataplane: guest ", id, " already added"));
     if (mac && m.mac && *m.mac == *mac)
@@ -164,12 +208,7 @@ absl::Status Dataplane::AddGuest(PortId id, std::shared_ptr<GuestPort> port,
 }
 
 absl::Status Dataplane::RemoveGuest(PortId id) {
-  std::shared_ptr<const Snapshot> cur;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    cur = snapshot_;
-  }
-  auto next = std::make_shared<Snapshot>(*cur);
+  auto next = CopySnapshot();
   auto it = std::find_if(next->members.begin(), next->members.end(),
                          [&](const Member& m) { return m.id == id; });
   if (it == next->members.end()) return absl::OkStatus();
@@ -185,6 +224,12 @@ DataplaneCounters Dataplane::counters() const {
   d.sink_bytes = c_.sink_bytes.load(std::memory_order_relaxed);
   d.flood_copies = c_.flood_copies.load(std::memory_order_relaxed);
   d.delivery_drops = c_.delivery_drops.load(std::memory_order_relaxed);
+  d.held = c_.held.load(std::memory_order_relaxed);
+  d.held_dropped = c_.held_dropped.load(std::memory_order_relaxed);
+  d.injected = c_.injected.load(std::memory_order_relaxed);
+  d.inject_failed = c_.inject_failed.load(std::memory_order_relaxed);
+  d.uplink_control = c_.uplink_control.load(std::memory_order_relaxed);
+  d.budget_yields = c_.budget_yields.load(std::memory_order_relaxed);
   return d;
 }
 
@@ -229,6 +274,7 @@ void Dataplane::Refresh() {
     Local l;
     l.id = m.id;
     l.port = m.port;
+    l.mac_key = m.mac ? MacKey(m.mac->data()) : 0;
     l.out.reserve(opts_.burst);
     if (m.mac) {
       absl::Status s = switch_.PinMac(*m.mac, m.id);
@@ -242,6 +288,11 @@ void Dataplane::Refresh() {
     switch_.RemovePort(gone.id);
   }
   locals_ = std::move(next);
+  holds_ = snap->holds;
+  for (Local& l : locals_) {
+    l.mac_held = false;
+    for (const auto& h : holds_) l.mac_held |= l.mac_key != 0 && h->key == l.mac_key;
+  }
   seen_gen_ = g;
   std::lock_guard<std::mutex> l(mu_);
   acked_gen_ = g;
@@ -252,6 +303,8 @@ void Dataplane::Deliver(PortId from, uint16_t qp, const PacketRef& p, const uint
                         uint64_t now_ns) {
   Decision d = switch_.Forward(eth, p.len, from, now_ns);
   if (d.kind == Decision::kDrop) return;
+  // The one per-frame branch migration adds; false unless a MAC is held.
+  if (__builtin_expect(!holds_.empty(), 0) && DeliverHeld(from, p, eth)) return;
   auto queue_for = [&](Local& g) {
     uint16_t nq = g.port->num_queue_pairs();
     uint16_t q = nq ? static_cast<uint16_t>(qp % nq) : 0;
@@ -282,7 +335,7 @@ void Dataplane::Deliver(PortId from, uint16_t qp, const PacketRef& p, const uint
     Add(c_.flood_copies, 1);
   }
   for (Local& g : locals_) {
-    if (g.id == from) continue;
+    if (g.id == from || g.mac_held) continue;  // a held guest's copy went to its hold
     g.out_qp = queue_for(g);
     g.out.push_back(p);
     Add(c_.flood_copies, 1);
@@ -352,16 +405,32 @@ uint32_t Dataplane::PollGuest(Local& g, uint64_t now_ns) {
   GuestFrame frames[256];
   PacketRef refs[256];
   uint32_t work = 0;
-  uint16_t nq = g.port->num_queue_pairs();
-  for (uint16_t qp = 0; qp < nq; qp++) {
+  const uint16_t nq = g.port->num_queue_pairs();
+  if (nq == 0) return 0;
+  // The guest's budget for this poll, over all its queues; the queue we
+  // start with rotates so that a busy queue 0 cannot starve the others.
+  uint32_t frames_left = opts_.burst;
+  uint32_t descs_left = opts_.desc_budget;
+  const uint16_t first = g.next_qp < nq ? g.next_qp : 0;
+  g.next_qp = static_cast<uint16_t>(first + 1 < nq ? first + 1 : 0);
+  for (uint16_t k = 0; k < nq; k++) {
+    if (frames_left == 0 || descs_left == 0) {
+      Add(c_.budget_yields, 1);  // the rest waits for the next round
+      break;
+    }
+    const uint16_t qp = static_cast<uint16_t>(first + k < nq ? first + k : first + k - nq);
     if (!g.port->QueueReady(qp)) continue;
     if (opts_.mode == DataplaneMode::kLoopback) {
-      work += PollLoopback(g, qp, frames, refs, now_ns);
+      const uint32_t done = PollLoopback(g, qp, frames, refs, now_ns);
+      work += done;
+      frames_left -= std::min(frames_left, done);
       continue;
     }
-    uint16_t n = g.port->PeekTx(qp, frames, opts_.burst);
+    const uint16_t n = g.port->PeekTxBudget(qp, frames, static_cast<uint16_t>(frames_left),
+                                            &descs_left);
     if (n == 0) continue;
     work += n;
+    frames_left -= n;
     switch (opts_.mode) {
       case DataplaneMode::kSink: {
         uint64_t bytes = 0;
@@ -390,9 +459,15 @@ uint32_t Dataplane::PollGuest(Local& g, uint64_t now_ns) {
         break;  // PollLoopback above
       case DataplaneMode::kSwitch: {
         for (uint16_t i = 0; i < n; i++) {
-          uint8_t eth[14];
+          // One read of the header from guest memory: the switch checks this
+          // copy and every destination gets this copy (CheckedSegs), so a
+          // guest that rewrites its header meanwhile cannot slip past the
+          // anti-spoofing check.
+          uint8_t* eth = eth_copies_[i].data();
           GatherEth(frames[i], eth);
-          const PacketRef ref{&frames[i].hdr, frames[i].segs, frames[i].nsegs, frames[i].len};
+          iovec* segs = &checked_segs_[static_cast<size_t>(i) * (kMaxFrameSegs + 1)];
+          const uint16_t nsegs = frames[i].len >= 14 ? CheckedSegs(frames[i], eth, segs) : 0;
+          const PacketRef ref{&frames[i].hdr, segs, nsegs, frames[i].len};
           Deliver(g.id, qp, ref, eth, now_ns);
         }
         Flush();
@@ -428,6 +503,8 @@ uint32_t Dataplane::PollUplink(uint64_t now_ns) {
 
 uint32_t Dataplane::PollOnce(uint64_t now_ns) {
   uint32_t work = 0;
+  // Injected frames are older than anything the uplink has now: first.
+  if (__builtin_expect(ctl_pending_.load(std::memory_order_acquire), 0)) work += ServiceControl(now_ns);
   for (Local& g : locals_) work += PollGuest(g, now_ns);
   work += PollUplink(now_ns);
   return work;
@@ -484,6 +561,251 @@ void Dataplane::Run() {
   }
   for (Local& g : locals_) DropNotifyFds(g);
   locals_.clear();
+}
+
+// ---- migration ----------------------------------------------------------
+
+absl::Status Dataplane::HoldMac(const MacAddr& mac, size_t max_frames) {
+  if (IsMulticast(mac) || IsZeroMac(mac))
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataplane: hold MAC ", MacToString(mac), ": not a unicast address"));
+  auto next = CopySnapshot();
+  const uint64_t key = MacKey(mac.data());
+  for (const auto& h : next->holds) {
+    if (h->key == key) {
+      std::lock_guard<std::mutex> l(h->mu);
+      h->max_frames = max_frames;
+      return absl::OkStatus();
+    }
+  }
+  auto h = std::make_shared<HoldBuffer>();
+  h->key = key;
+  h->max_frames = max_frames;
+  next->holds.push_back(std::move(h));
+  NPA_LOG(Info, "dataplane: holding frames for %s (at most %zu frames, %zu bytes)",
+          MacToString(mac).c_str(), max_frames, kMaxHeldBytes);
+  return Publish(std::move(next));
+}
+
+Dataplane::HeldFrames Dataplane::TakeHeld(const MacAddr& mac) {
+  const uint64_t key = MacKey(mac.data());
+  std::shared_ptr<HoldBuffer> h;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& x : snapshot_->holds)
+      if (x->key == key) h = x;
+  }
+  HeldFrames out;
+  if (!h) return out;
+  std::lock_guard<std::mutex> l(h->mu);
+  out = std::move(h->held);
+  h->held = HeldFrames{};
+  h->bytes = 0;
+  return out;
+}
+
+Dataplane::HeldFrames Dataplane::ReleaseMac(const MacAddr& mac) {
+  const uint64_t key = MacKey(mac.data());
+  auto next = CopySnapshot();
+  auto it = std::find_if(next->holds.begin(), next->holds.end(),
+                         [&](const auto& h) { return h->key == key; });
+  HeldFrames out;
+  if (it == next->holds.end()) return out;
+  std::shared_ptr<HoldBuffer> h = *it;
+  next->holds.erase(it);
+  if (absl::Status s = Publish(std::move(next)); !s.ok()) {
+    // The dataplane may still append; closed makes those count as drops.
+    NPA_LOG(Warn, "dataplane: release of held MAC %s: %s", MacToString(mac).c_str(),
+            std::string(s.message()).c_str());
+  }
+  std::lock_guard<std::mutex> l(h->mu);
+  h->closed = true;
+  out = std::move(h->held);
+  h->held = HeldFrames{};
+  h->bytes = 0;
+  NPA_LOG(Info, "dataplane: released MAC %s (%zu frames held, %llu dropped)",
+          MacToString(mac).c_str(), out.frames.size(),
+          static_cast<unsigned long long>(out.dropped));
+  return out;
+}
+
+void Dataplane::AppendHeld(HoldBuffer& h, const PacketRef& p) {
+  const size_t need = kHeldFrameHdrLen + p.len;
+  std::lock_guard<std::mutex> l(h.mu);
+  if (h.closed || h.held.frames.size() >= h.max_frames || h.bytes + need > kMaxHeldBytes) {
+    h.held.dropped++;
+    c_.held_dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  std::string f(need, '\0');
+  if (p.hdr != nullptr) memcpy(f.data(), p.hdr, kHeldFrameHdrLen);
+  size_t off = kHeldFrameHdrLen;
+  for (uint16_t s = 0; s < p.nsegs && off < need; s++) {
+    const size_t take = std::min(p.segs[s].iov_len, need - off);
+    memcpy(f.data() + off, p.segs[s].iov_base, take);
+    off += take;
+  }
+  h.bytes += need;
+  h.held.frames.push_back(std::move(f));
+  Add(c_.held, 1);
+}
+
+bool Dataplane::DeliverHeld(PortId from, const PacketRef& p, const uint8_t* eth) {
+  if (!(eth[0] & 1)) {
+    const uint64_t dst = MacKey(eth);
+    for (const auto& h : holds_) {
+      if (h->key == dst) {
+        AppendHeld(*h, p);
+        return true;  // neither delivered nor flooded
+      }
+    }
+    return false;
+  }
+  // Broadcast/multicast: the held MAC would have received a copy, unless it
+  // sent the frame itself.
+  uint64_t from_key = 0;
+  for (const Local& l : locals_)
+    if (l.id == from) from_key = l.mac_key;
+  const uint64_t src = MacKey(eth + 6);
+  for (const auto& h : holds_)
+    if (h->key != src && h->key != from_key) AppendHeld(*h, p);
+  return false;
+}
+
+uint64_t Dataplane::InjectRx(PortId guest, std::vector<std::string> frames) {
+  const uint64_t total = frames.size();
+  if (total == 0) return 0;
+  if (!running_) {
+    c_.inject_failed.fetch_add(total, std::memory_order_relaxed);
+    NPA_LOG(Warn, "dataplane: inject %llu frames into guest %u: dataplane not running",
+            static_cast<unsigned long long>(total), guest);
+    return total;
+  }
+  auto job = std::make_shared<InjectJob>();
+  job->guest = guest;
+  job->frames = std::move(frames);
+  std::unique_lock<std::mutex> l(ctl_mu_);
+  injects_.push_back(job);
+  ctl_pending_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  (void)!write(wake_fd_.get(), &one, sizeof one);
+  if (!ctl_cv_.wait_for(l, std::chrono::seconds(3), [&] { return job->done; })) {
+    // A stuck dataplane: take the job back and count what it did not do.
+    injects_.erase(std::find(injects_.begin(), injects_.end(), job));
+    const uint64_t rest = job->frames.size() - job->next;
+    job->failed += rest;
+    c_.inject_failed.fetch_add(rest, std::memory_order_relaxed);
+  }
+  if (job->failed)
+    NPA_LOG(Warn, "dataplane: inject into guest %u: %llu of %llu frames not delivered", guest,
+            static_cast<unsigned long long>(job->failed), static_cast<unsigned long long>(total));
+  return job->failed;
+}
+
+absl::Status Dataplane::SendOnUplink(std::span<const uint8_t> frame) {
+  if (uplink_ == nullptr) return absl::FailedPreconditionError("dataplane: no uplink to send on");
+  if (frame.size() < 14 || frame.size() > uplink_->frame_room())
+    return absl::InvalidArgumentError(absl::StrCat("dataplane: uplink frame of ", frame.size(),
+                                                   " bytes (must be 14..",
+                                                   uplink_->frame_room(), ")"));
+  std::lock_guard<std::mutex> l(ctl_mu_);
+  if (!running_) {
+    // No dataplane thread owns the uplink now: send from here.
+    iovec seg{const_cast<uint8_t*>(frame.data()), frame.size()};
+    PacketRef p{nullptr, &seg, 1, static_cast<uint32_t>(frame.size())};
+    if (uplink_->Send(&p, 1) != 1)
+      return absl::UnavailableError(absl::StrCat("dataplane: uplink ", uplink_->name(),
+                                                 " did not take the frame"));
+    c_.uplink_control.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+  if (uplink_control_.size() >= kMaxUplinkControlFrames)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "dataplane: ", kMaxUplinkControlFrames, " frames already wait for uplink ", uplink_->name()));
+  uplink_control_.emplace_back(reinterpret_cast<const char*>(frame.data()), frame.size());
+  ctl_pending_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  (void)!write(wake_fd_.get(), &one, sizeof one);
+  return absl::OkStatus();
+}
+
+uint32_t Dataplane::ServiceControl(uint64_t now_ns) {
+  uint32_t moved = 0;
+  std::lock_guard<std::mutex> l(ctl_mu_);
+  for (const std::string& f : uplink_control_) {
+    iovec seg{const_cast<char*>(f.data()), f.size()};
+    PacketRef p{nullptr, &seg, 1, static_cast<uint32_t>(f.size())};
+    if (uplink_ != nullptr && uplink_->Send(&p, 1) == 1) {
+      c_.uplink_control.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      Add(c_.delivery_drops, 1);  // the uplink counted it too (tx_dropped)
+    }
+    moved++;
+  }
+  uplink_control_.clear();
+  for (auto it = injects_.begin(); it != injects_.end();) {
+    InjectJob& j = **it;
+    if (j.last_progress_ns == 0) j.last_progress_ns = now_ns ? now_ns : 1;
+    Local* g = nullptr;
+    for (Local& x : locals_)
+      if (x.id == j.guest) g = &x;
+    bool progress = false;
+    while (g != nullptr && !g->port->broken() && j.next < j.frames.size()) {
+      // A run of well-formed frames for one queue, at most a burst.
+      npa_virtio_net_hdr_v1 hdrs[256];
+      iovec segs[256];
+      PacketRef refs[256];
+      uint16_t k = 0;
+      uint16_t q = 0;
+      const uint16_t nq = g->port->num_queue_pairs();
+      size_t i = j.next;
+      for (; i < j.frames.size() && k < opts_.burst; i++) {
+        const std::string& f = j.frames[i];
+        if (f.size() < kHeldFrameHdrLen + 14 || f.size() - kHeldFrameHdrLen > kMaxFrameLen) {
+          if (k > 0) break;  // deliver the run first, then count this one
+          j.failed++;
+          c_.inject_failed.fetch_add(1, std::memory_order_relaxed);
+          j.next = i + 1;
+          continue;
+        }
+        const auto* data = reinterpret_cast<const uint8_t*>(f.data()) + kHeldFrameHdrLen;
+        const uint32_t len = static_cast<uint32_t>(f.size() - kHeldFrameHdrLen);
+        uint16_t fq = nq ? static_cast<uint16_t>(FlowQueue(data, len, 16) % nq) : 0;
+        if (!g->port->QueueReady(fq)) fq = 0;
+        if (k > 0 && fq != q) break;
+        q = fq;
+        memcpy(&hdrs[k], f.data(), kHeldFrameHdrLen);
+        segs[k] = {const_cast<uint8_t*>(data), len};
+        refs[k] = {&hdrs[k], &segs[k], 1, len};
+        k++;
+      }
+      if (k == 0) continue;  // only malformed ones: counted, look again
+      if (!g->port->QueueReady(q)) break;
+      const uint16_t done = g->port->EnqueueRx(q, refs, k, RxFull::kKeep);
+      j.next += done;
+      Add(c_.injected, done);
+      moved += done;
+      if (done) progress = true;
+      if (done < k) break;  // no room now
+    }
+    if (progress) j.last_progress_ns = now_ns;
+    const bool gone = g == nullptr || g->port->broken();
+    if (j.next < j.frames.size() && (gone || now_ns - j.last_progress_ns > kMaxHoldNs)) {
+      const uint64_t rest = j.frames.size() - j.next;
+      j.failed += rest;
+      c_.inject_failed.fetch_add(rest, std::memory_order_relaxed);
+      j.next = j.frames.size();
+    }
+    if (j.next == j.frames.size()) {
+      j.done = true;
+      it = injects_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  ctl_pending_.store(!injects_.empty(), std::memory_order_release);
+  ctl_cv_.notify_all();
+  return moved;
 }
 
 }  // namespace npa::agent

@@ -24,6 +24,30 @@
 // packet) and acknowledges; AddGuest/RemoveGuest wait for that
 // acknowledgement, so after RemoveGuest returns the port may be destroyed.
 //
+// Fairness: each poll gives each guest at most `burst` frames and
+// `desc_budget` descriptors over all its queues (the queue it starts with
+// rotates), then moves on: a guest's cost per poll does not depend on its
+// ring size, its chain lengths or how many queues it negotiated. What it
+// did not get to stays in its ring for the next round; nothing is dropped.
+//
+// Checked bytes are delivered bytes: the Ethernet header of a guest's frame
+// is copied out of guest memory once; the switch (anti-spoofing, learning,
+// lookup) decides on that copy, and every destination receives that copy
+// followed by the rest of the frame, so a guest rewriting its header after
+// the check changes nothing.
+//
+// Migration (docs/migration.md), control thread:
+//   dp.HoldMac(mac, 1024);                 // from now on frames for mac wait
+//   ... rings stopped, state sent ...
+//   Dataplane::HeldFrames h = dp.ReleaseMac(mac);   // send h.frames to B
+//   // on B, after the resume:
+//   uint64_t lost = dp.InjectRx(guest_id, std::move(h.frames));
+//   dp.SendOnUplink(BuildRarpAnnounce(mac));         // not blocking
+// Held and injected frames are strings of kHeldFrameHdrLen bytes of
+// virtio_net_hdr_v1 (the offload metadata the frame came with; zeros when
+// none) followed by the Ethernet frame. Non-held traffic pays one
+// predictable branch per frame (is any MAC held?).
+//
 // Idling: the loop busy-polls while there is work. After idle_spins empty
 // iterations it asks guests for kicks (SetIdleNotify(true)), polls once more
 // (closing the race with a guest that queued before it saw the flag), then
@@ -32,12 +56,16 @@
 #ifndef NPA_HYPERVISOR_DAEMON_DATAPLANE_H_
 #define NPA_HYPERVISOR_DAEMON_DATAPLANE_H_
 
+#include <sys/uio.h>
+
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,19 +85,38 @@ std::optional<DataplaneMode> ParseDataplaneMode(const std::string& s);
 // Port 0 of the switch is the uplink; guests use their guest id (>= 1).
 inline constexpr PortId kUplinkPort = 0;
 
+// Held/injected frame layout: this many bytes of virtio_net_hdr_v1, then the
+// Ethernet frame.
+inline constexpr size_t kHeldFrameHdrLen = kNetHdrLen;
+// Bytes one held MAC may keep (headers included), whatever max_frames says:
+// 1024 full-size TSO frames, or ~22k MTU-sized ones.
+inline constexpr size_t kMaxHeldBytes = 64ull << 20;
+// Frames queued by SendOnUplink and not yet sent.
+inline constexpr size_t kMaxUplinkControlFrames = 64;
+
 struct DataplaneCounters {
   uint64_t loops = 0;
   uint64_t sleeps = 0;          // times the thread went to epoll_wait
   uint64_t sink_packets = 0, sink_bytes = 0;
   uint64_t flood_copies = 0;    // deliveries made because of floods
   uint64_t delivery_drops = 0;  // frames a destination did not take (no room, not ready)
+  uint64_t held = 0;            // frames kept for a held MAC
+  uint64_t held_dropped = 0;    // frames for a held MAC over its bounds
+  uint64_t injected = 0;        // InjectRx frames delivered
+  uint64_t inject_failed = 0;   // InjectRx frames that did not fit (also returned)
+  uint64_t uplink_control = 0;  // SendOnUplink frames sent
+  uint64_t budget_yields = 0;   // polls that left a guest's work for the next round
 };
 
 class Dataplane {
  public:
   struct Options {
     DataplaneMode mode = DataplaneMode::kSwitch;
-    uint16_t burst = 32;       // 1..256
+    uint16_t burst = 32;       // 1..256: frames per guest per poll (all its queues)
+    // Descriptors per guest per poll (all its queues), >= burst. A chain in
+    // progress finishes (at most kMaxChainDescs), so a poll's overshoot is
+    // bounded too.
+    uint32_t desc_budget = 512;
     int cpu = -1;              // pin the thread to this CPU; -1: no pinning
     uint32_t idle_spins = 2000;
     int idle_sleep_ms = 10;
@@ -94,6 +141,37 @@ class Dataplane {
   absl::Status AddGuest(PortId id, std::shared_ptr<GuestPort> port, std::optional<MacAddr> mac);
   absl::Status RemoveGuest(PortId id);
 
+  // ---- Migration (control thread; any one thread at a time) ----
+  struct HeldFrames {
+    std::vector<std::string> frames;  // oldest first, kHeldFrameHdrLen + frame each
+    uint64_t dropped = 0;             // over max_frames / kMaxHeldBytes
+  };
+  // From when this returns, frames the switch would deliver to mac (from the
+  // uplink or another guest; unicast to it, and a copy of each broadcast/
+  // multicast not sent by its own port) are kept in order instead, whether
+  // or not a member guest has that MAC; unicast ones are not flooded
+  // elsewhere either. At most max_frames frames and kMaxHeldBytes bytes are
+  // kept; more are counted in dropped. Holding a held MAC again changes its
+  // bound. kInvalidArgument for a multicast or zero MAC; kDeadlineExceeded
+  // as AddGuest.
+  absl::Status HoldMac(const MacAddr& mac, size_t max_frames);
+  // What was held so far (the hold stays on); empty if mac is not held.
+  HeldFrames TakeHeld(const MacAddr& mac);
+  // Ends the hold and returns what it still held (and its drop count).
+  HeldFrames ReleaseMac(const MacAddr& mac);
+  // Delivers frames (kHeldFrameHdrLen + frame each) to guest's RX as if they
+  // came from the uplink, in order, on the dataplane thread, waiting up to
+  // 100 ms for RX room without progress. Returns how many were not
+  // delivered (no such guest, no room, malformed, or not running); they are
+  // counted in inject_failed, never silently dropped. Waits (bounded, ~2 s).
+  uint64_t InjectRx(PortId guest, std::vector<std::string> frames);
+  // Queues one Ethernet frame (no virtio header) for the uplink; the
+  // dataplane sends it on its next loop. Does not wait for it.
+  // kFailedPrecondition without an uplink, kInvalidArgument for a frame
+  // shorter than 14 bytes or longer than the uplink's room,
+  // kResourceExhausted when kMaxUplinkControlFrames are already waiting.
+  absl::Status SendOnUplink(std::span<const uint8_t> frame);
+
   SwitchCounters switch_counters() const { return switch_.counters(); }
   DataplaneCounters counters() const;
   TapUplink* uplink() const { return uplink_; }
@@ -105,8 +183,27 @@ class Dataplane {
     std::shared_ptr<GuestPort> port;
     std::optional<MacAddr> mac;
   };
+  // One held MAC. The dataplane appends under mu; the control thread takes.
+  struct HoldBuffer {
+    uint64_t key = 0;  // MacKey
+    std::mutex mu;
+    size_t max_frames = 0;  // under mu
+    size_t bytes = 0;       // under mu
+    bool closed = false;    // under mu: released, appends are counted as drops
+    HeldFrames held;        // under mu
+  };
   struct Snapshot {
     std::vector<Member> members;
+    std::vector<std::shared_ptr<HoldBuffer>> holds;
+  };
+  // InjectRx work handed to the dataplane thread (under ctl_mu_).
+  struct InjectJob {
+    PortId guest;
+    std::vector<std::string> frames;
+    size_t next = 0;
+    uint64_t failed = 0;
+    uint64_t last_progress_ns = 0;
+    bool done = false;
   };
   // Per-guest state private to the dataplane thread.
   struct Local {
@@ -116,6 +213,9 @@ class Dataplane {
     uint64_t notify_gen = ~0ull;
     std::vector<PacketRef> out;  // pending deliveries of the current burst
     uint16_t out_qp = 0;
+    uint16_t next_qp = 0;        // the queue the next poll starts with (round robin)
+    uint64_t mac_key = 0;        // MacKey of its pinned MAC, 0 if none
+    bool mac_held = false;       // its MAC is held: floods go to the hold instead
     // Loopback: frames peeked from a TX queue that the guest's RX ring had no
     // room for yet, per queue pair, oldest first. They stay unreleased (so
     // the guest's TX ring holds them) until delivered: backpressure instead
@@ -134,6 +234,12 @@ class Dataplane {
   uint32_t PollUplink(uint64_t now_ns);
   void Deliver(PortId from, uint16_t qp, const PacketRef& p, const uint8_t* eth, uint64_t now_ns);
   void Flush();
+  // Deliver()'s slow path while any MAC is held: true when p was consumed.
+  bool DeliverHeld(PortId from, const PacketRef& p, const uint8_t* eth);
+  void AppendHeld(HoldBuffer& h, const PacketRef& p);
+  // InjectRx/SendOnUplink work; returns frames moved.
+  uint32_t ServiceControl(uint64_t now_ns);
+  std::shared_ptr<Snapshot> CopySnapshot();
   void FlushGuest(Local& g);
   void Sleep();
   void SyncNotifyFds(Local& g);
@@ -162,12 +268,25 @@ class Dataplane {
   std::vector<Local> locals_;
   std::vector<PacketRef> uplink_out_;
   std::vector<uint8_t> scratch_;
+  // Switch mode, per frame of a burst: the checked copy of the Ethernet
+  // header and the segments delivered (that copy, then the rest).
+  std::vector<std::array<uint8_t, 16>> eth_copies_;
+  std::vector<iovec> checked_segs_;
+  std::vector<std::shared_ptr<HoldBuffer>> holds_;  // from the snapshot
+
+  // Control work for the dataplane thread: ctl_pending_ says there is some.
+  std::mutex ctl_mu_;
+  std::condition_variable ctl_cv_;
+  std::atomic<bool> ctl_pending_{false};
+  std::vector<std::shared_ptr<InjectJob>> injects_;  // under ctl_mu_
+  std::vector<std::string> uplink_control_;          // under ctl_mu_
   uint32_t sink_slot_ = 0;  // next scratch_ slot a sink copy goes to
   uint64_t last_age_ns_ = 0;
 
   struct {
     std::atomic<uint64_t> loops{0}, sleeps{0}, sink_packets{0}, sink_bytes{0}, flood_copies{0},
-        delivery_drops{0};
+        delivery_drops{0}, held{0}, held_dropped{0}, injected{0}, inject_failed{0},
+        uplink_control{0}, budget_yields{0};
   } c_;
 };
 

@@ -1,8 +1,20 @@
 #include "hypervisor/daemon/dataplane.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/wait.h>
+#include <sys/socket.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <arpa/inet.h>
 #include <time.h>
 
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "common/announce.h"
 #include "common/clock.h"
 #include "tests/support/fake_guest_port.h"
 
@@ -144,6 +156,275 @@ TEST(DataplaneTest, BadOptionsAndBadIds) {
             absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(dp.AddGuest(4, ReadyPort(), std::nullopt).ok());  // before Start: no wait
   EXPECT_EQ(dp.AddGuest(4, ReadyPort(), std::nullopt).code(), absl::StatusCode::kAlreadyExists);
+}
+
+// ---- migration API ----------------------------------------------------
+
+std::string Held(const std::vector<uint8_t>& f) {
+  std::string s(kHeldFrameHdrLen, '\0');
+  s.append(reinterpret_cast<const char*>(f.data()), f.size());
+  return s;
+}
+
+TEST(DataplaneHoldTest, UnicastForAHeldMacIsKeptInOrderThenReleased) {
+  Dataplane dp(Opts(), nullptr);
+  ASSERT_TRUE(dp.Start().ok());
+  auto g1 = ReadyPort(), g2 = ReadyPort(), g3 = ReadyPort();
+  ASSERT_TRUE(dp.AddGuest(1, g1, M(1)).ok());
+  ASSERT_TRUE(dp.AddGuest(2, g2, M(2)).ok());
+  ASSERT_TRUE(dp.AddGuest(3, g3, M(3)).ok());
+  ASSERT_TRUE(dp.HoldMac(M(2), 100).ok());
+  std::vector<std::vector<uint8_t>> sent;
+  for (uint8_t i = 0; i < 3; i++) {
+    sent.push_back(Frame(M(2), M(1), static_cast<uint8_t>(0x40 + i)));
+    g1->GuestSend(0, sent.back());
+  }
+  ASSERT_TRUE(WaitFor([&] { return dp.counters().held == 3; }));
+  Dataplane::HeldFrames h = dp.TakeHeld(M(2));
+  ASSERT_EQ(h.frames.size(), 3u);
+  for (size_t i = 0; i < 3; i++) EXPECT_EQ(h.frames[i], Held(sent[i])) << i;
+  EXPECT_EQ(h.dropped, 0u);
+  EXPECT_TRUE(g2->GuestReceived().empty());
+  EXPECT_TRUE(g3->GuestReceived().empty());  // not flooded either
+  // The hold stays on after TakeHeld.
+  auto late = Frame(M(2), M(1), 0x50);
+  g1->GuestSend(0, late);
+  ASSERT_TRUE(WaitFor([&] { return dp.counters().held == 4; }));
+  h = dp.ReleaseMac(M(2));
+  ASSERT_EQ(h.frames.size(), 1u);
+  EXPECT_EQ(h.frames[0], Held(late));
+  // Released: frames flow to g2 again.
+  auto after = Frame(M(2), M(1), 0x51);
+  g1->GuestSend(0, after);
+  ASSERT_TRUE(WaitFor([&] { return g2->GuestReceived().size() == 1; }));
+  EXPECT_EQ(g2->GuestReceived()[0], after);
+  EXPECT_TRUE(dp.ReleaseMac(M(2)).frames.empty());  // not held any more
+  EXPECT_TRUE(dp.TakeHeld(M(2)).frames.empty());
+}
+
+TEST(DataplaneHoldTest, BoundIsCountedAndBroadcastCopiesAreHeld) {
+  Dataplane dp(Opts(), nullptr);
+  ASSERT_TRUE(dp.Start().ok());
+  auto g1 = ReadyPort(), g2 = ReadyPort(), g3 = ReadyPort();
+  ASSERT_TRUE(dp.AddGuest(1, g1, M(1)).ok());
+  ASSERT_TRUE(dp.AddGuest(2, g2, M(2)).ok());
+  ASSERT_TRUE(dp.AddGuest(3, g3, M(3)).ok());
+  ASSERT_TRUE(dp.HoldMac(M(2), 2).ok());
+  // A broadcast still reaches g3; g2's copy goes to the hold.
+  auto b = Frame(kBcast, M(1), 0x60);
+  g1->GuestSend(0, b);
+  ASSERT_TRUE(WaitFor([&] { return g3->GuestReceived().size() == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return dp.counters().held == 1; }));
+  EXPECT_TRUE(g2->GuestReceived().empty());
+  // g2's own broadcasts are not held for g2.
+  g2->GuestSend(0, Frame(kBcast, M(2), 0x61));
+  ASSERT_TRUE(WaitFor([&] { return g3->GuestReceived().size() == 2; }));
+  for (uint8_t i = 0; i < 4; i++) g1->GuestSend(0, Frame(M(2), M(1), i));
+  ASSERT_TRUE(WaitFor([&] { return dp.counters().held_dropped == 3; }));
+  Dataplane::HeldFrames h = dp.ReleaseMac(M(2));
+  ASSERT_EQ(h.frames.size(), 2u);
+  EXPECT_EQ(h.frames[0], Held(b));
+  EXPECT_EQ(h.frames[1], Held(Frame(M(2), M(1), 0)));
+  EXPECT_EQ(h.dropped, 3u);
+  EXPECT_EQ(dp.counters().held, 2u);
+  // Bad MACs are refused.
+  EXPECT_EQ(dp.HoldMac(kBcast, 1).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(dp.HoldMac(MacAddr{}, 1).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(DataplaneHoldTest, HoldOutlivesTheGuestAndStopsTheFlood) {
+  Dataplane dp(Opts(), nullptr);
+  ASSERT_TRUE(dp.Start().ok());
+  auto g1 = ReadyPort(), g2 = ReadyPort(), g3 = ReadyPort();
+  ASSERT_TRUE(dp.AddGuest(1, g1, M(1)).ok());
+  ASSERT_TRUE(dp.AddGuest(2, g2, M(2)).ok());
+  ASSERT_TRUE(dp.AddGuest(3, g3, M(3)).ok());
+  ASSERT_TRUE(dp.HoldMac(M(2), 10).ok());
+  ASSERT_TRUE(dp.RemoveGuest(2).ok());  // the source removes the guest
+  auto u = Frame(M(2), M(1), 0x70);    // now an unknown unicast
+  g1->GuestSend(0, u);
+  ASSERT_TRUE(WaitFor([&] { return dp.counters().held == 1; }));
+  EXPECT_TRUE(g3->GuestReceived().empty());
+  EXPECT_EQ(dp.ReleaseMac(M(2)).frames.at(0), Held(u));
+}
+
+TEST(DataplaneInjectTest, InjectedFramesArriveInOrderAndMisfitsAreCounted) {
+  Dataplane dp(Opts(), nullptr);
+  ASSERT_TRUE(dp.Start().ok());
+  auto g1 = ReadyPort();
+  auto small = std::make_shared<FakeGuestPort>(1, /*rx_room=*/2);
+  small->SetReady(true);
+  ASSERT_TRUE(dp.AddGuest(1, g1, M(1)).ok());
+  ASSERT_TRUE(dp.AddGuest(2, small, M(2)).ok());
+  std::vector<std::string> in;
+  for (uint8_t i = 0; i < 5; i++) in.push_back(Held(Frame(M(1), M(9), i)));
+  in.insert(in.begin() + 2, std::string("short"));  // malformed: counted
+  EXPECT_EQ(dp.InjectRx(1, in), 1u);
+  auto got = g1->GuestReceived();
+  ASSERT_EQ(got.size(), 5u);
+  for (uint8_t i = 0; i < 5; i++) EXPECT_EQ(got[i], Frame(M(1), M(9), i));
+  // No such guest: all of them.
+  EXPECT_EQ(dp.InjectRx(77, {Held(Frame(M(1), M(9), 1))}), 1u);
+  // Room for 2: the other 3 are returned after the no-progress limit.
+  std::vector<std::string> three;
+  for (uint8_t i = 0; i < 5; i++) three.push_back(Held(Frame(M(2), M(9), i)));
+  uint64_t t0 = MonotonicMs();
+  EXPECT_EQ(dp.InjectRx(2, three), 3u);
+  EXPECT_LT(MonotonicMs() - t0, 1500u);
+  EXPECT_EQ(small->GuestReceived().size(), 2u);
+  EXPECT_EQ(dp.counters().inject_failed, 1u + 1u + 3u);
+  EXPECT_EQ(dp.counters().injected, 5u + 2u);
+  dp.Stop();
+  EXPECT_EQ(dp.InjectRx(1, {Held(Frame(M(1), M(9), 1))}), 1u);  // not running
+}
+
+TEST(DataplaneUplinkTest, SendOnUplinkNeedsAnUplink) {
+  Dataplane dp(Opts(), nullptr);
+  ASSERT_TRUE(dp.Start().ok());
+  auto f = BuildRarpAnnounce(std::span<const uint8_t, 6>(M(1)));
+  EXPECT_EQ(dp.SendOnUplink(f).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// SendOnUplink through a real TAP, in a private network namespace so no
+// interface name is shared with anything else.
+TEST(DataplaneUplinkTest, SendOnUplinkReachesTheWireWithoutBlocking) {
+  int pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Child: its own namespace; exit status is the verdict.
+    if (unshare(CLONE_NEWNET) != 0) _exit(2);
+    auto up = TapUplink::Create({.name = "npadp%d"});
+    if (!up.ok()) _exit(3);
+    int pkt = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    if (pkt < 0) _exit(4);
+    sockaddr_ll sll{};
+    sll.sll_family = AF_PACKET;
+    sll.sll_protocol = htons(ETH_P_ALL);
+    sll.sll_ifindex = (*up)->ifindex();
+    if (bind(pkt, reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) _exit(5);
+    timeval tv{2, 0};
+    setsockopt(pkt, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    Dataplane dp(Opts(), up->get());
+    if (!dp.Start().ok()) _exit(6);
+    auto f = BuildRarpAnnounce(std::span<const uint8_t, 6>(M(7)));
+    if (!dp.SendOnUplink(f).ok()) _exit(7);
+    if (dp.SendOnUplink(std::span<const uint8_t>(f.data(), 10)).code() !=
+        absl::StatusCode::kInvalidArgument)
+      _exit(8);
+    uint8_t buf[2048];
+    for (int tries = 0; tries < 20; tries++) {
+      ssize_t n = recv(pkt, buf, sizeof buf, 0);
+      if (n < 0) _exit(9);
+      std::array<uint8_t, 6> mac;
+      if (ParseRarpAnnounce(std::span<const uint8_t>(buf, static_cast<size_t>(n)), &mac) &&
+          mac == M(7)) {
+        if (!WaitFor([&] { return dp.counters().uplink_control == 1; })) _exit(10);
+        _exit(0);
+      }
+    }
+    _exit(11);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0) << "child step that failed (see the test source)";
+}
+
+// ---- fairness and checked bytes -----------------------------------------
+
+TEST(DataplaneFairnessTest, ABusyGuestGetsABurstPerPollOverAllItsQueues) {
+  Dataplane::Options o = Opts(DataplaneMode::kSink);
+  o.burst = 8;
+  Dataplane dp(o, nullptr);
+  auto busy = ReadyPort(4);
+  for (uint16_t q = 0; q < 4; q++)
+    for (int i = 0; i < 64; i++) busy->GuestSend(q, Frame(M(9), M(1), static_cast<uint8_t>(i)));
+  ASSERT_TRUE(dp.AddGuest(1, busy, std::nullopt).ok());
+  ASSERT_TRUE(dp.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return dp.counters().sink_packets == 256; }));
+  // 256 frames at 8 per poll: at least 32 polls, each one stopping at the
+  // budget with work left over (not 4 queues x 8).
+  EXPECT_GE(dp.counters().budget_yields, 31u - 1);
+  Dataplane::Options bad = Opts();
+  bad.desc_budget = 4;  // below the burst
+  EXPECT_EQ(Dataplane(bad, nullptr).Start().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A port whose TX frames all point at one buffer in "guest memory" that a
+// guest thread rewrites all the time.
+class RacyPort final : public GuestPort {
+ public:
+  uint8_t buf[64] = {};
+  std::atomic<uint64_t> peeked{0};
+  int fd() const override { return -1; }
+  absl::Status OnReadable() override { return absl::OkStatus(); }
+  uint16_t num_queue_pairs() const override { return 1; }
+  bool QueueReady(uint16_t) const override { return true; }
+  bool broken() const override { return false; }
+  std::string broken_reason() const override { return ""; }
+  QueueCounters counters(uint16_t) const override { return {}; }
+  uint64_t generation() const override { return 1; }
+  uint16_t PeekTx(uint16_t, GuestFrame* out, uint16_t n) override {
+    for (uint16_t k = 0; k < n; k++) {
+      out[k].hdr = {};
+      out[k].len = 60;
+      out[k].nsegs = 1;
+      out[k].head = 0;
+      out[k].segs[0] = {buf, 60};
+    }
+    peeked += n;
+    return n;
+  }
+  void ReleaseTx(uint16_t, uint16_t) override {}
+  uint16_t EnqueueRx(uint16_t, const PacketRef*, uint16_t n, RxFull) override { return n; }
+  std::vector<int> NotifyFds() override { return {}; }
+  void SetIdleNotify(bool) override {}
+};
+
+TEST(DataplaneCheckedBytesTest, AHeaderRewrittenAfterTheCheckIsNeverDelivered) {
+  Dataplane dp(Opts(), nullptr);
+  auto racy = std::make_shared<RacyPort>();
+  auto victim = ReadyPort();  // owns M(2), the MAC the rewriter forges
+  auto dst = std::make_shared<FakeGuestPort>(1, /*rx_room=*/1u << 20);
+  dst->SetReady(true);
+  const MacAddr own = M(1), forged = M(2);
+  std::memcpy(racy->buf, M(3).data(), 6);
+  std::memcpy(racy->buf + 6, own.data(), 6);
+  racy->buf[12] = 0x88;
+  racy->buf[13] = 0xb5;
+  ASSERT_TRUE(dp.AddGuest(1, racy, own).ok());
+  ASSERT_TRUE(dp.AddGuest(2, victim, forged).ok());
+  ASSERT_TRUE(dp.AddGuest(3, dst, M(3)).ok());
+  std::atomic<bool> stop{false};
+  std::thread rewriter([&] {
+    // The hostile guest flips its source MAC between its own and the
+    // forged one as fast as it can (byte stores, as a guest CPU would).
+    for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); i++) {
+      const MacAddr& m = (i & 1) ? forged : own;
+      for (int b = 0; b < 6; b++) __atomic_store_n(&racy->buf[6 + b], m[b], __ATOMIC_RELAXED);
+    }
+  });
+  ASSERT_TRUE(dp.Start().ok());
+  const uint64_t deadline = MonotonicMs() + 300;
+  while (MonotonicMs() < deadline && dst->counters(0).rx_packets < 200000) {
+    struct timespec ts = {0, 10 * 1000000};
+    nanosleep(&ts, nullptr);
+  }
+  dp.Stop();
+  stop = true;
+  rewriter.join();
+  auto got = dst->GuestReceived();
+  ASSERT_GT(got.size(), 100u);
+  size_t forged_seen = 0;
+  for (const auto& f : got) {
+    MacAddr src;
+    std::memcpy(src.data(), f.data() + 6, 6);
+    forged_seen += src != own;
+  }
+  EXPECT_EQ(forged_seen, 0u) << "of " << got.size() << " delivered frames";
+  // Every frame peeked was delivered or dropped as spoofed, exactly.
+  EXPECT_EQ(got.size() + dp.switch_counters().dropped_spoofed, racy->peeked.load());
+  EXPECT_TRUE(victim->GuestReceived().empty());
 }
 
 }  // namespace

@@ -17,6 +17,9 @@ class VhostPort final : public GuestPort {
   QueueCounters counters(uint16_t qp) const override { return d_->counters(qp); }
   uint64_t generation() const override { return d_->generation(); }
   uint16_t PeekTx(uint16_t qp, GuestFrame* out, uint16_t n) override { return d_->PeekTx(qp, out, n); }
+  uint16_t PeekTxBudget(uint16_t qp, GuestFrame* out, uint16_t n, uint32_t* descs) override {
+    return d_->PeekTx(qp, out, n, descs);
+  }
   void ReleaseTx(uint16_t qp, uint16_t n) override { d_->ReleaseTx(qp, n); }
   uint16_t EnqueueRx(uint16_t qp, const PacketRef* p, uint16_t n, RxFull full) override {
     return d_->EnqueueRx(qp, p, n, full);

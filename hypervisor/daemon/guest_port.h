@@ -36,6 +36,15 @@ class GuestPort {
   virtual uint64_t generation() const = 0;
   // Dataplane thread.
   virtual uint16_t PeekTx(uint16_t qp, GuestFrame* out, uint16_t n) = 0;
+  // PeekTx within a descriptor budget (the dataplane's per-guest fairness):
+  // *descs goes down by the descriptors walked, and no new chain is started
+  // once it is 0. The default (test doubles) charges one per frame.
+  virtual uint16_t PeekTxBudget(uint16_t qp, GuestFrame* out, uint16_t n, uint32_t* descs) {
+    if (*descs == 0) return 0;
+    const uint16_t k = PeekTx(qp, out, n < *descs ? n : static_cast<uint16_t>(*descs));
+    *descs -= k;
+    return k;
+  }
   virtual void ReleaseTx(uint16_t qp, uint16_t n) = 0;
   // VhostDevice::EnqueueRx: returns the prefix of pkts taken; `full` says
   // whether the rest (no room) is dropped and counted or left to the caller.

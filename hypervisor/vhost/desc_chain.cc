@@ -42,6 +42,10 @@ bool WalkChain(const npa_vring_desc* table, uint32_t ring_size, uint32_t head,
       *err = {ChainError::kLoop, static_cast<uint16_t>(i), static_cast<uint16_t>(head), 0, 0};
       return false;
     }
+    if (n == kMaxChainDescs) {  // bounded work per chain (see kMaxChainDescs)
+      walk->truncated = true;
+      return true;
+    }
     const uint64_t addr = vt[i].addr;
     const uint32_t len = vt[i].len;
     const uint16_t flags = vt[i].flags;

@@ -22,6 +22,13 @@
 
 namespace npa::agent {
 
+// Longest chain walked. VIRTIO allows chains up to the queue size, but no
+// virtio-net driver needs more than MAX_SKB_FRAGS + 2 (19 on Linux)
+// descriptors; a longer chain (zero-length descriptors posted to burn the
+// agent's time) is reported as truncated after this many: TX drops it
+// (counted), RX uses only the buffers stored.
+inline constexpr uint32_t kMaxChainDescs = 64;
+
 // TX chains must be device-readable only, RX chains device-writable only
 // (virtio-net uses no mixed chains).
 enum class ChainDir : uint8_t { kReadable, kWritable };
@@ -58,7 +65,8 @@ struct ChainError {
 
 // Walks the chain starting at head in a table of ring_size descriptors
 // (power of two, validated by the caller). Checks head < ring_size, every
-// next < ring_size, at most ring_size descriptors (a longer chain loops),
+// next < ring_size, at most ring_size descriptors (a longer chain loops);
+// stops after kMaxChainDescs descriptors with truncated set,
 // each non-empty buffer inside ONE guest region, the direction flag, and no
 // VRING_DESC_F_INDIRECT (never offered). Stores up to cap buffers. Returns
 // false with *err filled on a violation.

@@ -121,8 +121,8 @@ absl::Status VhostDevice::OnReadable() { return impl_->OnReadable(); }
 const std::string& VhostDevice::name() const { return impl_->session_.name(); }
 uint16_t VhostDevice::num_queue_pairs() const { return impl_->session_.num_queue_pairs(); }
 bool VhostDevice::QueueReady(uint16_t qp) const { return impl_->session_.QueueReady(qp); }
-uint16_t VhostDevice::PeekTx(uint16_t qp, GuestFrame* out, uint16_t n) {
-  return impl_->session_.PeekTx(qp, out, n);
+uint16_t VhostDevice::PeekTx(uint16_t qp, GuestFrame* out, uint16_t n, uint32_t* desc_budget) {
+  return impl_->session_.PeekTx(qp, out, n, desc_budget);
 }
 void VhostDevice::ReleaseTx(uint16_t qp, uint16_t n) { impl_->session_.ReleaseTx(qp, n); }
 uint16_t VhostDevice::EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n, RxFull full) {

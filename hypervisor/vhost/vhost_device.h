@@ -165,7 +165,11 @@ class VhostDevice {
   // Up to n frames from the guest TX ring (vring 2qp+1), in ring order.
   // Frames stay mapped and unchanged-by-the-agent until ReleaseTx. Returns 0
   // for a ring that is not ready or on a violation (then broken() is true).
-  uint16_t PeekTx(uint16_t qp, GuestFrame* out, uint16_t n);
+  // With desc_budget: stops starting new chains once *desc_budget
+  // descriptors were walked (a chain in progress completes: at most
+  // kMaxChainDescs), and subtracts what it walked. Frames not taken stay in
+  // the ring for the next call.
+  uint16_t PeekTx(uint16_t qp, GuestFrame* out, uint16_t n, uint32_t* desc_budget = nullptr);
   // Return the n oldest peeked frames to the used ring (one used->idx store
   // and at most one call-notify for the burst, unless the guest set
   // VRING_AVAIL_F_NO_INTERRUPT). If the ring was stopped meanwhile, the

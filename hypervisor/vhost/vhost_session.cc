@@ -520,13 +520,13 @@ bool VhostSession::QueueReady(uint16_t qp) const {
          vrings_[2 * qp + 1]->live.load(std::memory_order_acquire);
 }
 
-uint16_t VhostSession::PeekTx(uint16_t qp, GuestFrame* out, uint16_t n) {
+uint16_t VhostSession::PeekTx(uint16_t qp, GuestFrame* out, uint16_t n, uint32_t* desc_budget) {
   if (qp >= opts_.max_queue_pairs) return 0;
   std::lock_guard<std::mutex> l(mu_);
   Vring& r = *vrings_[2 * qp + 1];
   if (broken_.load(std::memory_order_relaxed) || !r.live.load(std::memory_order_relaxed)) return 0;
   std::string violation;
-  const uint16_t got = r.vq.PeekTx(out, n, &counters_[qp], &violation);
+  const uint16_t got = r.vq.PeekTx(out, n, &counters_[qp], &violation, desc_budget);
   if (!violation.empty()) MarkBrokenLocked(absl::StrCat("TX queue ", qp, ": ", violation));
   return got;
 }

@@ -124,7 +124,7 @@ class VhostSession {
   // ---- data plane (see VhostDevice) ----
   uint16_t num_queue_pairs() const;
   bool QueueReady(uint16_t qp) const;
-  uint16_t PeekTx(uint16_t qp, GuestFrame* out, uint16_t n);
+  uint16_t PeekTx(uint16_t qp, GuestFrame* out, uint16_t n, uint32_t* desc_budget = nullptr);
   void ReleaseTx(uint16_t qp, uint16_t n);
   uint16_t EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n, RxFull full);
   bool broken() const { return broken_.load(std::memory_order_acquire); }

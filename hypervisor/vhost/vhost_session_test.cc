@@ -232,6 +232,67 @@ TEST_F(VhostSessionTest, KickStartsRingAndGetVringBaseStops) {
   EXPECT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 1, 128).ok());  // stopped again
 }
 
+// vhost-user spec, "Starting and stopping rings": GET_VRING_BASE stops a
+// ring; SET_VRING_BASE + SET_VRING_KICK start it again at the given index.
+// Migration abort and a reconnecting shell rely on it, and on a ring that
+// starts at a non-zero base resuming there.
+TEST_F(VhostSessionTest, StoppedRingRestartsAtTheGivenBase) {
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_FEATURES, (1ull << VIRTIO_F_VERSION_1) |
+                                                     (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES)).ok());
+  UniqueFd mfd = MemFd(0x100000);
+  auto* g = static_cast<uint8_t*>(mmap(nullptr, 0x100000, PROT_READ | PROT_WRITE, MAP_SHARED, mfd.get(), 0));
+  ASSERT_NE(g, MAP_FAILED);
+  npa_vhost_memory m{};
+  m.nregions = 1;
+  m.regions[0] = {0x100000, 0x100000, 0x100000, 0};
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_MEM_TABLE, &m, 40, One(UniqueFd(dup(mfd.get())))).ok());
+  auto* desc = reinterpret_cast<npa_vring_desc*>(g);
+  auto* avail = reinterpret_cast<npa_vring_avail*>(g + 0x2000);
+  auto* used = reinterpret_cast<npa_vring_used*>(g + 0x1000);
+  // Guest side: post frame `tag` at avail index idx (descriptor idx % 8).
+  auto post = [&](uint16_t idx, uint8_t tag) {
+    const uint16_t d = idx % 8;
+    std::memset(g + 0x10000 + d * 256, 0, 12);
+    std::memset(g + 0x10000 + d * 256 + 12, tag, 60);
+    desc[d] = {0x110000 + d * 256u, 72, 0, 0};
+    avail->ring[idx % 8] = d;
+    __atomic_store_n(&avail->idx, static_cast<uint16_t>(idx + 1), __ATOMIC_RELEASE);
+  };
+  auto start = [&](uint16_t base) {
+    ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 1, 8).ok());
+    ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_BASE, 1, base).ok());
+    npa_vhost_vring_addr a{1, 0, 0x100000, 0x101000, 0x102000, 0};
+    ASSERT_TRUE(Do(NPA_VHOST_USER_SET_VRING_ADDR, &a, 40).ok());
+    ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_KICK, 1, One(UniqueFd(eventfd(0, 0)))).ok());
+    ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_ENABLE, 1, 1).ok());
+  };
+  // Start at base 5, as a resumed guest would: avail/used continue from 5.
+  avail->idx = 5;
+  used->idx = 5;
+  start(5);
+  post(5, 0xa5);
+  GuestFrame f[4];
+  ASSERT_EQ(s_.PeekTx(0, f, 4), 1);
+  EXPECT_EQ(static_cast<uint8_t*>(f[0].segs[0].iov_base)[0], 0xa5);
+  s_.ReleaseTx(0, 1);
+  EXPECT_EQ(__atomic_load_n(&used->idx, __ATOMIC_ACQUIRE), 6);
+  // Stop: the base reported is the next index to serve.
+  ASSERT_TRUE(DoState(NPA_VHOST_USER_GET_VRING_BASE, 1, 0).ok());
+  EXPECT_EQ(reply_.payload.state.num, 6u);
+  post(6, 0xa6);  // queued while stopped: not served
+  EXPECT_EQ(s_.PeekTx(0, f, 4), 0);
+  // Restart at the reported base: the queued frame is served, once.
+  start(6);
+  ASSERT_EQ(s_.PeekTx(0, f, 4), 1);
+  EXPECT_EQ(static_cast<uint8_t*>(f[0].segs[0].iov_base)[0], 0xa6);
+  s_.ReleaseTx(0, 1);
+  EXPECT_EQ(__atomic_load_n(&used->idx, __ATOMIC_ACQUIRE), 7);
+  EXPECT_EQ(s_.PeekTx(0, f, 4), 0);
+  EXPECT_FALSE(s_.broken());
+  munmap(g, 0x100000);
+}
+
 TEST_F(VhostSessionTest, ReplyAckAcksAndNacks) {
   ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
   ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_PROTOCOL_FEATURES, 1ull << NPA_VHOST_USER_PROTOCOL_F_REPLY_ACK).ok());

@@ -109,7 +109,8 @@ void VirtQueue::PublishUsedAndNotify() {
   }
 }
 
-uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::string* violation) {
+uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::string* violation,
+                          uint32_t* desc_budget) {
   if (!configured_ || n == 0) return 0;
   // Acquire as in AvailEntries. An index equal to last_avail_ is the empty
   // poll, and never a violation (idx - used_shadow_ is then what we hold in
@@ -125,7 +126,12 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
   uint16_t produced = 0;
   uint16_t consumed = 0;
   uint64_t bytes = 0, dropped = 0;
-  while (produced < n && consumed < avail) {
+  // Fairness (dataplane.h): the work of one call is bounded by descriptors
+  // walked, not only by frames returned, so chains of zero-length
+  // descriptors cannot make a poll arbitrarily long.
+  const uint32_t budget = desc_budget != nullptr ? *desc_budget : UINT32_MAX;
+  uint32_t walked = 0;
+  while (produced < n && consumed < avail && walked < budget) {
     const uint16_t head = aring[static_cast<uint16_t>(last_avail_ + consumed) & mask_];
     GuestFrame& f = out[produced];
     // Fast path, the common case: one readable descriptor holding header and
@@ -150,6 +156,7 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
           bytes += f.len;
           ++produced;
           ++consumed;
+          ++walked;
           continue;
         }
       }
@@ -164,6 +171,7 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
       return 0;
     }
     ++consumed;
+    walked += w.ndesc;
     const bool ok = !w.truncated && w.total_len > kNetHdrLen &&
                     w.total_len - kNetHdrLen <= kMaxFrameLen && SplitNetHdr(bufs, w.nbufs, &f);
     if (ok) {
@@ -181,6 +189,7 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
   }
   last_avail_ = static_cast<uint16_t>(last_avail_ + consumed);
   PublishUsedAndNotify();
+  if (desc_budget != nullptr) *desc_budget -= std::min(walked, *desc_budget);
   c->tx_packets += produced;
   c->tx_bytes += bytes;
   c->tx_dropped += dropped;
@@ -294,8 +303,11 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
     const uint16_t consumed0 = consumed;
     const uint16_t used0 = used_shadow_;
     // Fast path: one writable descriptor big enough for header + frame, and
-    // a frame in one segment (what a burst of small frames looks like).
-    if (consumed < avail && p.nsegs == 1 && p.segs[0].iov_len == p.len) {
+    // a frame in one or two segments (what a burst of small frames looks
+    // like: from the uplink one, from another guest two, the checked
+    // header copy and the rest; see dataplane.h).
+    if (consumed < avail && p.nsegs >= 1 && p.nsegs <= 2 &&
+        p.segs[0].iov_len + (p.nsegs == 2 ? p.segs[1].iov_len : 0) == p.len) {
       const uint16_t head = aring[static_cast<uint16_t>(last_avail_ + consumed) & mask_];
       if (head < ring_.num) {
         const volatile npa_vring_desc* vd = &ring_.desc[head];
@@ -309,7 +321,11 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
           uint8_t* host = mem_->GpaToHost(addr, len, &hint_);  // all of it, as WalkChain would
           if (host != nullptr) {
             std::memcpy(host, &hdr, kNetHdrLen);
-            std::memcpy(host + kNetHdrLen, p.segs[0].iov_base, p.len);
+            std::memcpy(host + kNetHdrLen, p.segs[0].iov_base, p.segs[0].iov_len);
+            if (p.nsegs == 2) {
+              std::memcpy(host + kNetHdrLen + p.segs[0].iov_len, p.segs[1].iov_base,
+                          p.segs[1].iov_len);
+            }
             PushUsed(head, need);
             ++consumed;
             ++delivered;
@@ -321,11 +337,13 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
     }
     uint8_t* nb[2] = {nullptr, nullptr};  // where num_buffers' two bytes went
     bool no_room = false;
+    uint32_t frame_descs = 0;
     while (src.left > 0) {
       if (consumed == avail) {
         no_room = true;
         break;
       }
+      if (frame_descs >= kMaxRxDescsPerFrame) break;  // tiny buffers: drop, keep the chains
       const uint16_t head = aring[static_cast<uint16_t>(last_avail_ + consumed) & mask_];
       ChainWalk w;
       ChainError e;
@@ -334,6 +352,7 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
         *violation = e.Describe();
         return 0;
       }
+      frame_descs += w.ndesc;
       uint64_t cap = 0;
       for (uint16_t b = 0; b < w.nbufs; ++b) cap += bufs[b].len;
       if (!mergeable_ && cap < src.left) {

@@ -29,6 +29,11 @@ namespace npa::agent {
 inline constexpr uint32_t kMaxRingSize = 32768;  // §2.7: Queue Size <= 32768
 // Largest frame moved either way: 64 KiB (TSO) plus an Ethernet+VLAN header.
 inline constexpr uint32_t kMaxFrameLen = 65536 + 18;
+// Descriptors one RX frame may take over all its chains (mergeable buffers):
+// a guest posting tiny RX buffers gets its frames dropped (counted), not
+// hundreds of chains walked per frame. 512-byte buffers still hold a 64 KiB
+// TSO frame.
+inline constexpr uint32_t kMaxRxDescsPerFrame = 128;
 
 struct RingLayout {
   uint32_t num;  // power of two, 1..kMaxRingSize
@@ -55,7 +60,11 @@ class VirtQueue {
   void set_idle_notify(bool want_kicks);
 
   // TX: up to n frames. *violation non-empty => ring protocol violation.
-  uint16_t PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::string* violation);
+  // desc_budget (optional): no new chain is started once *desc_budget
+  // descriptors were walked in this call; *desc_budget goes down by what was
+  // walked. Chains longer than kMaxChainDescs are dropped (tx_dropped).
+  uint16_t PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::string* violation,
+                  uint32_t* desc_budget = nullptr);
   void ReleaseTx(uint16_t n);
   // RX: copy frames in. Returns how many of pkts it took, a prefix: each
   // delivered, or dropped because no chain could ever hold it (empty,

@@ -1,6 +1,7 @@
 #include "hypervisor/vhost/virtqueue.h"
 
 #include <cstring>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -142,6 +143,94 @@ TEST_F(VirtQueueTest, RxReadableBufferIsAViolation) {
   PacketRef p{nullptr, &seg, 1, sizeof(x)};
   EXPECT_EQ(q_.EnqueueRx(&p, 1, &c_, &v_), 0);
   EXPECT_NE(v_.find("wrong direction"), std::string::npos) << v_;
+}
+
+// A ring big enough for chains longer than kMaxChainDescs.
+class LongChainTest : public ::testing::Test {
+ protected:
+  static constexpr uint32_t kNum = 256;
+  void SetUp() override {
+    arena_.assign(64 * 1024, 0);
+    const uint64_t base = reinterpret_cast<uint64_t>(arena_.data());
+    mem_ = *GuestMemory::FromRegions({{base, base, arena_.size(), arena_.data()}});
+    l_ = {kNum, reinterpret_cast<npa_vring_desc*>(arena_.data()),
+          reinterpret_cast<npa_vring_avail*>(arena_.data() + 0x1000),
+          reinterpret_cast<npa_vring_used*>(arena_.data() + 0x2000)};
+    q_.Configure(mem_, l_, 0, true, -1);
+  }
+  // A TX chain from descriptor `first`: `zeros` zero-length descriptors,
+  // then one 72-byte buffer (header + 60-byte frame). Returns the next free
+  // descriptor.
+  uint16_t Chain(uint16_t first, uint16_t zeros) {
+    const uint64_t buf = reinterpret_cast<uint64_t>(arena_.data()) + 0x8000;
+    for (uint16_t k = 0; k < zeros; k++)
+      l_.desc[first + k] = {buf, 0, NPA_VRING_DESC_F_NEXT, static_cast<uint16_t>(first + k + 1)};
+    l_.desc[first + zeros] = {buf, 72, 0, 0};
+    l_.avail->ring[avail_ % kNum] = first;
+    __atomic_store_n(&l_.avail->idx, ++avail_, __ATOMIC_RELEASE);
+    return static_cast<uint16_t>(first + zeros + 1);
+  }
+  std::vector<uint8_t> arena_;
+  std::shared_ptr<const GuestMemory> mem_;
+  RingLayout l_;
+  VirtQueue q_;
+  uint16_t avail_ = 0;
+  QueueCounters c_{};
+  std::string v_;
+};
+
+TEST_F(LongChainTest, DescriptorBudgetBoundsOneCallAndLosesNothing) {
+  uint16_t d = 0;
+  for (int i = 0; i < 6; i++) d = Chain(d, 9);  // 10 descriptors per frame
+  GuestFrame f[8];
+  uint32_t budget = 25;
+  // 25 descriptors: the third chain starts at 20 (< 25) and completes.
+  EXPECT_EQ(q_.PeekTx(f, 8, &c_, &v_, &budget), 3);
+  EXPECT_EQ(budget, 0u);
+  q_.ReleaseTx(3);
+  budget = 0;
+  EXPECT_EQ(q_.PeekTx(f, 8, &c_, &v_, &budget), 0);  // no budget: no chain started
+  budget = 1000;
+  EXPECT_EQ(q_.PeekTx(f, 8, &c_, &v_, &budget), 3);  // the rest, nothing lost
+  EXPECT_EQ(budget, 1000u - 30);
+  q_.ReleaseTx(3);
+  EXPECT_EQ(c_.tx_packets, 6u);
+  EXPECT_EQ(c_.tx_dropped, 0u);
+  EXPECT_EQ(l_.used->idx, 6);
+  EXPECT_TRUE(v_.empty());
+}
+
+TEST_F(LongChainTest, ChainOfZeroLengthDescriptorsOverTheCapIsDroppedNotWalked) {
+  // kMaxChainDescs zero-length descriptors before the data: legal for
+  // VIRTIO (shorter than the ring), refused here after kMaxChainDescs.
+  uint16_t d = Chain(0, kMaxChainDescs);
+  Chain(d, 0);  // then an ordinary frame
+  GuestFrame f[4];
+  uint32_t budget = 1000;
+  EXPECT_EQ(q_.PeekTx(f, 4, &c_, &v_, &budget), 1);
+  EXPECT_EQ(budget, 1000u - kMaxChainDescs - 1);  // the long one cost its cap, no more
+  q_.ReleaseTx(1);
+  EXPECT_EQ(c_.tx_dropped, 1u);  // counted, and returned to the guest
+  EXPECT_EQ(l_.used->idx, 2);
+  EXPECT_TRUE(v_.empty());
+}
+
+TEST_F(LongChainTest, RxFrameNeedingTooManyTinyBuffersIsDroppedAndCounted) {
+  // Mergeable RX buffers of 12 bytes: a 4000-byte frame would need 335.
+  const uint64_t base = reinterpret_cast<uint64_t>(arena_.data()) + 0x8000;
+  for (uint16_t i = 0; i < kNum; i++) {
+    l_.desc[i] = {base + i * 12u, 12, NPA_VRING_DESC_F_WRITE, 0};
+    l_.avail->ring[i] = i;
+  }
+  __atomic_store_n(&l_.avail->idx, static_cast<uint16_t>(kNum), __ATOMIC_RELEASE);
+  std::vector<uint8_t> big(4000, 0x5a), small(60, 0x5b);
+  iovec s1{big.data(), big.size()}, s2{small.data(), small.size()};
+  PacketRef p[2] = {{nullptr, &s1, 1, 4000}, {nullptr, &s2, 1, 60}};
+  EXPECT_EQ(q_.EnqueueRx(p, 2, &c_, &v_), 2);
+  EXPECT_EQ(c_.rx_dropped, 1u);  // the big one
+  EXPECT_EQ(c_.rx_packets, 1u);  // the small one: 72 bytes in 6 buffers
+  EXPECT_EQ(l_.used->idx, 6);
+  EXPECT_TRUE(v_.empty());
 }
 
 }  // namespace
