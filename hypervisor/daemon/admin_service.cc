@@ -39,12 +39,13 @@ void FillVfInfo(const VfView& v, control::VfInfo* out) {
 }  // namespace
 
 AdminService::AdminService(std::string agent_name, GuestRegistry* guests, Dataplane* dp,
-                           VfAttachments* vf)
+                           VfAttachments* vf, Migrations* mig)
     : agent_name_(std::move(agent_name)),
       start_ms_(MonotonicMs()),
       guests_(guests),
       dp_(dp),
-      vf_(vf) {}
+      vf_(vf),
+      mig_(mig) {}
 
 Error::Code AdminService::CodeFor(const absl::Status& s) {
   switch (s.code()) {
@@ -159,6 +160,18 @@ absl::Status AdminService::Handle(ControlChannel& ch, const ControlFrame& f) {
     case control::AdminRequest::kVfReset:
     case control::AdminRequest::kVfEnable:
       return HandleVf(ch, f.env);
+    case control::AdminRequest::kMigrate: {
+      const control::Migrate& m = r.migrate();
+      Guest* g = guests_->Find(m.guest());
+      absl::Status st =
+          !g ? absl::NotFoundError(absl::StrCat("no guest named or numbered '", m.guest(), "'"))
+          : !mig_ ? absl::FailedPreconditionError("this agent cannot migrate guests")
+                  : mig_->Start(*g, m, AdminWaiter{ch.fd(), f.env.seq()});
+      if (st.ok()) return absl::OkStatus();  // answered when the move ends
+      a->mutable_error()->set_code(CodeFor(st));
+      a->mutable_error()->set_message(std::string(st.message()));
+      break;
+    }
     case control::AdminRequest::OP_NOT_SET:
       return refuse("admin_request names no operation (unknown op?)");
   }
@@ -204,6 +217,9 @@ absl::Status AdminService::HandleVf(ControlChannel& ch, const Envelope& req) {
       Guest* g = guests_->Find(x.guest());
       if (!g)
         return fail(absl::NotFoundError(absl::StrCat("no guest named or numbered '", x.guest(), "'")));
+      if (mig_ && mig_->IsMigrating(g->id))
+        return fail(absl::FailedPreconditionError(
+            absl::StrCat("guest ", g->name, " is migrating: attach refused")));
       if (absl::Status st = vf_->StartAttach(*g, x.pci(), x.timeout_ms(), waiter); !st.ok()) {
         describe(x.pci());
         return fail(st);

@@ -2,7 +2,7 @@
 // AdminReply per AdminRequest (include/npa/control.proto) on an admin
 // session of the control socket.
 //
-//   AdminService admin("npa-agent", &guests, &dataplane, &vf_attachments);
+//   AdminService admin("npa-agent", &guests, &dataplane, &vf_attachments, &migrations);
 //   absl::Status s = admin.Handle(*session.ch, frame);  // non-OK: close the session
 //   ...
 //   admin.Answer(*session.ch, waiter, st, message);     // a parked vf attach/detach
@@ -16,7 +16,11 @@
 //   vf_attach, vf_detach: handed to VfAttachments, which either refuses at
 //     once (the reason in AdminReply.error, e.g. "guest g1 is NEGOTIATING:
 //     attach needs RUNNING") or parks the request until the guest answers or
-//     its deadline passes; the control server then calls Answer().
+//     its deadline passes; the control server then calls Answer(). A guest
+//     that is migrating is refused.
+//   migrate: handed to Migrations (migrations.h): NOT_FOUND for an unknown
+//     guest, a refusal at once (no TLS configuration, wrong state), or the
+//     reply with every phase when the move ends.
 // Errors in AdminReply.error: NOT_FOUND (no such guest or VF), MALFORMED (a
 // bad argument, no op, fds attached), BUSY (wrong state, declined, timed
 // out), INTERNAL (VFIO/sysfs). Only a malformed request (no op, fds) closes
@@ -34,13 +38,15 @@
 #include "common/control_codec.h"
 #include "hypervisor/daemon/dataplane.h"
 #include "hypervisor/daemon/guest_registry.h"
+#include "hypervisor/daemon/migrations.h"
 #include "hypervisor/daemon/vf_attachments.h"
 
 namespace npa::agent {
 
 class AdminService {
  public:
-  AdminService(std::string agent_name, GuestRegistry* guests, Dataplane* dp, VfAttachments* vf);
+  AdminService(std::string agent_name, GuestRegistry* guests, Dataplane* dp, VfAttachments* vf,
+               Migrations* mig);
 
   // One AdminRequest frame from the npactl session on `ch`. Non-OK: the
   // session must be closed (the reply saying why was sent).
@@ -64,6 +70,7 @@ class AdminService {
   GuestRegistry* guests_;
   Dataplane* dp_;
   VfAttachments* vf_;
+  Migrations* mig_;
 };
 
 }  // namespace npa::agent

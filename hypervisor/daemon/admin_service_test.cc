@@ -20,7 +20,8 @@ class AdminServiceTest : public ::testing::Test {
   AdminServiceTest()
       : guests_("admin-agent"),
         vf_({}, nullptr, &guests_, {}),
-        admin_("admin-agent", &guests_, nullptr, &vf_) {
+        mig_({}, &guests_, nullptr, nullptr, {}),
+        admin_("admin-agent", &guests_, nullptr, &vf_, &mig_) {
     int sv[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     agent_ = std::make_unique<ControlChannel>(UniqueFd(sv[0]));
@@ -58,6 +59,7 @@ class AdminServiceTest : public ::testing::Test {
 
   GuestRegistry guests_;
   VfAttachments vf_;
+  Migrations mig_;  // no connector: no TLS configuration
   AdminService admin_;
   std::unique_ptr<ControlChannel> agent_, npactl_;
 };
@@ -121,6 +123,23 @@ TEST_F(AdminServiceTest, MalformedRequestsAreRefusedAndCloseTheSession) {
   EXPECT_FALSE(Do(list, &rep, 3, std::move(fds)).ok());
   EXPECT_EQ(rep.error().code(), Error::MALFORMED);
   EXPECT_NE(rep.error().message().find("carries 2 fds"), std::string::npos);
+}
+
+TEST_F(AdminServiceTest, MigrateUnknownGuestIsNotFoundAndWithoutTlsIsRefused) {
+  AddGuest("g0", "control", 1, true);
+  control::AdminRequest req;
+  req.mutable_migrate()->set_guest("nobody");
+  req.mutable_migrate()->set_to("127.0.0.1:7000");
+  control::AdminReply rep;
+  ASSERT_TRUE(Do(req, &rep).ok());
+  EXPECT_EQ(rep.error().code(), Error::NOT_FOUND);
+  EXPECT_EQ(rep.error().message(), "no guest named or numbered 'nobody'");
+  req.mutable_migrate()->set_guest("g0");
+  ASSERT_TRUE(Do(req, &rep).ok());
+  EXPECT_EQ(rep.error().code(), Error::BUSY);
+  EXPECT_NE(rep.error().message().find("no migration TLS configuration"), std::string::npos)
+      << rep.error().message();
+  EXPECT_EQ(mig_.num_sources(), 0u);
 }
 
 TEST_F(AdminServiceTest, VfRequestsWithoutAPoolAreBusyOrNotFound) {

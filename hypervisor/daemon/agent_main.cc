@@ -31,7 +31,7 @@ const char kUsage[] =
     "    npa-agent - npa host agent: emulated-path back end, MAC switch, uplink\n"
     "\n"
     "SYNOPSIS\n"
-    "    npa-agent [--control PATH] [--vhost-user PATH]... [--tap NAME]\n"
+    "    npa-agent [--control PATH] [--admin PATH] [--vhost-user PATH]... [--tap NAME]\n"
     "              [--mode switch|sink|loopback] [--cpu N] [--burst N]\n"
     "              [--name NAME] [--mtu N] [--log-level LEVEL]\n"
     "              [--vf PCI[,reset=METHOD]]... [--vf-restore-driver]\n"
@@ -46,12 +46,17 @@ const char kUsage[] =
     "    the control socket (npa shell: Hello/Welcome, include/npa/control.proto)\n"
     "    or through plain vhost-user sockets (DPDK net_virtio_user and other\n"
     "    front ends without the control protocol). npactl(1) talks to the\n"
-    "    control socket.\n"
+    "    admin socket; the control socket refuses operator requests.\n"
     "\n"
     "OPTIONS\n"
-    "    --control PATH     UNIX socket for guest shells and npactl\n"
-    "                       (default /run/npa/agent.sock; the directory is\n"
-    "                       created if missing). Removed on exit.\n"
+    "    --control PATH     UNIX socket for guest shells (default\n"
+    "                       /run/npa/agent.sock; the directory is created if\n"
+    "                       missing). Removed on exit. Operator requests sent\n"
+    "                       here are refused (Error DENIED).\n"
+    "    --admin PATH       UNIX socket for npactl (default: the control path\n"
+    "                       + \".admin\"). Created mode 0600; a peer whose uid\n"
+    "                       is neither 0 nor the agent's is refused. Removed on\n"
+    "                       exit.\n"
     "    --vhost-user PATH  listen for plain vhost-user front ends at PATH;\n"
     "                       repeatable. If PATH is a directory, the socket is\n"
     "                       PATH/vhost-user.sock. Every connection is one guest\n"
@@ -155,6 +160,9 @@ int main(int argc, char** argv) {
       if (!value(&v) || !*v) return Usage("--control needs a path");
       copt.control_path = v;
       control_given = true;
+    } else if (a == "--admin") {
+      if (!value(&v) || !*v) return Usage("--admin needs a path");
+      copt.admin_path = v;
     } else if (a == "--require-sealed-memory") {
       require_sealed = true;
     } else if (a == "--vhost-user") {

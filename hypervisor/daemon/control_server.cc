@@ -33,21 +33,65 @@ std::string CheckGuestName(const std::string& name) {
   return "";
 }
 
+namespace {
+Migrations::Options MigrationOptions(const ControlServer::Options& o) {
+  Migrations::Options m;
+  m.agent_name = o.agent_name;
+  m.control_path = o.control_path;
+  m.grace_ms = o.migration_grace_ms;
+  m.hold_ms = o.migration_hold_ms;
+  m.rarp_gaps_ms = o.rarp_gaps_ms;
+  m.max_guests = o.max_sessions;
+  m.offloads = o.migration_offloads;
+  m.virtio_features = o.features;
+  m.max_queue_pairs = o.max_queue_pairs;
+  m.mtu = o.mtu;
+  m.max_guest_memory = o.max_guest_memory;
+  return m;
+}
+}  // namespace
+
 ControlServer::ControlServer(Options opts, Dataplane* dataplane, PortFactory factory)
     : opts_(std::move(opts)),
       dp_(dataplane),
       factory_(std::move(factory)),
       guests_(opts_.agent_name),
       vf_(VfAttachments::Options{opts_.vf_accept_timeout_ms, opts_.vf_revoke_timeout_ms,
-                                 opts_.vf_force_grace_ms},
+                                 opts_.vf_force_grace_ms, kMaxRegions, opts_.max_guest_memory},
           opts_.vfs, &guests_,
           VfAttachments::Hooks{
               [this](int fd) { return Channel(fd); },
               [this](const AdminWaiter& w, const absl::Status& st, const std::string& m) {
                 AnswerAdmin(w, st, m);
               }}),
-      admin_(opts_.agent_name, &guests_, dp_, &vf_) {
-  loop_.OnReadable(FdKind::kControlListener, [this](int fd, uint64_t) { AcceptControl(fd); });
+      mig_(MigrationOptions(opts_), &guests_, dp_, opts_.migration_connector,
+           Migrations::Hooks{
+               [this](int fd) { return Channel(fd); },
+               [this](const AdminWaiter& w, Envelope rep) {
+                 auto it = sessions_.find(w.fd);
+                 if (it == sessions_.end() || it->second.role != SessionRole::kAdmin) return;
+                 it->second.ch->Send(rep).IgnoreError();  // npactl may have left
+               },
+               [this](Guest& g, uint64_t id, uint32_t timeout_ms) -> absl::Status {
+                 std::string msg;
+                 NPA_RETURN_IF_ERROR(vf_.StartDetach(g, /*force=*/false, timeout_ms,
+                                                     AdminWaiter{kMigrationWaiterFd, id}, &msg));
+                 if (!msg.empty()) mig_.OnVfAnswer(id, absl::OkStatus(), msg);
+                 return absl::OkStatus();
+               },
+               [this](uint64_t id, const std::string& why) { CloseGuest(id, why, /*broken=*/false); },
+               [this](Guest& g) { OfferFreeVf(g); },
+               nullptr}),
+      admin_(opts_.agent_name, &guests_, dp_, &vf_, &mig_) {
+  loop_.OnReadable(FdKind::kControlListener, [this](int fd, uint64_t) {
+    // The migrations' eventfd rides on this kind (FdLoop has no kind for a
+    // wakeup): work posted by the listener's and the workers' threads.
+    if (fd == mig_.wake_fd()) {
+      mig_.OnWake();
+      return;
+    }
+    AcceptControl(fd);
+  });
   loop_.OnReadable(FdKind::kVhostListener, [this](int fd, uint64_t) { AcceptVhost(fd); });
   loop_.OnReadable(FdKind::kSession, [this](int fd, uint64_t) { OnSessionReadable(fd); });
   loop_.OnReadable(FdKind::kGuestPort, [this](int, uint64_t id) { OnGuestPortReadable(id); });
@@ -62,6 +106,10 @@ ControlChannel* ControlServer::Channel(int fd) {
 
 void ControlServer::AnswerAdmin(const AdminWaiter& w, const absl::Status& st,
                                 const std::string& message) {
+  if (w.fd == kMigrationWaiterFd) {
+    mig_.OnVfAnswer(w.seq, st, message);
+    return;
+  }
   auto it = sessions_.find(w.fd);
   if (it == sessions_.end() || it->second.role != SessionRole::kAdmin) return;
   admin_.Answer(*it->second.ch, w, st, message);
@@ -69,6 +117,8 @@ void ControlServer::AnswerAdmin(const AdminWaiter& w, const absl::Status& st,
 
 absl::Status ControlServer::Listen() {
   NPA_RETURN_IF_ERROR(loop_.Open());
+  NPA_RETURN_IF_ERROR(mig_.Open());
+  NPA_RETURN_IF_ERROR(loop_.Watch(mig_.wake_fd(), FdKind::kControlListener));
   auto listen = [&](const std::string& path, FdKind kind, const char* what) -> absl::Status {
     auto l = ListenUnix(path);
     if (!l.ok())
@@ -82,6 +132,23 @@ absl::Status ControlServer::Listen() {
   if (!opts_.control_path.empty()) {
     NPA_RETURN_IF_ERROR(listen(opts_.control_path, FdKind::kControlListener, "control socket"));
     NPA_LOG(Info, "control: listening on %s", opts_.control_path.c_str());
+  }
+  admin_path_ = opts_.admin_path.empty() && !opts_.control_path.empty()
+                    ? opts_.control_path + ".admin"
+                    : opts_.admin_path;
+  if (!admin_path_.empty()) {
+    if (admin_path_ == opts_.control_path)
+      return absl::InvalidArgumentError(
+          absl::StrCat("admin socket ", admin_path_, " is the control socket; they must differ"));
+    // ListenUnix creates it 0660: narrow it to the agent's user before the
+    // first accept (a peer that connected in between is still checked by
+    // SO_PEERCRED in AcceptControl).
+    NPA_RETURN_IF_ERROR(listen(admin_path_, FdKind::kControlListener, "admin socket"));
+    admin_listen_fd_ = listeners_.back().first.get();
+    if (chmod(admin_path_.c_str(), 0600) < 0)
+      return absl::InternalError(
+          absl::StrCat("chmod 0600 admin socket ", admin_path_, ": ", strerror(errno)));
+    NPA_LOG(Info, "control: admin socket (npactl) on %s", admin_path_.c_str());
   }
   for (std::string path : opts_.vhost_user_paths) {
     struct stat st;
@@ -99,7 +166,11 @@ absl::Status ControlServer::Run(const std::atomic<bool>* stop) {
 }
 
 absl::Status ControlServer::RunOnce(int timeout_ms) {
+  // A migration's deadline (RARP schedule, late frames) may come sooner.
+  const int mig_ms = mig_.MsUntilNextDeadline();
+  if (mig_ms >= 0 && (timeout_ms < 0 || mig_ms < timeout_ms)) timeout_ms = mig_ms;
   NPA_RETURN_IF_ERROR(loop_.RunOnce(timeout_ms).status());
+  mig_.Tick();
   vf_.CheckDeadlines();
   CloseBrokenGuests();
   if (MonotonicMs() - last_housekeeping_ms_ >= static_cast<uint64_t>(opts_.housekeeping_ms)) {
@@ -117,6 +188,17 @@ void ControlServer::AcceptControl(int lfd) {
     return;
   }
   UniqueFd conn(c);
+  const bool admin = lfd == admin_listen_fd_;
+  if (admin) {
+    struct ucred cred {};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+        (cred.uid != 0 && cred.uid != geteuid())) {
+      NPA_LOG(Warn, "control: admin socket: refusing peer pid %d uid %u (operator is uid 0 or %u)",
+              cred.pid, cred.uid, geteuid());
+      return;
+    }
+  }
   if (sessions_.size() >= opts_.max_sessions) {
     NPA_LOG(Warn, "control: refusing connection: %zu sessions open (limit)", sessions_.size());
     return;
@@ -128,7 +210,8 @@ void ControlServer::AcceptControl(int lfd) {
     return;  // the connection closes with s
   }
   sessions_.emplace(c, std::move(s));
-  NPA_LOG(Debug, "control: session fd %d accepted", c);
+  if (admin) admin_socket_fds_.insert(c);
+  NPA_LOG(Debug, "control: session fd %d accepted on the %s socket", c, admin ? "admin" : "control");
 }
 
 void ControlServer::AcceptVhost(int lfd) {
@@ -203,12 +286,28 @@ void ControlServer::OnSessionReadable(int fd) {
 
 absl::Status ControlServer::HandleFrame(Session& s, ControlFrame& f) {
   const Envelope& env = f.env;
+  const bool admin_socket = admin_socket_fds_.count(s.ch->fd()) != 0;
   switch (s.role) {
     case SessionRole::kUndecided:
+      if (admin_socket) {
+        if (env.has_admin_request()) {
+          s.role = SessionRole::kAdmin;
+          return admin_.Handle(*s.ch, f);
+        }
+        SendError(*s.ch, Error::DENIED,
+                  absl::StrCat("the admin socket takes only admin_request (npactl); guests connect "
+                               "to the control socket, got ",
+                               BodyName(env)),
+                  env.seq());
+        return absl::PermissionDeniedError(absl::StrCat(BodyName(env), " on the admin socket"));
+      }
       if (env.has_hello()) return HandleHello(s, f);
       if (env.has_admin_request()) {
-        s.role = SessionRole::kAdmin;
-        return admin_.Handle(*s.ch, f);
+        SendError(*s.ch, Error::DENIED,
+                  absl::StrCat("operator requests go to the admin socket ",
+                               admin_path_.empty() ? "(this agent has none)" : admin_path_),
+                  env.seq());
+        return absl::PermissionDeniedError("admin_request on the guest control socket");
       }
       SendError(*s.ch, Error::UNEXPECTED,
                 absl::StrCat("first message must be hello or admin_request, got ", BodyName(env)),
@@ -231,6 +330,17 @@ absl::Status ControlServer::HandleFrame(Session& s, ControlFrame& f) {
 
 absl::Status ControlServer::HandleGuestFrame(Session& s, Guest& g, ControlFrame& f) {
   const Envelope& env = f.env;
+  if (env.has_admin_request()) {
+    // A guest may not act as the operator; its session and guest go on
+    // unchanged (issue 9 part 1).
+    NPA_LOG(Warn, "control: guest %s sent an operator request; denied", g.name.c_str());
+    SendError(*s.ch, Error::DENIED,
+              absl::StrCat("operator requests go to the admin socket",
+                           admin_path_.empty() ? "" : " ", admin_path_, "; guest '", g.name,
+                           "' may not send them"),
+              env.seq());
+    return absl::OkStatus();
+  }
   if (env.has_stats_request()) {
     Envelope rep;
     rep.set_seq(env.seq());
@@ -247,6 +357,7 @@ absl::Status ControlServer::HandleGuestFrame(Session& s, Guest& g, ControlFrame&
   if (env.has_regions()) return vf_.OnRegions(*s.ch, g, f);
   if (env.has_vf_accept()) return vf_.OnVfAccept(*s.ch, g, env);
   if (env.has_revoke_done()) return vf_.OnRevokeDone(*s.ch, g, env);
+  if (env.has_migrate_ready()) return mig_.OnMigrateReady(*s.ch, g, env);
   SendError(*s.ch, Error::UNEXPECTED,
             absl::StrCat("message ", BodyName(env), " is not legal for guest '", g.name,
                          "' in state ", g.lc.name()),
@@ -264,6 +375,7 @@ absl::Status ControlServer::HandleHello(Session& s, ControlFrame& f) {
   if (!f.fds.empty())
     return reject(Error::MALFORMED, absl::StrCat("hello carries ", f.fds.size(), " fds; it takes none"));
   if (std::string p = CheckGuestName(h.name()); !p.empty()) return reject(Error::MALFORMED, p);
+  if (h.has_resume() && !h.resume().ticket().empty()) return HandleResumeHello(s, f);
   for (const auto& [id, g] : guests_)
     if (g.name == h.name())
       return reject(Error::BUSY, absl::StrCat("guest name '", h.name(), "' is in use (guest id ", id, ")"));
@@ -285,46 +397,96 @@ absl::Status ControlServer::HandleHello(Session& s, ControlFrame& f) {
   if (h.queue_pairs() < 1 || h.queue_pairs() > opts_.max_queue_pairs)
     return reject(Error::MALFORMED, absl::StrCat("hello.queue_pairs ", h.queue_pairs(),
                                                  " outside 1..", opts_.max_queue_pairs));
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-    int e = errno;
-    return reject(Error::INTERNAL, absl::StrCat("socketpair for guest '", h.name(), "': ", strerror(e)));
+  if (h.has_resume()) {
+    // A shell whose agent went away (no ticket): a new guest whose rings
+    // continue at the indices it gives (SET_VRING_BASE on its back end).
+    if (absl::Status st = CheckResumeVrings(h.resume(), h.queue_pairs()); !st.ok())
+      return reject(Error::MALFORMED, std::string(st.message()));
+    NPA_LOG(Info, "control: guest %s resumes its rings after losing its agent (%d vrings)",
+            h.name().c_str(), h.resume().vrings_size());
   }
-  UniqueFd ours(sv[0]), theirs(sv[1]);
-  // Control-protocol guests are npa shells, which seal their memfds
-  // (shell/region.h): require it, so a guest cannot SIGBUS the agent by
-  // shrinking memory it gave in SET_MEM_TABLE (docs/operator-guide.md).
-  auto port = factory_(std::move(ours),
-                       VhostDevice::Options{h.name(), static_cast<uint16_t>(h.queue_pairs()),
-                                            opts_.features, opts_.mtu,
-                                            /*require_sealed_memory=*/true});
-  if (!port.ok())
-    return reject(Error::INTERNAL, absl::StrCat("create vhost-user back end for guest '", h.name(),
-                                                "': ", port.status().message()));
   const uint64_t id = guests_.NewId();
   Guest& g = guests_.Add(id);
   g.name = h.name();
   g.mac = mac;
   g.pid = h.pid();
   g.queue_pairs = static_cast<uint16_t>(h.queue_pairs());
+  g.offloads = h.features();
   g.transport = "control";
+  if (absl::Status st = g.Move(GuestState::kNegotiating); !st.ok()) {
+    guests_.Erase(id);
+    return reject(Error::INTERNAL, std::string(st.message()));
+  }
+  return AttachShell(s, g, seq);
+}
+
+absl::Status ControlServer::HandleResumeHello(Session& s, ControlFrame& f) {
+  const control::Hello& h = f.env.hello();
+  const uint64_t seq = f.env.seq();
+  auto claim = mig_.ClaimTicket(h);
+  if (!claim.ok()) {
+    const Error::Code code = absl::IsNotFound(claim.status())        ? Error::NOT_FOUND
+                             : absl::IsInvalidArgument(claim.status()) ? Error::MALFORMED
+                                                                       : Error::UNEXPECTED;
+    SendError(*s.ch, code, std::string(claim.status().message()), seq);
+    return claim.status();
+  }
+  Guest& g = **claim;
+  if (g.port) {  // A: the shell came back before its old connection was noticed closed
+    if (g.in_dataplane && dp_) {
+      if (absl::Status st = dp_->RemoveGuest(g.id); !st.ok())
+        NPA_LOG(Warn, "control: guest %s: remove from dataplane: %s", g.name.c_str(),
+                std::string(st.message()).c_str());
+      g.in_dataplane = false;
+    }
+    loop_.Unwatch(g.port->fd());
+    g.port.reset();
+  }
+  g.pid = h.pid();
+  g.offloads = h.features();
+  return AttachShell(s, g, seq);
+}
+
+absl::Status ControlServer::AttachShell(Session& s, Guest& g, uint64_t seq) {
+  const uint64_t id = g.id;
+  auto fail = [&](const std::string& msg) {
+    SendError(*s.ch, Error::INTERNAL, msg, seq);
+    return absl::InternalError(msg);
+  };
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    const std::string msg = absl::StrCat("socketpair for guest '", g.name, "': ", strerror(errno));
+    CloseGuest(id, msg, /*broken=*/true);
+    return fail(msg);
+  }
+  UniqueFd ours(sv[0]), theirs(sv[1]);
+  // Control-protocol guests are npa shells, which seal their memfds
+  // (shell/region.h): require it, so a guest cannot SIGBUS the agent by
+  // shrinking memory it gave in SET_MEM_TABLE (docs/operator-guide.md).
+  auto port = factory_(std::move(ours),
+                       VhostDevice::Options{g.name, g.queue_pairs, opts_.features, opts_.mtu,
+                                            /*require_sealed_memory=*/true});
+  if (!port.ok()) {
+    const std::string msg = absl::StrCat("create vhost-user back end for guest '", g.name,
+                                         "': ", port.status().message());
+    CloseGuest(id, msg, /*broken=*/true);
+    return fail(msg);
+  }
   g.session_fd = s.ch->fd();
   g.port = std::move(*port);
   // From here the session is the guest's: an error closes both.
   s.role = SessionRole::kGuest;
   s.guest_id = id;
-  if (absl::Status st = g.Move(GuestState::kNegotiating); !st.ok())
-    return reject(Error::INTERNAL, std::string(st.message()));
   if (g.port->fd() >= 0) {
     if (absl::Status st = loop_.Watch(g.port->fd(), FdKind::kGuestPort, id); !st.ok())
-      return reject(Error::INTERNAL, absl::StrCat("guest '", g.name, "': ", st.message()));
+      return fail(absl::StrCat("guest '", g.name, "': ", st.message()));
   }
 
   Envelope w;
   w.set_seq(seq);
   auto* wel = w.mutable_welcome();
   wel->set_guest_id(id);
-  wel->set_mac(std::string(reinterpret_cast<const char*>(mac->data()), 6));
+  wel->set_mac(std::string(reinterpret_cast<const char*>(g.mac->data()), 6));
   wel->set_mtu(opts_.mtu);
   wel->set_max_queue_pairs(g.queue_pairs);
   wel->set_link_up(LinkUp());
@@ -334,10 +496,30 @@ absl::Status ControlServer::HandleHello(Session& s, ControlFrame& f) {
   Envelope link;
   link.mutable_link()->set_up(LinkUp());
   NPA_RETURN_IF_ERROR(s.ch->Send(link));
-  NPA_LOG(Info, "control: guest %s (id %lu, mac %s, %u queue pairs, pid %u) attached",
-          g.name.c_str(), static_cast<unsigned long>(id), MacToString(*mac).c_str(), g.queue_pairs,
-          g.pid);
+  NPA_LOG(Info, "control: guest %s (id %lu, mac %s, %u queue pairs, pid %u) attached%s",
+          g.name.c_str(), static_cast<unsigned long>(id), MacToString(*g.mac).c_str(),
+          g.queue_pairs, g.pid, g.lc.state() == GuestState::kResuming ? " (resuming)" : "");
   return absl::OkStatus();
+}
+
+void ControlServer::OfferFreeVf(Guest& g) {
+  if (!opts_.vfs) return;
+  auto l = opts_.vfs->List();
+  if (l.ok()) {
+    for (const VfView& v : *l) {
+      if (!v.in_pool || v.state != "FREE" || !g.lc.CanFire(GuestState::kVfOffered)) continue;
+      absl::Status st = vf_.StartAttach(g, v.fn.bdf, 0, AdminWaiter{kMigrationWaiterFd, 0});
+      if (st.ok()) {
+        NPA_LOG(Info, "control: guest %s: offering free VF %s after its migration", g.name.c_str(),
+                v.fn.bdf.c_str());
+        want_vf_.erase(g.id);
+        return;
+      }
+      NPA_LOG(Info, "control: guest %s: VF %s not offered: %s", g.name.c_str(), v.fn.bdf.c_str(),
+              std::string(st.message()).c_str());
+    }
+  }
+  want_vf_.insert(g.id);  // Housekeeping tries again when one frees up
 }
 
 bool ControlServer::LinkUp() const {
@@ -349,6 +531,15 @@ void ControlServer::OnGuestPortReadable(uint64_t guest_id) {
   Guest* g = guests_.Get(guest_id);
   if (!g) return;
   absl::Status st = g->port->OnReadable();
+  if (!st.ok() && mig_.KeepsGuest(*g)) {
+    // COMMITTED: the shell left for the destination; its back end here is
+    // done, the slot stays for the hold.
+    loop_.Unwatch(g->port->fd());
+    g->port.reset();
+    NPA_LOG(Info, "control: guest %s: vhost-user connection closed after the commit (%s)",
+            g->name.c_str(), std::string(st.message()).c_str());
+    return;
+  }
   if (!st.ok()) {
     bool closed = absl::IsAborted(st);
     CloseGuest(guest_id,
@@ -361,6 +552,7 @@ void ControlServer::OnGuestPortReadable(uint64_t guest_id) {
 }
 
 void ControlServer::UpdateReadiness(Guest& g) {
+  if (!g.port) return;  // a reservation, or a committed guest whose shell left
   if (g.port->broken()) {
     CloseGuest(g.id, absl::StrCat("back end broken: ", g.port->broken_reason()), /*broken=*/true);
     return;  // g is gone
@@ -375,6 +567,24 @@ void ControlServer::UpdateReadiness(Guest& g) {
   bool any_ready = false;
   const uint16_t nq = g.port->num_queue_pairs();
   for (uint16_t q = 0; q < nq && !any_ready; q++) any_ready = g.port->QueueReady(q);
+  if (g.lc.state() == GuestState::kResuming) {
+    // Every ring the guest has must be back before it runs (the shell set
+    // each one's base from its Hello.resume).
+    bool all = nq >= g.queue_pairs;
+    for (uint16_t q = 0; q < g.queue_pairs && all; q++) all = g.port->QueueReady(q);
+    if (!all) return;
+    if (dp_) {
+      if (absl::Status s = dp_->AddGuest(g.id, g.port, g.mac); !s.ok()) {
+        CloseGuest(g.id, absl::StrCat("add to dataplane: ", s.message()), /*broken=*/true);
+        return;
+      }
+      g.in_dataplane = true;
+    }
+    if (!step(GuestState::kRunning)) return;
+    NPA_LOG(Info, "control: guest %s: resumed, RUNNING", g.name.c_str());
+    mig_.OnResumed(g);
+    return;
+  }
   if (g.lc.CanFire(GuestState::kReady) && g.port->QueueReady(0)) {
     if (!step(GuestState::kReady)) return;
     NPA_LOG(Info, "control: guest %s: READY (%u queue pairs)", g.name.c_str(), nq);
@@ -419,11 +629,26 @@ void ControlServer::CloseSession(int fd, const std::string& why) {
   auto it = sessions_.find(fd);
   if (it == sessions_.end()) return;
   if (it->second.role == SessionRole::kGuest) {
+    Guest* g = guests_.Get(it->second.guest_id);
+    if (g && mig_.KeepsGuest(*g)) {
+      // COMMITTED: the shell left for the destination; keep the slot.
+      NPA_LOG(Info, "control: guest %s: control session closed after the commit (%s)",
+              g->name.c_str(), why.c_str());
+      g->session_fd = -1;
+      vf_.ForgetAdmin(fd);
+      mig_.ForgetAdmin(fd);
+      admin_socket_fds_.erase(fd);
+      loop_.Unwatch(fd);
+      sessions_.erase(it);
+      return;
+    }
     CloseGuest(it->second.guest_id, why, /*broken=*/false);  // erases the session too
     if (sessions_.count(fd) == 0) return;
     it = sessions_.find(fd);  // its guest was already gone
   }
   vf_.ForgetAdmin(fd);
+  mig_.ForgetAdmin(fd);
+  admin_socket_fds_.erase(fd);
   NPA_LOG(Debug, "control: session fd %d closed: %s", fd, why.c_str());
   loop_.Unwatch(fd);
   sessions_.erase(it);
@@ -434,6 +659,8 @@ void ControlServer::CloseGuest(uint64_t guest_id, const std::string& why, bool b
   if (!gp) return;
   Guest& g = *gp;
   vf_.OnGuestClosing(g, why);
+  mig_.OnGuestClosing(g, why);
+  want_vf_.erase(guest_id);
   if (broken) g.Break(why);
   // CLOSING (from BROKEN or any live state), then CLOSED, is the table's way
   // out. The guest is removed either way; a step the table refuses is
@@ -473,6 +700,11 @@ void ControlServer::CloseGuest(uint64_t guest_id, const std::string& why, bool b
 
 void ControlServer::Housekeeping() {
   if (opts_.vfs) opts_.vfs->Poll();
+  for (uint64_t id : std::vector<uint64_t>(want_vf_.begin(), want_vf_.end())) {
+    Guest* g = guests_.Get(id);
+    if (!g) want_vf_.erase(id);
+    else if (g->lc.state() == GuestState::kRunning) OfferFreeVf(*g);
+  }
   for (uint64_t id : guests_.ids()) {
     if (Guest* g = guests_.Get(id)) UpdateReadiness(*g);
   }
@@ -500,6 +732,8 @@ void ControlServer::Shutdown(const std::string& reason) {
     unlink(path.c_str());
   }
   listeners_.clear();
+  admin_listen_fd_ = -1;
+  if (mig_.wake_fd() >= 0) loop_.Unwatch(mig_.wake_fd());
 }
 
 }  // namespace npa::agent

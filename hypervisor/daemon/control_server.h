@@ -20,8 +20,21 @@
 //   VfAttachments   vf_attachments.h   RegionAnnounce, VfOffer/VfAccept,
 //                                      Revoke/RevokeDone, forced detach and
 //                                      the npactl requests waiting on them
+//   Migrations      migrations.h       npactl migrate (source), reservations
+//                                      and resumes (destination), Hello.resume
 // This class keeps the sessions, the Hello handshake, each guest's way from
 // CONNECTED to CLOSED, and wires the parts together.
+//
+// Two sockets (privilege separation, docs/operator-guide.md "Sockets"):
+//   control socket (Options::control_path): guest shells only. An
+//     AdminRequest there gets Error{DENIED, "operator requests go to the
+//     admin socket ..."}: a guest session stays open and nothing changes; an
+//     undecided session is closed. A guest session acts only on its own
+//     guest (every guest message is applied to the session's guest).
+//   admin socket (Options::admin_path, default "<control_path>.admin"):
+//     npactl only; created mode 0600 and a peer whose uid is neither 0 nor
+//     the agent's is refused at accept (SO_PEERCRED). A Hello there gets
+//     Error{DENIED} and the session closes.
 //
 // Control socket protocol: include/npa/control.proto. The first frame
 // decides the role:
@@ -57,6 +70,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,6 +83,7 @@
 #include "hypervisor/daemon/fd_loop.h"
 #include "hypervisor/daemon/guest_port.h"
 #include "hypervisor/daemon/guest_registry.h"
+#include "hypervisor/daemon/migrations.h"
 #include "hypervisor/daemon/session.h"
 #include "hypervisor/daemon/vf_attachments.h"
 #include "hypervisor/vf/vf_manager.h"
@@ -82,6 +97,9 @@ class ControlServer {
  public:
   struct Options {
     std::string control_path;                   // "" = no control socket
+    // npactl's socket; "" = control_path + ".admin" ("" too if no control
+    // socket). Mode 0600.
+    std::string admin_path;
     std::vector<std::string> vhost_user_paths;  // plain vhost-user listeners
     std::string agent_name = "npa-agent";
     uint32_t mtu = 1500;
@@ -93,6 +111,16 @@ class ControlServer {
     uint32_t vf_accept_timeout_ms = 10000;      // default wait for VfAccept
     uint32_t vf_revoke_timeout_ms = 5000;       // default Revoke.timeout_ms
     uint32_t vf_force_grace_ms = 3000;          // forced detach: wait after VFIO REQ
+    uint64_t max_guest_memory = 4ull << 30;     // per guest (--max-guest-memory)
+    // Migration (migrations.h). connector null: no TLS configuration, so
+    // `npactl migrate` is refused; the destination side is served by
+    // whoever calls migrations() as a DestinationHandler (agent_main's
+    // MigrationListener).
+    PeerConnector migration_connector;
+    uint32_t migration_grace_ms = 2000;
+    uint32_t migration_hold_ms = 10000;
+    std::vector<uint32_t> rarp_gaps_ms = {50, 100, 200, 400};
+    uint64_t migration_offloads = ~0ull;        // NPA_OFFLOAD_* a migrating guest may use
   };
 
   // dataplane may be null (no traffic; tests). Both must outlive this.
@@ -113,14 +141,25 @@ class ControlServer {
 
   size_t num_guests() const { return guests_.size(); }
   size_t num_sessions() const { return sessions_.size(); }
+  // The destination handler for a MigrationListener (its methods may be
+  // called from any thread) and the source of MigrationDone (set_send_done).
+  Migrations& migrations() { return mig_; }
+  // The admin socket's path after Listen() ("" if none).
+  const std::string& admin_path() const { return admin_path_; }
 
  private:
+  // Both listeners: lfd == admin_listen_fd_ makes an admin-socket session.
   void AcceptControl(int lfd);
   void AcceptVhost(int lfd);
   void OnSessionReadable(int fd);
   // Non-OK: the session must be closed (the Error was sent, or the peer left).
   absl::Status HandleFrame(Session& s, ControlFrame& f);
   absl::Status HandleHello(Session& s, ControlFrame& f);
+  // Hello.resume with a ticket: bind the shell to its reserved guest.
+  absl::Status HandleResumeHello(Session& s, ControlFrame& f);
+  // The back end, the session's role and the Welcome (+fd) and LinkState.
+  absl::Status AttachShell(Session& s, Guest& g, uint64_t seq);
+  void OfferFreeVf(Guest& g);
   absl::Status HandleGuestFrame(Session& s, Guest& g, ControlFrame& f);
   void OnGuestPortReadable(uint64_t guest_id);
   // Steps the guest along its table as its back end's queues come and go;
@@ -140,9 +179,14 @@ class ControlServer {
   FdLoop loop_;
   std::vector<std::pair<UniqueFd, std::string>> listeners_;  // fd, path to unlink
   std::map<int, Session> sessions_;
+  std::string admin_path_;
+  int admin_listen_fd_ = -1;
+  std::set<int> admin_socket_fds_;  // sessions accepted on the admin socket
   GuestRegistry guests_;
   VfAttachments vf_;
+  Migrations mig_;
   AdminService admin_;
+  std::set<uint64_t> want_vf_;  // resumed guests waiting for a free VF
   uint64_t last_housekeeping_ms_ = 0;
   bool last_link_up_ = true;
 };

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -50,6 +51,7 @@ class ControlServerTest : public ::testing::Test {
     srv_.reset();
     dp_.reset();
     EXPECT_NE(access(path_.c_str(), F_OK), 0) << "socket left behind";
+    EXPECT_NE(access((path_ + ".admin").c_str(), F_OK), 0) << "admin socket left behind";
     rmdir(dir_.c_str());
   }
 
@@ -82,8 +84,14 @@ class ControlServerTest : public ::testing::Test {
     iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
     ASSERT_TRUE(SendWithFds(ch.fd(), &iov, 1, fds).ok());
   }
+  // npactl's socket: the control path + ".admin" by default.
+  ControlChannel ConnectAdmin() {
+    auto s = ConnectUnix(path_ + ".admin", 2000);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return ControlChannel(std::move(*s));
+  }
   control::AdminReply Admin(control::AdminRequest req) {
-    ControlChannel ch = Connect();
+    ControlChannel ch = ConnectAdmin();
     Envelope e;
     *e.mutable_admin_request() = req;
     EXPECT_TRUE(ch.Send(e).ok());
@@ -282,7 +290,7 @@ TEST_F(ControlServerTest, MessagesOutOfOrderAreUnexpected) {
     ExpectErrorThenClose(ch, Error::UNEXPECTED, "first message");
   }
   {
-    ControlChannel ch = Connect();  // admin session, then a hello
+    ControlChannel ch = ConnectAdmin();  // admin session, then a hello
     Envelope e;
     e.mutable_admin_request()->mutable_list_guests();
     ASSERT_TRUE(ch.Send(e).ok());
@@ -299,7 +307,7 @@ TEST_F(ControlServerTest, MessagesOutOfOrderAreUnexpected) {
     ExpectErrorThenClose(ch, Error::UNEXPECTED, "not legal");
   }
   {
-    ControlChannel ch = Connect();  // admin request without an op
+    ControlChannel ch = ConnectAdmin();  // admin request without an op
     Envelope e;
     e.mutable_admin_request();
     ASSERT_TRUE(ch.Send(e).ok());
@@ -344,6 +352,82 @@ TEST_F(ControlServerTest, GuestStatsAndAgentStats) {
       break;
     }
   }
+}
+
+// Issue 9 part 1: operator requests only on the admin socket; a guest acts
+// only on itself.
+TEST_F(ControlServerTest, AdminSocketIsSeparateAndPrivate) {
+  struct stat st;
+  ASSERT_EQ(stat((path_ + ".admin").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(st.st_uid, geteuid());
+  EXPECT_EQ(srv_->admin_path(), path_ + ".admin");
+  {  // npactl on the guest socket: DENIED, the session closes
+    ControlChannel ch = Connect();
+    Envelope e;
+    e.mutable_admin_request()->mutable_list_guests();
+    ASSERT_TRUE(ch.Send(e).ok());
+    ExpectErrorThenClose(ch, Error::DENIED, "operator requests go to the admin socket " + path_ + ".admin");
+  }
+  {  // a shell on the admin socket: DENIED, no guest made
+    ControlChannel ch = ConnectAdmin();
+    ASSERT_TRUE(ch.Send(Hello("sneaky")).ok());
+    ExpectErrorThenClose(ch, Error::DENIED, "admin socket takes only admin_request");
+  }
+  EXPECT_EQ(ListGuests().guests_size(), 0);
+}
+
+TEST_F(ControlServerTest, GuestOperatorRequestIsDeniedAndNothingChanges) {
+  ControlChannel victim = Connect();
+  ASSERT_TRUE(victim.Send(Hello("victim", "", 1)).ok());
+  ASSERT_TRUE(victim.ReceiveBlocking(2000).ok());  // welcome
+  ControlChannel g = Connect();
+  ASSERT_TRUE(g.Send(Hello("attacker", "", 2)).ok());
+  ASSERT_TRUE(g.ReceiveBlocking(2000).ok());  // welcome
+  ASSERT_TRUE(g.ReceiveBlocking(2000).ok());  // link
+  const auto before = ListGuests();
+  ASSERT_EQ(before.guests_size(), 2);
+  for (int op = 0; op < 3; op++) {
+    Envelope e;
+    auto* r = e.mutable_admin_request();
+    if (op == 0) r->mutable_list_guests();
+    if (op == 1) r->mutable_vf_detach()->set_guest("victim");
+    if (op == 2) r->mutable_migrate()->set_guest("victim");
+    e.set_seq(100 + op);
+    ASSERT_TRUE(g.Send(e).ok());
+    auto rep = g.ReceiveBlocking(2000);
+    ASSERT_TRUE(rep.ok()) << rep.status();
+    ASSERT_TRUE(rep->env.has_error()) << BodyName(rep->env);
+    EXPECT_EQ(rep->env.error().code(), Error::DENIED);
+    EXPECT_EQ(rep->env.seq(), 100u + op);
+    EXPECT_NE(rep->env.error().message().find("operator requests go to the admin socket"),
+              std::string::npos);
+  }
+  // Its session goes on, and it still sees only its own queues.
+  Envelope s;
+  s.mutable_stats_request();
+  ASSERT_TRUE(g.Send(s).ok());
+  auto rep = g.ReceiveBlocking(2000);
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  ASSERT_TRUE(rep->env.has_stats_reply()) << BodyName(rep->env);
+  EXPECT_EQ(rep->env.stats_reply().queues_size(), 2);
+  const auto after = ListGuests();
+  ASSERT_EQ(after.guests_size(), 2);
+  for (int i = 0; i < 2; i++) {
+    EXPECT_EQ(after.guests(i).name(), before.guests(i).name());
+    EXPECT_EQ(after.guests(i).state(), before.guests(i).state());
+  }
+  // A message about a VF it was never offered is refused for it alone; the
+  // other guest is untouched.
+  Envelope acc;
+  acc.mutable_vf_accept()->set_offer_id(1);
+  acc.mutable_vf_accept()->set_accepted(true);
+  ASSERT_TRUE(g.Send(acc).ok());
+  ExpectErrorThenClose(g, Error::UNEXPECTED, "attacker");
+  const auto last = ListGuests();
+  ASSERT_EQ(last.guests_size(), 1);
+  EXPECT_EQ(last.guests(0).name(), "victim");
 }
 
 TEST(GuestNameTest, Charset) {

@@ -16,6 +16,10 @@ const char* GuestStateName(GuestState s) {
     case GuestState::kVfOffered: return "VF_OFFERED";
     case GuestState::kVfActive: return "VF_ACTIVE";
     case GuestState::kRevoking: return "REVOKING";
+    case GuestState::kStopping: return "STOPPING";
+    case GuestState::kStopCopy: return "STOP_COPY";
+    case GuestState::kCommitted: return "COMMITTED";
+    case GuestState::kResuming: return "RESUMING";
   }
   return "UNKNOWN";
 }

@@ -27,6 +27,21 @@
 //                the VF path (vf_attachments.h): a VF was offered, the guest
 //                runs on it, it is being revoked back to the emulated path.
 //                They move with the VF's own table (vf_lifecycle.h).
+//   STOPPING, STOP_COPY, COMMITTED
+//                the source of a migration (migrations.h, docs/migration.md):
+//                MigratePrepare sent (the shell stops its rings), the state
+//                with the ring indices sent to the destination, MigrateCommit
+//                sent (the shell moves; the slot is kept until the hold ends
+//                so the shell can come back). Before COMMITTED every failure
+//                goes back to RUNNING (MigrateAbort: the guest stays on this
+//                agent). The ERROR arc is STOPPING/STOP_COPY -> BROKEN (the
+//                shell did not answer MigratePrepare or broke the protocol);
+//                its recovery is the close, after which the shell comes back
+//                as after an agent restart (Hello.resume without a ticket).
+//   RESUMING     the destination: a slot reserved for a ticket (the name and
+//                MAC are taken), then bound to the shell that came with it;
+//                RUNNING once every ring is ready. On the source, COMMITTED ->
+//                RESUMING when the shell returns with the ticket.
 //
 // Every edge is listed in kGuestTransitions (npa::Edge arcs: the event of an
 // arc is its target state); anything else is an error naming both states,
@@ -59,8 +74,12 @@ enum class GuestState : uint8_t {
   kVfOffered,
   kVfActive,
   kRevoking,
+  kStopping,
+  kStopCopy,
+  kCommitted,
+  kResuming,
 };
-inline constexpr size_t kNumGuestStates = 10;
+inline constexpr size_t kNumGuestStates = 14;
 
 const char* GuestStateName(GuestState s);
 
@@ -77,6 +96,7 @@ struct GuestLifecycleTraits {
       Edge(S::kConnected, S::kNegotiating),
       Edge(S::kConnected, S::kClosing),
       Edge(S::kConnected, S::kBroken),
+      Edge(S::kConnected, S::kResuming),  // destination: slot reserved for a ticket
       Edge(S::kNegotiating, S::kReady),
       Edge(S::kNegotiating, S::kClosing),
       Edge(S::kNegotiating, S::kBroken),
@@ -88,6 +108,7 @@ struct GuestLifecycleTraits {
       Edge(S::kRunning, S::kVfOffered),
       Edge(S::kRunning, S::kClosing),
       Edge(S::kRunning, S::kBroken),
+      Edge(S::kRunning, S::kStopping),  // migrate: MigratePrepare sent
       Edge(S::kVfOffered, S::kVfActive),  // guest accepted
       Edge(S::kVfOffered, S::kRunning),   // guest declined, or the offer was withdrawn
       Edge(S::kVfOffered, S::kClosing),
@@ -98,6 +119,20 @@ struct GuestLifecycleTraits {
       Edge(S::kRevoking, S::kRunning),  // RevokeDone
       Edge(S::kRevoking, S::kClosing),
       Edge(S::kRevoking, S::kBroken),
+      Edge(S::kStopping, S::kStopCopy),  // MigrateReady: rings stopped, state sent
+      Edge(S::kStopping, S::kRunning),   // abort: MigrateAbort, rings restarted on A
+      Edge(S::kStopping, S::kClosing),
+      Edge(S::kStopping, S::kBroken),    // ERROR: no MigrateReady / protocol broken
+      Edge(S::kStopCopy, S::kCommitted),  // MigrationCommitted: MigrateCommit sent
+      Edge(S::kStopCopy, S::kRunning),    // abort
+      Edge(S::kStopCopy, S::kClosing),
+      Edge(S::kStopCopy, S::kBroken),
+      Edge(S::kCommitted, S::kResuming),  // the shell came back with the ticket
+      Edge(S::kCommitted, S::kClosing),   // the destination took it, or the hold ended
+      Edge(S::kCommitted, S::kBroken),
+      Edge(S::kResuming, S::kRunning),    // every ring resumed
+      Edge(S::kResuming, S::kClosing),    // hold expired, refused, or gone
+      Edge(S::kResuming, S::kBroken),
       Edge(S::kBroken, S::kClosing),
       Edge(S::kClosing, S::kClosed),
   };

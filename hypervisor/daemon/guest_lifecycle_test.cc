@@ -63,9 +63,11 @@ TEST(GuestLifecycleTest, TableHasNoDuplicatesOrSelfLoops) {
 
 TEST(GuestLifecycleTest, ShortestPaths) {
   std::vector<GuestState> p;
+  ASSERT_TRUE(ShortestPath(GuestState::kNegotiating, GuestState::kRunning, &p).ok());
+  EXPECT_EQ(p, (std::vector<GuestState>{GuestState::kReady, GuestState::kRunning}));
+  // A migration's destination: a reserved slot runs once its shell resumed.
   ASSERT_TRUE(ShortestPath(GuestState::kConnected, GuestState::kRunning, &p).ok());
-  EXPECT_EQ(p, (std::vector<GuestState>{GuestState::kNegotiating, GuestState::kReady,
-                                        GuestState::kRunning}));
+  EXPECT_EQ(p, (std::vector<GuestState>{GuestState::kResuming, GuestState::kRunning}));
   ASSERT_TRUE(ShortestPath(GuestState::kVfActive, GuestState::kClosed, &p).ok());
   EXPECT_EQ(p, (std::vector<GuestState>{GuestState::kClosing, GuestState::kClosed}));
   ASSERT_TRUE(ShortestPath(GuestState::kVfActive, GuestState::kRunning, &p).ok());
@@ -114,6 +116,28 @@ TEST(GuestLifecycleTest, EveryPairIsEitherAnEdgeOrAnErrorNamingBothStates) {
       }
     }
   EXPECT_EQ(legal, std::size(kGuestTransitions));
+}
+
+// The migration arcs (docs/migration.md): source RUNNING -> STOPPING ->
+// STOP_COPY -> COMMITTED, every failure before COMMITTED back to RUNNING;
+// the destination's reserved slot CONNECTED -> RESUMING -> RUNNING.
+TEST(GuestLifecycleTest, MigrationArcs) {
+  using S = GuestState;
+  GuestLifecycle lc;
+  for (S s : {S::kNegotiating, S::kReady, S::kRunning, S::kStopping, S::kStopCopy, S::kCommitted,
+              S::kResuming, S::kRunning})
+    ASSERT_TRUE(lc.Transition(s).ok()) << GuestStateName(s);
+  for (S before : {S::kStopping, S::kStopCopy}) EXPECT_TRUE(IsLegalTransition(before, S::kRunning));
+  EXPECT_FALSE(IsLegalTransition(S::kCommitted, S::kRunning));  // only through RESUMING
+  EXPECT_FALSE(IsLegalTransition(S::kVfActive, S::kStopping));   // the VF is revoked first
+  EXPECT_FALSE(IsLegalTransition(S::kStopping, S::kCommitted));  // the state goes first
+  EXPECT_FALSE(IsLegalTransition(S::kStopping, S::kNegotiating));  // stopped rings are not a reset
+  EXPECT_EQ(StatesLeadingTo(S::kStopping), "RUNNING");
+  EXPECT_EQ(StatesLeadingTo(S::kResuming), "CONNECTED or COMMITTED");
+  GuestLifecycle b;
+  ASSERT_TRUE(b.Transition(S::kResuming).ok());
+  EXPECT_EQ(b.Transition(S::kStopping).message(),
+            "guest lifecycle: illegal transition RESUMING -> STOPPING");
 }
 
 TEST(GuestLifecycleTest, StatesLeadingToReadTheTable) {

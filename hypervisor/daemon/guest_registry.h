@@ -47,6 +47,7 @@ struct Guest {
   std::optional<MacAddr> mac;
   uint32_t pid = 0;
   uint16_t queue_pairs = 0;
+  uint64_t offloads = 0;       // Hello.features (NPA_OFFLOAD_*)
   std::string transport;  // "control" | "vhost-user-socket"
   GuestLifecycle lc;
   int session_fd = -1;  // the control session, or -1 (vhost-user socket)

@@ -42,8 +42,10 @@ const char kUsage[] =
     "    COMMAND --help describes one command.\n"
     "\n"
     "OPTIONS\n"
-    "    --socket PATH  the agent's control socket (default $NPA_AGENT_SOCKET,\n"
-    "                   else /run/npa/agent.sock).\n"
+    "    --socket PATH  the agent's admin socket (npa-agent --admin; default\n"
+    "                   $NPA_ADMIN_SOCKET, else /run/npa/agent.sock.admin, the\n"
+    "                   default control socket + \".admin\"). The guests'\n"
+    "                   control socket refuses operator requests (DENIED).\n"
     "    --json         print one JSON object on stdout instead of a table.\n"
     "    --timeout MS   how long to wait for the agent (default 5000; vf attach\n"
     "                   and detach wait 20000 for the guest's answer).\n"
@@ -101,7 +103,8 @@ int Usage(const char* msg, const char* arg = nullptr) {
 int main(int argc, char** argv) {
   using namespace npa;
   using agent::NpactlCommand;
-  std::string socket_path = getenv("NPA_AGENT_SOCKET") ? getenv("NPA_AGENT_SOCKET") : "/run/npa/agent.sock";
+  std::string socket_path =
+      getenv("NPA_ADMIN_SOCKET") ? getenv("NPA_ADMIN_SOCKET") : "/run/npa/agent.sock.admin";
   bool json = false;
   int timeout_ms = 5000;
   std::string cmd, arg;
@@ -222,6 +225,10 @@ int main(int argc, char** argv) {
   if (env.has_error()) {
     fprintf(stderr, "npactl: agent error %s: %s\n",
             control::Error::Code_Name(env.error().code()).c_str(), env.error().message().c_str());
+    if (env.error().code() == control::Error::DENIED)
+      fprintf(stderr, "npactl: %s is a guest control socket; --socket must name the admin socket "
+                      "(npa-agent --admin, default <control socket>.admin)\n",
+              socket_path.c_str());
     return kExitAgentError;
   }
   if (!env.has_admin_reply()) {
