@@ -65,6 +65,17 @@ absl::Status ResumeOnce(npa_shell* sh, const std::string& path, const ResumeRun&
   std::array<uint8_t, 6> mac;
   memcpy(mac.data(), sh->mac, 6);
   NPA_RETURN_IF_ERROR(sh->control->Reconnect(path, h, timeout_ms, mac));
+  const ControlClient::Welcome& w = sh->control->welcome();
+  if (w.max_queue_pairs != 0 && w.max_queue_pairs < sh->nb_queue_pairs) {
+    sh->control->Disconnect();
+    return absl::FailedPreconditionError(absl::StrCat("agent '", w.agent_name, "' at ", path,
+                                                      " allows ", w.max_queue_pairs,
+                                                      " queue pairs, the guest runs ",
+                                                      sh->nb_queue_pairs));
+  }
+  if (w.mtu != sh->mtu)
+    NPA_LOG(Warn, "shell '%s': agent '%s' says MTU %u, the guest keeps %u", sh->name.c_str(),
+            w.agent_name.c_str(), w.mtu, sh->mtu);
   auto fe = std::make_unique<VhostUserFrontend>(sh->control->TakeVhostFd(), sh->timeout_ms);
   // The rings were laid out for these features (header size, mergeable
   // RX): the new back end must take exactly them.
@@ -163,8 +174,12 @@ bool RunReconnect(npa_shell* sh, const std::vector<Target>& targets, const Resum
     }
     return true;
   }
-  const std::string msg = absl::StrCat("no agent took the rings back (", why,
-                                       "); rings kept, retrying every second");
+  // On a VF the guest keeps forwarding and nothing retries the emulated
+  // rings' session (the table stays ON_VF); otherwise DETACHED retries.
+  const bool on_vf = sh->path.state() == PathState::kOnVf;
+  const std::string msg =
+      absl::StrCat("no agent took the rings back (", why, "); rings kept, ",
+                   on_vf ? "the VF keeps forwarding" : "retrying every second");
   NPA_LOG(Error, "shell '%s': %s", sh->name.c_str(), msg.c_str());
   sh->events.Push(NPA_EVENT_ERROR, static_cast<uint32_t>(-EHOSTUNREACH), msg);
   if (sh->path.state() == PathState::kReconnecting) {

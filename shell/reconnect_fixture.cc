@@ -1,6 +1,7 @@
 #include "shell/reconnect_fixture.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -136,6 +137,28 @@ void TestAgent::Commit(uint64_t id, const std::string& to, const std::string& ti
   c->set_timeout_ms(timeout_ms);
   c->set_return_path(return_path);
   EXPECT_TRUE(agent_->Send(e).ok());
+}
+
+control::VfAccept TestAgent::Offer(uint64_t id, uint32_t ven, uint32_t dev) {
+  control::Envelope e;
+  auto* o = e.mutable_vf_offer();
+  o->set_pci_address("0000:00:05.0");
+  o->set_vendor(ven);
+  o->set_device(dev);
+  o->set_subsystem_vendor(0x1d0f);
+  o->set_subsystem_device(1);
+  o->set_class_code(0x020000);
+  o->set_offer_id(id);
+  UniqueFd fake(eventfd(0, EFD_CLOEXEC));
+  int fd = fake.get();
+  EXPECT_TRUE(agent_->Send(e, {&fd, 1}).ok());
+  for (int i = 0; i < 8; i++) {
+    auto f = agent_->Receive(10000);
+    if (!f.ok()) break;
+    if (f->env.has_vf_accept()) return f->env.vf_accept();
+  }
+  ADD_FAILURE() << name_ << ": no vf_accept";
+  return {};
 }
 
 void TestAgent::Die() {

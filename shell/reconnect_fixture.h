@@ -51,6 +51,9 @@ class TestAgent {
   void Abort(uint64_t id);
   void Commit(uint64_t id, const std::string& to, const std::string& ticket,
               const std::string& agent_name, uint32_t timeout_ms, const std::string& return_path);
+  // A VfOffer with a stand-in fd (the test's VfioDeviceIo factory answers
+  // for it); the shell's VfAccept.
+  control::VfAccept Offer(uint64_t id, uint32_t ven, uint32_t dev);
   // The next frame from the shell, within ms.
   absl::StatusOr<ControlFrame> Receive(int ms);
   // An agent crash: back end first, then the control socket.

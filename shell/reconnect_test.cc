@@ -5,8 +5,13 @@
 // end: every frame must come back exactly once.
 #include <unistd.h>
 
+#include <cstdlib>
+#include <memory>
+
 #include "shell/reconnect_fixture.h"
+#include "shell/vf/vf_switch.h"
 #include "shell/vf/vf_switch_fixture.h"
+#include "tests/support/fake_vfio_test_util.h"
 
 namespace npa::shell {
 namespace {
@@ -196,6 +201,55 @@ TEST_F(ReconnectTest, AnAgentRestartIsFollowedWithResume) {
   npa_queue_stats st = Stats(sh_);
   EXPECT_LE(st.tx_resubmitted, Guest::kWindow);
   EXPECT_EQ(st.tx_packets, guest_->sent());
+}
+
+// Issue 9: a guest on a VF keeps forwarding while its agent restarts (the
+// device fd is the shell's); the emulated rings resume on the new agent
+// beside it, and the VF stays.
+TEST_F(ReconnectTest, AVfKeepsForwardingWhileItsAgentRestarts) {
+  setenv("NPA_PLUGIN_PATH", (std::string(NPA_TEST_PLUGIN_ROOT) + "/good").c_str(), 1);
+  SetAnnounceOnAttachForTest(false);  // the loopback would reflect it
+  auto shared = std::make_shared<FakeVfioShared>();
+  SetVfDeviceIoFactoryForTest([shared](int, const control::VfOffer& o) -> std::unique_ptr<VfioDeviceIo> {
+    return std::make_unique<FakeVfioDevice>(static_cast<uint16_t>(o.vendor()),
+                                            static_cast<uint16_t>(o.device()), shared);
+  });
+  TestAgent& a = NewAgent("a.ctl", "agent-a");
+  ASSERT_NO_FATAL_FAILURE(OpenShell(a));
+  guest_ = std::make_unique<Guest>(sh_);
+  guest_->Start();
+  ASSERT_TRUE(MoreReceived(*guest_, 0, 1000));
+  control::VfAccept acc = a.Offer(3, kLbVendor, kLbDevice);
+  ASSERT_TRUE(acc.accepted()) << acc.reason();
+  ASSERT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > 1000; }, 5000));
+
+  a.Unlisten();  // the agent is down for a while
+  a.Die();
+  npa_event ev;
+  ASSERT_TRUE(NextEvent(NPA_EVENT_LINK_CHANGED, &ev, 5000));
+  EXPECT_EQ(ev.u.link_up, 0u);
+  const uint64_t vf0 = Stats(sh_).rx_vf_packets;
+  EXPECT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > vf0 + 1000; }, 5000))
+      << "the VF forwards while no agent runs";
+  TestAgent& again = NewAgent("a.ctl", "agent-a-restarted");
+  again.Serve();
+  ASSERT_TRUE(again.Wait());
+  ASSERT_TRUE(again.hello().has_resume());
+  ASSERT_TRUE(NextEvent(NPA_EVENT_RECONNECTED, &ev, 5000));
+  npa_shell_info in{};
+  in.struct_size = sizeof in;
+  ASSERT_EQ(npa_shell_get_info(sh_, &in), 0);
+  EXPECT_EQ(in.path, NPA_PATH_VF) << "the VF stays";
+  const uint64_t vf1 = Stats(sh_).rx_vf_packets;
+  EXPECT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > vf1 + 1000; }, 5000));
+  guest_->Finish();
+  ExpectAllBackOnce(*guest_);
+  npa_shell_close(sh_);  // gives the VF back before the factory goes
+  sh_ = nullptr;
+  EXPECT_EQ(shared->destroyed.load(), shared->created.load());
+  SetVfDeviceIoFactoryForTest(nullptr);
+  SetAnnounceOnAttachForTest(true);
+  unsetenv("NPA_PLUGIN_PATH");
 }
 
 TEST_F(ReconnectTest, WithoutReconnectALostSessionIsAnError) {
