@@ -11,12 +11,35 @@
 // allocation and no reference counts (docs/architecture.md, "Data path").
 //
 // Buffers of one shell may be freed on any of its queues (buf.h), so the stack
-// can hold `capacity` pointers, normally every buffer of the shell. A pointer
-// outside [lo, hi) (not a slot of this shell) is never stacked; it is counted
-// in bad_frees() instead, so a stray pointer cannot corrupt a pool.
+// can hold `capacity` pointers, normally every buffer of the shell.
+//
+// Nothing read back from shared memory is trusted (docs/architecture.md,
+// "Memory"; issue 9): a buffer pointer that a back end, a device or a
+// plug-in hands back, and every `next` pointer of a chain (the header sits in
+// the shared slot), is checked before it is stacked. A freed pointer must be
+//   - a slot start of this shell: lo + k * NPA_BUF_SLOT_SIZE inside [lo, hi),
+//   - of a slot some pool of the shell was given (not the tail of the range),
+//   - out of the pools (allocated), not already free.
+// Anything else is counted in bad_frees() and dropped; a frame's walk stops
+// at its first bad segment, whose `next` is not followed. So a double free
+// never stacks a slot twice and a corrupted `next` can never put a foreign,
+// misaligned or free buffer on a free list.
+//
+// The allocated/free state lives in private memory (SlotStates, one byte per
+// slot), never in the shared slot, and is shared by every pool initialised
+// with the same [lo, hi): a shell's queues, so a buffer freed on another
+// queue than the one it came from is still known. One byte per slot (a load
+// and a store per buffer, relaxed atomics: plain moves on x86) keeps the
+// check to a few instructions; the slot index is TxTracker's multiply by
+// 17's inverse instead of a division.
+//
+// Threads: each pool has one owner. Two owners touch the same state byte
+// only for a buffer passed between their queues, which the application
+// orders (buf.h); relaxed atomics keep that free of data races.
 #ifndef NPA_SHELL_BUF_POOL_H_
 #define NPA_SHELL_BUF_POOL_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 
@@ -25,10 +48,53 @@
 
 namespace npa::shell {
 
+// The allocated/free state of every slot in one shell's slot range, private
+// to the shell. Shared (shared_ptr) by the pools with that range; see above.
+class SlotStates {
+ public:
+  enum : uint8_t { kNotASlot = 0, kFree = 1, kOut = 2 };
+  // NPA_BUF_SLOT_SIZE is 128 * 17: an offset from lo is a slot start iff its
+  // low 7 bits are 0 and off >> 7 is a multiple of 17; multiplied by 17's
+  // inverse modulo 2^64 that is exactly the slot index, and anything else
+  // (or an address below lo, wrapped) lands far beyond nslots.
+  static constexpr uint64_t kInverse17 = 0xf0f0f0f0f0f0f0f1ull;
+  static_assert(NPA_BUF_SLOT_SIZE == 17 * 128, "Index() divides by 17 * 128");
+
+  SlotStates(uintptr_t lo, uint64_t nslots)
+      : lo_(lo), nslots_(nslots), st_(new std::atomic<uint8_t>[nslots]) {
+    for (uint64_t i = 0; i < nslots; i++) st_[i].store(kNotASlot, std::memory_order_relaxed);
+  }
+  // True and *i = the slot index when b is a slot start inside the range.
+  bool Index(const npa_buf* b, uint64_t* i) const {
+    const uintptr_t off = reinterpret_cast<uintptr_t>(b) - lo_;
+    *i = (off >> 7) * kInverse17;
+    return ((off & 127) == 0) & (*i < nslots_);
+  }
+  uint8_t Get(uint64_t i) const { return st_[i].load(std::memory_order_relaxed); }
+  void Set(uint64_t i, uint8_t v) { st_[i].store(v, std::memory_order_relaxed); }
+  // Index of a pointer known to be a slot start (taken from a free stack).
+  uint64_t IndexOf(const npa_buf* b) const {
+    return ((reinterpret_cast<uintptr_t>(b) - lo_) >> 7) * kInverse17;
+  }
+  uintptr_t lo() const { return lo_; }
+  uint64_t nslots() const { return nslots_; }
+
+  // The states of the range [lo, lo + nslots * slot): the existing map when a
+  // live pool already uses exactly this range, else a new one (all
+  // kNotASlot). Control path (a mutex).
+  static std::shared_ptr<SlotStates> ForRange(uintptr_t lo, uint64_t nslots);
+
+ private:
+  const uintptr_t lo_;
+  const uint64_t nslots_;
+  std::unique_ptr<std::atomic<uint8_t>[]> st_;
+};
+
 class BufPool {
  public:
   // slots: `count` slots of NPA_BUF_SLOT_SIZE bytes, 64-byte aligned.
-  // [lo, hi): the address range of every slot of the shell (all pools).
+  // [lo, hi): the address range of every slot of the shell (all pools); the
+  // slots must lie inside it at a multiple of NPA_BUF_SLOT_SIZE from lo.
   absl::Status Init(uint8_t* slots, uint32_t count, uint32_t pool_id, uint32_t capacity,
                     uintptr_t lo, uintptr_t hi);
 
@@ -36,8 +102,10 @@ class BufPool {
   // nb_segs, ol_flags). Returns how many.
   uint32_t Alloc(npa_buf** bufs, uint32_t n) {
     uint32_t k = n < top_ ? n : top_;
+    SlotStates* st = states_.get();
     for (uint32_t i = 0; i < k; i++) {
       npa_buf* b = stack_[--top_];
+      st->Set(st->IndexOf(b), SlotStates::kOut);
       ResetHeader(b);
       bufs[i] = b;
     }
@@ -48,16 +116,28 @@ class BufPool {
   uint32_t AllocRaw(npa_buf** bufs, uint32_t n) {
     uint32_t k = n < top_ ? n : top_;
     top_ -= k;
-    for (uint32_t i = 0; i < k; i++) bufs[i] = stack_[top_ + i];
+    SlotStates* st = states_.get();
+    for (uint32_t i = 0; i < k; i++) {
+      npa_buf* b = stack_[top_ + i];
+      st->Set(st->IndexOf(b), SlotStates::kOut);
+      bufs[i] = b;
+    }
     return k;
   }
   // One buffer, one segment (no chain walk): for the TX completion path.
-  void FreeSeg(npa_buf* b) {
-    if (__builtin_expect(!Owns(b) || top_ >= capacity_, 0)) {
+  // False (counted in bad_frees, nothing stacked): not a slot of the shell,
+  // not at a slot start, already free, or the stack is full.
+  bool FreeSeg(npa_buf* b) {
+    SlotStates* st = states_.get();
+    uint64_t i;
+    if (__builtin_expect(!st->Index(b, &i) || st->Get(i) != SlotStates::kOut || top_ >= capacity_,
+                         0)) {
       bad_frees_++;
-      return;
+      return false;
     }
+    st->Set(i, SlotStates::kFree);
     stack_[top_++] = b;
+    return true;
   }
   // Frees n frames with all their segments.
   void Free(npa_buf* const* bufs, uint32_t n) {
@@ -65,10 +145,12 @@ class BufPool {
   }
   void FreeFrame(npa_buf* b) {
     // A chain cannot be longer than the shell has buffers: bound the walk so
-    // a corrupted (cyclic) next pointer cannot loop forever.
+    // a corrupted (cyclic) next pointer cannot loop forever. A bad segment
+    // ends the walk: its `next` is nobody's to follow (it may be a free
+    // slot's stale link or a pointer a back end wrote).
     for (uint32_t guard = 0; b != nullptr && guard <= capacity_; guard++) {
       npa_buf* next = b->next;
-      FreeSeg(b);
+      if (!FreeSeg(b)) return;
       b = next;
     }
   }
@@ -76,10 +158,20 @@ class BufPool {
   uint32_t available() const { return top_; }
   uint32_t count() const { return count_; }
   uint64_t bad_frees() const { return bad_frees_; }
+  // b's address is inside the shell's slot range (not necessarily a slot).
   bool Owns(const npa_buf* b) const {
     uintptr_t a = reinterpret_cast<uintptr_t>(b);
     return a - lo_ < hi_ - lo_;
   }
+  // b is a slot start of the shell that is out of the pools (the
+  // application's, a ring's or a device's): the check for a pointer a
+  // device or plug-in hands back as received. A few instructions.
+  bool Held(const npa_buf* b) const {
+    uint64_t i;
+    return states_->Index(b, &i) && states_->Get(i) == SlotStates::kOut;
+  }
+  // Shared state map (tests, fuzzers).
+  const SlotStates* states() const { return states_.get(); }
 
   static void ResetHeader(npa_buf* b) {
     b->next = nullptr;
@@ -97,6 +189,8 @@ class BufPool {
   uint32_t count_ = 0;
   uintptr_t lo_ = 0, hi_ = 0;
   uint64_t bad_frees_ = 0;
+  // Never null: before Init, an empty map that refuses every pointer.
+  std::shared_ptr<SlotStates> states_ = SlotStates::ForRange(0, 0);
 };
 
 }  // namespace npa::shell

@@ -88,6 +88,102 @@ TEST_F(BufPoolTest, ForeignPointersAndCyclesCannotCorruptThePool) {
   EXPECT_LE(pool_.available(), kN);
 }
 
+TEST_F(BufPoolTest, DoubleFreeIsCountedAndNeverStackedTwice) {
+  npa_buf* b[2];
+  ASSERT_EQ(pool_.Alloc(b, 2), 2u);
+  EXPECT_TRUE(pool_.Held(b[0]));
+  pool_.Free(&b[0], 1);
+  EXPECT_FALSE(pool_.Held(b[0]));
+  const uint32_t avail = pool_.available();
+  pool_.Free(&b[0], 1);  // again: refused
+  EXPECT_EQ(pool_.bad_frees(), 1u);
+  EXPECT_EQ(pool_.available(), avail);
+  // Every slot comes out exactly once.
+  std::vector<npa_buf*> all(kN);
+  ASSERT_EQ(pool_.Alloc(all.data(), kN), kN - 1);
+  std::set<npa_buf*> uniq(all.begin(), all.begin() + (kN - 1));
+  EXPECT_EQ(uniq.size(), kN - 1);
+  EXPECT_EQ(uniq.count(b[1]), 0u) << "b[1] is still the caller's";
+}
+
+TEST_F(BufPoolTest, CorruptedNextCannotStackAFreeMisalignedOrForeignBuffer) {
+  npa_buf* b[3];
+  ASSERT_EQ(pool_.Alloc(b, 3), 3u);
+  pool_.Free(&b[2], 1);  // b[2] is free now
+  const uint32_t avail = pool_.available();
+  // A back end rewrote b[0]->next to a free slot: b[0] goes back, b[2] is
+  // not stacked a second time and the walk stops there.
+  b[0]->next = b[2];
+  b[2]->next = b[1];  // a stale link of the free slot: never followed
+  pool_.Free(&b[0], 1);
+  EXPECT_EQ(pool_.available(), avail + 1);
+  EXPECT_EQ(pool_.bad_frees(), 1u);
+  EXPECT_TRUE(pool_.Held(b[1])) << "the walk stopped at the bad segment";
+  // Inside the range but not at a slot start.
+  auto* mid = reinterpret_cast<npa_buf*>(reinterpret_cast<uint8_t*>(b[1]) + 64);
+  b[1]->next = mid;
+  pool_.Free(&b[1], 1);
+  EXPECT_EQ(pool_.bad_frees(), 2u);
+  EXPECT_EQ(pool_.available(), avail + 2);
+  // Outside the range, below it (wraps) and above it.
+  npa_buf* below = reinterpret_cast<npa_buf*>(region_.iova() - NPA_BUF_SLOT_SIZE);
+  npa_buf* above = reinterpret_cast<npa_buf*>(region_.iova() + size_t{kN} * NPA_BUF_SLOT_SIZE);
+  EXPECT_FALSE(pool_.FreeSeg(below));
+  EXPECT_FALSE(pool_.FreeSeg(above));
+  EXPECT_FALSE(pool_.Held(mid));
+  EXPECT_FALSE(pool_.Held(below));
+  EXPECT_EQ(pool_.available(), avail + 2);
+  std::vector<npa_buf*> all(kN);
+  EXPECT_EQ(pool_.Alloc(all.data(), kN), kN);
+  std::set<npa_buf*> uniq(all.begin(), all.end());
+  EXPECT_EQ(uniq.size(), kN);
+}
+
+TEST(BufPoolSharedTest, PoolsOfOneRangeShareTheStateAcrossQueues) {
+  constexpr uint32_t kPer = 16;
+  auto r = Region::Create(2 * kPer * NPA_BUF_SLOT_SIZE, false);
+  ASSERT_TRUE(r.ok());
+  const uintptr_t lo = r->iova(), hi = lo + 2 * kPer * NPA_BUF_SLOT_SIZE;
+  BufPool a, b;
+  ASSERT_TRUE(a.Init(r->base(), kPer, 0, 2 * kPer, lo, hi).ok());
+  ASSERT_TRUE(b.Init(r->base() + kPer * NPA_BUF_SLOT_SIZE, kPer, 1, 2 * kPer, lo, hi).ok());
+  EXPECT_EQ(a.states(), b.states());
+  npa_buf* x = nullptr;
+  ASSERT_EQ(a.Alloc(&x, 1), 1u);
+  EXPECT_TRUE(b.Held(x));
+  b.Free(&x, 1);  // freed on the other queue: legal
+  EXPECT_EQ(b.available(), kPer + 1);
+  a.Free(&x, 1);  // and again on its own: a double free
+  EXPECT_EQ(a.bad_frees(), 1u);
+  EXPECT_EQ(a.available(), kPer - 1);
+}
+
+TEST(BufPoolSharedTest, ASlotNoPoolWasGivenIsNotABuffer) {
+  constexpr uint32_t kPer = 8;
+  auto r = Region::Create(2 * kPer * NPA_BUF_SLOT_SIZE, false);
+  ASSERT_TRUE(r.ok());
+  const uintptr_t lo = r->iova(), hi = lo + 2 * kPer * NPA_BUF_SLOT_SIZE;
+  BufPool a;
+  ASSERT_TRUE(a.Init(r->base(), kPer, 0, 2 * kPer, lo, hi).ok());
+  auto* tail = reinterpret_cast<npa_buf*>(r->base() + kPer * NPA_BUF_SLOT_SIZE);
+  EXPECT_FALSE(a.Held(tail));
+  EXPECT_FALSE(a.FreeSeg(tail));
+  EXPECT_EQ(a.available(), kPer);
+}
+
+TEST(BufPoolInitTest, SlotsMustBeSlotsOfTheRange) {
+  alignas(64) static uint8_t mem[4 * NPA_BUF_SLOT_SIZE];
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(mem);
+  BufPool p;
+  EXPECT_FALSE(p.Init(mem + 64, 2, 0, 2, lo, lo + sizeof mem).ok()) << "not at a slot offset";
+  EXPECT_FALSE(p.Init(mem, 5, 0, 5, lo, lo + sizeof mem).ok()) << "past the range";
+  EXPECT_FALSE(p.Init(mem, 1, 0, 1, lo + NPA_BUF_SLOT_SIZE, lo + sizeof mem).ok()) << "below it";
+  BufPool never_initialised;
+  npa_buf* stray = reinterpret_cast<npa_buf*>(mem);
+  EXPECT_FALSE(never_initialised.FreeSeg(stray));
+  EXPECT_EQ(never_initialised.bad_frees(), 1u);
+}
+
 TEST(BufPoolInitTest, RejectsBadArguments) {
   BufPool p;
   EXPECT_FALSE(p.Init(nullptr, 4, 0, 4, 0, 0).ok());

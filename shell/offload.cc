@@ -126,25 +126,46 @@ bool StripVlan(npa_buf* b) {
   b->data_off = static_cast<uint16_t>(b->data_off + 4);
   b->data_len = static_cast<uint16_t>(b->data_len - 4);
   b->pkt_len -= 4;
-  if (b->ol_flags & NPA_BUF_OL_RX_CSUM_PARTIAL) b->csum_start = static_cast<uint16_t>(b->csum_start - 4);
+  if (b->ol_flags & NPA_BUF_OL_RX_CSUM_PARTIAL) {
+    if (b->csum_start >= kMinCsumStart + 4) b->csum_start = static_cast<uint16_t>(b->csum_start - 4);
+    else b->ol_flags &= ~NPA_BUF_OL_RX_CSUM_PARTIAL;  // it started inside the tag
+  }
   b->ol_flags |= NPA_BUF_OL_RX_VLAN;
   return true;
 }
 
-void DecodeRxHdr(const virtio_net_hdr_mrg_rxbuf& h, npa_buf* b) {
+// VIRTIO 1.2 5.1.6: VIRTIO_NET_HDR_GSO_UDP_L4 (not in npa/virtio_ring.h).
+constexpr uint8_t kGsoUdpL4 = 5;
+
+bool DecodeRxHdr(const virtio_net_hdr_mrg_rxbuf& h, uint32_t frame_len, npa_buf* b) {
   uint32_t ol = 0;
   if (h.hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+    // 5.1.6.4: the checksum goes at csum_start + csum_offset; both come
+    // from the back end and the application would write there.
+    const uint32_t start = h.hdr.csum_start;
+    if (start < kMinCsumStart || start + h.hdr.csum_offset + 2u > frame_len) return false;
     ol |= NPA_BUF_OL_RX_CSUM_PARTIAL;
     b->csum_start = h.hdr.csum_start;
     b->csum_offset = h.hdr.csum_offset;
   } else if (h.hdr.flags & VIRTIO_NET_HDR_F_DATA_VALID) {
     ol |= NPA_BUF_OL_RX_CSUM_GOOD;
   }
-  if ((h.hdr.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE) {
-    ol |= NPA_BUF_OL_RX_GSO;
-    b->tso_segsz = h.hdr.gso_size;
+  switch (h.hdr.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) {
+    case VIRTIO_NET_HDR_GSO_NONE:
+      break;
+    case VIRTIO_NET_HDR_GSO_TCPV4:
+    case NPA_VIRTIO_NET_HDR_GSO_UDP:
+    case VIRTIO_NET_HDR_GSO_TCPV6:
+    case kGsoUdpL4:
+      if (h.hdr.gso_size == 0) return false;
+      ol |= NPA_BUF_OL_RX_GSO;
+      b->tso_segsz = h.hdr.gso_size;
+      break;
+    default:
+      return false;  // a type 5.1.6.4 does not define
   }
   b->ol_flags = ol;
+  return true;
 }
 
 }  // namespace npa::shell

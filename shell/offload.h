@@ -4,7 +4,7 @@
 //   virtio_net_hdr_mrg_rxbuf* h = ...;   // 12 bytes before the frame
 //   if (!EncodeTxHdr(b, dev_features, h)) drop(b);
 //   ...
-//   DecodeRxHdr(*h, b);                  // sets NPA_BUF_OL_RX_* on b
+//   if (!DecodeRxHdr(*h, frame_len, b)) drop(b);   // sets NPA_BUF_OL_RX_* on b
 //
 // Semantics follow VIRTIO 1.x 5.1.6.2 ("Packet Transmission"): for
 // NPA_BUF_OL_TX_CSUM the application has stored the pseudo-header checksum
@@ -44,14 +44,57 @@ bool SoftwareChecksum(npa_buf* b);
 bool EncodeTxHdr(npa_buf* b, uint64_t dev_features, virtio_net_hdr_mrg_rxbuf* h);
 
 // Translate a received header into ol_flags / csum / tso fields of b.
-void DecodeRxHdr(const virtio_net_hdr_mrg_rxbuf& h, npa_buf* b);
+// frame_len: the frame's bytes over all its buffers. The header comes from
+// the back end and is bounded before anything is taken from it: false (drop
+// the frame, count it) when NEEDS_CSUM names a span outside the frame
+// (csum_start below the Ethernet header or csum_start + csum_offset + 2 past
+// frame_len), the GSO type is unknown, or a GSO frame has gso_size 0.
+bool DecodeRxHdr(const virtio_net_hdr_mrg_rxbuf& h, uint32_t frame_len, npa_buf* b);
+
+// The offload facts a received frame may carry (NPA_BUF_OL_RX_*): anything
+// else a device or plug-in sets on an RX buffer is cleared, so a frame the
+// application sends back cannot carry a TX request it never made.
+inline constexpr uint32_t kRxOlFlags = NPA_BUF_OL_RX_CSUM_GOOD | NPA_BUF_OL_RX_CSUM_PARTIAL |
+                                       NPA_BUF_OL_RX_VLAN | NPA_BUF_OL_RX_RSS_HASH |
+                                       NPA_BUF_OL_RX_GSO;
+// Bytes before an L4 header can start (an untagged Ethernet header).
+inline constexpr uint32_t kMinCsumStart = 14;
+
+// Bounds a received frame's metadata that a device or plug-in wrote into
+// its buffers (the VF path: nothing of it is trusted). b: the head, already
+// known to be a buffer of the shell. Checks each segment's data_off and
+// data_len against the slot, pkt_len against the segments, nb_segs against
+// the chain (at most max_segs); clears ol_flags bits that are not RX facts;
+// for CSUM_PARTIAL the span must lie inside the frame and for GSO tso_segsz
+// must be non-zero. held(seg) decides whether each further segment is a
+// buffer of the shell that is out of the pools. False: drop the frame.
+template <typename Held>
+bool CheckRxFrame(npa_buf* b, uint32_t max_segs, Held&& held) {
+  uint32_t total = 0, segs = 0;
+  for (const npa_buf* s = b; s != nullptr; s = s->next) {
+    if (++segs > max_segs || (s != b && !held(s))) return false;
+    if (s->data_off < NPA_BUF_META_SIZE ||
+        static_cast<uint32_t>(s->data_off) + s->data_len > NPA_BUF_SLOT_SIZE)
+      return false;
+    total += s->data_len;
+  }
+  if (total != b->pkt_len || segs != b->nb_segs) return false;
+  b->ol_flags &= kRxOlFlags;
+  if ((b->ol_flags & NPA_BUF_OL_RX_CSUM_PARTIAL) &&
+      (b->csum_start < kMinCsumStart ||
+       static_cast<uint32_t>(b->csum_start) + b->csum_offset + 2 > total))
+    return false;
+  if ((b->ol_flags & NPA_BUF_OL_RX_GSO) && b->tso_segsz == 0) return false;
+  return true;
+}
 
 // 802.1Q in software, for a path without VLAN offload (virtio has none):
 // InsertVlan writes the tag b->vlan_tci (TPID 0x8100) after the MAC
 // addresses, into the headroom (data_off - 4), and moves csum_start with
 // the frame; false if the first buffer is too short or lacks headroom.
 // StripVlan removes an outer 0x8100 tag into vlan_tci and sets
-// NPA_BUF_OL_RX_VLAN; false (frame unchanged) if there is none.
+// NPA_BUF_OL_RX_VLAN; false (frame unchanged) if there is none. A partial
+// checksum whose start lies inside the tag (nonsense) loses its flag.
 bool InsertVlan(npa_buf* b);
 bool StripVlan(npa_buf* b);
 

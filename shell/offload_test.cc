@@ -150,19 +150,105 @@ TEST_F(OffloadTest, DecodeRxHeader) {
   ASSERT_EQ(pool_.Alloc(&b, 1), 1u);
   virtio_net_hdr_mrg_rxbuf h{};
   h.hdr.flags = VIRTIO_NET_HDR_F_DATA_VALID;
-  DecodeRxHdr(h, b);
+  ASSERT_TRUE(DecodeRxHdr(h, 1514, b));
   EXPECT_EQ(b->ol_flags, NPA_BUF_OL_RX_CSUM_GOOD);
   h.hdr.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
   h.hdr.csum_start = 34;
   h.hdr.csum_offset = 16;
   h.hdr.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
   h.hdr.gso_size = 1448;
-  DecodeRxHdr(h, b);
+  ASSERT_TRUE(DecodeRxHdr(h, 1514, b));
   EXPECT_EQ(b->ol_flags, NPA_BUF_OL_RX_CSUM_PARTIAL | NPA_BUF_OL_RX_GSO);
   EXPECT_EQ(b->csum_start, 34);
   EXPECT_EQ(b->csum_offset, 16);
   EXPECT_EQ(b->tso_segsz, 1448);
   pool_.Free(&b, 1);
+}
+
+TEST_F(OffloadTest, DecodeRxHeaderBoundsWhatTheBackEndWrote) {
+  npa_buf* b = nullptr;
+  ASSERT_EQ(pool_.Alloc(&b, 1), 1u);
+  virtio_net_hdr_mrg_rxbuf h{};
+  h.hdr.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  h.hdr.csum_start = 34;
+  h.hdr.csum_offset = 16;
+  EXPECT_TRUE(DecodeRxHdr(h, 52, b)) << "field ends exactly at the frame end";
+  EXPECT_FALSE(DecodeRxHdr(h, 51, b)) << "field past the frame end";
+  h.hdr.csum_start = 60000;
+  h.hdr.csum_offset = 60000;  // 32-bit sum: no 16-bit wrap-around
+  EXPECT_FALSE(DecodeRxHdr(h, 1514, b));
+  h.hdr.csum_start = 4;
+  h.hdr.csum_offset = 6;
+  EXPECT_FALSE(DecodeRxHdr(h, 1514, b)) << "inside the Ethernet header";
+  h = {};
+  h.hdr.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+  h.hdr.gso_size = 0;
+  EXPECT_FALSE(DecodeRxHdr(h, 1514, b)) << "GSO without a segment size";
+  h.hdr.gso_type = 0x7f;
+  h.hdr.gso_size = 1000;
+  EXPECT_FALSE(DecodeRxHdr(h, 1514, b)) << "unknown GSO type";
+  h.hdr.gso_type = VIRTIO_NET_HDR_GSO_TCPV6 | VIRTIO_NET_HDR_GSO_ECN;
+  EXPECT_TRUE(DecodeRxHdr(h, 1514, b));
+  EXPECT_EQ(b->ol_flags, NPA_BUF_OL_RX_GSO);
+  pool_.Free(&b, 1);
+}
+
+TEST_F(OffloadTest, StripVlanDropsAPartialChecksumThatStartsInTheTag) {
+  npa_buf* b = nullptr;
+  ASSERT_EQ(pool_.Alloc(&b, 1), 1u);
+  auto* d = static_cast<uint8_t*>(npa_buf_data(b));
+  memset(d, 0, 64);
+  d[12] = 0x81;
+  b->data_len = 64;
+  b->pkt_len = 64;
+  b->ol_flags = NPA_BUF_OL_RX_CSUM_PARTIAL;
+  b->csum_start = 15;
+  ASSERT_TRUE(StripVlan(b));
+  EXPECT_EQ(b->ol_flags & NPA_BUF_OL_RX_CSUM_PARTIAL, 0u);
+  pool_.Free(&b, 1);
+}
+
+TEST_F(OffloadTest, CheckRxFrameBoundsAPlugInsMetadata) {
+  npa_buf* b[2];
+  ASSERT_EQ(pool_.Alloc(b, 2), 2u);
+  auto held = [this](const npa_buf* s) { return pool_.Held(s); };
+  b[0]->data_len = 100;
+  b[0]->pkt_len = 100;
+  b[0]->ol_flags = NPA_BUF_OL_RX_CSUM_GOOD | NPA_BUF_OL_TX_TSO4;
+  EXPECT_TRUE(CheckRxFrame(b[0], 8, held));
+  EXPECT_EQ(b[0]->ol_flags, NPA_BUF_OL_RX_CSUM_GOOD) << "TX requests cleared";
+  b[0]->pkt_len = 101;
+  EXPECT_FALSE(CheckRxFrame(b[0], 8, held)) << "pkt_len is not the segments' sum";
+  b[0]->pkt_len = 100;
+  b[0]->data_off = 2100;
+  EXPECT_FALSE(CheckRxFrame(b[0], 8, held)) << "data past the slot";
+  b[0]->data_off = 8;
+  EXPECT_FALSE(CheckRxFrame(b[0], 8, held)) << "data over the header";
+  b[0]->data_off = NPA_BUF_DATA_OFF;
+  b[0]->ol_flags = NPA_BUF_OL_RX_CSUM_PARTIAL;
+  b[0]->csum_start = 90;
+  b[0]->csum_offset = 10;
+  EXPECT_FALSE(CheckRxFrame(b[0], 8, held)) << "checksum field past the frame";
+  b[0]->ol_flags = NPA_BUF_OL_RX_GSO;
+  b[0]->tso_segsz = 0;
+  EXPECT_FALSE(CheckRxFrame(b[0], 8, held));
+  b[0]->ol_flags = 0;
+  // Two segments: the second must be the shell's and counted in nb_segs.
+  b[0]->next = b[1];
+  b[1]->data_len = 50;
+  b[0]->pkt_len = 150;
+  EXPECT_FALSE(CheckRxFrame(b[0], 8, held)) << "nb_segs says 1";
+  b[0]->nb_segs = 2;
+  EXPECT_TRUE(CheckRxFrame(b[0], 8, held));
+  EXPECT_FALSE(CheckRxFrame(b[0], 1, held)) << "more segments than allowed";
+  npa_buf stray{};
+  stray.data_off = NPA_BUF_DATA_OFF;
+  b[0]->next = &stray;
+  stray.data_len = 50;
+  EXPECT_FALSE(CheckRxFrame(b[0], 8, held)) << "a segment that is not the shell's";
+  b[0]->next = b[1];
+  pool_.Free(b, 1);
+  EXPECT_EQ(pool_.available(), 128u);
 }
 
 }  // namespace

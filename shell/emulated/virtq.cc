@@ -406,15 +406,19 @@ bool RxVirtq::TakeMerged(uint16_t nb, uint16_t avail, npa_buf** out, uint64_t* b
     pkt_len += b->data_len;
     if (head == nullptr) {
       head = b;
-      DecodeRxHdr(*reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
-                      reinterpret_cast<uint8_t*>(b) + NPA_BUF_DATA_OFF - kNetHdrLen),
-                  b);
     } else {
       tail->next = b;
       head->nb_segs++;
     }
     tail = b;
   }
+  // The header is decoded once the frame's length is known: its checksum
+  // span is bounded by the whole frame, not the first buffer.
+  if (!bad && head != nullptr &&
+      !DecodeRxHdr(*reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
+                       reinterpret_cast<uint8_t*>(head) + NPA_BUF_DATA_OFF - kNetHdrLen),
+                   pkt_len, head))
+    bad = true;
   if (bad || head == nullptr) {
     QueueCounters::Add(c->rx_bad, 1);
     QueueCounters::Add(c->rx_dropped, 1);
@@ -496,10 +500,15 @@ uint16_t RxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
     // "nothing to report" case.
     uint16_t fg;
     memcpy(&fg, h, 2);
-    if (NPA_LIKELY(fg == 0))
+    if (NPA_LIKELY(fg == 0)) {
       b->ol_flags = 0;
-    else
-      DecodeRxHdr(*h, b);
+    } else if (NPA_UNLIKELY(!DecodeRxHdr(*h, len, b))) {
+      // Offsets outside the frame or an impossible GSO: never passed on.
+      pool_->FreeSeg(b);
+      QueueCounters::Add(c->rx_bad, 1);
+      QueueCounters::Add(c->rx_dropped, 1);
+      continue;
+    }
     bufs[got++] = b;
     bytes += len;
   }

@@ -18,7 +18,11 @@
 //    per burst (release); at most one kick per burst, only when the device
 //    has not set VRING_USED_F_NO_NOTIFY.
 //  - Nothing from the shared ring is trusted: used ids and lengths are
-//    checked before use; a bad entry is counted and skipped.
+//    checked before use; a bad entry is counted and skipped. Buffer
+//    pointers come from the private cookie_ table, never from the ring, and
+//    every free goes through BufPool's checks (slot, not already free). The
+//    RX header is bounded (offload.h DecodeRxHdr): a checksum span outside
+//    the frame or an impossible GSO drops the frame (rx_bad, rx_dropped).
 //
 // Not thread-safe: one owning thread per queue (shell.h).
 #ifndef NPA_SHELL_EMULATED_VIRTQ_H_
@@ -60,6 +64,8 @@ class VirtqBase {
   uint16_t in_flight() const { return static_cast<uint16_t>(size_ - num_free_); }
   // Device wrote something impossible (used idx ran more than size ahead).
   bool broken() const { return broken_; }
+  // The pool buffers come from and go back to (the queue's; owner thread).
+  BufPool* pool() const { return pool_; }
 
   // Suppress (false) or request (true) used-buffer notifications: clears or
   // sets VRING_AVAIL_F_NO_INTERRUPT, then a full fence so a caller's next

@@ -183,6 +183,41 @@ TEST_F(VirtqTest, RxMergeableFrameBecomesChain) {
   EXPECT_EQ(pool_.available(), before + 3) << "freeing a chain frees every segment";
 }
 
+TEST_F(VirtqTest, HostileRxHeadersAreDroppedAndCounted) {
+  TestDevice dev(rx_.addrs(), kRing);
+  rx_.Refill(&c_);
+  const uint32_t held_by_ring = kBufs - pool_.available();
+  std::vector<uint8_t> frame(100, 0x5a);
+  npa_virtio_net_hdr_mrg_rxbuf h{};
+  h.hdr.flags = NPA_VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  h.hdr.csum_start = 90;
+  h.hdr.csum_offset = 40;  // the checksum field would lie past the frame
+  ASSERT_TRUE(dev.PushRx(frame.data(), 100, true, &h));
+  h = {};
+  h.hdr.gso_type = NPA_VIRTIO_NET_HDR_GSO_TCPV4;  // GSO without a segment size
+  ASSERT_TRUE(dev.PushRx(frame.data(), 100, true, &h));
+  h = {};
+  h.hdr.flags = NPA_VIRTIO_NET_HDR_F_NEEDS_CSUM;  // bounded by the whole merged frame
+  h.hdr.csum_start = 3000;
+  h.hdr.csum_offset = 2000;
+  std::vector<uint8_t> big(4000, 0x11);
+  ASSERT_TRUE(dev.PushRx(big.data(), 4000, true, &h));
+  h.hdr.csum_start = 34;
+  h.hdr.csum_offset = 16;  // sane: delivered
+  ASSERT_TRUE(dev.PushRx(frame.data(), 100, true, &h));
+  npa_buf* b[8];
+  ASSERT_EQ(rx_.Burst(b, 8, &c_), 1);
+  EXPECT_EQ(b[0]->ol_flags, NPA_BUF_OL_RX_CSUM_PARTIAL);
+  EXPECT_EQ(b[0]->csum_start, 34);
+  EXPECT_EQ(c_.rx_bad.load(), 3u);
+  EXPECT_EQ(c_.rx_dropped.load(), 3u);
+  pool_.Free(b, 1);
+  // Every dropped buffer went back: each is in the pool or the ring.
+  EXPECT_EQ(pool_.available() + rx_.in_flight(), kBufs);
+  EXPECT_LE(rx_.in_flight(), held_by_ring);
+  EXPECT_EQ(pool_.bad_frees(), 0u);
+}
+
 TEST_F(VirtqTest, HostileUsedEntriesAreRejected) {
   TestDevice dev(rx_.addrs(), kRing);
   rx_.Refill(&c_);
