@@ -17,6 +17,24 @@
 // (even if its number was reused since, as long as the new fd is not yet
 // watched).
 //
+// Write interest: WantWritable(fd, true) adds EPOLLOUT for fd until
+// WantWritable(fd, false); while on, the kind's OnWritable handler runs when
+// the fd is writable (after its readable handler, if both are ready, and only
+// if the fd is still watched). ControlChannel's queued mode turns it on while
+// its backlog is not empty (common/control_codec.h).
+//
+// Deadlines: SetDeadline(fd, at_ms) arms one deadline per watched fd on
+// common/clock.h's MonotonicMs (a second call moves it; ClearDeadline or
+// Unwatch drops it). RunOnce never sleeps past the nearest deadline, and
+// after the ready fds it runs the kind's OnDeadline handler for every fd
+// whose deadline has passed (each once: the deadline is cleared before its
+// handler, which may arm a new one). ControlServer uses it for session
+// timeouts (session.h SessionLimits).
+//
+//   loop.OnWritable(FdKind::kSession, [&](int fd, uint64_t) { Flush(fd); });
+//   loop.OnDeadline(FdKind::kSession, [&](int fd, uint64_t) { TimeOut(fd); });
+//   loop.SetDeadline(conn_fd, MonotonicMs() + 5000);
+//
 // Ownership: the loop owns only its epoll fd. Watched fds belong to the
 // caller, who must Unwatch an fd before closing it. Threads: one thread
 // (the control thread) calls everything; handlers run on it.
@@ -31,6 +49,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -58,24 +78,46 @@ class FdLoop {
   bool is_open() const { return epoll_fd_.valid(); }
   // The handler for every fd of `kind` (replaces an earlier one).
   void OnReadable(FdKind kind, Handler h);
+  void OnWritable(FdKind kind, Handler h);
+  void OnDeadline(FdKind kind, Handler h);
   absl::Status Watch(int fd, FdKind kind, uint64_t id = 0);
-  // Stops watching fd (no-op for -1 or an fd not watched).
+  // Stops watching fd (no-op for -1 or an fd not watched); drops its
+  // deadline and write interest.
   void Unwatch(int fd);
   bool watching(int fd) const { return fds_.count(fd) != 0; }
   size_t size() const { return fds_.size(); }
 
-  // One epoll_wait of at most timeout_ms (-1: no limit) and the handlers of
-  // the fds it found readable. Returns how many handlers ran.
+  // EPOLLOUT on or off for a watched fd (no-op if unchanged). Errors name the
+  // fd (not watched, epoll_ctl).
+  absl::Status WantWritable(int fd, bool on);
+  bool wants_writable(int fd) const;
+  // Arm (or move) fd's deadline to at_ms (MonotonicMs). Errors: not watched.
+  absl::Status SetDeadline(int fd, uint64_t at_ms);
+  void ClearDeadline(int fd);
+  // fd's deadline, 0 if none.
+  uint64_t deadline(int fd) const;
+  size_t num_deadlines() const { return deadlines_.size(); }
+
+  // One epoll_wait of at most timeout_ms (-1: no limit), shortened to the
+  // nearest deadline, then the handlers of the fds it found ready and those
+  // of the deadlines passed. Returns how many handlers ran.
   absl::StatusOr<int> RunOnce(int timeout_ms);
 
  private:
   struct Entry {
     FdKind kind;
     uint64_t id;
+    bool out = false;          // EPOLLOUT registered
+    uint64_t deadline_ms = 0;  // 0: none
   };
+  void RunDeadlines(int* ran);
+
   UniqueFd epoll_fd_;
   std::map<int, Entry> fds_;
+  std::set<std::pair<uint64_t, int>> deadlines_;  // (at_ms, fd), nearest first
   std::array<Handler, kNumFdKinds> handlers_;
+  std::array<Handler, kNumFdKinds> writable_;
+  std::array<Handler, kNumFdKinds> expired_;
 };
 
 }  // namespace npa::agent

@@ -2,7 +2,13 @@
 // docs/vf-management.md for the operator's view.
 #include "hypervisor/daemon/vf_attachments.h"
 
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
@@ -21,6 +27,45 @@ using control::Error;
 constexpr size_t kMaxStaleOffers = 8;
 
 }  // namespace
+
+absl::Status CheckRegionBounds(const control::RegionAnnounce& a, size_t max_regions,
+                               uint64_t max_guest_memory) {
+  if (static_cast<size_t>(a.regions_size()) > max_regions)
+    return absl::ResourceExhaustedError(absl::StrCat("region_announce lists ", a.regions_size(),
+                                                     " regions; at most ", max_regions,
+                                                     " per guest"));
+  uint64_t total = 0;
+  for (int i = 0; i < a.regions_size(); i++) {
+    const uint64_t sz = a.regions(i).size();
+    if (sz > max_guest_memory || total + sz > max_guest_memory)  // no wrap: total <= max
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "region_announce maps more than max_guest_memory ", max_guest_memory,
+          " bytes (region ", i, " of ", sz, " bytes brings it past)"));
+    total += sz;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRegionFdType(int fd, int index) {
+  if (fcntl(fd, F_GET_SEALS) < 0) {
+    const int e = errno;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "region ", index, ": fd is not a memfd, hugetlbfs or tmpfs file (F_GET_SEALS: ",
+        strerror(e), ")"));
+  }
+  struct statfs sf;
+  if (fstatfs(fd, &sf) < 0) {
+    const int e = errno;
+    return absl::InvalidArgumentError(
+        absl::StrCat("region ", index, ": fstatfs of its fd: ", strerror(e)));
+  }
+  const auto magic = static_cast<unsigned long>(sf.f_type);
+  if (magic != TMPFS_MAGIC && magic != HUGETLBFS_MAGIC)
+    return absl::InvalidArgumentError(
+        absl::StrCat("region ", index, ": fd is on a file system with magic 0x",
+                     absl::Hex(magic), "; want tmpfs/memfd or hugetlbfs"));
+  return absl::OkStatus();
+}
 
 VfAttachments::VfAttachments(Options opts, VfManager* vfs, GuestRegistry* guests, Hooks hooks)
     : opts_(opts), vfs_(vfs), guests_(guests), hooks_(std::move(hooks)) {}
@@ -60,6 +105,23 @@ absl::Status VfAttachments::OnRegions(ControlChannel& ch, Guest& g, ControlFrame
               seq);
     return absl::InvalidArgumentError("regions/fd count mismatch");
   }
+  if (absl::Status b = CheckRegionBounds(f.env.regions(), opts_.max_regions,
+                                         opts_.max_guest_memory);
+      !b.ok()) {
+    f.fds.clear();  // closed now
+    SendError(ch, Error::LIMIT, absl::StrCat("guest '", g.name, "': ", b.message()), seq);
+    return b;
+  }
+  for (size_t i = 0; i < f.fds.size(); i++) {
+    if (absl::Status t = CheckRegionFdType(f.fds[i].get(), static_cast<int>(i)); !t.ok()) {
+      f.fds.clear();
+      SendError(ch, Error::MALFORMED, absl::StrCat("region_announce: ", t.message()), seq);
+      return t;
+    }
+  }
+  // No VF holds them (checked above): the old mappings go before the new
+  // ones are made, so two announces never map twice the bound.
+  g.regions.reset();
   auto r = GuestRegions::FromAnnounce(f.env.regions(), f.fds);
   if (!r.ok()) {
     SendError(ch, Error::MALFORMED, absl::StrCat("region_announce: ", r.status().message()), seq);

@@ -52,6 +52,18 @@
 //   force) is ignored; naming any other offer is UNEXPECTED.
 //   A guest session that closes releases its VF (forced).
 //
+// What a guest can make the agent hold through RegionAnnounce is bounded
+// (docs/security.md): at most Options::max_regions regions, at most
+// Options::max_guest_memory bytes mapped in all (the same per-guest bound the
+// vhost back end applies to SET_MEM_TABLE, agent flag --max-guest-memory);
+// over either => Error{LIMIT} and the session closes. Each fd must be a
+// memfd, hugetlbfs or tmpfs file, checked before anything that could block on
+// it (CheckRegionFdType: F_GET_SEALS, which only shmem and hugetlbfs answer,
+// then fstatfs), then sealed against shrinking (guest_regions.h); a new
+// announce replaces the old one (its mappings go), so they never add up. The
+// fds themselves are closed once mapped; the VF's device fd is the
+// VfManager's, one per guest at most; stale offer ids are capped at 8.
+//
 // Ownership: vfs and guests must outlive this object (either may be null /
 // empty: without a VfManager every VF request is refused). A parked npactl
 // request names its session by fd; ForgetAdmin(fd) when that session closes.
@@ -78,12 +90,26 @@ struct AdminWaiter {
   uint64_t seq = 0;
 };
 
+// RegionAnnounce against the per-guest bounds: kResourceExhausted naming the
+// count or the total (which cannot wrap) and the bound; OK otherwise. Pure.
+absl::Status CheckRegionBounds(const control::RegionAnnounce& a, size_t max_regions,
+                               uint64_t max_guest_memory);
+// fd is a memfd, hugetlbfs or tmpfs file. Asks F_GET_SEALS first: the kernel
+// answers it from the inode for shmem and hugetlbfs files and refuses it
+// (EINVAL) for every other file without calling into its file system, so a
+// FUSE- or NFS-backed fd is refused before fstat/fstatfs/mmap, any of which
+// could wait on a hostile server. Then fstatfs confirms TMPFS_MAGIC or
+// HUGETLBFS_MAGIC. kInvalidArgument naming region `index`.
+absl::Status CheckRegionFdType(int fd, int index);
+
 class VfAttachments {
  public:
   struct Options {
     uint32_t accept_timeout_ms = 10000;  // default wait for VfAccept
     uint32_t revoke_timeout_ms = 5000;   // default Revoke.timeout_ms
     uint32_t force_grace_ms = 3000;      // forced detach: wait after VFIO REQ
+    size_t max_regions = kMaxRegions;    // regions per RegionAnnounce (<= kMaxRegions)
+    uint64_t max_guest_memory = 4ull << 30;  // bytes a guest's regions may map
   };
   // What the control server lends: the channel of the session on fd (null
   // if it is gone), and the AdminReply of a parked request (error `st`, or

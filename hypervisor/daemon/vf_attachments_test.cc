@@ -233,7 +233,7 @@ TEST_F(VfAttachmentsTest, HostileRegionAnnouncesCloseTheSession) {
     Envelope env;
     auto* r = env.mutable_regions()->add_regions();
     r->set_iova(0x100000);
-    r->set_size(1ull << 40);  // far beyond the 4 KiB file
+    r->set_size(1ull << 20);  // beyond the 4 KiB file, inside max_guest_memory
     UniqueFd m(memfd_create("x", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     ASSERT_EQ(ftruncate(m.get(), 4096), 0);
     ASSERT_EQ(fcntl(m.get(), F_ADD_SEALS, F_SEAL_SHRINK), 0);
@@ -276,4 +276,67 @@ TEST_F(VfAttachmentsTest, ListJsonFieldsComeFromInventory) {
 }
 
 }  // namespace
+TEST_F(VfAttachmentsTest, RegionAnnouncesOverTheGuestBoundsAreLimit) {
+  {  // more memory than max_guest_memory (4 GiB by default): LIMIT, nothing mapped
+    ControlChannel shell = Shell("big", 0);
+    Envelope env;
+    std::vector<int> raw;
+    std::vector<UniqueFd> fds;
+    for (int i = 0; i < 2; i++) {
+      auto* r = env.mutable_regions()->add_regions();
+      r->set_iova(0x100000000000ull * (i + 1));
+      r->set_size(3ull << 30);  // 6 GiB in all
+      fds.emplace_back(memfd_create("big", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+      raw.push_back(fds.back().get());
+    }
+    ASSERT_TRUE(shell.Send(env, raw).ok());
+    ExpectErrorThenClose(shell, Error::LIMIT, "max_guest_memory");
+  }
+  {  // a FUSE/NFS/pipe stand-in: an fd that is no memfd is refused before any fstat
+    ControlChannel shell = Shell("pipe", 0);
+    Envelope env;
+    auto* r = env.mutable_regions()->add_regions();
+    r->set_iova(0x100000);
+    r->set_size(0x1000);
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    ASSERT_TRUE(shell.Send(env, std::span<const int>(p, 1)).ok());
+    close(p[0]);
+    close(p[1]);
+    ExpectErrorThenClose(shell, Error::MALFORMED, "not a memfd, hugetlbfs or tmpfs");
+  }
+  ControlChannel ok = Shell("fine", 2);  // the default shell's announce passes
+  ExpectSessionAlive(ok);
+}
+
+TEST(RegionChecks, BoundsAndFdTypes) {
+  control::RegionAnnounce a;
+  for (int i = 0; i < 3; i++) a.add_regions()->set_size(1ull << 30);
+  EXPECT_TRUE(CheckRegionBounds(a, 8, 3ull << 30).ok());
+  absl::Status s = CheckRegionBounds(a, 2, 4ull << 30);
+  EXPECT_TRUE(absl::IsResourceExhausted(s)) << s;
+  EXPECT_NE(s.message().find("3 regions; at most 2"), absl::string_view::npos) << s;
+  s = CheckRegionBounds(a, 8, (3ull << 30) - 1);
+  EXPECT_TRUE(absl::IsResourceExhausted(s)) << s;
+  a.add_regions()->set_size(~0ull - (1ull << 29));  // would wrap a naive sum
+  EXPECT_TRUE(absl::IsResourceExhausted(CheckRegionBounds(a, 8, ~0ull >> 1)));
+
+  UniqueFd m(memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  EXPECT_TRUE(CheckRegionFdType(m.get(), 0).ok());
+  UniqueFd unsealable(memfd_create("u", MFD_CLOEXEC));  // still shmem: type is fine
+  EXPECT_TRUE(CheckRegionFdType(unsealable.get(), 0).ok());
+  char path[] = "/var/tmp/npa-region-XXXXXX";  // a disk file
+  UniqueFd disk(mkstemp(path));
+  ASSERT_TRUE(disk.valid());
+  unlink(path);
+  s = CheckRegionFdType(disk.get(), 3);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("region 3"), absl::string_view::npos) << s;
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  EXPECT_FALSE(CheckRegionFdType(p[0], 0).ok());
+  close(p[0]);
+  close(p[1]);
+}
+
 }  // namespace npa::agent::vf_test
