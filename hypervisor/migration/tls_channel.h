@@ -143,6 +143,7 @@ class TlsChannel {
   std::string buf_;
   uint64_t next_seq_ = 1;
   bool closed_ = false;
+  bool ticket_seen_ = false;  // a session ticket arrived (client: the server accepted us)
 };
 
 }  // namespace npa::migration
