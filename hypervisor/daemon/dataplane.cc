@@ -234,24 +234,22 @@ DataplaneCounters Dataplane::counters() const {
 }
 
 void Dataplane::DropNotifyFds(Local& g) {
-  for (int fd : g.notify_fds) epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
-  g.notify_fds.clear();
+  for (const UniqueFd& fd : g.notify_fds) epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd.get(), nullptr);
+  g.notify_fds.clear();  // closes our duplicates
   g.notify_gen = ~0ull;
 }
 
 void Dataplane::SyncNotifyFds(Local& g) {
   uint64_t gen = g.port->generation();
   if (gen == g.notify_gen) return;
-  // VhostDevice contract: remove the previous fds from epoll before asking
-  // again, because that call may close them.
   DropNotifyFds(g);
-  g.notify_fds = g.port->NotifyFds();
+  g.notify_fds = g.port->DupNotifyFds();
   g.notify_gen = gen;
-  for (int fd : g.notify_fds) {
+  for (const UniqueFd& fd : g.notify_fds) {
     epoll_event ev{};
     ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev);
+    ev.data.fd = fd.get();
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd.get(), &ev);
   }
 }
 

@@ -209,7 +209,7 @@ class Dataplane {
   struct Local {
     PortId id;
     std::shared_ptr<GuestPort> port;
-    std::vector<int> notify_fds;
+    std::vector<UniqueFd> notify_fds;  // our duplicates (GuestPort::DupNotifyFds)
     uint64_t notify_gen = ~0ull;
     std::vector<PacketRef> out;  // pending deliveries of the current burst
     uint16_t out_qp = 0;

@@ -24,7 +24,7 @@ class VhostPort final : public GuestPort {
   uint16_t EnqueueRx(uint16_t qp, const PacketRef* p, uint16_t n, RxFull full) override {
     return d_->EnqueueRx(qp, p, n, full);
   }
-  std::vector<int> NotifyFds() override { return d_->NotifyFds(); }
+  std::vector<UniqueFd> DupNotifyFds() override { return d_->NotifyFds(); }
   void SetIdleNotify(bool w) override { d_->SetIdleNotify(w); }
 
  private:

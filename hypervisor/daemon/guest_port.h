@@ -10,6 +10,8 @@
 #ifndef NPA_HYPERVISOR_DAEMON_GUEST_PORT_H_
 #define NPA_HYPERVISOR_DAEMON_GUEST_PORT_H_
 
+#include <fcntl.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -49,7 +51,20 @@ class GuestPort {
   // VhostDevice::EnqueueRx: returns the prefix of pkts taken; `full` says
   // whether the rest (no room) is dropped and counted or left to the caller.
   virtual uint16_t EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n, RxFull full) = 0;
-  virtual std::vector<int> NotifyFds() = 0;
+  // Kick eventfds to sleep on, as duplicates the caller owns (closes after
+  // removing them from its epoll set): the port may close its own copies at
+  // any time (a guest replacing a kick fd), so the back end never has to
+  // keep retired fds alive for the dataplane. The default dups NotifyFds().
+  virtual std::vector<UniqueFd> DupNotifyFds() {
+    std::vector<UniqueFd> out;
+    for (int fd : NotifyFds()) {
+      UniqueFd d(fcntl(fd, F_DUPFD_CLOEXEC, 0));
+      if (d.valid()) out.push_back(std::move(d));
+    }
+    return out;
+  }
+  // Test doubles' kick fds (they stay open while the double lives).
+  virtual std::vector<int> NotifyFds() { return {}; }
   virtual void SetIdleNotify(bool want_kicks) = 0;
 };
 

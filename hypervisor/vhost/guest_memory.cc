@@ -2,9 +2,12 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -52,7 +55,7 @@ absl::Status GuestMemory::CheckLayout(std::span<const Region> regions) {
 
 absl::StatusOr<std::shared_ptr<const GuestMemory>> GuestMemory::Map(
     std::span<const npa_vhost_memory_region> regions, std::vector<UniqueFd> fds,
-    std::string_view who, bool require_shrink_seal) {
+    std::string_view who, bool require_shrink_seal, uint64_t max_bytes) {
   auto fail = [&](const absl::Status& s) {
     return absl::Status(s.code(), absl::StrCat("guest '", std::string(who), "' memory table: ", s.message()));
   };
@@ -64,6 +67,30 @@ absl::StatusOr<std::shared_ptr<const GuestMemory>> GuestMemory::Map(
   for (const auto& r : regions) layout.push_back({r.guest_phys_addr, r.userspace_addr, r.memory_size, nullptr});
   if (absl::Status s = CheckLayout(layout); !s.ok()) return fail(s);
 
+  uint64_t total = 0;
+  for (const auto& r : regions) {
+    if (AddOverflows(total, r.memory_size, &total)) total = UINT64_MAX;
+  }
+  if (total > max_bytes) {
+    return fail(absl::ResourceExhaustedError(absl::StrFormat(
+        "%u regions total %u bytes, over this guest's cap of %u bytes (--max-guest-memory)",
+        regions.size(), total, max_bytes)));
+  }
+  // Every fd's kind first, before any call that could block on it.
+  for (size_t i = 0; i < regions.size(); ++i) {
+    if (fcntl(fds[i].get(), F_GET_SEALS) < 0) {
+      return fail(absl::InvalidArgumentError(absl::StrCat(
+          "region ", i, " fd is not a memfd, tmpfs or hugetlbfs file (F_GET_SEALS: ",
+          strerror(errno), ")")));
+    }
+    struct statfs sfs;
+    if (fstatfs(fds[i].get(), &sfs) != 0) return fail(ErrnoError(errno, "fstatfs of region ", i, " fd"));
+    if (sfs.f_type != TMPFS_MAGIC && sfs.f_type != HUGETLBFS_MAGIC) {
+      return fail(absl::InvalidArgumentError(absl::StrFormat(
+          "region %u fd is on a file system of type 0x%x, not tmpfs/memfd or hugetlbfs", i,
+          static_cast<uint64_t>(sfs.f_type))));
+    }
+  }
   std::shared_ptr<GuestMemory> mem(new GuestMemory());
   for (size_t i = 0; i < regions.size(); ++i) {
     const npa_vhost_memory_region& r = regions[i];

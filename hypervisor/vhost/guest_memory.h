@@ -47,9 +47,18 @@ class GuestMemory {
   // SIGBUS. require_shrink_seal closes that hole for front ends that seal
   // their memfds (F_SEAL_SHRINK, as npa's shell can): unsealed fds are then
   // rejected. Off by default because DPDK and QEMU do not seal.
+  //
+  // Trust (docs/architecture.md, issue 9): the regions' sizes together may
+  // not exceed max_bytes (kResourceExhausted naming the total and the cap:
+  // the agent's --max-guest-memory). Each fd must be a memfd, a tmpfs file or
+  // a hugetlbfs file (kInvalidArgument otherwise). That is decided first by
+  // fcntl(F_GET_SEALS), which the kernel answers from the inode without
+  // calling into the file system and fails (EINVAL) for every other file;
+  // only then fstatfs/fstat/mmap, which on a FUSE-backed fd would wait for
+  // the FUSE daemon (a guest could make the agent hang that way).
   static absl::StatusOr<std::shared_ptr<const GuestMemory>> Map(
       std::span<const npa_vhost_memory_region> regions, std::vector<UniqueFd> fds,
-      std::string_view who, bool require_shrink_seal = false);
+      std::string_view who, bool require_shrink_seal = false, uint64_t max_bytes = UINT64_MAX);
 
   // Over memory the caller owns (tests, fuzzers); same checks except the fd
   // and mapping ones. Regions' host pointers must stay valid for its lifetime.

@@ -5,6 +5,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace npa::agent {
@@ -90,7 +92,8 @@ TEST(GuestMemoryTest, RejectsBadTables) {
   std::vector<UniqueFd> ev;
   ev.emplace_back(eventfd(0, 0));
   s = GuestMemory::Map({&one, 1}, std::move(ev), "g");
-  EXPECT_NE(s.status().message().find("not a regular"), std::string::npos) << s.status();
+  EXPECT_NE(s.status().message().find("not a memfd, tmpfs or hugetlbfs file"), std::string::npos)
+      << s.status();
 }
 
 TEST(GuestMemoryTest, UnalignedMmapOffsetWorks) {
@@ -116,6 +119,46 @@ TEST(GuestMemoryTest, ShrinkSealCanBeRequired) {
   std::vector<UniqueFd> fds;
   fds.push_back(std::move(fd));
   EXPECT_TRUE(GuestMemory::Map({&r, 1}, std::move(fds), "g", true).ok());
+}
+
+// A regular file on the disk's file system (ext4 here, FUSE elsewhere) is
+// refused before anything touches it beyond fcntl(F_GET_SEALS); a tmpfs file
+// and a memfd are accepted.
+TEST(GuestMemoryTrustTest, OnlyMemfdTmpfsAndHugetlbfsFilesAreMapped) {
+  npa_vhost_memory_region r = {0x0, 0x1000, 0x0, 0};
+  const std::string disk = "/var/tmp/npa-gm-test-" + std::to_string(getpid());
+  UniqueFd f(open(disk.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  ASSERT_TRUE(f.valid()) << disk;
+  unlink(disk.c_str());
+  ASSERT_EQ(ftruncate(f.get(), 0x1000), 0);
+  std::vector<UniqueFd> v;
+  v.push_back(std::move(f));
+  auto s = GuestMemory::Map({&r, 1}, std::move(v), "g9");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("guest 'g9' memory table: region 0 fd is not a memfd"),
+            std::string::npos)
+      << s.status();
+  const std::string shm = "/dev/shm/npa-gm-test-" + std::to_string(getpid());
+  UniqueFd t(open(shm.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  ASSERT_TRUE(t.valid()) << shm;
+  unlink(shm.c_str());
+  ASSERT_EQ(ftruncate(t.get(), 0x1000), 0);
+  v.clear();
+  v.push_back(std::move(t));
+  EXPECT_TRUE(GuestMemory::Map({&r, 1}, std::move(v), "g9").ok());
+  EXPECT_TRUE(GuestMemory::Map({&r, 1}, Fds({0x1000}), "g9").ok());
+}
+
+TEST(GuestMemoryTrustTest, TablesOverTheCapAreRefusedWithTheFigures) {
+  npa_vhost_memory_region r[2] = {{0x0, 0x2000, 0x0, 0}, {0x10000, 0x2000, 0x10000, 0}};
+  auto s = GuestMemory::Map({r, 2}, Fds({0x2000, 0x2000}), "g8", false, 0x3fff);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.status().message().find("2 regions total 16384 bytes, over this guest's cap of 16383"),
+            std::string::npos)
+      << s.status();
+  EXPECT_TRUE(GuestMemory::Map({r, 2}, Fds({0x2000, 0x2000}), "g8", false, 0x4000).ok());
 }
 
 }  // namespace

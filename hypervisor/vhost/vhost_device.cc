@@ -132,7 +132,7 @@ bool VhostDevice::broken() const { return impl_->session_.broken(); }
 std::string VhostDevice::broken_reason() const { return impl_->session_.broken_reason(); }
 QueueCounters VhostDevice::counters(uint16_t qp) const { return impl_->session_.counters(qp); }
 uint64_t VhostDevice::generation() const { return impl_->session_.generation(); }
-std::vector<int> VhostDevice::NotifyFds() { return impl_->session_.NotifyFds(); }
+std::vector<UniqueFd> VhostDevice::NotifyFds() { return impl_->session_.NotifyFds(); }
 void VhostDevice::SetIdleNotify(bool want_kicks) { impl_->session_.SetIdleNotify(want_kicks); }
 uint64_t VhostDevice::features() const { return impl_->session_.acked_features(); }
 uint32_t VhostDevice::mtu() const { return impl_->session_.mtu(); }

@@ -136,6 +136,10 @@ class VhostDevice {
     // its memfd after SET_MEM_TABLE would otherwise SIGBUS the agent. Safe
     // to enable for npa's shell if it seals; DPDK/QEMU front ends do not.
     bool require_sealed_memory = false;
+    // Most guest memory mapped for this guest (sum of one SET_MEM_TABLE's
+    // regions); the agent's --max-guest-memory. Over it, SET_MEM_TABLE fails
+    // with a clear error and the session closes.
+    uint64_t max_guest_memory = 4ull << 30;
   };
 
   // Takes ownership of an accepted vhost-user connection (made non-blocking
@@ -195,11 +199,11 @@ class VhostDevice {
   // changed (by the control thread). Cheap; for the dataplane to poll.
   uint64_t generation() const;
   // Kick eventfds of the started TX rings (and RX rings, so a dataplane
-  // waiting for RX room can sleep too), for epoll when idle. Called on the
-  // dataplane thread. The fds returned by the PREVIOUS call stay open until
-  // this call: remove them from your epoll set first, then call again when
-  // generation() changed.
-  std::vector<int> NotifyFds();
+  // waiting for RX room can sleep too), for epoll when idle: duplicates the
+  // caller owns and closes. The device closes its own copy of a kick fd as
+  // soon as the guest replaces it (or the ring stops), so a guest cannot
+  // make the agent hold retired fds; call again when generation() changed.
+  std::vector<UniqueFd> NotifyFds();
   // want_kicks = true clears VRING_USED_F_NO_NOTIFY on the started TX rings
   // (the guest kicks after adding buffers; the dataplane may sleep); false
   // sets it (polling mode, the default). After enabling, re-check PeekTx

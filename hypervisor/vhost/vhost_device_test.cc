@@ -190,7 +190,7 @@ TEST(VhostDeviceTest, IdleNotifyControlsGuestKicks) {
   ASSERT_TRUE(p.fe->Handshake().ok());
   ASSERT_TRUE(WaitFor([&] { return p.dev->QueueReady(0); }));
   EXPECT_TRUE(p.fe->used(1)->flags & NPA_VRING_USED_F_NO_NOTIFY);  // polling by default
-  std::vector<int> fds = p.dev->NotifyFds();
+  std::vector<UniqueFd> fds = p.dev->NotifyFds();
   EXPECT_EQ(fds.size(), 2u);
   p.dev->SetIdleNotify(true);
   EXPECT_FALSE(p.fe->used(1)->flags & NPA_VRING_USED_F_NO_NOTIFY);
@@ -198,7 +198,7 @@ TEST(VhostDeviceTest, IdleNotifyControlsGuestKicks) {
   ASSERT_TRUE(p.fe->SendFrame(0, x, sizeof(x)));
   uint64_t v = 0;
   bool kicked = false;
-  for (int fd : fds) kicked |= read(fd, &v, 8) == 8;
+  for (const UniqueFd& fd : fds) kicked |= read(fd.get(), &v, 8) == 8;
   EXPECT_TRUE(kicked);
 }
 

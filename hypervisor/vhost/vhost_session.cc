@@ -300,7 +300,7 @@ void VhostSession::ResetLocked() {
     r.base = 0;
     r.call.reset();
     r.err.reset();
-    if (r.kick.valid()) retired_kicks_.push_back(std::move(r.kick));
+    r.kick.reset();
     r.vq.SetCallFd(-1);
     UpdateLiveLocked(i);
   }
@@ -312,7 +312,6 @@ absl::Status VhostSession::OnResetOwner(VhostMessage&, VhostReply*) {
   ResetLocked();
   acked_features_.store(0, std::memory_order_relaxed);
   acked_protocol_ = 0;
-  if (!dataplane_uses_kicks_) retired_kicks_.clear();
   return absl::OkStatus();
 }
 
@@ -340,7 +339,7 @@ absl::Status VhostSession::OnSetMemTable(VhostMessage& m, VhostReply*) {
   std::span<const npa_vhost_memory_region> regions(m.payload.memory.regions, m.payload.memory.nregions);
   NPA_ASSIGN_OR_RETURN(std::shared_ptr<const GuestMemory> mem,
                        GuestMemory::Map(regions, std::move(m.fds), opts_.name,
-                                        opts_.require_sealed_memory));
+                                        opts_.require_sealed_memory, opts_.max_guest_memory));
   // Re-translate every configured ring against the new table before
   // installing it, so a failure leaves the old state intact.
   std::vector<std::pair<uint32_t, RingLayout>> layouts;
@@ -411,8 +410,7 @@ absl::Status VhostSession::OnGetVringBase(VhostMessage& m, VhostReply* rep) {
     base = r->vq.configured() ? r->vq.Stop() : r->base;
     r->started = false;
     r->base = base;
-    if (r->kick.valid()) retired_kicks_.push_back(std::move(r->kick));
-    if (!dataplane_uses_kicks_) retired_kicks_.clear();
+    r->kick.reset();  // the dataplane sleeps on its own duplicate
     UpdateLiveLocked(index);
   }
   rep->hdr.size = kState;
@@ -451,14 +449,10 @@ absl::Status VhostSession::OnSetVringFd(VhostMessage& m, VhostReply*) {
   }
   NPA_ASSIGN_OR_RETURN(RingLayout layout, Translate(*mem_, *r));
   std::lock_guard<std::mutex> l(mu_);
-  if (r->kick.valid()) {
-    retired_kicks_.push_back(std::move(r->kick));
-    if (!dataplane_uses_kicks_) retired_kicks_.clear();
-    if (retired_kicks_.size() > kMaxRetiredKickFds) {
-      return absl::ResourceExhaustedError("too many kick fd replacements");
-    }
-  }
-  r->kick = std::move(fd);
+  // A replaced kick fd is closed here and now (old, after the lock): the
+  // dataplane sleeps on duplicates (NotifyFds), so nothing accumulates
+  // however often a guest replaces it.
+  old = std::exchange(r->kick, std::move(fd));
   if (!r->started) {
     const bool mrg = acked_features() & (1ull << VIRTIO_NET_F_MRG_RXBUF);
     r->vq.Configure(mem_, layout, r->base, mrg, r->call.get());
@@ -563,13 +557,15 @@ QueueCounters VhostSession::counters(uint16_t qp) const {
   return counters_[qp];
 }
 
-std::vector<int> VhostSession::NotifyFds() {
+std::vector<UniqueFd> VhostSession::NotifyFds() {
   std::lock_guard<std::mutex> l(mu_);
-  dataplane_uses_kicks_ = true;
-  retired_kicks_.clear();  // the dataplane dropped them before calling (contract)
-  std::vector<int> fds;
+  std::vector<UniqueFd> fds;
   for (const auto& r : vrings_) {
-    if (r->live.load(std::memory_order_relaxed) && r->kick.valid()) fds.push_back(r->kick.get());
+    if (!r->live.load(std::memory_order_relaxed) || !r->kick.valid()) continue;
+    // Duplicated under mu_, so the number cannot be closed and reused by
+    // the control thread in between.
+    UniqueFd d(fcntl(r->kick.get(), F_DUPFD_CLOEXEC, 0));
+    if (d.valid()) fds.push_back(std::move(d));
   }
   return fds;
 }

@@ -57,8 +57,6 @@ inline constexpr uint64_t kOfferedProtocolFeatures =
 
 // Largest payload accepted on the wire (the payload union).
 inline constexpr uint32_t kMaxPayload = sizeof(npa_vhost_user_payload);
-// Kick fds replaced while the dataplane holds the old ones (see NotifyFds).
-inline constexpr size_t kMaxRetiredKickFds = 64;
 
 enum class VhostSessionState : uint8_t { kNoOwner = 0, kOwned = 1, kMemReady = 2 };
 // The requests that move the session; the rest fire nothing.
@@ -131,7 +129,7 @@ class VhostSession {
   std::string broken_reason() const;
   QueueCounters counters(uint16_t qp) const;
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
-  std::vector<int> NotifyFds();
+  std::vector<UniqueFd> NotifyFds();  // duplicates; see VhostDevice::NotifyFds
   void SetIdleNotify(bool want_kicks);
 
  private:
@@ -194,8 +192,6 @@ class VhostSession {
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<Vring>> vrings_;  // 2 * max_queue_pairs; fixed size
   std::vector<QueueCounters> counters_;          // per qp, guarded by mu_
-  std::vector<UniqueFd> retired_kicks_;          // guarded by mu_
-  bool dataplane_uses_kicks_ = false;            // guarded by mu_
   std::atomic<bool> broken_{false};
   std::string broken_reason_;  // guarded by mu_
   std::atomic<uint64_t> generation_{0};

@@ -293,6 +293,33 @@ TEST_F(VhostSessionTest, StoppedRingRestartsAtTheGivenBase) {
   munmap(g, 0x100000);
 }
 
+size_t OpenFds() {
+  size_t n = 0;
+  for (int fd = 0; fd < 65536; fd++) n += fcntl(fd, F_GETFD) >= 0;
+  return n;
+}
+
+// A guest that replaces its kick fd again and again (also while the
+// dataplane holds duplicates) makes the back end hold no more fds.
+TEST_F(VhostSessionTest, ReplacedKickFdsAreClosedNotAccumulated) {
+  OwnFeaturesMem();
+  ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 1, 256).ok());
+  npa_vhost_vring_addr a{1, 0, 0x100000, 0x102000, 0x101000, 0};
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_VRING_ADDR, &a, 40).ok());
+  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_KICK, 1, One(UniqueFd(eventfd(0, 0)))).ok());
+  ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_ENABLE, 1, 1).ok());
+  std::vector<UniqueFd> dups = s_.NotifyFds();  // the dataplane's copies
+  ASSERT_EQ(dups.size(), 1u);
+  const size_t before = OpenFds();
+  for (int i = 0; i < 3000; i++) {
+    ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_KICK, 1, One(UniqueFd(eventfd(0, 0)))).ok()) << i;
+    if (i % 500 == 0) dups = s_.NotifyFds();  // the dataplane re-syncs now and then
+  }
+  dups = s_.NotifyFds();
+  EXPECT_EQ(OpenFds(), before);
+  EXPECT_EQ(dups.size(), 1u);
+}
+
 TEST_F(VhostSessionTest, ReplyAckAcksAndNacks) {
   ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
   ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_PROTOCOL_FEATURES, 1ull << NPA_VHOST_USER_PROTOCOL_F_REPLY_ACK).ok());
