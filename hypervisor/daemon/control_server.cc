@@ -41,7 +41,7 @@ Migrations::Options MigrationOptions(const ControlServer::Options& o) {
   m.grace_ms = o.migration_grace_ms;
   m.hold_ms = o.migration_hold_ms;
   m.rarp_gaps_ms = o.rarp_gaps_ms;
-  m.max_guests = o.max_sessions;
+  m.max_guests = o.max_guests;
   m.offloads = o.migration_offloads;
   m.virtio_features = o.features;
   m.max_queue_pairs = o.max_queue_pairs;
@@ -222,7 +222,7 @@ void ControlServer::AcceptVhost(int lfd) {
     return;
   }
   UniqueFd conn(c);
-  if (guests_.size() >= opts_.max_sessions) {
+  if (guests_.size() >= opts_.max_guests) {
     NPA_LOG(Warn, "control: refusing vhost-user connection: %zu guests (limit)", guests_.size());
     return;
   }

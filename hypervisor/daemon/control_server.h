@@ -106,6 +106,7 @@ class ControlServer {
     uint16_t max_queue_pairs = 16;
     uint64_t features = kDefaultFeatures;       // offered to every guest's back end
     size_t max_sessions = 256;
+    size_t max_guests = 256;                    // guests incl. migration reservations
     int housekeeping_ms = 200;                  // link/broken/ready checks
     VfManager* vfs = nullptr;                   // VF pool; null = no VF ops
     uint32_t vf_accept_timeout_ms = 10000;      // default wait for VfAccept

@@ -39,6 +39,10 @@ const char kUsage[] =
     "                   take it back after the guest lets go or 3 s).\n"
     "    vf reset PCI   VFIO_DEVICE_RESET of a free pooled VF.\n"
     "    vf enable PF N set sriov_numvfs of SR-IOV PF to N (0 disables).\n"
+    "    migrate GUEST --to HOST:PORT   move GUEST to the agent whose migration\n"
+    "                   listener is HOST:PORT (docs/migration.md); prints each\n"
+    "                   phase's duration. Needs npa-agent --tls-cert/--tls-key/\n"
+    "                   --tls-ca on both agents.\n"
     "    COMMAND --help describes one command.\n"
     "\n"
     "OPTIONS\n"
@@ -58,7 +62,8 @@ const char kUsage[] =
     "EXAMPLES\n"
     "    npactl guests\n"
     "    npactl --json stats guest0 | python3 -m json.tool\n"
-    "    npactl vf attach guest0 0000:03:00.0 && npactl vf detach guest0\n";
+    "    npactl vf attach guest0 0000:03:00.0 && npactl vf detach guest0\n"
+    "    npactl migrate guest0 --to 10.0.0.2:7000 --json\n";
 
 const char* CommandHelp(const std::string& c) {
   if (c == "guests")
@@ -87,6 +92,19 @@ const char* CommandHelp(const std::string& c) {
            "    guest did not let go within the grace period (npa-agent\n"
            "    --vf-force-grace) and what the VF held was lost uncounted.\n"
            "  --json: {\"agent\", \"message\", \"vfs\": [...]} (docs/vf-management.md).\n";
+  if (c == "migrate")
+    return "npactl migrate GUEST --to HOST:PORT [--json] [--timeout MS]: move GUEST\n"
+           "  to another agent. The source revokes a VF first, offers the guest's state\n"
+           "  (the destination checks features, memory, a slot and reserves one), stops\n"
+           "  the rings, sends the ring indices, tells the shell where to go and\n"
+           "  forwards frames that still arrive for it. Output: PHASE MS DETAIL per\n"
+           "  phase (revoke, offer, stop, commit, switch), the total and the final\n"
+           "  state; exit 0 once the destination resumed the guest, 1 if it was\n"
+           "  refused or aborted (the guest then still runs on the source, and the\n"
+           "  message says so). --timeout: the agent's limit until the commit\n"
+           "  (default 30000); npactl waits that plus 20 s for the answer.\n"
+           "  --json: {\"agent\", \"guest\", \"to\", \"state\", \"message\",\n"
+           "  \"total_us\", \"phases\": [{\"name\", \"duration_us\", \"detail\"}], \"error\"?}.\n";
   if (c == "agent")
     return "npactl agent: agent name, uptime, guest count, switch counters\n"
            "  (unicast, flooded) and uplink counters. --json: one object.\n";
@@ -111,6 +129,7 @@ int main(int argc, char** argv) {
   bool have_arg = false;
   bool force = false, timeout_given = false;
   std::vector<std::string> vf_args;
+  std::string migrate_to;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -132,6 +151,9 @@ int main(int argc, char** argv) {
       if (*end || v < 1 || v > 600000) return Usage("--timeout needs 1..600000 ms", argv[i]);
       timeout_ms = static_cast<int>(v);
       timeout_given = true;
+    } else if (a == "--to" && cmd == "migrate") {
+      if (i + 1 >= argc || !*argv[i + 1]) return Usage("--to needs HOST:PORT");
+      migrate_to = argv[++i];
     } else if (a == "--force" && cmd == "vf") {
       force = true;
     } else if (a.size() > 1 && a[0] == '-') {
@@ -141,14 +163,14 @@ int main(int argc, char** argv) {
       if (!CommandHelp(cmd)) return Usage("unknown command", argv[i]);
     } else if (cmd == "vf" && vf_args.size() < 3) {
       vf_args.push_back(a);
-    } else if (!have_arg && cmd == "stats") {
+    } else if (!have_arg && (cmd == "stats" || cmd == "migrate")) {
       arg = a;
       have_arg = true;
     } else {
       return Usage("unexpected argument", argv[i]);
     }
   }
-  if (cmd.empty()) return Usage("no command given (guests, stats, agent, vf)");
+  if (cmd.empty()) return Usage("no command given (guests, stats, agent, vf, migrate)");
 
   control::Envelope req;
   NpactlCommand which = NpactlCommand::kAgent;
@@ -192,6 +214,15 @@ int main(int argc, char** argv) {
     // The agent answers attach/detach only once the guest has (10 s accept,
     // 5 s revoke by default), so wait longer than that unless told otherwise.
     if (!timeout_given && (sub == "attach" || sub == "detach")) timeout_ms = 20000;
+  } else if (cmd == "migrate") {
+    if (!have_arg || migrate_to.empty()) return Usage("usage: npactl migrate GUEST --to HOST:PORT");
+    auto* m = req.mutable_admin_request()->mutable_migrate();
+    m->set_guest(arg);
+    m->set_to(migrate_to);
+    if (timeout_given) m->set_timeout_ms(static_cast<uint32_t>(timeout_ms));
+    // The agent answers when the move ends: its limit until the commit,
+    // then the grace period and the destination's hold.
+    timeout_ms = (timeout_given ? timeout_ms : 30000) + 20000;
   } else if (cmd == "guests") {
     req.mutable_admin_request()->mutable_list_guests();
     which = NpactlCommand::kGuests;
@@ -236,6 +267,13 @@ int main(int argc, char** argv) {
     return kExitAgentError;
   }
   const control::AdminReply& r = env.admin_reply();
+  if (cmd == "migrate") {
+    const std::string out = json ? agent::FormatMigrateJson(r, arg, migrate_to) : agent::FormatMigrateTable(r);
+    fwrite(out.data(), 1, out.size(), stdout);
+    const bool failed = r.has_error() && r.error().code() != control::Error::UNSPECIFIED;
+    if (failed) fprintf(stderr, "npactl: %s\n", r.error().message().c_str());
+    return failed ? kExitAgentError : kExitOk;
+  }
   if (r.has_error() && r.error().code() != control::Error::UNSPECIFIED) {
     if (json)
       printf("{\"error\":{\"code\":%s,\"message\":%s}}\n",

@@ -121,4 +121,41 @@ std::string FormatTable(const control::AdminReply& r, NpactlCommand cmd) {
   return o;
 }
 
+std::string FormatMigrateTable(const control::AdminReply& r) {
+  std::string o = absl::StrFormat("%-10s %10s  %s\n", "PHASE", "MS", "DETAIL");
+  uint64_t total = 0;
+  for (const auto& p : r.phases()) {
+    total += p.duration_us();
+    absl::StrAppend(&o, absl::StrFormat("%-10s %10.3f  %s\n", p.name(), p.duration_us() / 1000.0,
+                                        p.detail()));
+  }
+  absl::StrAppend(&o, absl::StrFormat("%-10s %10.3f  state %s\n", "total", total / 1000.0,
+                                      r.migration_state().empty() ? "-" : r.migration_state()));
+  if (r.has_error() && r.error().code() != control::Error::UNSPECIFIED)
+    absl::StrAppend(&o, "error: ", r.error().message(), "\n");
+  else if (!r.message().empty())
+    absl::StrAppend(&o, r.message(), "\n");
+  return o;
+}
+
+std::string FormatMigrateJson(const control::AdminReply& r, const std::string& guest,
+                              const std::string& to) {
+  uint64_t total = 0;
+  std::string phases;
+  for (const auto& p : r.phases()) {
+    total += p.duration_us();
+    absl::StrAppend(&phases, phases.empty() ? "" : ",", "{\"name\":", JsonString(p.name()),
+                    ",\"duration_us\":", p.duration_us(), ",\"detail\":", JsonString(p.detail()), "}");
+  }
+  std::string o = absl::StrCat("{\"agent\":", JsonString(r.agent_name()), ",\"guest\":", JsonString(guest),
+                               ",\"to\":", JsonString(to), ",\"state\":", JsonString(r.migration_state()),
+                               ",\"message\":", JsonString(r.message()), ",\"total_us\":", total,
+                               ",\"phases\":[", phases, "]");
+  if (r.has_error() && r.error().code() != control::Error::UNSPECIFIED)
+    absl::StrAppend(&o, ",\"error\":{\"code\":", JsonString(control::Error::Code_Name(r.error().code())),
+                    ",\"message\":", JsonString(r.error().message()), "}");
+  absl::StrAppend(&o, "}\n");
+  return o;
+}
+
 }  // namespace npa::agent

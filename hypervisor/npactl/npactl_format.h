@@ -12,6 +12,9 @@
 //           "tx_dropped"}, ...]
 //   agent:  {"agent", "uptime_ms", "guests": N, "switch": {"unicast",
 //           "flooded"}, "uplink": null | {"name", "rx_packets", ...}}
+//   migrate: {"agent", "guest", "to", "state", "message", "total_us",
+//           "phases": [{"name", "duration_us", "detail"}, ...]}
+//           (FormatMigrateJson; also on failure, with "error")
 #ifndef NPA_HYPERVISOR_NPACTL_NPACTL_FORMAT_H_
 #define NPA_HYPERVISOR_NPACTL_NPACTL_FORMAT_H_
 
@@ -29,6 +32,12 @@ std::string JsonString(const std::string& s);
 
 std::string FormatJson(const control::AdminReply& r, NpactlCommand cmd);
 std::string FormatTable(const control::AdminReply& r, NpactlCommand cmd);
+
+// npactl migrate: the per-phase table (PHASE MS DETAIL), the source
+// migration's last state and the agent's message; error set or not.
+std::string FormatMigrateTable(const control::AdminReply& r);
+std::string FormatMigrateJson(const control::AdminReply& r, const std::string& guest,
+                              const std::string& to);
 
 }  // namespace npa::agent
 

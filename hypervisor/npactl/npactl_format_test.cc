@@ -78,5 +78,32 @@ TEST(NpactlFormatTest, TablesNameTheColumns) {
   EXPECT_NE(FormatTable(r, NpactlCommand::kGuests).find("(no guests)"), std::string::npos);
 }
 
+TEST(NpactlFormatTest, MigratePhasesAsTableAndJson) {
+  control::AdminReply r;
+  r.set_agent_name("a");
+  r.set_migration_state("DONE");
+  r.set_message("guest g1 migrated to b");
+  for (auto [n, us] : {std::pair<const char*, uint64_t>{"offer", 1500}, {"stop", 250}}) {
+    auto* p = r.add_phases();
+    p->set_name(n);
+    p->set_duration_us(us);
+    p->set_detail("d\"x");
+  }
+  const std::string t = FormatMigrateTable(r);
+  EXPECT_NE(t.find("offer           1.500  d\"x"), std::string::npos) << t;
+  EXPECT_NE(t.find("total           1.750  state DONE"), std::string::npos) << t;
+  EXPECT_NE(t.find("guest g1 migrated to b"), std::string::npos) << t;
+  const std::string j = FormatMigrateJson(r, "g1", "h:1");
+  EXPECT_EQ(j,
+            "{\"agent\":\"a\",\"guest\":\"g1\",\"to\":\"h:1\",\"state\":\"DONE\",\"message\":\"guest g1 "
+            "migrated to b\",\"total_us\":1750,\"phases\":[{\"name\":\"offer\",\"duration_us\":1500,"
+            "\"detail\":\"d\\\"x\"},{\"name\":\"stop\",\"duration_us\":250,\"detail\":\"d\\\"x\"}]}\n");
+  r.mutable_error()->set_code(control::Error::BUSY);
+  r.mutable_error()->set_message("refused");
+  EXPECT_NE(FormatMigrateTable(r).find("error: refused"), std::string::npos);
+  EXPECT_NE(FormatMigrateJson(r, "g1", "h:1").find(",\"error\":{\"code\":\"BUSY\",\"message\":\"refused\"}}"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace npa::agent
