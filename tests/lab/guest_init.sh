@@ -37,6 +37,10 @@ for n in /sys/class/net/*; do
     52:54:00:4c:00:03) r=E1000E0 ;;
     52:54:00:4c:00:04) r=E1000E1 ;;
     52:54:00:4c:00:fe) r=PEER ;;
+    52:54:00:4c:01:01) r=HA_VIRTIO ;;
+    52:54:00:4c:01:fe) r=HA_TWIN ;;
+    52:54:00:4c:02:01) r=HB_E1000E ;;
+    52:54:00:4c:02:fe) r=HB_TWIN ;;
     *) continue ;;
   esac
   echo "LAB_$r=$bdf" >>$ENV
@@ -56,6 +60,16 @@ if [ -n "$LAB_PEER_IF" ]; then
     ip -n peer link set "$LAB_PEER_IF" up && ip -n peer link set lo up; } 2>&1) ||
     say "peer namespace setup failed: $out"
 fi
+# The two-host lab's top-of-rack switch: a learning bridge whose ports are
+# the twins of host A's and host B's functions (each alone with its twin on
+# a QEMU hub); the scenarios add both hosts' uplinks and their peer
+# (twohost_up in scenarios/lib.sh). STP off: ports forward at once.
+if [ -n "$LAB_HA_TWIN" ] && [ -n "$LAB_HB_TWIN" ]; then
+  out=$( { ip link add tor type bridge stp_state 0 && ip link set tor up &&
+    ip link set "$LAB_HA_TWIN_IF" master tor && ip link set "$LAB_HA_TWIN_IF" up &&
+    ip link set "$LAB_HB_TWIN_IF" master tor && ip link set "$LAB_HB_TWIN_IF" up; } 2>&1) ||
+    say "bridge tor setup failed: $out"
+fi
 # Start the DUT links now: e1000e's autonegotiation takes seconds, which then
 # overlap with the first scenarios instead of stalling the peer check.
 for v in $LAB_VIRTIO0_IF $LAB_VIRTIO1_IF $LAB_E1000E0_IF $LAB_E1000E1_IF; do ip link set "$v" up; done
@@ -64,6 +78,11 @@ say "ready at $(up)s"
 T=$(cat /lab/scenario_timeout)
 for s in $(cat /lab/run.list); do
   t0=$(up)
+  # A scenario may ask for a longer limit with a "# lab-timeout: SECONDS" line
+  # (the two-host scenarios run several programs on one TCG vCPU).
+  T=$(cat /lab/scenario_timeout)
+  st=$(sed -n 's/^# lab-timeout: *\([0-9][0-9]*\).*/\1/p' /lab/scenarios/$s.sh | head -1)
+  [ -n "$st" ] && [ "$st" -gt "$T" ] && T=$st
   # Each scenario in its own session (= process group). busybox timeout would
   # kill only the scenario's sh: a hung npa-conform under it kept its VFIO
   # device and spun on the one vCPU through the following scenarios. The

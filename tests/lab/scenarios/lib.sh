@@ -244,3 +244,204 @@ vfn=$(grep -m1 '/tmp/sniff.bin' /tmp/merge.out | sed -n 's/.*: \([0-9]*\) frames
 [ "$sinkdrop" -gt 0 ] && m="$m (= $sinkdrop the agent counted as dropped for the slow sink + $lost tx_inflight_lost)"
 detail "$SHELL_VF_PLUGIN: attach ${att_ms} ms (npactl; queues switched ${sw_in} us), detach ${det_ms} ms (tx moved/total ${sw_out} us), $vfn frames via the VF to the peer; $m$extra; $rx"
 }
+
+# ---------------------------------------------------------------- two hosts
+# The two-host lab (docs/vfio-lab.md "Two hosts and a switch"). /init made
+# the bridge "tor" with the twins of host A's virtio-net function (LAB_HA_*)
+# and host B's e1000e function (LAB_HB_*). twohost_up adds, each in its own
+# network namespace:
+#   hostA, hostB  a host bridge br0 with the agent's TAP uplink up0 (made
+#                 persistent here; the agent attaches to it) and eth0, a veth
+#                 whose other end (ulA, ulB) is a port of tor; the host's
+#                 address on br0 (10.77.9.1, .2) carries the agents' migration TCP
+#   speer         the traffic peer: eth0 (10.77.9.254), other end ulP on tor
+# The guest process (10.77.9.10, MAC TWO_GMAC) runs in the root namespace and
+# reaches its agent's control socket by path. twohost_down undoes it all.
+TWO_GIP=10.77.9.10
+TWO_GMAC=52:54:00:4c:0a:10
+TWO_PIP=10.77.9.254
+twohost_up() {
+  need LAB_HA_VIRTIO LAB_HA_TWIN_IF LAB_HB_E1000E LAB_HB_TWIN_IF
+  ip link show tor >/dev/null 2>&1 || fail "bridge tor missing (see LABINIT lines)"
+  twohost_down quiet
+  local h n
+  for h in A B; do
+    n=1; [ $h = B ] && n=2
+    ip netns add host$h || fail "ip netns add host$h"
+    ip -n host$h link add br0 type bridge stp_state 0 || fail "host$h: bridge"
+    ip -n host$h tuntap add dev up0 mode tap vnet_hdr || fail "host$h: tuntap up0"
+    ip link add ul$h type veth peer name eth0 netns host$h || fail "veth ul$h"
+    ip -n host$h link set up0 master br0 && ip -n host$h link set eth0 master br0 &&
+      ip -n host$h addr add 10.77.9.$n/24 dev br0 && ip -n host$h link set br0 up &&
+      ip -n host$h link set eth0 up && ip -n host$h link set lo up &&
+      ip link set ul$h master tor && ip link set ul$h up || fail "host$h: wiring"
+  done
+  ip netns add speer || fail "ip netns add speer"
+  ip link add ulP type veth peer name eth0 netns speer || fail "veth ulP"
+  ip -n speer addr add $TWO_PIP/24 dev eth0 && ip -n speer link set eth0 up &&
+    ip -n speer link set lo up && ip link set ulP master tor && ip link set ulP up ||
+    fail "speer: wiring"
+  # The peer knows the guest's MAC (no ARP in the measured stream; the guest
+  # answers ARP anyway).
+  ip -n speer neigh replace $TWO_GIP lladdr $TWO_GMAC dev eth0 nud permanent
+  TWO_PMAC=$(ip -n speer link show eth0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+  for d in $LAB_HA_VIRTIO_IF $LAB_HB_E1000E_IF; do ip link set "$d" down 2>/dev/null; done
+  TWO_PORTS="ulA,ulB,ulP,$LAB_HA_TWIN_IF,$LAB_HB_TWIN_IF"
+}
+twohost_down() {
+  local b
+  for b in $TWO_PIDS; do kill $b 2>/dev/null; done
+  wait 2>/dev/null
+  ip netns del hostA 2>/dev/null; ip netns del hostB 2>/dev/null; ip netns del speer 2>/dev/null
+  # Gone with their namespaces' ends, but a half-made setup may leave them.
+  for b in ulA ulB ulP; do ip link del $b 2>/dev/null; done
+  for b in ${LAB_HA_VIRTIO:-} ${LAB_HB_E1000E:-}; do
+    d=/sys/bus/pci/devices/$b
+    echo >$d/driver_override 2>/dev/null
+    [ "$(drv $b)" = vfio-pci ] && echo $b >$d/driver/unbind
+    [ -e $d/driver ] || echo $b >/sys/bus/pci/drivers_probe
+  done
+  [ "${1:-}" = quiet ] && return 0
+  for f in /tmp/two-*.log; do
+    [ -f "$f" ] || continue
+    echo "--- $f"; grep -v '^TL ' "$f" | tail -n 20
+  done
+}
+# Where the bridge tor last saw MAC: the port name, or "" if it does not know.
+tor_port() { /lab/bin/bridge fdb show br tor 2>/dev/null | awk -v m="$1" '$1 == m && !/permanent/ {print $3; exit}'; }
+# two_wait FILE PATTERN TENTHS: wait for PATTERN in FILE, bounded.
+two_wait() {
+  local i=0
+  until grep -q "$2" "$1" 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt $3 ] || fail "no '$2' in $1 after $(($3 / 10)) s: $(grep -v '^TL ' $1 | tail -2)"; sleep 0.1
+  done
+}
+# two_count FILE PATTERN: how many lines match.
+two_count() { grep -c "$2" "$1" 2>/dev/null || true; }
+# Uptime seconds (= CLOCK_MONOTONIC in the guest, which the programs print as mono=).
+two_now() { cut -d' ' -f1 /proc/uptime; }
+two_ms() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%d", (b - a) * 1000}'; }
+# two_snap VAR: SIGUSR1 to the watcher, VAR = its next WATCH line.
+two_snap() {
+  local n0 i=0
+  n0=$(two_count /tmp/two-watch.log '^WATCH')
+  kill -USR1 $TWO_WATCH || fail "watcher gone: $(tail -2 /tmp/two-watch.log)"
+  until [ "$(two_count /tmp/two-watch.log '^WATCH')" -gt "$n0" ]; do
+    i=$((i + 1)); [ $i -lt 50 ] || fail "watcher wrote no snapshot in 5 s"; sleep 0.1
+  done
+  eval "$1=\"\$(grep '^WATCH' /tmp/two-watch.log | tail -1)\""
+}
+# two_field SNAP PORT KEY: one counter of one port in a WATCH line.
+two_field() { echo "$1" | tr ' ' '\n' | grep "^$2:" | tr ',' '\n' | sed -n "s/^\(.*:\)\{0,1\}$3=//p"; }
+# two_delta A B PORT KEY: the counter's growth from snapshot A to B.
+two_delta() { echo $(( $(two_field "$2" $3 $4) - $(two_field "$1" $3 $4) )); }
+# two_steered A B PORT: between snapshots A and B, frames for the guest left
+# tor only through PORT (and did leave through it).
+two_steered() {
+  local p d bad=""
+  for p in $(echo $TWO_PORTS | tr ',' ' '); do
+    d=$(two_delta "$1" "$2" $p out_to)
+    if [ $p = $3 ]; then [ "$d" -gt 0 ] || bad="$bad none out of $p;"
+    else [ "$d" = 0 ] || bad="$bad $d out of $p;"; fi
+  done
+  echo "$bad"
+}
+# npactl for the agent whose control socket is $1: the admin socket
+# <control>.admin when the agent has one, else the control socket itself.
+two_ctl() {
+  local s="$1"; shift
+  [ -S "$s.admin" ] && s="$s.admin"
+  /lab/bin/npa-lab-npactl --socket "$s" --timeout 30000 "$@"
+}
+# two_bg NS VAR LOG CMD...: run CMD in namespace NS in the background, output
+# to LOG; VAR = CMD's own pid (ip netns exec forks, so $! is ip's: signals
+# go to VAR, the exit status comes from waiting for VAR_IP).
+two_bg() {
+  local ns=$1 var=$2 log=$3 pf=/tmp/two-$2.pid i=0; shift 3
+  rm -f $pf
+  ip netns exec $ns /bin/sh -c 'echo $$ >'"$pf"'; exec "$@"' sh "$@" >$log 2>&1 &
+  eval "${var}_IP=$!"
+  TWO_PIDS="$TWO_PIDS $!"
+  until [ -s $pf ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || fail "$* did not start in $ns"; sleep 0.1
+  done
+  eval "$var=$(cat $pf)"
+  TWO_PIDS="$TWO_PIDS $(cat $pf)"
+}
+# two_agent H EXTRA...: start host H's agent in its namespace, control socket
+# /run/npa-H.sock, uplink up0, log /tmp/two-agent-H.log; sets TWO_AGENT_H.
+two_agent() {
+  local h=$1 i=0; shift
+  rm -f /run/npa-$h.sock
+  two_bg host$h TWO_AGENT_$h /tmp/two-agent-$h.log /lab/bin/npa-lab-agent --control /run/npa-$h.sock \
+    --tap up0 --name host$h --vf-restore-driver --vf-accept-timeout 15000 --vf-revoke-timeout 8000 "$@"
+  while [ ! -S /run/npa-$h.sock ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+  [ -S /run/npa-$h.sock ] || fail "agent $h did not start: $(tail -3 /tmp/two-agent-$h.log)"
+  say "agent $h up (pid $(eval echo \$TWO_AGENT_$h), namespace host$h)"
+}
+# say TEXT: a timestamped progress line in the scenario's log (and live).
+say() { echo "[$(two_now)] $*"; live ">>> $*"; }
+# two_traffic HOSTS: the watcher on tor's ports, the peer and the guest g1 on
+# agent A (250 datagrams/s each way); returns once both streams flow.
+two_traffic() {
+  rm -f /tmp/two-*.rec /tmp/two-watch.log /tmp/two-peer.log /tmp/two-guest.log
+  /lab/bin/npa-lab-story watch --if "$TWO_PORTS" --mac $TWO_GMAC --secs 150 >/tmp/two-watch.log 2>&1 &
+  TWO_WATCH=$!; TWO_PIDS="$TWO_PIDS $!"
+  two_bg speer TWO_PEER /tmp/two-peer.log /lab/bin/npa-lab-story peer --ip $TWO_PIP --guest-ip $TWO_GIP \
+    --pps 250 --secs 150 --out /tmp/two-peer.rec
+  two_wait /tmp/two-watch.log READY 50
+  two_wait /tmp/two-peer.log READY 50
+  /lab/bin/npa-lab-story guest --socket /run/npa-A.sock --name g1 --ip $TWO_GIP --peer-ip $TWO_PIP \
+    --peer-mac $TWO_PMAC --mac $TWO_GMAC --pps 250 --secs 150 --out /tmp/two-guest.rec \
+    --hosts "$1" >/tmp/two-guest.log 2>&1 &
+  TWO_GUEST=$!; TWO_PIDS="$TWO_PIDS $!"
+  two_wait /tmp/two-guest.log '^SHELL' 100
+  local i=0
+  until [ "$(grep '^TL ' /tmp/two-guest.log | tail -1 | sed -n 's/.* rx=\([0-9]*\).*/\1/p')" -gt 100 ] 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt 150 ] || fail "the streams did not start: $(tail -2 /tmp/two-guest.log) / $(tail -2 /tmp/two-peer.log)"; sleep 0.1
+  done
+  say "guest g1 and the peer stream both ways"
+}
+# two_finish: stop both senders, let the paths drain, stop the receivers and
+# check both records: every datagram sent arrived exactly once. Sets TWO_GSUM,
+# TWO_PSUM (the final lines), TWO_GSENT, TWO_PSENT, TWO_CHECK_G, TWO_CHECK_P.
+two_finish() {
+  kill -USR1 $TWO_GUEST $TWO_PEER
+  sleep 1.5
+  kill -TERM $TWO_GUEST $TWO_PEER
+  wait $TWO_GUEST; local grc=$?
+  wait $TWO_PEER_IP; local prc=$?
+  TWO_GSUM=$(grep '^GUEST:' /tmp/two-guest.log); TWO_PSUM=$(grep '^PEER:' /tmp/two-peer.log)
+  [ $grc = 0 ] && [ $prc = 0 ] || fail "guest exit $grc, peer exit $prc: $TWO_GSUM / $TWO_PSUM"
+  TWO_GSENT=$(echo "$TWO_GSUM" | sed -n 's/.* sent=\([0-9]*\).*/\1/p')
+  TWO_PSENT=$(echo "$TWO_PSUM" | sed -n 's/.* sent=\([0-9]*\).*/\1/p')
+  TWO_CHECK_G=$(/lab/bin/npa-lab-story check --file /tmp/two-guest.rec --expect $TWO_PSENT); local g=$?
+  TWO_CHECK_P=$(/lab/bin/npa-lab-story check --file /tmp/two-peer.rec --expect $TWO_GSENT); local p=$?
+  echo "$TWO_GSUM"; echo "$TWO_PSUM"
+  echo "peer -> guest: $TWO_CHECK_G"; echo "guest -> peer: $TWO_CHECK_P"
+  TWO_LOST_RX=$(echo "$TWO_CHECK_G" | sed -n 's/.* missing=\([0-9]*\).*/\1/p')
+  TWO_LOST_TX=$(echo "$TWO_CHECK_P" | sed -n 's/.* missing=\([0-9]*\).*/\1/p')
+  TWO_DUP=$(( $(echo "$TWO_CHECK_G" | sed -n 's/.* duplicates=\([0-9]*\).*/\1/p') + \
+              $(echo "$TWO_CHECK_P" | sed -n 's/.* duplicates=\([0-9]*\).*/\1/p') ))
+  TWO_FINISH_OK=1
+  [ $g = 0 ] && [ $p = 0 ] || TWO_FINISH_OK=0
+}
+# live TEXT: with run_lab.sh --live (scripts/demo.sh), TEXT goes to the
+# console at once, where run_lab.sh prints it; scenario logs come only at the end.
+live() { [ -f /lab/live ] && echo "LIVE $*" >/dev/console; return 0; }
+# two_live_timeline: with --live, four lines a second from the guest's and the
+# peer's latest counters: host, path, plug-in, datagrams each way, lost so far.
+two_live_timeline() {
+  [ -f /lab/live ] || return 0
+  ( while :; do
+      g=$(grep '^TL ' /tmp/two-guest.log 2>/dev/null | tail -1)
+      p=$(grep '^PTL ' /tmp/two-peer.log 2>/dev/null | tail -1)
+      pl=$(echo "$p" | sed -n 's/.* lost_rx=\([0-9]*\).*/\1/p')
+      [ -n "$g" ] && echo "$g" | awk -v pl="${pl:-0}" '{
+          for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+          printf "LIVE   t=%6.2fs  host %-2s path %-8s plug-in %-10s | guest tx %6d  rx %6d | lost: rx %d  tx %d\n",
+            v["t"], v["host"], v["path"], v["plugin"], v["tx"], v["rx"], v["lost_rx"], pl }' >/dev/console
+      sleep 0.25
+    done ) &
+  TWO_PIDS="$TWO_PIDS $!"
+}
