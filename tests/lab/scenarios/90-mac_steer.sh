@@ -74,4 +74,9 @@ if [ "${TWO_ASSERT_RARP:-0}" = 1 ]; then
   [ "$rarp_vf" -ge 2 ] || fail "announcements through the VF: $rarp_vf, want one per attach"
   [ "$rarp_up" -ge 1 ] || fail "announcements on A's uplink after the revoke: $rarp_up"
 fi
+{ echo "phase          npactl ms"; echo "$PH" | tr ' ' '\n' | grep . | sed 's/=/ /' | awk '{printf "%-14s %s\n", $1, $2}'
+  echo "datagrams: peer->guest $TWO_PSENT, guest->peer $TWO_GSENT; lost rx $TWO_LOST_RX tx $TWO_LOST_TX, duplicated $TWO_DUP"
+  echo "tor's port for the guest's MAC per phase:$STEER"; } >/tmp/two-table.txt
+cat /tmp/two-table.txt
+while IFS= read -r l; do live "$l"; done </tmp/two-table.txt
 detail "tor steered the guest's MAC to one port per path:$STEER (frames out); npactl$PH; $TWO_PSENT peer->guest and $TWO_GSENT guest->peer datagrams, each once (0 lost, 0 duplicated; max RX gap $(echo "$TWO_GSUM" | sed -n 's/.*max_rx_gap_ms=\([0-9.]*\).*/\1/p') ms at the guest, $(echo "$TWO_PSUM" | sed -n 's/.*max_rx_gap_ms=\([0-9.]*\).*/\1/p') ms at the peer); RARP seen: $rarp_vf via the VF, $rarp_up on A's uplink"
