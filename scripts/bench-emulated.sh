@@ -199,8 +199,9 @@ ts_lines() { local l; while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME"
 share_pct() {        # jiffies delta, ns delta -> % of 2 CPUs
   awk -v j="$1" -v dt="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.0f", 100 * j / hz / (2 * dt / 1e9)}'
 }
-npactl_stats() {     # file: "<unix_time>" line, then npactl's JSON
-  { echo "$EPOCHREALTIME"; timeout 10 "$NPACTL" --socket "$1" --json stats 2>&1; } >"$2"
+npactl_stats() {     # control socket, file: "<unix_time>" line, then npactl's JSON
+  # npactl talks to the agent's admin socket (<control socket>.admin).
+  { echo "$EPOCHREALTIME"; timeout 10 "$NPACTL" --socket "$1.admin" --json stats 2>&1; } >"$2"
 }
 
 # One run's measurement window: the two busy processes' CPU share while the

@@ -16,7 +16,9 @@
 #include "hypervisor/daemon/control_server.h"
 #include "hypervisor/daemon/dataplane.h"
 #include "hypervisor/daemon/guest_port.h"
+#include "hypervisor/daemon/migrations.h"
 #include "hypervisor/daemon/tap_uplink.h"
+#include "hypervisor/migration/migration_channel.h"
 #include "hypervisor/vf/sysfs.h"
 #include "hypervisor/vf/vf_manager.h"
 #include "hypervisor/vf/vfio_layer.h"
@@ -36,7 +38,9 @@ const char kUsage[] =
     "              [--name NAME] [--mtu N] [--log-level LEVEL]\n"
     "              [--vf PCI[,reset=METHOD]]... [--vf-restore-driver]\n"
     "              [--vf-accept-timeout MS] [--vf-revoke-timeout MS] [--vf-force-grace MS]\n"
-    "              [--require-sealed-memory]\n"
+    "              [--require-sealed-memory] [--max-guest-memory BYTES] [--max-guests N]\n"
+    "              [--tls-cert F --tls-key F --tls-ca F] [--migration-listen HOST:PORT]\n"
+    "              [--migration-grace MS] [--migration-hold MS] [--rarp-schedule MS,...]\n"
     "    npa-agent --help | --version\n"
     "\n"
     "DESCRIPTION\n"
@@ -101,6 +105,26 @@ const char kUsage[] =
     "                       VFIO REQ interrupt, then waits this long for the\n"
     "                       guest to let go before it resets and unbinds the\n"
     "                       function anyway (default 3000).\n"
+    "    --max-guest-memory BYTES  memory one guest may have mapped (vhost-user\n"
+    "                       regions, RegionAnnounce), default 4294967296.\n"
+    "    --max-guests N     guests at once, migration reservations included\n"
+    "                       (default 256).\n"
+    "    --tls-cert F, --tls-key F, --tls-ca F\n"
+    "                       this agent's certificate and key (PEM) and the CA\n"
+    "                       that signs its peers' certificates: mutual TLS 1.3\n"
+    "                       between agents (docs/migration.md). All three or\n"
+    "                       none; without them npactl migrate is refused.\n"
+    "    --migration-listen HOST:PORT\n"
+    "                       accept guests migrated from other agents (needs the\n"
+    "                       TLS files). No listener without it.\n"
+    "    --migration-grace MS  after a commit, frames that still reach this agent\n"
+    "                       for the guest are forwarded to the destination for\n"
+    "                       this long (default 2000); later ones are lost.\n"
+    "    --migration-hold MS  how long a destination keeps a slot for the\n"
+    "                       shell, and the source its own (default 10000).\n"
+    "    --rarp-schedule MS,...  gaps between the RARP announcements after a\n"
+    "                       guest resumed here; the first leaves at once\n"
+    "                       (default 50,100,200,400).\n"
     "    --help             this text.   --version  print the version.\n"
     "\n"
     "SIGNALS\n"
@@ -112,7 +136,9 @@ const char kUsage[] =
     "\n"
     "EXAMPLES\n"
     "    npa-agent --control /run/npa/agent.sock --tap npa0 --cpu 1\n"
-    "    npa-agent --vhost-user /tmp/vhost.sock --mode sink --cpu 1\n";
+    "    npa-agent --vhost-user /tmp/vhost.sock --mode sink --cpu 1\n"
+    "    npa-agent --control /run/npa/b.sock --tls-cert b.pem --tls-key b.key \\\n"
+    "              --tls-ca ca.pem --migration-listen 0.0.0.0:7000\n";
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
@@ -142,6 +168,8 @@ int main(int argc, char** argv) {
   bool control_given = false;
   VfManager::Options vopt;
   bool require_sealed = false;
+  npa::migration::TlsConfig tls;
+  std::string migration_listen;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto value = [&](const char** v) {
@@ -163,6 +191,37 @@ int main(int argc, char** argv) {
     } else if (a == "--admin") {
       if (!value(&v) || !*v) return Usage("--admin needs a path");
       copt.admin_path = v;
+    } else if (a == "--tls-cert" || a == "--tls-key" || a == "--tls-ca") {
+      if (!value(&v) || !*v) return Usage((a + " needs a file").c_str());
+      (a == "--tls-cert" ? tls.cert_file : a == "--tls-key" ? tls.key_file : tls.ca_file) = v;
+    } else if (a == "--migration-listen") {
+      if (!value(&v) || !strchr(v, ':')) return Usage("--migration-listen needs HOST:PORT", v);
+      migration_listen = v;
+    } else if (a == "--migration-grace") {
+      if (!value(&v) || !ParseNum<uint32_t>(v, 0, 60000, &copt.migration_grace_ms))
+        return Usage("--migration-grace needs 0..60000 ms", v);
+    } else if (a == "--migration-hold") {
+      if (!value(&v) || !ParseNum<uint32_t>(v, 100, 600000, &copt.migration_hold_ms))
+        return Usage("--migration-hold needs 100..600000 ms", v);
+    } else if (a == "--rarp-schedule") {
+      if (!value(&v)) return Usage("--rarp-schedule needs MS,MS,...");
+      copt.rarp_gaps_ms.clear();
+      std::string list = v;
+      for (size_t p = 0; p <= list.size();) {
+        size_t c = list.find(',', p);
+        if (c == std::string::npos) c = list.size();
+        uint32_t ms;
+        if (!ParseNum<uint32_t>(list.substr(p, c - p).c_str(), 1, 10000, &ms) || copt.rarp_gaps_ms.size() >= 16)
+          return Usage("--rarp-schedule needs up to 16 gaps of 1..10000 ms, comma-separated", v);
+        copt.rarp_gaps_ms.push_back(ms);
+        p = c + 1;
+      }
+    } else if (a == "--max-guest-memory") {
+      if (!value(&v) || !ParseNum<uint64_t>(v, 1ull << 20, 1ull << 40, &copt.max_guest_memory))
+        return Usage("--max-guest-memory needs 1048576..1099511627776 bytes", v);
+    } else if (a == "--max-guests") {
+      if (!value(&v) || !ParseNum<size_t>(v, 1, 4096, &copt.max_guests))
+        return Usage("--max-guests needs 1..4096", v);
     } else if (a == "--require-sealed-memory") {
       require_sealed = true;
     } else if (a == "--vhost-user") {
@@ -217,6 +276,12 @@ int main(int argc, char** argv) {
     }
   }
   if (!control_given) copt.control_path = kDefaultControl;
+  const int tls_files = !tls.cert_file.empty() + !tls.key_file.empty() + !tls.ca_file.empty();
+  if (tls_files != 0 && tls_files != 3)
+    return Usage("--tls-cert, --tls-key and --tls-ca go together (all three or none)");
+  if (!migration_listen.empty() && tls_files == 0)
+    return Usage("--migration-listen needs --tls-cert, --tls-key and --tls-ca");
+  if (tls_files == 3) copt.migration_connector = TlsPeerConnector(tls);
   npa::LogInit("npa-agent");
 
   struct sigaction sa {};
@@ -278,6 +343,23 @@ int main(int argc, char** argv) {
     dp.Stop();
     return 1;
   }
+  std::unique_ptr<npa::migration::MigrationListener> listener;
+  if (!migration_listen.empty()) {
+    auto l = npa::migration::MigrationListener::Start(migration_listen, tls, &srv.migrations());
+    if (!l.ok()) {
+      NPA_LOG(Error, "migration listener on %s: %s", migration_listen.c_str(),
+              std::string(l.status().message()).c_str());
+      srv.Shutdown("agent failed to start");
+      dp.Stop();
+      return 1;
+    }
+    listener = std::move(*l);
+    srv.migrations().set_send_done([&listener](uint64_t id, bool resumed, const std::string& why) {
+      return listener->SendDone(id, resumed, why);
+    });
+    NPA_LOG(Info, "migration listener on %s (mutual TLS, CA %s)", migration_listen.c_str(),
+            tls.ca_file.c_str());
+  }
   NPA_LOG(Info, "npa-agent %s '%s' ready (mode %s, mtu %u, uplink %s)", kVersion,
           copt.agent_name.c_str(), DataplaneModeName(dopt.mode), copt.mtu,
           uplink ? uplink->name().c_str() : "none");
@@ -290,6 +372,7 @@ int main(int argc, char** argv) {
     }
   }
   NPA_LOG(Info, "shutting down");
+  if (listener) listener->Stop();
   srv.Shutdown("agent shutting down");
   dp.Stop();
   return rc;

@@ -56,6 +56,35 @@ absl::Status CheckResumeVrings(const control::Resume& r, uint32_t queue_pairs) {
   return absl::OkStatus();
 }
 
+// ---------------------------------------------------------------- TLS peer
+
+namespace {
+class TlsPeer final : public MigrationPeer {
+ public:
+  explicit TlsPeer(std::unique_ptr<migration::MigrationClient> c) : c_(std::move(c)) {}
+  absl::StatusOr<control::MigrationAccept> Offer(const control::MigrationState& s, int t) override {
+    return c_->Offer(s, t);
+  }
+  absl::Status Commit(const control::MigrationState& s, int t) override { return c_->Commit(s, t); }
+  absl::StatusOr<uint64_t> SendLateFrames(uint64_t id, std::vector<std::string> frames,
+                                          uint64_t dropped, bool last) override {
+    return c_->SendLateFrames(id, std::move(frames), dropped, last);
+  }
+  absl::StatusOr<control::MigrationDone> AwaitDone(int t) override { return c_->AwaitDone(t); }
+
+ private:
+  std::unique_ptr<migration::MigrationClient> c_;
+};
+}  // namespace
+
+PeerConnector TlsPeerConnector(const migration::TlsConfig& tls) {
+  return [tls](const std::string& to, int timeout_ms) -> absl::StatusOr<std::unique_ptr<MigrationPeer>> {
+    auto c = migration::MigrationClient::Connect(to, tls, timeout_ms);
+    if (!c.ok()) return c.status();
+    return std::unique_ptr<MigrationPeer>(new TlsPeer(std::move(*c)));
+  };
+}
+
 // ---------------------------------------------------------------- worker
 
 Migrations::Worker::Worker(std::string name) : name_(std::move(name)) {

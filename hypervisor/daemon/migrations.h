@@ -110,6 +110,10 @@ class MigrationPeer {
 using PeerConnector = std::function<absl::StatusOr<std::unique_ptr<MigrationPeer>>(
     const std::string& host_port, int timeout_ms)>;
 
+// The agents' connector: migration::MigrationClient over mutual TLS with
+// these files (hypervisor/migration/migration_channel.h).
+PeerConnector TlsPeerConnector(const migration::TlsConfig& tls);
+
 // Hello.resume's rings: exactly one per vring of queue_pairs (2q rx, 2q+1
 // tx), each index 0..65535. InvalidArgument naming the vring otherwise.
 absl::Status CheckResumeVrings(const control::Resume& r, uint32_t queue_pairs);

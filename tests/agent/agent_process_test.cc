@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -93,7 +94,7 @@ class AgentProcess {
     return -1;
   }
   CmdResult Npactl(const std::string& args) {
-    return Sh(std::string(NPACTL_BIN) + " --socket " + ctl_ + " " + args);
+    return Sh(std::string(NPACTL_BIN) + " --socket " + ctl_ + ".admin " + args);
   }
   const std::string& ctl() const { return ctl_; }
   const std::string& vu() const { return vu_; }
@@ -203,4 +204,29 @@ TEST(AgentProcessTest, TapUplinkInPrivateNetns) {
 }
 
 }  // namespace
+// Issue 9 part 1 with the real binaries: the admin socket is 0600, and
+// npactl pointed at the guests' control socket is refused with a hint.
+TEST(AgentProcessTest, NpactlOnlyOnTheAdminSocket) {
+  AgentProcess agent({"--mode", "switch"});
+  auto s = ConnectUnix(agent.ctl(), 5000);  // waits for the agent
+  ASSERT_TRUE(s.ok()) << s.status();
+  CmdResult r;
+  for (int i = 0; i < 100; i++) {
+    r = agent.Npactl("agent");
+    if (r.rc == 0) break;
+    usleep(20000);
+  }
+  EXPECT_EQ(r.rc, 0) << r.out;
+  struct stat st;
+  ASSERT_EQ(stat((agent.ctl() + ".admin").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  r = Sh(std::string(NPACTL_BIN) + " --socket " + agent.ctl() + " agent 2>&1");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find("DENIED: operator requests go to the admin socket"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--socket must name the admin socket"), std::string::npos) << r.out;
+  r = Sh(std::string(NPACTL_BIN) + " --socket " + agent.ctl() + ".admin migrate shell0 --to 127.0.0.1:1 2>&1");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.out.find("no guest named or numbered 'shell0'"), std::string::npos) << r.out;
+}
+
 }  // namespace npa
