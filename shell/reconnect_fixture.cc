@@ -6,9 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <utility>
 
 #include "common/unix_socket.h"
+#include "shell/vf/vf_switch.h"
 
 namespace npa::shell {
 
@@ -179,6 +181,10 @@ void ReconnectTest::TearDown() {
   if (sh_) npa_shell_close(sh_);
   sh_ = nullptr;
   agents_.clear();      // each removes its socket
+  // Undo what a test that attached a VF set (UseFakeVf in the test).
+  SetVfDeviceIoFactoryForTest(nullptr);
+  SetAnnounceOnAttachForTest(true);
+  unsetenv("NPA_PLUGIN_PATH");
   rmdir(dir_.c_str());
 }
 

@@ -23,6 +23,19 @@ bool MoreReceived(Guest& g, uint64_t from, uint64_t n) {
   return WaitFor([&] { return g.received() >= from + n; }, 5000);
 }
 
+// The loopback VF (tests/plugins/test_good behind a fake VFIO device), for
+// the tests that attach one; TearDown undoes it after closing the shell.
+std::shared_ptr<FakeVfioShared> UseFakeVf() {
+  setenv("NPA_PLUGIN_PATH", (std::string(NPA_TEST_PLUGIN_ROOT) + "/good").c_str(), 1);
+  SetAnnounceOnAttachForTest(false);  // the loopback would reflect it
+  auto shared = std::make_shared<FakeVfioShared>();
+  SetVfDeviceIoFactoryForTest([shared](int, const control::VfOffer& o) -> std::unique_ptr<VfioDeviceIo> {
+    return std::make_unique<FakeVfioDevice>(static_cast<uint16_t>(o.vendor()),
+                                            static_cast<uint16_t>(o.device()), shared);
+  });
+  return shared;
+}
+
 void ExpectAllBackOnce(Guest& g) {
   EXPECT_GT(g.sent(), 0u);
   EXPECT_EQ(g.received(), g.sent()) << "first missing " << g.first_missing();
@@ -207,13 +220,7 @@ TEST_F(ReconnectTest, AnAgentRestartIsFollowedWithResume) {
 // device fd is the shell's); the emulated rings resume on the new agent
 // beside it, and the VF stays.
 TEST_F(ReconnectTest, AVfKeepsForwardingWhileItsAgentRestarts) {
-  setenv("NPA_PLUGIN_PATH", (std::string(NPA_TEST_PLUGIN_ROOT) + "/good").c_str(), 1);
-  SetAnnounceOnAttachForTest(false);  // the loopback would reflect it
-  auto shared = std::make_shared<FakeVfioShared>();
-  SetVfDeviceIoFactoryForTest([shared](int, const control::VfOffer& o) -> std::unique_ptr<VfioDeviceIo> {
-    return std::make_unique<FakeVfioDevice>(static_cast<uint16_t>(o.vendor()),
-                                            static_cast<uint16_t>(o.device()), shared);
-  });
+  auto shared = UseFakeVf();
   TestAgent& a = NewAgent("a.ctl", "agent-a");
   ASSERT_NO_FATAL_FAILURE(OpenShell(a));
   guest_ = std::make_unique<Guest>(sh_);
@@ -247,9 +254,44 @@ TEST_F(ReconnectTest, AVfKeepsForwardingWhileItsAgentRestarts) {
   npa_shell_close(sh_);  // gives the VF back before the factory goes
   sh_ = nullptr;
   EXPECT_EQ(shared->destroyed.load(), shared->created.load());
-  SetVfDeviceIoFactoryForTest(nullptr);
-  SetAnnounceOnAttachForTest(true);
-  unsetenv("NPA_PLUGIN_PATH");
+}
+
+// A guest on a VF is not stopped for a migration (the agent revokes the VF
+// first): MigrateReady carries the table's refusal and the VF goes on.
+TEST_F(ReconnectTest, PrepareOnAVfIsRefusedAndNothingStops) {
+  auto shared = UseFakeVf();
+  TestAgent& a = NewAgent("a.ctl", "agent-a");
+  ASSERT_NO_FATAL_FAILURE(OpenShell(a));
+  guest_ = std::make_unique<Guest>(sh_);
+  guest_->Start();
+  ASSERT_TRUE(a.Offer(4, kLbVendor, kLbDevice).accepted());
+  control::MigrateReady r = a.Prepare(21);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_EQ(r.migration_id(), 21u);
+  EXPECT_EQ(r.error().code(), control::Error::UNEXPECTED);
+  EXPECT_NE(r.error().message().find("migrate prepare is illegal in state ON_VF"), std::string::npos)
+      << r.error().message();
+  EXPECT_EQ(r.vrings_size(), 0);
+  const uint64_t vf0 = Stats(sh_).rx_vf_packets;
+  EXPECT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > vf0 + 1000; }, 5000));
+  guest_->Finish();
+  ExpectAllBackOnce(*guest_);
+}
+
+// Detached, the control thread waits between retries on the stop eventfd:
+// closing the shell does not wait for the next retry.
+TEST_F(ReconnectTest, ClosingADetachedShellIsPrompt) {
+  TestAgent& a = NewAgent("a.ctl", "agent-a");
+  ASSERT_NO_FATAL_FAILURE(OpenShell(a));
+  ASSERT_FALSE(a.Prepare(30).has_error());
+  a.Unlisten();
+  a.Commit(30, dir_ + "/nobody.ctl", kTicket, "agent-b", 100, a.path());
+  npa_event ev;
+  ASSERT_TRUE(NextEvent(NPA_EVENT_ERROR, &ev, 5000));
+  const auto t0 = Clock::now();
+  npa_shell_close(sh_);
+  sh_ = nullptr;
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count(), 500);
 }
 
 TEST_F(ReconnectTest, WithoutReconnectALostSessionIsAnError) {
