@@ -37,15 +37,26 @@ bool WalkChain(const npa_vring_desc* table, uint32_t ring_size, uint32_t head,
   const volatile npa_vring_desc* vt = table;
   const uint16_t want_write = dir == ChainDir::kWritable ? NPA_VRING_DESC_F_WRITE : 0;
   uint32_t i = head;
+  uint16_t seen[kMaxChainDescs];  // indices walked, for loop detection at the cap
   for (uint32_t n = 0;; ++n) {
     if (n == ring_size) {  // §2.7.5.2: a chain never exceeds the queue size
       *err = {ChainError::kLoop, static_cast<uint16_t>(i), static_cast<uint16_t>(head), 0, 0};
       return false;
     }
     if (n == kMaxChainDescs) {  // bounded work per chain (see kMaxChainDescs)
+      // A loop that closed within the walk revisits an index: a violation,
+      // as before the cap. A longer chain of distinct descriptors (or a loop
+      // wider than the cap) is only too long: dropped by the caller.
+      for (uint32_t k = 0; k < kMaxChainDescs; ++k) {
+        if (seen[k] == i) {
+          *err = {ChainError::kLoop, static_cast<uint16_t>(i), static_cast<uint16_t>(head), 0, 0};
+          return false;
+        }
+      }
       walk->truncated = true;
       return true;
     }
+    seen[n] = static_cast<uint16_t>(i);
     const uint64_t addr = vt[i].addr;
     const uint32_t len = vt[i].len;
     const uint16_t flags = vt[i].flags;

@@ -215,6 +215,17 @@ TEST_F(LongChainTest, ChainOfZeroLengthDescriptorsOverTheCapIsDroppedNotWalked) 
   EXPECT_TRUE(v_.empty());
 }
 
+TEST_F(LongChainTest, ALoopIsStillAViolationWhenTheRingIsLongerThanTheCap) {
+  const uint64_t buf = reinterpret_cast<uint64_t>(arena_.data()) + 0x8000;
+  l_.desc[0] = {buf, 64, NPA_VRING_DESC_F_NEXT, 1};
+  l_.desc[1] = {buf, 64, NPA_VRING_DESC_F_NEXT, 0};
+  l_.avail->ring[0] = 0;
+  __atomic_store_n(&l_.avail->idx, 1, __ATOMIC_RELEASE);
+  GuestFrame f[1];
+  EXPECT_EQ(q_.PeekTx(f, 1, &c_, &v_), 0);
+  EXPECT_NE(v_.find("loop"), std::string::npos) << v_;
+}
+
 TEST_F(LongChainTest, RxFrameNeedingTooManyTinyBuffersIsDroppedAndCounted) {
   // Mergeable RX buffers of 12 bytes: a 4000-byte frame would need 335.
   const uint64_t base = reinterpret_cast<uint64_t>(arena_.data()) + 0x8000;

@@ -7,11 +7,16 @@
 //   const Attack* a = FindAttack("desc-outside");
 //   absl::Status s = a->run(*fe);   // OK = the attack was delivered
 //   // then: the back end must close the session (kMessage) or mark the
-//   // device broken and close it (kRing, once its dataplane polls the ring).
+//   // device broken and close it (kRing, once its dataplane polls the ring),
+//   // or, for the legal-but-expensive attacks (kSurvive: long chains of
+//   // zero-length descriptors, thousands of kick fd replacements), keep the
+//   // session, serve it, and hold no more fds than before (run() checks
+//   // with the probe given to SetFdProbe, and fails if they grew).
 #ifndef NPA_TESTS_HOSTILE_EVIL_FRONTEND_H_
 #define NPA_TESTS_HOSTILE_EVIL_FRONTEND_H_
 
 #include <functional>
+#include <string>
 #include <span>
 #include <string>
 
@@ -21,7 +26,7 @@
 namespace npa::agent::evil {
 
 struct Attack {
-  enum Kind { kMessage, kRing };
+  enum Kind { kMessage, kRing, kSurvive };
   const char* name;
   Kind kind;
   const char* expect;  // substring the back end's reason must contain
@@ -31,6 +36,11 @@ struct Attack {
 };
 
 std::span<const Attack> Attacks();
+// How many fds the back end holds now (the agent's /proc/PID/fd, or this
+// process's own in-process). Unset: kSurvive attacks do not count fds.
+void SetFdProbe(std::function<int()> probe);
+// Counts the entries of /proc/PID/fd (pid 0: this process); -1 on error.
+int CountFds(int pid);
 const Attack* FindAttack(const std::string& name);
 
 }  // namespace npa::agent::evil

@@ -3,7 +3,12 @@
 // end closes every attacked session within the time limit (and never
 // crashes: the next attack needs it alive to connect).
 //
-//   npa-evil-guest --socket PATH --attack NAME|all [--timeout-ms 5000] [--list]
+//   npa-evil-guest --socket PATH --attack NAME|all [--timeout-ms 5000]
+//                  [--agent-pid PID] [--list]
+//
+// Attacks of kind "survive" (legal but expensive) pass when the back end
+// keeps serving the session; with --agent-pid they also check that the
+// agent's fd count (/proc/PID/fd) did not grow.
 //
 // Ring attacks need the back end's dataplane to poll the guest's rings (the
 // agent does; the back end must then close the session).
@@ -46,6 +51,20 @@ int RunOne(const std::string& path, const evil::Attack& a, int timeout_ms) {
   auto fe = TestFrontend::Create(std::move(*sock), {});
   if (!fe.ok()) return 1;
   absl::Status s = a.run(**fe);
+  if (a.kind == evil::Attack::kSurvive) {
+    // Legal but expensive: the back end must keep serving the session, and
+    // (with --agent-pid) hold no more fds than before.
+    if (!s.ok()) {
+      printf("FAIL %s: %s\n", a.name, std::string(s.message()).c_str());
+      return 1;
+    }
+    if (WaitClosed((*fe)->sock(), 300)) {
+      printf("FAIL %s: back end closed a legal session\n", a.name);
+      return 1;
+    }
+    printf("ok   %s: served throughout, fds flat\n", a.name);
+    return 0;
+  }
   if (!s.ok()) {
     // The back end may legitimately close the session while the attack is
     // still being delivered (e.g. reject the header before the payload).
@@ -67,13 +86,19 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--list") {
-      for (const auto& x : evil::Attacks()) printf("%s\t%s\n", x.name, x.kind == evil::Attack::kRing ? "ring" : "message");
+      for (const auto& x : evil::Attacks())
+        printf("%s\t%s\n", x.name,
+               x.kind == evil::Attack::kRing ? "ring" : x.kind == evil::Attack::kSurvive ? "survive" : "message");
       return 0;
     }
     if (i + 1 >= argc) break;
     if (a == "--socket") path = argv[++i];
     else if (a == "--attack") attack = argv[++i];
     else if (a == "--timeout-ms") timeout_ms = atoi(argv[++i]);
+    else if (a == "--agent-pid") {
+      const int pid = atoi(argv[++i]);
+      evil::SetFdProbe([pid] { return evil::CountFds(pid); });
+    }
   }
   if (path.empty() || attack.empty()) {
     fprintf(stderr, "usage: %s --socket PATH --attack NAME|all [--timeout-ms N] | --list\n", argv[0]);
