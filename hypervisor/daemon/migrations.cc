@@ -36,10 +36,12 @@ uint64_t RandomId() {
 }  // namespace
 
 absl::Status CheckResumeVrings(const control::Resume& r, uint32_t queue_pairs) {
-  const uint32_t n = 2 * queue_pairs;
-  if (static_cast<uint32_t>(r.vrings_size()) != n)
-    return absl::InvalidArgumentError(absl::StrCat("hello.resume has ", r.vrings_size(),
-                                                   " vrings; want ", n, " (2 per queue pair)"));
+  // The shell may run fewer queue pairs than its Hello allows: rings 0..n-1
+  // of the first n/2 pairs, each once.
+  const uint32_t n = static_cast<uint32_t>(r.vrings_size());
+  if (n == 0 || n % 2 || n > 2 * queue_pairs)
+    return absl::InvalidArgumentError(absl::StrCat("hello.resume has ", n, " vrings; want 2 per queue pair, 2..",
+                                                   2 * queue_pairs));
   std::vector<bool> seen(n, false);
   for (const auto& v : r.vrings()) {
     if (v.vring() >= n)
@@ -230,7 +232,12 @@ control::MigrationState Migrations::BaseState(const Source& s, const Guest& g) c
   st.set_name(g.name);
   st.set_mac(std::string(reinterpret_cast<const char*>(s.mac.data()), 6));
   st.set_mtu(opts_.mtu);
-  st.set_queue_pairs(g.queue_pairs);
+  // The queue pairs the shell runs (its Hello may allow more): the rings
+  // committed are theirs.
+  uint16_t ready = 0;
+  const uint16_t nq = g.port ? g.port->num_queue_pairs() : 0;
+  for (uint16_t q = 0; q < nq; q++) ready += g.port->QueueReady(q) ? 1 : 0;
+  st.set_queue_pairs(ready ? std::min<uint16_t>(ready, g.queue_pairs) : g.queue_pairs);
   st.set_offloads(g.offloads);
   st.set_virtio_features(opts_.virtio_features);
   st.set_memory_bytes(g.regions ? g.regions->total_bytes() : 0);
@@ -407,8 +414,11 @@ absl::Status Migrations::OnMigrateReady(ControlChannel& ch, Guest& g, const Enve
   }
   control::Resume rings;
   *rings.mutable_vrings() = r.vrings();
-  if (absl::Status st = CheckResumeVrings(rings, g.queue_pairs); !st.ok()) {
-    Abort(s, absl::StrCat("migrate_ready: ", st.message()));
+  if (absl::Status st = CheckResumeVrings(rings, s.state.queue_pairs()); !st.ok() ||
+      static_cast<uint32_t>(r.vrings_size()) != 2 * s.state.queue_pairs()) {
+    Abort(s, absl::StrCat("migrate_ready: ", st.ok() ? absl::StrCat(r.vrings_size(), " vrings for ",
+                                                                   s.state.queue_pairs(), " queue pairs")
+                                                     : std::string(st.message())));
     return absl::OkStatus();
   }
   if (absl::Status st = g.Move(GuestState::kStopCopy); !st.ok()) {

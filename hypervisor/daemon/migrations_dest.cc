@@ -254,9 +254,9 @@ absl::StatusOr<Guest*> Migrations::ClaimTicket(const control::Hello& h) {
       bad = absl::InvalidArgumentError(absl::StrCat("hello.mac ", migration::MacString(h.mac()),
                                                     " but guest ", d.state.name(), " has ",
                                                     migration::MacString(d.state.mac())));
-    else if (h.queue_pairs() != d.state.queue_pairs())
+    else if (h.queue_pairs() < d.state.queue_pairs())
       bad = absl::InvalidArgumentError(absl::StrCat("hello.queue_pairs ", h.queue_pairs(), " but guest ",
-                                                    d.state.name(), " has ", d.state.queue_pairs()));
+                                                    d.state.name(), " runs ", d.state.queue_pairs()));
     else
       bad = SameVrings(d.state.vrings(), r);
     if (!bad.ok()) {

@@ -32,8 +32,12 @@ control::Resume Rings(uint32_t qp) {
 
 TEST(CheckResumeVringsTest, OnePerVringEachIn16Bits) {
   EXPECT_TRUE(CheckResumeVrings(Rings(2), 2).ok());
-  EXPECT_EQ(CheckResumeVrings(Rings(1), 2).message(),
-            "hello.resume has 2 vrings; want 4 (2 per queue pair)");
+  EXPECT_TRUE(CheckResumeVrings(Rings(1), 2).ok());  // fewer pairs than allowed
+  EXPECT_EQ(CheckResumeVrings(Rings(2), 1).message(),
+            "hello.resume has 4 vrings; want 2 per queue pair, 2..2");
+  control::Resume odd = Rings(1);
+  odd.mutable_vrings()->RemoveLast();
+  EXPECT_EQ(CheckResumeVrings(odd, 1).message(), "hello.resume has 1 vrings; want 2 per queue pair, 2..2");
   control::Resume r = Rings(1);
   r.mutable_vrings(1)->set_vring(0);
   EXPECT_EQ(CheckResumeVrings(r, 1).message(), "hello.resume lists vring 0 twice");

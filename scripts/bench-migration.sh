@@ -1,0 +1,110 @@
+#!/bin/bash
+# scripts/bench-migration.sh — issue 8 part 4 on the host itself: the same
+# move as the lab's, between two npa-agent processes on this host, emulated
+# path on both sides (no VF, no TCG). A real shell (npa-migration-guest,
+# libnpa_shell) streams sequence-numbered frames through agent A in loopback
+# mode; `npactl migrate` moves it to agent B (mutual TLS, certificates made
+# here with openssl); the guest checks every frame came back once.
+#
+#   scripts/bench-migration.sh [--build DIR] [--rate N] [--seconds S] [--no-build]
+#
+# The last line is one JSON object (docs/migration.md has the figures):
+#   {"bench":"migration","from":"emulated","to":"emulated","lost_rx":..,
+#    "lost_tx":..,"duplicated":..,"reordered":..,"blackout_ms":..,
+#    "rx_gap_ms":..,"tx_gap_ms":..,"phases_ms":{..},"total_ms":..}
+# In loopback mode a frame crosses the guest's TX and RX once each, so the
+# guest's round-trip count is reported in both lost_tx and lost_rx (a frame
+# lost on either side is missing once). Exit 0 if 0 lost and 0 duplicated.
+set -u
+BUILD=build RATE=20000 SECONDS_=6 DO_BUILD=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build) BUILD=$2; shift ;;
+    --rate) RATE=$2; shift ;;
+    --seconds) SECONDS_=$2; shift ;;
+    --no-build) DO_BUILD=0 ;;
+    -h|--help) sed -n 2,20p "$0"; exit 0 ;;
+    *) echo "bench-migration: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$DO_BUILD" = 1 ]; then
+  ninja -C "$BUILD" npa-agent npactl npa-migration-guest >/dev/null || exit 1
+fi
+AGENT=$BUILD/hypervisor/daemon/npa-agent NPACTL=$BUILD/hypervisor/npactl/npactl
+GUEST=$BUILD/tests/migration/npa-migration-guest
+for b in "$AGENT" "$NPACTL" "$GUEST"; do [ -x "$b" ] || { echo "bench-migration: $b missing" >&2; exit 1; }; done
+
+DIR=$(mktemp -d /tmp/npa-bench-mig.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+# Certificates: one CA, one per agent (EC P-256), SAN 127.0.0.1.
+cert() {  # name
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+    -keyout "$DIR/$1.key" -out "$DIR/$1.csr" 2>/dev/null &&
+  openssl x509 -req -in "$DIR/$1.csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca.key" -CAcreateserial \
+    -days 1 -sha256 -extfile <(printf "subjectAltName=IP:127.0.0.1,DNS:localhost\n") \
+    -out "$DIR/$1.pem" 2>/dev/null
+}
+openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=npa-bench-ca" \
+  -days 1 -keyout "$DIR/ca.key" -out "$DIR/ca.pem" 2>/dev/null && cert agent-a && cert agent-b ||
+  { echo "bench-migration: openssl could not make the certificates" >&2; exit 1; }
+
+PORT=$((20000 + ($$ % 20000)))
+tls() { echo --tls-cert "$DIR/$1.pem" --tls-key "$DIR/$1.key" --tls-ca "$DIR/ca.pem"; }
+"$AGENT" --control "$DIR/a.sock" --mode loopback --name agent-a $(tls agent-a) \
+  --log-level info 2>"$DIR/a.log" &
+PIDS+=($!)
+"$AGENT" --control "$DIR/b.sock" --mode loopback --name agent-b $(tls agent-b) \
+  --migration-listen "127.0.0.1:$PORT" --log-level info 2>"$DIR/b.log" &
+PIDS+=($!)
+for i in $(seq 100); do
+  [ -S "$DIR/a.sock.admin" ] && [ -S "$DIR/b.sock.admin" ] && break
+  sleep 0.05
+done
+"$GUEST" --control "$DIR/a.sock" --rate "$RATE" --seconds "$SECONDS_" --name mig-guest \
+  >"$DIR/guest.out" 2>"$DIR/guest.err" &
+GPID=$!
+PIDS+=($GPID)
+# Move it in the middle of the stream.
+for i in $(seq 100); do
+  "$NPACTL" --socket "$DIR/a.sock.admin" --json guests 2>/dev/null | grep -q '"RUNNING"' && break
+  sleep 0.05
+done
+sleep "$(awk -v s="$SECONDS_" 'BEGIN{print s / 3}')"
+"$NPACTL" --socket "$DIR/a.sock.admin" --json migrate mig-guest --to "127.0.0.1:$PORT" \
+  >"$DIR/migrate.json" 2>"$DIR/migrate.err"
+MRC=$?
+wait "$GPID"
+GRC=$?
+echo "--- npactl migrate (exit $MRC):"; cat "$DIR/migrate.json" "$DIR/migrate.err"
+echo "--- guest (exit $GRC):"; cat "$DIR/guest.out" "$DIR/guest.err"
+if [ "$MRC" != 0 ] || [ "$GRC" != 0 ]; then
+  echo "--- agent A log (tail):"; tail -n 25 "$DIR/a.log"
+  echo "--- agent B log (tail):"; tail -n 25 "$DIR/b.log"
+fi
+python3 - "$DIR/guest.out" "$DIR/migrate.json" <<'PY'
+import json, sys
+g = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+try:
+    m = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+except Exception:
+    m = {"phases": [], "error": {"message": "no reply"}}
+phases = {p["name"]: round(p["duration_us"] / 1000.0, 3) for p in m.get("phases", [])}
+out = {"bench": "migration", "from": "emulated", "to": "emulated",
+       "lost_rx": g["lost"], "lost_tx": g["lost"], "duplicated": g["duplicated"],
+       "reordered": g["reordered"], "blackout_ms": max(g["rx_gap_ms"], g["tx_gap_ms"]),
+       "rx_gap_ms": g["rx_gap_ms"], "tx_gap_ms": g["tx_gap_ms"], "phases_ms": phases,
+       "total_ms": round(m.get("total_us", 0) / 1000.0, 3), "migrated": g["migrated"],
+       "state": m.get("state", ""), "sent": g["sent"]}
+if "error" in m:
+    out["error"] = m["error"].get("message", "")
+print(json.dumps(out, separators=(",", ":")))
+PY
+[ "$MRC" = 0 ] && [ "$GRC" = 0 ]
