@@ -241,22 +241,34 @@ control::MigrateReady OnPrepare(npa_shell* sh, const control::MigratePrepare& p)
     return refuse(std::string(s.message()));
   if (!sh->emulated) return refuse("the guest has not configured its queues (npa_shell_configure)");
   const uint64_t t0 = MonotonicNs();
-  std::vector<uint16_t> base;
+  // TX rings first (every pair), then RX: the back end takes no new guest
+  // frame once TX stopped, and a frame it is already forwarding to this
+  // guest (a loopback, a local switch) can still land in an RX ring that
+  // runs. A ring that did not stop (an error) resumes at its used index.
+  const uint32_t nv = sh->emulated->vrings();
+  std::vector<uint16_t> base(nv);
+  uint32_t stopped = 0, failed_at = 0;
   absl::Status s;
   {
     std::lock_guard<std::mutex> l(sh->mu);
-    for (uint32_t v = 0; v < sh->emulated->vrings() && s.ok(); v++) {
-      absl::StatusOr<uint32_t> b = sh->fe->GetVringBase(v);
-      if (b.ok()) base.push_back(static_cast<uint16_t>(*b));
-      else s = b.status();
+    for (uint32_t i = 0; i < nv; i++) {
+      const uint32_t v = i < nv / 2 ? 2 * i + 1 : 2 * (i - nv / 2);
+      if (s.ok()) {
+        absl::StatusOr<uint32_t> b = sh->fe->GetVringBase(v);
+        if (b.ok()) {
+          base[v] = static_cast<uint16_t>(*b);
+          stopped++;
+          continue;
+        }
+        s = b.status();
+        failed_at = v;
+      }
+      base[v] = sh->emulated->used_idx(v);
     }
   }
-  if (!s.ok() && base.empty()) return refuse(absl::StrCat("GET_VRING_BASE: ", s.message()));
+  if (!s.ok() && stopped == 0) return refuse(absl::StrCat("GET_VRING_BASE: ", s.message()));
   // Some rings stopped: MIGRATE_STOPPED all the same, so that MigrateAbort
-  // (which the source sends after this error) restarts them; the ones that
-  // did not stop resume at their used index.
-  for (uint32_t v = static_cast<uint32_t>(base.size()); v < sh->emulated->vrings(); v++)
-    base.push_back(sh->emulated->used_idx(v));
+  // (which the source sends after this error) restarts them.
   if (absl::Status f = sh->path.Fire(PathEvent::kMigratePrepare); !f.ok())
     return refuse(std::string(f.message()));
   sh->stopped_base = base;
@@ -272,7 +284,7 @@ control::MigrateReady OnPrepare(npa_shell* sh, const control::MigratePrepare& p)
   if (!s.ok()) {
     r.mutable_error()->set_code(control::Error::INTERNAL);
     r.mutable_error()->set_message(absl::StrCat("shell '", sh->name, "': stopping vring ",
-                                                base.size(), ": ", s.message()));
+                                                failed_at, ": ", s.message()));
   }
   NPA_LOG(Info, "shell '%s': rings stopped for migration %llu in %llu us", sh->name.c_str(),
           static_cast<unsigned long long>(p.migration_id()),
