@@ -49,6 +49,9 @@ absl::Status BufPool::Init(uint8_t* slots, uint32_t count, uint32_t pool_id, uin
   lo_ = lo;
   hi_ = hi;
   states_ = SlotStates::ForRange(lo, nslots);
+  st_ = states_->data();
+  st_lo_ = lo;
+  st_n_ = nslots;
   // Stack the slots so that slot 0 is handed out first.
   top_ = 0;
   for (uint32_t i = count; i-- > 0;) {

@@ -78,6 +78,7 @@ class SlotStates {
   }
   uintptr_t lo() const { return lo_; }
   uint64_t nslots() const { return nslots_; }
+  std::atomic<uint8_t>* data() const { return st_.get(); }
 
   // The states of the range [lo, lo + nslots * slot): the existing map when a
   // live pool already uses exactly this range, else a new one (all
@@ -102,10 +103,9 @@ class BufPool {
   // nb_segs, ol_flags). Returns how many.
   uint32_t Alloc(npa_buf** bufs, uint32_t n) {
     uint32_t k = n < top_ ? n : top_;
-    SlotStates* st = states_.get();
     for (uint32_t i = 0; i < k; i++) {
       npa_buf* b = stack_[--top_];
-      st->Set(st->IndexOf(b), SlotStates::kOut);
+      Mark(b, SlotStates::kOut);
       ResetHeader(b);
       bufs[i] = b;
     }
@@ -116,10 +116,9 @@ class BufPool {
   uint32_t AllocRaw(npa_buf** bufs, uint32_t n) {
     uint32_t k = n < top_ ? n : top_;
     top_ -= k;
-    SlotStates* st = states_.get();
     for (uint32_t i = 0; i < k; i++) {
       npa_buf* b = stack_[top_ + i];
-      st->Set(st->IndexOf(b), SlotStates::kOut);
+      Mark(b, SlotStates::kOut);
       bufs[i] = b;
     }
     return k;
@@ -128,14 +127,15 @@ class BufPool {
   // False (counted in bad_frees, nothing stacked): not a slot of the shell,
   // not at a slot start, already free, or the stack is full.
   bool FreeSeg(npa_buf* b) {
-    SlotStates* st = states_.get();
-    uint64_t i;
-    if (__builtin_expect(!st->Index(b, &i) || st->Get(i) != SlotStates::kOut || top_ >= capacity_,
-                         0)) {
+    const uintptr_t off = reinterpret_cast<uintptr_t>(b) - st_lo_;
+    const uint64_t i = (off >> 7) * SlotStates::kInverse17;
+    // One branch for the three checks: slot start, inside, allocated.
+    if (__builtin_expect(((off & 127) != 0) | (i >= st_n_) || top_ >= capacity_, 0) ||
+        __builtin_expect(st_[i].load(std::memory_order_relaxed) != SlotStates::kOut, 0)) {
       bad_frees_++;
       return false;
     }
-    st->Set(i, SlotStates::kFree);
+    st_[i].store(SlotStates::kFree, std::memory_order_relaxed);
     stack_[top_++] = b;
     return true;
   }
@@ -168,10 +168,18 @@ class BufPool {
   // device or plug-in hands back as received. A few instructions.
   bool Held(const npa_buf* b) const {
     uint64_t i;
-    return states_->Index(b, &i) && states_->Get(i) == SlotStates::kOut;
+    const uintptr_t off = reinterpret_cast<uintptr_t>(b) - st_lo_;
+    i = (off >> 7) * SlotStates::kInverse17;
+    return ((off & 127) == 0) & (i < st_n_) && st_[i].load(std::memory_order_relaxed) == SlotStates::kOut;
   }
   // Shared state map (tests, fuzzers).
   const SlotStates* states() const { return states_.get(); }
+
+  // The state byte of a slot taken from the free stack (known good).
+  void Mark(const npa_buf* b, uint8_t v) {
+    st_[((reinterpret_cast<uintptr_t>(b) - st_lo_) >> 7) * SlotStates::kInverse17].store(
+        v, std::memory_order_relaxed);
+  }
 
   static void ResetHeader(npa_buf* b) {
     b->next = nullptr;
@@ -191,6 +199,10 @@ class BufPool {
   uint64_t bad_frees_ = 0;
   // Never null: before Init, an empty map that refuses every pointer.
   std::shared_ptr<SlotStates> states_ = SlotStates::ForRange(0, 0);
+  // states_'s hot fields, copied: no pointer chase per buffer.
+  std::atomic<uint8_t>* st_ = states_->data();
+  uintptr_t st_lo_ = 0;
+  uint64_t st_n_ = 0;
 };
 
 }  // namespace npa::shell

@@ -50,7 +50,7 @@ const char* OpName(PluginDevice::Op op) {
 struct PluginDeviceTraits {
   using State = PluginDevice::State;
   using Event = PluginDevice::Op;
-  static constexpr const char* kName = "plug-in device";
+  [[maybe_unused]] static constexpr const char* kName = "plug-in device";
   static constexpr size_t kNumStates = static_cast<size_t>(S::kRemoved) + 1;
   static constexpr size_t kNumEvents = static_cast<size_t>(O::kCount);
   static const char* StateName(S s) { return npa::shell::StateName(s); }

@@ -2,7 +2,12 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -16,7 +21,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/status_macros.h"
+#include "common/unique_fd.h"
 
 #ifndef NPA_PLUGIN_DIR
 #define NPA_PLUGIN_DIR "/usr/local/lib/npa/plugins"
@@ -102,51 +110,119 @@ T CopyTable(const T* theirs) {
   return ours;
 }
 
+// Who may have written a file or directory: only root, and nobody through
+// a group or world write bit.
+std::string TrustProblem(const struct stat& st) {
+  if (st.st_uid != 0) return absl::StrCat("is owned by uid ", st.st_uid, ", not root");
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return absl::StrFormat("is %s-writable (mode %04o)", (st.st_mode & S_IWOTH) ? "world" : "group",
+                           st.st_mode & 07777);
+  return "";
+}
+
+absl::Status CheckOpenedFile(int fd, const std::string& path) {
+  struct stat st;
+  if (fstat(fd, &st) != 0)
+    return absl::FailedPreconditionError(
+        absl::StrCat("plug-in ", path, ": cannot stat: ", strerror(errno)));
+  if (!S_ISREG(st.st_mode))
+    return absl::FailedPreconditionError(
+        absl::StrCat("plug-in ", path, ": not a regular file; point at the plug-in's .so"));
+  std::string why = TrustProblem(st);
+  if (!why.empty())
+    return absl::FailedPreconditionError(absl::StrCat(
+        "plug-in ", path, ": not loaded: the file ", why,
+        "; install plug-ins as root with mode 0755 or 0644 (chown root, chmod go-w)"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckDirectory(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0)
+    return absl::FailedPreconditionError(
+        absl::StrCat("plug-in ", path, ": cannot stat its directory ", dir, ": ", strerror(errno)));
+  std::string why = TrustProblem(st);
+  if (!why.empty())
+    return absl::FailedPreconditionError(absl::StrCat(
+        "plug-in ", path, ": not loaded: its directory ", dir, " ", why,
+        "; whoever can write there can replace the plug-in (chown root, chmod go-w)"));
+  return absl::OkStatus();
+}
+
+// ---- the child's report (ProbePluginInChild): a tiny length-prefixed
+// record, parsed with every length checked.
+constexpr uint32_t kProbeMagic = 0x4e504150;  // "NPAP"
+constexpr size_t kMaxProbeReport = 64 * 1024;
+
+void PutU32(std::string* out, uint32_t v) { out->append(reinterpret_cast<const char*>(&v), 4); }
+void PutStr(std::string* out, const std::string& v) {
+  PutU32(out, static_cast<uint32_t>(v.size()));
+  out->append(v);
+}
+
+struct Reader {
+  const std::string& in;
+  size_t at = 0;
+  bool U32(uint32_t* v) {
+    if (in.size() - at < 4) return false;
+    memcpy(v, in.data() + at, 4);
+    at += 4;
+    return true;
+  }
+  bool Str(std::string* v, size_t max) {
+    uint32_t n;
+    if (!U32(&n) || n > max || in.size() - at < n) return false;
+    v->assign(in.data() + at, n);
+    at += n;
+    return true;
+  }
+};
+
+// Child: load and validate, report, exit without running anything else of
+// the parent's (no atexit handlers, no destructors).
+[[noreturn]] void ProbeChild(int wfd, const std::string& path, const LoadOptions& opts) {
+  LoadOptions o = opts;
+  o.log = false;
+  std::string out;
+  PutU32(&out, kProbeMagic);
+  absl::StatusOr<std::unique_ptr<LoadedPlugin>> p = LoadPlugin(path, o);
+  if (!p.ok()) {
+    PutU32(&out, 0);
+    PutU32(&out, static_cast<uint32_t>(p.status().code()));
+    PutStr(&out, std::string(p.status().message().substr(0, 4096)));
+  } else {
+    const LoadedPlugin& l = **p;
+    PutU32(&out, 1);
+    PutStr(&out, l.name());
+    PutStr(&out, l.vendor());
+    PutStr(&out, l.version());
+    PutU32(&out, static_cast<uint32_t>(l.ids().size()));
+    out.append(reinterpret_cast<const char*>(l.ids().data()), l.ids().size() * sizeof(npa_pci_id));
+  }
+  size_t off = 0;
+  while (off < out.size()) {
+    ssize_t w = write(wfd, out.data() + off, out.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    off += static_cast<size_t>(w);
+  }
+  _exit(0);
+}
+
 }  // namespace
 
 LoadedPlugin::~LoadedPlugin() {
   if (handle_ != nullptr) dlclose(handle_);
 }
 
-absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadPlugin(const std::string& path_in,
-                                                         const LoadOptions& opts) {
-  // dlopen looks a bare name up in the library path; a plug-in path is a file.
-  const std::string path = path_in.find('/') == std::string::npos ? "./" + path_in : path_in;
+absl::StatusOr<PluginTables> ValidatePluginInfo(const npa_plugin_info* raw,
+                                                const LoadOptions& opts, const std::string& path) {
   const std::string who = absl::StrCat("plug-in ", path);
   auto reject = [&](const std::string& what) {
     return absl::FailedPreconditionError(absl::StrCat(who, ": ", what));
   };
-
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) {
-    int err = errno;
-    return absl::Status(absl::ErrnoToStatusCode(err),
-                        absl::StrCat(who, ": cannot stat: ", strerror(err),
-                                     "; check the path and NPA_PLUGIN_PATH"));
-  }
-  if (!S_ISREG(st.st_mode)) return reject("not a regular file; point at the plug-in's .so");
-
-  DlHandle handle(dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL));
-  if (!handle) {
-    const char* e = dlerror();
-    return reject(absl::StrCat("cannot load: ", e ? e : "unknown dlopen error",
-                               "; check it is a shared object for this machine and that its "
-                               "dependencies are installed"));
-  }
-  dlerror();
-  void* sym = dlsym(handle.get(), NPA_PLUGIN_ENTRY_NAME);
-  if (sym == nullptr) {
-    return reject("does not export " NPA_PLUGIN_ENTRY_NAME
-                  "; define it with NPA_PLUGIN_EXPORT (and build with the C linkage of "
-                  "npa/plugin.h)");
-  }
-  auto entry = reinterpret_cast<npa_plugin_entry_fn>(sym);
-
-  npa_plugin_query q{};
-  q.struct_size = sizeof(q);
-  q.abi_major = opts.shell_major;
-  q.abi_minor = opts.shell_minor;
-  const npa_plugin_info* raw = entry(&q);
   if (raw == nullptr) {
     return reject(absl::StrFormat(
         "refused this shell's ABI %u.%u (its entry returned NULL); use a plug-in built for "
@@ -179,9 +255,9 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadPlugin(const std::string& path
   }
   const npa_plugin_info info = CopyTable(raw);
 
-  auto plugin = std::unique_ptr<LoadedPlugin>(new LoadedPlugin());
-  if (info.name == nullptr || !BoundedString(info.name, kMaxPluginNameLen, &plugin->name_) ||
-      !ValidName(plugin->name_)) {
+  PluginTables t;
+  if (info.name == nullptr || !BoundedString(info.name, kMaxPluginNameLen, &t.name) ||
+      !ValidName(t.name)) {
     std::string shown;
     if (info.name != nullptr) {
       // At most the first 32 bytes, escaped: it may be anything.
@@ -192,14 +268,14 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadPlugin(const std::string& path
     return reject(absl::StrCat("name ", info.name == nullptr ? "is NULL" : shown,
                                "; use 1 to 31 characters from [a-z0-9_], e.g. \"e1000e\""));
   }
-  const std::string named = absl::StrCat("plug-in '", plugin->name_, "' (", path, ")");
+  const std::string named = absl::StrCat("plug-in '", t.name, "' (", path, ")");
   auto reject_named = [&](const std::string& what) {
     return absl::FailedPreconditionError(absl::StrCat(named, ": ", what));
   };
-  if (!BoundedString(info.vendor, kMaxVendorLen, &plugin->vendor_)) {
+  if (!BoundedString(info.vendor, kMaxVendorLen, &t.vendor)) {
     return reject_named("vendor is NULL or longer than 255 bytes; set it to a short string");
   }
-  if (!BoundedString(info.version, kMaxVendorLen, &plugin->version_)) {
+  if (!BoundedString(info.version, kMaxVendorLen, &t.version)) {
     return reject_named("version is NULL or longer than 255 bytes; set it to a short string");
   }
 
@@ -216,7 +292,7 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadPlugin(const std::string& path
         "id_entry_size %u is out of range (%zu..%u); set it to sizeof(npa_pci_id)",
         info.id_entry_size, sizeof(npa_pci_id), kMaxIdEntrySize));
   }
-  plugin->ids_.reserve(info.id_count);
+  t.ids.reserve(info.id_count);
   for (uint32_t i = 0; i < info.id_count; ++i) {
     npa_pci_id id{};
     // The plug-in's stride: a newer minor may append fields to each entry.
@@ -228,7 +304,7 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadPlugin(const std::string& path
           "base/sub/prog-if class in the low 24 bits",
           i, id.class_code, id.class_mask));
     }
-    plugin->ids_.push_back(id);
+    t.ids.push_back(id);
   }
 
   if (info.ctrl == nullptr) return reject_named("ctrl is NULL; point it at the control ops table");
@@ -245,37 +321,185 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadPlugin(const std::string& path
         "sizeof(npa_plugin_fast_ops)",
         info.fast->struct_size, kFastOpsMinSize));
   }
-  plugin->ctrl_ = CopyTable(info.ctrl);
-  plugin->fast_ = CopyTable(info.fast);
+  t.ctrl = CopyTable(info.ctrl);
+  t.fast = CopyTable(info.fast);
   for (const OpName& op : kCtrlMandatory) {
-    if (!OpPresent(&plugin->ctrl_, op.offset)) {
+    if (!OpPresent(&t.ctrl, op.offset)) {
       return reject_named(absl::StrCat("mandatory control op '", op.name, "' is NULL; implement it"));
     }
   }
   for (const OpName& op : kFastMandatory) {
-    if (!OpPresent(&plugin->fast_, op.offset)) {
+    if (!OpPresent(&t.fast, op.offset)) {
       return reject_named(absl::StrCat("mandatory fast-path op '", op.name, "' is NULL; implement it"));
     }
   }
 
-  plugin->capabilities_ = info.capabilities & NPA_CAP_ALL_V1;
-  plugin->unknown_capabilities_ = info.capabilities & ~NPA_CAP_ALL_V1;
-  if (plugin->unknown_capabilities_ != 0) {
+  t.capabilities = info.capabilities & NPA_CAP_ALL_V1;
+  t.unknown_capabilities = info.capabilities & ~NPA_CAP_ALL_V1;
+  if (t.unknown_capabilities != 0 && opts.log) {
     NPA_LOG(Warn,
             "%s: capability bits 0x%llx are unknown to this shell (ABI %u.%u) and ignored; "
             "fine for a plug-in of a newer minor (it claims %u.%u), otherwise clear them",
-            named.c_str(), static_cast<unsigned long long>(plugin->unknown_capabilities_),
+            named.c_str(), static_cast<unsigned long long>(t.unknown_capabilities),
             opts.shell_major, opts.shell_minor, info.abi_major, info.abi_minor);
   }
+  t.abi_major = info.abi_major;
+  t.abi_minor = info.abi_minor;
+  return t;
+}
 
+absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadPlugin(const std::string& path_in,
+                                                         const LoadOptions& opts) {
+  // dlopen looks a bare name up in the library path; a plug-in path is a file.
+  const std::string path = path_in.find('/') == std::string::npos ? "./" + path_in : path_in;
+  const std::string who = absl::StrCat("plug-in ", path);
+  auto reject = [&](const std::string& what) {
+    return absl::FailedPreconditionError(absl::StrCat(who, ": ", what));
+  };
+
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    int err = errno;
+    return absl::Status(absl::ErrnoToStatusCode(err),
+                        absl::StrCat(who, ": cannot stat: ", strerror(err),
+                                     "; check the path and NPA_PLUGIN_PATH"));
+  }
+  if (!S_ISREG(st.st_mode)) return reject("not a regular file; point at the plug-in's .so");
+  // The file and its directory are root's and nobody else can write them,
+  // so nobody but root can swap the file between this check and dlopen.
+  // (dlopen through /proc/self/fd/N would close even that window, but glibc
+  // takes a reused fd number for an object it already loaded.)
+  NPA_RETURN_IF_ERROR(CheckPluginFileTrust(path));
+
+  DlHandle handle(dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL));
+  if (!handle) {
+    const char* e = dlerror();
+    return reject(absl::StrCat("cannot load: ", e ? e : "unknown dlopen error",
+                               "; check it is a shared object for this machine and that its "
+                               "dependencies are installed"));
+  }
+  dlerror();
+  void* sym = dlsym(handle.get(), NPA_PLUGIN_ENTRY_NAME);
+  if (sym == nullptr) {
+    return reject("does not export " NPA_PLUGIN_ENTRY_NAME
+                  "; define it with NPA_PLUGIN_EXPORT (and build with the C linkage of "
+                  "npa/plugin.h)");
+  }
+  auto entry = reinterpret_cast<npa_plugin_entry_fn>(sym);
+
+  npa_plugin_query q{};
+  q.struct_size = sizeof(q);
+  q.abi_major = opts.shell_major;
+  q.abi_minor = opts.shell_minor;
+  NPA_ASSIGN_OR_RETURN(PluginTables t, ValidatePluginInfo(entry(&q), opts, path));
+
+  auto plugin = std::unique_ptr<LoadedPlugin>(new LoadedPlugin());
+  plugin->name_ = std::move(t.name);
+  plugin->vendor_ = std::move(t.vendor);
+  plugin->version_ = std::move(t.version);
+  plugin->ids_ = std::move(t.ids);
+  plugin->ctrl_ = t.ctrl;
+  plugin->fast_ = t.fast;
+  plugin->capabilities_ = t.capabilities;
+  plugin->unknown_capabilities_ = t.unknown_capabilities;
   plugin->path_ = path;
-  plugin->abi_major_ = info.abi_major;
-  plugin->abi_minor_ = info.abi_minor;
+  plugin->abi_major_ = t.abi_major;
+  plugin->abi_minor_ = t.abi_minor;
   plugin->handle_ = handle.release();
-  NPA_LOG(Debug, "%s: loaded, vendor '%s' version '%s', ABI %u.%u, %zu ID entries",
-          named.c_str(), plugin->vendor_.c_str(), plugin->version_.c_str(), plugin->abi_major_,
-          plugin->abi_minor_, plugin->ids_.size());
+  if (opts.log)
+    NPA_LOG(Debug, "plug-in '%s' (%s): loaded, vendor '%s' version '%s', ABI %u.%u, %zu ID entries",
+            plugin->name_.c_str(), path.c_str(), plugin->vendor_.c_str(),
+            plugin->version_.c_str(), plugin->abi_major_, plugin->abi_minor_,
+            plugin->ids_.size());
   return plugin;
+}
+
+absl::Status CheckPluginFileTrust(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    int err = errno;
+    return absl::Status(absl::ErrnoToStatusCode(err),
+                        absl::StrCat("plug-in ", path, ": cannot open: ", strerror(err)));
+  }
+  NPA_RETURN_IF_ERROR(CheckOpenedFile(fd.get(), path));
+  return CheckDirectory(path);
+}
+
+absl::StatusOr<PluginTables> ProbePluginInChild(const std::string& path, const LoadOptions& opts) {
+  const std::string who = absl::StrCat("plug-in ", path);
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0)
+    return absl::InternalError(absl::StrCat(who, ": pipe: ", strerror(errno)));
+  UniqueFd rfd(p[0]), wfd(p[1]);
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError(absl::StrCat(who, ": fork: ", strerror(errno)));
+  if (pid == 0) {
+    rfd.reset();
+    ProbeChild(wfd.get(), path, opts);
+  }
+  wfd.reset();
+  // Read until EOF, the size cap or the deadline; then reap the child
+  // (killed first if it is still there).
+  std::string in;
+  bool timed_out = false;
+  const uint64_t deadline = MonotonicMs() + opts.probe_timeout_ms;
+  for (int rounds = 0; rounds < 100000; rounds++) {
+    const uint64_t now = MonotonicMs();
+    if (now >= deadline) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfd{rfd.get(), POLLIN, 0};
+    int r = poll(&pfd, 1, static_cast<int>(std::min<uint64_t>(deadline - now, 1000)));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) continue;
+    char buf[4096];
+    ssize_t n = read(rfd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // EOF: the child exited (or closed its end)
+    in.append(buf, static_cast<size_t>(n));
+    if (in.size() > kMaxProbeReport) break;
+  }
+  if (timed_out) kill(pid, SIGKILL);
+  int status = 0;
+  pid_t w;
+  do {
+    w = waitpid(pid, &status, 0);
+  } while (w < 0 && errno == EINTR);
+  if (timed_out)
+    return absl::DeadlineExceededError(absl::StrCat(
+        who, ": skipped: reading its tables took longer than ", opts.probe_timeout_ms,
+        " ms (the child reading them was killed); fix or remove the plug-in"));
+  if (w == pid && WIFSIGNALED(status))
+    return absl::FailedPreconditionError(absl::StrCat(
+        who, ": skipped: it crashed with signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)),
+        ") while its tables were read; fix or remove the plug-in"));
+  if (w == pid && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+    return absl::FailedPreconditionError(absl::StrCat(
+        who, ": skipped: it exited with status ", WEXITSTATUS(status),
+        " while its tables were read (a plug-in must not exit the process)"));
+  Reader r{in};
+  uint32_t magic = 0, ok = 0;
+  auto garbled = [&]() {
+    return absl::FailedPreconditionError(
+        absl::StrCat(who, ": skipped: the child reading its tables sent a garbled report"));
+  };
+  if (!r.U32(&magic) || magic != kProbeMagic || !r.U32(&ok)) return garbled();
+  if (!ok) {
+    uint32_t code = 0;
+    std::string msg;
+    if (!r.U32(&code) || !r.Str(&msg, 4096) || code == 0 || code > 16) return garbled();
+    return absl::Status(static_cast<absl::StatusCode>(code), msg);
+  }
+  PluginTables t;
+  uint32_t nids = 0;
+  if (!r.Str(&t.name, kMaxPluginNameLen) || !r.Str(&t.vendor, 255) || !r.Str(&t.version, 255) ||
+      !r.U32(&nids) || nids < 1 || nids > kMaxIdCount ||
+      in.size() - r.at != size_t{nids} * sizeof(npa_pci_id))
+    return garbled();
+  t.ids.resize(nids);
+  memcpy(t.ids.data(), in.data() + r.at, size_t{nids} * sizeof(npa_pci_id));
+  return t;
 }
 
 // ---------------------------------------------------------------------------
@@ -299,10 +523,16 @@ int IdEntryScore(const npa_pci_id& e, const PciIdentity& id) {
   return score + __builtin_popcount(mask);
 }
 
-int MatchScore(const LoadedPlugin& plugin, const PciIdentity& id) {
+namespace {
+int BestScore(const std::vector<npa_pci_id>& ids, const PciIdentity& id) {
   int best = -1;
-  for (const npa_pci_id& e : plugin.ids()) best = std::max(best, IdEntryScore(e, id));
+  for (const npa_pci_id& e : ids) best = std::max(best, IdEntryScore(e, id));
   return best;
+}
+}  // namespace
+
+int MatchScore(const LoadedPlugin& plugin, const PciIdentity& id) {
+  return BestScore(plugin.ids(), id);
 }
 
 bool Matches(const LoadedPlugin& plugin, const PciIdentity& id) {
@@ -357,7 +587,7 @@ std::string Describe(const PciIdentity& id) {
 absl::StatusOr<std::unique_ptr<LoadedPlugin>> FindPluginFor(const PciIdentity& id,
                                                             const std::vector<std::string>& dirs,
                                                             const LoadOptions& opts) {
-  std::unique_ptr<LoadedPlugin> best;
+  std::string best_path;
   int best_score = -1;
   std::vector<std::string> seen_names;
   std::vector<std::string> tried;
@@ -370,13 +600,17 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> FindPluginFor(const PciIdentity& i
     }
     if (files.empty()) tried.push_back(absl::StrCat(dir, "/ (no *.so)"));
     for (const std::string& f : files) {
-      absl::StatusOr<std::unique_ptr<LoadedPlugin>> p = LoadPlugin(f, opts);
+      // Trust first (no code of an untrusted file runs, not even in a
+      // child), then the tables in a child.
+      absl::Status trust = CheckPluginFileTrust(f);
+      absl::StatusOr<PluginTables> p =
+          trust.ok() ? ProbePluginInChild(f, opts) : absl::StatusOr<PluginTables>(trust);
       if (!p.ok()) {
         NPA_LOG(Warn, "skipping %s", std::string(p.status().message()).c_str());
         tried.push_back(absl::StrCat(f, " (rejected: ", p.status().message(), ")"));
         continue;
       }
-      const std::string& name = (*p)->name();
+      const std::string& name = p->name;
       if (std::find(seen_names.begin(), seen_names.end(), name) != seen_names.end()) {
         NPA_LOG(Info, "plug-in '%s' at %s is shadowed by one earlier in the search path",
                 name.c_str(), f.c_str());
@@ -384,7 +618,7 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> FindPluginFor(const PciIdentity& i
         continue;
       }
       seen_names.push_back(name);
-      int score = MatchScore(**p, id);
+      int score = BestScore(p->ids, id);
       if (score < 0) {
         tried.push_back(absl::StrCat(f, " ('", name, "': no ID entry matches)"));
         continue;
@@ -392,17 +626,23 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> FindPluginFor(const PciIdentity& i
       tried.push_back(absl::StrCat(f, " ('", name, "': matches, score ", score, ")"));
       if (score > best_score) {
         best_score = score;
-        best = std::move(*p);
+        best_path = f;
       }
     }
   }
-  if (best == nullptr) {
+  if (best_score < 0) {
     return absl::NotFoundError(absl::StrCat(
         "no plug-in drives ", Describe(id), "; tried: ",
         tried.empty() ? std::string("nothing (no directories)") : absl::StrJoin(tried, "; "),
         ". Install a plug-in for this device in ", InstalledPluginDir(),
         " or add its directory to NPA_PLUGIN_PATH"));
   }
+  // The winner's tables were read safely; now it comes into this process.
+  // A file changed since (it was checked and is root's) fails here, loudly.
+  NPA_ASSIGN_OR_RETURN(std::unique_ptr<LoadedPlugin> best, LoadPlugin(best_path, opts));
+  if (BestScore(best->ids(), id) != best_score)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "plug-in ", best_path, ": its ID table changed between the probe and the load"));
   NPA_LOG(Info, "plug-in '%s' (%s) drives %s", best->name().c_str(), best->path().c_str(),
           Describe(id).c_str());
   return best;

@@ -21,9 +21,17 @@
 // what to do about it. Calls into the plug-in go through PluginDevice
 // (shell/vf/plugin_device.h), never through ctrl()/fast() directly.
 //
+// Trust (issue 9): only root-owned files that nobody else can write, in
+// root-owned directories that nobody else can write, are loaded
+// (CheckPluginFileTrust); discovery reads each candidate's tables in a
+// child process first, so a candidate that crashes, hangs or lies while
+// its tables are read is skipped with a message instead of taking the
+// application down.
+//
 // Threading: LoadPlugin/FindPluginFor may be called from any thread. Loading
 // runs the object's constructors, so only directories the operator controls
-// belong on the search path.
+// belong on the search path. FindPluginFor forks; the child only loads the
+// candidate, writes to a pipe and _exits.
 #ifndef NPA_SHELL_VF_PLUGIN_LOADER_H_
 #define NPA_SHELL_VF_PLUGIN_LOADER_H_
 
@@ -58,6 +66,13 @@ inline constexpr uint32_t kMaxIdCount = 1024;
 inline constexpr uint32_t kMaxIdEntrySize = 256;
 inline constexpr size_t kMaxPluginNameLen = 31;
 
+// Ownership and mode a plug-in file and its directory must have before the
+// shell maps it (issue 9): a regular file owned by root, neither it nor its
+// directory group- or world-writable, and the directory owned by root.
+// Anything else could have been written by someone other than the operator.
+// OK or FAILED_PRECONDITION naming the file (or directory) and the reason.
+absl::Status CheckPluginFileTrust(const std::string& path);
+
 struct LoadOptions {
   // The version this shell announces in npa_plugin_query.
   uint16_t shell_major = NPA_PLUGIN_ABI_MAJOR;
@@ -65,7 +80,33 @@ struct LoadOptions {
   // The oldest plug-in minor accepted. Tests raise it to exercise the
   // "minor too old" rejection, which ABI 1.0 cannot produce by itself.
   uint16_t required_minor = NPA_PLUGIN_ABI_MINOR_REQUIRED;
+  // FindPluginFor: how long a candidate's tables may take to read in the
+  // child process before the child is killed and the candidate skipped.
+  uint32_t probe_timeout_ms = 2000;
+  // Log warnings and the "loaded" line (off in the probing child, which must
+  // not take the parent's locks).
+  bool log = true;
 };
+
+// What a plug-in's npa_plugin_info says, checked: the tables the shell keeps.
+struct PluginTables {
+  std::string name, vendor, version;
+  uint16_t abi_major = 0, abi_minor = 0;
+  uint64_t capabilities = 0, unknown_capabilities = 0;
+  std::vector<npa_pci_id> ids;
+  npa_plugin_ctrl_ops ctrl{};
+  npa_plugin_fast_ops fast{};
+};
+
+// The pure check of what an entry point returned: version, struct sizes,
+// name, vendor and version strings, the ID table, the ops tables and their
+// mandatory ops. raw may be NULL (the entry refused the shell). Reads only
+// through raw's pointers and never further than the sizes it claims, within
+// the bounds above (kMaxIdCount entries of at most kMaxIdEntrySize bytes,
+// strings of at most 255 bytes). path names the plug-in in errors. No
+// dlopen, no I/O: fuzzed by tests/fuzz/plugin_table_fuzz.cc.
+absl::StatusOr<PluginTables> ValidatePluginInfo(const npa_plugin_info* raw,
+                                                const LoadOptions& opts, const std::string& path);
 
 // An accepted plug-in: the shared object stays loaded (dlclose in the
 // destructor) and everything the shell needs is copied out of it.
@@ -104,11 +145,14 @@ class LoadedPlugin {
   npa_plugin_fast_ops fast_{};
 };
 
-// dlopen(path, RTLD_NOW|RTLD_LOCAL), call npa_plugin_entry and check the
-// answer. A path without '/' is taken relative to the working directory, never
-// looked up in the library search path. Errors: NOT_FOUND when the file does
-// not exist, FAILED_PRECONDITION for every rejection (fix the plug-in, do not
-// retry). On error the object is dlclosed again.
+// Check the file (CheckPluginFileTrust), dlopen it with RTLD_NOW|RTLD_LOCAL
+// through the descriptor that was checked (no window to swap the file), call
+// npa_plugin_entry and check the answer (ValidatePluginInfo). A path without
+// '/' is taken relative to the working directory, never looked up in the
+// library search path. Errors: NOT_FOUND when the file does not exist,
+// FAILED_PRECONDITION for every rejection (fix the plug-in, do not retry).
+// On error the object is dlclosed again. This runs the object's code in the
+// calling process: FindPluginFor reads candidates in a child first.
 absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadPlugin(const std::string& path,
                                                          const LoadOptions& opts = {});
 
@@ -128,11 +172,22 @@ std::vector<std::string> PluginSearchDirs();
 // The installed plug-in directory this shell was built with.
 const char* InstalledPluginDir();
 
-// Load every *.so in dirs (sorted by file name within a directory), skip the
+// Read every *.so in dirs (sorted by file name within a directory), skip the
 // broken ones with a logged reason, and return the plug-in whose ID table
 // matches id most specifically. Ties go to the earlier directory; a plug-in
 // whose name was already found in an earlier directory is shadowed. NOT_FOUND
 // lists every file tried and why it was not taken.
+//
+// One broken candidate cannot take the shell down: each candidate that
+// passes CheckPluginFileTrust is loaded and validated in a forked child
+// (ProbePluginInChild) that sends back its name and ID table over a pipe; a
+// child that crashes, hangs past opts.probe_timeout_ms (then SIGKILL) or
+// sends garbage costs only that candidate. Only the chosen plug-in is then
+// loaded into this process.
+absl::StatusOr<PluginTables> ProbePluginInChild(const std::string& path, const LoadOptions& opts);
+
+// Load every *.so in dirs (see ProbePluginInChild above) and return the best
+// match for id.
 absl::StatusOr<std::unique_ptr<LoadedPlugin>> FindPluginFor(const PciIdentity& id,
                                                             const std::vector<std::string>& dirs,
                                                             const LoadOptions& opts = {});

@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "npa/shell.h"
 #include "shell/offload.h"
+#include "shell/shell_impl.h"
 #include "shell/vf/vf_switch_fixture.h"
 
 namespace npa::shell {
@@ -93,6 +94,29 @@ TEST_F(VfSwitchTest, VlanInsertAndStripDoneInSoftwareOnAVfWithoutThem) {
   EXPECT_EQ(memcmp(rd, frame.data(), 40), 0);
   EXPECT_EQ(UdpCsumFold(rd), 0) << "the checksum followed the tag's shift";
   npa_buf_free(sh_, 0, &r, 1);
+}
+
+// A plug-in that hands up foreign buffers and frames whose checksum field
+// lies past their end (tests/plugins test_good.c LB_HOSTILE_RX): the VF path
+// drops and counts them; the application sees only its own frames, each
+// once, and every frame not delivered is one the shell counted as dropped.
+TEST_F(VfSwitchTest, HostilePluginRxIsCheckedBeforeTheApplicationSeesIt) {
+  SetPluginDir("hostile_rx");
+  ASSERT_NO_FATAL_FAILURE(OpenShell());
+  guest_ = std::make_unique<Guest>(sh_);
+  guest_->Start();
+  control::VfAccept a = Offer(31, kLbVendor, kLbDevice);
+  ASSERT_TRUE(a.accepted()) << a.reason();
+  ASSERT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > 1000; }, 10000));
+  control::RevokeDone d = Revoke(31, 2000);
+  EXPECT_EQ(d.offer_id(), 31u);
+  guest_->Finish();
+  const npa_queue_stats st = Stats(sh_);
+  EXPECT_GT(st.rx_dropped, 0u) << "out-of-bounds checksum frames were dropped";
+  // rx_bad is internal (QueueCounters): every refused buffer or frame.
+  EXPECT_GT(sh_->queues[0].c.rx_bad.load(), st.rx_dropped) << "foreign buffers were refused too";
+  EXPECT_EQ(guest_->dups(), 0u);
+  EXPECT_EQ(guest_->missing(), st.rx_dropped) << "each frame delivered once or counted dropped";
 }
 
 }  // namespace

@@ -29,8 +29,46 @@ inline uint16_t Clamp(uint16_t got, uint16_t n, QueueCounters* c) {
   return got;
 }
 
+// The longest chain a plug-in may hand up: a 64 KiB frame in the smallest
+// data room (NPA_BUF_DATA_ROOM) is 32 segments.
+constexpr uint32_t kMaxRxSegs = 64;
+
+// Nothing a plug-in hands up is trusted (issue 9; plugin.h "Buffers"): each
+// pointer must be a buffer of this shell that is out of the pools (not a
+// stray or already-free pointer: those are counted and dropped untouched),
+// and its metadata must lie inside its slot and frame (offload.h
+// CheckRxFrame: otherwise the frame is freed and counted as dropped). The
+// common frame (one segment, no offload facts beyond csum-good, VLAN and
+// RSS) costs one pass of compares; bufs is compacted in place.
+inline uint16_t CheckVfRx(Q* q, npa_buf** bufs, uint16_t got, QueueCounters* c) {
+  BufPool* pool = q->pool;
+  constexpr uint32_t kPlain = NPA_BUF_OL_RX_CSUM_GOOD | NPA_BUF_OL_RX_VLAN | NPA_BUF_OL_RX_RSS_HASH;
+  uint16_t k = 0;
+  for (uint16_t i = 0; i < got; i++) {
+    npa_buf* b = bufs[i];
+    if (NPA_UNLIKELY(!pool->Held(b))) {
+      QueueCounters::Add(c->rx_bad, 1);
+      continue;
+    }
+    const bool plain = b->next == nullptr && b->nb_segs == 1 && b->pkt_len == b->data_len &&
+                       b->data_off >= NPA_BUF_META_SIZE &&
+                       static_cast<uint32_t>(b->data_off) + b->data_len <= NPA_BUF_SLOT_SIZE &&
+                       (b->ol_flags & ~kPlain) == 0;
+    if (NPA_UNLIKELY(!plain) &&
+        !CheckRxFrame(b, kMaxRxSegs, [pool](const npa_buf* s) { return pool->Held(s); })) {
+      QueueCounters::Add(c->rx_bad, 1);
+      QueueCounters::Add(c->rx_dropped, 1);
+      pool->FreeFrame(b);
+      continue;
+    }
+    bufs[k++] = b;
+  }
+  return k;
+}
+
 inline uint16_t VfRxOnly(Q* q, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   uint16_t got = Clamp(q->rx(q->pq, bufs, n), n, c);
+  got = CheckVfRx(q, bufs, got, c);
   // The guest configured VLAN strip, the device cannot: same result as the
   // emulated path (offload.h StripVlan).
   if (NPA_UNLIKELY(q->sw_vlan_strip))
@@ -136,6 +174,10 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
   if (p.arena == nullptr || p.buffers == nullptr || p.nb_queue_pairs == 0 ||
       p.emu_rx.size() < p.nb_queue_pairs || p.emu_tx.size() < p.nb_queue_pairs)
     return absl::InvalidArgumentError("VF path: arena, buffers or emulated rings missing");
+  for (uint16_t q = 0; q < p.nb_queue_pairs; q++)
+    if (p.emu_rx[q] == nullptr || p.emu_tx[q] == nullptr || p.emu_rx[q]->pool() == nullptr)
+      return absl::InvalidArgumentError(
+          absl::StrCat("VF path: queue ", q, " has no emulated rings or buffer pool"));
   std::unique_ptr<VfPath> v(new VfPath());
   v->fd_ = std::move(p.device_fd);
   v->pci_ = p.pci_address;
@@ -232,6 +274,7 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
     auto qu = std::make_unique<Queue>();
     qu->emu_rx = p.emu_rx[q];
     qu->emu_tx = p.emu_tx[q];
+    qu->pool = p.emu_rx[q]->pool();
     qu->track = q < p.tx_track.size() ? p.tx_track[q] : nullptr;
     qu->sw_tx_flags = (v->sw_tx_csum_ ? NPA_BUF_OL_TX_CSUM : 0u) |
                       (sw_vlan_insert ? NPA_BUF_OL_TX_VLAN : 0u);

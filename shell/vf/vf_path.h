@@ -23,6 +23,13 @@
 // device support is refused at Create (software TSO, tso.h, is on the
 // emulated path only).
 //
+// Nothing a plug-in hands up is trusted: every RX buffer pointer must be a
+// buffer of the shell that is out of the pools, and its metadata (offsets,
+// lengths, segments, offload facts) is bounded before the application sees
+// it; bad ones are counted (rx_bad, and rx_dropped for a buffer of ours that
+// is freed). TX completions come back through the plug-in's buf_free, which
+// BufPool checks the same way.
+//
 // Threading: Create/Start/Quiesce/Stop and the destructor on the control
 // thread; the BurstFns from each queue's owning thread (path.h);
 // SetInterrupt from the owning thread (it calls the plug-in's fast op).
@@ -116,6 +123,7 @@ class VfPath : public Path {
     uint16_t (*tx)(npa_plugin_queue*, npa_buf**, uint16_t) = nullptr;
     RxVirtq* emu_rx = nullptr;
     TxVirtq* emu_tx = nullptr;
+    BufPool* pool = nullptr;     // the queue's (emu_rx's): checks what rx hands up
     TxTracker* track = nullptr;
     uint32_t sw_tx_flags = 0;    // NPA_BUF_OL_TX_* done in software here
     bool sw_vlan_strip = false;

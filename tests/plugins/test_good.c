@@ -207,6 +207,27 @@ static uint16_t lb_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
     q->ndone--;
   }
   lb_refill(q);
+#ifdef LB_HOSTILE_RX
+  {
+    /* A plug-in that lies about what it received (issue 9): every 50th
+     * frame claims a checksum field past its end, and now and then a burst
+     * with room left gains a buffer that is not the shell's. The shell must
+     * drop and count each, and hand the application only its own, sane
+     * frames. */
+    static npa_buf foreign;
+    static unsigned long frames;
+    for (uint16_t i = 0; i < got; i++)
+      if (++frames % 50 == 0) {
+        bufs[i]->ol_flags = NPA_BUF_OL_RX_CSUM_PARTIAL;
+        bufs[i]->csum_start = 20;
+        bufs[i]->csum_offset = (uint16_t)bufs[i]->pkt_len;
+      }
+    if (got > 0 && got + 1 < n && frames % 7 == 0) {
+      foreign.data_off = NPA_BUF_DATA_OFF;
+      bufs[got++] = &foreign;
+    }
+  }
+#endif
   return got;
 #endif
 }
@@ -292,7 +313,9 @@ static const npa_plugin_info info = {
     .struct_size = sizeof(npa_plugin_info),
     .abi_major = NPA_PLUGIN_ABI_MAJOR,
     .abi_minor = NPA_PLUGIN_ABI_MINOR,
-#ifdef LB_STUCK
+#ifdef LB_HOSTILE_RX
+    .name = "test_hostile_rx",
+#elif defined(LB_STUCK)
     .name = "test_stuck",
 #elif defined(LB_NULL)
     .name = "test_null",
