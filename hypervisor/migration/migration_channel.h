@@ -10,7 +10,10 @@
 //   A -> B  MigrationLateFrames ... {last}          (no reply)
 //                                                   B -> A  MigrationDone (SendDone)
 // A refused offer ends that migration; the connection may carry a new offer.
-// One migration at a time per connection.
+// One accepted migration per connection: a second offer after an accepted
+// one is a violation (A opens a new connection per migration). Before the
+// first frame, a connection has passed the TLS handshake: the handler never
+// sees a peer without a certificate the CA signed.
 //
 // ---- Destination: MigrationListener -------------------------------------
 //
@@ -127,8 +130,11 @@ class MigrationListener {
   MigrationListener& operator=(const MigrationListener&) = delete;
 
   // Queue MigrationDone for the connection carrying migration_id and wake it.
+  // resumed=true needs the commit (the channel's table: RESUMING -> RUNNING);
+  // resumed=false is the hold's end, legal before or after it (-> RELEASED).
   // kNotFound if no live connection carries it (closed: OnChannelClosed has
-  // been or will be called), kFailedPrecondition if it is not committed.
+  // been or will be called), kFailedPrecondition if the table refuses it or
+  // Done was already sent (the message names both state and event).
   absl::Status SendDone(uint64_t migration_id, bool resumed, const std::string& reason);
 
   // Closes the listening socket and every connection (each id gets
