@@ -10,8 +10,9 @@
 // Steps, each one a state of npa_shell::path (shell/vf/path_switch.h), asked
 // before it is taken:
 //   MigratePrepare (EMULATED -> MIGRATE_STOPPED): GET_VRING_BASE on every
-//     vring (the source's back end stops it and says where it would take
-//     the next avail entry), MigrateReady{vrings: next_avail and the used
+//     vring, TX rings first (the source's back end stops each and says
+//     where it would take the next avail entry; a frame it is already
+//     forwarding to this guest still finds RX running), MigrateReady{vrings: next_avail and the used
 //     index read from shared memory, counters}. Refused with
 //     MigrateReady.error when the table says no (a VF is attached, another
 //     migration is under way): nothing stops then. Meanwhile npa_tx_burst
