@@ -1,28 +1,47 @@
 #!/usr/bin/env bash
-# npa live demo: a guest driver on libnpa_shell talks to a peer host through
-# npa-agent's virtio rings (vhost-user), its MAC-learning switch and a TAP
-# uplink: ARP, ping, and a sequence-numbered UDP stream each way, checked for
-# loss, order and content. Everything it creates is removed at exit.
+# npa demo.
+#
+# Default: the lab story (issue 8). A small Debian guest boots under QEMU with
+# a virtual IOMMU (tests/lab/run_lab.sh); inside it two hosts, A and B, each
+# an npa-agent in its own network namespace with its own uplink, hang off one
+# learning Linux bridge (the top-of-rack switch) beside a traffic peer. A guest
+# on libnpa_shell streams numbered UDP both ways with the peer while it
+#   runs on A on a virtio-net VF (the virtio_net plug-in), is revoked to A's
+#   emulated path, migrates to B (npactl migrate), and lands on B's e1000e VF
+#   (the e1000e plug-in).
+# A live timeline (host, path, plug-in, datagrams each way, lost) is printed
+# four times a second, then the per-phase table, the loss figures and the
+# JSON line. Without the agents' migration support in the build, the story
+# stops at A: VF -> revoke -> VF again (scenario mac_steer), and says so.
+#
+# --quick: the emulated-only demo, no VM: a guest driver on libnpa_shell talks
+# to a peer host through npa-agent's virtio rings (vhost-user), its
+# MAC-learning switch and a TAP uplink: ARP, ping, and a sequence-numbered UDP
+# stream each way, checked for loss, order and content.
 #
 #   peer netns                 host netns
 #   [npa-udp-peer]--veth--[bridge]--TAP--[npa-agent]==vhost-user==[npa-guest-demo]
 #    192.0.2.1                                                       192.0.2.2
 #
-# Usage: bash scripts/demo.sh [--quick] [--duration S] [--rate N] [--build-dir DIR]
-# Exit: 0 traffic flowed both ways with zero loss; 1 a check failed; 2 usage.
+# Usage: bash scripts/demo.sh [--quick | --emulated] [--duration S] [--rate N] [--build-dir DIR]
+#   --emulated    the emulated-only demo at full length (--quick is its short run)
+# Everything it creates is removed at exit.
+# Exit: 0 the story passed (no loss either way); 1 a check failed; 2 usage.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="$ROOT/build"
 DURATION=12
 RATE=5000
 QUICK=0
+EMULATED=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) QUICK=1; DURATION=7; shift ;;
+    --quick) QUICK=1; EMULATED=1; DURATION=7; shift ;;
+    --emulated) EMULATED=1; shift ;;
     --duration) DURATION="$2"; shift 2 ;;
     --rate) RATE="$2"; shift 2 ;;
     --build-dir) BUILD="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -32,11 +51,47 @@ say() { printf '\033[1m[demo %5.1fs]\033[0m %s\n' "$(echo "$EPOCHREALTIME - $T0"
 T0=$EPOCHREALTIME
 
 if [ -z "${NPA_SKIP_DEPS:-}" ]; then "$ROOT/scripts/install-deps.sh"; fi
+
+# ------------------------------------------------------------ the lab story
+if [ $EMULATED = 0 ]; then
+  if [ -z "${NPA_NO_BUILD:-}" ]; then
+    say "building the lab's programs and plug-ins into $BUILD"
+    [ -f "$BUILD/build.ninja" ] || cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+    ninja -C "$BUILD" npa-lab-vf-probe npa_vf_test npa-lab-agent npa-lab-npactl npa-lab-story \
+      npa_plugin_virtio_net npa_plugin_e1000e >/dev/null
+  fi
+  if "$BUILD/tests/lab/npa-lab-agent" --help 2>&1 | grep -q -- --migration-listen; then
+    SCN=migrate
+    say "the story: host A, virtio-net VF -> revoke -> migrate to host B -> e1000e VF"
+  else
+    SCN=mac_steer
+    say "this build's agent has no migration listener (npa-agent --migration-listen):"
+    say "the story stops at host A: virtio-net VF -> revoke -> VF again, behind the learning switch"
+  fi
+  say "booting the lab VM (QEMU TCG, virtual IOMMU; tests/lab/run_lab.sh, topology in docs/vfio-lab.md)"
+  set +e
+  NPA_LAB_TIMEOUT="${NPA_LAB_TIMEOUT:-420}" "$ROOT/tests/lab/run_lab.sh" --build-dir "$BUILD" \
+    --scenario "$SCN" --live 2>"$BUILD/demo-lab.err" | while IFS= read -r l; do
+      case "$l" in
+        ">>> "*) say "${l#>>> }" ;;
+        "MIGRATION_JSON "*) echo; say "JSON (docs/vfio-lab.md):"; echo "${l#MIGRATION_JSON }" ;;
+        "LAB: "*|*" passed, "*" failed") echo; say "$l" ;;
+        *) echo "$l" ;;
+      esac
+    done
+  rc=${PIPESTATUS[0]}
+  set -e
+  if [ "$rc" = 0 ]; then say "PASS: every datagram each way arrived exactly once"; exit 0; fi
+  say "FAIL (run_lab.sh exit $rc); its log:"; tail -40 "$BUILD/demo-lab.err"
+  exit 1
+fi
+
 if [ ! -x "$BUILD/hypervisor/daemon/npa-agent" ] || [ ! -x "$BUILD/tests/demo/npa-guest-demo" ] || [ -z "${NPA_NO_BUILD:-}" ]; then
   say "building into $BUILD"
   [ -f "$BUILD/build.ninja" ] || cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
   ninja -C "$BUILD" npa-agent npactl npa-guest-demo npa-udp-peer >/dev/null
 fi
+
 AGENT="$BUILD/hypervisor/daemon/npa-agent"
 NPACTL="$BUILD/hypervisor/npactl/npactl"
 GUEST="$BUILD/tests/demo/npa-guest-demo"

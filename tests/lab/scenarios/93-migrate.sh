@@ -3,7 +3,7 @@
 # virtio-net function, agent B (hostB) its e1000e function; they trust each
 # other through the lab CA (/lab/tls, mutual TLS) and listen for migrations on
 # 10.77.9.1:7000 and 10.77.9.2:7000. The guest g1 streams numbered UDP with
-# the peer (250/s each way) while:
+# the peer (100/s each way) while:
 #   1. A offers its virtio-net VF: the shell loads the virtio_net plug-in
 #   2. planned revoke: back on A's emulated path
 #   3. npactl migrate g1 --to 10.77.9.2:7000: the shell resumes its rings on
@@ -25,6 +25,9 @@ for p in virtio_net e1000e; do
 done
 [ -f /lab/tls/ca.pem ] || fail "/lab/tls missing (run_lab.sh makes it with openssl)"
 export NPA_PLUGIN_PATH=/lab/plugins
+# 100 datagrams/s each way: the lab's one TCG vCPU also runs two agents, whose
+# TLS handshake has a 5 s deadline.
+TWO_PPS=100
 TWO_PIDS=""
 trap twohost_down EXIT
 twohost_up

@@ -382,17 +382,17 @@ two_agent() {
 # say TEXT: a timestamped progress line in the scenario's log (and live).
 say() { echo "[$(two_now)] $*"; live ">>> $*"; }
 # two_traffic HOSTS: the watcher on tor's ports, the peer and the guest g1 on
-# agent A (250 datagrams/s each way); returns once both streams flow.
+# agent A (TWO_PPS datagrams/s each way, default 250); returns once both streams flow.
 two_traffic() {
   rm -f /tmp/two-*.rec /tmp/two-watch.log /tmp/two-peer.log /tmp/two-guest.log
-  /lab/bin/npa-lab-story watch --if "$TWO_PORTS" --mac $TWO_GMAC --secs 150 >/tmp/two-watch.log 2>&1 &
+  /lab/bin/npa-lab-story watch --if "$TWO_PORTS" --mac $TWO_GMAC --secs 600 >/tmp/two-watch.log 2>&1 &
   TWO_WATCH=$!; TWO_PIDS="$TWO_PIDS $!"
   two_bg speer TWO_PEER /tmp/two-peer.log /lab/bin/npa-lab-story peer --ip $TWO_PIP --guest-ip $TWO_GIP \
-    --pps 250 --secs 150 --out /tmp/two-peer.rec
+    --pps ${TWO_PPS:-250} --secs 600 --out /tmp/two-peer.rec
   two_wait /tmp/two-watch.log READY 50
   two_wait /tmp/two-peer.log READY 50
   /lab/bin/npa-lab-story guest --socket /run/npa-A.sock --name g1 --ip $TWO_GIP --peer-ip $TWO_PIP \
-    --peer-mac $TWO_PMAC --mac $TWO_GMAC --pps 250 --secs 150 --out /tmp/two-guest.rec \
+    --peer-mac $TWO_PMAC --mac $TWO_GMAC --pps ${TWO_PPS:-250} --secs 600 --out /tmp/two-guest.rec \
     --hosts "$1" >/tmp/two-guest.log 2>&1 &
   TWO_GUEST=$!; TWO_PIDS="$TWO_PIDS $!"
   two_wait /tmp/two-guest.log '^SHELL' 100
@@ -434,8 +434,8 @@ live() { [ -f /lab/live ] && echo "LIVE $*" >/dev/console; return 0; }
 two_live_timeline() {
   [ -f /lab/live ] || return 0
   ( while :; do
-      g=$(grep '^TL ' /tmp/two-guest.log 2>/dev/null | tail -1)
-      p=$(grep '^PTL ' /tmp/two-peer.log 2>/dev/null | tail -1)
+      g=$(tail -n 12 /tmp/two-guest.log 2>/dev/null | grep '^TL ' | tail -1)
+      p=$(tail -n 12 /tmp/two-peer.log 2>/dev/null | grep '^PTL ' | tail -1)
       pl=$(echo "$p" | sed -n 's/.* lost_rx=\([0-9]*\).*/\1/p')
       [ -n "$g" ] && echo "$g" | awk -v pl="${pl:-0}" '{
           for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
