@@ -88,9 +88,11 @@
 
 namespace npa::agent {
 
-// AdminWaiter.fd of the planned revokes a migration asks VfAttachments for
-// (seq = the migration id): their answer goes to Migrations::OnVfAnswer.
-inline constexpr int kMigrationWaiterFd = -2;
+// AdminWaiter.fd of the planned revokes (seq = the migration id) and VF
+// offers a migration asks VfAttachments for: their answer goes to
+// Migrations::OnVfAnswer. Not negative (VfAttachments answers no waiter
+// with fd < 0) and never a real descriptor (above any RLIMIT_NOFILE).
+inline constexpr int kMigrationWaiterFd = 0x7fffffff;
 inline constexpr size_t kTicketLen = 32;
 
 // The source's connection to one destination: migration::MigrationClient in
