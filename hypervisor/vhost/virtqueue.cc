@@ -129,9 +129,13 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
   // Fairness (dataplane.h): the work of one call is bounded by descriptors
   // walked, not only by frames returned, so chains of zero-length
   // descriptors cannot make a poll arbitrarily long.
+  // Every chain costs at least one descriptor, so the budget caps the
+  // chains taken (lim); the slow path, which can walk more per chain,
+  // lowers lim by what it walked beyond one. The fast path pays nothing.
   const uint32_t budget = desc_budget != nullptr ? *desc_budget : UINT32_MAX;
-  uint32_t walked = 0;
-  while (produced < n && consumed < avail && walked < budget) {
+  uint32_t extra = 0;  // descriptors walked beyond one per chain
+  int32_t lim = budget < static_cast<uint32_t>(avail) ? static_cast<int32_t>(budget) : avail;
+  while (produced < n && consumed < lim) {
     const uint16_t head = aring[static_cast<uint16_t>(last_avail_ + consumed) & mask_];
     GuestFrame& f = out[produced];
     // Fast path, the common case: one readable descriptor holding header and
@@ -156,7 +160,6 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
           bytes += f.len;
           ++produced;
           ++consumed;
-          ++walked;
           continue;
         }
       }
@@ -171,7 +174,11 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
       return 0;
     }
     ++consumed;
-    walked += w.ndesc;
+    extra += w.ndesc - 1u;  // ndesc >= 1
+    const uint32_t walked = consumed + extra;
+    lim = walked >= budget ? consumed
+                           : static_cast<int32_t>(std::min<uint32_t>(static_cast<uint32_t>(avail),
+                                                                     consumed + (budget - walked)));
     const bool ok = !w.truncated && w.total_len > kNetHdrLen &&
                     w.total_len - kNetHdrLen <= kMaxFrameLen && SplitNetHdr(bufs, w.nbufs, &f);
     if (ok) {
@@ -189,7 +196,7 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
   }
   last_avail_ = static_cast<uint16_t>(last_avail_ + consumed);
   PublishUsedAndNotify();
-  if (desc_budget != nullptr) *desc_budget -= std::min(walked, *desc_budget);
+  if (desc_budget != nullptr) *desc_budget -= std::min<uint32_t>(consumed + extra, *desc_budget);
   c->tx_packets += produced;
   c->tx_bytes += bytes;
   c->tx_dropped += dropped;
