@@ -11,7 +11,6 @@
 # sends its frames to A's twin), with no DMAR fault in the kernel log and,
 # at the end, every datagram sent either way received exactly once.
 # lab-timeout: 240
-# lab-manual: not yet 3 passes in a row under the lock
 need LAB_HA_VIRTIO LAB_HA_TWIN_IF
 for b in npa-lab-agent npa-lab-npactl npa-lab-story; do
   [ -x /lab/bin/$b ] || fail "/lab/bin/$b missing"
