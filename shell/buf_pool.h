@@ -148,10 +148,11 @@ class BufPool {
     // a corrupted (cyclic) next pointer cannot loop forever. A bad segment
     // ends the walk: its `next` is nobody's to follow (it may be a free
     // slot's stale link or a pointer a back end wrote).
+    // b->next is read only once b passed the checks: a wild `next` a back
+    // end wrote is refused, never dereferenced.
     for (uint32_t guard = 0; b != nullptr && guard <= capacity_; guard++) {
-      npa_buf* next = b->next;
       if (!FreeSeg(b)) return;
-      b = next;
+      b = b->next;
     }
   }
 
