@@ -100,3 +100,60 @@ for i in range(4):
 struct.pack_into("<HH", rx, 0x4000, 0, 4)
 struct.pack_into("<HHHH", rx, 0x4004, 0, 1, 2, 3)
 write("desc_chain", "rx_four_buffers", bytes([3, 1, 0, 0]) + bytes(rx))
+
+# ---- plugin_table: [flags][opt][npa_plugin_info][name 256][vendor 256]
+#      [version 256][ctrl ops][fast ops][id table] (plugin_table_fuzz.cc) ----
+# x86-64 layout of include/npa/plugin.h ABI 1.x: info 96 bytes (struct_size,
+# abi_major, abi_minor, 7 pointers/fields...), ctrl ops, fast ops.
+INFO_SIZE, CTRL_SIZE, FAST_SIZE = 96, 136, 56
+
+
+def padded(s, n):
+    return s + bytes(n - len(s))
+
+
+def info(id_count=1, id_entry_size=24, caps=1, major=1, minor=0):
+    # struct_size u32, abi_major u16, abi_minor u16, name, vendor, version,
+    # id_table (pointers, replaced by the target), id_count u32,
+    # id_entry_size u32, capabilities u64, ctrl, fast (pointers).
+    b = struct.pack("<IHH", INFO_SIZE, major, minor) + bytes(32)
+    b += struct.pack("<IIQ", id_count, id_entry_size, caps) + bytes(16)
+    return padded(b, INFO_SIZE)
+
+
+def ops(size, n_ptrs):
+    return padded(struct.pack("<I", size) + bytes(4) + b"\x01\x10\x00\x00\x00\x00\x00\x00" * n_ptrs, size)
+
+
+pci = struct.pack("<HHHHII", 0x1D0F, 0x100F, 0xFFFF, 0xFFFF, 0, 0)
+good = bytes([0x7F, 0]) + info() + padded(b"seed\0", 256) + padded(b"npa\0", 256) + padded(b"1.0\0", 256)
+good += ops(CTRL_SIZE, 15) + ops(FAST_SIZE, 6) + pci
+write("plugin_table", "good", good)
+write("plugin_table", "no_nul_name", bytes([0x3F, 0]) + info() + b"a" * 256 + padded(b"npa\0", 256) +
+      padded(b"1.0\0", 256) + ops(CTRL_SIZE, 15) + ops(FAST_SIZE, 6) + pci)
+write("plugin_table", "two_ids_stride_32", bytes([0x7F, 0]) + info(2, 32) + padded(b"seed\0", 256) +
+      padded(b"npa\0", 256) + padded(b"1.0\0", 256) + ops(CTRL_SIZE, 15) + ops(FAST_SIZE, 6) +
+      padded(pci, 32) * 2)
+write("plugin_table", "short_ctrl", bytes([0x7F, 0]) + info() + padded(b"seed\0", 256) + padded(b"npa\0", 256) +
+      padded(b"1.0\0", 256) + ops(64, 7) + ops(FAST_SIZE, 6) + pci)
+
+# ---- shell_virtq: [cfg] then steps [op][args...] (shell_virtq_fuzz.cc) ----
+send4 = bytes([0, 3]) + (struct.pack("<H", 60) + bytes([0, 0, 0]) + struct.pack("<H", 0)) * 4
+complete = bytes([1, 0, 0]) + struct.pack("<I", 0) + bytes([1, 1, 1]) + struct.pack("<I", 0) + bytes([2, 2])
+rx_used = bytes([3, 0, 0]) + struct.pack("<I", 112) + bytes([1])
+write("shell_virtq", "send_complete", bytes([0]) + send4 + complete + bytes([4, 6, 7]))
+write("shell_virtq", "receive", bytes([1]) + rx_used + bytes([4, 6, 7]) + rx_used + bytes([4, 4, 6]))
+# The device rewrites a header's next pointer, then completes: the walk must refuse it.
+write("shell_virtq", "corrupt_next", bytes([2]) + send4 + bytes([5]) + struct.pack("<I", 8) + bytes([7]) +
+      bytes([0x40, 0x10, 0, 0, 0, 0, 0]) + complete)
+csum_rx = bytes([5]) + struct.pack("<I", 128 - 12) + bytes([9]) + bytes([1, 0, 0, 0, 90, 0, 40, 0, 0])
+write("shell_virtq", "bad_rx_csum", bytes([0]) + csum_rx + rx_used + bytes([4]))
+
+# ---- migration_state: MigrationState protobuf (include/npa/control.proto) ----
+ms = field(1, 0, 1) + field(2, 0, 77) + field(3, 2, b"agent-a") + field(4, 2, b"g1")
+ms += field(5, 2, bytes([2, 0, 0, 0, 0, 1])) + field(6, 0, 1500) + field(7, 0, 1)
+ms += field(8, 0, 0) + field(9, 0, 1 << 32) + field(11, 0, 1 << 26)
+write("migration_state", "offer", ms)
+vr = b"".join(field(12, 2, field(1, 0, v) + field(2, 0, 5) + field(3, 0, 5)) for v in (0, 1))
+write("migration_state", "commit", ms + vr + field(13, 2, field(1, 0, 10)))
+write("migration_state", "bad_version", field(1, 0, 9) + ms[2:])

@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=${FUZZ_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
 build=${FUZZ_BUILD_DIR:-$src/build-fuzz}
 secs=${FUZZ_SECONDS:-20}
-targets=${*:-"control_codec vhost_message desc_chain"}
+targets=${*:-"control_codec vhost_message desc_chain plugin_table shell_virtq migration_state"}
 export CC=${CC:-clang} CXX=${CXX:-clang++}
 
 cmake -S "$src" -B "$build" -G Ninja -DNPA_FUZZ=ON -DNPA_BUILD_BENCH=OFF \
