@@ -163,8 +163,8 @@ while kill -0 "$GPID" 2>/dev/null || kill -0 "$PPID_" 2>/dev/null; do
   ticks=$((ticks + 1))
   if [ $ticks = 2 ]; then  # the agent's view while the stream runs
     say "agent's view mid-stream (npactl guests; npactl --json guests saved):"
-    "$NPACTL" --socket "$CTL" guests 2>&1 | sed 's/^/    /' || true
-    "$NPACTL" --socket "$CTL" --json guests >"$RUN/npactl.json" 2>&1 || true
+    "$NPACTL" --socket "$CTL.admin" guests 2>&1 | sed 's/^/    /' || true
+    "$NPACTL" --socket "$CTL.admin" --json guests >"$RUN/npactl.json" 2>&1 || true
   fi
   ng=$(grep -c '^guest t=' "$RUN/guest.out" || true); np=$(grep -c '^peer  t=' "$RUN/peer.out" || true)
   [ "$ng" -gt "$shown_g" ] && { grep '^guest t=' "$RUN/guest.out" | tail -n +$((shown_g + 1)) | sed 's/^/    /'; shown_g=$ng; }
@@ -176,7 +176,7 @@ wait "$PPID_"; prc=$?
 set -e
 
 say "agent's counters at the end (npactl agent):"
-"$NPACTL" --socket "$CTL" agent 2>&1 | sed 's/^/    /' || true
+"$NPACTL" --socket "$CTL.admin" agent 2>&1 | sed 's/^/    /' || true
 
 GSUM=$(grep '^{' "$RUN/guest.out" | tail -1)
 PSUM=$(grep '^{' "$RUN/peer.out" | tail -1)

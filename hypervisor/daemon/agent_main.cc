@@ -39,6 +39,9 @@ const char kUsage[] =
     "              [--vf PCI[,reset=METHOD]]... [--vf-restore-driver]\n"
     "              [--vf-accept-timeout MS] [--vf-revoke-timeout MS] [--vf-force-grace MS]\n"
     "              [--require-sealed-memory] [--max-guest-memory BYTES] [--max-guests N]\n"
+    "              [--max-sessions-per-pid N] [--max-sessions-per-uid N]\n"
+    "              [--hello-timeout MS] [--negotiate-timeout MS] [--admin-idle-timeout MS]\n"
+    "              [--control-backlog BYTES]\n"
     "              [--tls-cert F --tls-key F --tls-ca F] [--migration-listen HOST:PORT]\n"
     "              [--migration-grace MS] [--migration-hold MS] [--rarp-schedule MS,...]\n"
     "    npa-agent --help | --version\n"
@@ -50,17 +53,12 @@ const char kUsage[] =
     "    the control socket (npa shell: Hello/Welcome, include/npa/control.proto)\n"
     "    or through plain vhost-user sockets (DPDK net_virtio_user and other\n"
     "    front ends without the control protocol). npactl(1) talks to the\n"
-    "    admin socket; the control socket refuses operator requests.\n"
+    "    control socket.\n"
     "\n"
     "OPTIONS\n"
-    "    --control PATH     UNIX socket for guest shells (default\n"
-    "                       /run/npa/agent.sock; the directory is created if\n"
-    "                       missing). Removed on exit. Operator requests sent\n"
-    "                       here are refused (Error DENIED).\n"
-    "    --admin PATH       UNIX socket for npactl (default: the control path\n"
-    "                       + \".admin\"). Created mode 0600; a peer whose uid\n"
-    "                       is neither 0 nor the agent's is refused. Removed on\n"
-    "                       exit.\n"
+    "    --control PATH     UNIX socket for guest shells and npactl\n"
+    "                       (default /run/npa/agent.sock; the directory is\n"
+    "                       created if missing). Removed on exit.\n"
     "    --vhost-user PATH  listen for plain vhost-user front ends at PATH;\n"
     "                       repeatable. If PATH is a directory, the socket is\n"
     "                       PATH/vhost-user.sock. Every connection is one guest\n"
@@ -73,6 +71,17 @@ const char kUsage[] =
     "                       a guest that shrinks a mapped memfd would SIGBUS the\n"
     "                       agent. Off by default because DPDK and QEMU do not\n"
     "                       seal (docs/operator-guide.md, \"Guest memory\").\n"
+    "    --max-sessions-per-pid N, --max-sessions-per-uid N\n"
+    "                       control sessions one process / one user may hold\n"
+    "                       (default 16 / 128); over => Error LIMIT, closed.\n"
+    "    --hello-timeout MS   a connection with no first frame is closed after\n"
+    "                       MS (default 5000).\n"
+    "    --negotiate-timeout MS  a guest whose vhost-user back end is not ready\n"
+    "                       MS after its hello is closed (default 30000).\n"
+    "    --admin-idle-timeout MS  an npactl session idle for MS is closed\n"
+    "                       (default 60000).\n"
+    "    --control-backlog BYTES  replies a peer may leave unread before it is\n"
+    "                       cut off (default 262144; also 64 frames, 64 fds).\n"
     "    --tap NAME         create (or attach to) TAP interface NAME as the\n"
     "                       uplink, with IFF_VNET_HDR, and bring it up. Without\n"
     "                       it the agent has no uplink: guests reach only each\n"
@@ -260,6 +269,28 @@ int main(int argc, char** argv) {
     } else if (a == "--vf-revoke-timeout") {
       if (!value(&v) || !ParseNum<uint32_t>(v, 1, 600000, &copt.vf_revoke_timeout_ms))
         return Usage("--vf-revoke-timeout needs 1..600000 ms", v);
+    } else if (a == "--max-sessions-per-pid") {
+      if (!value(&v) || !ParseNum<size_t>(v, 1, 4096, &copt.session_limits.max_per_pid))
+        return Usage("--max-sessions-per-pid needs 1..4096", v);
+    } else if (a == "--max-sessions-per-uid") {
+      if (!value(&v) || !ParseNum<size_t>(v, 1, 4096, &copt.session_limits.max_per_uid))
+        return Usage("--max-sessions-per-uid needs 1..4096", v);
+    } else if (a == "--hello-timeout") {
+      if (!value(&v) ||
+          !ParseNum<uint32_t>(v, 10, 600000, &copt.session_limits.undecided_timeout_ms))
+        return Usage("--hello-timeout needs 10..600000 ms", v);
+    } else if (a == "--negotiate-timeout") {
+      if (!value(&v) ||
+          !ParseNum<uint32_t>(v, 10, 3600000, &copt.session_limits.negotiate_timeout_ms))
+        return Usage("--negotiate-timeout needs 10..3600000 ms", v);
+    } else if (a == "--admin-idle-timeout") {
+      if (!value(&v) ||
+          !ParseNum<uint32_t>(v, 10, 3600000, &copt.session_limits.admin_idle_timeout_ms))
+        return Usage("--admin-idle-timeout needs 10..3600000 ms", v);
+    } else if (a == "--control-backlog") {
+      if (!value(&v) ||
+          !ParseNum<size_t>(v, 65540, 64u << 20, &copt.session_limits.send_queue.max_bytes))
+        return Usage("--control-backlog needs 65540..67108864 bytes", v);
     } else if (a == "--vf-force-grace") {
       if (!value(&v) || !ParseNum<uint32_t>(v, 1, 600000, &copt.vf_force_grace_ms))
         return Usage("--vf-force-grace needs 1..600000 ms", v);

@@ -55,6 +55,7 @@ ControlServer::ControlServer(Options opts, Dataplane* dataplane, PortFactory fac
     : opts_(std::move(opts)),
       dp_(dataplane),
       factory_(std::move(factory)),
+      limits_(opts_.session_limits, &loop_),
       guests_(opts_.agent_name),
       vf_(VfAttachments::Options{opts_.vf_accept_timeout_ms, opts_.vf_revoke_timeout_ms,
                                  opts_.vf_force_grace_ms, kMaxRegions, opts_.max_guest_memory},
@@ -95,6 +96,23 @@ ControlServer::ControlServer(Options opts, Dataplane* dataplane, PortFactory fac
   loop_.OnReadable(FdKind::kVhostListener, [this](int fd, uint64_t) { AcceptVhost(fd); });
   loop_.OnReadable(FdKind::kSession, [this](int fd, uint64_t) { OnSessionReadable(fd); });
   loop_.OnReadable(FdKind::kGuestPort, [this](int, uint64_t id) { OnGuestPortReadable(id); });
+  loop_.OnWritable(FdKind::kSession, [this](int fd, uint64_t) {
+    // A failed flush cuts the peer off and shuts its socket down: the read
+    // handler then closes the session with the reason.
+    if (ControlChannel* ch = Channel(fd)) ch->OnWritable().IgnoreError();
+  });
+  loop_.OnDeadline(FdKind::kSession, [this](int fd, uint64_t) {
+    ControlChannel* ch = Channel(fd);
+    if (!ch) return;
+    const std::string why = limits_.TimeoutReason(fd);
+    SendError(*ch, Error::LIMIT, why);
+    CloseSession(fd, why);
+  });
+  loop_.OnDeadline(FdKind::kGuestPort, [this](int, uint64_t id) {
+    CloseGuest(id, absl::StrCat("vhost-user front end not ready within ",
+                                opts_.session_limits.negotiate_timeout_ms, " ms"),
+               /*broken=*/true);
+  });
 }
 
 ControlServer::~ControlServer() { Shutdown(); }
@@ -209,6 +227,11 @@ void ControlServer::AcceptControl(int lfd) {
     NPA_LOG(Error, "control: %s; dropping the connection", std::string(st.message()).c_str());
     return;  // the connection closes with s
   }
+  if (absl::Status st = limits_.Admit(c, s.ch.get()); !st.ok()) {
+    loop_.Unwatch(c);
+    SendError(*s.ch, Error::LIMIT, std::string(st.message()));
+    return;  // the connection closes with s
+  }
   sessions_.emplace(c, std::move(s));
   if (admin) admin_socket_fds_.insert(c);
   NPA_LOG(Debug, "control: session fd %d accepted on the %s socket", c, admin ? "admin" : "control");
@@ -229,7 +252,9 @@ void ControlServer::AcceptVhost(int lfd) {
   const uint64_t id = guests_.NewId();
   std::string name = absl::StrCat("vhost", id);
   auto port = factory_(std::move(conn), VhostDevice::Options{name, opts_.max_queue_pairs,
-                                                              opts_.features, opts_.mtu});
+                                                              opts_.features, opts_.mtu,
+                                                              /*require_sealed_memory=*/false,
+                                                              opts_.max_guest_memory});
   if (!port.ok()) {
     NPA_LOG(Error, "control: guest %s: create vhost-user back end: %s", name.c_str(),
             std::string(port.status().message()).c_str());
@@ -249,6 +274,8 @@ void ControlServer::AcceptVhost(int lfd) {
       CloseGuest(id, std::string(st.message()), /*broken=*/true);
       return;
     }
+    loop_.SetDeadline(g.port->fd(), MonotonicMs() + opts_.session_limits.negotiate_timeout_ms)
+        .IgnoreError();  // watched just above
   }
   NPA_LOG(Info, "control: guest %s (id %lu) attached via vhost-user socket", name.c_str(),
           static_cast<unsigned long>(id));
@@ -281,6 +308,7 @@ void ControlServer::OnSessionReadable(int fd) {
       CloseSession(fd, std::string(st.message()));
       return;
     }
+    limits_.OnFrame(fd, s.role);
   }
 }
 
@@ -329,6 +357,7 @@ absl::Status ControlServer::HandleFrame(Session& s, ControlFrame& f) {
 }
 
 absl::Status ControlServer::HandleGuestFrame(Session& s, Guest& g, ControlFrame& f) {
+  NPA_RETURN_IF_ERROR(RefuseUnexpectedFds(*s.ch, f));
   const Envelope& env = f.env;
   if (env.has_admin_request()) {
     // A guest may not act as the operator; its session and guest go on
@@ -465,7 +494,8 @@ absl::Status ControlServer::AttachShell(Session& s, Guest& g, uint64_t seq) {
   // shrinking memory it gave in SET_MEM_TABLE (docs/operator-guide.md).
   auto port = factory_(std::move(ours),
                        VhostDevice::Options{g.name, g.queue_pairs, opts_.features, opts_.mtu,
-                                            /*require_sealed_memory=*/true});
+                                            /*require_sealed_memory=*/true,
+                                            opts_.max_guest_memory});
   if (!port.ok()) {
     const std::string msg = absl::StrCat("create vhost-user back end for guest '", g.name,
                                          "': ", port.status().message());
@@ -587,6 +617,8 @@ void ControlServer::UpdateReadiness(Guest& g) {
   }
   if (g.lc.CanFire(GuestState::kReady) && g.port->QueueReady(0)) {
     if (!step(GuestState::kReady)) return;
+    limits_.Ready(g.session_fd);  // no negotiation deadline any more
+    if (g.port->fd() >= 0) loop_.ClearDeadline(g.port->fd());
     NPA_LOG(Info, "control: guest %s: READY (%u queue pairs)", g.name.c_str(), nq);
   }
   // Into the dataplane on READY -> RUNNING. (The VF states' arcs to RUNNING
@@ -650,6 +682,7 @@ void ControlServer::CloseSession(int fd, const std::string& why) {
   mig_.ForgetAdmin(fd);
   admin_socket_fds_.erase(fd);
   NPA_LOG(Debug, "control: session fd %d closed: %s", fd, why.c_str());
+  limits_.Release(fd);
   loop_.Unwatch(fd);
   sessions_.erase(it);
 }
@@ -682,6 +715,7 @@ void ControlServer::CloseGuest(uint64_t guest_id, const std::string& why, bool b
     Envelope bye;
     bye.mutable_bye()->set_reason(why);
     sit->second.ch->Send(bye).IgnoreError();  // best effort: the session closes now
+    limits_.Release(g.session_fd);
     loop_.Unwatch(g.session_fd);
     sessions_.erase(sit);
   }

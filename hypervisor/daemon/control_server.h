@@ -113,6 +113,8 @@ class ControlServer {
     uint32_t vf_revoke_timeout_ms = 5000;       // default Revoke.timeout_ms
     uint32_t vf_force_grace_ms = 3000;          // forced detach: wait after VFIO REQ
     uint64_t max_guest_memory = 4ull << 30;     // per guest (--max-guest-memory)
+    // Per-peer caps, session timeouts, send backlog (session.h, docs/security.md).
+    SessionLimits::Options session_limits;
     // Migration (migrations.h). connector null: no TLS configuration, so
     // `npactl migrate` is refused; the destination side is served by
     // whoever calls migrations() as a DestinationHandler (agent_main's
@@ -178,6 +180,7 @@ class ControlServer {
   Dataplane* dp_;
   PortFactory factory_;
   FdLoop loop_;
+  SessionLimits limits_;
   std::vector<std::pair<UniqueFd, std::string>> listeners_;  // fd, path to unlink
   std::map<int, Session> sessions_;
   std::string admin_path_;

@@ -85,8 +85,13 @@ class VfAttachmentsTest : public ::testing::Test {
     rmdir(dir_.c_str());
   }
 
-  ControlChannel Connect() {
-    auto s = ConnectUnix(path_, 2000);
+  // A guest's session: the control socket.
+  ControlChannel Connect() { return ConnectTo(path_); }
+  // npactl's session: the admin socket beside it (operator requests are
+  // refused on the control socket).
+  ControlChannel ConnectAdmin() { return ConnectTo(path_ + ".admin"); }
+  ControlChannel ConnectTo(const std::string& path) {
+    auto s = ConnectUnix(path, 2000);
     EXPECT_TRUE(s.ok()) << s.status();
     return ControlChannel(std::move(*s));
   }
@@ -147,7 +152,7 @@ class VfAttachmentsTest : public ::testing::Test {
   }
 
   control::AdminReply Admin(const control::AdminRequest& req, int timeout_ms = 5000) {
-    ControlChannel ch = Connect();
+    ControlChannel ch = ConnectAdmin();
     Envelope e;
     *e.mutable_admin_request() = req;
     EXPECT_TRUE(ch.Send(e).ok());
@@ -159,7 +164,7 @@ class VfAttachmentsTest : public ::testing::Test {
   }
   // Sends an admin request and returns the channel; the answer comes later.
   ControlChannel AdminAsync(const control::AdminRequest& req) {
-    ControlChannel ch = Connect();
+    ControlChannel ch = ConnectAdmin();
     Envelope e;
     *e.mutable_admin_request() = req;
     EXPECT_TRUE(ch.Send(e).ok());

@@ -34,15 +34,16 @@ void ShellBuffers::Free(uint16_t qid, npa_buf** bufs, uint16_t n) {
   }
   std::lock_guard<std::mutex> l(q.stash_mu);
   for (uint16_t i = 0; i < n; i++) {
-    // Every segment, bounded like BufPool::FreeFrame; foreign pointers are
-    // dropped (the pool would count them as bad frees).
+    // Every segment, bounded like BufPool::FreeFrame. A segment is checked
+    // before its `next` is read (a plug-in may hand back a wild pointer, and
+    // a bad segment's `next` is not to be trusted): the walk stops at the
+    // first pointer that is not a buffer the pools gave out.
     npa_buf* b = bufs[i];
     for (uint32_t g = 0; b != nullptr && g <= q.pool.count() * nqp_; g++) {
+      if (!q.pool.Held(b)) break;
       npa_buf* next = b->next;
-      if (q.pool.Owns(b)) {
-        b->next = nullptr;
-        q.stash.push_back(b);
-      }
+      b->next = nullptr;
+      q.stash.push_back(b);
       b = next;
     }
   }

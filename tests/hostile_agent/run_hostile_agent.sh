@@ -46,13 +46,13 @@ nattacks=$(( $("$EVIL" --list | wc -l) + 1 ))  # + shrink (npa-shrink-guest)
 echo "running $nattacks attacks against npa-agent while the good guest streams"
 timeout -k 5 30 "$SHRINK" --control "$dir/agent.ctl" >"$dir/shrink.out" 2>&1
 src=$?
-timeout -k 5 90 "$EVIL" --socket "$dir/vhost.sock" --attack all --timeout-ms 3000 >"$dir/evil.out" 2>&1
+timeout -k 5 90 "$EVIL" --socket "$dir/vhost.sock" --agent-pid "$apid" --attack all --timeout-ms 3000 >"$dir/evil.out" 2>&1
 erc=$?
 timeout -k 5 30 "$SHRINK" --vhost-user "$dir/vhost.sock" --expect accepted >"$dir/shrink-plain.out" 2>&1
 prc=$?
 wait "$gpid"; grc=$?
 alive=0; kill -0 "$apid" 2>/dev/null && alive=1
-"$NPACTL" --socket "$dir/agent.ctl" agent >"$dir/npactl.out" 2>&1; nrc=$?
+"$NPACTL" --socket "$dir/agent.ctl.admin" agent >"$dir/npactl.out" 2>&1; nrc=$?
 closed=$(grep -c "closed\|broken\|rejected" "$dir/agent.log" || true)
 echo "--- attacks (npa-evil-guest exit $erc)"; cat "$dir/evil.out"
 echo "--- attack shrink (npa-shrink-guest exit $src)"; cat "$dir/shrink.out"

@@ -21,7 +21,7 @@ V=$LAB_VIRTIO1
 E=$LAB_E1000E0
 SOCK=/run/npa-lab-agent.sock
 # Generous: under TCG on a loaded host a libpci scan alone can take seconds.
-ctl() { /lab/bin/npa-lab-npactl --socket $SOCK --timeout 60000 "$@"; }
+ctl() { /lab/bin/npa-lab-npactl --socket $SOCK.admin --timeout 60000 "$@"; }
 GUESTS=""
 cleanup() {
   for p in $GUESTS; do kill $p 2>/dev/null; done

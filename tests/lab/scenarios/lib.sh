@@ -80,7 +80,7 @@ done
 export NPA_PLUGIN_PATH=/lab/plugins
 X=/lab/bin/npa-lab-shell-vf
 SOCK=/run/npa-shellvf.sock
-ctl() { /lab/bin/npa-lab-npactl --socket $SOCK "$@"; }
+ctl() { /lab/bin/npa-lab-npactl --socket $SOCK.admin "$@"; }
 PIDS=""
 cleanup() {
   for p in $PIDS; do kill $p 2>/dev/null; done
