@@ -183,6 +183,16 @@ struct Reader {
 // Child: load and validate, report, exit without running anything else of
 // the parent's (no atexit handlers, no destructors).
 [[noreturn]] void ProbeChild(int wfd, const std::string& path, const LoadOptions& opts) {
+  // The fault signals go back to their defaults, so a candidate that faults
+  // dies of the signal itself and the parent names it. The child inherits
+  // the application's handlers (and a sanitizer's, which would turn SIGSEGV
+  // into an abort or an exit status).
+  for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) {
+    struct sigaction sa{};
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, nullptr);
+  }
   LoadOptions o = opts;
   o.log = false;
   std::string out;
