@@ -23,7 +23,8 @@
 //
 // Trust (issue 9): only root-owned files that nobody else can write, in
 // root-owned directories that nobody else can write, are loaded
-// (CheckPluginFileTrust); discovery reads each candidate's tables in a
+// (CheckPluginFileTrust, shell/vf/plugin_probe.h; a symbolic link is
+// followed and its target's file and directory checked); discovery reads each candidate's tables in a
 // child process first, so a candidate that crashes, hangs or lies while
 // its tables are read is skipped with a message instead of taking the
 // application down.
@@ -65,13 +66,6 @@ inline constexpr uint32_t kMaxIdCount = 1024;
 // An ID entry larger than this is taken for garbage, not for a future layout.
 inline constexpr uint32_t kMaxIdEntrySize = 256;
 inline constexpr size_t kMaxPluginNameLen = 31;
-
-// Ownership and mode a plug-in file and its directory must have before the
-// shell maps it (issue 9): a regular file owned by root, neither it nor its
-// directory group- or world-writable, and the directory owned by root.
-// Anything else could have been written by someone other than the operator.
-// OK or FAILED_PRECONDITION naming the file (or directory) and the reason.
-absl::Status CheckPluginFileTrust(const std::string& path);
 
 struct LoadOptions {
   // The version this shell announces in npa_plugin_query.
@@ -145,8 +139,8 @@ class LoadedPlugin {
   npa_plugin_fast_ops fast_{};
 };
 
-// Check the file (CheckPluginFileTrust), dlopen it with RTLD_NOW|RTLD_LOCAL
-// through the descriptor that was checked (no window to swap the file), call
+// Check the file (TrustedPluginPath), dlopen the resolved path that was
+// checked with RTLD_NOW|RTLD_LOCAL (no link to re-point in between), call
 // npa_plugin_entry and check the answer (ValidatePluginInfo). A path without
 // '/' is taken relative to the working directory, never looked up in the
 // library search path. Errors: NOT_FOUND when the file does not exist,
@@ -180,14 +174,10 @@ const char* InstalledPluginDir();
 //
 // One broken candidate cannot take the shell down: each candidate that
 // passes CheckPluginFileTrust is loaded and validated in a forked child
-// (ProbePluginInChild) that sends back its name and ID table over a pipe; a
-// child that crashes, hangs past opts.probe_timeout_ms (then SIGKILL) or
-// sends garbage costs only that candidate. Only the chosen plug-in is then
-// loaded into this process.
-absl::StatusOr<PluginTables> ProbePluginInChild(const std::string& path, const LoadOptions& opts);
-
-// Load every *.so in dirs (see ProbePluginInChild above) and return the best
-// match for id.
+// (ProbePluginInChild, shell/vf/plugin_probe.h) that sends back its name and
+// ID table over a pipe; a child that crashes, hangs past
+// opts.probe_timeout_ms (then SIGKILL) or sends garbage costs only that
+// candidate. Only the chosen plug-in is then loaded into this process.
 absl::StatusOr<std::unique_ptr<LoadedPlugin>> FindPluginFor(const PciIdentity& id,
                                                             const std::vector<std::string>& dirs,
                                                             const LoadOptions& opts = {});

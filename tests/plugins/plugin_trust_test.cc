@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "gtest/gtest.h"
 #include "shell/vf/plugin_loader.h"
+#include "shell/vf/plugin_probe.h"
 
 namespace npa::shell {
 namespace {
@@ -140,6 +141,83 @@ TEST_F(TrustDirTest, WritableOrForeignDirectoryIsRefused) {
   EXPECT_TRUE(Contains(std::string(s.message()), "owned by uid 65534")) << s;
   ASSERT_EQ(chown(dir_.c_str(), 0, 0), 0);
   EXPECT_TRUE(CheckPluginFileTrust(file_).ok());
+}
+
+// A symbolic link is followed: the target's file and directory are checked
+// (and the link's directory too). Before, only the link's directory was
+// looked at, so a trusted link to a file in an open directory was loaded.
+class TrustLinkTest : public TrustDirTest {
+ protected:
+  void SetUp() override {
+    TrustDirTest::SetUp();
+    char tmpl[] = "/tmp/npa-trust-target-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    other_ = tmpl;
+    ASSERT_EQ(chmod(other_.c_str(), 0755), 0);
+    target_ = other_ + "/libtarget.so";
+    ASSERT_EQ(rename(file_.c_str(), target_.c_str()), 0);
+    ASSERT_EQ(symlink(target_.c_str(), file_.c_str()), 0);  // dir_/libcopy.so -> other_/...
+  }
+  void TearDown() override {
+    unlink(file_.c_str());
+    unlink(target_.c_str());
+    rmdir(other_.c_str());
+    TrustDirTest::TearDown();
+  }
+  std::string other_, target_;
+};
+
+TEST_F(TrustLinkTest, TrustedLinkToTrustedTargetIsLoadedFromTheTarget) {
+  absl::StatusOr<std::string> real = TrustedPluginPath(file_);
+  ASSERT_TRUE(real.ok()) << real.status();
+  EXPECT_EQ(*real, target_);
+  absl::StatusOr<std::unique_ptr<LoadedPlugin>> p = LoadPlugin(file_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->name(), "test_good");
+  EXPECT_EQ((*p)->path(), file_) << "named as the operator named it";
+}
+
+TEST_F(TrustLinkTest, TargetDirectoryWritableByOthersIsRefused) {
+  for (mode_t m : {0777, 0775}) {
+    ASSERT_EQ(chmod(other_.c_str(), m), 0);
+    absl::Status s = CheckPluginFileTrust(file_);
+    ASSERT_FALSE(s.ok()) << "mode " << m;
+    const std::string msg(s.message());
+    EXPECT_TRUE(Contains(msg, "its directory " + other_ + " is " +
+                                  (m == 0777 ? "world" : "group") + "-writable"))
+        << msg;
+    EXPECT_FALSE(LoadPlugin(file_).ok());
+    // Discovery lists the link and refuses it without running it.
+    absl::StatusOr<std::unique_ptr<LoadedPlugin>> f = FindPluginFor(kLoopback, {dir_});
+    ASSERT_FALSE(f.ok());
+    EXPECT_TRUE(Contains(std::string(f.status().message()), other_)) << f.status();
+  }
+  ASSERT_EQ(chmod(other_.c_str(), 0755), 0);
+  ASSERT_EQ(chown(other_.c_str(), 65534, 65534), 0);
+  absl::Status s = CheckPluginFileTrust(file_);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(Contains(std::string(s.message()), "its directory " + other_ + " is owned by uid 65534"))
+      << s;
+  ASSERT_EQ(chown(other_.c_str(), 0, 0), 0);
+  EXPECT_TRUE(CheckPluginFileTrust(file_).ok());
+}
+
+TEST_F(TrustLinkTest, TargetFileWritableByOthersIsRefused) {
+  ASSERT_EQ(chmod(target_.c_str(), 0757), 0);
+  absl::Status s = CheckPluginFileTrust(file_);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(Contains(std::string(s.message()), "world-writable")) << s;
+}
+
+TEST_F(TrustLinkTest, LinkInADirectoryWritableByOthersIsRefused) {
+  // The target is fine; the link's directory is open, so anyone could
+  // re-point the link.
+  ASSERT_EQ(chmod(dir_.c_str(), 0777), 0);
+  absl::Status s = CheckPluginFileTrust(file_);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(Contains(std::string(s.message()),
+                       "the directory of its link " + dir_ + " is world-writable"))
+      << s;
 }
 
 }  // namespace
