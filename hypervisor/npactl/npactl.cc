@@ -275,10 +275,7 @@ int main(int argc, char** argv) {
     return failed ? kExitAgentError : kExitOk;
   }
   if (r.has_error() && r.error().code() != control::Error::UNSPECIFIED) {
-    if (json)
-      printf("{\"error\":{\"code\":%s,\"message\":%s}}\n",
-             agent::JsonString(control::Error::Code_Name(r.error().code())).c_str(),
-             agent::JsonString(r.error().message()).c_str());
+    if (json) fputs(agent::FormatErrorJson(r).c_str(), stdout);
     fprintf(stderr, "npactl: %s\n", r.error().message().c_str());
     return kExitAgentError;
   }

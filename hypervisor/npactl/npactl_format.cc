@@ -1,6 +1,7 @@
 #include "hypervisor/npactl/npactl_format.h"
 
 #include <cstdio>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -8,71 +9,71 @@
 namespace npa::agent {
 namespace {
 
-void GuestJson(const control::GuestInfo& g, bool with_queues, std::string* o) {
-  absl::StrAppend(o, "{\"id\":", g.id(), ",\"name\":", JsonString(g.name()),
-                  ",\"mac\":", JsonString(g.mac()), ",\"state\":", JsonString(g.state()),
-                  ",\"path\":", JsonString(g.path()), ",\"transport\":", JsonString(g.transport()),
-                  ",\"queue_pairs\":", g.queue_pairs(),
-                  ",\"vhost_ready\":", g.vhost_ready() ? "true" : "false", ",\"pid\":", g.pid());
+Json GuestJson(const control::GuestInfo& g, bool with_queues) {
+  Json o = {{"id", g.id()},
+            {"name", g.name()},
+            {"mac", g.mac()},
+            {"state", g.state()},
+            {"path", g.path()},
+            {"transport", g.transport()},
+            {"queue_pairs", g.queue_pairs()},
+            {"vhost_ready", g.vhost_ready()},
+            {"pid", g.pid()}};
   if (with_queues) {
-    absl::StrAppend(o, ",\"queues\":[");
-    for (int i = 0; i < g.queues_size(); i++) {
-      const auto& q = g.queues(i);
-      absl::StrAppend(o, i ? "," : "", "{\"queue\":", q.queue(), ",\"rx_packets\":", q.rx_packets(),
-                      ",\"rx_bytes\":", q.rx_bytes(), ",\"rx_dropped\":", q.rx_dropped(),
-                      ",\"tx_packets\":", q.tx_packets(), ",\"tx_bytes\":", q.tx_bytes(),
-                      ",\"tx_dropped\":", q.tx_dropped(), "}");
-    }
-    absl::StrAppend(o, "]");
+    Json qs = Json::array();
+    for (const auto& q : g.queues())
+      qs.push_back({{"queue", q.queue()},
+                    {"rx_packets", q.rx_packets()},
+                    {"rx_bytes", q.rx_bytes()},
+                    {"rx_dropped", q.rx_dropped()},
+                    {"tx_packets", q.tx_packets()},
+                    {"tx_bytes", q.tx_bytes()},
+                    {"tx_dropped", q.tx_dropped()}});
+    o["queues"] = std::move(qs);
   }
-  absl::StrAppend(o, "}");
+  return o;
+}
+
+bool HasError(const control::AdminReply& r) {
+  return r.has_error() && r.error().code() != control::Error::UNSPECIFIED;
 }
 
 }  // namespace
 
-std::string JsonString(const std::string& s) {
-  std::string o = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\r': o += "\\r"; break;
-      case '\t': o += "\\t"; break;
-      default:
-        // Bytes >= 0x80 are escaped one by one: the agent's strings are not
-        // guaranteed UTF-8, and the output must stay valid JSON regardless.
-        if (c < 0x20 || c >= 0x7f) o += absl::StrFormat("\\u%04x", c);
-        else o += static_cast<char>(c);
-    }
-  }
-  return o + "\"";
+std::string DumpJson(const Json& j) {
+  // The agent's strings (guest names come from guests) need not be UTF-8:
+  // invalid bytes become U+FFFD instead of an exception, so the output is
+  // valid JSON for any input.
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+std::string FormatErrorJson(const control::AdminReply& r) {
+  return DumpJson({{"error",
+                    {{"code", control::Error::Code_Name(r.error().code())},
+                     {"message", r.error().message()}}}});
 }
 
 std::string FormatJson(const control::AdminReply& r, NpactlCommand cmd) {
-  std::string o = absl::StrCat("{\"agent\":", JsonString(r.agent_name()));
+  Json o = {{"agent", r.agent_name()}};
   if (cmd == NpactlCommand::kAgent) {
-    absl::StrAppend(&o, ",\"uptime_ms\":", r.uptime_ms(), ",\"guests\":", r.guests_size(),
-                    ",\"switch\":{\"unicast\":", r.switch_unicast(),
-                    ",\"flooded\":", r.switch_flooded(), "},\"uplink\":");
+    o["uptime_ms"] = r.uptime_ms();
+    o["guests"] = r.guests_size();
+    o["switch"] = {{"unicast", r.switch_unicast()}, {"flooded", r.switch_flooded()}};
     if (r.has_uplink()) {
       const auto& u = r.uplink();
-      absl::StrAppend(&o, "{\"name\":", JsonString(u.name()), ",\"rx_packets\":", u.rx_packets(),
-                      ",\"rx_bytes\":", u.rx_bytes(), ",\"rx_dropped\":", u.rx_dropped(),
-                      ",\"tx_packets\":", u.tx_packets(), ",\"tx_bytes\":", u.tx_bytes(),
-                      ",\"tx_dropped\":", u.tx_dropped(), "}");
+      o["uplink"] = {{"name", u.name()},           {"rx_packets", u.rx_packets()},
+                     {"rx_bytes", u.rx_bytes()},   {"rx_dropped", u.rx_dropped()},
+                     {"tx_packets", u.tx_packets()}, {"tx_bytes", u.tx_bytes()},
+                     {"tx_dropped", u.tx_dropped()}};
     } else {
-      absl::StrAppend(&o, "null");
+      o["uplink"] = nullptr;
     }
   } else {
-    absl::StrAppend(&o, ",\"guests\":[");
-    for (int i = 0; i < r.guests_size(); i++) {
-      if (i) o += ",";
-      GuestJson(r.guests(i), cmd == NpactlCommand::kStats, &o);
-    }
-    absl::StrAppend(&o, "]");
+    Json gs = Json::array();
+    for (const auto& g : r.guests()) gs.push_back(GuestJson(g, cmd == NpactlCommand::kStats));
+    o["guests"] = std::move(gs);
   }
-  return o + "}\n";
+  return DumpJson(o);
 }
 
 std::string FormatTable(const control::AdminReply& r, NpactlCommand cmd) {
@@ -131,7 +132,7 @@ std::string FormatMigrateTable(const control::AdminReply& r) {
   }
   absl::StrAppend(&o, absl::StrFormat("%-10s %10.3f  state %s\n", "total", total / 1000.0,
                                       r.migration_state().empty() ? "-" : r.migration_state()));
-  if (r.has_error() && r.error().code() != control::Error::UNSPECIFIED)
+  if (HasError(r))
     absl::StrAppend(&o, "error: ", r.error().message(), "\n");
   else if (!r.message().empty())
     absl::StrAppend(&o, r.message(), "\n");
@@ -141,21 +142,18 @@ std::string FormatMigrateTable(const control::AdminReply& r) {
 std::string FormatMigrateJson(const control::AdminReply& r, const std::string& guest,
                               const std::string& to) {
   uint64_t total = 0;
-  std::string phases;
+  Json phases = Json::array();
   for (const auto& p : r.phases()) {
     total += p.duration_us();
-    absl::StrAppend(&phases, phases.empty() ? "" : ",", "{\"name\":", JsonString(p.name()),
-                    ",\"duration_us\":", p.duration_us(), ",\"detail\":", JsonString(p.detail()), "}");
+    phases.push_back({{"name", p.name()}, {"duration_us", p.duration_us()}, {"detail", p.detail()}});
   }
-  std::string o = absl::StrCat("{\"agent\":", JsonString(r.agent_name()), ",\"guest\":", JsonString(guest),
-                               ",\"to\":", JsonString(to), ",\"state\":", JsonString(r.migration_state()),
-                               ",\"message\":", JsonString(r.message()), ",\"total_us\":", total,
-                               ",\"phases\":[", phases, "]");
-  if (r.has_error() && r.error().code() != control::Error::UNSPECIFIED)
-    absl::StrAppend(&o, ",\"error\":{\"code\":", JsonString(control::Error::Code_Name(r.error().code())),
-                    ",\"message\":", JsonString(r.error().message()), "}");
-  absl::StrAppend(&o, "}\n");
-  return o;
+  Json o = {{"agent", r.agent_name()}, {"guest", guest},        {"to", to},
+            {"state", r.migration_state()}, {"message", r.message()}, {"total_us", total},
+            {"phases", std::move(phases)}};
+  if (HasError(r))
+    o["error"] = {{"code", control::Error::Code_Name(r.error().code())},
+                  {"message", r.error().message()}};
+  return DumpJson(o);
 }
 
 }  // namespace npa::agent

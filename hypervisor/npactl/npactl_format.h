@@ -15,10 +15,13 @@
 //   migrate: {"agent", "guest", "to", "state", "message", "total_us",
 //           "phases": [{"name", "duration_us", "detail"}, ...]}
 //           (FormatMigrateJson; also on failure, with "error")
+//   error:  {"error": {"code", "message"}} (FormatErrorJson)
 #ifndef NPA_HYPERVISOR_NPACTL_NPACTL_FORMAT_H_
 #define NPA_HYPERVISOR_NPACTL_NPACTL_FORMAT_H_
 
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "include/npa/control.pb.h"
 
@@ -26,9 +29,16 @@ namespace npa::agent {
 
 enum class NpactlCommand { kGuests, kStats, kAgent };
 
-// s as a JSON string literal (quotes included; control bytes and non-ASCII
-// bytes escaped as \u00XX, so the output is valid JSON for any input).
-std::string JsonString(const std::string& s);
+// The JSON is built with nlohmann::json (Debian's nlohmann-json3-dev), keys
+// in the order documented above; no hand-written encoder.
+using Json = nlohmann::ordered_json;
+
+// j on one line plus '\n'. Strings are emitted as UTF-8; bytes that are not
+// valid UTF-8 (a guest chooses its own name) become U+FFFD.
+std::string DumpJson(const Json& j);
+
+// {"error": {"code": "BUSY", "message": ...}}, for a reply with an error.
+std::string FormatErrorJson(const control::AdminReply& r);
 
 std::string FormatJson(const control::AdminReply& r, NpactlCommand cmd);
 std::string FormatTable(const control::AdminReply& r, NpactlCommand cmd);

@@ -34,9 +34,18 @@ control::AdminReply Sample() {
   return r;
 }
 
-TEST(NpactlFormatTest, JsonStringEscapes) {
-  EXPECT_EQ(JsonString("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
-  EXPECT_EQ(JsonString(std::string("\x01\xff", 2)), "\"\\u0001\\u00ff\"");
+TEST(NpactlFormatTest, StringsAreEscapedAndInvalidUtf8Replaced) {
+  EXPECT_EQ(DumpJson(Json("a\"b\\c\n")), "\"a\\\"b\\\\c\\n\"\n");
+  // A control byte is escaped; a byte that is not UTF-8 becomes U+FFFD
+  // (EF BF BD), valid UTF-8 passes through.
+  EXPECT_EQ(DumpJson(Json(std::string("\x01\xff\xc3\xa9", 4))), "\"\\u0001\xef\xbf\xbd\xc3\xa9\"\n");
+}
+
+TEST(NpactlFormatTest, ErrorJson) {
+  control::AdminReply r;
+  r.mutable_error()->set_code(control::Error::DENIED);
+  r.mutable_error()->set_message("operator only");
+  EXPECT_EQ(FormatErrorJson(r), "{\"error\":{\"code\":\"DENIED\",\"message\":\"operator only\"}}\n");
 }
 
 // Python's json module is the independent judge of well-formedness.
@@ -56,7 +65,9 @@ void ExpectPythonParses(const std::string& json, const std::string& check) {
 TEST(NpactlFormatTest, JsonIsWellFormedForEveryCommand) {
   auto r = Sample();
   ExpectPythonParses(FormatJson(r, NpactlCommand::kGuests),
-                     "d[\"guests\"][0][\"id\"] == 1 and d[\"guests\"][0][\"vhost_ready\"] is True");
+                     "d[\"guests\"][0][\"id\"] == 1 and d[\"guests\"][0][\"vhost_ready\"] is True"
+                     " and d[\"guests\"][0][\"name\"] == \"g\\\\1\\x01\\ufffd\""
+                     " and d[\"agent\"] == \"agent \\\"one\\\"\\n\"");
   ExpectPythonParses(FormatJson(r, NpactlCommand::kStats),
                      "d[\"guests\"][0][\"queues\"][0][\"rx_packets\"] == 10");
   ExpectPythonParses(FormatJson(r, NpactlCommand::kAgent),

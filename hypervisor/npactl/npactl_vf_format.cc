@@ -1,5 +1,9 @@
 #include "hypervisor/npactl/npactl_vf_format.h"
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -8,40 +12,39 @@
 namespace npa::agent {
 namespace {
 
-std::string OrNull(const std::string& s) { return s.empty() ? "null" : JsonString(s); }
+Json OrNull(const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); }
+Json OrNull(int v) { return v < 0 ? Json(nullptr) : Json(v); }
 
-void VfJson(const control::VfInfo& v, std::string* o) {
-  absl::StrAppend(o, "{\"pci\":", JsonString(v.pci_address()));
-  absl::StrAppendFormat(o,
-                        ",\"vendor\":\"%04x\",\"device\":\"%04x\",\"subsystem_vendor\":\"%04x\","
-                        "\"subsystem_device\":\"%04x\",\"class\":\"%06x\",\"revision\":%u",
-                        v.vendor() & 0xffff, v.device() & 0xffff, v.subsystem_vendor() & 0xffff,
-                        v.subsystem_device() & 0xffff, v.class_code() & 0xffffff, v.revision());
-  absl::StrAppend(o, ",\"driver\":", OrNull(v.driver()), ",\"iommu_group\":",
-                  v.iommu_group() < 0 ? "null" : absl::StrCat(v.iommu_group()), ",\"numa_node\":",
-                  v.numa_node() < 0 ? "null" : absl::StrCat(v.numa_node()), ",\"sriov\":");
-  if (v.sriov_totalvfs() > 0)
-    absl::StrAppend(o, "{\"totalvfs\":", v.sriov_totalvfs(), ",\"numvfs\":", v.sriov_numvfs(), "}");
-  else
-    absl::StrAppend(o, "null");
-  absl::StrAppend(o, ",\"physfn\":", OrNull(v.physfn()), ",\"reset_methods\":[");
-  for (int i = 0; i < v.reset_methods_size(); i++)
-    absl::StrAppend(o, i ? "," : "", JsonString(v.reset_methods(i)));
-  absl::StrAppend(o, "],\"in_pool\":", v.in_pool() ? "true" : "false", ",\"state\":",
-                  OrNull(v.state()), ",\"guest\":", OrNull(v.guest()), ",\"offer_id\":", v.offer_id(),
-                  ",\"last_error\":", OrNull(v.last_error()), "}");
+Json VfJson(const control::VfInfo& v) {
+  Json sriov = nullptr;
+  if (v.sriov_totalvfs() > 0) sriov = {{"totalvfs", v.sriov_totalvfs()}, {"numvfs", v.sriov_numvfs()}};
+  return {{"pci", v.pci_address()},
+          {"vendor", absl::StrFormat("%04x", v.vendor() & 0xffff)},
+          {"device", absl::StrFormat("%04x", v.device() & 0xffff)},
+          {"subsystem_vendor", absl::StrFormat("%04x", v.subsystem_vendor() & 0xffff)},
+          {"subsystem_device", absl::StrFormat("%04x", v.subsystem_device() & 0xffff)},
+          {"class", absl::StrFormat("%06x", v.class_code() & 0xffffff)},
+          {"revision", v.revision()},
+          {"driver", OrNull(v.driver())},
+          {"iommu_group", OrNull(v.iommu_group())},
+          {"numa_node", OrNull(v.numa_node())},
+          {"sriov", std::move(sriov)},
+          {"physfn", OrNull(v.physfn())},
+          {"reset_methods", Json(std::vector<std::string>(v.reset_methods().begin(),
+                                                          v.reset_methods().end()))},
+          {"in_pool", v.in_pool()},
+          {"state", OrNull(v.state())},
+          {"guest", OrNull(v.guest())},
+          {"offer_id", v.offer_id()},
+          {"last_error", OrNull(v.last_error())}};
 }
 
 }  // namespace
 
 std::string FormatVfJson(const control::AdminReply& r) {
-  std::string o = absl::StrCat("{\"agent\":", JsonString(r.agent_name()),
-                               ",\"message\":", OrNull(r.message()), ",\"vfs\":[");
-  for (int i = 0; i < r.vfs_size(); i++) {
-    if (i) o += ",";
-    VfJson(r.vfs(i), &o);
-  }
-  return o + "]}\n";
+  Json vfs = Json::array();
+  for (const auto& v : r.vfs()) vfs.push_back(VfJson(v));
+  return DumpJson({{"agent", r.agent_name()}, {"message", OrNull(r.message())}, {"vfs", std::move(vfs)}});
 }
 
 std::string FormatVfTable(const control::AdminReply& r, bool list) {
