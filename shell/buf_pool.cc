@@ -1,5 +1,7 @@
 #include "shell/buf_pool.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -43,6 +45,12 @@ absl::Status BufPool::Init(uint8_t* slots, uint32_t count, uint32_t pool_id, uin
     return absl::InvalidArgumentError(absl::StrCat(
         "buffer pool ", pool_id, ": ", count, " slots at 0x", absl::Hex(first),
         " are not slots of the range [0x", absl::Hex(lo), ", 0x", absl::Hex(hi), ")"));
+  if (nslots >= SlotStates::kMaxSlots || nslots > UINT32_MAX)
+    return absl::InvalidArgumentError(absl::StrCat("buffer pool ", pool_id, ": a range of ",
+                                                   nslots, " slots is too large"));
+  // Room for every slot of the range: a slot is stacked only while its state
+  // byte says free, so no stack can overflow and FreeSeg need not check.
+  capacity = std::max<uint32_t>(capacity, static_cast<uint32_t>(nslots));
   stack_ = std::make_unique<npa_buf*[]>(capacity);
   capacity_ = capacity;
   count_ = count;

@@ -30,8 +30,21 @@
 // with the same [lo, hi): a shell's queues, so a buffer freed on another
 // queue than the one it came from is still known. One byte per slot (a load
 // and a store per buffer, relaxed atomics: plain moves on x86) keeps the
-// check to a few instructions; the slot index is TxTracker's multiply by
-// 17's inverse instead of a division.
+// check to a few instructions: SlotStates::IndexOf turns a pointer into a
+// slot index that is below nslots exactly when the pointer is a slot start
+// inside the range (rotate, multiply, one compare; see there), so a free is
+// one compare of the index and one of the state byte. A stack cannot
+// overflow: it holds at least every slot of the range, and a slot is on a
+// stack only while its byte says kFree, which only one free can make it.
+//
+// The stash (shell_impl.h, shell/vf/shell_buffers.h) is a second free list,
+// kept by the control path under a lock: its buffers are kStashed, so a
+// buffer is on a stack or in a stash, never both, and never twice in either.
+//   AllocStashed/FreeStashed: the owner moves buffers between its stack and
+//     the stash (kFree <-> kStashed);
+//   StashSeg/UnstashSeg: the control path puts a freed buffer into the stash
+//     (kOut -> kStashed; anything else is refused for the caller to count)
+//     and takes one out (-> kOut).
 //
 // Threads: each pool has one owner. Two owners touch the same state byte
 // only for a buffer passed between their queues, which the application
@@ -52,30 +65,41 @@ namespace npa::shell {
 // to the shell. Shared (shared_ptr) by the pools with that range; see above.
 class SlotStates {
  public:
-  enum : uint8_t { kNotASlot = 0, kFree = 1, kOut = 2 };
-  // NPA_BUF_SLOT_SIZE is 128 * 17: an offset from lo is a slot start iff its
-  // low 7 bits are 0 and off >> 7 is a multiple of 17; multiplied by 17's
-  // inverse modulo 2^64 that is exactly the slot index, and anything else
-  // (or an address below lo, wrapped) lands far beyond nslots.
+  enum : uint8_t { kNotASlot = 0, kFree = 1, kOut = 2, kStashed = 3 };
+  // NPA_BUF_SLOT_SIZE is 128 * 17, and 17 is odd, so it has an inverse
+  // modulo 2^64: a slot start's offset from lo is off = 128 * 17 * i, and
+  // rotr(off, 7) * kInverse17 is exactly i. For any other offset (or an
+  // address below lo, wrapped) the result is at least nslots:
+  //   - low 7 bits not all 0: the rotate puts them in bits 57..63, so the
+  //     rotated value x is >= 2^57 > 17 * nslots, and x * kInverse17 == i
+  //     with i < nslots would need x == 17 * i < 17 * nslots;
+  //   - low bits 0 but off / 128 not 17 * i for an i < nslots: likewise.
+  // One rotate, one multiply and one compare check alignment, range and slot
+  // boundary together (the check BufPool::FreeSeg and Held run per buffer).
   static constexpr uint64_t kInverse17 = 0xf0f0f0f0f0f0f0f1ull;
-  static_assert(NPA_BUF_SLOT_SIZE == 17 * 128, "Index() divides by 17 * 128");
+  static_assert(NPA_BUF_SLOT_SIZE == 17 * 128, "IndexOf() divides by 17 * 128");
+  static_assert(kInverse17 * 17 == 1);
+  // 17 * nslots < 2^57, see above (2^52 slots of 2 KiB: far beyond memory).
+  static constexpr uint64_t kMaxSlots = uint64_t{1} << 52;
 
   SlotStates(uintptr_t lo, uint64_t nslots)
-      : lo_(lo), nslots_(nslots), st_(new std::atomic<uint8_t>[nslots]) {
-    for (uint64_t i = 0; i < nslots; i++) st_[i].store(kNotASlot, std::memory_order_relaxed);
+      : lo_(lo), nslots_(nslots < kMaxSlots ? nslots : 0), st_(new std::atomic<uint8_t>[nslots_]) {
+    for (uint64_t i = 0; i < nslots_; i++) st_[i].store(kNotASlot, std::memory_order_relaxed);
   }
+  // The slot index of b: < nslots() exactly when b is a slot start inside
+  // the range (see above).
+  static uint64_t IndexOf(uintptr_t lo, const npa_buf* b) {
+    const uint64_t off = reinterpret_cast<uintptr_t>(b) - lo;
+    return ((off >> 7) | (off << 57)) * kInverse17;  // rotr(off, 7): one ror
+  }
+  uint64_t IndexOf(const npa_buf* b) const { return IndexOf(lo_, b); }
   // True and *i = the slot index when b is a slot start inside the range.
   bool Index(const npa_buf* b, uint64_t* i) const {
-    const uintptr_t off = reinterpret_cast<uintptr_t>(b) - lo_;
-    *i = (off >> 7) * kInverse17;
-    return ((off & 127) == 0) & (*i < nslots_);
+    *i = IndexOf(b);
+    return *i < nslots_;
   }
   uint8_t Get(uint64_t i) const { return st_[i].load(std::memory_order_relaxed); }
   void Set(uint64_t i, uint8_t v) { st_[i].store(v, std::memory_order_relaxed); }
-  // Index of a pointer known to be a slot start (taken from a free stack).
-  uint64_t IndexOf(const npa_buf* b) const {
-    return ((reinterpret_cast<uintptr_t>(b) - lo_) >> 7) * kInverse17;
-  }
   uintptr_t lo() const { return lo_; }
   uint64_t nslots() const { return nslots_; }
   std::atomic<uint8_t>* data() const { return st_.get(); }
@@ -113,24 +137,15 @@ class BufPool {
   }
   // As Alloc, but leaves the header as it is: for RX refills, where the
   // receive path writes every field the application reads.
-  uint32_t AllocRaw(npa_buf** bufs, uint32_t n) {
-    uint32_t k = n < top_ ? n : top_;
-    top_ -= k;
-    for (uint32_t i = 0; i < k; i++) {
-      npa_buf* b = stack_[top_ + i];
-      Mark(b, SlotStates::kOut);
-      bufs[i] = b;
-    }
-    return k;
-  }
+  uint32_t AllocRaw(npa_buf** bufs, uint32_t n) { return AllocMarked(bufs, n, SlotStates::kOut); }
   // One buffer, one segment (no chain walk): for the TX completion path.
   // False (counted in bad_frees, nothing stacked): not a slot of the shell,
-  // not at a slot start, already free, or the stack is full.
+  // not at a slot start, or not out of the pools (free, or in a stash).
   bool FreeSeg(npa_buf* b) {
-    const uintptr_t off = reinterpret_cast<uintptr_t>(b) - st_lo_;
-    const uint64_t i = (off >> 7) * SlotStates::kInverse17;
-    // One branch for the three checks: slot start, inside, allocated.
-    if (__builtin_expect(((off & 127) != 0) | (i >= st_n_) || top_ >= capacity_, 0) ||
+    const uint64_t i = SlotStates::IndexOf(st_lo_, b);
+    // Slot start, inside, allocated: two predicted branches. No stack bound:
+    // the stack holds every slot of the range (Init), each at most once.
+    if (__builtin_expect(i >= st_n_, 0) ||
         __builtin_expect(st_[i].load(std::memory_order_relaxed) != SlotStates::kOut, 0)) {
       bad_frees_++;
       return false;
@@ -139,6 +154,38 @@ class BufPool {
     stack_[top_++] = b;
     return true;
   }
+
+  // The stash (see the header comment). Owner thread: up to n buffers off
+  // the stack into the stash (their headers as they are).
+  uint32_t AllocStashed(npa_buf** bufs, uint32_t n) {
+    return AllocMarked(bufs, n, SlotStates::kStashed);
+  }
+  // Owner thread: a stash entry back onto the stack. False (counted in
+  // bad_frees, nothing stacked) unless b is a slot of the shell in a stash.
+  bool FreeStashed(npa_buf* b) {
+    const uint64_t i = SlotStates::IndexOf(st_lo_, b);
+    if (i >= st_n_ || st_[i].load(std::memory_order_relaxed) != SlotStates::kStashed) {
+      bad_frees_++;
+      return false;
+    }
+    st_[i].store(SlotStates::kFree, std::memory_order_relaxed);
+    stack_[top_++] = b;
+    return true;
+  }
+  // Control path (under the stash's lock): b, freed, goes into the stash.
+  // False (the caller counts it; b must not be stashed) unless b is a slot
+  // of the shell that is out of the pools: a buffer freed twice is refused
+  // the second time. An atomic exchange of the state, so two frees of one
+  // buffer on two control paths cannot both succeed.
+  bool StashSeg(const npa_buf* b) {
+    const uint64_t i = SlotStates::IndexOf(st_lo_, b);
+    if (i >= st_n_) return false;
+    uint8_t want = SlotStates::kOut;
+    return st_[i].compare_exchange_strong(want, SlotStates::kStashed, std::memory_order_relaxed);
+  }
+  // Control path: b, taken from the stash, is out of the pools again.
+  void UnstashSeg(const npa_buf* b) { Mark(b, SlotStates::kOut); }
+
   // Frees n frames with all their segments.
   void Free(npa_buf* const* bufs, uint32_t n) {
     for (uint32_t i = 0; i < n; i++) FreeFrame(bufs[i]);
@@ -150,7 +197,15 @@ class BufPool {
     // slot's stale link or a pointer a back end wrote).
     // b->next is read only once b passed the checks: a wild `next` a back
     // end wrote is refused, never dereferenced.
-    for (uint32_t guard = 0; b != nullptr && guard <= capacity_; guard++) {
+    // The one-segment frame (nearly every one) pays no loop: the walk is
+    // out of line.
+    if (__builtin_expect(b == nullptr, 0) || !FreeSeg(b)) return;
+    npa_buf* next = b->next;
+    if (__builtin_expect(next != nullptr, 0)) FreeChain(next);
+  }
+  // The rest of a chain, from its second segment.
+  __attribute__((noinline)) void FreeChain(npa_buf* b) {
+    for (uint32_t guard = 1; b != nullptr && guard <= capacity_; guard++) {
       if (!FreeSeg(b)) return;
       b = b->next;
     }
@@ -168,18 +223,16 @@ class BufPool {
   // application's, a ring's or a device's): the check for a pointer a
   // device or plug-in hands back as received. A few instructions.
   bool Held(const npa_buf* b) const {
-    uint64_t i;
-    const uintptr_t off = reinterpret_cast<uintptr_t>(b) - st_lo_;
-    i = (off >> 7) * SlotStates::kInverse17;
-    return ((off & 127) == 0) & (i < st_n_) && st_[i].load(std::memory_order_relaxed) == SlotStates::kOut;
+    const uint64_t i = SlotStates::IndexOf(st_lo_, b);
+    return i < st_n_ && st_[i].load(std::memory_order_relaxed) == SlotStates::kOut;
   }
   // Shared state map (tests, fuzzers).
   const SlotStates* states() const { return states_.get(); }
 
-  // The state byte of a slot taken from the free stack (known good).
+  // The state byte of a slot taken from the free stack or a stash (known
+  // good: it passed the checks when it was freed).
   void Mark(const npa_buf* b, uint8_t v) {
-    st_[((reinterpret_cast<uintptr_t>(b) - st_lo_) >> 7) * SlotStates::kInverse17].store(
-        v, std::memory_order_relaxed);
+    st_[SlotStates::IndexOf(st_lo_, b)].store(v, std::memory_order_relaxed);
   }
 
   static void ResetHeader(npa_buf* b) {
@@ -192,9 +245,20 @@ class BufPool {
   }
 
  private:
+  uint32_t AllocMarked(npa_buf** bufs, uint32_t n, uint8_t state) {
+    uint32_t k = n < top_ ? n : top_;
+    top_ -= k;
+    for (uint32_t i = 0; i < k; i++) {
+      npa_buf* b = stack_[top_ + i];
+      Mark(b, state);
+      bufs[i] = b;
+    }
+    return k;
+  }
+
   std::unique_ptr<npa_buf*[]> stack_;
   uint32_t top_ = 0;
-  uint32_t capacity_ = 0;
+  uint32_t capacity_ = 0;  // the stack's size: >= every slot of the range
   uint32_t count_ = 0;
   uintptr_t lo_ = 0, hi_ = 0;
   uint64_t bad_frees_ = 0;

@@ -192,5 +192,37 @@ TEST(BufPoolInitTest, RejectsBadArguments) {
   EXPECT_FALSE(p.Init(mem + 1, 1, 0, 1, 0, 0).ok()) << "misaligned";
 }
 
+// SlotStates::IndexOf's one compare (rotate, multiply by 17's inverse) is
+// the reference check (slot start, inside the range) for every byte offset
+// of the first and last slots, every slot start, and addresses below lo and
+// far above it.
+TEST(SlotStatesTest, IndexIsBelowNslotsExactlyForSlotStarts) {
+  constexpr uint64_t kSlots = 1000;
+  const uintptr_t lo = uintptr_t{0x7f0000000000};
+  SlotStates st(lo, kSlots);
+  auto check = [&](int64_t off) {
+    const auto* b = reinterpret_cast<const npa_buf*>(lo + static_cast<uintptr_t>(off));
+    const bool want = off >= 0 && off % NPA_BUF_SLOT_SIZE == 0 &&
+                      static_cast<uint64_t>(off) / NPA_BUF_SLOT_SIZE < kSlots;
+    uint64_t i = 0;
+    ASSERT_EQ(st.Index(b, &i), want) << "offset " << off;
+    if (want) {
+      ASSERT_EQ(i, static_cast<uint64_t>(off) / NPA_BUF_SLOT_SIZE);
+    }
+  };
+  const int64_t slot = NPA_BUF_SLOT_SIZE, end = slot * kSlots;
+  for (int64_t off = -4 * slot; off < 3 * slot; off++) check(off);
+  for (int64_t off = end - 3 * slot; off < end + 4 * slot; off++) check(off);
+  for (int64_t k = 0; k <= static_cast<int64_t>(kSlots); k++) {
+    check(k * slot);
+    check(k * slot + 128);  // a multiple of 128, not of the slot
+    check(k * slot - 64);
+  }
+  for (int64_t big : {int64_t{1} << 40, int64_t{1} << 50, (int64_t{1} << 57) + slot, -(int64_t{1} << 56)})
+    check(big);
+  // Every address in one 128-byte class: a multiple of 128 * 17^-1 far away.
+  for (uint64_t k = 1; k < 64; k++) check(static_cast<int64_t>((k << 57) >> 1));
+}
+
 }  // namespace
 }  // namespace npa::shell

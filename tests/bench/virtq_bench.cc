@@ -3,6 +3,18 @@
 // frame's first 64 bytes, as a vhost back end touches the data). Not the
 // official benchmark (that compares against DPDK end to end); this one
 // isolates the driver side. Usage: shell_virtq_bench [seconds] [cpu_drv cpu_dev]
+//
+// Single-thread form, for instruction counts that repeat exactly:
+//   shell_virtq_bench --st BURSTS
+// runs BURSTS rounds of (TX burst of 32, the device step inline, RX burst of
+// 32) on one thread; the driver's side of each round is DriverRound
+// (noinline), so callgrind counts it alone:
+//   valgrind --tool=callgrind --toggle-collect='*DriverRound*'
+//            build/tests/bench/shell_virtq_bench --st 20000
+// Ir of DriverRound / (BURSTS * 32) is the driver's cost per frame sent
+// and received; --toggle-collect='*TxRound*' (resp. '*RxRound*') splits it
+// into TX (alloc, TX burst with its completion reaping) and RX (RX burst
+// with its refill, the application's free).
 #include <pthread.h>
 #include <sched.h>
 
@@ -69,9 +81,87 @@ void Device(const VringAddrs tx, const VringAddrs rx, std::atomic<bool>* stop, u
   }
   *copied = n + sink[0] * 0;
 }
+// One device pass over both rings, at most 32 each, on the caller's thread.
+struct InlineDevice {
+  explicit InlineDevice(const VringAddrs& tx, const VringAddrs& rx)
+      : td(reinterpret_cast<npa_vring_desc*>(tx.desc)),
+        ta(reinterpret_cast<npa_vring_avail*>(tx.avail)),
+        tu(reinterpret_cast<npa_vring_used*>(tx.used)),
+        rd(reinterpret_cast<npa_vring_desc*>(rx.desc)),
+        ra(reinterpret_cast<npa_vring_avail*>(rx.avail)),
+        ru(reinterpret_cast<npa_vring_used*>(rx.used)) {
+    tu->flags = NPA_VRING_USED_F_NO_NOTIFY;
+    ru->flags = NPA_VRING_USED_F_NO_NOTIFY;
+  }
+  void Step() {
+    uint16_t k = static_cast<uint16_t>(ta->idx - tlast);
+    if (k > 32) k = 32;
+    for (uint16_t i = 0; i < k; i++) {
+      uint16_t id = ta->ring[tlast++ & (kRing - 1)];
+      memcpy(sink, reinterpret_cast<void*>(td[id].addr + 12), 64);
+      tu->ring[tused++ & (kRing - 1)] = {id, 0};
+    }
+    __atomic_store_n(&tu->idx, tused, __ATOMIC_RELEASE);
+    k = static_cast<uint16_t>(ra->idx - rlast);
+    if (k > 32) k = 32;
+    for (uint16_t i = 0; i < k; i++) {
+      uint16_t id = ra->ring[rlast++ & (kRing - 1)];
+      memcpy(reinterpret_cast<void*>(rd[id].addr), frame, sizeof frame);
+      ru->ring[rused++ & (kRing - 1)] = {id, sizeof frame};
+    }
+    __atomic_store_n(&ru->idx, rused, __ATOMIC_RELEASE);
+  }
+  npa_vring_desc* td;
+  npa_vring_avail* ta;
+  npa_vring_used* tu;
+  npa_vring_desc* rd;
+  npa_vring_avail* ra;
+  npa_vring_used* ru;
+  uint16_t tlast = 0, tused = 0, rlast = 0, rused = 0;
+  uint8_t sink[64];
+  uint8_t frame[12 + 64] = {};
+};
+
+// The driver's halves of one round (see the header comment).
+__attribute__((noinline)) uint16_t TxRound(BufPool* pool, TxVirtq* tx, QueueCounters* c) {
+  npa_buf* b[32];
+  uint16_t n = static_cast<uint16_t>(pool->Alloc(b, 32));
+  for (uint16_t i = 0; i < n; i++) b[i]->data_len = b[i]->pkt_len = 64;
+  uint16_t s = tx->Burst(b, n, c);
+  pool->Free(b + s, n - s);
+  return s;
+}
+__attribute__((noinline)) uint16_t RxRound(BufPool* pool, RxVirtq* rx, QueueCounters* c) {
+  npa_buf* b[32];
+  uint16_t got = rx->Burst(b, 32, c);
+  pool->Free(b, got);
+  return got;
+}
+__attribute__((noinline)) void DriverRound(BufPool* pool, TxVirtq* tx, RxVirtq* rx,
+                                           QueueCounters* c, uint64_t* sent, uint64_t* recv) {
+  *sent += TxRound(pool, tx, c);
+  *recv += RxRound(pool, rx, c);
+}
+
+int SingleThread(BufPool* pool, TxVirtq* tx, RxVirtq* rx, uint64_t bursts) {
+  QueueCounters c;
+  rx->Refill(&c);
+  InlineDevice dev(tx->addrs(), rx->addrs());
+  uint64_t sent = 0, recv = 0;
+  for (uint64_t i = 0; i < bursts; i++) {
+    DriverRound(pool, tx, rx, &c, &sent, &recv);
+    dev.Step();
+  }
+  printf("single thread: %llu bursts, TX %llu frames, RX %llu frames, pool bad_frees %llu\n",
+         static_cast<unsigned long long>(bursts), static_cast<unsigned long long>(sent),
+         static_cast<unsigned long long>(recv), static_cast<unsigned long long>(pool->bad_frees()));
+  // Every round after the first moves a full burst both ways.
+  return sent + 64 >= bursts * 32 && recv + 64 >= bursts * 32 && pool->bad_frees() == 0 ? 0 : 1;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
+  const bool st = argc > 2 && strcmp(argv[1], "--st") == 0;
   double secs = argc > 1 ? atof(argv[1]) : 3;
   int cdrv = argc > 3 ? atoi(argv[2]) : 0, cdev = argc > 3 ? atoi(argv[3]) : 1;
   size_t vr = VringBytes(kRing);
@@ -88,6 +178,7 @@ int main(int argc, char** argv) {
   uint64_t f = 1ull << NPA_VIRTIO_F_VERSION_1;
   if (!tx.Init(r->base(), kRing, &pool, f, -1).ok() || !rx.Init(r->base() + vr, kRing, &pool, f, -1).ok())
     return 1;
+  if (st) return SingleThread(&pool, &tx, &rx, strtoull(argv[2], nullptr, 10));
   std::atomic<bool> stop{false};
   uint64_t dev_rx = 0;
   QueueCounters c;
