@@ -331,9 +331,11 @@ void Migrations::BeginOffer(Source& s) {
   BeginPhase(s, "offer");
   const uint64_t id = s.id;
   const int t = static_cast<int>(std::min(s.timeout_ms, opts_.step_timeout_ms));
-  s.worker->Post([this, id, to = s.to, st = s.state, t](std::unique_ptr<MigrationPeer>& peer) {
+  // TCP connect + TLS handshake: their own bound (Options::handshake_timeout_ms).
+  const int tc = static_cast<int>(std::min(s.timeout_ms, opts_.handshake_timeout_ms));
+  s.worker->Post([this, id, to = s.to, st = s.state, t, tc](std::unique_ptr<MigrationPeer>& peer) {
     absl::StatusOr<control::MigrationAccept> r;
-    auto c = connector_(to, t);
+    auto c = connector_(to, tc);
     if (!c.ok()) {
       r = absl::Status(c.status().code(),
                        absl::StrCat("connect to ", to, ": ", c.status().message()));
@@ -379,7 +381,10 @@ void Migrations::OnOfferDone(uint64_t id, absl::StatusOr<control::MigrationAccep
     return;
   }
   // Hold before the rings stop: a frame switched to the guest after this is
-  // kept (and goes to B), none reaches a stopped ring.
+  // kept (and goes to B), none reaches a stopped ring. The announcements of
+  // a revoke just before (the VF fell back) stop here: one after B's would
+  // steer the switch back to this host.
+  CancelAnnounce(*g);
   if (dp_) {
     if (absl::Status st = dp_->HoldMac(s.mac, opts_.max_held_frames); !st.ok()) {
       Abort(s, absl::StrCat("hold the guest's frames: ", st.message()));
@@ -657,6 +662,7 @@ void Migrations::OnGuestClosing(Guest& g, const std::string& why) {
   }
   if (Dest* d = DestByGuest(g.id)) Release(*d, absl::StrCat("the guest closed: ", why));
   std::erase_if(injects_, [&](const Inject& i) { return i.guest_id == g.id; });
+  CancelAnnounce(g);
 }
 
 // ---------------------------------------------------------------- timers

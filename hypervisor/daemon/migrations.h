@@ -132,6 +132,11 @@ class Migrations : public migration::DestinationHandler {
     uint32_t hold_ms = 10000;              // B keeps a reservation; A adds grace
     size_t max_held_frames = 4096;         // HoldMac bound, and B's late-frame buffer
     std::vector<uint32_t> rarp_gaps_ms = {50, 100, 200, 400};  // after the first RARP
+    // The TLS connect + handshake to the destination (the source's client),
+    // and what listener_options() gives the agent's MigrationListener for an
+    // accepted peer's handshake. The lab's one TCG vCPU under load needs
+    // more than the 5 s default (agent flag --migration-handshake-timeout).
+    uint32_t handshake_timeout_ms = 5000;
     size_t max_guests = 256;               // slots (reservations count)
     uint64_t offloads = ~0ull;             // NPA_OFFLOAD_* this agent serves
     uint64_t virtio_features = ~0ull;      // its back end's features
@@ -169,6 +174,21 @@ class Migrations : public migration::DestinationHandler {
   void Tick();    // deadlines, late frames, RARP schedule, pending injections
   // ms until the next deadline (for the loop's timeout); -1 none.
   int MsUntilNextDeadline() const;
+
+  // The guest's MAC is now reached through this agent's uplink (a resume
+  // here after a move, or its VF fell back to the emulated path:
+  // VfAttachments' Hooks::path_changed): one RARP on the uplink now, then
+  // one after each of Options::rarp_gaps_ms, so a learning switch moves the
+  // MAC to this host's port at once. A newer announce of the same guest
+  // replaces its schedule. No MAC or no dataplane: nothing.
+  void AnnounceMac(const Guest& g);
+  // The guest's MAC left the uplink path (a VF took it, the source holds it
+  // for a move, the guest closed): its scheduled RARPs go, so none steers
+  // the switch back here afterwards.
+  void CancelAnnounce(const Guest& g);
+  size_t num_scheduled_announces() const { return rarps_.size(); }
+  // What the agent's MigrationListener uses (handshake_timeout_ms).
+  migration::ListenerOptions listener_options() const;
 
   // Source.
   absl::Status Start(Guest& g, const control::Migrate& req, AdminWaiter w);
@@ -259,6 +279,7 @@ class Migrations : public migration::DestinationHandler {
     MacAddr mac;
     uint64_t due_ms;
     std::string guest;
+    uint64_t guest_id;
   };
   std::vector<Rarp> rarps_;
 };

@@ -310,15 +310,31 @@ void Migrations::SendRarp(const MacAddr& mac, const std::string& guest) {
             std::string(s.message()).c_str());
 }
 
-void Migrations::OnResumed(Guest& g) {
-  if (!g.mac) return;
+void Migrations::AnnounceMac(const Guest& g) {
+  if (!g.mac || !dp_) return;
+  CancelAnnounce(g);
   // The switch learns the new port first: one RARP now, the rest on schedule.
   SendRarp(*g.mac, g.name);
   uint64_t t = MonotonicMs();
   for (uint32_t gap : opts_.rarp_gaps_ms) {
     t += gap;
-    rarps_.push_back(Rarp{*g.mac, t, g.name});
+    rarps_.push_back(Rarp{*g.mac, t, g.name, g.id});
   }
+}
+
+void Migrations::CancelAnnounce(const Guest& g) {
+  std::erase_if(rarps_, [&](const Rarp& r) { return r.guest_id == g.id; });
+}
+
+migration::ListenerOptions Migrations::listener_options() const {
+  migration::ListenerOptions o;
+  o.handshake_timeout_ms = static_cast<int>(opts_.handshake_timeout_ms);
+  return o;
+}
+
+void Migrations::OnResumed(Guest& g) {
+  if (!g.mac) return;
+  AnnounceMac(g);
   Dest* d = DestByGuest(g.id);
   if (!d) return;  // A: a shell that came back (its frames are in injects_)
   if (absl::Status s = d->m.Fire(DestEvent::kResumed); !s.ok())

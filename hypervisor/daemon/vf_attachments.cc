@@ -182,6 +182,7 @@ absl::Status VfAttachments::OnVfAccept(ControlChannel& ch, Guest& g, const Envel
   g.vf_plugin = a.plugin();
   NPA_LOG(Info, "control: guest %s: VF %s ACTIVE (plug-in %s)", g.name.c_str(), g.vf_bdf.c_str(),
           a.plugin().c_str());
+  if (path_changed_) path_changed_(g, /*on_vf=*/true);
   Answer(pv, absl::OkStatus(),
          absl::StrCat("guest '", g.name, "' accepted VF ", g.vf_bdf, " (offer ", g.offer_id,
                       ", plug-in ", a.plugin().empty() ? "?" : a.plugin(), ")"));
@@ -240,8 +241,12 @@ absl::Status VfAttachments::OnRevokeDone(ControlChannel& ch, Guest& g, const Env
   return absl::OkStatus();
 }
 
-absl::Status VfAttachments::Release(Guest& g, const std::string& why, bool force) {
+absl::Status VfAttachments::Release(Guest& g, const std::string& why, bool force, bool closing) {
   if (g.offer_id == 0) return absl::OkStatus();
+  // Frames for g went through the VF (the shell announced its MAC there):
+  // once back on the emulated path the uplink must announce it again.
+  const bool was_on_vf =
+      g.lc.state() == GuestState::kVfActive || g.lc.state() == GuestState::kRevoking;
   absl::Status td =
       vfs_ ? vfs_->Release(g.offer_id, why, force) : absl::InternalError("no VF manager");
   g.stale_offers.push_back(g.offer_id);
@@ -261,8 +266,11 @@ absl::Status VfAttachments::Release(Guest& g, const std::string& why, bool force
     if (!walk.ok()) break;
     walk = g.Move(n);
   }
-  if (!walk.ok())
+  if (!walk.ok()) {
     g.Break(absl::StrCat("VF released but no way back to RUNNING: ", walk.message()));
+    return td;
+  }
+  if (was_on_vf && !closing && path_changed_) path_changed_(g, /*on_vf=*/false);
   return td;
 }
 
@@ -452,7 +460,8 @@ void VfAttachments::OnGuestClosing(Guest& g, const std::string& why) {
   // The guest may still hold the device fd (a session closed by a live
   // process): reset and unbind without waiting for it. The teardown's own
   // failure is logged by Release and kept by the pool.
-  if (g.offer_id) Release(g, absl::StrCat("guest closed: ", why), /*force=*/true).IgnoreError();
+  if (g.offer_id)
+    Release(g, absl::StrCat("guest closed: ", why), /*force=*/true, /*closing=*/true).IgnoreError();
 }
 
 void VfAttachments::ForgetAdmin(int fd) {

@@ -11,6 +11,8 @@
 //   NPA_RETURN_IF_ERROR(vf.OnRegions(ch, g, frame));      // non-OK: close the session
 //   NPA_RETURN_IF_ERROR(vf.OnVfAccept(ch, g, frame.env));
 //   NPA_RETURN_IF_ERROR(vf.OnRevokeDone(ch, g, frame.env));
+//   vf.set_path_changed(...);  // (g, false) once a VF g used is released: the
+//   // control server announces g's MAC on the uplink (Migrations::AnnounceMac)
 //   // npactl (admin_service.h):
 //   absl::Status st = vf.StartAttach(g, pci, 0, {admin_fd, seq});
 //   // OK: answered later through answer_npactl (VfAccept or the deadline)
@@ -119,6 +121,17 @@ class VfAttachments {
     std::function<void(const AdminWaiter& w, const absl::Status& st, const std::string& message)>
         answer;
   };
+  // The guest's frames now take another path: on_vf after it accepted a VF
+  // (the shell announces its MAC through the VF itself); !on_vf after a VF
+  // it was using (VF_ACTIVE or REVOKING) was released and the guest is
+  // RUNNING on the emulated path again: planned revoke, forced detach, a
+  // deadline, or the shell's own fallback. The control server has
+  // Migrations announce the MAC on the uplink then (AnnounceMac: one RARP
+  // at once, then the --rarp-schedule gaps), so a learning switch stops
+  // sending the guest's frames to the VF's port. Not called for a guest
+  // that is closing. Unset: nothing is called.
+  using PathChanged = std::function<void(const Guest& g, bool on_vf)>;
+  void set_path_changed(PathChanged f) { path_changed_ = std::move(f); }
 
   VfAttachments(Options opts, VfManager* vfs, GuestRegistry* guests, Hooks hooks);
 
@@ -157,8 +170,9 @@ class VfAttachments {
   };
 
   // Tears down g's VF (VfManager::Release) and walks g back to RUNNING along
-  // its table. Returns the teardown's status.
-  absl::Status Release(Guest& g, const std::string& why, bool force);
+  // its table; if g was using the VF, path_changed(g, false) unless
+  // `closing`. Returns the teardown's status.
+  absl::Status Release(Guest& g, const std::string& why, bool force, bool closing = false);
   // Takes the VF at once (forced), answering whoever waits on the offer.
   absl::Status TakeAtOnce(Guest& g, const std::string& why);
   void Answer(const Pending& p, const absl::Status& st, const std::string& message);
@@ -170,6 +184,7 @@ class VfAttachments {
   VfManager* vfs_;
   GuestRegistry* guests_;
   Hooks hooks_;
+  PathChanged path_changed_;
   std::vector<Pending> pending_;
 };
 

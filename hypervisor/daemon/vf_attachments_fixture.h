@@ -8,18 +8,31 @@
 #ifndef NPA_HYPERVISOR_DAEMON_VF_ATTACHMENTS_FIXTURE_H_
 #define NPA_HYPERVISOR_DAEMON_VF_ATTACHMENTS_FIXTURE_H_
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "common/announce.h"
+#include "common/clock.h"
 #include "common/unix_socket.h"
 #include "hypervisor/daemon/control_server.h"
+#include "hypervisor/daemon/tap_uplink.h"
 #include "tests/support/fake_guest_port.h"
 #include "tests/support/fake_sysfs.h"
 #include "tests/support/fake_vfio_layer.h"
@@ -63,13 +76,15 @@ class VfAttachmentsTest : public ::testing::Test {
     o.agent_name = "vf-agent";
     o.housekeeping_ms = 20;
     o.vfs = vfs_.get();
+    if (!rarp_gaps_ms_.empty()) o.rarp_gaps_ms = rarp_gaps_ms_;
     PortFactory pf = [this](UniqueFd, const VhostDevice::Options& opts)
         -> absl::StatusOr<std::unique_ptr<GuestPort>> {
       auto p = std::make_unique<FakeGuestPort>(opts.max_queue_pairs);
       p->SetReady(ready_);
       return std::unique_ptr<GuestPort>(std::move(p));
     };
-    dp_ = std::make_unique<Dataplane>(Dataplane::Options{}, nullptr);
+    if (with_uplink_) MakeUplink();
+    dp_ = std::make_unique<Dataplane>(Dataplane::Options{}, uplink_.get());
     ASSERT_TRUE(dp_->Start().ok());
     srv_ = std::make_unique<ControlServer>(o, dp_.get(), pf);
     ASSERT_TRUE(srv_->Listen().ok());
@@ -80,9 +95,66 @@ class VfAttachmentsTest : public ::testing::Test {
     if (thread_.joinable()) thread_.join();
     srv_.reset();
     dp_.reset();
+    uplink_.reset();
     EXPECT_EQ(vfio_.open_attachments(), 0) << "a VFIO attachment leaked";
     vfs_.reset();
     rmdir(dir_.c_str());
+  }
+
+  // with_uplink_: the agent's uplink is a TAP in a network namespace of its
+  // own (made by a short-lived thread: a namespace is per thread, and it
+  // lives on through the TAP and the packet socket), and wire_ is a packet
+  // socket on it that sees what the agent sends there. Nothing to clean up
+  // but the two fds: the namespace goes with them.
+  void MakeUplink() {
+    std::thread([this] {
+      if (unshare(CLONE_NEWNET) != 0) return;
+      auto up = TapUplink::Create({.name = "npavf%d"});
+      if (!up.ok()) return;
+      UniqueFd pkt(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL)));
+      if (!pkt) return;
+      sockaddr_ll sll{};
+      sll.sll_family = AF_PACKET;
+      sll.sll_protocol = htons(ETH_P_ALL);
+      sll.sll_ifindex = (*up)->ifindex();
+      if (bind(pkt.get(), reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) return;
+      uplink_ = std::move(*up);
+      wire_ = std::move(pkt);
+    }).join();
+    ASSERT_TRUE(uplink_ && wire_) << "TAP uplink in a private network namespace: " << strerror(errno);
+  }
+  // RARP announcements of `mac` seen on the uplink within timeout_ms (the
+  // wait ends early once `want` were seen).
+  int CountAnnounces(const std::array<uint8_t, 6>& mac, int want, int timeout_ms) {
+    int seen = 0;
+    const uint64_t end = MonotonicMs() + static_cast<uint64_t>(timeout_ms);
+    uint8_t buf[2048];
+    while (seen < want && MonotonicMs() < end) {
+      pollfd p{wire_.get(), POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      ssize_t n = recv(wire_.get(), buf, sizeof buf, MSG_DONTWAIT);
+      std::array<uint8_t, 6> got;
+      if (n > 0 && ParseRarpAnnounce(std::span<const uint8_t>(buf, static_cast<size_t>(n)), &got) &&
+          got == mac)
+        seen++;
+    }
+    return seen;
+  }
+  // The MAC the agent assigned to guest `name` (npactl guest list).
+  std::optional<std::array<uint8_t, 6>> GuestMac(const std::string& name) {
+    control::AdminRequest r;
+    r.mutable_list_guests();
+    auto rep = Admin(r);
+    for (const auto& g : rep.guests()) {
+      if (g.name() != name) continue;
+      std::array<uint8_t, 6> m;
+      unsigned v[6];
+      if (sscanf(g.mac().c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
+        return std::nullopt;
+      for (int i = 0; i < 6; i++) m[i] = static_cast<uint8_t>(v[i]);
+      return m;
+    }
+    return std::nullopt;
   }
 
   // A guest's session: the control socket.
@@ -266,6 +338,10 @@ class VfAttachmentsTest : public ::testing::Test {
   std::unique_ptr<FakeSysfs> sys_;
   FakeVfioLayer vfio_;
   std::unique_ptr<VfManager> vfs_;
+  bool with_uplink_ = false;  // set in a derived fixture's constructor
+  std::vector<uint32_t> rarp_gaps_ms_;  // likewise; empty: the agent's default
+  std::unique_ptr<TapUplink> uplink_;
+  UniqueFd wire_;
   std::unique_ptr<Dataplane> dp_;
   std::unique_ptr<ControlServer> srv_;
   std::thread thread_;

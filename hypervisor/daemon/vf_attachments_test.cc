@@ -339,4 +339,81 @@ TEST(RegionChecks, BoundsAndFdTypes) {
   close(p[1]);
 }
 
+// ---- the uplink announces the guest's MAC once its VF falls back (issue 8:
+// a learning switch must stop sending the guest's frames to the VF's port).
+
+class VfAttachmentsUplinkTest : public VfAttachmentsTest {
+ protected:
+  VfAttachmentsUplinkTest() { with_uplink_ = true; }
+};
+
+// A planned revoke: once RevokeDone is in, the uplink carries a RARP with
+// the guest's MAC as source at once, then one per gap of the agent's RARP
+// schedule (the one after a migration: 50, 100, 200, 400 ms).
+TEST_F(VfAttachmentsUplinkTest, PlannedRevokeAnnouncesTheMacOnTheUplink) {
+  ControlChannel shell = Shell("g0");
+  auto mac = GuestMac("g0");
+  ASSERT_TRUE(mac.has_value());
+  uint64_t id = AttachAccepted(shell, "g0");
+  // On the VF the shell announces through the VF itself: not the uplink.
+  EXPECT_EQ(CountAnnounces(*mac, 1, 300), 0);
+  ControlChannel admin = AdminAsync(DetachReq("g0"));
+  auto rv = shell.ReceiveBlocking(3000);
+  ASSERT_TRUE(rv.ok() && rv->env.has_revoke());
+  // Still on the VF until the shell says it let go.
+  EXPECT_EQ(CountAnnounces(*mac, 1, 200), 0);
+  Envelope done;
+  done.mutable_revoke_done()->set_offer_id(id);
+  ASSERT_TRUE(shell.Send(done).ok());
+  auto rep = Reply(admin);
+  EXPECT_FALSE(rep.has_error()) << rep.error().message();
+  EXPECT_EQ(CountAnnounces(*mac, 5, 10000), 5) << "one RARP at once and four on schedule";
+  EXPECT_EQ(CountAnnounces(*mac, 1, 300), 0) << "the schedule has five";
+}
+
+// The shell's own fallback (unsolicited RevokeDone) announces as well; a VF
+// accepted again stops what is left of the schedule (a late RARP would pull
+// the switch back to the uplink), and a guest that closes announces nothing.
+TEST_F(VfAttachmentsUplinkTest, FallbackAnnouncesReattachCancelsCloseIsSilent) {
+  // The uplink test fixture's agent, with a schedule whose last RARP comes
+  // long after the re-attach below.
+  stop_ = true;
+  thread_.join();
+  srv_.reset();
+  stop_ = false;
+  ControlServer::Options o;
+  o.control_path = path_;
+  o.agent_name = "vf-agent";
+  o.housekeeping_ms = 20;
+  o.vfs = vfs_.get();
+  o.rarp_gaps_ms = {50, 4000};
+  srv_ = std::make_unique<ControlServer>(o, dp_.get(), [this](UniqueFd, const VhostDevice::Options& opts)
+      -> absl::StatusOr<std::unique_ptr<GuestPort>> {
+    auto p = std::make_unique<FakeGuestPort>(opts.max_queue_pairs);
+    p->SetReady(ready_);
+    return std::unique_ptr<GuestPort>(std::move(p));
+  });
+  ASSERT_TRUE(srv_->Listen().ok());
+  thread_ = std::thread([this] { ASSERT_TRUE(srv_->Run(&stop_).ok()); });
+
+  std::optional<std::array<uint8_t, 6>> mac;
+  {
+    ControlChannel shell = Shell("g0");
+    mac = GuestMac("g0");
+    ASSERT_TRUE(mac.has_value());
+    uint64_t id = AttachAccepted(shell, "g0");
+    Envelope done;
+    done.mutable_revoke_done()->set_offer_id(id);
+    done.mutable_revoke_done()->set_reason("the VF failed (VFIO ERR)");
+    ASSERT_TRUE(shell.Send(done).ok());
+    EXPECT_EQ(CountAnnounces(*mac, 2, 5000), 2) << "at once and after 50 ms";
+    ASSERT_TRUE(WaitVfState("FREE"));
+    AttachAccepted(shell, "g0");
+    // The third RARP was due 4050 ms after the fallback: cancelled.
+    EXPECT_EQ(CountAnnounces(*mac, 1, 4500), 0);
+  }  // the shell's socket closes while on the VF
+  ASSERT_TRUE(WaitVfState("FREE")) << VfState();
+  EXPECT_EQ(CountAnnounces(*mac, 1, 500), 0) << "a guest that left is not announced";
+}
+
 }  // namespace npa::agent::vf_test
