@@ -16,6 +16,7 @@ uint16_t ShellBuffers::Alloc(uint16_t qid, npa_buf** bufs, uint16_t n) {
   for (uint16_t i = 0; i < k; i++) {
     bufs[i] = q.stash.back();
     q.stash.pop_back();
+    q.pool.UnstashSeg(bufs[i]);
     BufPool::ResetHeader(bufs[i]);
   }
   return k;
@@ -37,10 +38,15 @@ void ShellBuffers::Free(uint16_t qid, npa_buf** bufs, uint16_t n) {
     // Every segment, bounded like BufPool::FreeFrame. A segment is checked
     // before its `next` is read (a plug-in may hand back a wild pointer, and
     // a bad segment's `next` is not to be trusted): the walk stops at the
-    // first pointer that is not a buffer the pools gave out.
+    // first pointer that is not a buffer out of the pools, counted. StashSeg
+    // moves its state to kStashed, so a buffer freed twice (or freed while
+    // it sits in a stash or on a free stack) is refused, never stashed twice.
     npa_buf* b = bufs[i];
     for (uint32_t g = 0; b != nullptr && g <= q.pool.count() * nqp_; g++) {
-      if (!q.pool.Held(b)) break;
+      if (!q.pool.StashSeg(b)) {
+        bad_frees_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      }
       npa_buf* next = b->next;
       b->next = nullptr;
       q.stash.push_back(b);

@@ -23,7 +23,11 @@
 //   }
 //
 // A TX frame coming back through Free is cleared from the queue's TxTracker
-// either way.
+// either way. Every freed segment is checked against the pools' state map
+// (shell/buf_pool.h) either way: a buffer freed twice is counted (the
+// pool's bad_frees on the owner thread, bad_frees() here on the control
+// path) and is never on a free stack or in a stash twice; stash entries are
+// kStashed, so the pool refuses them as well.
 //
 // Threads: Alloc/Free from queue qid's owning thread (fast ops) and from
 // the control path (control ops, under npa_shell::vf_mu; vf_switch.h says
@@ -67,6 +71,11 @@ class ShellBuffers final : public BufferProvider {
   uint16_t Alloc(uint16_t qid, npa_buf** bufs, uint16_t n) override;
   void Free(uint16_t qid, npa_buf** bufs, uint16_t n) override;
 
+  // Segments the control path refused to stash (not a buffer of the shell,
+  // not at a slot start, or not out of the pools: a double free). The owner
+  // thread's refusals are in its pool's bad_frees().
+  uint64_t bad_frees() const { return bad_frees_.load(std::memory_order_relaxed); }
+
  private:
   QueueState* const queues_;
   const uint16_t nqp_;
@@ -74,6 +83,7 @@ class ShellBuffers final : public BufferProvider {
   // an owner thread that saw a stale value would still be served correctly
   // (pool: its own; stash: locked).
   std::atomic<uint32_t> control_calls_{0};
+  std::atomic<uint64_t> bad_frees_{0};
 };
 
 }  // namespace npa::shell

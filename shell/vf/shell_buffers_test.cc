@@ -1,6 +1,7 @@
 // ShellBuffers (shell_buffers.h): the plug-in's buf_alloc/buf_free draw on a
 // queue's pool from its owning thread and on its stash inside a control
 // call, with TX completions cleared from the queue's tracker either way.
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <thread>
@@ -30,10 +31,10 @@ class ShellBuffersTest : public ::testing::Test {
                                kPerQueue * kQueues, lo, hi)
                       .ok());
       ASSERT_TRUE(qs.vf_tx.Init(lo, hi).ok());
-      // As npa_shell_configure fills it.
+      // As npa_shell_configure fills it (stash entries are kStashed).
       qs.stash_target = kStash;
       qs.stash.resize(kStash);
-      qs.stash.resize(qs.pool.AllocRaw(qs.stash.data(), kStash));
+      qs.stash.resize(qs.pool.AllocStashed(qs.stash.data(), kStash));
       ASSERT_EQ(qs.stash.size(), kStash);
     }
     bufs_ = std::make_unique<ShellBuffers>(queues_.get(), kQueues);
@@ -115,6 +116,61 @@ TEST_F(ShellBuffersTest, StashFreeTakesEverySegmentAndDropsForeignPointers) {
     EXPECT_EQ(Q(0).stash[i]->next, nullptr) << "stash entries are single slots";
   EXPECT_EQ(Q(0).pool.available(), pool0 - 3);
   EXPECT_EQ(Q(0).pool.bad_frees(), 0u);
+  EXPECT_EQ(bufs_->bad_frees(), 1u) << "the stray pointer is counted";
+}
+
+// A buffer freed twice on the control path is stashed once and counted;
+// one in the stash is refused by the owner's pool too, and the reverse.
+TEST_F(ShellBuffersTest, ADoubleFreeIsCountedAndNeverStashedTwice) {
+  npa_buf* b[2];
+  {
+    ShellBuffers::ControlCall call(*bufs_);
+    ASSERT_EQ(bufs_->Alloc(0, b, 2), 2);
+    EXPECT_EQ(Q(0).stash.size(), kStash - 2);
+    bufs_->Free(0, b, 1);
+    bufs_->Free(0, b, 1);  // again
+    EXPECT_EQ(Q(0).stash.size(), kStash - 1) << "stashed once";
+    EXPECT_EQ(bufs_->bad_frees(), 1u);
+  }
+  // On the owner thread now: b[0] sits in the stash, so the pool refuses it.
+  const uint32_t pool0 = Q(0).pool.available();
+  bufs_->Free(0, b, 1);
+  EXPECT_EQ(Q(0).pool.available(), pool0) << "a stashed buffer is not stacked";
+  EXPECT_EQ(Q(0).pool.bad_frees(), 1u);
+  // b[1] freed to the pool, then again on the control path: refused there.
+  bufs_->Free(0, b + 1, 1);
+  EXPECT_EQ(Q(0).pool.available(), pool0 + 1);
+  {
+    ShellBuffers::ControlCall call(*bufs_);
+    bufs_->Free(0, b + 1, 1);
+  }
+  EXPECT_EQ(Q(0).stash.size(), kStash - 1) << "a free buffer is not stashed";
+  EXPECT_EQ(bufs_->bad_frees(), 2u);
+  // Every buffer is in exactly one place: the stash and the stack hold
+  // distinct slots, and a stash entry given out again frees normally.
+  std::vector<npa_buf*> all(Q(0).stash);
+  std::vector<npa_buf*> stacked(Q(0).pool.available());
+  ASSERT_EQ(Q(0).pool.AllocRaw(stacked.data(), static_cast<uint32_t>(stacked.size())),
+            stacked.size());
+  all.insert(all.end(), stacked.begin(), stacked.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end()) << "a slot listed twice";
+  Q(0).pool.Free(stacked.data(), static_cast<uint32_t>(stacked.size()));
+}
+
+// The owner moves stash entries back to its stack (shell.cc ApplySwitch);
+// only stash entries are accepted there.
+TEST_F(ShellBuffersTest, OnlyStashEntriesGoBackFromTheStash) {
+  const uint32_t pool0 = Q(0).pool.available();
+  EXPECT_TRUE(Q(0).pool.FreeStashed(Q(0).stash.back()));
+  EXPECT_FALSE(Q(0).pool.FreeStashed(Q(0).stash.back())) << "already back on the stack";
+  Q(0).stash.pop_back();
+  npa_buf* out = nullptr;
+  ASSERT_EQ(Q(0).pool.AllocRaw(&out, 1), 1u);
+  EXPECT_FALSE(Q(0).pool.FreeStashed(out)) << "out of the pools, not stashed";
+  EXPECT_EQ(Q(0).pool.bad_frees(), 2u);
+  EXPECT_TRUE(Q(0).pool.FreeSeg(out));
+  EXPECT_EQ(Q(0).pool.available(), pool0 + 1);
 }
 
 TEST_F(ShellBuffersTest, ATxFrameComingBackIsClearedEitherWay) {
