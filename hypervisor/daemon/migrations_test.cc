@@ -30,6 +30,103 @@ control::Resume Rings(uint32_t qp) {
   return r;
 }
 
+// A guest of a standalone Migrations, walked to RUNNING along its table.
+Guest& RunningGuest(GuestRegistry& reg, const std::string& name) {
+  Guest& g = reg.Add(reg.NewId());
+  g.name = name;
+  g.transport = "control";
+  g.mac = MacAddr{0x02, 0, 0, 0, 0, 0x42};
+  std::vector<GuestState> path;
+  EXPECT_TRUE(ShortestPath(g.lc.state(), GuestState::kRunning, &path).ok());
+  for (GuestState n : path) EXPECT_TRUE(g.Move(n).ok());
+  EXPECT_EQ(g.lc.state(), GuestState::kRunning);
+  return g;
+}
+
+// The connect + TLS handshake to the destination has its own deadline
+// (Options::handshake_timeout_ms, agent flag --migration-handshake-timeout),
+// not the step timeout; the listener gets the same through listener_options().
+TEST(MigrationsOptionsTest, HandshakeTimeoutBoundsTheConnect) {
+  GuestRegistry reg("a");
+  Guest& g = RunningGuest(reg, "g1");
+  Migrations::Options o;
+  o.handshake_timeout_ms = 12345;
+  o.step_timeout_ms = 700;
+  std::atomic<int> seen{-1};
+  std::atomic<bool> replied{false};
+  std::string answer;
+  Migrations::Hooks h;
+  h.reply = [&](const AdminWaiter&, control::Envelope rep) {
+    answer = rep.admin_reply().has_error() ? rep.admin_reply().error().message() : "ok";
+    replied = true;
+  };
+  Migrations m(o, &reg, nullptr,
+               [&](const std::string&, int timeout_ms) -> absl::StatusOr<std::unique_ptr<MigrationPeer>> {
+                 seen = timeout_ms;
+                 return absl::UnavailableError("no such host here");
+               },
+               h);
+  ASSERT_TRUE(m.Open().ok());
+  EXPECT_EQ(m.listener_options().handshake_timeout_ms, 12345);
+  control::Migrate req;
+  req.set_to("192.0.2.1:7000");
+  req.set_timeout_ms(60000);
+  ASSERT_TRUE(m.Start(g, req, AdminWaiter{5, 1}).ok());
+  for (int i = 0; i < 500 && !replied; i++) {  // bounded: 5 s
+    m.OnWake();
+    usleep(10000);
+  }
+  ASSERT_TRUE(replied);
+  EXPECT_EQ(seen.load(), 12345);
+  EXPECT_NE(answer.find("no such host here"), std::string::npos) << answer;
+  EXPECT_EQ(g.lc.state(), GuestState::kRunning);
+  // A migration's own timeout still bounds it.
+  seen = -1;
+  replied = false;
+  req.set_timeout_ms(300);
+  ASSERT_TRUE(m.Start(g, req, AdminWaiter{5, 2}).ok());
+  for (int i = 0; i < 500 && !replied; i++) {
+    m.OnWake();
+    usleep(10000);
+  }
+  ASSERT_TRUE(replied);
+  EXPECT_EQ(seen.load(), 300);
+}
+
+// The one RARP schedule (AnnounceMac): at once plus one per gap, a newer
+// announce replaces the older, CancelAnnounce and the guest's close clear it.
+TEST(MigrationsOptionsTest, AnnounceScheduleIsReplacedAndCancelled) {
+  GuestRegistry reg("a");
+  Guest& g = RunningGuest(reg, "g1");
+  Dataplane dp(Dataplane::Options{}, nullptr);  // no uplink: the sends fail quietly
+  ASSERT_TRUE(dp.Start().ok());
+  Migrations::Options o;
+  o.rarp_gaps_ms = {40, 60, 80};
+  Migrations m(o, &reg, &dp, nullptr, Migrations::Hooks{});
+  ASSERT_TRUE(m.Open().ok());
+  EXPECT_EQ(m.MsUntilNextDeadline(), -1);
+  m.AnnounceMac(g);
+  EXPECT_EQ(m.num_scheduled_announces(), 3u);
+  EXPECT_GE(m.MsUntilNextDeadline(), 0);
+  EXPECT_LE(m.MsUntilNextDeadline(), 40);
+  m.AnnounceMac(g);
+  EXPECT_EQ(m.num_scheduled_announces(), 3u) << "replaced, not added";
+  m.CancelAnnounce(g);
+  EXPECT_EQ(m.num_scheduled_announces(), 0u);
+  m.AnnounceMac(g);
+  m.OnGuestClosing(g, "test");
+  EXPECT_EQ(m.num_scheduled_announces(), 0u);
+  // Tick sends what is due and keeps the rest.
+  m.AnnounceMac(g);
+  const uint64_t t0 = MonotonicMs();
+  while (m.num_scheduled_announces() > 0 && MonotonicMs() - t0 < 5000) {
+    m.Tick();
+    usleep(5000);
+  }
+  EXPECT_EQ(m.num_scheduled_announces(), 0u);
+  dp.Stop();
+}
+
 TEST(CheckResumeVringsTest, OnePerVringEachIn16Bits) {
   EXPECT_TRUE(CheckResumeVrings(Rings(2), 2).ok());
   EXPECT_TRUE(CheckResumeVrings(Rings(1), 2).ok());  // fewer pairs than allowed
