@@ -200,6 +200,45 @@ TEST_F(LongChainTest, DescriptorBudgetBoundsOneCallAndLosesNothing) {
   EXPECT_TRUE(v_.empty());
 }
 
+// Runs of single-descriptor frames (the fast path) around chains (the full
+// walk): every frame once, in ring order, and the budget counts both.
+TEST_F(LongChainTest, FastRunsAndChainsInterleaveUnderTheBudget) {
+  uint16_t d = 0;
+  const uint16_t zeros[] = {0, 0, 0, 2, 0, 0, 4, 0};  // 0: one descriptor
+  uint16_t heads[8];
+  for (int i = 0; i < 8; i++) {
+    heads[i] = d;
+    d = Chain(d, zeros[i]);
+  }
+  GuestFrame f[8];
+  // 3 single + a 3-descriptor chain = 6 descriptors: the budget of 5 ends
+  // the call after the chain that crossed it.
+  uint32_t budget = 5;
+  ASSERT_EQ(q_.PeekTx(f, 8, &c_, &v_, &budget), 4);
+  EXPECT_EQ(budget, 0u);
+  for (int i = 0; i < 4; i++) {
+    EXPECT_EQ(f[i].head, heads[i]) << i;
+    EXPECT_EQ(f[i].len, 60u) << i;
+  }
+  // n bounds a fast run too.
+  budget = 1000;
+  ASSERT_EQ(q_.PeekTx(f, 1, &c_, &v_, &budget), 1);
+  EXPECT_EQ(f[0].head, heads[4]);
+  EXPECT_EQ(budget, 999u);
+  ASSERT_EQ(q_.PeekTx(f, 8, &c_, &v_, &budget), 3);
+  EXPECT_EQ(f[0].head, heads[5]);
+  EXPECT_EQ(f[1].head, heads[6]);
+  EXPECT_EQ(f[2].head, heads[7]);
+  EXPECT_EQ(f[2].nsegs, 1u);
+  EXPECT_EQ(budget, 999u - 7);
+  q_.ReleaseTx(8);
+  EXPECT_EQ(c_.tx_packets, 8u);
+  EXPECT_EQ(c_.tx_dropped, 0u);
+  EXPECT_EQ(l_.used->idx, 8);
+  for (int i = 0; i < 8; i++) EXPECT_EQ(l_.used->ring[i].id, heads[i]) << i;
+  EXPECT_TRUE(v_.empty());
+}
+
 TEST_F(LongChainTest, ChainOfZeroLengthDescriptorsOverTheCapIsDroppedNotWalked) {
   // kMaxChainDescs zero-length descriptors before the data: legal for
   // VIRTIO (shorter than the ring), refused here after kMaxChainDescs.
