@@ -140,45 +140,40 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
   const uint16_t num = ring_.num;
   Pending* const pend = pending_.data();
   const uint16_t mask = mask_, last = last_avail_;
+  // The ring state the fast path uses sits in locals (stores through `out`
+  // could alias the members); the full walk below syncs them around itself.
+  uint32_t wr = pend_wr_, hint = hint_;
   while (produced < n && consumed < lim) {
-    // Fast path, the common case: a run of frames that each are one
-    // readable descriptor holding header and frame. Same checks as WalkChain
-    // on one volatile read of the descriptor; anything else ends the run and
-    // takes the full walk below (which re-reads and re-checks on its own).
-    // In a run produced and consumed advance together, so one bound (the
-    // smaller room) serves both, and the ring state sits in locals.
-    const uint32_t run = std::min<uint32_t>(static_cast<uint32_t>(n - produced),
-                                            static_cast<uint32_t>(lim - consumed));
-    uint32_t wr = pend_wr_, hint = hint_;
-    uint32_t k = 0;
-    for (; k < run; ++k) {
-      const uint16_t head = aring[static_cast<uint16_t>(last + consumed + k) & mask];
-      if (head >= num) break;
+    const uint16_t head = aring[static_cast<uint16_t>(last + consumed) & mask];
+    GuestFrame& f = out[produced];
+    // Fast path, the common case: one readable descriptor holding header and
+    // frame. Same checks as WalkChain on one volatile read of the
+    // descriptor; anything else takes the full walk (which re-reads and
+    // re-checks on its own).
+    if (head < num) {
       const volatile npa_vring_desc* vd = &desc[head];
       const uint16_t flags = vd->flags;
       const uint64_t addr = vd->addr;
       const uint32_t len = vd->len;
-      if ((flags & (NPA_VRING_DESC_F_NEXT | NPA_VRING_DESC_F_INDIRECT | NPA_VRING_DESC_F_WRITE)) ||
-          len <= kNetHdrLen || len - kNetHdrLen > kMaxFrameLen)
-        break;
-      uint8_t* host = mem.GpaToHost(addr, len, &hint);
-      if (host == nullptr) break;
-      GuestFrame& f = out[produced + k];
-      std::memcpy(&f.hdr, host, kNetHdrLen);
-      f.segs[0] = {host + kNetHdrLen, len - kNetHdrLen};
-      f.nsegs = 1;
-      f.len = len - kNetHdrLen;
-      f.head = head;
-      pend[wr++ & mask] = {head, false};
-      bytes += len - kNetHdrLen;
+      if (!(flags & (NPA_VRING_DESC_F_NEXT | NPA_VRING_DESC_F_INDIRECT | NPA_VRING_DESC_F_WRITE)) &&
+          len > kNetHdrLen && len - kNetHdrLen <= kMaxFrameLen) {
+        uint8_t* host = mem.GpaToHost(addr, len, &hint);
+        if (host != nullptr) {
+          std::memcpy(&f.hdr, host, kNetHdrLen);
+          f.segs[0] = {host + kNetHdrLen, len - kNetHdrLen};
+          f.nsegs = 1;
+          f.len = len - kNetHdrLen;
+          f.head = head;
+          pend[wr++ & mask] = {head, false};
+          bytes += len - kNetHdrLen;
+          ++produced;
+          ++consumed;
+          continue;
+        }
+      }
     }
     pend_wr_ = wr;
     hint_ = hint;
-    produced = static_cast<uint16_t>(produced + k);
-    consumed = static_cast<uint16_t>(consumed + k);
-    if (k == run) continue;  // a bound reached: the loop condition ends it
-    const uint16_t head = aring[static_cast<uint16_t>(last_avail_ + consumed) & mask_];
-    GuestFrame& f = out[produced];
     ChainWalk w;
     ChainError e;
     if (!WalkChain(ring_.desc, ring_.num, head, *mem_, &hint_, ChainDir::kReadable, bufs,
@@ -208,7 +203,11 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
       pending_[pend_wr_++ & mask_] = {head, true};
       ++dropped;
     }
+    wr = pend_wr_;
+    hint = hint_;
   }
+  pend_wr_ = wr;
+  hint_ = hint;
   last_avail_ = static_cast<uint16_t>(last_avail_ + consumed);
   PublishUsedAndNotify();
   if (desc_budget != nullptr) *desc_budget -= std::min<uint32_t>(consumed + extra, *desc_budget);
