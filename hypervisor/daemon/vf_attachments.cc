@@ -274,6 +274,17 @@ absl::Status VfAttachments::Release(Guest& g, const std::string& why, bool force
   return td;
 }
 
+void VfAttachments::AnnounceRevoke(const Guest& g) {
+  // The switch may steer g's MAC to the uplink from now on: the shell reads
+  // its emulated RX ring through the whole switch (on the VF after the VF's
+  // own RX, then while it quiesces and drains the VF), so a frame steered
+  // there is delivered, and one already on its way to the VF is drained.
+  // Waiting for RevokeDone instead leaves the switch sending to the VF until
+  // the guest's first frame by the uplink reaches it, which under load can
+  // outlast the drain (lab scenario migrate lost one that way).
+  if (path_changed_) path_changed_(g, /*on_vf=*/false);
+}
+
 absl::Status VfAttachments::TakeAtOnce(Guest& g, const std::string& why) {
   const std::string bdf = g.vf_bdf;
   const uint64_t oid = g.offer_id;
@@ -358,6 +369,7 @@ absl::Status VfAttachments::StartDetach(Guest& g, bool force, uint32_t timeout_m
                                    /*forced=*/true, now});
         NPA_LOG(Info, "control: guest %s: forced detach of VF %s: VFIO REQ raised, %u ms grace",
                 g.name.c_str(), g.vf_bdf.c_str(), timeout_ms);
+        AnnounceRevoke(g);
         return absl::OkStatus();
       }
       req_failed = std::string(rq.message());
@@ -385,6 +397,7 @@ absl::Status VfAttachments::StartDetach(Guest& g, bool force, uint32_t timeout_m
       }
       NPA_LOG(Info, "control: guest %s: revoking VF %s (offer %lu, %u ms)", g.name.c_str(),
               g.vf_bdf.c_str(), static_cast<unsigned long>(g.offer_id), timeout_ms);
+      AnnounceRevoke(g);
       return absl::OkStatus();
     }
   } else if (!force && !g.lc.CanFire(GuestState::kVfActive)) {

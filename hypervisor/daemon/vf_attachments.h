@@ -122,10 +122,13 @@ class VfAttachments {
         answer;
   };
   // The guest's frames now take another path: on_vf after it accepted a VF
-  // (the shell announces its MAC through the VF itself); !on_vf after a VF
-  // it was using (VF_ACTIVE or REVOKING) was released and the guest is
-  // RUNNING on the emulated path again: planned revoke, forced detach, a
-  // deadline, or the shell's own fallback. The control server has
+  // (the shell announces its MAC through the VF itself); !on_vf when a
+  // revoke begins (Revoke sent, or VFIO REQ raised: the shell reads its
+  // emulated ring throughout the switch, so frames may come by the uplink
+  // from then on) and again after a VF it was using (VF_ACTIVE or REVOKING)
+  // was released and the guest is RUNNING on the emulated path: planned
+  // revoke, forced detach, a deadline, or the shell's own fallback. The
+  // control server has
   // Migrations announce the MAC on the uplink then (AnnounceMac: one RARP
   // at once, then the --rarp-schedule gaps), so a learning switch stops
   // sending the guest's frames to the VF's port. Not called for a guest
@@ -173,6 +176,8 @@ class VfAttachments {
   // its table; if g was using the VF, path_changed(g, false) unless
   // `closing`. Returns the teardown's status.
   absl::Status Release(Guest& g, const std::string& why, bool force, bool closing = false);
+  // A revoke of g's VF began: path_changed(g, false) (why: vf_attachments.cc).
+  void AnnounceRevoke(const Guest& g);
   // Takes the VF at once (forced), answering whoever waits on the offer.
   absl::Status TakeAtOnce(Guest& g, const std::string& why);
   void Answer(const Pending& p, const absl::Status& st, const std::string& message);
