@@ -44,6 +44,7 @@ const char kUsage[] =
     "              [--control-backlog BYTES]\n"
     "              [--tls-cert F --tls-key F --tls-ca F] [--migration-listen HOST:PORT]\n"
     "              [--migration-grace MS] [--migration-hold MS] [--rarp-schedule MS,...]\n"
+    "              [--restart-roster PATH|none] [--restart-grace MS]\n"
     "    npa-agent --help | --version\n"
     "\n"
     "DESCRIPTION\n"
@@ -134,11 +135,22 @@ const char kUsage[] =
     "    --rarp-schedule MS,...  gaps between the RARP announcements after a\n"
     "                       guest resumed here; the first leaves at once\n"
     "                       (default 50,100,200,400).\n"
+    "    --restart-roster PATH  the file where the agent keeps the names and\n"
+    "                       MACs of its shell guests (default <control>.guests;\n"
+    "                       none: no file). Started again (after kill -9 or\n"
+    "                       SIGTERM), it holds all traffic until those guests\n"
+    "                       have reconnected or --restart-grace MS (default\n"
+    "                       1000) passed, so none is lost to a guest not back\n"
+    "                       yet (docs/security.md \"Agent restart\").\n"
     "    --help             this text.   --version  print the version.\n"
     "\n"
     "SIGNALS\n"
-    "    SIGINT, SIGTERM    close every guest session (Bye), remove the sockets,\n"
-    "                       exit 0.\n"
+    "    SIGINT, SIGTERM    a planned stop: the dataplane finishes the frames it\n"
+    "                       is moving and reads no ring after that (what the\n"
+    "                       guests queue waits in their rings), every guest\n"
+    "                       session is closed (Bye; the shells reconnect to the\n"
+    "                       next agent at their rings' indices), the sockets are\n"
+    "                       removed, exit 0. The restart roster is kept.\n"
     "\n"
     "EXIT STATUS\n"
     "    0 clean shutdown, 1 runtime failure (socket, TAP, thread), 2 usage.\n"
@@ -179,6 +191,7 @@ int main(int argc, char** argv) {
   bool require_sealed = false;
   npa::migration::TlsConfig tls;
   std::string migration_listen;
+  std::string roster;  // --restart-roster; "" = <control>.guests
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto value = [&](const char** v) {
@@ -294,6 +307,12 @@ int main(int argc, char** argv) {
     } else if (a == "--vf-force-grace") {
       if (!value(&v) || !ParseNum<uint32_t>(v, 1, 600000, &copt.vf_force_grace_ms))
         return Usage("--vf-force-grace needs 1..600000 ms", v);
+    } else if (a == "--restart-roster") {
+      if (!value(&v) || !*v) return Usage("--restart-roster needs a path or none");
+      roster = v;
+    } else if (a == "--restart-grace") {
+      if (!value(&v) || !ParseNum<uint32_t>(v, 10, 60000, &copt.restart_grace_ms))
+        return Usage("--restart-grace needs 10..60000 ms", v);
     } else if (a == "--log-level") {
       if (!value(&v)) return Usage("--log-level needs error, warn, info or debug");
       std::string l = v;
@@ -307,6 +326,8 @@ int main(int argc, char** argv) {
     }
   }
   if (!control_given) copt.control_path = kDefaultControl;
+  if (roster.empty() && !copt.control_path.empty()) roster = copt.control_path + ".guests";
+  copt.restart_roster_path = roster == "none" ? "" : roster;
   const int tls_files = !tls.cert_file.empty() + !tls.key_file.empty() + !tls.ca_file.empty();
   if (tls_files != 0 && tls_files != 3)
     return Usage("--tls-cert, --tls-key and --tls-ca go together (all three or none)");
@@ -403,8 +424,13 @@ int main(int argc, char** argv) {
     }
   }
   NPA_LOG(Info, "shutting down");
+  // A planned stop loses nothing: the dataplane stops first, after the loop
+  // it is in, so every frame it took from a TX ring was delivered and both
+  // used indices are published; nothing is read from a ring after that.
+  // Then the sessions close (Bye) and each shell resumes its rings on the
+  // next agent at those indices (shell/reconnect.h).
   if (listener) listener->Stop();
-  srv.Shutdown("agent shutting down");
   dp.Stop();
+  srv.Shutdown("agent shutting down");
   return rc;
 }

@@ -174,6 +174,7 @@ absl::Status ControlServer::Listen() {
     NPA_RETURN_IF_ERROR(listen(path, FdKind::kVhostListener, "vhost-user socket"));
     NPA_LOG(Info, "control: vhost-user listener on %s", path.c_str());
   }
+  LoadRestartRoster();
   last_link_up_ = LinkUp();
   return absl::OkStatus();
 }
@@ -187,8 +188,14 @@ absl::Status ControlServer::RunOnce(int timeout_ms) {
   // A migration's deadline (RARP schedule, late frames) may come sooner.
   const int mig_ms = mig_.MsUntilNextDeadline();
   if (mig_ms >= 0 && (timeout_ms < 0 || mig_ms < timeout_ms)) timeout_ms = mig_ms;
+  if (gate_deadline_ms_) {  // the restart gate opens on time
+    const uint64_t now = MonotonicMs();
+    const int gate_ms = gate_deadline_ms_ > now ? static_cast<int>(gate_deadline_ms_ - now) : 0;
+    if (timeout_ms < 0 || gate_ms < timeout_ms) timeout_ms = gate_ms;
+  }
   NPA_RETURN_IF_ERROR(loop_.RunOnce(timeout_ms).status());
   mig_.Tick();
+  if (gate_deadline_ms_ && MonotonicMs() >= gate_deadline_ms_) OpenRestartGate("grace over");
   vf_.CheckDeadlines();
   CloseBrokenGuests();
   if (MonotonicMs() - last_housekeeping_ms_ >= static_cast<uint64_t>(opts_.housekeeping_ms)) {
@@ -612,6 +619,7 @@ void ControlServer::UpdateReadiness(Guest& g) {
     }
     if (!step(GuestState::kRunning)) return;
     NPA_LOG(Info, "control: guest %s: resumed, RUNNING", g.name.c_str());
+    OnGuestRunning(g);
     mig_.OnResumed(g);
     return;
   }
@@ -635,6 +643,7 @@ void ControlServer::UpdateReadiness(Guest& g) {
     g.in_dataplane = true;
     if (!step(GuestState::kRunning)) return;
     NPA_LOG(Info, "control: guest %s: RUNNING", g.name.c_str());
+    OnGuestRunning(g);
   } else if (g.lc.CanFire(GuestState::kNegotiating) && !any_ready) {
     // The front end stopped every ring (GET_VRING_BASE, reset): stop polling
     // until it starts them again.
@@ -730,6 +739,7 @@ void ControlServer::CloseGuest(uint64_t guest_id, const std::string& why, bool b
     NPA_LOG(Info, "control: guest %s (id %lu) closed: %s", g.name.c_str(),
             static_cast<unsigned long>(g.id), why.c_str());
   guests_.Erase(guest_id);
+  SaveRestartRoster();
 }
 
 void ControlServer::Housekeeping() {
@@ -757,6 +767,9 @@ void ControlServer::Housekeeping() {
 }
 
 void ControlServer::Shutdown(const std::string& reason) {
+  // The roster stays as the running agent left it: the next agent waits for
+  // these guests (docs/security.md "Agent restart").
+  shutting_down_ = true;
   for (uint64_t id : guests_.ids()) CloseGuest(id, reason, /*broken=*/false);
   std::vector<int> fds;
   for (const auto& [fd, s] : sessions_) fds.push_back(fd);
@@ -768,6 +781,47 @@ void ControlServer::Shutdown(const std::string& reason) {
   listeners_.clear();
   admin_listen_fd_ = -1;
   if (mig_.wake_fd() >= 0) loop_.Unwatch(mig_.wake_fd());
+}
+
+// ---- agent restart (docs/security.md "Agent restart")
+
+void ControlServer::LoadRestartRoster() {
+  if (opts_.restart_roster_path.empty()) return;
+  auto r = LoadRoster(opts_.restart_roster_path);
+  if (!r.ok()) {
+    if (!absl::IsNotFound(r.status()))
+      NPA_LOG(Warn, "control: %s; not waiting for any guest", std::string(r.status().message()).c_str());
+    return;
+  }
+  for (const RosterEntry& e : *r) awaited_.insert(e.name);
+  if (awaited_.empty()) return;
+  gate_deadline_ms_ = MonotonicMs() + std::max<uint32_t>(opts_.restart_grace_ms, 1);
+  if (dp_) dp_->HoldTraffic(true);
+  NPA_LOG(Info, "control: restart: the previous agent had %zu guests (%s); traffic held until they "
+          "are back or %u ms", awaited_.size(), opts_.restart_roster_path.c_str(),
+          opts_.restart_grace_ms);
+}
+
+void ControlServer::SaveRestartRoster() {
+  if (opts_.restart_roster_path.empty() || shutting_down_) return;
+  if (absl::Status s = SaveRoster(opts_.restart_roster_path, RosterOf(guests_)); !s.ok())
+    NPA_LOG(Warn, "control: %s", std::string(s.message()).c_str());
+}
+
+void ControlServer::OnGuestRunning(const Guest& g) {
+  SaveRestartRoster();
+  if (awaited_.erase(g.name) && awaited_.empty()) OpenRestartGate("every guest is back");
+}
+
+void ControlServer::OpenRestartGate(const char* why) {
+  if (!gate_deadline_ms_) return;
+  gate_deadline_ms_ = 0;
+  std::string missing;
+  for (const std::string& n : awaited_) absl::StrAppend(&missing, missing.empty() ? "" : ", ", n);
+  awaited_.clear();
+  if (dp_) dp_->HoldTraffic(false);
+  NPA_LOG(Info, "control: restart: traffic released (%s)%s%s", why,
+          missing.empty() ? "" : "; not back: ", missing.c_str());
 }
 
 }  // namespace npa::agent

@@ -124,6 +124,16 @@ class ControlServer {
     uint32_t migration_hold_ms = 10000;
     std::vector<uint32_t> rarp_gaps_ms = {50, 100, 200, 400};
     uint64_t migration_offloads = ~0ull;        // NPA_OFFLOAD_* a migrating guest may use
+    // Agent restart (docs/security.md "Agent restart"). "" = no roster.
+    // Otherwise the agent keeps the file listing its shell guests (name,
+    // MAC; guest_registry.h SaveRoster) up to date as they come and go, and
+    // leaves it as it is when it stops (SIGTERM) or dies. At Listen() it
+    // reads the file a previous agent left: if it names guests, the
+    // dataplane holds all traffic (Dataplane::HoldTraffic) until every one
+    // of them is RUNNING again or restart_grace_ms have passed, so no frame
+    // is switched to a guest that has not reconnected yet.
+    std::string restart_roster_path;
+    uint32_t restart_grace_ms = 1000;
   };
 
   // dataplane may be null (no traffic; tests). Both must outlive this.
@@ -192,6 +202,15 @@ class ControlServer {
   AdminService admin_;
   std::set<uint64_t> want_vf_;  // resumed guests waiting for a free VF
   uint64_t last_housekeeping_ms_ = 0;
+  // Agent restart: the previous agent's guests not back yet, and when the
+  // traffic gate opens regardless (0: open).
+  void LoadRestartRoster();
+  void SaveRestartRoster();
+  void OnGuestRunning(const Guest& g);
+  void OpenRestartGate(const char* why);
+  std::set<std::string> awaited_;
+  uint64_t gate_deadline_ms_ = 0;
+  bool shutting_down_ = false;
   bool last_link_up_ = true;
 };
 

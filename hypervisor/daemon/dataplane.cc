@@ -503,9 +503,16 @@ uint32_t Dataplane::PollOnce(uint64_t now_ns) {
   uint32_t work = 0;
   // Injected frames are older than anything the uplink has now: first.
   if (__builtin_expect(ctl_pending_.load(std::memory_order_acquire), 0)) work += ServiceControl(now_ns);
+  if (__builtin_expect(hold_traffic_.load(std::memory_order_relaxed), 0)) return work;
   for (Local& g : locals_) work += PollGuest(g, now_ns);
   work += PollUplink(now_ns);
   return work;
+}
+
+void Dataplane::HoldTraffic(bool hold) {
+  if (hold_traffic_.exchange(hold) == hold || hold || !wake_fd_) return;
+  uint64_t one = 1;
+  (void)!write(wake_fd_.get(), &one, sizeof one);  // a full eventfd is awake anyway
 }
 
 void Dataplane::Sleep() {

@@ -172,6 +172,15 @@ class Dataplane {
   // kResourceExhausted when kMaxUplinkControlFrames are already waiting.
   absl::Status SendOnUplink(std::span<const uint8_t> frame);
 
+  // The restart gate (docs/security.md "Agent restart"): while held, the
+  // thread reads no guest's TX ring and not the uplink, so every frame waits
+  // where it is (the guest's ring, the TAP's kernel queue) instead of being
+  // switched to a guest that has not come back yet and lost. Injections and
+  // SendOnUplink still run. Any thread; costs the loop one relaxed load (no
+  // per-frame work). Releasing wakes a sleeping dataplane.
+  void HoldTraffic(bool hold);
+  bool traffic_held() const { return hold_traffic_.load(std::memory_order_relaxed); }
+
   SwitchCounters switch_counters() const { return switch_.counters(); }
   DataplaneCounters counters() const;
   TapUplink* uplink() const { return uplink_; }
@@ -278,6 +287,7 @@ class Dataplane {
   std::mutex ctl_mu_;
   std::condition_variable ctl_cv_;
   std::atomic<bool> ctl_pending_{false};
+  std::atomic<bool> hold_traffic_{false};
   std::vector<std::shared_ptr<InjectJob>> injects_;  // under ctl_mu_
   std::vector<std::string> uplink_control_;          // under ctl_mu_
   uint32_t sink_slot_ = 0;  // next scratch_ slot a sink copy goes to

@@ -1,6 +1,17 @@
 #include "hypervisor/daemon/guest_registry.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/log.h"
 
 namespace npa::agent {
@@ -90,6 +101,96 @@ void CopyQueueCounters(uint32_t qp, const QueueCounters& c, control::QueueCounte
   out->set_tx_packets(c.tx_packets);
   out->set_tx_bytes(c.tx_bytes);
   out->set_tx_dropped(c.tx_dropped);
+}
+
+namespace {
+
+bool RosterNameOk(const std::string& n) {
+  if (n.empty() || n.size() > 63) return false;
+  for (char c : n)
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) return false;
+  return true;
+}
+
+}  // namespace
+
+std::vector<RosterEntry> RosterOf(const GuestRegistry& guests) {
+  std::vector<RosterEntry> out;
+  for (const auto& [id, g] : guests) {
+    const GuestState s = g.lc.state();
+    const bool served = s == GuestState::kRunning || s == GuestState::kVfOffered ||
+                        s == GuestState::kVfActive || s == GuestState::kRevoking;
+    if (g.transport != "control" || !g.mac || !served) continue;
+    out.push_back(RosterEntry{g.name, *g.mac});
+  }
+  return out;
+}
+
+absl::Status SaveRoster(const std::string& path, const std::vector<RosterEntry>& entries) {
+  std::string text;
+  for (const RosterEntry& e : entries) absl::StrAppend(&text, e.name, " ", MacToString(e.mac), "\n");
+  const std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return absl::InternalError(absl::StrCat("restart roster: open ", tmp, ": ", strerror(errno)));
+  size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int e = errno;
+      close(fd);
+      unlink(tmp.c_str());
+      return absl::InternalError(absl::StrCat("restart roster: write ", tmp, ": ", strerror(e)));
+    }
+    off += static_cast<size_t>(n);
+  }
+  close(fd);
+  if (rename(tmp.c_str(), path.c_str()) < 0) {
+    const int e = errno;
+    unlink(tmp.c_str());
+    return absl::InternalError(absl::StrCat("restart roster: rename ", tmp, " to ", path, ": ", strerror(e)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<RosterEntry>> LoadRoster(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("restart roster ", path, ": no such file"));
+    return absl::InternalError(absl::StrCat("restart roster: open ", path, ": ", strerror(errno)));
+  }
+  struct stat st {};
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > 65536) {
+    close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat("restart roster ", path, ": not a regular file of at most 65536 bytes"));
+  }
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = read(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  close(fd);
+  text.resize(off);
+  std::vector<RosterEntry> out;
+  size_t line = 0;
+  for (absl::string_view l : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    line++;
+    std::vector<std::string> parts = absl::StrSplit(l, ' ');
+    std::optional<MacAddr> mac;
+    if (parts.size() == 2) mac = ParseMac(parts[1]);
+    if (parts.size() != 2 || !RosterNameOk(parts[0]) || !mac || IsMulticast(*mac) || IsZeroMac(*mac))
+      return absl::InvalidArgumentError(
+          absl::StrCat("restart roster ", path, " line ", line, ": want 'NAME MAC' with a guest name and a unicast MAC"));
+    if (out.size() >= kMaxRosterEntries)
+      return absl::InvalidArgumentError(
+          absl::StrCat("restart roster ", path, ": more than ", kMaxRosterEntries, " guests"));
+    out.push_back(RosterEntry{parts[0], *mac});
+  }
+  return out;
 }
 
 }  // namespace npa::agent

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "hypervisor/daemon/guest_lifecycle.h"
 #include "hypervisor/daemon/guest_port.h"
 #include "hypervisor/daemon/mac_switch.h"
@@ -103,6 +104,27 @@ class GuestRegistry {
   uint64_t next_id_ = 1;
   uint32_t mac_salt_ = 0;
 };
+
+// The restart roster: which guests an agent had, kept in a file beside its
+// control socket so that an agent started again after a kill -9 or a planned
+// stop knows whom to wait for (docs/security.md "Agent restart"). One line per
+// shell guest that had reached RUNNING (or a VF state), "NAME MAC\n"; a
+// vhost-user-socket guest has no name to come back with and is not listed.
+struct RosterEntry {
+  std::string name;
+  MacAddr mac{};
+};
+// The entries of `guests` as above, in id order.
+std::vector<RosterEntry> RosterOf(const GuestRegistry& guests);
+// Writes them to path atomically (path.tmp, fsync-free rename: a torn file is
+// never seen). Errors name the path and the call.
+absl::Status SaveRoster(const std::string& path, const std::vector<RosterEntry>& entries);
+// Reads a roster. NotFound: no file (a first start). InvalidArgument naming
+// the line: a name that fails the Hello name rule, a MAC that is not unicast,
+// more than kMaxRosterEntries lines or a file over 64 KiB (the file is the
+// agent's own, but it lives on disk: checked like input).
+inline constexpr size_t kMaxRosterEntries = 4096;
+absl::StatusOr<std::vector<RosterEntry>> LoadRoster(const std::string& path);
 
 // One queue pair's counters as control.proto has them.
 void CopyQueueCounters(uint32_t qp, const QueueCounters& c, control::QueueCounters* out);

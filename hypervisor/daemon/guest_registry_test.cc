@@ -1,6 +1,10 @@
 #include "hypervisor/daemon/guest_registry.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
 
 namespace npa::agent {
 namespace {
@@ -86,6 +90,58 @@ TEST(GuestRegistryTest, CopiesQueueCounters) {
   EXPECT_EQ(out.tx_packets(), 4u);
   EXPECT_EQ(out.tx_bytes(), 5u);
   EXPECT_EQ(out.tx_dropped(), 6u);
+}
+
+// The restart roster (docs/security.md "Agent restart"): only served shell
+// guests are listed, it round-trips, and a damaged file is refused naming
+// the line.
+TEST(GuestRegistryTest, RestartRosterListsServedShellGuestsAndRoundTrips) {
+  GuestRegistry r("agent");
+  Guest& a = r.Add(r.NewId());
+  a.name = "g-a";
+  a.transport = "control";
+  a.mac = r.AssignMac();
+  ASSERT_TRUE(a.Move(GuestState::kNegotiating).ok());
+  ASSERT_TRUE(a.Move(GuestState::kReady).ok());
+  ASSERT_TRUE(a.Move(GuestState::kRunning).ok());
+  Guest& b = r.Add(r.NewId());  // still negotiating: not listed
+  b.name = "g-b";
+  b.transport = "control";
+  b.mac = r.AssignMac();
+  ASSERT_TRUE(b.Move(GuestState::kNegotiating).ok());
+  Guest& v = r.Add(r.NewId());  // a vhost-user socket guest: not listed
+  v.name = "vhost3";
+  v.transport = "vhost-user-socket";
+  ASSERT_TRUE(v.Move(GuestState::kNegotiating).ok());
+  ASSERT_TRUE(v.Move(GuestState::kReady).ok());
+  ASSERT_TRUE(v.Move(GuestState::kRunning).ok());
+  std::vector<RosterEntry> ros = RosterOf(r);
+  ASSERT_EQ(ros.size(), 1u);
+  EXPECT_EQ(ros[0].name, "g-a");
+
+  const std::string path = "/tmp/npa-roster-test-" + std::to_string(getpid());
+  EXPECT_TRUE(absl::IsNotFound(LoadRoster(path).status()));
+  ASSERT_TRUE(SaveRoster(path, ros).ok());
+  auto back = LoadRoster(path);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->size(), 1u);
+  EXPECT_EQ((*back)[0].name, "g-a");
+  EXPECT_EQ((*back)[0].mac, *a.mac);
+  EXPECT_EQ(access((path + ".tmp").c_str(), F_OK), -1);  // renamed, not left behind
+
+  for (const char* bad : {"g-a 01:00:00:00:00:01\n", "bad/name 02:00:00:00:00:01\n", "g-a\n",
+                          "g-a 02:00:00:00:00:01 extra\n"}) {
+    std::ofstream(path) << "ok 02:00:00:00:00:09\n" << bad;
+    auto st = LoadRoster(path);
+    EXPECT_TRUE(absl::IsInvalidArgument(st.status())) << bad;
+    EXPECT_NE(std::string(st.status().message()).find("line 2"), std::string::npos)
+        << st.status();
+  }
+  ASSERT_TRUE(SaveRoster(path, {}).ok());  // no guests: an empty roster, nothing awaited
+  back = LoadRoster(path);
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->empty());
+  unlink(path.c_str());
 }
 
 }  // namespace
