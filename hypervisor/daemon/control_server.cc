@@ -654,6 +654,12 @@ void ControlServer::UpdateReadiness(Guest& g) {
     }
     g.in_dataplane = false;
     if (!step(GuestState::kNegotiating)) return;
+    // Negotiating again: the deadline of a Hello applies again, from now
+    // (the session's, and a vhost-user socket guest's back end's).
+    limits_.Unready(g.session_fd);
+    if (g.port->fd() >= 0 && g.session_fd < 0 &&
+        !loop_.SetDeadline(g.port->fd(), MonotonicMs() + opts_.session_limits.negotiate_timeout_ms).ok())
+      NPA_LOG(Error, "control: guest %s: no negotiation deadline armed", g.name.c_str());
     NPA_LOG(Info, "control: guest %s: queues stopped, NEGOTIATING", g.name.c_str());
   }
 }

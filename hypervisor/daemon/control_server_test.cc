@@ -10,6 +10,7 @@
 #include <cstring>
 #include <thread>
 
+#include "common/clock.h"
 #include "common/unix_socket.h"
 #include "tests/support/fake_guest_port.h"
 
@@ -30,6 +31,7 @@ class ControlServerTest : public ::testing::Test {
     o.control_path = path_;
     o.agent_name = "test-agent";
     o.housekeeping_ms = 20;
+    Tune(o);
     PortFactory f = [this](UniqueFd conn, const VhostDevice::Options& opts)
         -> absl::StatusOr<std::unique_ptr<GuestPort>> {
       if (!conn.valid()) return absl::InvalidArgumentError("no connection");
@@ -55,6 +57,7 @@ class ControlServerTest : public ::testing::Test {
     rmdir(dir_.c_str());
   }
 
+  virtual void Tune(ControlServer::Options&) {}
   ControlChannel Connect() {
     auto s = ConnectUnix(path_, 2000);
     EXPECT_TRUE(s.ok()) << s.status();
@@ -182,6 +185,51 @@ TEST_F(ControlServerTest, ReadyGuestRunsAndBrokenGuestIsClosedWithBye) {
     EXPECT_NE(f->env.bye().reason().find("outside guest memory"), std::string::npos);
     break;
   }
+  EXPECT_EQ(ListGuests().guests_size(), 0);
+}
+
+// A guest that reached READY once and then stopped every queue is
+// negotiating again: the negotiation deadline applies again, from then
+// (issue 9: it used to be armed only at Hello, so such a guest stayed for
+// good).
+class ShortNegotiateTest : public ControlServerTest {
+ protected:
+  void Tune(ControlServer::Options& o) override { o.session_limits.negotiate_timeout_ms = 300; }
+};
+
+TEST_F(ShortNegotiateTest, AGuestBackToNegotiatingIsTimedOutAgain) {
+  make_ready_ = true;
+  ControlChannel ch = Connect();
+  ASSERT_TRUE(ch.Send(Hello("g-renego")).ok());
+  auto w = ch.ReceiveBlocking(2000);
+  ASSERT_TRUE(w.ok() && w->env.has_welcome());
+  std::string state;
+  for (int i = 0; i < 200 && state != "RUNNING"; i++) {
+    auto r = ListGuests();
+    if (r.guests_size() == 1) state = r.guests(0).state();
+    if (state != "RUNNING") usleep(10000);
+  }
+  ASSERT_EQ(state, "RUNNING");
+  usleep(600 * 1000);  // twice the deadline: a RUNNING guest has none
+  ASSERT_EQ(ListGuests().guests_size(), 1) << "a running guest was timed out";
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ports_.back()->SetReady(false);  // every queue stopped
+  }
+  const uint64_t t0 = MonotonicMs();
+  bool error = false;
+  for (int i = 0; i < 10 && !error; i++) {
+    auto f = ch.ReceiveBlocking(3000);
+    ASSERT_TRUE(f.ok()) << f.status();
+    if (!f->env.has_error()) continue;  // LinkState
+    error = true;
+    EXPECT_EQ(f->env.error().code(), Error::LIMIT);
+    EXPECT_NE(f->env.error().message().find("not ready within 300 ms"), std::string::npos)
+        << f->env.error().message();
+  }
+  ASSERT_TRUE(error) << "the guest negotiating again was not timed out";
+  EXPECT_GE(MonotonicMs() - t0, 250u) << "the deadline must count from going back, not from Hello";
+  for (int i = 0; i < 200 && ListGuests().guests_size() != 0; i++) usleep(10000);
   EXPECT_EQ(ListGuests().guests_size(), 0);
 }
 

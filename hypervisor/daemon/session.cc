@@ -109,6 +109,13 @@ void SessionLimits::Ready(int fd) {
   if (loop_) loop_->ClearDeadline(fd);
 }
 
+void SessionLimits::Unready(int fd) {
+  auto it = recs_.find(fd);
+  if (it == recs_.end() || !it->second.ready) return;
+  it->second.ready = false;
+  Arm(fd, opts_.negotiate_timeout_ms);
+}
+
 void SessionLimits::Release(int fd) {
   auto it = recs_.find(fd);
   if (it == recs_.end()) return;

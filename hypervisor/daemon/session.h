@@ -115,6 +115,10 @@ class SessionLimits {
   void OnFrame(int fd, SessionRole role);
   // The session's guest reached READY: no deadline any more.
   void Ready(int fd);
+  // The session's guest went back to negotiating (every queue stopped):
+  // the negotiation deadline is armed again, from now, so a guest cannot
+  // park itself half-negotiated by reaching READY once. No-op unless Ready.
+  void Unready(int fd);
   // The session closed (call before FdLoop::Unwatch; unknown fd: no-op).
   void Release(int fd);
 

@@ -181,6 +181,16 @@ TEST_F(SessionLimitsTest, DeadlinesFollowThePhase) {
   EXPECT_EQ(loop_.deadline(g), 0u) << "a READY guest has no deadline";
   l.OnFrame(g, SessionRole::kGuest);
   EXPECT_EQ(loop_.deadline(g), 0u);
+  // Back to negotiating (every queue stopped): armed again, from now.
+  const uint64_t t1 = MonotonicMs();
+  l.Unready(g);
+  EXPECT_GE(loop_.deadline(g), t1 + 5000) << "negotiating again re-arms the deadline";
+  EXPECT_LE(loop_.deadline(g), MonotonicMs() + 5000);
+  l.Unready(g);  // already negotiating: unchanged
+  l.OnFrame(g, SessionRole::kGuest);
+  EXPECT_LE(loop_.deadline(g), MonotonicMs() + 5000);
+  l.Ready(g);
+  EXPECT_EQ(loop_.deadline(g), 0u);
   l.OnFrame(a, SessionRole::kAdmin);
   EXPECT_GE(loop_.deadline(a), t0 + 9000);
   EXPECT_NE(l.TimeoutReason(u).find("sent no hello or admin_request within 1000 ms"),
