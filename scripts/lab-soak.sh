@@ -40,7 +40,7 @@ if [ $do_build = 1 ]; then
     { echo "lab-soak: build failed, see $build/lab-soak.build.log"; tail -20 "$build/lab-soak.build.log"; exit 1; }
 fi
 work=${NPA_LAB_WORK:-/var/tmp/npa-lab}
-# Time limits from the count: ~20 s a cycle under TCG on this shared 2-core
+# Time limits from the count: 11-20 s a cycle under TCG on this shared 2-core
 # machine (attach ~7 s, detach ~3.5 s, the rest traffic checks), doubled for
 # a loaded one, plus the setup and the final checks.
 scn_timeout=$((180 + cycles * 40))

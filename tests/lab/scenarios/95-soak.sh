@@ -32,7 +32,7 @@
 #
 # SOAK_CYCLES reaches the guest through the kernel command line (init's
 # environment): scripts/lab-soak.sh --cycles N does that.
-# lab-manual: long (a cycle takes ~20 s under TCG: 100 cycles ~35 min); scripts/lab-soak.sh runs it
+# lab-manual: long (a cycle takes 11-20 s under TCG: 100 cycles took 21 min); scripts/lab-soak.sh runs it
 # lab-timeout: 4200
 need LAB_VIRTIO1 LAB_PEER_IF
 CYCLES=${SOAK_CYCLES:-}
