@@ -12,7 +12,7 @@
 # --story: the whole story (scenario migrate): on A's virtio-net VF, revoked
 #   to A's emulated path, migrated to B (npactl migrate), landing on B's
 #   e1000e VF (the e1000e plug-in). Not the default yet: 0 lost in the lab,
-#   but in 2 of 7 runs the peer got 1-3 of the guest's datagrams twice
+#   but in 3 of 9 runs the peer got 1-3 of the guest's datagrams twice
 #   across the move (A's vhost back end hands in-flight TX frames back at
 #   GET_VRING_BASE, B sends them again; docs/vfio-lab.md), so its check fails.
 # A live timeline (host, path, plug-in, datagrams each way, lost) is printed
