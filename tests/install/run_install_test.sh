@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# install_sdk: install the build into a scratch root (DESTDIR), check what a
+# driver writer and a vendor get (headers, libnpa_shell with its SONAME and
+# only npa_* exported, find_package(npa), pkg-config npa-shell/npa-plugin,
+# the plug-ins in the shell's plug-in directory, the binaries), build
+# examples/guest-driver both ways, and run it against the installed
+# npa-agent: every frame it sends is counted by the agent (npactl --json).
+# Usage: run_install_test.sh BUILD_DIR SOURCE_DIR. Cleans up what it made.
+set -u
+B=$1; S=$2
+tmp=$(mktemp -d /tmp/npa-install.XXXXXX)
+apid=
+cleanup() {
+  [ -n "$apid" ] && { kill "$apid" 2>/dev/null; wait "$apid" 2>/dev/null; }
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+step() { echo "--- $*"; }
+
+step "cmake --install into $tmp/root"
+DESTDIR=$tmp/root cmake --install "$B" >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; fail "cmake --install"; }
+prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$B/CMakeCache.txt")
+R=$tmp/root$prefix
+libdir=$(ls -d "$R"/lib* | head -1)
+for f in include/npa/shell.h include/npa/plugin.h include/npa/buf.h bin/npa-agent bin/npactl; do
+  [ -e "$R/$f" ] || fail "$f is not installed"
+done
+shell_so=$(ls "$libdir"/libnpa_shell.so.1.[0-9]*.0 2>/dev/null | head -1)
+[ -n "$shell_so" ] || fail "libnpa_shell.so.1.[0-9]*.0 is not installed in $libdir"
+soname=$(readelf -d "$shell_so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
+[ "$soname" = libnpa_shell.so.1 ] || fail "SONAME is '$soname', not libnpa_shell.so.1"
+other=$(nm -D --defined-only "$shell_so" | awk '$2 ~ /[TDBRW]/ {print $3}' | grep -v '^npa_' | head -5)
+[ -z "$other" ] || fail "libnpa_shell exports symbols outside npa_*: $other"
+plugindir=$(sed -n 's/^NPA_PLUGIN_INSTALL_DIR:PATH=//p' "$B/CMakeCache.txt")
+for p in npa_plugin_e1000e.so npa_plugin_virtio_net.so; do
+  [ -f "$tmp/root$plugindir/$p" ] || fail "$p is not in the shell's plug-in directory $plugindir"
+done
+echo "installed: $(cd "$tmp/root" && find . -type f | wc -l) files; SONAME $soname; plug-ins in $plugindir"
+
+step "examples/guest-driver with find_package(npa)"
+cmake -S "$S/examples/guest-driver" -B "$tmp/b-cmake" -DCMAKE_PREFIX_PATH="$R" >"$tmp/cmake.log" 2>&1 &&
+  cmake --build "$tmp/b-cmake" >>"$tmp/cmake.log" 2>&1 || { cat "$tmp/cmake.log"; fail "the CMake build"; }
+
+step "examples/guest-driver with pkg-config"
+export PKG_CONFIG_SYSROOT_DIR=$tmp/root PKG_CONFIG_LIBDIR=$libdir/pkgconfig
+flags=$(pkg-config --cflags --libs npa-shell) || fail "pkg-config npa-shell"
+pkg-config --exists npa-plugin || fail "pkg-config npa-plugin"
+# pkgconf puts the sysroot in front of a path variable as it does for -I.
+[ "$(pkg-config --variable=plugindir npa-plugin)" = "$tmp/root$plugindir" ] ||
+  fail "npa-plugin's plugindir is '$(pkg-config --variable=plugindir npa-plugin)'"
+cc -O2 -Wall -Wextra -Werror "$S/examples/guest-driver/npa_hello.c" $flags -o "$tmp/npa_hello_pc" ||
+  fail "the pkg-config build ($flags)"
+echo "pkg-config: $flags"
+
+step "run both against the installed npa-agent"
+ctl=$tmp/agent.ctl
+"$R/bin/npa-agent" --control "$ctl" --mode sink --name install-test >"$tmp/agent.log" 2>&1 &
+apid=$!
+for _ in $(seq 100); do [ -S "$ctl.admin" ] && break; sleep 0.05; done
+[ -S "$ctl.admin" ] || { cat "$tmp/agent.log"; fail "the installed agent did not start"; }
+export LD_LIBRARY_PATH=$libdir
+for d in "$tmp/b-cmake/npa_hello" "$tmp/npa_hello_pc"; do
+  name=hello$$_$(basename "$d" | tr -dc a-z)
+  # 500 frames, then 3 s as an echo driver, meanwhile the agent is asked.
+  timeout 30 "$d" "$ctl" "$name" 500 3000 >"$tmp/$name.out" 2>&1 &
+  dpid=$!
+  taken=
+  for _ in $(seq 60); do
+    taken=$(timeout 5 "$R/bin/npactl" --socket "$ctl.admin" --json stats "$name" 2>/dev/null |
+      python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(q["tx_packets"] for g in d["guests"] for q in g["queues"]))' 2>/dev/null)
+    [ "$taken" = 500 ] && break
+    sleep 0.05
+  done
+  wait $dpid; rc=$?
+  cat "$tmp/$name.out"
+  [ $rc = 0 ] || { tail "$tmp/agent.log"; fail "$d exited $rc"; }
+  python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).read().splitlines()[-1]); sys.exit(0 if d["sent"]==500 and d["tx_packets"]==500 else 1)' "$tmp/$name.out" ||
+    fail "$d: the shell did not count 500 frames sent"
+  [ "$taken" = 500 ] || fail "the installed agent counted '$taken' frames from $name, not 500"
+  echo "the agent took 500/500 frames from $name"
+done
+echo "PASS: installed SDK builds the sample both ways and it runs against the installed agent"
