@@ -134,13 +134,13 @@ void QueueState::ApplySwitch() {
       size_t extra = stash.size() - stash_target;
       // One segment each: stash entries are single slots whose stale `next`
       // must not be followed.
-      for (size_t i = 0; i < extra; i++) pool.FreeSeg(stash[stash_target + i]);
+      for (size_t i = 0; i < extra; i++) pool.FreeStashed(stash[stash_target + i]);
       stash.resize(stash_target);
     } else if (stash.size() < stash_target && pool.available() > 2 * stash_target) {
       size_t want = stash_target - stash.size();
       size_t old = stash.size();
       stash.resize(stash_target);
-      uint32_t got = pool.AllocRaw(stash.data() + old, static_cast<uint32_t>(want));
+      uint32_t got = pool.AllocStashed(stash.data() + old, static_cast<uint32_t>(want));
       stash.resize(old + got);
     }
   }
@@ -317,7 +317,7 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
       queues[q].stash_target = ring;
       queues[q].stash.reserve(static_cast<size_t>(per_q) * nqp);
       queues[q].stash.resize(ring);
-      queues[q].stash.resize(queues[q].pool.AllocRaw(queues[q].stash.data(), ring));
+      queues[q].stash.resize(queues[q].pool.AllocStashed(queues[q].stash.data(), ring));
     }
     p.pools.push_back(&queues[q].pool);
     queues[q].ops = StoppedOps();

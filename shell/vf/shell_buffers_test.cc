@@ -158,6 +158,30 @@ TEST_F(ShellBuffersTest, ADoubleFreeIsCountedAndNeverStashedTwice) {
   Q(0).pool.Free(stacked.data(), static_cast<uint32_t>(stacked.size()));
 }
 
+// At a switch the owner trims the stash back to its target (shell.cc
+// QueueState::ApplySwitch): what the plug-in freed into it goes back to the
+// pool, every buffer accounted for, nothing refused.
+TEST_F(ShellBuffersTest, ASwitchTrimsTheStashBackIntoThePool) {
+  const uint32_t pool0 = Q(0).pool.available();
+  npa_buf* b[kStash];
+  ASSERT_EQ(Q(0).pool.Alloc(b, kStash), kStash);
+  {
+    ShellBuffers::ControlCall call(*bufs_);
+    bufs_->Free(0, b, kStash);  // a plug-in's stop hands its ring back
+  }
+  ASSERT_EQ(Q(0).stash.size(), 2u * kStash);
+  Q(0).ApplySwitch();
+  EXPECT_EQ(Q(0).stash.size(), kStash);
+  EXPECT_EQ(Q(0).pool.available(), pool0);
+  EXPECT_EQ(Q(0).pool.bad_frees(), 0u);
+  EXPECT_EQ(bufs_->bad_frees(), 0u);
+  // Trimmed entries are the pool's again: the stash refills from it.
+  npa_buf* again[kStash];
+  ASSERT_EQ(Q(0).pool.Alloc(again, kStash), kStash);
+  Q(0).pool.Free(again, kStash);
+  EXPECT_EQ(Q(0).pool.bad_frees(), 0u);
+}
+
 // The owner moves stash entries back to its stack (shell.cc ApplySwitch);
 // only stash entries are accepted there.
 TEST_F(ShellBuffersTest, OnlyStashEntriesGoBackFromTheStash) {
