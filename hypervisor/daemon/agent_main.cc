@@ -44,6 +44,7 @@ const char kUsage[] =
     "              [--control-backlog BYTES]\n"
     "              [--tls-cert F --tls-key F --tls-ca F] [--migration-listen HOST:PORT]\n"
     "              [--migration-grace MS] [--migration-hold MS] [--rarp-schedule MS,...]\n"
+    "              [--migration-handshake-timeout MS]\n"
     "              [--restart-roster PATH|none] [--restart-grace MS]\n"
     "    npa-agent --help | --version\n"
     "\n"
@@ -132,6 +133,9 @@ const char kUsage[] =
     "                       this long (default 2000); later ones are lost.\n"
     "    --migration-hold MS  how long a destination keeps a slot for the\n"
     "                       shell, and the source its own (default 10000).\n"
+    "    --migration-handshake-timeout MS  the TLS connect and handshake between\n"
+    "                       agents, as source and as destination (default 5000,\n"
+    "                       100..120000).\n"
     "    --rarp-schedule MS,...  gaps between the RARP announcements after a\n"
     "                       guest resumed here; the first leaves at once\n"
     "                       (default 50,100,200,400).\n"
@@ -225,6 +229,9 @@ int main(int argc, char** argv) {
     } else if (a == "--migration-hold") {
       if (!value(&v) || !ParseNum<uint32_t>(v, 100, 600000, &copt.migration_hold_ms))
         return Usage("--migration-hold needs 100..600000 ms", v);
+    } else if (a == "--migration-handshake-timeout") {
+      if (!value(&v) || !ParseNum<uint32_t>(v, 100, 120000, &copt.migration_handshake_timeout_ms))
+        return Usage("--migration-handshake-timeout needs 100..120000 ms", v);
     } else if (a == "--rarp-schedule") {
       if (!value(&v)) return Usage("--rarp-schedule needs MS,MS,...");
       copt.rarp_gaps_ms.clear();
@@ -397,7 +404,8 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<npa::migration::MigrationListener> listener;
   if (!migration_listen.empty()) {
-    auto l = npa::migration::MigrationListener::Start(migration_listen, tls, &srv.migrations());
+    auto l = npa::migration::MigrationListener::Start(migration_listen, tls, &srv.migrations(),
+                                                          srv.migrations().listener_options());
     if (!l.ok()) {
       NPA_LOG(Error, "migration listener on %s: %s", migration_listen.c_str(),
               std::string(l.status().message()).c_str());

@@ -40,6 +40,7 @@ Migrations::Options MigrationOptions(const ControlServer::Options& o) {
   m.control_path = o.control_path;
   m.grace_ms = o.migration_grace_ms;
   m.hold_ms = o.migration_hold_ms;
+  m.handshake_timeout_ms = o.migration_handshake_timeout_ms;
   m.rarp_gaps_ms = o.rarp_gaps_ms;
   m.max_guests = o.max_guests;
   m.offloads = o.migration_offloads;
@@ -84,6 +85,17 @@ ControlServer::ControlServer(Options opts, Dataplane* dataplane, PortFactory fac
                [this](Guest& g) { OfferFreeVf(g); },
                nullptr}),
       admin_(opts_.agent_name, &guests_, dp_, &vf_, &mig_) {
+  // The side that now carries a guest's MAC announces it (docs/migration.md
+  // "MAC steering"): off the VF, this agent's uplink sends the RARPs; back
+  // on the VF, the VF's own traffic teaches the switch, so a pending
+  // schedule from here would pull the MAC back and is cancelled.
+  vf_.set_path_changed([this](const Guest& g, bool on_vf) {
+    if (on_vf) {
+      mig_.CancelAnnounce(g);
+    } else {
+      mig_.AnnounceMac(g);
+    }
+  });
   loop_.OnReadable(FdKind::kControlListener, [this](int fd, uint64_t) {
     // The migrations' eventfd rides on this kind (FdLoop has no kind for a
     // wakeup): work posted by the listener's and the workers' threads.

@@ -122,6 +122,7 @@ class ControlServer {
     PeerConnector migration_connector;
     uint32_t migration_grace_ms = 2000;
     uint32_t migration_hold_ms = 10000;
+    uint32_t migration_handshake_timeout_ms = 5000;  // TLS connect + handshake, both sides
     std::vector<uint32_t> rarp_gaps_ms = {50, 100, 200, 400};
     uint64_t migration_offloads = ~0ull;        // NPA_OFFLOAD_* a migrating guest may use
     // Agent restart (docs/security.md "Agent restart"). "" = no roster.

@@ -128,8 +128,7 @@ class VfAttachments {
   // from then on) and again after a VF it was using (VF_ACTIVE or REVOKING)
   // was released and the guest is RUNNING on the emulated path: planned
   // revoke, forced detach, a deadline, or the shell's own fallback. The
-  // control server has
-  // Migrations announce the MAC on the uplink then (AnnounceMac: one RARP
+  // control server has Migrations announce the MAC on the uplink then (AnnounceMac: one RARP
   // at once, then the --rarp-schedule gaps), so a learning switch stops
   // sending the guest's frames to the VF's port. Not called for a guest
   // that is closing. Unset: nothing is called.
