@@ -140,6 +140,11 @@ class VhostDevice {
     // regions); the agent's --max-guest-memory. Over it, SET_MEM_TABLE fails
     // with a clear error and the session closes.
     uint64_t max_guest_memory = 4ull << 30;
+    // GET_VRING_BASE on a TX ring waits this long at most for frames the
+    // dataplane peeked and is still delivering, so the base counts them as
+    // consumed (a restarted or migrated ring would otherwise send them
+    // again). Past it they stay unconsumed: read again after a restart.
+    uint32_t stop_release_wait_ms = 100;
   };
 
   // Takes ownership of an accepted vhost-user connection (made non-blocking

@@ -1,5 +1,7 @@
 #include "hypervisor/vhost/vhost_session.h"
 
+#include <chrono>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -254,6 +256,7 @@ void VhostSession::MarkBrokenLocked(const std::string& why) {
   broken_reason_ = absl::StrCat("guest '", opts_.name, "' ", why);
   broken_.store(true, std::memory_order_release);
   generation_.fetch_add(1, std::memory_order_release);
+  if (stop_waiters_ > 0) tx_released_.notify_all();  // nothing more will be released
   NPA_LOG(Error, "vhost-user[%s]: device broken: %s", opts_.name.c_str(), broken_reason_.c_str());
 }
 
@@ -405,13 +408,37 @@ absl::Status VhostSession::OnGetVringBase(VhostMessage& m, VhostReply* rep) {
   const uint32_t index = m.payload.state.index;
   NPA_ASSIGN_OR_RETURN(Vring * r, RingFromIndex(index));
   uint16_t base;
+  uint16_t orphaned = 0;
   {
-    std::lock_guard<std::mutex> l(mu_);
-    base = r->vq.configured() ? r->vq.Stop() : r->base;
+    std::unique_lock<std::mutex> l(mu_);
+    // Not live any more: the dataplane peeks nothing new from this ring.
     r->started = false;
+    UpdateLiveLocked(index);
+    // TX frames the dataplane already peeked are being delivered right now
+    // (PeekTx -> Deliver -> ReleaseTx, one burst, mu_ dropped in between).
+    // Wait for that ReleaseTx so the base counts them as consumed: reported
+    // as not consumed, the frontend would post them again after a restart
+    // (on another agent, after a migration) and the wire would carry them
+    // twice. Bounded: a dataplane that keeps frames longer (loopback's
+    // backpressure) or is stuck leaves them orphaned as before, re-read
+    // once the ring restarts, and the log says how many.
+    if (r->vq.configured() && r->vq.in_flight() > 0) {
+      ++stop_waiters_;
+      tx_released_.wait_for(l, std::chrono::milliseconds(opts_.stop_release_wait_ms), [r, this] {
+        return r->vq.in_flight() == 0 || broken_.load(std::memory_order_relaxed);
+      });
+      --stop_waiters_;
+      orphaned = r->vq.in_flight();
+    }
+    base = r->vq.configured() ? r->vq.Stop() : r->base;
     r->base = base;
     r->kick.reset();  // the dataplane sleeps on its own duplicate
-    UpdateLiveLocked(index);
+  }
+  if (orphaned > 0) {
+    NPA_LOG(Warn,
+            "vhost-user[%s]: GET_VRING_BASE ring %u: %u TX frames still with the dataplane "
+            "after %u ms; base %u leaves them to be read again on restart",
+            opts_.name.c_str(), index, orphaned, opts_.stop_release_wait_ms, base);
   }
   rep->hdr.size = kState;
   rep->payload.state = {index, base};
@@ -530,6 +557,7 @@ void VhostSession::ReleaseTx(uint16_t qp, uint16_t n) {
   std::lock_guard<std::mutex> l(mu_);
   if (broken_.load(std::memory_order_relaxed)) return;
   vrings_[2 * qp + 1]->vq.ReleaseTx(n);
+  if (stop_waiters_ > 0) tx_released_.notify_all();  // OnGetVringBase
 }
 
 uint16_t VhostSession::EnqueueRx(uint16_t qp, const PacketRef* pkts, uint16_t n, RxFull full) {

@@ -35,6 +35,7 @@
 #define NPA_HYPERVISOR_VHOST_VHOST_SESSION_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -190,6 +191,11 @@ class VhostSession {
   // dataplane reads (vq, mem_, call fds, counters). Never held across I/O
   // on the vhost-user socket.
   mutable std::mutex mu_;
+  // GET_VRING_BASE on a TX ring waits (at most opts_.stop_release_wait_ms)
+  // for the frames the dataplane peeked to be released; ReleaseTx signals
+  // while a stop waits. Both guarded by mu_.
+  std::condition_variable tx_released_;
+  uint32_t stop_waiters_ = 0;
   std::vector<std::unique_ptr<Vring>> vrings_;  // 2 * max_queue_pairs; fixed size
   std::vector<QueueCounters> counters_;          // per qp, guarded by mu_
   std::atomic<bool> broken_{false};

@@ -5,7 +5,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -15,7 +18,8 @@ namespace {
 
 class VhostSessionTest : public ::testing::Test {
  protected:
-  VhostSessionTest() : s_({.name = "g1", .max_queue_pairs = 2}) {}
+  explicit VhostSessionTest(uint32_t stop_release_wait_ms = 100)
+      : s_({.name = "g1", .max_queue_pairs = 2, .stop_release_wait_ms = stop_release_wait_ms}) {}
 
   absl::Status Do(uint32_t req, const void* p, uint32_t size, std::vector<UniqueFd> fds = {},
                   uint32_t flags = NPA_VHOST_USER_VERSION) {
@@ -232,65 +236,160 @@ TEST_F(VhostSessionTest, KickStartsRingAndGetVringBaseStops) {
   EXPECT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 1, 128).ok());  // stopped again
 }
 
-// vhost-user spec, "Starting and stopping rings": GET_VRING_BASE stops a
-// ring; SET_VRING_BASE + SET_VRING_KICK start it again at the given index.
-// Migration abort and a reconnecting shell rely on it, and on a ring that
-// starts at a non-zero base resuming there.
-TEST_F(VhostSessionTest, StoppedRingRestartsAtTheGivenBase) {
-  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
-  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_FEATURES, (1ull << VIRTIO_F_VERSION_1) |
-                                                     (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES)).ok());
-  UniqueFd mfd = MemFd(0x100000);
-  auto* g = static_cast<uint8_t*>(mmap(nullptr, 0x100000, PROT_READ | PROT_WRITE, MAP_SHARED, mfd.get(), 0));
-  ASSERT_NE(g, MAP_FAILED);
-  npa_vhost_memory m{};
-  m.nregions = 1;
-  m.regions[0] = {0x100000, 0x100000, 0x100000, 0};
-  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_MEM_TABLE, &m, 40, One(UniqueFd(dup(mfd.get())))).ok());
-  auto* desc = reinterpret_cast<npa_vring_desc*>(g);
-  auto* avail = reinterpret_cast<npa_vring_avail*>(g + 0x2000);
-  auto* used = reinterpret_cast<npa_vring_used*>(g + 0x1000);
+// A TX ring (vring 1, 8 entries) in a 1 MiB guest memory the test can
+// write as the guest: desc at +0, used at +0x1000, avail at +0x2000, frame
+// buffers from +0x10000.
+class VhostSessionTxTest : public VhostSessionTest {
+ protected:
+  explicit VhostSessionTxTest(uint32_t stop_release_wait_ms = 100)
+      : VhostSessionTest(stop_release_wait_ms) {}
+  void SetUp() override {
+    ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+    ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_FEATURES, (1ull << VIRTIO_F_VERSION_1) |
+                                                       (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES)).ok());
+    mfd_ = MemFd(0x100000);
+    g_ = static_cast<uint8_t*>(mmap(nullptr, 0x100000, PROT_READ | PROT_WRITE, MAP_SHARED, mfd_.get(), 0));
+    ASSERT_NE(g_, MAP_FAILED);
+    npa_vhost_memory m{};
+    m.nregions = 1;
+    m.regions[0] = {0x100000, 0x100000, 0x100000, 0};
+    ASSERT_TRUE(Do(NPA_VHOST_USER_SET_MEM_TABLE, &m, 40, One(UniqueFd(dup(mfd_.get())))).ok());
+    desc_ = reinterpret_cast<npa_vring_desc*>(g_);
+    avail_ = reinterpret_cast<npa_vring_avail*>(g_ + 0x2000);
+    used_ = reinterpret_cast<npa_vring_used*>(g_ + 0x1000);
+  }
+  void TearDown() override {
+    if (g_ != nullptr && g_ != MAP_FAILED) munmap(g_, 0x100000);
+  }
   // Guest side: post frame `tag` at avail index idx (descriptor idx % 8).
-  auto post = [&](uint16_t idx, uint8_t tag) {
+  void Post(uint16_t idx, uint8_t tag) {
     const uint16_t d = idx % 8;
-    std::memset(g + 0x10000 + d * 256, 0, 12);
-    std::memset(g + 0x10000 + d * 256 + 12, tag, 60);
-    desc[d] = {0x110000 + d * 256u, 72, 0, 0};
-    avail->ring[idx % 8] = d;
-    __atomic_store_n(&avail->idx, static_cast<uint16_t>(idx + 1), __ATOMIC_RELEASE);
-  };
-  auto start = [&](uint16_t base) {
+    std::memset(g_ + 0x10000 + d * 256, 0, 12);
+    std::memset(g_ + 0x10000 + d * 256 + 12, tag, 60);
+    desc_[d] = {0x110000 + d * 256u, 72, 0, 0};
+    avail_->ring[idx % 8] = d;
+    __atomic_store_n(&avail_->idx, static_cast<uint16_t>(idx + 1), __ATOMIC_RELEASE);
+  }
+  void Start(uint16_t base) {
     ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 1, 8).ok());
     ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_BASE, 1, base).ok());
     npa_vhost_vring_addr a{1, 0, 0x100000, 0x101000, 0x102000, 0};
     ASSERT_TRUE(Do(NPA_VHOST_USER_SET_VRING_ADDR, &a, 40).ok());
     ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_KICK, 1, One(UniqueFd(eventfd(0, 0)))).ok());
     ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_ENABLE, 1, 1).ok());
-  };
+  }
+  uint16_t UsedIdx() const { return __atomic_load_n(&used_->idx, __ATOMIC_ACQUIRE); }
+  static uint8_t Tag(const GuestFrame& f) { return static_cast<uint8_t*>(f.segs[0].iov_base)[0]; }
+
+  UniqueFd mfd_;
+  uint8_t* g_ = nullptr;
+  npa_vring_desc* desc_ = nullptr;
+  npa_vring_avail* avail_ = nullptr;
+  npa_vring_used* used_ = nullptr;
+};
+
+// vhost-user spec, "Starting and stopping rings": GET_VRING_BASE stops a
+// ring; SET_VRING_BASE + SET_VRING_KICK start it again at the given index.
+// Migration abort and a reconnecting shell rely on it, and on a ring that
+// starts at a non-zero base resuming there.
+TEST_F(VhostSessionTxTest, StoppedRingRestartsAtTheGivenBase) {
   // Start at base 5, as a resumed guest would: avail/used continue from 5.
-  avail->idx = 5;
-  used->idx = 5;
-  start(5);
-  post(5, 0xa5);
+  avail_->idx = 5;
+  used_->idx = 5;
+  Start(5);
+  Post(5, 0xa5);
   GuestFrame f[4];
   ASSERT_EQ(s_.PeekTx(0, f, 4), 1);
-  EXPECT_EQ(static_cast<uint8_t*>(f[0].segs[0].iov_base)[0], 0xa5);
+  EXPECT_EQ(Tag(f[0]), 0xa5);
   s_.ReleaseTx(0, 1);
-  EXPECT_EQ(__atomic_load_n(&used->idx, __ATOMIC_ACQUIRE), 6);
+  EXPECT_EQ(UsedIdx(), 6);
   // Stop: the base reported is the next index to serve.
   ASSERT_TRUE(DoState(NPA_VHOST_USER_GET_VRING_BASE, 1, 0).ok());
   EXPECT_EQ(reply_.payload.state.num, 6u);
-  post(6, 0xa6);  // queued while stopped: not served
+  Post(6, 0xa6);  // queued while stopped: not served
   EXPECT_EQ(s_.PeekTx(0, f, 4), 0);
   // Restart at the reported base: the queued frame is served, once.
-  start(6);
+  Start(6);
   ASSERT_EQ(s_.PeekTx(0, f, 4), 1);
-  EXPECT_EQ(static_cast<uint8_t*>(f[0].segs[0].iov_base)[0], 0xa6);
+  EXPECT_EQ(Tag(f[0]), 0xa6);
   s_.ReleaseTx(0, 1);
-  EXPECT_EQ(__atomic_load_n(&used->idx, __ATOMIC_ACQUIRE), 7);
+  EXPECT_EQ(UsedIdx(), 7);
   EXPECT_EQ(s_.PeekTx(0, f, 4), 0);
   EXPECT_FALSE(s_.broken());
-  munmap(g, 0x100000);
+}
+
+// The migration duplicate: the dataplane peeked a TX frame and is
+// delivering it when GET_VRING_BASE arrives. The stop waits for its
+// ReleaseTx, so the base counts it as consumed and the restarted ring (on
+// this agent or, after a migration, on another) does not send it again.
+// A wait far longer than the test needs: the stop must not answer before
+// the release however slowly this machine runs the test.
+class VhostSessionTxPatientTest : public VhostSessionTxTest {
+ protected:
+  VhostSessionTxPatientTest() : VhostSessionTxTest(60000) {}
+};
+
+TEST_F(VhostSessionTxPatientTest, GetVringBaseWaitsForPeekedFramesToBeReleased) {
+  // The RX ring too, so that QueueReady(0) turns false exactly when the
+  // stop takes the TX ring off the dataplane.
+  ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 0, 8).ok());
+  npa_vhost_vring_addr rx{0, 0, 0x103000, 0x104000, 0x105000, 0};
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_VRING_ADDR, &rx, 40).ok());
+  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_KICK, 0, One(UniqueFd(eventfd(0, 0)))).ok());
+  ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_ENABLE, 0, 1).ok());
+  Start(0);
+  ASSERT_TRUE(s_.QueueReady(0));
+  Post(0, 0xb0);
+  GuestFrame f[4];
+  ASSERT_EQ(s_.PeekTx(0, f, 4), 1);  // the dataplane holds it, delivering
+  std::atomic<bool> answered{false};
+  absl::Status st;
+  std::thread stop([&] {
+    st = DoState(NPA_VHOST_USER_GET_VRING_BASE, 1, 0);
+    answered = true;
+  });
+  // Once stopping, the ring hands out nothing new, and the stop has not
+  // answered while the frame is still out.
+  Post(1, 0xb1);
+  for (int i = 0; i < 20000 && s_.QueueReady(0); i++) usleep(1000);
+  ASSERT_FALSE(s_.QueueReady(0));
+  EXPECT_EQ(s_.PeekTx(0, f + 1, 3), 0);
+  EXPECT_FALSE(answered.load());
+  s_.ReleaseTx(0, 1);  // delivered
+  stop.join();
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(reply_.payload.state.num, 1u);  // 0xb0 consumed, 0xb1 not
+  EXPECT_EQ(UsedIdx(), 1);
+  Start(1);
+  ASSERT_EQ(s_.PeekTx(0, f, 4), 1);
+  EXPECT_EQ(Tag(f[0]), 0xb1);  // 0xb0 is not read again
+  s_.ReleaseTx(0, 1);
+  EXPECT_EQ(UsedIdx(), 2);
+  EXPECT_FALSE(s_.broken());
+}
+
+// A dataplane that never releases (stuck, or loopback keeping frames) does
+// not hold the control thread: after the bounded wait the frame is left
+// unconsumed, read again on restart, and its late release is ignored.
+TEST_F(VhostSessionTxTest, GetVringBaseGivesUpOnAFrameNeverReleased) {
+  Start(0);
+  Post(0, 0xc0);
+  GuestFrame f[4];
+  ASSERT_EQ(s_.PeekTx(0, f, 4), 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(DoState(NPA_VHOST_USER_GET_VRING_BASE, 1, 0).ok());
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(waited, std::chrono::milliseconds(90));  // it did wait (100 ms)
+  EXPECT_LT(waited, std::chrono::seconds(30));      // and gave up
+  EXPECT_EQ(reply_.payload.state.num, 0u);
+  s_.ReleaseTx(0, 1);  // late: swallowed
+  EXPECT_EQ(UsedIdx(), 0);
+  Start(0);
+  ASSERT_EQ(s_.PeekTx(0, f, 4), 1);
+  EXPECT_EQ(Tag(f[0]), 0xc0);
+  s_.ReleaseTx(0, 1);
+  EXPECT_EQ(UsedIdx(), 1);
+  EXPECT_FALSE(s_.broken());
 }
 
 size_t OpenFds() {
