@@ -12,11 +12,15 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "common/clock.h"
 #include "common/log.h"
+#include "hypervisor/daemon/agent_config.h"
 #include "hypervisor/daemon/control_server.h"
 #include "hypervisor/daemon/dataplane.h"
 #include "hypervisor/daemon/guest_port.h"
 #include "hypervisor/daemon/migrations.h"
+#include "hypervisor/daemon/service_notify.h"
 #include "hypervisor/daemon/tap_uplink.h"
 #include "hypervisor/migration/migration_channel.h"
 #include "hypervisor/vf/sysfs.h"
@@ -26,14 +30,15 @@
 namespace {
 
 constexpr const char* kDefaultControl = "/run/npa/agent.sock";
-constexpr const char* kVersion = "0.1.0";
+constexpr const char* kVersion = NPA_VERSION;  // the project version (CMakeLists.txt)
 
 const char kUsage[] =
     "NAME\n"
     "    npa-agent - npa host agent: emulated-path back end, MAC switch, uplink\n"
     "\n"
     "SYNOPSIS\n"
-    "    npa-agent [--control PATH] [--admin PATH] [--vhost-user PATH]... [--tap NAME]\n"
+    "    npa-agent [--config FILE] [--control PATH] [--admin PATH] [--vhost-user PATH]...\n"
+    "              [--tap NAME]\n"
     "              [--mode switch|sink|loopback] [--cpu N] [--burst N]\n"
     "              [--name NAME] [--mtu N] [--log-level LEVEL]\n"
     "              [--vf PCI[,reset=METHOD]]... [--vf-restore-driver]\n"
@@ -58,6 +63,12 @@ const char kUsage[] =
     "    control socket.\n"
     "\n"
     "OPTIONS\n"
+    "    --config FILE      read settings from FILE first: one per line, a flag's\n"
+    "                       name without -- and its value (\"tap npa0\" or\n"
+    "                       \"tap = npa0\"; a switch alone; # comments). Flags on\n"
+    "                       the command line override the file. The packaged\n"
+    "                       unit uses /etc/npa/agent.conf. A bad line is named\n"
+    "                       by file and line; exit 2.\n"
     "    --control PATH     UNIX socket for guest shells and npactl\n"
     "                       (default /run/npa/agent.sock; the directory is\n"
     "                       created if missing). Removed on exit.\n"
@@ -156,6 +167,13 @@ const char kUsage[] =
     "                       next agent at their rings' indices), the sockets are\n"
     "                       removed, exit 0. The restart roster is kept.\n"
     "\n"
+    "SERVICE\n"
+    "    Under systemd (NOTIFY_SOCKET set; the npa-agent.service unit, Type=notify)\n"
+    "    the agent sends READY=1 once its sockets are bound, STATUS= with the\n"
+    "    number of guests, and STOPPING=1 at shutdown. With WatchdogSec= it pings\n"
+    "    every half period, but only while both the control loop and the\n"
+    "    dataplane thread make progress, so a wedged agent is restarted.\n"
+    "\n"
     "EXIT STATUS\n"
     "    0 clean shutdown, 1 runtime failure (socket, TAP, thread), 2 usage.\n"
     "\n"
@@ -168,8 +186,12 @@ const char kUsage[] =
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
+// Set while a setting from --config FILE is parsed: "FILE:LINE".
+std::string g_arg_origin;
+
 int Usage(const char* msg, const char* arg = nullptr) {
-  fprintf(stderr, "npa-agent: %s%s%s\nTry 'npa-agent --help'.\n", msg, arg ? ": " : "",
+  fprintf(stderr, "npa-agent: %s%s%s%s%s\nTry 'npa-agent --help'.\n",
+          g_arg_origin.c_str(), g_arg_origin.empty() ? "" : ": ", msg, arg ? ": " : "",
           arg ? arg : "");
   return 2;
 }
@@ -196,11 +218,37 @@ int main(int argc, char** argv) {
   npa::migration::TlsConfig tls;
   std::string migration_listen;
   std::string roster;  // --restart-roster; "" = <control>.guests
+  // --config FILE first (agent_config.h): its settings come before the
+  // command line's flags, so a flag given here overrides the file.
+  std::vector<std::string> args;
+  std::vector<std::string> origin;  // "FILE:LINE" for a setting from the file
   for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
+    if (std::strcmp(argv[i], "--config") != 0) continue;
+    if (i + 1 >= argc || !*argv[i + 1]) return Usage("--config needs a file");
+    auto conf = ReadAgentConfig(argv[i + 1]);
+    if (!conf.ok()) return Usage(std::string(conf.status().message()).c_str());
+    for (const ConfigArg& c : *conf) {
+      for (const std::string& w : c.argv) {
+        args.push_back(w);
+        origin.push_back(c.origin);
+      }
+    }
+  }
+  for (int i = 1; i < argc; i++) {
+    if (std::strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+      i++;
+      continue;
+    }
+    args.emplace_back(argv[i]);
+    origin.emplace_back();
+  }
+  const size_t nargs = args.size();
+  for (size_t i = 0; i < nargs; i++) {
+    const std::string& a = args[i];
+    g_arg_origin = origin[i];  // a bad setting names its line
     auto value = [&](const char** v) {
-      if (i + 1 >= argc) return false;
-      *v = argv[++i];
+      if (i + 1 >= nargs) return false;
+      *v = args[++i].c_str();
       return true;
     };
     const char* v = nullptr;
@@ -329,9 +377,10 @@ int main(int argc, char** argv) {
       else if (l == "debug") npa::SetLogLevel(npa::LogLevel::kDebug);
       else return Usage("unknown --log-level (want error, warn, info or debug)", v);
     } else {
-      return Usage("unknown argument", argv[i]);
+      return Usage("unknown argument", a.c_str());
     }
   }
+  g_arg_origin.clear();
   if (!control_given) copt.control_path = kDefaultControl;
   if (roster.empty() && !copt.control_path.empty()) roster = copt.control_path + ".guests";
   copt.restart_roster_path = roster == "none" ? "" : roster;
@@ -423,6 +472,15 @@ int main(int argc, char** argv) {
   NPA_LOG(Info, "npa-agent %s '%s' ready (mode %s, mtu %u, uplink %s)", kVersion,
           copt.agent_name.c_str(), DataplaneModeName(dopt.mode), copt.mtu,
           uplink ? uplink->name().c_str() : "none");
+  // Under systemd (Type=notify): READY=1 now that every socket is bound,
+  // then the watchdog from this loop (service_notify.h).
+  ServiceNotifier service = ServiceNotifier::FromEnvironment();
+  auto status_line = [&] {
+    return absl::StrFormat("'%s' serving %u guests (mode %s)", copt.agent_name, srv.num_guests(),
+                           DataplaneModeName(dopt.mode));
+  };
+  service.Ready(status_line());
+  size_t shown_guests = srv.num_guests();
   int rc = 0;
   while (!g_stop.load()) {
     if (absl::Status s = srv.RunOnce(200); !s.ok()) {
@@ -430,8 +488,16 @@ int main(int argc, char** argv) {
       rc = 1;
       break;
     }
+    if (service.enabled()) {
+      service.Tick(npa::MonotonicNs(), dp.counters().loops);
+      if (srv.num_guests() != shown_guests) {
+        shown_guests = srv.num_guests();
+        service.Status(status_line());
+      }
+    }
   }
   NPA_LOG(Info, "shutting down");
+  service.Stopping(rc == 0 ? "shutting down" : "control loop failed");
   // A planned stop loses nothing: the dataplane stops first, after the loop
   // it is in, so every frame it took from a TX ring was delivered and both
   // used indices are published; nothing is read from a ring after that.

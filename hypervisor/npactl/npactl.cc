@@ -53,7 +53,7 @@ const char kUsage[] =
     "    --json         print one JSON object on stdout instead of a table.\n"
     "    --timeout MS   how long to wait for the agent (default 5000; vf attach\n"
     "                   and detach wait 20000 for the guest's answer).\n"
-    "    --help         this text.\n"
+    "    --help         this text.   --version  print the version.\n"
     "\n"
     "EXIT STATUS\n"
     "    0 ok; 1 the agent answered with an error (e.g. no such guest) or\n"
@@ -138,6 +138,9 @@ int main(int argc, char** argv) {
         return kExitOk;
       }
       fputs(kUsage, stdout);
+      return kExitOk;
+    } else if (a == "--version") {
+      printf("npactl %s\n", NPA_VERSION);
       return kExitOk;
     } else if (a == "--json") {
       json = true;

@@ -55,7 +55,9 @@ bool JsonCheck(const std::string& json, const std::string& check) {
 
 class AgentProcess {
  public:
-  explicit AgentProcess(std::vector<std::string> extra) {
+  // env: NAME=VALUE set in the agent's environment; "WATCHDOG_PID=self"
+  // becomes the agent's own pid (what systemd sets).
+  explicit AgentProcess(std::vector<std::string> extra, std::vector<std::string> env = {}) {
     char tmpl[] = "/tmp/npa-agent-test.XXXXXX";
     if (mkdtemp(tmpl)) dir_ = tmpl;
     ctl_ = dir_ + "/agent.sock";
@@ -65,6 +67,10 @@ class AgentProcess {
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = fork();
     if (pid_ == 0) {
+      for (std::string& e : env) {
+        if (e == "WATCHDOG_PID=self") e = "WATCHDOG_PID=" + std::to_string(getpid());
+        putenv(e.data());
+      }
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
@@ -174,6 +180,76 @@ TEST(AgentProcessTest, UsageErrorsExitTwo) {
   CmdResult h = Sh(std::string(NPA_AGENT_BIN) + " --help");
   EXPECT_EQ(h.rc, 0);
   EXPECT_NE(h.out.find("EXIT STATUS"), std::string::npos);
+}
+
+// The packaged service's view: settings from --config FILE (a flag on the
+// command line overrides the file), READY=1 with STATUS once the sockets
+// exist, watchdog pings, STOPPING=1 on SIGTERM, all on a NOTIFY_SOCKET
+// this test binds as systemd would.
+TEST(AgentProcessTest, ConfigFileAndServiceManagerNotifications) {
+  char tmpl[] = "/tmp/npa-svc-test.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string notify = dir + "/notify", conf = dir + "/agent.conf";
+  int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(nfd, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", notify.c_str());
+  ASSERT_EQ(bind(nfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  FILE* f = fopen(conf.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("# test\nmode sink\nname = from-the-file\n", f);
+  fclose(f);
+  // Every datagram that arrives within ms.
+  auto recv_for = [&](int ms) {
+    std::vector<std::string> got;
+    for (int waited = 0; waited < ms; waited += 20) {
+      char buf[512];
+      ssize_t n;
+      while ((n = recv(nfd, buf, sizeof buf, MSG_DONTWAIT)) > 0) got.emplace_back(buf, n);
+      usleep(20000);
+    }
+    return got;
+  };
+  {
+    AgentProcess agent({"--config", conf},
+                       {"NOTIFY_SOCKET=" + notify, "WATCHDOG_USEC=400000", "WATCHDOG_PID=self"});
+    std::vector<std::string> got = recv_for(3000);
+    ASSERT_FALSE(got.empty()) << "no READY=1 within 3 s";
+    // READY first, after the control socket exists; the name comes from the
+    // command line (AgentProcess passes --name), the mode from the file.
+    EXPECT_EQ(got[0].rfind("READY=1\nSTATUS=", 0), 0u) << got[0];
+    EXPECT_NE(got[0].find("'agent-under-test' serving 0 guests (mode sink)"), std::string::npos)
+        << got[0];
+    struct stat st;
+    EXPECT_EQ(stat(agent.ctl().c_str(), &st), 0);
+    // 3 s at one ping per 200 ms: well over 5 even on a loaded machine.
+    size_t pings = 0;
+    for (const auto& m : got) pings += m == "WATCHDOG=1";
+    EXPECT_GE(pings, 5u);
+    EXPECT_EQ(agent.Stop(), 0);
+    got = recv_for(200);
+    ASSERT_FALSE(got.empty());
+    EXPECT_EQ(got.back(), "STOPPING=1\nSTATUS=shutting down");
+  }
+  close(nfd);
+  std::string cmd = "rm -rf " + dir;
+  (void)!system(cmd.c_str());
+}
+
+// A bad line in the configuration file is named by file and line, exit 2.
+TEST(AgentProcessTest, ABadConfigLineIsNamed) {
+  char path[] = "/tmp/npa-conf-bad.XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const char text[] = "mode sink\nburst 0\n";
+  ASSERT_EQ(write(fd, text, sizeof text - 1), static_cast<ssize_t>(sizeof text - 1));
+  close(fd);
+  CmdResult r = Sh(std::string(NPA_AGENT_BIN) + " --config " + path + " 2>&1");
+  unlink(path);
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.out.find(std::string(path) + ":2: --burst"), std::string::npos) << r.out;
 }
 
 TEST(AgentProcessTest, ControlSocketFailureExitsOne) {

@@ -38,8 +38,14 @@ for p in npa_plugin_e1000e.so npa_plugin_virtio_net.so; do
 done
 echo "installed: $(cd "$tmp/root" && find . -type f | wc -l) files; SONAME $soname; plug-ins in $plugindir"
 
+# A sanitizer build's library needs its runtime loaded first: the sample is
+# built with the same sanitizers then (a driver writer's build never is).
+san=
+readelf -d "$shell_so" | grep -q 'libasan' && san="-fsanitize=address,undefined"
+
 step "examples/guest-driver with find_package(npa)"
-cmake -S "$S/examples/guest-driver" -B "$tmp/b-cmake" -DCMAKE_PREFIX_PATH="$R" >"$tmp/cmake.log" 2>&1 &&
+cmake -S "$S/examples/guest-driver" -B "$tmp/b-cmake" -DCMAKE_PREFIX_PATH="$R" \
+  -DCMAKE_C_FLAGS="$san" -DCMAKE_EXE_LINKER_FLAGS="$san" >"$tmp/cmake.log" 2>&1 &&
   cmake --build "$tmp/b-cmake" >>"$tmp/cmake.log" 2>&1 || { cat "$tmp/cmake.log"; fail "the CMake build"; }
 
 step "examples/guest-driver with pkg-config"
@@ -49,7 +55,7 @@ pkg-config --exists npa-plugin || fail "pkg-config npa-plugin"
 # pkgconf puts the sysroot in front of a path variable as it does for -I.
 [ "$(pkg-config --variable=plugindir npa-plugin)" = "$tmp/root$plugindir" ] ||
   fail "npa-plugin's plugindir is '$(pkg-config --variable=plugindir npa-plugin)'"
-cc -O2 -Wall -Wextra -Werror "$S/examples/guest-driver/npa_hello.c" $flags -o "$tmp/npa_hello_pc" ||
+cc -O2 -Wall -Wextra -Werror $san "$S/examples/guest-driver/npa_hello.c" $flags -o "$tmp/npa_hello_pc" ||
   fail "the pkg-config build ($flags)"
 echo "pkg-config: $flags"
 
