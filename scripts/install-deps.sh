@@ -8,7 +8,7 @@ PKGS=(
   libabsl-dev liburing-dev libpci-dev linux-libc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   protobuf-compiler libprotobuf-dev libssl-dev openssl nlohmann-json3-dev
-  libsystemd-dev systemd
+  libsystemd-dev systemd prometheus-cpp-dev dpkg-dev fakeroot file
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
   dpdk dpdk-dev libdpdk-dev
   iproute2 iputils-ping procps psmisc python3 util-linux
