@@ -17,7 +17,6 @@
 # After the planned revoke A announces the MAC on its uplink (asserted on
 # ulA); frames already on their way to A's VF are drained by the shell.
 # lab-timeout: 300
-# lab-manual: 0 lost across the revoke now, but in 3 of 9 runs the peer got 1-3 of the guest's datagrams twice across the move (most likely: A's vhost back end gives in-flight TX frames back at GET_VRING_BASE (VirtQueue::Stop) after sending them, and B sends them again; docs/vfio-lab.md)
 need LAB_HA_VIRTIO LAB_HA_TWIN_IF LAB_HB_E1000E LAB_HB_TWIN_IF
 for b in npa-lab-agent npa-lab-npactl npa-lab-story; do
   [ -x /lab/bin/$b ] || fail "/lab/bin/$b missing"
