@@ -1,4 +1,4 @@
-// tests/conform/conform_traffic.cc — data-path cases of npa-conform against
+// conform/conform_traffic.cc — data-path cases of npa-conform against
 // the traffic peer (docs/conformance.md). Frames use the local experimental
 // EtherType 0x88b5 and carry "NPAC", the run id and a sequence number, so
 // the flood of a QEMU hub (and stale frames) is filtered out.
@@ -13,7 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
-#include "tests/conform/conform_runner.h"
+#include "conform/conform_runner.h"
 
 namespace npa::conform {
 namespace {

@@ -4,7 +4,7 @@
 // harness's DMA arena and slot pool. DMA (alignment, coalescing, fault
 // injection), buffer pool (accounting, double free and foreign pointers
 // caught), and a device that is gone.
-#include "tests/conform/conform_services.h"
+#include "conform/conform_services.h"
 
 #include <sys/mman.h>
 

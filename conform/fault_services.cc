@@ -1,5 +1,5 @@
-// tests/conform/fault_services.cc — see fault_services.h.
-#include "tests/conform/fault_services.h"
+// conform/fault_services.cc — see fault_services.h.
+#include "conform/fault_services.h"
 
 #include <cerrno>
 

@@ -1,12 +1,12 @@
-// tests/conform/peer.h — the traffic peer: a raw AF_PACKET socket on an
+// conform/peer.h — the traffic peer: a raw AF_PACKET socket on an
 // interface inside a network namespace (the lab's kernel-driven NIC in netns
 // "peer"), created by entering the namespace only for the socket() call.
 //
 //   NPA_ASSIGN_OR_RETURN(std::unique_ptr<Peer> p, Peer::Open("peer", "eth4"));
 //   p->Send(frame, len);
 //   ssize_t n = p->Recv(buf, sizeof(buf), /*timeout_ms=*/500);
-#ifndef NPA_TESTS_CONFORM_PEER_H_
-#define NPA_TESTS_CONFORM_PEER_H_
+#ifndef NPA_CONFORM_PEER_H_
+#define NPA_CONFORM_PEER_H_
 
 #include <sys/types.h>
 
@@ -44,4 +44,4 @@ class Peer {
 
 }  // namespace npa::conform
 
-#endif  // NPA_TESTS_CONFORM_PEER_H_
+#endif  // NPA_CONFORM_PEER_H_

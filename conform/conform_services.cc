@@ -1,5 +1,5 @@
-// tests/conform/conform_services.cc — see conform_services.h.
-#include "tests/conform/conform_services.h"
+// conform/conform_services.cc — see conform_services.h.
+#include "conform/conform_services.h"
 
 #include <cstdio>
 #include <cstring>

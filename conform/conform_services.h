@@ -1,4 +1,4 @@
-// tests/conform/conform_services.h — the services npa-conform hands the
+// conform/conform_services.h — the services npa-conform hands the
 // plug-in under test: the production table (shell::VfServices, the one the
 // shell gives a plug-in) over the device, decorated by FaultServices
 // (fault_services.h). Around it, the harness's part of the shell: a DMA arena
@@ -29,8 +29,8 @@
 // decorator, then VfServices — which disables the interrupts it wired, unmaps
 // BARs and returns DMA blocks — then the arena and pool).
 // Threads: none; one thread drives everything (see fault_services.h).
-#ifndef NPA_TESTS_CONFORM_CONFORM_SERVICES_H_
-#define NPA_TESTS_CONFORM_CONFORM_SERVICES_H_
+#ifndef NPA_CONFORM_CONFORM_SERVICES_H_
+#define NPA_CONFORM_CONFORM_SERVICES_H_
 
 #include <cstdint>
 #include <memory>
@@ -40,7 +40,7 @@
 #include "absl/status/statusor.h"
 #include "npa/plugin.h"
 #include "shell/vf/vf_services.h"
-#include "tests/conform/fault_services.h"
+#include "conform/fault_services.h"
 
 namespace npa::conform {
 
@@ -124,4 +124,4 @@ class ConformServices {
 
 }  // namespace npa::conform
 
-#endif  // NPA_TESTS_CONFORM_CONFORM_SERVICES_H_
+#endif  // NPA_CONFORM_CONFORM_SERVICES_H_

@@ -1,4 +1,4 @@
-// tests/conform/fault_services.h — fault injection and DMA accounting as a
+// conform/fault_services.h — fault injection and DMA accounting as a
 // decorator over an npa_services table. npa-conform puts it over the
 // production services (shell/vf/vf_services.h, the table the shell hands a
 // plug-in), so the plug-in under test sees exactly the shell's services
@@ -29,8 +29,8 @@
 // table must outlive this object; table() is valid for this object's life.
 // Threads: none. The conformance runner drives one queue at a time from one
 // thread, so nothing here locks.
-#ifndef NPA_TESTS_CONFORM_FAULT_SERVICES_H_
-#define NPA_TESTS_CONFORM_FAULT_SERVICES_H_
+#ifndef NPA_CONFORM_FAULT_SERVICES_H_
+#define NPA_CONFORM_FAULT_SERVICES_H_
 
 #include <cstdarg>
 #include <cstdint>
@@ -102,4 +102,4 @@ class FaultServices {
 
 }  // namespace npa::conform
 
-#endif  // NPA_TESTS_CONFORM_FAULT_SERVICES_H_
+#endif  // NPA_CONFORM_FAULT_SERVICES_H_

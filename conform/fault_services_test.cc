@@ -1,7 +1,7 @@
 // fault_services_test.cc — the FaultServices decorator over a recording base
 // table: what it forwards (with the base's ctx), what it changes per fault,
 // what it refuses to forward, and that decorators stack.
-#include "tests/conform/fault_services.h"
+#include "conform/fault_services.h"
 
 #include <cerrno>
 #include <cstdarg>

@@ -1,9 +1,9 @@
-// tests/conform/conform_runner.h — the conformance suite's cases and the
+// conform/conform_runner.h — the conformance suite's cases and the
 // context they share (npa_conform.cc parses the command line; the cases live
 // in conform_cases.cc and conform_traffic.cc). docs/conformance.md describes
 // every case.
-#ifndef NPA_TESTS_CONFORM_CONFORM_RUNNER_H_
-#define NPA_TESTS_CONFORM_CONFORM_RUNNER_H_
+#ifndef NPA_CONFORM_CONFORM_RUNNER_H_
+#define NPA_CONFORM_CONFORM_RUNNER_H_
 
 #include <cstdint>
 #include <functional>
@@ -16,8 +16,8 @@
 #include "hypervisor/vf/vfio.h"
 #include "npa/plugin.h"
 #include "shell/vf/plugin_loader.h"
-#include "tests/conform/conform_services.h"
-#include "tests/conform/peer.h"
+#include "conform/conform_services.h"
+#include "conform/peer.h"
 
 namespace npa::conform {
 
@@ -93,4 +93,4 @@ std::string Errno(int rc);
 
 }  // namespace npa::conform
 
-#endif  // NPA_TESTS_CONFORM_CONFORM_RUNNER_H_
+#endif  // NPA_CONFORM_CONFORM_RUNNER_H_

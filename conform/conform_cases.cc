@@ -1,4 +1,4 @@
-// tests/conform/conform_cases.cc — ABI, lifecycle, reset and service-failure
+// conform/conform_cases.cc — ABI, lifecycle, reset and service-failure
 // cases of npa-conform (docs/conformance.md).
 #include <dirent.h>
 #include <dlfcn.h>
@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "tests/conform/conform_runner.h"
+#include "conform/conform_runner.h"
 
 namespace npa::conform {
 

@@ -1,5 +1,5 @@
-// tests/conform/peer.cc — see peer.h.
-#include "tests/conform/peer.h"
+// conform/peer.cc — see peer.h.
+#include "conform/peer.h"
 
 #include <fcntl.h>
 #include <arpa/inet.h>
