@@ -57,8 +57,18 @@ absl::Status TapUplink::Init(const Options& opts) {
   ifreq ifr{};
   ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
   snprintf(ifr.ifr_name, IFNAMSIZ, "%s", opts.name.c_str());
-  if (ioctl(tap_.get(), TUNSETIFF, &ifr) < 0) return ErrnoError(errno, "TUNSETIFF ", opts.name);
+  // A name with "%d" is a template the kernel fills in: never an existing one.
+  attached_existing_ =
+      opts.name.find('%') == std::string::npos && if_nametoindex(opts.name.c_str()) != 0;
+  if (ioctl(tap_.get(), TUNSETIFF, &ifr) < 0)
+    return ErrnoError(errno, "TUNSETIFF ", opts.name,
+                      attached_existing_ ? " (an interface of that name exists: a TAP made "
+                                           "with other flags than tap, no_pi, vnet_hdr, or "
+                                           "not a TAP)"
+                                         : "");
   name_ = ifr.ifr_name;
+  if (opts.persist && ioctl(tap_.get(), TUNSETPERSIST, 1) < 0)
+    return ErrnoError(errno, "TUNSETPERSIST 1 on ", name_);
   // Non-blocking: Receive reads until EAGAIN from the dataplane thread.
   if (fcntl(tap_.get(), F_SETFL, fcntl(tap_.get(), F_GETFL) | O_NONBLOCK) < 0)
     return ErrnoError(errno, "fcntl O_NONBLOCK on TAP ", name_);
@@ -103,8 +113,11 @@ absl::Status TapUplink::Init(const Options& opts) {
   if (r < 0) return ErrnoError(-r, "io_uring_register_buffers (", mem_size_, " bytes) for TAP ", name_);
 
   for (uint32_t i = 0; i < tx_depth_; i++) tx_free_.push_back(rx_depth_ + i);
-  NPA_LOG(Info, "uplink %s: TAP up (ifindex %d, mtu %u, offloads 0x%x, %u rx / %u tx slots of %u B)",
-          name_.c_str(), ifindex_, opts.mtu, opts.offloads, rx_depth_, tx_depth_, slot_size_);
+  NPA_LOG(Info,
+          "uplink %s: TAP up (%s%s, ifindex %d, mtu %u, offloads 0x%x, %u rx / %u tx slots of %u B)",
+          name_.c_str(), attached_existing_ ? "attached to the existing interface" : "created",
+          opts.persist ? ", persistent" : "", ifindex_, opts.mtu, opts.offloads, rx_depth_, tx_depth_,
+          slot_size_);
   return absl::OkStatus();
 }
 

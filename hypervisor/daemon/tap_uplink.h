@@ -23,6 +23,15 @@
 //    burst is full. Not io_uring: several reads in flight on one TAP fd
 //    complete out of order (measured; see Receive), and reordering a guest's
 //    stream is a correctness bug, not a performance detail.
+//  - Options::persist sets TUNSETPERSIST: the interface outlives this process,
+//    whether it exits or is killed, with its bridge membership, addresses
+//    and MTU, and the next agent that opens the same name attaches to it
+//    instead of creating a new one (an agent restart or upgrade then does
+//    not take the host's uplink out of its bridge). While no process holds
+//    it, its carrier is down and the kernel drops what the bridge sends it,
+//    counted in the interface's own TX dropped (`ip -s link show NAME`).
+//    Without persist, a device the agent created goes away with its fd; a
+//    device someone else made persistent stays as it was found.
 //  - notify_fd() is the TAP fd itself: readable when a frame waits, for a
 //    dataplane that sleeps in epoll when idle. Never read it directly.
 //
@@ -66,6 +75,7 @@ class TapUplink {
     unsigned offloads = 0;       // TUN_F_CSUM | TUN_F_TSO4 | ... (TUNSETOFFLOAD)
     uint16_t rx_depth = 64;      // outstanding reads
     uint16_t tx_depth = 256;     // TX slots (writes in flight)
+    bool persist = false;        // TUNSETPERSIST: keep the interface when we exit
   };
 
   // kInvalidArgument for bad options; kPermissionDenied / kNotFound etc. from
@@ -85,6 +95,9 @@ class TapUplink {
 
   const std::string& name() const { return name_; }
   int ifindex() const { return ifindex_; }
+  // True when the interface existed before Create (a persistent TAP an
+  // earlier agent or the operator left), false when Create made it.
+  bool attached_existing() const { return attached_existing_; }
   int notify_fd() const { return tap_.get(); }
   // IFF_UP and IFF_RUNNING (carrier) as the kernel reports them now.
   bool link_up() const;
@@ -102,6 +115,7 @@ class TapUplink {
 
   std::string name_;
   int ifindex_ = 0;
+  bool attached_existing_ = false;
   UniqueFd tap_;
   io_uring ring_{};
   bool ring_ok_ = false;

@@ -9,7 +9,12 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <net/if.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "common/clock.h"
@@ -193,6 +198,58 @@ TEST_F(TapUplinkTest, OversizeAndInconsistentFramesAreDropped) {
   PacketRef ps[2] = {p1, p2};
   EXPECT_EQ(up_->Send(ps, 2), 0);
   EXPECT_EQ(up_->counters().tx_dropped, 2u);
+}
+
+// `ip -o link show NAME` in this process's namespace, "" if it fails.
+std::string IpLinkShow(const std::string& name) {
+  std::string cmd = "ip -o link show " + name + " 2>/dev/null";
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return "";
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, f) != nullptr) out += buf;
+  pclose(f);
+  return out;
+}
+
+// An agent restart must not take the host's uplink out of its bridge: a
+// persistent TAP stays, with its master, when its uplink object (the agent)
+// goes, and the next Create attaches to it instead of making a new one.
+TEST(TapUplinkPersistTest, APersistentTapOutlivesItsUplinkAndKeepsItsBridge) {
+  if (unshare(CLONE_NEWNET) != 0) GTEST_SKIP() << "unshare(CLONE_NEWNET) needs root: " << strerror(errno);
+  ASSERT_EQ(system("ip link add nptbr0 type bridge && ip link set nptbr0 up"), 0);
+  int first_index = 0;
+  {
+    auto up = TapUplink::Create({.name = "nptpersist0", .persist = true});
+    ASSERT_TRUE(up.ok()) << up.status();
+    EXPECT_FALSE((*up)->attached_existing());
+    first_index = (*up)->ifindex();
+    ASSERT_EQ(system("ip link set nptpersist0 master nptbr0"), 0);
+  }  // the "agent" is gone: the fd is closed
+  EXPECT_EQ(static_cast<int>(if_nametoindex("nptpersist0")), first_index);
+  EXPECT_NE(IpLinkShow("nptpersist0").find("master nptbr0"), std::string::npos)
+      << IpLinkShow("nptpersist0");
+
+  auto again = TapUplink::Create({.name = "nptpersist0", .persist = true});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE((*again)->attached_existing());
+  EXPECT_EQ((*again)->ifindex(), first_index);
+  EXPECT_NE(IpLinkShow("nptpersist0").find("master nptbr0"), std::string::npos);
+  again->reset();
+  // Without persist, a device Create made goes with its fd.
+  {
+    auto transient = TapUplink::Create({.name = "npttransient0"});
+    ASSERT_TRUE(transient.ok()) << transient.status();
+    EXPECT_FALSE((*transient)->attached_existing());
+  }
+  EXPECT_EQ(if_nametoindex("npttransient0"), 0u);
+  // Not a TAP: the error names the interface and why.
+  auto clash = TapUplink::Create({.name = "nptbr0"});
+  ASSERT_FALSE(clash.ok());
+  EXPECT_NE(std::string(clash.status().message()).find("nptbr0"), std::string::npos) << clash.status();
+  EXPECT_NE(std::string(clash.status().message()).find("exists"), std::string::npos) << clash.status();
+  // The namespace, and the persistent TAP in it, die with this process.
+  EXPECT_EQ(system("ip link del nptpersist0"), 0);
 }
 
 TEST(TapUplinkOptionsTest, BadOptionsAreRejected) {
