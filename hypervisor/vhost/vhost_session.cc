@@ -315,6 +315,7 @@ absl::Status VhostSession::OnResetOwner(VhostMessage&, VhostReply*) {
   ResetLocked();
   acked_features_.store(0, std::memory_order_relaxed);
   acked_protocol_ = 0;
+  protocol_set_ = false;
   return absl::OkStatus();
 }
 
@@ -329,6 +330,7 @@ absl::Status VhostSession::OnSetProtocolFeatures(VhostMessage& m, VhostReply*) {
     return absl::InvalidArgumentError(absl::StrFormat("protocol features 0x%x include unoffered bits", m.payload.u64));
   }
   acked_protocol_ = m.payload.u64;
+  protocol_set_ = true;
   return absl::OkStatus();
 }
 
@@ -498,8 +500,14 @@ absl::Status VhostSession::OnSetVringEnable(VhostMessage& m, VhostReply*) {
   if (m.payload.state.num > 1) {
     return absl::InvalidArgumentError(absl::StrFormat("enable value %u (must be 0 or 1)", m.payload.state.num));
   }
-  if (!(acked_features() & (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES))) {
-    return absl::FailedPreconditionError("SET_VRING_ENABLE without VHOST_USER_F_PROTOCOL_FEATURES");
+  // QEMU sends SET_VRING_ENABLE at device reset, before SET_FEATURES: it
+  // counts F_PROTOCOL_FEATURES as negotiated once the back end offered it and
+  // SET_PROTOCOL_FEATURES was sent (which a front end may only send when the
+  // bit was offered). Either proof is enough.
+  if (!protocol_set_ && !(acked_features() & (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES))) {
+    return absl::FailedPreconditionError(
+        "SET_VRING_ENABLE without VHOST_USER_F_PROTOCOL_FEATURES (neither acked nor "
+        "SET_PROTOCOL_FEATURES sent)");
   }
   std::lock_guard<std::mutex> l(mu_);
   r->enabled = m.payload.state.num == 1;

@@ -22,6 +22,9 @@
 // Per vring: configured by SET_VRING_NUM/ADDR/BASE while stopped, started by
 // SET_VRING_KICK, stopped by GET_VRING_BASE; enabled by SET_VRING_ENABLE when
 // VHOST_USER_F_PROTOCOL_FEATURES was negotiated, else enabled on start.
+// SET_VRING_ENABLE is accepted once SET_PROTOCOL_FEATURES was sent, even
+// before SET_FEATURES acks the bit: QEMU enables its rings at device reset,
+// long before the guest's driver sets the features (docs/vm.md).
 //
 //   VhostSession s(opts);
 //   VhostMessage m = ...;     // decoded header + payload + fds
@@ -182,6 +185,7 @@ class VhostSession {
   StateMachine<VhostSessionTraits> machine_{kNoOwner};  // control thread only
   std::atomic<uint64_t> acked_features_{0};
   uint64_t acked_protocol_ = 0;
+  bool protocol_set_ = false;  // SET_PROTOCOL_FEATURES seen (control thread)
   std::atomic<uint32_t> mtu_;
   uint8_t status_ = 0;
   std::shared_ptr<const GuestMemory> mem_;  // written under mu_

@@ -419,6 +419,75 @@ TEST_F(VhostSessionTest, ReplacedKickFdsAreClosedNotAccumulated) {
   EXPECT_EQ(dups.size(), 1u);
 }
 
+// QEMU 7.2's vhost-user-net order, as the agent logged it (tests/vm,
+// docs/vm.md): the protocol features are set at connect, the rings are
+// enabled at device reset (before the guest's driver sets the features),
+// and the start sends no SET_VRING_ENABLE after the kicks. The rings must
+// be live after that start; refusing the early enable closed QEMU's session.
+TEST_F(VhostSessionTest, QemuEnablesRingsBeforeSetFeatures) {
+  const uint64_t proto = (1ull << NPA_VHOST_USER_PROTOCOL_F_MQ) |
+                         (1ull << NPA_VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+                         (1ull << NPA_VHOST_USER_PROTOCOL_F_STATUS);
+  ASSERT_TRUE(Do(NPA_VHOST_USER_GET_FEATURES, nullptr, 0).ok());
+  ASSERT_TRUE(Do(NPA_VHOST_USER_GET_PROTOCOL_FEATURES, nullptr, 0).ok());
+  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_PROTOCOL_FEATURES, proto).ok());
+  ASSERT_TRUE(Do(NPA_VHOST_USER_GET_QUEUE_NUM, nullptr, 0).ok());
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+  for (uint32_t v = 0; v < 2; v++) {
+    ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_CALL, v, One(UniqueFd(eventfd(0, 0)))).ok());
+    ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_ERR, v, One(UniqueFd(eventfd(0, 0)))).ok());
+  }
+  // Device reset: enable, before any SET_FEATURES.
+  for (uint32_t v = 0; v < 2; v++) {
+    absl::Status st = DoState(NPA_VHOST_USER_SET_VRING_ENABLE, v, 1);
+    ASSERT_TRUE(st.ok()) << st;
+  }
+  // The driver's DRIVER_OK: features, status, memory, then each ring.
+  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_FEATURES, (1ull << VIRTIO_F_VERSION_1) |
+                                                     (1ull << VIRTIO_NET_F_MRG_RXBUF) |
+                                                     (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES)).ok());
+  ASSERT_TRUE(Do(NPA_VHOST_USER_GET_STATUS, nullptr, 0).ok());
+  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_STATUS, 0x7).ok());
+  npa_vhost_memory m{};
+  m.nregions = 1;
+  m.regions[0] = {0x100000, 0x100000, 0x100000, 0};
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_MEM_TABLE, &m, 40, One(MemFd(0x100000)),
+                 NPA_VHOST_USER_VERSION | NPA_VHOST_USER_FLAG_NEED_REPLY).ok());
+  EXPECT_EQ(reply_.payload.u64, 0u);  // REPLY_ACK: accepted
+  for (uint32_t v = 0; v < 2; v++) {
+    const uint64_t at = 0x100000 + v * 0x4000;
+    ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_NUM, v, 256).ok());
+    ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_BASE, v, 0).ok());
+    npa_vhost_vring_addr a{v, 0, at, at + 0x2000, at + 0x1000, 0};
+    ASSERT_TRUE(Do(NPA_VHOST_USER_SET_VRING_ADDR, &a, 40).ok());
+    ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_KICK, v, One(UniqueFd(eventfd(0, 0)))).ok());
+    ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_CALL, v, One(UniqueFd(eventfd(0, 0)))).ok());
+  }
+  EXPECT_TRUE(s_.QueueReady(0));
+  // Stop (QEMU: SET_STATUS 0, GET_VRING_BASE on each ring), then the
+  // driver's next start: the enable state carried over, ready again.
+  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_STATUS, 0).ok());
+  for (uint32_t v = 0; v < 2; v++) ASSERT_TRUE(DoState(NPA_VHOST_USER_GET_VRING_BASE, v, 0).ok());
+  EXPECT_FALSE(s_.QueueReady(0));
+  for (uint32_t v = 0; v < 2; v++)
+    ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_KICK, v, One(UniqueFd(eventfd(0, 0)))).ok());
+  EXPECT_TRUE(s_.QueueReady(0));
+}
+
+// Without F_PROTOCOL_FEATURES in either form (acked, or SET_PROTOCOL_FEATURES
+// sent) a ring cannot be enabled: the front end did not negotiate ring
+// enabling, and the refusal says so. RESET_OWNER forgets the negotiation.
+TEST_F(VhostSessionTest, SetVringEnableNeedsProtocolFeaturesInSomeForm) {
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+  absl::Status st = DoState(NPA_VHOST_USER_SET_VRING_ENABLE, 0, 1);
+  EXPECT_NE(Msg(st).find("without VHOST_USER_F_PROTOCOL_FEATURES"), std::string::npos) << st;
+  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_PROTOCOL_FEATURES, 0).ok());
+  EXPECT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_ENABLE, 0, 1).ok());
+  ASSERT_TRUE(Do(NPA_VHOST_USER_RESET_OWNER, nullptr, 0).ok());
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
+  EXPECT_FALSE(DoState(NPA_VHOST_USER_SET_VRING_ENABLE, 0, 1).ok());
+}
+
 TEST_F(VhostSessionTest, ReplyAckAcksAndNacks) {
   ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
   ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_PROTOCOL_FEATURES, 1ull << NPA_VHOST_USER_PROTOCOL_F_REPLY_ACK).ok());
