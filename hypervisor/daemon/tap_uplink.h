@@ -45,6 +45,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,17 @@ class TapUplink {
   // dropped (counted in tx_dropped). A null hdr means a zeroed header.
   uint16_t Send(const PacketRef* pkts, uint16_t n);
 
+  // From any thread: one frame the agent itself originates (a RARP
+  // announcement), written at once with write(2) and a zeroed vnet header on
+  // the non-blocking TAP fd, instead of waiting for the dataplane's next
+  // loop: a switch must learn a migrated guest's port within a millisecond
+  // of its path going live, and a handoff to a dataplane that sleeps or waits
+  // for a CPU can take longer. Not ordered with Send's frames in flight (an
+  // announcement needs no order). Counted in tx_packets/tx_bytes (or
+  // tx_dropped). kInvalidArgument for a runt or a frame over frame_room();
+  // kUnavailable when the TAP's queue is full (EAGAIN); kInternal otherwise.
+  absl::Status SendDirect(std::span<const uint8_t> frame);
+
   const std::string& name() const { return name_; }
   int ifindex() const { return ifindex_; }
   // True when the interface existed before Create (a persistent TAP an
@@ -126,6 +138,9 @@ class TapUplink {
   // RX: completed slots not yet handed out, and slots lent to the caller.
   std::vector<uint32_t> tx_free_;  // TX slot indices (absolute)
   unsigned unsubmitted_ = 0;
+  // SendDirect's counts: written by any thread (fetch_add), kept apart from
+  // the dataplane's single-writer counters so neither loses an update.
+  std::atomic<uint64_t> direct_packets_{0}, direct_bytes_{0}, direct_dropped_{0};
   struct {
     std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, rx_dropped{0}, tx_packets{0}, tx_bytes{0},
         tx_dropped{0};

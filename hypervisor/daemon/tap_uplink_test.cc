@@ -188,6 +188,21 @@ TEST_F(TapUplinkTest, ReceivedBurstsKeepKernelOrder) {
   EXPECT_EQ(misordered, 0u);
 }
 
+// An announcement leaves at once from the calling thread, not through the
+// dataplane's ring, and is counted with the other TX frames.
+TEST_F(TapUplinkTest, ADirectFrameLeavesAtOnceAndIsCounted) {
+  auto f = TestFrame(7, 60);
+  ASSERT_TRUE(up_->SendDirect(f).ok());
+  auto got = RecvPacketSocket();
+  EXPECT_EQ(got, f);
+  EXPECT_EQ(up_->counters().tx_packets, 1u);
+  EXPECT_EQ(up_->counters().tx_bytes, 60u);
+  std::vector<uint8_t> runt(10), big(up_->frame_room() + 1);
+  EXPECT_EQ(up_->SendDirect(runt).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(up_->SendDirect(big).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(up_->counters().tx_dropped, 2u);
+}
+
 TEST_F(TapUplinkTest, OversizeAndInconsistentFramesAreDropped) {
   auto big = TestFrame(1, 4000);  // > MTU 1500 + 18
   iovec s1{big.data(), big.size()};
