@@ -6,6 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
+#include "common/log.h"
+#include "common/status_macros.h"
 #include "hypervisor/vf/vfio_layer.h"
 
 namespace npa::agent {
@@ -36,16 +38,29 @@ void FillVfInfo(const VfView& v, control::VfInfo* out) {
   out->set_last_error(v.last_error);
 }
 
+void FillEvent(const AgentEvent& e, control::AgentEvent* out) {
+  out->set_seq(e.seq);
+  out->set_mono_ns(e.mono_ns);
+  out->set_unix_ms(e.unix_ms);
+  out->set_kind(EventKindName(e.kind));
+  out->set_guest_id(e.guest_id);
+  out->set_guest(e.guest);
+  out->set_vf(e.vf);
+  out->set_duration_us(e.duration_ns / 1000);
+  out->set_detail(e.detail);
+}
+
 }  // namespace
 
 AdminService::AdminService(std::string agent_name, GuestRegistry* guests, Dataplane* dp,
-                           VfAttachments* vf, Migrations* mig)
+                           VfAttachments* vf, Migrations* mig, AgentEvents* events)
     : agent_name_(std::move(agent_name)),
       start_ms_(MonotonicMs()),
       guests_(guests),
       dp_(dp),
       vf_(vf),
-      mig_(mig) {}
+      mig_(mig),
+      events_(events) {}
 
 Error::Code AdminService::CodeFor(const absl::Status& s) {
   switch (s.code()) {
@@ -113,6 +128,8 @@ absl::Status AdminService::Handle(ControlChannel& ch, const ControlFrame& f) {
   };
   if (!f.fds.empty())
     return refuse(absl::StrCat("admin_request carries ", f.fds.size(), " fds; it takes none"));
+  if (following(ch.fd()))
+    return refuse("this session follows the agent's events; it takes no further request");
   switch (r.op_case()) {
     case control::AdminRequest::kListGuests:
       for (const auto& [id, g] : *guests_) FillGuestInfo(g, false, a->add_guests());
@@ -167,15 +184,108 @@ absl::Status AdminService::Handle(ControlChannel& ch, const ControlFrame& f) {
           !g ? absl::NotFoundError(absl::StrCat("no guest named or numbered '", m.guest(), "'"))
           : !mig_ ? absl::FailedPreconditionError("this agent cannot migrate guests")
                   : mig_->Start(*g, m, AdminWaiter{ch.fd(), f.env.seq()});
-      if (st.ok()) return absl::OkStatus();  // answered when the move ends
+      if (st.ok()) {
+        moves_[{ch.fd(), f.env.seq()}] = MoveStarted{g->id, g->name, MonotonicNs()};
+        return absl::OkStatus();  // answered when the move ends
+      }
       a->mutable_error()->set_code(CodeFor(st));
       a->mutable_error()->set_message(std::string(st.message()));
       break;
     }
+    case control::AdminRequest::kEvents:
+      return HandleEvents(ch, f, std::move(rep));
     case control::AdminRequest::OP_NOT_SET:
       return refuse("admin_request names no operation (unknown op?)");
   }
   return ch.Send(rep);
+}
+
+absl::Status AdminService::HandleEvents(ControlChannel& ch, const ControlFrame& f, Envelope rep) {
+  auto* a = rep.mutable_admin_reply();
+  if (!events_) {
+    a->mutable_error()->set_code(Error::INTERNAL);
+    a->mutable_error()->set_message("this agent keeps no events");
+    return ch.Send(rep);
+  }
+  // Subscribe before reading the history, so nothing falls between the two;
+  // what is in both is sent once (last_sent).
+  Follower fl;
+  if (f.env.admin_request().events().follow()) fl.sub = events_->Subscribe(kFollowQueue);
+  for (const AgentEvent& e : events_->Recent()) {
+    FillEvent(e, a->add_events());
+    fl.last_sent = e.seq;
+  }
+  NPA_RETURN_IF_ERROR(ch.Send(rep));
+  if (fl.sub) {
+    fl.seq = f.env.seq();
+    followers_[ch.fd()] = std::move(fl);
+    NPA_LOG(Info, "control: npactl session fd %d follows the agent's events", ch.fd());
+  }
+  return absl::OkStatus();
+}
+
+void AdminService::Forget(int fd) {
+  followers_.erase(fd);
+  // A move whose npactl left still ends; its event then has no waiter to
+  // key on, so it is not published here (Migrations logs the outcome).
+  for (auto it = moves_.begin(); it != moves_.end();)
+    it = it->first.first == fd ? moves_.erase(it) : std::next(it);
+}
+
+void AdminService::OnMigrateReply(const AdminWaiter& w, const Envelope& rep) {
+  auto it = moves_.find({w.fd, w.seq});
+  if (it == moves_.end()) return;
+  const MoveStarted m = it->second;
+  moves_.erase(it);
+  if (!events_) return;
+  const control::AdminReply& a = rep.admin_reply();
+  AgentEvent e;
+  e.kind = EventKind::kMigrationOut;
+  e.guest_id = m.guest_id;
+  e.guest = m.guest;
+  e.duration_ns = MonotonicNs() - m.start_ns;
+  e.detail = a.has_error() ? absl::StrCat("failed: ", a.error().message())
+                           : (a.migration_state().empty() ? "done" : a.migration_state());
+  events_->Publish(std::move(e));
+}
+
+void AdminService::PumpEvents(const std::function<ControlChannel*(int)>& channel) {
+  for (auto it = followers_.begin(); it != followers_.end();) {
+    ControlChannel* ch = channel(it->first);
+    if (!ch || !ch->failed().ok()) {
+      it = followers_.erase(it);
+      continue;
+    }
+    Follower& fl = it->second;
+    // A reader that has not taken what was sent keeps its events in the
+    // bounded subscription (oldest dropped and counted) rather than in an
+    // ever longer send queue.
+    if (ch->backlog_frames() > kFollowBacklogFrames) {
+      ++it;
+      continue;
+    }
+    std::vector<AgentEvent> got;
+    const uint64_t missed = fl.sub->Take(&got);
+    Envelope rep = NewReply(fl.seq);
+    auto* a = rep.mutable_admin_reply();
+    for (const AgentEvent& e : got) {
+      if (e.seq <= fl.last_sent) continue;
+      FillEvent(e, a->add_events());
+      fl.last_sent = e.seq;
+    }
+    if (a->events_size() == 0 && missed == 0) {
+      ++it;
+      continue;
+    }
+    a->set_events_missed(missed);
+    // A failed send (cut off, gone) is seen by the session's own read or
+    // write handler, which closes it; forget it here.
+    if (!ch->Send(rep).ok()) {
+      it = followers_.erase(it);
+      continue;
+    }
+    ++it;
+  }
 }
 
 absl::Status AdminService::HandleVf(ControlChannel& ch, const Envelope& req) {
@@ -248,6 +358,15 @@ absl::Status AdminService::HandleVf(ControlChannel& ch, const Envelope& req) {
       }
       a->set_message(absl::StrCat("VF ", pci, " reset (VFIO_DEVICE_RESET)"));
       describe(pci);
+      if (events_) {
+        AgentEvent e;
+        e.kind = EventKind::kVfReset;
+        e.vf = pci;
+        if (a->vfs_size() > 0) e.guest = a->vfs(0).guest();
+        if (Guest* g = e.guest.empty() ? nullptr : guests_->Find(e.guest)) e.guest_id = g->id;
+        e.detail = "npactl vf reset";
+        events_->Publish(std::move(e));
+      }
       return ch.Send(rep);
     }
     case control::AdminRequest::kVfEnable: {

@@ -2,10 +2,13 @@
 // AdminReply per AdminRequest (include/npa/control.proto) on an admin
 // session of the control socket.
 //
-//   AdminService admin("npa-agent", &guests, &dataplane, &vf_attachments, &migrations);
+//   AdminService admin("npa-agent", &guests, &dataplane, &vf_attachments, &migrations,
+//                      &events);
 //   absl::Status s = admin.Handle(*session.ch, frame);  // non-OK: close the session
 //   ...
 //   admin.Answer(*session.ch, waiter, st, message);     // a parked vf attach/detach
+//   admin.PumpEvents(channel_by_fd);                    // every loop turn
+//   admin.Forget(fd);                                   // the session closed
 //
 // Operations:
 //   list_guests, guest_stats (by name or id; NOT_FOUND otherwise),
@@ -21,6 +24,15 @@
 //   migrate: handed to Migrations (migrations.h): NOT_FOUND for an unknown
 //     guest, a refusal at once (no TLS configuration, wrong state), or the
 //     reply with every phase when the move ends.
+//   events: the recent lifecycle events (agent_events.h) at once; with
+//     follow, the session then streams: PumpEvents() sends every new event
+//     (one AdminReply with the request's seq per batch) until the session
+//     closes. A following session takes no further request (MALFORMED, then
+//     closed). Its events wait in a bounded subscription (kFollowQueue); while
+//     its channel still holds more than kFollowBacklogFrames unsent replies
+//     nothing more is queued on it, so a reader that does not keep up loses
+//     the oldest events and the next reply says how many (events_missed),
+//     and the control thread never waits on it.
 // Errors in AdminReply.error: NOT_FOUND (no such guest or VF), MALFORMED (a
 // bad argument, no op, fds attached), BUSY (wrong state, declined, timed
 // out), INTERNAL (VFIO/sysfs). Only a malformed request (no op, fds) closes
@@ -32,10 +44,16 @@
 #define NPA_HYPERVISOR_DAEMON_ADMIN_SERVICE_H_
 
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/control_codec.h"
+#include "hypervisor/daemon/agent_events.h"
 #include "hypervisor/daemon/dataplane.h"
 #include "hypervisor/daemon/guest_registry.h"
 #include "hypervisor/daemon/migrations.h"
@@ -45,8 +63,12 @@ namespace npa::agent {
 
 class AdminService {
  public:
+  // events may be null: `npactl events` is then refused (INTERNAL).
   AdminService(std::string agent_name, GuestRegistry* guests, Dataplane* dp, VfAttachments* vf,
-               Migrations* mig);
+               Migrations* mig, AgentEvents* events = nullptr);
+
+  static constexpr size_t kFollowQueue = 1024;
+  static constexpr size_t kFollowBacklogFrames = 16;
 
   // One AdminRequest frame from the npactl session on `ch`. Non-OK: the
   // session must be closed (the reply saying why was sent).
@@ -56,6 +78,17 @@ class AdminService {
   void Answer(ControlChannel& ch, const AdminWaiter& w, const absl::Status& st,
               const std::string& message);
 
+  // Sends the new events to every following session; channel(fd) finds a
+  // session's channel (null: gone, it is forgotten).
+  void PumpEvents(const std::function<ControlChannel*(int)>& channel);
+  // The final reply of an `npactl migrate` (Migrations' reply hook): publishes
+  // migration_out for the guest the request named, with the time since the
+  // request and the outcome (migration_state or the error).
+  void OnMigrateReply(const AdminWaiter& w, const control::Envelope& rep);
+  // The session on fd closed (no-op if it was not following).
+  void Forget(int fd);
+  bool following(int fd) const { return followers_.count(fd) != 0; }
+
   // AdminReply error codes by what the operator has to do about it.
   static control::Error::Code CodeFor(const absl::Status& s);
   // One row of `npactl guests`.
@@ -64,6 +97,13 @@ class AdminService {
  private:
   control::Envelope NewReply(uint64_t seq) const;
   absl::Status HandleVf(ControlChannel& ch, const control::Envelope& req);
+  absl::Status HandleEvents(ControlChannel& ch, const ControlFrame& f, control::Envelope rep);
+
+  struct Follower {
+    std::shared_ptr<EventSubscription> sub;
+    uint64_t seq = 0;        // the request's: every streamed reply carries it
+    uint64_t last_sent = 0;  // the last event seq sent (the Recent() overlap)
+  };
 
   const std::string agent_name_;
   const uint64_t start_ms_;
@@ -71,6 +111,14 @@ class AdminService {
   Dataplane* dp_;
   VfAttachments* vf_;
   Migrations* mig_;
+  AgentEvents* events_;
+  std::map<int, Follower> followers_;  // by session fd
+  struct MoveStarted {
+    uint64_t guest_id = 0;
+    std::string guest;
+    uint64_t start_ns = 0;
+  };
+  std::map<std::pair<int, uint64_t>, MoveStarted> moves_;  // (fd, seq): at most one per guest
 };
 
 }  // namespace npa::agent

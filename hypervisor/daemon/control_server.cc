@@ -20,19 +20,6 @@ using control::Error;
 
 }  // namespace
 
-std::string CheckGuestName(const std::string& name) {
-  if (name.empty() || name.size() > 63)
-    return absl::StrCat("guest name is ", name.size(), " characters; want 1..63");
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-';
-    if (!ok)
-      return absl::StrCat("guest name contains byte 0x", absl::Hex(static_cast<uint8_t>(c)),
-                          "; allowed: A-Z a-z 0-9 _ . -");
-  }
-  return "";
-}
-
 namespace {
 Migrations::Options MigrationOptions(const ControlServer::Options& o) {
   Migrations::Options m;
@@ -70,6 +57,7 @@ ControlServer::ControlServer(Options opts, Dataplane* dataplane, PortFactory fac
            Migrations::Hooks{
                [this](int fd) { return Channel(fd); },
                [this](const AdminWaiter& w, Envelope rep) {
+                 admin_.OnMigrateReply(w, rep);  // migration_out
                  auto it = sessions_.find(w.fd);
                  if (it == sessions_.end() || it->second.role != SessionRole::kAdmin) return;
                  it->second.ch->Send(rep).IgnoreError();  // npactl may have left
@@ -84,11 +72,13 @@ ControlServer::ControlServer(Options opts, Dataplane* dataplane, PortFactory fac
                [this](uint64_t id, const std::string& why) { CloseGuest(id, why, /*broken=*/false); },
                [this](Guest& g) { OfferFreeVf(g); },
                nullptr}),
-      admin_(opts_.agent_name, &guests_, dp_, &vf_, &mig_) {
+      admin_(opts_.agent_name, &guests_, dp_, &vf_, &mig_, &events_),
+      gate_(opts_.restart_roster_path, opts_.restart_grace_ms, dp_) {
   // The side that now carries a guest's MAC announces it (docs/migration.md
   // "MAC steering"): off the VF, this agent's uplink sends the RARPs; back
   // on the VF, the VF's own traffic teaches the switch, so a pending
   // schedule from here would pull the MAC back and is cancelled.
+  vf_.set_events(&events_);
   vf_.set_path_changed([this](const Guest& g, bool on_vf) {
     if (on_vf) {
       mig_.CancelAnnounce(g);
@@ -128,6 +118,17 @@ ControlServer::ControlServer(Options opts, Dataplane* dataplane, PortFactory fac
 }
 
 ControlServer::~ControlServer() { Shutdown(); }
+
+void ControlServer::Publish(EventKind k, const Guest& g, std::string detail, uint64_t duration_ns) {
+  AgentEvent e;
+  e.kind = k;
+  e.guest_id = g.id;
+  e.guest = g.name;
+  e.vf = g.vf_bdf;
+  e.duration_ns = duration_ns;
+  e.detail = std::move(detail);
+  events_.Publish(std::move(e));
+}
 
 ControlChannel* ControlServer::Channel(int fd) {
   auto it = sessions_.find(fd);
@@ -186,7 +187,7 @@ absl::Status ControlServer::Listen() {
     NPA_RETURN_IF_ERROR(listen(path, FdKind::kVhostListener, "vhost-user socket"));
     NPA_LOG(Info, "control: vhost-user listener on %s", path.c_str());
   }
-  LoadRestartRoster();
+  gate_.Load();
   last_link_up_ = LinkUp();
   return absl::OkStatus();
 }
@@ -200,16 +201,16 @@ absl::Status ControlServer::RunOnce(int timeout_ms) {
   // A migration's deadline (RARP schedule, late frames) may come sooner.
   const int mig_ms = mig_.MsUntilNextDeadline();
   if (mig_ms >= 0 && (timeout_ms < 0 || mig_ms < timeout_ms)) timeout_ms = mig_ms;
-  if (gate_deadline_ms_) {  // the restart gate opens on time
-    const uint64_t now = MonotonicMs();
-    const int gate_ms = gate_deadline_ms_ > now ? static_cast<int>(gate_deadline_ms_ - now) : 0;
-    if (timeout_ms < 0 || gate_ms < timeout_ms) timeout_ms = gate_ms;
-  }
+  // The restart gate opens on time.
+  if (const int gate_ms = gate_.MsUntilDeadline(MonotonicMs());
+      gate_ms >= 0 && (timeout_ms < 0 || gate_ms < timeout_ms))
+    timeout_ms = gate_ms;
   NPA_RETURN_IF_ERROR(loop_.RunOnce(timeout_ms).status());
   mig_.Tick();
-  if (gate_deadline_ms_ && MonotonicMs() >= gate_deadline_ms_) OpenRestartGate("grace over");
+  gate_.Tick(MonotonicMs());
   vf_.CheckDeadlines();
   CloseBrokenGuests();
+  admin_.PumpEvents([this](int fd) { return Channel(fd); });
   if (MonotonicMs() - last_housekeeping_ms_ >= static_cast<uint64_t>(opts_.housekeeping_ms)) {
     last_housekeeping_ms_ = MonotonicMs();
     Housekeeping();
@@ -328,6 +329,9 @@ void ControlServer::OnSessionReadable(int fd) {
       return;
     }
     limits_.OnFrame(fd, s.role);
+    // A session that follows the events sends nothing more: no idle
+    // deadline for it (it stays within the per-peer session caps).
+    if (admin_.following(fd)) limits_.Ready(fd);
   }
 }
 
@@ -420,43 +424,20 @@ absl::Status ControlServer::HandleHello(Session& s, ControlFrame& f) {
     SendError(*s.ch, code, msg, seq);
     return absl::InvalidArgumentError(msg);
   };
-  if (!f.fds.empty())
-    return reject(Error::MALFORMED, absl::StrCat("hello carries ", f.fds.size(), " fds; it takes none"));
-  if (std::string p = CheckGuestName(h.name()); !p.empty()) return reject(Error::MALFORMED, p);
+  if (HelloVerdict v = CheckHelloFrame(h, f.fds.size()); !v.ok()) return reject(v.code, v.problem);
   if (h.has_resume() && !h.resume().ticket().empty()) return HandleResumeHello(s, f);
-  for (const auto& [id, g] : guests_)
-    if (g.name == h.name())
-      return reject(Error::BUSY, absl::StrCat("guest name '", h.name(), "' is in use (guest id ", id, ")"));
-  std::optional<MacAddr> mac;
-  if (h.mac().size() == 6) {
-    MacAddr m;
-    memcpy(m.data(), h.mac().data(), 6);
-    if (IsMulticast(m) || IsZeroMac(m))
-      return reject(Error::MALFORMED, absl::StrCat("hello.mac ", MacToString(m), " is not a unicast address"));
-    if (guests_.MacInUse(m))
-      return reject(Error::BUSY, absl::StrCat("MAC ", MacToString(m), " is in use by another guest"));
-    mac = m;
-  } else if (!h.mac().empty()) {
-    return reject(Error::MALFORMED, absl::StrCat("hello.mac is ", h.mac().size(), " bytes; want 0 or 6"));
-  } else {
-    mac = guests_.AssignMac();
-    if (!mac) return reject(Error::BUSY, "no free MAC address to assign");
-  }
-  if (h.queue_pairs() < 1 || h.queue_pairs() > opts_.max_queue_pairs)
-    return reject(Error::MALFORMED, absl::StrCat("hello.queue_pairs ", h.queue_pairs(),
-                                                 " outside 1..", opts_.max_queue_pairs));
+  HelloVerdict v = CheckNewGuestHello(h, guests_, opts_.max_queue_pairs);
+  if (!v.ok()) return reject(v.code, v.problem);
   if (h.has_resume()) {
     // A shell whose agent went away (no ticket): a new guest whose rings
     // continue at the indices it gives (SET_VRING_BASE on its back end).
-    if (absl::Status st = CheckResumeVrings(h.resume(), h.queue_pairs()); !st.ok())
-      return reject(Error::MALFORMED, std::string(st.message()));
     NPA_LOG(Info, "control: guest %s resumes its rings after losing its agent (%d vrings)",
             h.name().c_str(), h.resume().vrings_size());
   }
   const uint64_t id = guests_.NewId();
   Guest& g = guests_.Add(id);
   g.name = h.name();
-  g.mac = mac;
+  g.mac = v.mac;
   g.pid = h.pid();
   g.queue_pairs = static_cast<uint16_t>(h.queue_pairs());
   g.offloads = h.features();
@@ -631,6 +612,8 @@ void ControlServer::UpdateReadiness(Guest& g) {
     }
     if (!step(GuestState::kRunning)) return;
     NPA_LOG(Info, "control: guest %s: resumed, RUNNING", g.name.c_str());
+    Publish(EventKind::kMigrationIn, g, "resumed with its ticket");
+    Publish(EventKind::kGuestUp, g, "resumed");
     OnGuestRunning(g);
     mig_.OnResumed(g);
     return;
@@ -655,6 +638,7 @@ void ControlServer::UpdateReadiness(Guest& g) {
     g.in_dataplane = true;
     if (!step(GuestState::kRunning)) return;
     NPA_LOG(Info, "control: guest %s: RUNNING", g.name.c_str());
+    Publish(EventKind::kGuestUp, g, g.transport);
     OnGuestRunning(g);
   } else if (g.lc.CanFire(GuestState::kNegotiating) && !any_ready) {
     // The front end stopped every ring (GET_VRING_BASE, reset): stop polling
@@ -707,6 +691,7 @@ void ControlServer::CloseSession(int fd, const std::string& why) {
   }
   vf_.ForgetAdmin(fd);
   mig_.ForgetAdmin(fd);
+  admin_.Forget(fd);
   admin_socket_fds_.erase(fd);
   NPA_LOG(Debug, "control: session fd %d closed: %s", fd, why.c_str());
   limits_.Release(fd);
@@ -756,6 +741,7 @@ void ControlServer::CloseGuest(uint64_t guest_id, const std::string& why, bool b
   else
     NPA_LOG(Info, "control: guest %s (id %lu) closed: %s", g.name.c_str(),
             static_cast<unsigned long>(g.id), why.c_str());
+  Publish(EventKind::kGuestDown, g, why);
   guests_.Erase(guest_id);
   SaveRestartRoster();
 }
@@ -787,7 +773,7 @@ void ControlServer::Housekeeping() {
 void ControlServer::Shutdown(const std::string& reason) {
   // The roster stays as the running agent left it: the next agent waits for
   // these guests (docs/security.md "Agent restart").
-  shutting_down_ = true;
+  gate_.Stop();
   for (uint64_t id : guests_.ids()) CloseGuest(id, reason, /*broken=*/false);
   std::vector<int> fds;
   for (const auto& [fd, s] : sessions_) fds.push_back(fd);
@@ -801,45 +787,11 @@ void ControlServer::Shutdown(const std::string& reason) {
   if (mig_.wake_fd() >= 0) loop_.Unwatch(mig_.wake_fd());
 }
 
-// ---- agent restart (docs/security.md "Agent restart")
-
-void ControlServer::LoadRestartRoster() {
-  if (opts_.restart_roster_path.empty()) return;
-  auto r = LoadRoster(opts_.restart_roster_path);
-  if (!r.ok()) {
-    if (!absl::IsNotFound(r.status()))
-      NPA_LOG(Warn, "control: %s; not waiting for any guest", std::string(r.status().message()).c_str());
-    return;
-  }
-  for (const RosterEntry& e : *r) awaited_.insert(e.name);
-  if (awaited_.empty()) return;
-  gate_deadline_ms_ = MonotonicMs() + std::max<uint32_t>(opts_.restart_grace_ms, 1);
-  if (dp_) dp_->HoldTraffic(true);
-  NPA_LOG(Info, "control: restart: the previous agent had %zu guests (%s); traffic held until they "
-          "are back or %u ms", awaited_.size(), opts_.restart_roster_path.c_str(),
-          opts_.restart_grace_ms);
-}
-
-void ControlServer::SaveRestartRoster() {
-  if (opts_.restart_roster_path.empty() || shutting_down_) return;
-  if (absl::Status s = SaveRoster(opts_.restart_roster_path, RosterOf(guests_)); !s.ok())
-    NPA_LOG(Warn, "control: %s", std::string(s.message()).c_str());
-}
+void ControlServer::SaveRestartRoster() { gate_.Save(guests_); }
 
 void ControlServer::OnGuestRunning(const Guest& g) {
   SaveRestartRoster();
-  if (awaited_.erase(g.name) && awaited_.empty()) OpenRestartGate("every guest is back");
-}
-
-void ControlServer::OpenRestartGate(const char* why) {
-  if (!gate_deadline_ms_) return;
-  gate_deadline_ms_ = 0;
-  std::string missing;
-  for (const std::string& n : awaited_) absl::StrAppend(&missing, missing.empty() ? "" : ", ", n);
-  awaited_.clear();
-  if (dp_) dp_->HoldTraffic(false);
-  NPA_LOG(Info, "control: restart: traffic released (%s)%s%s", why,
-          missing.empty() ? "" : "; not back: ", missing.c_str());
+  gate_.OnGuestRunning(g.name);
 }
 
 }  // namespace npa::agent

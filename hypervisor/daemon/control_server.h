@@ -22,6 +22,8 @@
 //                                      the npactl requests waiting on them
 //   Migrations      migrations.h       npactl migrate (source), reservations
 //                                      and resumes (destination), Hello.resume
+//   Hello checks,   guest_admission.h  who may become a guest; the restart
+//   RestartGate                        roster and the traffic gate
 // This class keeps the sessions, the Hello handshake, each guest's way from
 // CONNECTED to CLOSED, and wires the parts together.
 //
@@ -79,8 +81,10 @@
 #include "common/control_codec.h"
 #include "common/unique_fd.h"
 #include "hypervisor/daemon/admin_service.h"
+#include "hypervisor/daemon/agent_events.h"
 #include "hypervisor/daemon/dataplane.h"
 #include "hypervisor/daemon/fd_loop.h"
+#include "hypervisor/daemon/guest_admission.h"
 #include "hypervisor/daemon/guest_port.h"
 #include "hypervisor/daemon/guest_registry.h"
 #include "hypervisor/daemon/migrations.h"
@@ -89,9 +93,6 @@
 #include "hypervisor/vf/vf_manager.h"
 
 namespace npa::agent {
-
-// Hello checks, pure (also used by tests): "" if acceptable, else the problem.
-std::string CheckGuestName(const std::string& name);
 
 class ControlServer {
  public:
@@ -158,6 +159,13 @@ class ControlServer {
   // The destination handler for a MigrationListener (its methods may be
   // called from any thread) and the source of MigrationDone (set_send_done).
   Migrations& migrations() { return mig_; }
+  // The agent's lifecycle events (agent_events.h): guest_up (RUNNING),
+  // guest_down (closed; detail: why), migration_in (a guest that came with a
+  // ticket runs), migration_out (the end of an `npactl migrate` this agent
+  // served, duration from the request; detail: the outcome), the VF events
+  // of VfAttachments and vf_reset (npactl vf reset). Subscribe or
+  // AddListener from any thread (e.g. a metrics exporter, before Run).
+  AgentEvents& events() { return events_; }
   // The admin socket's path after Listen() ("" if none).
   const std::string& admin_path() const { return admin_path_; }
 
@@ -186,6 +194,7 @@ class ControlServer {
   bool LinkUp() const;
   ControlChannel* Channel(int fd);
   void AnswerAdmin(const AdminWaiter& w, const absl::Status& st, const std::string& message);
+  void Publish(EventKind k, const Guest& g, std::string detail, uint64_t duration_ns = 0);
 
   Options opts_;
   Dataplane* dp_;
@@ -197,21 +206,17 @@ class ControlServer {
   std::string admin_path_;
   int admin_listen_fd_ = -1;
   std::set<int> admin_socket_fds_;  // sessions accepted on the admin socket
+  AgentEvents events_;  // before the parts that publish to it
   GuestRegistry guests_;
   VfAttachments vf_;
   Migrations mig_;
   AdminService admin_;
   std::set<uint64_t> want_vf_;  // resumed guests waiting for a free VF
   uint64_t last_housekeeping_ms_ = 0;
-  // Agent restart: the previous agent's guests not back yet, and when the
-  // traffic gate opens regardless (0: open).
-  void LoadRestartRoster();
+  // Agent restart (guest_admission.h): the roster and the traffic gate.
   void SaveRestartRoster();
   void OnGuestRunning(const Guest& g);
-  void OpenRestartGate(const char* why);
-  std::set<std::string> awaited_;
-  uint64_t gate_deadline_ms_ = 0;
-  bool shutting_down_ = false;
+  RestartGate gate_;
   bool last_link_up_ = true;
 };
 

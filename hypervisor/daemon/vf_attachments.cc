@@ -182,6 +182,7 @@ absl::Status VfAttachments::OnVfAccept(ControlChannel& ch, Guest& g, const Envel
   g.vf_plugin = a.plugin();
   NPA_LOG(Info, "control: guest %s: VF %s ACTIVE (plug-in %s)", g.name.c_str(), g.vf_bdf.c_str(),
           a.plugin().c_str());
+  Emit(EventKind::kVfAccept, g, g.vf_bdf, a.plugin());
   if (path_changed_) path_changed_(g, /*on_vf=*/true);
   Answer(pv, absl::OkStatus(),
          absl::StrCat("guest '", g.name, "' accepted VF ", g.vf_bdf, " (offer ", g.offer_id,
@@ -253,6 +254,14 @@ absl::Status VfAttachments::Release(Guest& g, const std::string& why, bool force
   if (g.stale_offers.size() > kMaxStaleOffers) g.stale_offers.erase(g.stale_offers.begin());
   NPA_LOG(Info, "control: guest %s: VF %s released (%s)%s", g.name.c_str(), g.vf_bdf.c_str(),
           why.c_str(), td.ok() ? "" : absl::StrCat("; teardown: ", td.message()).c_str());
+  const std::string bdf = g.vf_bdf;
+  if (was_on_vf) {
+    auto rs = revoke_start_ns_.find(g.id);
+    Emit(EventKind::kRevokeDone, g, bdf, why, rs == revoke_start_ns_.end() ? 0 : MonotonicNs() - rs->second);
+  }
+  revoke_start_ns_.erase(g.id);
+  Emit(EventKind::kVfReleased, g, bdf,
+       td.ok() ? why : absl::StrCat(why, "; teardown: ", td.message()));
   g.offer_id = 0;
   g.vf_bdf.clear();
   g.vf_plugin.clear();
@@ -270,11 +279,29 @@ absl::Status VfAttachments::Release(Guest& g, const std::string& why, bool force
     g.Break(absl::StrCat("VF released but no way back to RUNNING: ", walk.message()));
     return td;
   }
-  if (was_on_vf && !closing && path_changed_) path_changed_(g, /*on_vf=*/false);
+  if (was_on_vf && !closing) {
+    Emit(EventKind::kFallback, g, bdf, why);
+    if (path_changed_) path_changed_(g, /*on_vf=*/false);
+  }
   return td;
 }
 
-void VfAttachments::AnnounceRevoke(const Guest& g) {
+void VfAttachments::Emit(EventKind k, const Guest& g, const std::string& vf,
+                         const std::string& detail, uint64_t duration_ns) {
+  if (!events_) return;
+  AgentEvent e;
+  e.kind = k;
+  e.guest_id = g.id;
+  e.guest = g.name;
+  e.vf = vf;
+  e.duration_ns = duration_ns;
+  e.detail = detail;
+  events_->Publish(std::move(e));
+}
+
+void VfAttachments::AnnounceRevoke(const Guest& g, const char* how) {
+  revoke_start_ns_[g.id] = MonotonicNs();
+  Emit(EventKind::kRevokeBegin, g, g.vf_bdf, how);
   // The switch may steer g's MAC to the uplink from now on: the shell reads
   // its emulated RX ring through the whole switch (on the VF after the VF's
   // own RX, then while it quiesces and drains the VF), so a frame steered
@@ -345,6 +372,7 @@ absl::Status VfAttachments::StartAttach(Guest& g, const std::string& pci, uint32
   pending_.push_back(Pending{Pending::kAttach, g.id, offer_id, MonotonicMs() + timeout_ms, w});
   NPA_LOG(Info, "control: guest %s: offered VF %s (offer %lu), waiting %u ms for vf_accept",
           g.name.c_str(), g.vf_bdf.c_str(), static_cast<unsigned long>(offer_id), timeout_ms);
+  Emit(EventKind::kVfAttach, g, g.vf_bdf, absl::StrCat("offer ", offer_id));
   return absl::OkStatus();
 }
 
@@ -369,7 +397,7 @@ absl::Status VfAttachments::StartDetach(Guest& g, bool force, uint32_t timeout_m
                                    /*forced=*/true, now});
         NPA_LOG(Info, "control: guest %s: forced detach of VF %s: VFIO REQ raised, %u ms grace",
                 g.name.c_str(), g.vf_bdf.c_str(), timeout_ms);
-        AnnounceRevoke(g);
+        AnnounceRevoke(g, "forced");
         return absl::OkStatus();
       }
       req_failed = std::string(rq.message());
@@ -397,7 +425,7 @@ absl::Status VfAttachments::StartDetach(Guest& g, bool force, uint32_t timeout_m
       }
       NPA_LOG(Info, "control: guest %s: revoking VF %s (offer %lu, %u ms)", g.name.c_str(),
               g.vf_bdf.c_str(), static_cast<unsigned long>(g.offer_id), timeout_ms);
-      AnnounceRevoke(g);
+      AnnounceRevoke(g, "planned");
       return absl::OkStatus();
     }
   } else if (!force && !g.lc.CanFire(GuestState::kVfActive)) {

@@ -75,11 +75,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "common/control_codec.h"
+#include "hypervisor/daemon/agent_events.h"
 #include "hypervisor/daemon/guest_registry.h"
 #include "hypervisor/vf/vf_manager.h"
 
@@ -134,6 +136,14 @@ class VfAttachments {
   // that is closing. Unset: nothing is called.
   using PathChanged = std::function<void(const Guest& g, bool on_vf)>;
   void set_path_changed(PathChanged f) { path_changed_ = std::move(f); }
+  // Lifecycle events (agent_events.h), published where the tables decided:
+  // vf_attach (VfOffer sent), vf_accept (VF_ACTIVE), revoke_begin (Revoke
+  // sent or VFIO REQ raised; detail "planned"/"forced"), and on every
+  // release of a VF the guest used: revoke_done (duration since
+  // revoke_begin, 0 if the guest gave it back unasked; detail: why), then
+  // vf_released (the VF back to the pool; any release), then fallback (the
+  // guest RUNNING on the emulated path; not when it is closing). Null: none.
+  void set_events(AgentEvents* events) { events_ = events; }
 
   VfAttachments(Options opts, VfManager* vfs, GuestRegistry* guests, Hooks hooks);
 
@@ -176,7 +186,9 @@ class VfAttachments {
   // `closing`. Returns the teardown's status.
   absl::Status Release(Guest& g, const std::string& why, bool force, bool closing = false);
   // A revoke of g's VF began: path_changed(g, false) (why: vf_attachments.cc).
-  void AnnounceRevoke(const Guest& g);
+  void AnnounceRevoke(const Guest& g, const char* how);
+  void Emit(EventKind k, const Guest& g, const std::string& vf, const std::string& detail,
+            uint64_t duration_ns = 0);
   // Takes the VF at once (forced), answering whoever waits on the offer.
   absl::Status TakeAtOnce(Guest& g, const std::string& why);
   void Answer(const Pending& p, const absl::Status& st, const std::string& message);
@@ -189,6 +201,8 @@ class VfAttachments {
   GuestRegistry* guests_;
   Hooks hooks_;
   PathChanged path_changed_;
+  AgentEvents* events_ = nullptr;
+  std::map<uint64_t, uint64_t> revoke_start_ns_;  // guest id -> revoke_begin time
   std::vector<Pending> pending_;
 };
 

@@ -41,6 +41,52 @@ TEST_F(VfAttachmentsTest, OfferAcceptRevokeDone) {
   AttachAccepted(shell, "g0");
 }
 
+// The lifecycle events (agent_events.h) of one attach and planned revoke, in
+// the order the tables decided them, and as `npactl events` gets them.
+TEST_F(VfAttachmentsTest, AttachAndRevokePublishTheirEventsInOrder) {
+  ControlChannel shell = Shell("g0");
+  uint64_t id = AttachAccepted(shell, "g0");
+  ControlChannel admin = AdminAsync(DetachReq("g0"));
+  auto rv = shell.ReceiveBlocking(3000);
+  ASSERT_TRUE(rv.ok()) << rv.status();
+  ASSERT_TRUE(rv->env.has_revoke()) << BodyName(rv->env);
+  usleep(2000);  // a revoke that takes time: its duration is measured
+  Envelope done;
+  done.mutable_revoke_done()->set_offer_id(id);
+  ASSERT_TRUE(shell.Send(done).ok());
+  auto rep = Reply(admin);
+  EXPECT_FALSE(rep.has_error()) << rep.error().message();
+
+  std::vector<std::string> kinds;
+  uint64_t revoke_ns = 0, last_seq = 0;
+  for (const AgentEvent& e : srv_->events().Recent()) {
+    EXPECT_GT(e.seq, last_seq);
+    last_seq = e.seq;
+    if (e.guest != "g0") continue;
+    kinds.push_back(EventKindName(e.kind));
+    if (e.kind != EventKind::kGuestUp) {
+      EXPECT_EQ(e.vf, kVf) << EventKindName(e.kind);
+    }
+    if (e.kind == EventKind::kRevokeBegin) {
+      EXPECT_EQ(e.detail, "planned");
+    }
+    if (e.kind == EventKind::kRevokeDone) revoke_ns = e.duration_ns;
+  }
+  EXPECT_EQ(kinds, (std::vector<std::string>{"guest_up", "vf_attach", "vf_accept", "revoke_begin",
+                                             "revoke_done", "vf_released", "fallback"}));
+  EXPECT_GE(revoke_ns, 2000000u) << "revoke_done carries the time since revoke_begin";
+
+  control::AdminRequest req;
+  req.mutable_events();
+  control::AdminReply r = Admin(req);
+  EXPECT_FALSE(r.has_error()) << r.error().message();
+  std::vector<std::string> got;
+  for (const auto& e : r.events())
+    if (e.guest() == "g0") got.push_back(e.kind());
+  EXPECT_EQ(got, kinds);
+  EXPECT_EQ(r.events(r.events_size() - 1).vf(), kVf);
+}
+
 TEST_F(VfAttachmentsTest, DeclinedOfferIsTornDownAndReasonReported) {
   ControlChannel shell = Shell("g0");
   ControlChannel admin = AdminAsync(AttachReq("g0", kVf));

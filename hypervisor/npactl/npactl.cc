@@ -1,5 +1,9 @@
 // npactl: the operator CLI for npa-agent. See --help and
 // docs/operator-guide.md.
+#include <poll.h>
+#include <signal.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -8,6 +12,7 @@
 
 #include "common/control_codec.h"
 #include "common/unix_socket.h"
+#include "hypervisor/npactl/npactl_events_format.h"
 #include "hypervisor/npactl/npactl_format.h"
 #include "hypervisor/npactl/npactl_vf_format.h"
 
@@ -43,6 +48,9 @@ const char kUsage[] =
     "                   listener is HOST:PORT (docs/migration.md); prints each\n"
     "                   phase's duration. Needs npa-agent --tls-cert/--tls-key/\n"
     "                   --tls-ca on both agents.\n"
+    "    events [--follow]   the agent's recent lifecycle events (guest up and\n"
+    "                   down, VF attach/accept/revoke/reset/release, fallback,\n"
+    "                   migrations); --follow streams new ones until Ctrl-C.\n"
     "    COMMAND --help describes one command.\n"
     "\n"
     "OPTIONS\n"
@@ -63,7 +71,8 @@ const char kUsage[] =
     "    npactl guests\n"
     "    npactl --json stats guest0 | python3 -m json.tool\n"
     "    npactl vf attach guest0 0000:03:00.0 && npactl vf detach guest0\n"
-    "    npactl migrate guest0 --to 10.0.0.2:7000 --json\n";
+    "    npactl migrate guest0 --to 10.0.0.2:7000 --json\n"
+    "    npactl events --follow --json\n";
 
 const char* CommandHelp(const std::string& c) {
   if (c == "guests")
@@ -105,6 +114,17 @@ const char* CommandHelp(const std::string& c) {
            "  (default 30000); npactl waits that plus 20 s for the answer.\n"
            "  --json: {\"agent\", \"guest\", \"to\", \"state\", \"message\",\n"
            "  \"total_us\", \"phases\": [{\"name\", \"duration_us\", \"detail\"}], \"error\"?}.\n";
+  if (c == "events")
+    return "npactl events [--follow] [--json]: the agent's lifecycle events, oldest\n"
+           "  first: the last 256 it keeps, then (--follow) every new one as it\n"
+           "  happens, until SIGINT (exit 0) or the agent goes away (exit 1).\n"
+           "  Kinds: guest_up guest_down vf_attach vf_accept revoke_begin revoke_done\n"
+           "  fallback vf_reset vf_released migration_out migration_in.\n"
+           "  Text: SEQ TIME(UTC) KIND guest= vf= took= DETAIL.\n"
+           "  --json: one object per line with the keys seq, time_unix_ms, mono_ns,\n"
+           "  kind, guest, guest_id, vf, duration_us, detail (always present; \"\"\n"
+           "  or 0 when none); a reader that fell behind first gets\n"
+           "  {\"kind\":\"missed\",\"count\":N} (docs/operator-guide.md).\n";
   if (c == "agent")
     return "npactl agent: agent name, uptime, guest count, switch counters\n"
            "  (unicast, flooded) and uplink counters. --json: one object.\n";
@@ -114,6 +134,67 @@ const char* CommandHelp(const std::string& c) {
 int Usage(const char* msg, const char* arg = nullptr) {
   fprintf(stderr, "npactl: %s%s%s\nTry 'npactl --help'.\n", msg, arg ? ": " : "", arg ? arg : "");
   return kExitUsage;
+}
+
+volatile sig_atomic_t g_interrupted = 0;
+void OnInterrupt(int) { g_interrupted = 1; }
+
+// Prints one reply's events; false if the reply is an error (printed).
+bool PrintEvents(const npa::control::AdminReply& r, bool json) {
+  using namespace npa::agent;
+  if (r.has_error() && r.error().code() != npa::control::Error::UNSPECIFIED) {
+    if (json) fputs(FormatErrorJson(r).c_str(), stdout);
+    fprintf(stderr, "npactl: %s\n", r.error().message().c_str());
+    return false;
+  }
+  if (r.events_missed())
+    fputs((json ? FormatMissedJson(r.events_missed()) : FormatMissedText(r.events_missed())).c_str(),
+          stdout);
+  for (const auto& e : r.events()) fputs((json ? FormatEventJson(e) : FormatEventText(e)).c_str(), stdout);
+  fflush(stdout);
+  return true;
+}
+
+// npactl events --follow after the first reply: every AdminReply the agent
+// streams, until SIGINT (0) or the agent goes away or breaks the protocol (1).
+int FollowEvents(npa::ControlChannel& ch, bool json, const std::string& socket_path) {
+  for (;;) {
+    for (;;) {
+      auto f = ch.Pop();
+      if (!f.ok()) {
+        fprintf(stderr, "npactl: events from %s: %s\n", socket_path.c_str(),
+                std::string(f.status().message()).c_str());
+        return kExitAgentError;
+      }
+      if (!f->has_value()) break;
+      const npa::control::Envelope& env = (*f)->env;
+      if (env.has_bye() || env.has_error()) {
+        fprintf(stderr, "npactl: npa-agent ended the event stream: %s\n",
+                env.has_bye() ? env.bye().reason().c_str() : env.error().message().c_str());
+        return kExitAgentError;
+      }
+      if (!env.has_admin_reply() || !PrintEvents(env.admin_reply(), json)) return kExitAgentError;
+    }
+    pollfd p{ch.fd(), POLLIN, 0};
+    const int n = poll(&p, 1, 1000);  // SIGINT interrupts it (no SA_RESTART)
+    if (g_interrupted) return kExitOk;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fprintf(stderr, "npactl: poll: %s\n", strerror(errno));
+      return kExitAgentError;
+    }
+    if (n == 0) continue;
+    absl::Status st = ch.OnReadable();
+    if (absl::IsAborted(st)) {
+      fprintf(stderr, "npactl: npa-agent at %s went away\n", socket_path.c_str());
+      return kExitAgentError;
+    }
+    if (!st.ok()) {
+      fprintf(stderr, "npactl: events from %s: %s\n", socket_path.c_str(),
+              std::string(st.message()).c_str());
+      return kExitAgentError;
+    }
+  }
 }
 
 }  // namespace
@@ -127,7 +208,7 @@ int main(int argc, char** argv) {
   int timeout_ms = 5000;
   std::string cmd, arg;
   bool have_arg = false;
-  bool force = false, timeout_given = false;
+  bool force = false, timeout_given = false, follow = false;
   std::vector<std::string> vf_args;
   std::string migrate_to;
   for (int i = 1; i < argc; i++) {
@@ -157,6 +238,8 @@ int main(int argc, char** argv) {
     } else if (a == "--to" && cmd == "migrate") {
       if (i + 1 >= argc || !*argv[i + 1]) return Usage("--to needs HOST:PORT");
       migrate_to = argv[++i];
+    } else if (a == "--follow" && cmd == "events") {
+      follow = true;
     } else if (a == "--force" && cmd == "vf") {
       force = true;
     } else if (a.size() > 1 && a[0] == '-') {
@@ -173,7 +256,7 @@ int main(int argc, char** argv) {
       return Usage("unexpected argument", argv[i]);
     }
   }
-  if (cmd.empty()) return Usage("no command given (guests, stats, agent, vf, migrate)");
+  if (cmd.empty()) return Usage("no command given (guests, stats, agent, vf, migrate, events)");
 
   control::Envelope req;
   NpactlCommand which = NpactlCommand::kAgent;
@@ -226,6 +309,17 @@ int main(int argc, char** argv) {
     // The agent answers when the move ends: its limit until the commit,
     // then the grace period and the destination's hold.
     timeout_ms = (timeout_given ? timeout_ms : 30000) + 20000;
+  } else if (cmd == "events") {
+    req.mutable_admin_request()->mutable_events()->set_follow(follow);
+    if (follow) {
+      // Before the request: a Ctrl-C at any point exits 0 without a trace.
+      struct sigaction sa {};
+      sa.sa_handler = OnInterrupt;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = 0;  // no SA_RESTART: poll returns EINTR
+      sigaction(SIGINT, &sa, nullptr);
+      sigaction(SIGTERM, &sa, nullptr);
+    }
   } else if (cmd == "guests") {
     req.mutable_admin_request()->mutable_list_guests();
     which = NpactlCommand::kGuests;
@@ -270,6 +364,10 @@ int main(int argc, char** argv) {
     return kExitAgentError;
   }
   const control::AdminReply& r = env.admin_reply();
+  if (cmd == "events") {
+    if (!PrintEvents(r, json)) return kExitAgentError;
+    return follow ? FollowEvents(ch, json, socket_path) : kExitOk;
+  }
   if (cmd == "migrate") {
     const std::string out = json ? agent::FormatMigrateJson(r, arg, migrate_to) : agent::FormatMigrateTable(r);
     fwrite(out.data(), 1, out.size(), stdout);
