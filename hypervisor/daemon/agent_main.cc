@@ -489,7 +489,7 @@ int main(int argc, char** argv) {
       break;
     }
     if (service.enabled()) {
-      service.Tick(npa::MonotonicNs(), dp.counters().loops);
+      service.Tick(npa::MonotonicNs(), dp.loops());
       if (srv.num_guests() != shown_guests) {
         shown_guests = srv.num_guests();
         service.Status(status_line());

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "hypervisor/daemon/dataplane_frames.h"
 #include "hypervisor/vhost/virtqueue.h"
 
 namespace npa::agent {
@@ -30,56 +31,6 @@ constexpr uint32_t kClockEveryLoops = 64;
 // 64 KiB frame.
 constexpr size_t kSinkSlots = 64;
 constexpr size_t kSinkSlotBytes = 2048;
-// Loopback holds undeliverable frames at most this long without progress.
-constexpr uint64_t kMaxHoldNs = 100'000'000;
-
-// The first 14 bytes of a frame, which may straddle guest segments.
-void GatherEth(const GuestFrame& f, uint8_t* eth) {
-  size_t got = 0;
-  for (uint16_t s = 0; s < f.nsegs && got < 14; s++) {
-    size_t take = std::min<size_t>(f.segs[s].iov_len, 14 - got);
-    memcpy(eth + got, f.segs[s].iov_base, take);
-    got += take;
-  }
-  if (got < 14) memset(eth + got, 0, 14 - got);
-}
-
-// RX queue for a frame from the uplink: keep a flow on one queue by hashing
-// the IPv4 addresses when there are some (else queue 0).
-uint16_t FlowQueue(const uint8_t* data, uint32_t len, uint16_t nq) {
-  if (nq <= 1 || len < 34 || data[12] != 0x08 || data[13] != 0x00) return 0;
-  uint32_t a, b;
-  memcpy(&a, data + 26, 4);
-  memcpy(&b, data + 30, 4);
-  uint32_t h = (a ^ b) * 0x9e3779b1u;
-  return static_cast<uint16_t>((h >> 16) % nq);
-}
-
-uint64_t MacKey(const uint8_t* mac) {
-  uint64_t k = 0;
-  memcpy(&k, mac, 6);
-  return k;
-}
-
-// Segments of a frame with its first 14 bytes replaced by the checked copy
-// `eth`: {eth, 14}, then the guest's bytes from offset 14 on. out has room
-// for f.nsegs + 1. Frames shorter than 14 bytes never get here (runts are
-// dropped by the switch first).
-uint16_t CheckedSegs(const GuestFrame& f, const uint8_t* eth, iovec* out) {
-  out[0] = {const_cast<uint8_t*>(eth), 14};
-  uint16_t n = 1;
-  size_t skip = 14;
-  for (uint16_t s = 0; s < f.nsegs; s++) {
-    const size_t l = f.segs[s].iov_len;
-    if (skip >= l) {
-      skip -= l;
-      continue;
-    }
-    out[n++] = {static_cast<uint8_t*>(f.segs[s].iov_base) + skip, l - skip};
-    skip = 0;
-  }
-  return n;
-}
 
 }  // namespace
 
@@ -101,7 +52,7 @@ std::optional<DataplaneMode> ParseDataplaneMode(const std::string& s) {
 
 Dataplane::Dataplane(Options opts, TapUplink* uplink)
     : opts_(opts), uplink_(uplink), switch_(opts.switch_opts),
-      snapshot_(std::make_shared<Snapshot>()) {}
+      snapshot_(std::make_shared<Snapshot>()), ctl_(uplink) {}
 
 Dataplane::~Dataplane() { Stop(); }
 
@@ -126,6 +77,7 @@ absl::Status Dataplane::Start() {
     if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, uplink_->notify_fd(), &ev) < 0)
       return ErrnoError(errno, "epoll_ctl add uplink ", uplink_->name(), " notify fd");
   }
+  ctl_.set_wake_fd(wake_fd_.get());
   scratch_.resize(kSinkSlots * kSinkSlotBytes + 65536 + 64);
   eth_copies_.resize(opts_.burst);
   checked_segs_.resize(static_cast<size_t>(opts_.burst) * (kMaxFrameSegs + 1));
@@ -153,18 +105,7 @@ void Dataplane::Stop() {
   uint64_t one = 1;
   (void)!write(wake_fd_.get(), &one, sizeof one);
   if (thread_.joinable()) thread_.join();
-  {
-    // Injections nobody will serve now: counted as failed.
-    std::lock_guard<std::mutex> l(ctl_mu_);
-    for (auto& j : injects_) {
-      j->failed += j->frames.size() - j->next;
-      Add(c_.inject_failed, j->frames.size() - j->next);
-      j->next = j->frames.size();
-      j->done = true;
-    }
-    injects_.clear();
-    ctl_cv_.notify_all();
-  }
+  ctl_.FailAll();  // injections nobody will serve now: counted as failed
   // Wake anyone waiting for an acknowledgement that will never come.
   std::lock_guard<std::mutex> l(mu_);
   acked_gen_ = gen_.load();
@@ -216,6 +157,18 @@ absl::Status Dataplane::RemoveGuest(PortId id) {
   return Publish(std::move(next));
 }
 
+std::vector<Dataplane::GuestView> Dataplane::Guests() const {
+  std::shared_ptr<const Snapshot> snap;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    snap = snapshot_;
+  }
+  std::vector<GuestView> out;
+  out.reserve(snap->members.size());
+  for (const Member& m : snap->members) out.push_back(GuestView{m.id, m.port});
+  return out;
+}
+
 DataplaneCounters Dataplane::counters() const {
   DataplaneCounters d;
   d.loops = c_.loops.load(std::memory_order_relaxed);
@@ -226,9 +179,11 @@ DataplaneCounters Dataplane::counters() const {
   d.delivery_drops = c_.delivery_drops.load(std::memory_order_relaxed);
   d.held = c_.held.load(std::memory_order_relaxed);
   d.held_dropped = c_.held_dropped.load(std::memory_order_relaxed);
-  d.injected = c_.injected.load(std::memory_order_relaxed);
-  d.inject_failed = c_.inject_failed.load(std::memory_order_relaxed);
-  d.uplink_control = c_.uplink_control.load(std::memory_order_relaxed);
+  const ControlQueueCounters q = ctl_.counters();
+  d.delivery_drops += q.uplink_dropped;
+  d.injected = q.injected;
+  d.inject_failed = q.inject_failed;
+  d.uplink_control = q.uplink_control;
   d.budget_yields = c_.budget_yields.load(std::memory_order_relaxed);
   return d;
 }
@@ -289,7 +244,7 @@ void Dataplane::Refresh() {
   holds_ = snap->holds;
   for (Local& l : locals_) {
     l.mac_held = false;
-    for (const auto& h : holds_) l.mac_held |= l.mac_key != 0 && h->key == l.mac_key;
+    for (const auto& h : holds_) l.mac_held |= l.mac_key != 0 && h->key() == l.mac_key;
   }
   seen_gen_ = g;
   std::lock_guard<std::mutex> l(mu_);
@@ -434,19 +389,8 @@ uint32_t Dataplane::PollGuest(Local& g, uint64_t now_ns) {
         uint64_t bytes = 0;
         for (uint16_t i = 0; i < n; i++) {
           const size_t base = (sink_slot_++ % kSinkSlots) * kSinkSlotBytes;
-          const size_t room = scratch_.size() - base;
-          uint8_t* dst = scratch_.data() + base;
           const GuestFrame& f = frames[i];
-          if (f.nsegs == 1) {
-            memcpy(dst, f.segs[0].iov_base, std::min(f.segs[0].iov_len, room));
-          } else {
-            size_t off = 0;
-            for (uint16_t s = 0; s < f.nsegs; s++) {
-              size_t take = std::min(f.segs[s].iov_len, room - off);
-              memcpy(dst + off, f.segs[s].iov_base, take);
-              off += take;
-            }
-          }
+          CopyFrame(f, scratch_.data() + base, scratch_.size() - base);
           bytes += f.len;
         }
         Add(c_.sink_packets, n);
@@ -502,7 +446,7 @@ uint32_t Dataplane::PollUplink(uint64_t now_ns) {
 uint32_t Dataplane::PollOnce(uint64_t now_ns) {
   uint32_t work = 0;
   // Injected frames are older than anything the uplink has now: first.
-  if (__builtin_expect(ctl_pending_.load(std::memory_order_acquire), 0)) work += ServiceControl(now_ns);
+  if (__builtin_expect(ctl_.pending(), 0)) work += ServiceControl(now_ns);
   if (__builtin_expect(hold_traffic_.load(std::memory_order_relaxed), 0)) return work;
   for (Local& g : locals_) work += PollGuest(g, now_ns);
   work += PollUplink(now_ns);
@@ -577,16 +521,12 @@ absl::Status Dataplane::HoldMac(const MacAddr& mac, size_t max_frames) {
   auto next = CopySnapshot();
   const uint64_t key = MacKey(mac.data());
   for (const auto& h : next->holds) {
-    if (h->key == key) {
-      std::lock_guard<std::mutex> l(h->mu);
-      h->max_frames = max_frames;
+    if (h->key() == key) {
+      h->set_max_frames(max_frames);
       return absl::OkStatus();
     }
   }
-  auto h = std::make_shared<HoldBuffer>();
-  h->key = key;
-  h->max_frames = max_frames;
-  next->holds.push_back(std::move(h));
+  next->holds.push_back(std::make_shared<MacHold>(key, max_frames));
   NPA_LOG(Info, "dataplane: holding frames for %s (at most %zu frames, %zu bytes)",
           MacToString(mac).c_str(), max_frames, kMaxHeldBytes);
   return Publish(std::move(next));
@@ -594,223 +534,63 @@ absl::Status Dataplane::HoldMac(const MacAddr& mac, size_t max_frames) {
 
 Dataplane::HeldFrames Dataplane::TakeHeld(const MacAddr& mac) {
   const uint64_t key = MacKey(mac.data());
-  std::shared_ptr<HoldBuffer> h;
+  std::shared_ptr<MacHold> h;
   {
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& x : snapshot_->holds)
-      if (x->key == key) h = x;
+      if (x->key() == key) h = x;
   }
-  HeldFrames out;
-  if (!h) return out;
-  std::lock_guard<std::mutex> l(h->mu);
-  out = std::move(h->held);
-  h->held = HeldFrames{};
-  h->bytes = 0;
-  return out;
+  return h ? h->Take() : HeldFrames{};
 }
 
 Dataplane::HeldFrames Dataplane::ReleaseMac(const MacAddr& mac) {
   const uint64_t key = MacKey(mac.data());
   auto next = CopySnapshot();
   auto it = std::find_if(next->holds.begin(), next->holds.end(),
-                         [&](const auto& h) { return h->key == key; });
-  HeldFrames out;
-  if (it == next->holds.end()) return out;
-  std::shared_ptr<HoldBuffer> h = *it;
+                         [&](const auto& h) { return h->key() == key; });
+  if (it == next->holds.end()) return HeldFrames{};
+  std::shared_ptr<MacHold> h = *it;
   next->holds.erase(it);
   if (absl::Status s = Publish(std::move(next)); !s.ok()) {
-    // The dataplane may still append; closed makes those count as drops.
+    // The dataplane may still append; Close makes those count as drops.
     NPA_LOG(Warn, "dataplane: release of held MAC %s: %s", MacToString(mac).c_str(),
             std::string(s.message()).c_str());
   }
-  std::lock_guard<std::mutex> l(h->mu);
-  h->closed = true;
-  out = std::move(h->held);
-  h->held = HeldFrames{};
-  h->bytes = 0;
+  HeldFrames out = h->Close();
   NPA_LOG(Info, "dataplane: released MAC %s (%zu frames held, %llu dropped)",
           MacToString(mac).c_str(), out.frames.size(),
           static_cast<unsigned long long>(out.dropped));
   return out;
 }
 
-void Dataplane::AppendHeld(HoldBuffer& h, const PacketRef& p) {
-  const size_t need = kHeldFrameHdrLen + p.len;
-  std::lock_guard<std::mutex> l(h.mu);
-  if (h.closed || h.held.frames.size() >= h.max_frames || h.bytes + need > kMaxHeldBytes) {
-    h.held.dropped++;
-    c_.held_dropped.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  std::string f(need, '\0');
-  if (p.hdr != nullptr) memcpy(f.data(), p.hdr, kHeldFrameHdrLen);
-  size_t off = kHeldFrameHdrLen;
-  for (uint16_t s = 0; s < p.nsegs && off < need; s++) {
-    const size_t take = std::min(p.segs[s].iov_len, need - off);
-    memcpy(f.data() + off, p.segs[s].iov_base, take);
-    off += take;
-  }
-  h.bytes += need;
-  h.held.frames.push_back(std::move(f));
-  Add(c_.held, 1);
-}
-
 bool Dataplane::DeliverHeld(PortId from, const PacketRef& p, const uint8_t* eth) {
-  if (!(eth[0] & 1)) {
-    const uint64_t dst = MacKey(eth);
-    for (const auto& h : holds_) {
-      if (h->key == dst) {
-        AppendHeld(*h, p);
-        return true;  // neither delivered nor flooded
-      }
-    }
-    return false;
-  }
-  // Broadcast/multicast: the held MAC would have received a copy, unless it
-  // sent the frame itself.
+  // The sender's pinned MAC: a guest's own broadcast is not copied to its hold.
   uint64_t from_key = 0;
-  for (const Local& l : locals_)
-    if (l.id == from) from_key = l.mac_key;
-  const uint64_t src = MacKey(eth + 6);
-  for (const auto& h : holds_)
-    if (h->key != src && h->key != from_key) AppendHeld(*h, p);
-  return false;
+  if (eth[0] & 1) {
+    for (const Local& l : locals_)
+      if (l.id == from) from_key = l.mac_key;
+  }
+  uint64_t kept = 0, dropped = 0;
+  const bool consumed = RouteToHolds(holds_, from_key, p, eth, &kept, &dropped);
+  if (kept) Add(c_.held, kept);
+  if (dropped) c_.held_dropped.fetch_add(dropped, std::memory_order_relaxed);
+  return consumed;
 }
 
 uint64_t Dataplane::InjectRx(PortId guest, std::vector<std::string> frames) {
-  const uint64_t total = frames.size();
-  if (total == 0) return 0;
-  if (!running_) {
-    c_.inject_failed.fetch_add(total, std::memory_order_relaxed);
-    NPA_LOG(Warn, "dataplane: inject %llu frames into guest %u: dataplane not running",
-            static_cast<unsigned long long>(total), guest);
-    return total;
-  }
-  auto job = std::make_shared<InjectJob>();
-  job->guest = guest;
-  job->frames = std::move(frames);
-  std::unique_lock<std::mutex> l(ctl_mu_);
-  injects_.push_back(job);
-  ctl_pending_.store(true, std::memory_order_release);
-  uint64_t one = 1;
-  (void)!write(wake_fd_.get(), &one, sizeof one);
-  if (!ctl_cv_.wait_for(l, std::chrono::seconds(3), [&] { return job->done; })) {
-    // A stuck dataplane: take the job back and count what it did not do.
-    injects_.erase(std::find(injects_.begin(), injects_.end(), job));
-    const uint64_t rest = job->frames.size() - job->next;
-    job->failed += rest;
-    c_.inject_failed.fetch_add(rest, std::memory_order_relaxed);
-  }
-  if (job->failed)
-    NPA_LOG(Warn, "dataplane: inject into guest %u: %llu of %llu frames not delivered", guest,
-            static_cast<unsigned long long>(job->failed), static_cast<unsigned long long>(total));
-  return job->failed;
+  return ctl_.Inject(guest, std::move(frames), running_.load());
 }
 
 absl::Status Dataplane::SendOnUplink(std::span<const uint8_t> frame) {
-  if (uplink_ == nullptr) return absl::FailedPreconditionError("dataplane: no uplink to send on");
-  if (frame.size() < 14 || frame.size() > uplink_->frame_room())
-    return absl::InvalidArgumentError(absl::StrCat("dataplane: uplink frame of ", frame.size(),
-                                                   " bytes (must be 14..",
-                                                   uplink_->frame_room(), ")"));
-  std::lock_guard<std::mutex> l(ctl_mu_);
-  if (!running_) {
-    // No dataplane thread owns the uplink now: send from here.
-    iovec seg{const_cast<uint8_t*>(frame.data()), frame.size()};
-    PacketRef p{nullptr, &seg, 1, static_cast<uint32_t>(frame.size())};
-    if (uplink_->Send(&p, 1) != 1)
-      return absl::UnavailableError(absl::StrCat("dataplane: uplink ", uplink_->name(),
-                                                 " did not take the frame"));
-    c_.uplink_control.fetch_add(1, std::memory_order_relaxed);
-    return absl::OkStatus();
-  }
-  if (uplink_control_.size() >= kMaxUplinkControlFrames)
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "dataplane: ", kMaxUplinkControlFrames, " frames already wait for uplink ", uplink_->name()));
-  uplink_control_.emplace_back(reinterpret_cast<const char*>(frame.data()), frame.size());
-  ctl_pending_.store(true, std::memory_order_release);
-  uint64_t one = 1;
-  (void)!write(wake_fd_.get(), &one, sizeof one);
-  return absl::OkStatus();
+  return ctl_.SendOnUplink(frame, running_.load());
 }
 
 uint32_t Dataplane::ServiceControl(uint64_t now_ns) {
-  uint32_t moved = 0;
-  std::lock_guard<std::mutex> l(ctl_mu_);
-  for (const std::string& f : uplink_control_) {
-    iovec seg{const_cast<char*>(f.data()), f.size()};
-    PacketRef p{nullptr, &seg, 1, static_cast<uint32_t>(f.size())};
-    if (uplink_ != nullptr && uplink_->Send(&p, 1) == 1) {
-      c_.uplink_control.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      Add(c_.delivery_drops, 1);  // the uplink counted it too (tx_dropped)
-    }
-    moved++;
-  }
-  uplink_control_.clear();
-  for (auto it = injects_.begin(); it != injects_.end();) {
-    InjectJob& j = **it;
-    if (j.last_progress_ns == 0) j.last_progress_ns = now_ns ? now_ns : 1;
-    Local* g = nullptr;
+  return ctl_.Service(now_ns, opts_.burst, [this](PortId id) -> GuestPort* {
     for (Local& x : locals_)
-      if (x.id == j.guest) g = &x;
-    bool progress = false;
-    while (g != nullptr && !g->port->broken() && j.next < j.frames.size()) {
-      // A run of well-formed frames for one queue, at most a burst.
-      npa_virtio_net_hdr_v1 hdrs[256];
-      iovec segs[256];
-      PacketRef refs[256];
-      uint16_t k = 0;
-      uint16_t q = 0;
-      const uint16_t nq = g->port->num_queue_pairs();
-      size_t i = j.next;
-      for (; i < j.frames.size() && k < opts_.burst; i++) {
-        const std::string& f = j.frames[i];
-        if (f.size() < kHeldFrameHdrLen + 14 || f.size() - kHeldFrameHdrLen > kMaxFrameLen) {
-          if (k > 0) break;  // deliver the run first, then count this one
-          j.failed++;
-          c_.inject_failed.fetch_add(1, std::memory_order_relaxed);
-          j.next = i + 1;
-          continue;
-        }
-        const auto* data = reinterpret_cast<const uint8_t*>(f.data()) + kHeldFrameHdrLen;
-        const uint32_t len = static_cast<uint32_t>(f.size() - kHeldFrameHdrLen);
-        uint16_t fq = nq ? static_cast<uint16_t>(FlowQueue(data, len, 16) % nq) : 0;
-        if (!g->port->QueueReady(fq)) fq = 0;
-        if (k > 0 && fq != q) break;
-        q = fq;
-        memcpy(&hdrs[k], f.data(), kHeldFrameHdrLen);
-        segs[k] = {const_cast<uint8_t*>(data), len};
-        refs[k] = {&hdrs[k], &segs[k], 1, len};
-        k++;
-      }
-      if (k == 0) continue;  // only malformed ones: counted, look again
-      if (!g->port->QueueReady(q)) break;
-      const uint16_t done = g->port->EnqueueRx(q, refs, k, RxFull::kKeep);
-      j.next += done;
-      Add(c_.injected, done);
-      moved += done;
-      if (done) progress = true;
-      if (done < k) break;  // no room now
-    }
-    if (progress) j.last_progress_ns = now_ns;
-    const bool gone = g == nullptr || g->port->broken();
-    if (j.next < j.frames.size() && (gone || now_ns - j.last_progress_ns > kMaxHoldNs)) {
-      const uint64_t rest = j.frames.size() - j.next;
-      j.failed += rest;
-      c_.inject_failed.fetch_add(rest, std::memory_order_relaxed);
-      j.next = j.frames.size();
-    }
-    if (j.next == j.frames.size()) {
-      j.done = true;
-      it = injects_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  ctl_pending_.store(!injects_.empty(), std::memory_order_release);
-  ctl_cv_.notify_all();
-  return moved;
+      if (x.id == id) return x.port.get();
+    return nullptr;
+  });
 }
 
 }  // namespace npa::agent

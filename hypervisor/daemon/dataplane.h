@@ -53,6 +53,9 @@
 // (closing the race with a guest that queued before it saw the flag), then
 // sleeps in epoll_wait on the kick fds, the uplink's completion eventfd and a
 // wake eventfd, for at most idle_sleep_ms.
+//
+// The migration side (held MACs, injections, uplink control frames) is its
+// own component, dataplane_migration.h; this class wires it in.
 #ifndef NPA_HYPERVISOR_DAEMON_DATAPLANE_H_
 #define NPA_HYPERVISOR_DAEMON_DATAPLANE_H_
 
@@ -72,6 +75,7 @@
 
 #include "absl/status/status.h"
 #include "common/unique_fd.h"
+#include "hypervisor/daemon/dataplane_migration.h"
 #include "hypervisor/daemon/guest_port.h"
 #include "hypervisor/daemon/mac_switch.h"
 #include "hypervisor/daemon/tap_uplink.h"
@@ -84,15 +88,6 @@ std::optional<DataplaneMode> ParseDataplaneMode(const std::string& s);
 
 // Port 0 of the switch is the uplink; guests use their guest id (>= 1).
 inline constexpr PortId kUplinkPort = 0;
-
-// Held/injected frame layout: this many bytes of virtio_net_hdr_v1, then the
-// Ethernet frame.
-inline constexpr size_t kHeldFrameHdrLen = kNetHdrLen;
-// Bytes one held MAC may keep (headers included), whatever max_frames says:
-// 1024 full-size TSO frames, or ~22k MTU-sized ones.
-inline constexpr size_t kMaxHeldBytes = 64ull << 20;
-// Frames queued by SendOnUplink and not yet sent.
-inline constexpr size_t kMaxUplinkControlFrames = 64;
 
 struct DataplaneCounters {
   uint64_t loops = 0;
@@ -142,10 +137,7 @@ class Dataplane {
   absl::Status RemoveGuest(PortId id);
 
   // ---- Migration (control thread; any one thread at a time) ----
-  struct HeldFrames {
-    std::vector<std::string> frames;  // oldest first, kHeldFrameHdrLen + frame each
-    uint64_t dropped = 0;             // over max_frames / kMaxHeldBytes
-  };
+  using HeldFrames = npa::agent::HeldFrames;  // dataplane_migration.h
   // From when this returns, frames the switch would deliver to mac (from the
   // uplink or another guest; unicast to it, and a copy of each broadcast/
   // multicast not sent by its own port) are kept in order instead, whether
@@ -181,8 +173,20 @@ class Dataplane {
   void HoldTraffic(bool hold);
   bool traffic_held() const { return hold_traffic_.load(std::memory_order_relaxed); }
 
+  // The guests it serves now, from the published snapshot (any thread; the
+  // snapshot's mutex, which the dataplane thread takes only when the guest
+  // set changes). For metrics and stats, never per frame.
+  struct GuestView {
+    PortId id;
+    std::shared_ptr<GuestPort> port;
+  };
+  std::vector<GuestView> Guests() const;
+
   SwitchCounters switch_counters() const { return switch_.counters(); }
   DataplaneCounters counters() const;
+  // The loop counter alone (the service watchdog's progress check): one
+  // relaxed load, where counters() gathers them all.
+  uint64_t loops() const { return c_.loops.load(std::memory_order_relaxed); }
   TapUplink* uplink() const { return uplink_; }
   const Options& options() const { return opts_; }
 
@@ -192,27 +196,9 @@ class Dataplane {
     std::shared_ptr<GuestPort> port;
     std::optional<MacAddr> mac;
   };
-  // One held MAC. The dataplane appends under mu; the control thread takes.
-  struct HoldBuffer {
-    uint64_t key = 0;  // MacKey
-    std::mutex mu;
-    size_t max_frames = 0;  // under mu
-    size_t bytes = 0;       // under mu
-    bool closed = false;    // under mu: released, appends are counted as drops
-    HeldFrames held;        // under mu
-  };
   struct Snapshot {
     std::vector<Member> members;
-    std::vector<std::shared_ptr<HoldBuffer>> holds;
-  };
-  // InjectRx work handed to the dataplane thread (under ctl_mu_).
-  struct InjectJob {
-    PortId guest;
-    std::vector<std::string> frames;
-    size_t next = 0;
-    uint64_t failed = 0;
-    uint64_t last_progress_ns = 0;
-    bool done = false;
+    std::vector<std::shared_ptr<MacHold>> holds;
   };
   // Per-guest state private to the dataplane thread.
   struct Local {
@@ -245,7 +231,6 @@ class Dataplane {
   void Flush();
   // Deliver()'s slow path while any MAC is held: true when p was consumed.
   bool DeliverHeld(PortId from, const PacketRef& p, const uint8_t* eth);
-  void AppendHeld(HoldBuffer& h, const PacketRef& p);
   // InjectRx/SendOnUplink work; returns frames moved.
   uint32_t ServiceControl(uint64_t now_ns);
   std::shared_ptr<Snapshot> CopySnapshot();
@@ -266,7 +251,7 @@ class Dataplane {
   UniqueFd epoll_fd_;
 
   // Published by the control thread under mu_; gen_ bumped after.
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable acked_cv_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::atomic<uint64_t> gen_{0};
@@ -281,22 +266,17 @@ class Dataplane {
   // header and the segments delivered (that copy, then the rest).
   std::vector<std::array<uint8_t, 16>> eth_copies_;
   std::vector<iovec> checked_segs_;
-  std::vector<std::shared_ptr<HoldBuffer>> holds_;  // from the snapshot
+  std::vector<std::shared_ptr<MacHold>> holds_;  // from the snapshot
 
-  // Control work for the dataplane thread: ctl_pending_ says there is some.
-  std::mutex ctl_mu_;
-  std::condition_variable ctl_cv_;
-  std::atomic<bool> ctl_pending_{false};
+  // Control work for the dataplane thread (injections, uplink frames).
+  ControlQueue ctl_;
   std::atomic<bool> hold_traffic_{false};
-  std::vector<std::shared_ptr<InjectJob>> injects_;  // under ctl_mu_
-  std::vector<std::string> uplink_control_;          // under ctl_mu_
   uint32_t sink_slot_ = 0;  // next scratch_ slot a sink copy goes to
   uint64_t last_age_ns_ = 0;
 
   struct {
     std::atomic<uint64_t> loops{0}, sleeps{0}, sink_packets{0}, sink_bytes{0}, flood_copies{0},
-        delivery_drops{0}, held{0}, held_dropped{0}, injected{0}, inject_failed{0},
-        uplink_control{0}, budget_yields{0};
+        delivery_drops{0}, held{0}, held_dropped{0}, budget_yields{0};
   } c_;
 };
 

@@ -427,5 +427,35 @@ TEST(DataplaneCheckedBytesTest, AHeaderRewrittenAfterTheCheckIsNeverDelivered) {
   EXPECT_TRUE(victim->GuestReceived().empty());
 }
 
+// loops() is the watchdog's progress check: it moves while the thread runs
+// and stands still once it stopped. Guests() lists the published members.
+TEST(DataplaneTest, LoopsMovesWhileRunningAndGuestsListsTheMembers) {
+  Dataplane dp(Opts(DataplaneMode::kSink), nullptr);
+  EXPECT_EQ(dp.loops(), 0u);
+  EXPECT_TRUE(dp.Guests().empty());
+  ASSERT_TRUE(dp.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return dp.loops() > 0; }));
+  const uint64_t before = dp.loops();
+  ASSERT_TRUE(WaitFor([&] { return dp.loops() > before; }));
+  EXPECT_EQ(dp.loops(), dp.counters().loops);
+  auto g1 = ReadyPort(), g2 = ReadyPort();
+  ASSERT_TRUE(dp.AddGuest(1, g1, std::nullopt).ok());
+  ASSERT_TRUE(dp.AddGuest(2, g2, std::nullopt).ok());
+  auto gs = dp.Guests();
+  ASSERT_EQ(gs.size(), 2u);
+  EXPECT_EQ(gs[0].id, 1u);
+  EXPECT_EQ(gs[0].port, g1);
+  EXPECT_EQ(gs[1].id, 2u);
+  ASSERT_TRUE(dp.RemoveGuest(1).ok());
+  gs = dp.Guests();
+  ASSERT_EQ(gs.size(), 1u);
+  EXPECT_EQ(gs[0].id, 2u);
+  dp.Stop();
+  const uint64_t stopped = dp.loops();
+  struct timespec ts = {0, 20000000};
+  nanosleep(&ts, nullptr);
+  EXPECT_EQ(dp.loops(), stopped);
+}
+
 }  // namespace
 }  // namespace npa::agent

@@ -40,30 +40,27 @@ void ServiceNotifier::Status(std::string_view status) { Send("STATUS=" + std::st
 
 bool ServiceNotifier::Tick(uint64_t now_ns, uint64_t dataplane_loops) {
   if (!enabled_ || watchdog_usec_ == 0) return false;
-  if (!have_loops_) {  // the first call only takes the reference
-    have_loops_ = true;
-    last_loops_ = dataplane_loops;
-    last_ping_ns_ = now_ns;
-    Send("WATCHDOG=1");
-    ++pings_;
-    return true;
-  }
-  // Half the period: systemd's own advice (sd_watchdog_enabled(3)).
-  if (now_ns - last_ping_ns_ < watchdog_usec_ * 1000 / 2) return false;
-  if (dataplane_loops == last_loops_) {
-    ++withheld_;
-    if (!stalled_) {  // once per stall
-      stalled_ = true;
-      NPA_LOG(Error, "service: the dataplane made no progress for %llu ms; withholding the "
-                     "watchdog ping",
-              static_cast<unsigned long long>((now_ns - last_ping_ns_) / 1000000));
+  // The first call only takes the reference (and pings: the service manager
+  // counts from READY); later ones ping every half period (systemd's own
+  // advice, sd_watchdog_enabled(3)) and only if the dataplane moved.
+  if (have_loops_) {
+    if (now_ns - last_ping_ns_ < watchdog_usec_ * 1000 / 2) return false;
+    if (dataplane_loops == last_loops_) {
+      ++withheld_;
+      if (!stalled_) {  // once per stall
+        stalled_ = true;
+        NPA_LOG(Error, "service: the dataplane made no progress for %llu ms; withholding the "
+                       "watchdog ping",
+                static_cast<unsigned long long>((now_ns - last_ping_ns_) / 1000000));
+      }
+      return false;
     }
-    return false;
+    if (stalled_) {
+      stalled_ = false;
+      NPA_LOG(Info, "service: the dataplane moves again; watchdog pings resume");
+    }
   }
-  if (stalled_) {
-    stalled_ = false;
-    NPA_LOG(Info, "service: the dataplane moves again; watchdog pings resume");
-  }
+  have_loops_ = true;
   last_loops_ = dataplane_loops;
   last_ping_ns_ = now_ns;
   Send("WATCHDOG=1");

@@ -6,7 +6,7 @@
 //   n.Ready("serving 0 guests");                 // READY=1 + STATUS=
 //   while (!stop) {
 //     srv.RunOnce(200);
-//     n.Tick(npa::MonotonicNs(), dp.counters().loops);   // WATCHDOG=1 when due
+//     n.Tick(npa::MonotonicNs(), dp.loops());   // WATCHDOG=1 when due
 //   }
 //   n.Stopping();                                // STOPPING=1
 //

@@ -1,0 +1,247 @@
+#include "hypervisor/daemon/dataplane_migration.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "hypervisor/vhost/virtqueue.h"
+
+namespace npa::agent {
+
+// ---- MacHold ------------------------------------------------------------
+
+void MacHold::set_max_frames(size_t n) {
+  std::lock_guard<std::mutex> l(mu_);
+  max_frames_ = n;
+}
+
+bool MacHold::Append(const PacketRef& p) {
+  const size_t need = kHeldFrameHdrLen + p.len;
+  std::lock_guard<std::mutex> l(mu_);
+  if (closed_ || held_.frames.size() >= max_frames_ || bytes_ + need > kMaxHeldBytes) {
+    held_.dropped++;
+    return false;
+  }
+  std::string f(need, '\0');
+  if (p.hdr != nullptr) memcpy(f.data(), p.hdr, kHeldFrameHdrLen);
+  size_t off = kHeldFrameHdrLen;
+  for (uint16_t s = 0; s < p.nsegs && off < need; s++) {
+    const size_t take = std::min(p.segs[s].iov_len, need - off);
+    memcpy(f.data() + off, p.segs[s].iov_base, take);
+    off += take;
+  }
+  bytes_ += need;
+  held_.frames.push_back(std::move(f));
+  return true;
+}
+
+HeldFrames MacHold::Take() {
+  std::lock_guard<std::mutex> l(mu_);
+  HeldFrames out = std::move(held_);
+  held_ = HeldFrames{};
+  bytes_ = 0;
+  return out;
+}
+
+HeldFrames MacHold::Close() {
+  std::lock_guard<std::mutex> l(mu_);
+  closed_ = true;
+  HeldFrames out = std::move(held_);
+  held_ = HeldFrames{};
+  bytes_ = 0;
+  return out;
+}
+
+bool RouteToHolds(std::span<const std::shared_ptr<MacHold>> holds, uint64_t from_key,
+                  const PacketRef& p, const uint8_t* eth, uint64_t* kept, uint64_t* dropped) {
+  auto append = [&](MacHold& h) { ++*(h.Append(p) ? kept : dropped); };
+  if (!(eth[0] & 1)) {
+    const uint64_t dst = MacKey(eth);
+    for (const auto& h : holds) {
+      if (h->key() == dst) {
+        append(*h);
+        return true;  // neither delivered nor flooded
+      }
+    }
+    return false;
+  }
+  // Broadcast/multicast: the held MAC would have received a copy, unless it
+  // sent the frame itself.
+  const uint64_t src = MacKey(eth + 6);
+  for (const auto& h : holds)
+    if (h->key() != src && h->key() != from_key) append(*h);
+  return false;
+}
+
+// ---- ControlQueue -------------------------------------------------------
+
+void ControlQueue::Wake() {
+  if (wake_fd_ < 0) return;
+  uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof one);  // a full eventfd is awake anyway
+}
+
+ControlQueueCounters ControlQueue::counters() const {
+  ControlQueueCounters c;
+  c.injected = injected_.load(std::memory_order_relaxed);
+  c.inject_failed = inject_failed_.load(std::memory_order_relaxed);
+  c.uplink_control = uplink_control_.load(std::memory_order_relaxed);
+  c.uplink_dropped = uplink_dropped_.load(std::memory_order_relaxed);
+  return c;
+}
+
+uint64_t ControlQueue::Inject(PortId guest, std::vector<std::string> frames, bool running) {
+  const uint64_t total = frames.size();
+  if (total == 0) return 0;
+  if (!running) {
+    inject_failed_.fetch_add(total, std::memory_order_relaxed);
+    NPA_LOG(Warn, "dataplane: inject %llu frames into guest %u: dataplane not running",
+            static_cast<unsigned long long>(total), guest);
+    return total;
+  }
+  auto job = std::make_shared<InjectJob>();
+  job->guest = guest;
+  job->frames = std::move(frames);
+  std::unique_lock<std::mutex> l(mu_);
+  injects_.push_back(job);
+  pending_.store(true, std::memory_order_release);
+  Wake();
+  if (!cv_.wait_for(l, std::chrono::seconds(3), [&] { return job->done; })) {
+    // A stuck dataplane: take the job back and count what it did not do.
+    injects_.erase(std::find(injects_.begin(), injects_.end(), job));
+    const uint64_t rest = job->frames.size() - job->next;
+    job->failed += rest;
+    inject_failed_.fetch_add(rest, std::memory_order_relaxed);
+  }
+  if (job->failed)
+    NPA_LOG(Warn, "dataplane: inject into guest %u: %llu of %llu frames not delivered", guest,
+            static_cast<unsigned long long>(job->failed), static_cast<unsigned long long>(total));
+  return job->failed;
+}
+
+void ControlQueue::FailAll() {
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& j : injects_) {
+    const uint64_t rest = j->frames.size() - j->next;
+    j->failed += rest;
+    inject_failed_.fetch_add(rest, std::memory_order_relaxed);
+    j->next = j->frames.size();
+    j->done = true;
+  }
+  injects_.clear();
+  cv_.notify_all();
+}
+
+absl::Status ControlQueue::SendOnUplink(std::span<const uint8_t> frame, bool running) {
+  if (uplink_ == nullptr) return absl::FailedPreconditionError("dataplane: no uplink to send on");
+  if (frame.size() < 14 || frame.size() > uplink_->frame_room())
+    return absl::InvalidArgumentError(absl::StrCat("dataplane: uplink frame of ", frame.size(),
+                                                   " bytes (must be 14..",
+                                                   uplink_->frame_room(), ")"));
+  std::lock_guard<std::mutex> l(mu_);
+  if (!running) {
+    // No dataplane thread owns the uplink now: send from here.
+    iovec seg{const_cast<uint8_t*>(frame.data()), frame.size()};
+    PacketRef p{nullptr, &seg, 1, static_cast<uint32_t>(frame.size())};
+    if (uplink_->Send(&p, 1) != 1)
+      return absl::UnavailableError(absl::StrCat("dataplane: uplink ", uplink_->name(),
+                                                 " did not take the frame"));
+    uplink_control_.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+  if (uplink_frames_.size() >= kMaxUplinkControlFrames)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "dataplane: ", kMaxUplinkControlFrames, " frames already wait for uplink ", uplink_->name()));
+  uplink_frames_.emplace_back(reinterpret_cast<const char*>(frame.data()), frame.size());
+  pending_.store(true, std::memory_order_release);
+  Wake();
+  return absl::OkStatus();
+}
+
+uint32_t ControlQueue::ServiceInject(InjectJob& j, uint64_t now_ns, uint16_t burst,
+                                     GuestPort* port) {
+  uint32_t moved = 0;
+  if (j.last_progress_ns == 0) j.last_progress_ns = now_ns ? now_ns : 1;
+  bool progress = false;
+  while (port != nullptr && !port->broken() && j.next < j.frames.size()) {
+    // A run of well-formed frames for one queue, at most a burst.
+    npa_virtio_net_hdr_v1 hdrs[256];
+    iovec segs[256];
+    PacketRef refs[256];
+    uint16_t k = 0;
+    uint16_t q = 0;
+    const uint16_t nq = port->num_queue_pairs();
+    for (size_t i = j.next; i < j.frames.size() && k < burst; i++) {
+      const std::string& f = j.frames[i];
+      if (f.size() < kHeldFrameHdrLen + 14 || f.size() - kHeldFrameHdrLen > kMaxFrameLen) {
+        if (k > 0) break;  // deliver the run first, then count this one
+        j.failed++;
+        inject_failed_.fetch_add(1, std::memory_order_relaxed);
+        j.next = i + 1;
+        continue;
+      }
+      const auto* data = reinterpret_cast<const uint8_t*>(f.data()) + kHeldFrameHdrLen;
+      const uint32_t len = static_cast<uint32_t>(f.size() - kHeldFrameHdrLen);
+      uint16_t fq = nq ? static_cast<uint16_t>(FlowQueue(data, len, 16) % nq) : 0;
+      if (!port->QueueReady(fq)) fq = 0;
+      if (k > 0 && fq != q) break;
+      q = fq;
+      memcpy(&hdrs[k], f.data(), kHeldFrameHdrLen);
+      segs[k] = {const_cast<uint8_t*>(data), len};
+      refs[k] = {&hdrs[k], &segs[k], 1, len};
+      k++;
+    }
+    if (k == 0) continue;  // only malformed ones: counted, look again
+    if (!port->QueueReady(q)) break;
+    const uint16_t done = port->EnqueueRx(q, refs, k, RxFull::kKeep);
+    j.next += done;
+    injected_.fetch_add(done, std::memory_order_relaxed);
+    moved += done;
+    if (done) progress = true;
+    if (done < k) break;  // no room now
+  }
+  if (progress) j.last_progress_ns = now_ns;
+  const bool gone = port == nullptr || port->broken();
+  if (j.next < j.frames.size() && (gone || now_ns - j.last_progress_ns > kMaxHoldNs)) {
+    const uint64_t rest = j.frames.size() - j.next;
+    j.failed += rest;
+    inject_failed_.fetch_add(rest, std::memory_order_relaxed);
+    j.next = j.frames.size();
+  }
+  return moved;
+}
+
+uint32_t ControlQueue::Service(uint64_t now_ns, uint16_t burst,
+                               absl::FunctionRef<GuestPort*(PortId)> port_of) {
+  uint32_t moved = 0;
+  std::lock_guard<std::mutex> l(mu_);
+  for (const std::string& f : uplink_frames_) {
+    iovec seg{const_cast<char*>(f.data()), f.size()};
+    PacketRef p{nullptr, &seg, 1, static_cast<uint32_t>(f.size())};
+    if (uplink_ != nullptr && uplink_->Send(&p, 1) == 1) {
+      uplink_control_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      uplink_dropped_.fetch_add(1, std::memory_order_relaxed);  // the uplink counted it too
+    }
+    moved++;
+  }
+  uplink_frames_.clear();
+  for (auto it = injects_.begin(); it != injects_.end();) {
+    InjectJob& j = **it;
+    moved += ServiceInject(j, now_ns, burst, port_of(j.guest));
+    if (j.next == j.frames.size()) {
+      j.done = true;
+      it = injects_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  pending_.store(!injects_.empty(), std::memory_order_release);
+  cv_.notify_all();
+  return moved;
+}
+
+}  // namespace npa::agent
