@@ -285,8 +285,17 @@ absl::Status VhostSession::OnSetFeatures(VhostMessage& m, VhostReply*) {
   if (!(f & (1ull << VIRTIO_F_VERSION_1))) {
     return absl::InvalidArgumentError("VIRTIO_F_VERSION_1 not acked (legacy virtio is not supported)");
   }
-  for (const auto& r : vrings_) {
-    if (r->started) return absl::FailedPreconditionError("features changed while a vring is running");
+  // With -netdev vhost-user,queues=N QEMU runs one vhost device per queue
+  // pair on the one socket, and each sends SET_FEATURES (the same value) as
+  // it starts, while the pairs started before it run. The same value changes
+  // nothing and is accepted; a different one is refused.
+  if (f != acked_features()) {
+    for (const auto& r : vrings_) {
+      if (r->started) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "features changed (0x%x -> 0x%x) while a vring is running", acked_features(), f));
+      }
+    }
   }
   acked_features_.store(f, std::memory_order_relaxed);
   return absl::OkStatus();

@@ -157,6 +157,23 @@ TEST_F(VhostSessionTest, FeatureNegotiationChecksSubset) {
   EXPECT_FALSE(DoU64(NPA_VHOST_USER_NET_SET_MTU, 10).ok());
 }
 
+// QEMU with queues=N runs one vhost device per queue pair on one socket;
+// each sends SET_FEATURES as it starts, while the earlier pairs run. The
+// same value again is accepted; a change while a ring runs is refused.
+TEST_F(VhostSessionTest, SetFeaturesAgainWhileRunningOnlyWithTheSameValue) {
+  OwnFeaturesMem();  // VERSION_1 | F_PROTOCOL_FEATURES
+  const uint64_t f = (1ull << VIRTIO_F_VERSION_1) | (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES);
+  ASSERT_TRUE(DoState(NPA_VHOST_USER_SET_VRING_NUM, 1, 256).ok());
+  npa_vhost_vring_addr a{1, 0, 0x100000, 0x102000, 0x101000, 0};
+  ASSERT_TRUE(Do(NPA_VHOST_USER_SET_VRING_ADDR, &a, 40).ok());
+  ASSERT_TRUE(DoU64(NPA_VHOST_USER_SET_VRING_KICK, 1, One(UniqueFd(eventfd(0, 0)))).ok());
+  absl::Status st = DoU64(NPA_VHOST_USER_SET_FEATURES, f);
+  EXPECT_TRUE(st.ok()) << st;
+  st = DoU64(NPA_VHOST_USER_SET_FEATURES, f | (1ull << VIRTIO_NET_F_MRG_RXBUF));
+  EXPECT_NE(Msg(st).find("features changed"), std::string::npos) << st;
+  EXPECT_EQ(s_.acked_features(), f);
+}
+
 TEST_F(VhostSessionTest, VringIndexNumAndBaseChecks) {
   ASSERT_TRUE(Do(NPA_VHOST_USER_SET_OWNER, nullptr, 0).ok());
   EXPECT_NE(Msg(DoState(NPA_VHOST_USER_SET_VRING_NUM, 4, 256)).find("vring index 4 out of range"), std::string::npos);
