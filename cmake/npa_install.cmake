@@ -17,7 +17,7 @@
 # DESTINATION may use @NPA_I_LIBDIR@, @NPA_I_SYSCONFDIR@, @NPA_I_UNITDIR@.
 function(npa_install_generated template name destination)
   set(src ${CMAKE_SOURCE_DIR}/${template})
-  set(out ${CMAKE_BINARY_DIR}/install-gen/${name})
+  set(out ${CMAKE_BINARY_DIR}/install-gen)
   string(REPLACE "@NPA_I_LIBDIR@" "\${CMAKE_INSTALL_FULL_LIBDIR}" dest "${destination}")
   string(REPLACE "@NPA_I_SYSCONFDIR@" "\${CMAKE_INSTALL_FULL_SYSCONFDIR}" dest "${dest}")
   string(REPLACE "@NPA_I_UNITDIR@" "\${NPA_UNIT_DIR}" dest "${dest}")
@@ -36,8 +36,11 @@ block(PROPAGATE CMAKE_INSTALL_MANIFEST_FILES)
   set(NPA_UNIT_DIR \"\${p}/lib/systemd/system\")
   set(NPA_PLUGIN_INSTALL_DIR \"${NPA_PLUGIN_INSTALL_DIR}\")
   set(PROJECT_VERSION \"${PROJECT_VERSION}\")
-  configure_file(\"${src}\" \"${out}\" @ONLY)
-  file(INSTALL \"${out}\" DESTINATION \"${dest}\")
+  # One directory per destination: two installs at once (install_sdk and
+  # package_deb under ctest -j) must not write each other's file.
+  string(MD5 h \"\$ENV{DESTDIR}|\${p}\")
+  configure_file(\"${src}\" \"${out}/\${h}/${name}\" @ONLY)
+  file(INSTALL \"${out}/\${h}/${name}\" DESTINATION \"${dest}\")
 endblock()
 ")
 endfunction()
