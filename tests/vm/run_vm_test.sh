@@ -14,6 +14,10 @@
 #                  and gives the VM N vCPUs, so Linux uses them all)
 #   --count N      datagrams each way (default 2000)
 #   --rate PPS     datagrams per second each way (default 500)
+#   --reconnect    restart npa-agent (SIGTERM, then a new one on the same
+#                  socket) after the VM's first ping; QEMU's chardev has
+#                  reconnect=1. The VM waits for its link to drop and come
+#                  back, pings again, then runs the stream (0 lost after it)
 #   --keep         keep the work directory (console, logs, initramfs)
 #
 # Env: NPA_VM_AGENT_LOG  the agent's --log-level (default info; debug logs
@@ -35,8 +39,8 @@
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-AGENT="" UDP="" NPACTL="" QUEUES=1 COUNT=2000 RATE=500 KEEP=0
-usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
+AGENT="" UDP="" NPACTL="" QUEUES=1 COUNT=2000 RATE=500 KEEP=0 RECONNECT=0
+usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --agent) AGENT="$2"; shift 2 ;;
@@ -46,6 +50,7 @@ while [ $# -gt 0 ]; do
     --count) COUNT="$2"; shift 2 ;;
     --rate) RATE="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --reconnect) RECONNECT=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run_vm_test.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -127,6 +132,7 @@ PEER_PORT=$PEER_PORT
 COUNT=$COUNT
 RATE=$RATE
 UDP_TIMEOUT=60
+RECONNECT=$RECONNECT
 EOF
 cp "$HERE/vm_init.sh" "$ROOT/init"; chmod +x "$ROOT/init"
 CPIO="$RUN/initramfs.cpio"
@@ -138,21 +144,24 @@ ip -n "$NS" link set lo up
 # The agent's TAP is created in the agent's namespace. QEMU connects at
 # start, long before the VM's driver starts the rings: the negotiation
 # deadline must cover the boot (TCG on a loaded machine).
-ip netns exec "$NS" timeout -k 5 170 "$AGENT" --control "$CTL" --vhost-user "$SOCK" --tap "$TAP" \
-  --mode switch --name vmtest --restart-roster none --negotiate-timeout 120000 \
-  --log-level "${NPA_VM_AGENT_LOG:-info}" \
-  >"$RUN/agent.log" 2>&1 &
-APID=$!
-for _ in $(seq 100); do
-  [ -S "$SOCK" ] && ip -n "$NS" link show "$TAP" >/dev/null 2>&1 && break
-  kill -0 "$APID" 2>/dev/null || break
-  sleep 0.05
-done
-if ! [ -S "$SOCK" ] || ! ip -n "$NS" link show "$TAP" >/dev/null 2>&1; then
-  echo "FAIL: npa-agent did not listen on $SOCK with TAP $TAP"; cat "$RUN/agent.log"; exit 1
-fi
-ip -n "$NS" addr add "$PEER_IP/24" dev "$TAP" && ip -n "$NS" link set "$TAP" up ||
-  { echo "run_vm_test.sh: cannot configure $TAP" >&2; exit 2; }
+start_agent() {  # the agent, its TAP up with the peer's address (appends to agent.log)
+  ip netns exec "$NS" timeout -k 5 170 "$AGENT" --control "$CTL" --vhost-user "$SOCK" --tap "$TAP" \
+    --mode switch --name vmtest --restart-roster none --negotiate-timeout 120000 \
+    --log-level "${NPA_VM_AGENT_LOG:-info}" \
+    >>"$RUN/agent.log" 2>&1 &
+  APID=$!
+  for _ in $(seq 100); do
+    [ -S "$SOCK" ] && ip -n "$NS" link show "$TAP" >/dev/null 2>&1 && break
+    kill -0 "$APID" 2>/dev/null || break
+    sleep 0.05
+  done
+  if ! [ -S "$SOCK" ] || ! ip -n "$NS" link show "$TAP" >/dev/null 2>&1; then
+    echo "FAIL: npa-agent did not listen on $SOCK with TAP $TAP"; cat "$RUN/agent.log"; exit 1
+  fi
+  ip -n "$NS" addr replace "$PEER_IP/24" dev "$TAP" && ip -n "$NS" link set "$TAP" up ||
+    { echo "run_vm_test.sh: cannot configure $TAP" >&2; exit 2; }
+}
+start_agent
 
 # ------------------------------------------------------------------ QEMU
 ACCEL=tcg
@@ -172,6 +181,8 @@ if [ "$QUEUES" -gt 1 ]; then
   NET+=",queues=$QUEUES"
   DEVOPT+=",mq=on"
 fi
+CHR_OPT=""
+[ $RECONNECT = 1 ] && CHR_OPT=",reconnect=1"   # retry the socket every second
 # qboot is the fastest firmware for a PVH vmlinux; SeaBIOS otherwise.
 BIOS=()
 [ -f /usr/share/qemu/qboot.rom ] && [[ "$LAB_KERNEL" == */vmlinux ]] && BIOS=(-bios /usr/share/qemu/qboot.rom)
@@ -181,7 +192,7 @@ timeout -k 5 150 qemu-system-x86_64 \
   -serial "file:$CONSOLE" \
   -machine "q35,accel=$ACCEL,memory-backend=mem" -cpu max -smp "$QUEUES" -m "$MEM" \
   -object "memory-backend-memfd,id=mem,size=${MEM}M,share=on" \
-  -chardev "socket,id=vu0,path=$SOCK" -netdev "$NET" -device "$DEVOPT" \
+  -chardev "socket,id=vu0,path=$SOCK$CHR_OPT" -netdev "$NET" -device "$DEVOPT" \
   "${BIOS[@]}" -kernel "$LAB_KERNEL" -initrd "$CPIO" \
   -append "console=ttyS0 quiet panic=-1 no_timer_check" \
   </dev/null >"$RUN/qemu.log" 2>&1 &
@@ -194,6 +205,24 @@ for _ in $(seq 1200); do
   kill -0 "$QPID" 2>/dev/null || break
   sleep 0.1
 done
+if [ $RECONNECT = 1 ] && grep -q '^VMTEST net-up' "$CONSOLE" 2>/dev/null; then
+  # After the VM's first ping: a planned stop of the agent, and a new one on
+  # the same socket. QEMU reconnects by itself.
+  for _ in $(seq 600); do
+    grep -q '^VMTEST reconnect-wait' "$CONSOLE" 2>/dev/null && break
+    kill -0 "$QPID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if grep -q '^VMTEST reconnect-wait' "$CONSOLE" 2>/dev/null; then
+    log "restarting npa-agent (SIGTERM, pid $APID)"
+    stop_pid "$APID"; APID=""
+    echo "---- agent restarted" >>"$RUN/agent.log"
+    start_agent
+    log "npa-agent restarted (pid $APID)"
+  else
+    fail "the VM never reached its reconnect step"
+  fi
+fi
 if grep -q '^VMTEST net-up' "$CONSOLE" 2>/dev/null; then
   log "$(grep -m1 '^VMTEST net-up' "$CONSOLE" | tr -d '\r')"
   ip netns exec "$NS" "$UDP" --bind "$PEER_IP:$PEER_PORT" --peer "$VM_IP:$VM_PORT" --count "$COUNT" \
@@ -232,6 +261,12 @@ check_udp() {  # side line
 check_udp VM "$(con | grep -m1 '^VMUDP name=vm ')"
 check_udp peer "$(grep -m1 '^VMUDP name=peer ' "$RUN/peer.out" 2>/dev/null)"
 con | grep -q '^VMTEST udp-rc 0' || fail "npa-vm-udp in the VM did not pass"
+if [ $RECONNECT = 1 ]; then
+  con | grep -q '^VMTEST reconnect link down .* carrier 1' || fail "the VM's link did not come back after the restart"
+  con | grep -q '^VMTEST reconnect ping ok' || fail "no ping after the agent restart"
+  [ "$(grep -c 'attached via vhost-user socket' "$RUN/agent.log")" = 2 ] ||
+    fail "QEMU did not reconnect to the new agent"
+fi
 if [ -n "$NPACTL" ]; then
   # The agent's own view (switch and uplink counters; the VM's guest is gone
   # with QEMU): printed with the figures.
@@ -252,4 +287,4 @@ if [ $FAILED = 1 ]; then
   echo "VM TEST FAIL ($(elapsed)s)"
   exit 1
 fi
-echo "VM TEST PASS ($(elapsed)s): $COUNT datagrams each way, 0 lost, 0 duplicated; queue pairs $QUEUES, $ACCEL"
+echo "VM TEST PASS ($(elapsed)s): $COUNT datagrams each way, 0 lost, 0 duplicated; queue pairs $QUEUES, $ACCEL$([ $RECONNECT = 1 ] && echo ", after an agent restart")"

@@ -48,6 +48,23 @@ fi
 mac=$(awk -v ip="$PEER_IP" '$1 == ip && $3 == "0x2" {print $4}' /proc/net/arp)
 say "arp $PEER_IP ${mac:-unresolved}"
 
+# Reconnect (run_vm_test.sh --reconnect): the host restarts npa-agent now;
+# QEMU (-chardev ...,reconnect=1) drops the link when the socket closes and
+# raises it again once it has set the new agent's rings up. Both edges are
+# waited for (bounded), then ping must work again before the stream runs.
+if [ "${RECONNECT:-0}" = 1 ]; then
+  say "reconnect-wait at $(up)s"
+  carrier() { cat /sys/class/net/$IF/carrier 2>/dev/null; }
+  i=0; while [ "$(carrier)" = 1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+  down=$(up)
+  i=0; while [ "$(carrier)" != 1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+  say "reconnect link down at ${down}s, up at $(up)s, carrier $(carrier)"
+  # The first echo may go before the new agent's switch learned the peer.
+  ok=0
+  for i in 1 2 3 4 5; do ping -c 1 -W 2 "$PEER_IP" >/dev/null 2>&1 && { ok=1; break; }; done
+  if [ $ok = 1 ]; then say "reconnect ping ok after $i"; else say "reconnect ping FAIL"; fi
+fi
+
 # The stream: the peer runs the same program (a SYNC handshake first, so
 # nothing is sent before the far socket is bound).
 /vm/npa-vm-udp --bind "$VM_IP:$VM_PORT" --peer "$PEER_IP:$PEER_PORT" --count "$COUNT" \
