@@ -7,7 +7,8 @@
 #   3. dpkg-deb --contents: the product under /usr, the unit, the config, the
 #      man pages, the plug-ins where the packaged shell looks;
 #   4. dpkg --root into a scratch root (maintainer scripts run chrootless
-#      with DPKG_ROOT set, so they leave this machine's systemd alone);
+#      with DPKG_ROOT set, so they leave this machine's systemd alone); the
+#      packaged npa-conform --abi-only passes the packaged plug-ins;
 #   5. systemd-analyze verify on the installed unit (ExecStart mapped into the
 #      scratch root, MANPATH there, so Documentation= resolves the man pages);
 #   6. starts the agent from the unit's ExecStart line as systemd would for
@@ -97,6 +98,12 @@ dpkg_r -i "$deb" >"$tmp/dpkg-i.log" 2>&1 || { cat "$tmp/dpkg-i.log"; fail "dpkg 
 grep -q '^prefix=/usr$' "$R/usr/lib/pkgconfig/npa-shell.pc" || fail "npa-shell.pc: $(grep ^prefix "$R/usr/lib/pkgconfig/npa-shell.pc")"
 # The packaged shell searches the directory its plug-ins are in.
 grep -qaF "$plugindir" "$R/usr/lib/libnpa_shell.so.1" || fail "libnpa_shell does not name $plugindir"
+
+# The bundled plug-ins pass the packaged conformance runner's ABI checks.
+for p in "$R$plugindir"/npa_plugin_*.so; do
+  "$R/usr/bin/npa-conform" --abi-only "$p" >"$tmp/abi.out" 2>&1 || { cat "$tmp/abi.out"; fail "npa-conform --abi-only $p"; }
+done
+echo "packaged plug-ins pass the packaged npa-conform --abi-only: $(cd "$R$plugindir" && ls npa_plugin_*.so | tr '\n' ' ')"
 
 step "systemd-analyze verify on the installed unit"
 unit=$R/usr/lib/systemd/system/npa-agent.service
