@@ -30,6 +30,7 @@
 using npa::shell::QueueCounters;
 using npa::shell::QueueOps;
 using npa::shell::QueueState;
+using npa::shell::RssRx;
 using npa::shell::ShellState;
 
 namespace {
@@ -96,6 +97,20 @@ void QueueState::Stage(const QueueOps& o, npa::shell::Path* intr, bool announce)
   }
 }
 
+void QueueState::StageRss(const RssRx* r) {
+  {
+    std::lock_guard<std::mutex> l(stage_mu);
+    staged_rss = r;
+    rss_staged = true;
+    switch_pending.store(1, std::memory_order_release);
+  }
+  if (wake) {
+    uint64_t one = 1;
+    ssize_t w = ::write(wake.get(), &one, sizeof one);
+    (void)w;
+  }
+}
+
 void QueueState::SendAnnounce() {
   // Off the fast path: only right after a switch was applied. The frame
   // goes through the new path's own burst with scratch counters, so the
@@ -118,6 +133,10 @@ void QueueState::SendAnnounce() {
 void QueueState::ApplySwitch() {
   std::lock_guard<std::mutex> l(stage_mu);
   ops = staged;
+  if (rss_staged) {
+    rss = staged_rss;
+    rss_staged = false;
+  }
   const bool announce = staged_announce;
   staged_announce = false;
   if (staged_intr != nullptr && staged_intr != intr_path) {
@@ -259,9 +278,12 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
   if (qc->offloads & ~known)
     return Fail(-EINVAL, absl::StrCat("npa_shell_configure: unknown offload bits 0x",
                                       absl::Hex(qc->offloads & ~known)));
-  if (qc->offloads & NPA_OFFLOAD_RSS_HASH)
-    return Fail(-ENOTSUP, "npa_shell_configure: RSS hash is not provided on the emulated path "
-                          "(not even in software) yet");
+  std::shared_ptr<const npa::shell::RssRx> rss;
+  if (qc->offloads & NPA_OFFLOAD_RSS_HASH) {  // in software on every path (rss_rx.h)
+    auto r = npa::shell::RssRx::Create(nullptr, nqp);
+    if (!r.ok()) return Fail(r.status(), "npa_shell_configure");
+    rss = std::move(*r);
+  }
 
   // Negotiate first: it decides nothing about memory, and a back end that
   // cannot serve us should fail before we allocate.
@@ -321,6 +343,8 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
     }
     p.pools.push_back(&queues[q].pool);
     queues[q].ops = StoppedOps();
+    queues[q].staged = StoppedOps();  // a staged RSS change re-applies these as they are
+    queues[q].rss = rss.get();
   }
   npa::shell::MemRegion mr{sh->region.iova(), sh->region.size(), sh->region.fd()};
   s = sh->fe->SetMemTable({&mr, 1});
@@ -366,7 +390,8 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
   sh->guest_offloads = qc->offloads;
   sh->nb_queue_pairs = nqp;
   sh->ring_size = static_cast<uint16_t>(ring);
-  sh->offloads = sh->emulated->offloads();
+  sh->offloads = sh->emulated->offloads() | NPA_OFFLOAD_RSS_HASH;  // software, every path
+  sh->rss = std::move(rss);
   sh->active = sh->emulated.get();
   sh->state = ShellState::kConfigured;
   return 0;
@@ -406,7 +431,10 @@ uint16_t npa_rx_burst(npa_shell* sh, uint16_t qid, npa_buf** bufs, uint16_t n) {
   if (NPA_UNLIKELY(sh == nullptr || qid >= sh->nb_queue_pairs)) return 0;
   QueueState& q = sh->queues[qid];
   if (NPA_UNLIKELY(q.switch_pending.load(std::memory_order_acquire))) q.ApplySwitch();
-  return q.ops.rx(q.ops.rx_ctx, bufs, n, &q.c);
+  const uint16_t got = q.ops.rx(q.ops.rx_ctx, bufs, n, &q.c);
+  // NPA_OFFLOAD_RSS_HASH: one load and a predicted branch per burst when off.
+  if (NPA_UNLIKELY(q.rss != nullptr) && got) q.rss->Apply(bufs, got);
+  return got;
 }
 
 uint16_t npa_tx_burst(npa_shell* sh, uint16_t qid, npa_buf** bufs, uint16_t n) {
@@ -424,6 +452,38 @@ uint16_t npa_buf_alloc(npa_shell* sh, uint16_t qid, npa_buf** bufs, uint16_t n) 
 void npa_buf_free(npa_shell* sh, uint16_t qid, npa_buf** bufs, uint16_t n) {
   if (NPA_UNLIKELY(sh == nullptr || qid >= sh->nb_queue_pairs || bufs == nullptr)) return;
   sh->queues[qid].pool.Free(bufs, n);
+}
+
+int npa_shell_set_rss(npa_shell* sh, const npa_rss_config* cfg) {
+  g_last_error.clear();
+  if (sh == nullptr || cfg == nullptr) return Fail(-EINVAL, "npa_shell_set_rss: NULL argument");
+  std::lock_guard<std::mutex> l(sh->mu);
+  if (!sh->rss)
+    return Fail(-EINVAL, "npa_shell_set_rss: configure the shell with NPA_OFFLOAD_RSS_HASH first");
+  auto r = npa::shell::RssRx::Create(cfg, sh->nb_queue_pairs);
+  if (!r.ok()) return Fail(r.status(), "npa_shell_set_rss");
+  // Every queue that acknowledged its last staging holds the configuration
+  // in force, so the retired ones are nobody's any more.
+  bool all_acked = true;
+  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++)
+    all_acked = all_acked && sh->queues[q].switch_pending.load(std::memory_order_acquire) == 0;
+  if (all_acked) sh->rss_retired.clear();
+  constexpr size_t kMaxRetired = 8;
+  if (sh->rss_retired.size() >= kMaxRetired)
+    return Fail(-EBUSY, absl::StrCat("npa_shell_set_rss: the queues' owners have not applied the "
+                                     "last ", kMaxRetired, " RSS changes (they do at their next burst)"));
+  sh->rss_retired.push_back(std::move(sh->rss));
+  sh->rss = std::shared_ptr<const npa::shell::RssRx>(std::move(*r));
+  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) sh->queues[q].StageRss(sh->rss.get());
+  return 0;
+}
+
+int npa_rss_queue(npa_shell* sh, uint32_t hash) {
+  g_last_error.clear();
+  if (sh == nullptr) return Fail(-EINVAL, "npa_rss_queue: NULL shell");
+  std::lock_guard<std::mutex> l(sh->mu);
+  if (!sh->rss) return Fail(-EINVAL, "npa_rss_queue: the shell has no NPA_OFFLOAD_RSS_HASH");
+  return sh->rss->Queue(hash);
 }
 
 int npa_queue_intr_fd(npa_shell* sh, uint16_t qid) {

@@ -18,6 +18,7 @@
 #include "shell/event_queue.h"
 #include "shell/path.h"
 #include "shell/region.h"
+#include "shell/rss_rx.h"
 #include "shell/emulated/vhost_user_frontend.h"
 #include "shell/vf/path_switch.h"
 #include "shell/vf/shell_buffers.h"
@@ -27,8 +28,9 @@
 
 namespace npa::shell {
 
-// One queue pair. The first cache line is all the fast path reads: the ops
-// in use and the "switch pending" flag. A control thread stages new ops in
+// One queue pair. The fast path reads the ops in use (their own cache line,
+// QueueOps is 64-byte aligned), then the "switch pending" flag and the RSS
+// configuration, which share the next line. A control thread stages new ops in
 // `staged` (under stage_mu) and raises `switch_pending` (release); the owning
 // thread applies them at its next burst and clears the flag (its ack).
 //
@@ -42,6 +44,7 @@ namespace npa::shell {
 struct alignas(64) QueueState {
   QueueOps ops;                              // owner thread only
   std::atomic<uint32_t> switch_pending{0};
+  const RssRx* rss = nullptr;                // owner: hash after each RX burst (nullptr: off)
   BufPool pool;                              // owner thread only
   QueueCounters c;
   std::mutex stage_mu;
@@ -73,11 +76,19 @@ struct alignas(64) QueueState {
   // Frames in flight on the TX ring when an agent went away without
   // stopping it (npa_queue_stats.tx_resubmitted; shell/reconnect.h).
   std::atomic<uint64_t> tx_resubmitted{0};
+  // NPA_OFFLOAD_RSS_HASH (rss_rx.h): the configuration a control thread
+  // staged for the owner (under stage_mu, with switch_pending); `rss`, in
+  // the first cache line, is the one it hashes with.
+  const RssRx* staged_rss = nullptr;
+  bool rss_staged = false;
 
   // Control side: publish ops (and the path whose interrupt goes with them),
   // and nudge an owner sleeping in interrupt mode. announce: also send one
   // RARP announcement through them when the owner applies them.
   void Stage(const QueueOps& o, Path* intr, bool announce = false);
+  // Control side: publish an RSS configuration the same way (the owner
+  // takes it with the staged ops, which stay as they are).
+  void StageRss(const RssRx* r);
   // Owner side, at a burst boundary: take the staged ops; the ack.
   void ApplySwitch();
   // Owner side, in ApplySwitch: one announcement through ops.tx.
@@ -130,6 +141,12 @@ struct npa_shell {
   uint64_t migration_id = 0;
   uint64_t migrate_t0 = 0;  // MonotonicNs at MigratePrepare
   std::vector<uint16_t> stopped_base;
+
+  // NPA_OFFLOAD_RSS_HASH, under mu: the configuration in force, and those it
+  // replaced that a queue's owner may still hold (freed once every queue has
+  // acknowledged a later staging; rss_rx.h).
+  std::shared_ptr<const npa::shell::RssRx> rss;
+  std::vector<std::shared_ptr<const npa::shell::RssRx>> rss_retired;
 };
 
 #endif  // NPA_SHELL_SHELL_IMPL_H_

@@ -127,11 +127,41 @@ TEST_F(ShellTest, ControlSessionConfigureStartEventsStats) {
   qc.ring_size = 100;
   EXPECT_EQ(sh.Configure(qc), -EINVAL) << "ring size not a power of two";
   qc.ring_size = 256;
-  qc.offloads = NPA_OFFLOAD_RSS_HASH;
-  EXPECT_EQ(sh.Configure(qc), -ENOTSUP);
-  qc.offloads = NPA_OFFLOAD_MRG_RXBUF;
+  qc.offloads = 1ull << 40;
+  EXPECT_EQ(sh.Configure(qc), -EINVAL) << "an offload bit nobody knows";
+  // RSS before configure: nothing to set it on.
+  npa_rss_config rc0 = NPA_RSS_CONFIG_INIT;
+  EXPECT_EQ(npa_shell_set_rss(sh.get(), &rc0), -EINVAL);
+  qc.offloads = NPA_OFFLOAD_MRG_RXBUF | NPA_OFFLOAD_RSS_HASH;  // RSS: software on every path
   ASSERT_EQ(sh.Configure(qc), 0) << sh.last_error();
   EXPECT_EQ(sh.Configure(qc), -EBUSY);
+
+  // The default table spreads round robin over the 2 queues; a new table
+  // and key are checked field by field, and the queue lookup follows them.
+  EXPECT_EQ(npa_rss_queue(sh.get(), 0), 0);
+  EXPECT_EQ(npa_rss_queue(sh.get(), 1), 1);
+  const uint16_t all_to_1[4] = {1, 1, 1, 1};
+  const uint8_t key[NPA_RSS_KEY_LEN] = {1, 2, 3};
+  npa_rss_config cfg = NPA_RSS_CONFIG_INIT;
+  cfg.table = all_to_1;
+  cfg.table_len = 3;
+  EXPECT_EQ(npa_shell_set_rss(sh.get(), &cfg), -EINVAL) << "table_len not a power of two";
+  EXPECT_NE(std::string(sh.last_error()).find("table_len"), std::string::npos) << sh.last_error();
+  cfg.table_len = 4;
+  cfg.key = key;
+  cfg.key_len = 16;
+  EXPECT_EQ(npa_shell_set_rss(sh.get(), &cfg), -EINVAL) << "short key";
+  cfg.key_len = NPA_RSS_KEY_LEN;
+  const uint16_t bad[2] = {0, 2};
+  cfg.table = bad;
+  cfg.table_len = 2;
+  EXPECT_EQ(npa_shell_set_rss(sh.get(), &cfg), -EINVAL) << "queue 2 of 2";
+  EXPECT_NE(std::string(sh.last_error()).find("table[1] = 2"), std::string::npos) << sh.last_error();
+  cfg.table = all_to_1;
+  cfg.table_len = 4;
+  ASSERT_EQ(npa_shell_set_rss(sh.get(), &cfg), 0) << sh.last_error();
+  EXPECT_EQ(npa_rss_queue(sh.get(), 0), 1);
+  EXPECT_EQ(npa_rss_queue(sh.get(), 2), 1);
 
   npa_shell_info info;
   ASSERT_EQ(sh.Info(&info), 0);
@@ -140,6 +170,7 @@ TEST_F(ShellTest, ControlSessionConfigureStartEventsStats) {
   EXPECT_EQ(info.path, NPA_PATH_NONE);
   EXPECT_EQ(info.hugepages, 0);
   EXPECT_TRUE(info.offloads & NPA_OFFLOAD_TX_CSUM) << "software fallback";
+  EXPECT_TRUE(info.offloads & NPA_OFFLOAD_RSS_HASH) << "software, every path";
 
   int fd0 = sh.IntrFd(0), fd1 = sh.IntrFd(1);
   EXPECT_GE(fd0, 0);

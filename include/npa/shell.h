@@ -94,7 +94,7 @@ extern "C" {
 #endif
 
 #define NPA_SHELL_ABI_MAJOR 1
-#define NPA_SHELL_ABI_MINOR 2
+#define NPA_SHELL_ABI_MINOR 3
 
 typedef struct npa_shell npa_shell; /* opaque */
 
@@ -132,6 +132,12 @@ typedef struct npa_shell_open_args {
 #define NPA_OFFLOAD_RX_CSUM (1ull << 2)
 #define NPA_OFFLOAD_VLAN_INSERT (1ull << 3)
 #define NPA_OFFLOAD_VLAN_STRIP (1ull << 4)
+/* RSS hash on every received frame (npa_buf.rss_hash with
+ * NPA_BUF_OL_RX_RSS_HASH; since ABI 1.3). Computed by the shell in software,
+ * the Toeplitz hash over the configured types (npa_shell_set_rss; default:
+ * the standard key, every type), so one frame gets the same hash on the
+ * emulated path and on every VF, across switches. A frame with nothing to
+ * hash (not IP, truncated, no enabled type) comes without the flag. */
 #define NPA_OFFLOAD_RSS_HASH (1ull << 5)
 #define NPA_OFFLOAD_MRG_RXBUF (1ull << 6) /* accept multi-segment RX frames */
 
@@ -280,6 +286,46 @@ int npa_shell_get_info(npa_shell *sh, npa_shell_info *out);
 int npa_shell_event_fd(npa_shell *sh);
 int npa_shell_next_event(npa_shell *sh, npa_event *ev);
 
+/* Since ABI 1.3: receive-side scaling (docs/guest-driver-guide.md, "RSS").
+ * Hash types are VIRTIO 1.2's VIRTIO_NET_RSS_HASH_TYPE_* bits. */
+#define NPA_RSS_HASH_IPV4 (1u << 0)
+#define NPA_RSS_HASH_TCPV4 (1u << 1)
+#define NPA_RSS_HASH_UDPV4 (1u << 2)
+#define NPA_RSS_HASH_IPV6 (1u << 3)
+#define NPA_RSS_HASH_TCPV6 (1u << 4)
+#define NPA_RSS_HASH_UDPV6 (1u << 5)
+#define NPA_RSS_KEY_LEN 40u        /* the Toeplitz key: 40 bytes */
+#define NPA_RSS_TABLE_MAX 128u     /* indirection table entries at most */
+
+typedef struct npa_rss_config {
+  uint32_t struct_size;      /* sizeof(npa_rss_config) */
+  uint32_t hash_types;       /* NPA_RSS_HASH_*; 0 = all of them */
+  uint16_t key_len;          /* NPA_RSS_KEY_LEN, or 0 with key NULL: the default key */
+  uint16_t table_len;        /* power of two, 1..NPA_RSS_TABLE_MAX; 0 with table
+                              * NULL: NPA_RSS_TABLE_MAX entries round robin */
+  uint32_t reserved0;        /* zero */
+  const uint8_t *key;        /* read during the call only */
+  const uint16_t *table;     /* queue of each entry, < nb_queue_pairs; read
+                              * during the call only */
+} npa_rss_config;
+#define NPA_RSS_CONFIG_INIT {sizeof(npa_rss_config), 0, 0, 0, 0, NULL, NULL}
+
+/* Set the RSS key, hash types and indirection table. The shell must be
+ * configured with NPA_OFFLOAD_RSS_HASH (-EINVAL otherwise). Any thread, also
+ * while the owners burst: each queue takes the new configuration at its
+ * owning thread's next burst (a frame is hashed wholly under one
+ * configuration). Hashes are the shell's own, the same on every path; the
+ * table says which queue a hash belongs to (npa_rss_queue) and is replayed
+ * to the agent and to plug-ins with hardware RSS as they learn to spread by
+ * it. Errors: -EINVAL (a bad field, named by npa_shell_last_error), -EBUSY
+ * (the owners have not applied the last 8 changes yet: they apply them at
+ * their next burst). */
+int npa_shell_set_rss(npa_shell *sh, const npa_rss_config *cfg);
+
+/* The queue the current indirection table gives a hash (any thread), or
+ * -EINVAL without NPA_OFFLOAD_RSS_HASH. */
+int npa_rss_queue(npa_shell *sh, uint32_t hash);
+
 /* A description of the last failure on the calling thread ("" if none). The
  * string lives until the thread's next npa call. sh may be NULL. */
 const char *npa_shell_last_error(npa_shell *sh);
@@ -291,6 +337,7 @@ static_assert(sizeof(npa_shell_queue_config) == 24, "ABI struct: append only");
 static_assert(sizeof(npa_shell_info) == 112, "ABI struct: append only");
 static_assert(sizeof(npa_queue_stats) == 128, "ABI struct: append only");
 static_assert(sizeof(npa_event) == 120, "ABI struct: append only");
+static_assert(sizeof(npa_rss_config) == 32, "ABI struct: append only");
 #endif
 
 #endif /* NPA_SHELL_H_ */

@@ -7,6 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "npa/shell.h"
+#include "common/rss.h"
 #include "shell/offload.h"
 #include "shell/shell_impl.h"
 #include "shell/vf/vf_switch_fixture.h"
@@ -93,6 +94,31 @@ TEST_F(VfSwitchTest, VlanInsertAndStripDoneInSoftwareOnAVfWithoutThem) {
   const uint8_t* rd = static_cast<const uint8_t*>(npa_buf_data(r));
   EXPECT_EQ(memcmp(rd, frame.data(), 40), 0);
   EXPECT_EQ(UdpCsumFold(rd), 0) << "the checksum followed the tag's shift";
+  npa_buf_free(sh_, 0, &r, 1);
+}
+
+// NPA_OFFLOAD_RSS_HASH on a VF without hardware RSS: the frame that comes
+// back carries the shell's software hash, the one the emulated path gives
+// (npa_rx_burst hashes after whichever path's burst; rss_rx.h).
+TEST_F(VfSwitchTest, RssHashOnAVfIsTheShellsOwn) {
+  offloads_ = NPA_OFFLOAD_TX_CSUM | NPA_OFFLOAD_RSS_HASH;
+  ASSERT_NO_FATAL_FAILURE(OpenShell());
+  EXPECT_NE(Info().offloads & NPA_OFFLOAD_RSS_HASH, 0u);
+  ASSERT_TRUE(Offer(24, kLbVendor, kLbDevice).accepted());
+  npa_buf* b;
+  ASSERT_EQ(npa_buf_alloc(sh_, 0, &b, 1), 1);
+  FillUdpPartialCsum(b, "rsshash!");
+  std::vector<uint8_t> frame(static_cast<uint8_t*>(npa_buf_data(b)),
+                             static_cast<uint8_t*>(npa_buf_data(b)) + b->data_len);
+  ASSERT_EQ(npa_tx_burst(sh_, 0, &b, 1), 1);
+  EXPECT_EQ(Info().path, NPA_PATH_VF);
+  npa_buf* r = nullptr;
+  ASSERT_TRUE(WaitFor([&] { return npa_rx_burst(sh_, 0, &r, 1) == 1; }, 3000));
+  RssTuple t;
+  ASSERT_TRUE(ExtractRssTuple(frame, kRssAllTypes, &t));
+  EXPECT_NE(r->ol_flags & NPA_BUF_OL_RX_RSS_HASH, 0u);
+  EXPECT_EQ(r->rss_hash, RssHasher().Hash(t.bytes()));
+  EXPECT_EQ(npa_rss_queue(sh_, r->rss_hash), 0) << "one queue pair";
   npa_buf_free(sh_, 0, &r, 1);
 }
 
