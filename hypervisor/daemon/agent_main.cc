@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "hypervisor/daemon/agent_config.h"
+#include "hypervisor/daemon/agent_metrics.h"
 #include "hypervisor/daemon/control_server.h"
 #include "hypervisor/daemon/dataplane.h"
 #include "hypervisor/daemon/guest_port.h"
@@ -24,6 +26,7 @@
 #include "hypervisor/daemon/tap_uplink.h"
 #include "hypervisor/migration/migration_channel.h"
 #include "hypervisor/vf/sysfs.h"
+#include "hypervisor/vf/vf_lifecycle.h"
 #include "hypervisor/vf/vf_manager.h"
 #include "hypervisor/vf/vfio_layer.h"
 
@@ -51,6 +54,7 @@ const char kUsage[] =
     "              [--migration-grace MS] [--migration-hold MS] [--rarp-schedule MS,...]\n"
     "              [--migration-handshake-timeout MS]\n"
     "              [--restart-roster PATH|none] [--restart-grace MS]\n"
+    "              [--metrics-listen ADDR:PORT]\n"
     "    npa-agent --help | --version\n"
     "\n"
     "DESCRIPTION\n"
@@ -157,6 +161,15 @@ const char kUsage[] =
     "                       have reconnected or --restart-grace MS (default\n"
     "                       1000) passed, so none is lost to a guest not back\n"
     "                       yet (docs/security.md \"Agent restart\").\n"
+    "    --metrics-listen ADDR:PORT  serve Prometheus metrics over HTTP at\n"
+    "                       http://ADDR:PORT/metrics (off by default). ADDR is\n"
+    "                       a numeric IPv4 address, e.g. 127.0.0.1:9464; the\n"
+    "                       server listens on that address only, with two\n"
+    "                       threads. Per guest and queue: packets, bytes,\n"
+    "                       drops; per VF: state, resets, attaches; switch,\n"
+    "                       revoke and migration durations (docs/operator-\n"
+    "                       guide.md \"Metrics\"). No authentication: keep it\n"
+    "                       on a local or management address.\n"
     "    --help             this text.   --version  print the version.\n"
     "\n"
     "SIGNALS\n"
@@ -218,6 +231,7 @@ int main(int argc, char** argv) {
   npa::migration::TlsConfig tls;
   std::string migration_listen;
   std::string roster;  // --restart-roster; "" = <control>.guests
+  std::string metrics_listen;  // --metrics-listen; "" = no metrics server
   // --config FILE first (agent_config.h): its settings come before the
   // command line's flags, so a flag given here overrides the file.
   std::vector<std::string> args;
@@ -368,6 +382,11 @@ int main(int argc, char** argv) {
     } else if (a == "--restart-grace") {
       if (!value(&v) || !ParseNum<uint32_t>(v, 10, 60000, &copt.restart_grace_ms))
         return Usage("--restart-grace needs 10..60000 ms", v);
+    } else if (a == "--metrics-listen") {
+      if (!value(&v)) return Usage("--metrics-listen needs ADDR:PORT");
+      if (absl::Status s = ParseMetricsListen(v); !s.ok())
+        return Usage(std::string(s.message()).c_str());
+      metrics_listen = v;
     } else if (a == "--log-level") {
       if (!value(&v)) return Usage("--log-level needs error, warn, info or debug");
       std::string l = v;
@@ -445,6 +464,9 @@ int main(int argc, char** argv) {
       return inner(std::move(conn), sealed);
     };
   }
+  // Declared before the control server, so it outlives the server's event
+  // publisher that feeds it.
+  std::unique_ptr<AgentMetrics> metrics;
   ControlServer srv(copt, &dp, std::move(ports));
   if (absl::Status s = srv.Listen(); !s.ok()) {
     NPA_LOG(Error, "%s", std::string(s.message()).c_str());
@@ -469,6 +491,30 @@ int main(int argc, char** argv) {
     NPA_LOG(Info, "migration listener on %s (mutual TLS, CA %s)", migration_listen.c_str(),
             tls.ca_file.c_str());
   }
+  if (!metrics_listen.empty()) {
+    metrics = std::make_unique<AgentMetrics>(&dp);
+    if (absl::Status s = metrics->Serve(metrics_listen); !s.ok()) {
+      NPA_LOG(Error, "%s", std::string(s.message()).c_str());
+      if (listener) listener->Stop();
+      srv.Shutdown("agent failed to start");
+      dp.Stop();
+      return 1;
+    }
+    srv.events().AddListener([m = metrics.get()](const AgentEvent& e) { m->OnEvent(e); });
+  }
+  // The VF pool's states for the metrics: copied on this thread (VfManager
+  // is single-threaded) about once a second.
+  uint64_t vf_states_ms = 0;
+  auto copy_vf_states = [&] {
+    if (!metrics || !vfs || npa::MonotonicMs() - vf_states_ms < 1000) return;
+    vf_states_ms = npa::MonotonicMs();
+    std::vector<VfMetricsSample> states;
+    for (const VfPoolEntry& e : vopt.pool) {
+      if (std::optional<VfState> st = vfs->StateOf(e.bdf)) states.push_back({e.bdf, VfStateName(*st)});
+    }
+    metrics->SetVfStates(states);
+  };
+  copy_vf_states();
   NPA_LOG(Info, "npa-agent %s '%s' ready (mode %s, mtu %u, uplink %s)", kVersion,
           copt.agent_name.c_str(), DataplaneModeName(dopt.mode), copt.mtu,
           uplink ? uplink->name().c_str() : "none");
@@ -488,6 +534,7 @@ int main(int argc, char** argv) {
       rc = 1;
       break;
     }
+    copy_vf_states();
     if (service.enabled()) {
       service.Tick(npa::MonotonicNs(), dp.loops());
       if (srv.num_guests() != shown_guests) {
