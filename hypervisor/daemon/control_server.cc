@@ -271,6 +271,7 @@ void ControlServer::AcceptVhost(int lfd) {
   }
   const uint64_t id = guests_.NewId();
   std::string name = absl::StrCat("vhost", id);
+  LogScope log_scope(name);
   auto port = factory_(std::move(conn), VhostDevice::Options{name, opts_.max_queue_pairs,
                                                               opts_.features, opts_.mtu,
                                                               /*require_sealed_memory=*/false,
@@ -380,6 +381,7 @@ absl::Status ControlServer::HandleFrame(Session& s, ControlFrame& f) {
 }
 
 absl::Status ControlServer::HandleGuestFrame(Session& s, Guest& g, ControlFrame& f) {
+  LogScope log_scope(g.name, g.vf_bdf);  // every line below concerns g (common/log.h)
   NPA_RETURN_IF_ERROR(RefuseUnexpectedFds(*s.ch, f));
   const Envelope& env = f.env;
   if (env.has_admin_request()) {
@@ -425,6 +427,7 @@ absl::Status ControlServer::HandleHello(Session& s, ControlFrame& f) {
     return absl::InvalidArgumentError(msg);
   };
   if (HelloVerdict v = CheckHelloFrame(h, f.fds.size()); !v.ok()) return reject(v.code, v.problem);
+  LogScope log_scope(h.name());  // a valid name from here on
   if (h.has_resume() && !h.resume().ticket().empty()) return HandleResumeHello(s, f);
   HelloVerdict v = CheckNewGuestHello(h, guests_, opts_.max_queue_pairs);
   if (!v.ok()) return reject(v.code, v.problem);
@@ -477,6 +480,7 @@ absl::Status ControlServer::HandleResumeHello(Session& s, ControlFrame& f) {
 }
 
 absl::Status ControlServer::AttachShell(Session& s, Guest& g, uint64_t seq) {
+  LogScope log_scope(g.name);
   const uint64_t id = g.id;
   auto fail = [&](const std::string& msg) {
     SendError(*s.ch, Error::INTERNAL, msg, seq);
@@ -533,6 +537,7 @@ absl::Status ControlServer::AttachShell(Session& s, Guest& g, uint64_t seq) {
 }
 
 void ControlServer::OfferFreeVf(Guest& g) {
+  LogScope log_scope(g.name);
   if (!opts_.vfs) return;
   auto l = opts_.vfs->List();
   if (l.ok()) {
@@ -560,6 +565,7 @@ bool ControlServer::LinkUp() const {
 void ControlServer::OnGuestPortReadable(uint64_t guest_id) {
   Guest* g = guests_.Get(guest_id);
   if (!g) return;
+  LogScope log_scope(g->name, g->vf_bdf);
   absl::Status st = g->port->OnReadable();
   if (!st.ok() && mig_.KeepsGuest(*g)) {
     // COMMITTED: the shell left for the destination; its back end here is
@@ -582,6 +588,7 @@ void ControlServer::OnGuestPortReadable(uint64_t guest_id) {
 }
 
 void ControlServer::UpdateReadiness(Guest& g) {
+  LogScope log_scope(g.name, g.vf_bdf);
   if (!g.port) return;  // a reservation, or a committed guest whose shell left
   if (g.port->broken()) {
     CloseGuest(g.id, absl::StrCat("back end broken: ", g.port->broken_reason()), /*broken=*/true);
@@ -703,6 +710,7 @@ void ControlServer::CloseGuest(uint64_t guest_id, const std::string& why, bool b
   Guest* gp = guests_.Get(guest_id);
   if (!gp) return;
   Guest& g = *gp;
+  LogScope log_scope(g.name, g.vf_bdf);  // a copy: g is erased below
   vf_.OnGuestClosing(g, why);
   mig_.OnGuestClosing(g, why);
   want_vf_.erase(guest_id);

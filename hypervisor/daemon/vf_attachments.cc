@@ -90,6 +90,7 @@ void VfAttachments::Answer(const Pending& p, const absl::Status& st, const std::
 // ------------------------------------------------------------- guest side
 
 absl::Status VfAttachments::OnRegions(ControlChannel& ch, Guest& g, ControlFrame& f) {
+  LogScope log_scope(g.name, g.vf_bdf);  // common/log.h: the fields of every line below
   const uint64_t seq = f.env.seq();
   if (g.offer_id != 0) {
     SendError(ch, Error::UNEXPECTED,
@@ -134,6 +135,7 @@ absl::Status VfAttachments::OnRegions(ControlChannel& ch, Guest& g, ControlFrame
 }
 
 absl::Status VfAttachments::OnVfAccept(ControlChannel& ch, Guest& g, const Envelope& env) {
+  LogScope log_scope(g.name, g.vf_bdf);  // common/log.h: the fields of every line below
   const auto& a = env.vf_accept();
   if (IsStale(g, a.offer_id())) {
     NPA_LOG(Info, "control: guest %s: late vf_accept for offer %lu (already given up); ignored",
@@ -191,6 +193,7 @@ absl::Status VfAttachments::OnVfAccept(ControlChannel& ch, Guest& g, const Envel
 }
 
 absl::Status VfAttachments::OnRevokeDone(ControlChannel& ch, Guest& g, const Envelope& env) {
+  LogScope log_scope(g.name, g.vf_bdf);  // common/log.h: the fields of every line below
   const auto& d = env.revoke_done();
   // The guest's words, for logs only: bounded and single-line.
   std::string reason = d.reason().substr(0, 160);
@@ -243,6 +246,7 @@ absl::Status VfAttachments::OnRevokeDone(ControlChannel& ch, Guest& g, const Env
 }
 
 absl::Status VfAttachments::Release(Guest& g, const std::string& why, bool force, bool closing) {
+  LogScope log_scope(g.name, g.vf_bdf);  // common/log.h: the fields of every line below
   if (g.offer_id == 0) return absl::OkStatus();
   // Frames for g went through the VF (the shell announced its MAC there):
   // once back on the emulated path the uplink must announce it again.
@@ -348,6 +352,7 @@ absl::Status VfAttachments::StartAttach(Guest& g, const std::string& pci, uint32
         absl::StrCat("guest '", g.name, "' has announced no memory regions (region_announce)"));
   ControlChannel* ch = hooks_.channel ? hooks_.channel(g.session_fd) : nullptr;
   if (!ch) return absl::InternalError("guest session missing");
+  LogScope log_scope(g.name, pci);
   NPA_ASSIGN_OR_RETURN(VfManager::Offer o, vfs_->Attach(pci, g.id, g.name, *g.regions));
   const uint64_t offer_id = o.msg.offer_id();
   g.offer_id = offer_id;
@@ -378,6 +383,7 @@ absl::Status VfAttachments::StartAttach(Guest& g, const std::string& pci, uint32
 
 absl::Status VfAttachments::StartDetach(Guest& g, bool force, uint32_t timeout_ms, AdminWaiter w,
                                         std::string* done_message) {
+  LogScope log_scope(g.name, g.vf_bdf);  // common/log.h: the fields of every line below
   if (!vfs_) return absl::FailedPreconditionError("this agent has no VF pool (--vf)");
   std::string req_failed;
   // A detach that asks the guest is the arc VF_ACTIVE -> REVOKING.
@@ -471,6 +477,7 @@ void VfAttachments::CheckDeadlines() {
     Guest* g = guests_->Get(p.guest_id);
     if (!g || g->offer_id != p.offer_id) continue;
     const std::string bdf = g->vf_bdf;
+    LogScope log_scope(g->name, bdf);
     if (p.kind == Pending::kAttach) {
       std::string why = absl::StrCat("guest '", g->name, "' did not answer vf_offer for ", bdf,
                                      " in time; offer withdrawn");
@@ -490,6 +497,7 @@ void VfAttachments::CheckDeadlines() {
 }
 
 void VfAttachments::OnGuestClosing(Guest& g, const std::string& why) {
+  LogScope log_scope(g.name, g.vf_bdf);  // common/log.h: the fields of every line below
   for (auto it = pending_.begin(); it != pending_.end();) {
     if (it->guest_id == g.id) {
       Answer(*it, absl::AbortedError(absl::StrCat("guest '", g.name, "' closed: ", why)), "");

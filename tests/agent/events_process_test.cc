@@ -26,10 +26,16 @@ namespace {
 
 using Json = nlohmann::json;
 
-pid_t Spawn(std::vector<std::string> args, int out_fd) {
+pid_t Spawn(std::vector<std::string> args, int out_fd, const std::string& err_path = "",
+            const char* env = nullptr) {
   pid_t pid = fork();
   if (pid == 0) {
     if (out_fd >= 0) dup2(out_fd, STDOUT_FILENO);
+    if (!err_path.empty()) {
+      int e = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (e >= 0) dup2(e, STDERR_FILENO);
+    }
+    if (env) putenv(const_cast<char*>(env));
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -54,13 +60,14 @@ int WaitExit(pid_t pid, int ms) {
 
 class Agent {
  public:
-  Agent() {
+  // json_logs: NPA_LOG_FORMAT=json, level info, stderr kept in log_path().
+  explicit Agent(bool json_logs = false) {
     char tmpl[] = "/tmp/npa-events-test.XXXXXX";
     if (mkdtemp(tmpl)) dir_ = tmpl;
     ctl_ = dir_ + "/agent.sock";
     pid_ = Spawn({NPA_AGENT_BIN, "--control", ctl_, "--name", "events-under-test", "--mode", "switch",
-                  "--log-level", "warn"},
-                 -1);
+                  "--log-level", json_logs ? "info" : "warn"},
+                 -1, json_logs ? log_path() : "", json_logs ? "NPA_LOG_FORMAT=json" : nullptr);
     for (int i = 0; i < 500 && access((ctl_ + ".admin").c_str(), F_OK) != 0; i++) usleep(10000);
   }
   ~Agent() {
@@ -77,6 +84,7 @@ class Agent {
   }
   const std::string& ctl() const { return ctl_; }
   std::string admin() const { return ctl_ + ".admin"; }
+  std::string log_path() const { return dir_ + "/agent.log"; }
 
  private:
   std::string dir_, ctl_;
@@ -274,6 +282,55 @@ TEST(EventsProcessTest, AGuestSessionMayNotAskForEvents) {
     denied = f->env.has_error() && f->env.error().code() == control::Error::DENIED;
   }
   EXPECT_TRUE(denied);
+}
+
+// NPA_LOG_FORMAT=json: every line the agent writes is a JSON object, and
+// the lines about a guest carry its name as a field.
+TEST(EventsProcessTest, JsonLogLinesNameTheirGuest) {
+  Agent agent(/*json_logs=*/true);
+  {
+    auto s = ConnectUnix(agent.ctl(), 5000);
+    ASSERT_TRUE(s.ok()) << s.status();
+    ControlChannel ch(std::move(*s));
+    ASSERT_TRUE(ch.Send(Hello("evjson")).ok());
+    auto w = ch.ReceiveBlocking(5000);
+    ASSERT_TRUE(w.ok() && w->env.has_welcome());
+    agent::TestFrontend::Config cfg;
+    cfg.seal_memory = true;
+    auto fe = agent::TestFrontend::Create(std::move(w->fds[0]), cfg);
+    ASSERT_TRUE(fe.ok()) << fe.status();
+    ASSERT_TRUE((*fe)->Handshake().ok());
+    Npactl follow(agent.admin(), "events --follow --json");
+    std::vector<Json> seen;
+    ASSERT_FALSE(follow.Next("guest_up", 10000, &seen).is_null());
+    control::Envelope bye;
+    bye.mutable_bye()->set_reason("json log test");
+    ASSERT_TRUE(ch.Send(bye).ok());
+    ASSERT_FALSE(follow.Next("guest_down", 10000, &seen).is_null());
+  }
+  EXPECT_EQ(agent.Stop(), 0);
+  FILE* f = fopen(agent.log_path().c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  char line[8192];
+  int lines = 0, about_guest = 0;
+  while (fgets(line, sizeof line, f)) {
+    std::string l(line);
+    ASSERT_FALSE(l.empty());
+    ASSERT_EQ(l.back(), '\n') << l;
+    Json j = Json::parse(l);  // throws (the test fails) if a line is not JSON
+    lines++;
+    for (const char* k : {"time", "mono", "level", "component", "pid", "message"})
+      EXPECT_TRUE(j.contains(k)) << k << " missing: " << l;
+    EXPECT_EQ(j["component"], "npa-agent");
+    const std::string msg = j["message"];
+    if (msg.find("guest evjson") != std::string::npos || msg.find("[evjson]") != std::string::npos) {
+      about_guest++;
+      EXPECT_EQ(j.value("guest", ""), "evjson") << l;
+    }
+  }
+  fclose(f);
+  EXPECT_GT(lines, 3);
+  EXPECT_GE(about_guest, 3) << "attached, READY, RUNNING, closed are logged at info";
 }
 
 }  // namespace
