@@ -49,6 +49,38 @@ const VhostSessionEvent* EventOf(uint32_t request) {
   return nullptr;
 }
 
+// Requests of the vhost-user spec that this back end does not serve, and
+// why: each belongs to a feature it never offers, so a front end that
+// negotiated honestly never sends one. The log names the request and the
+// missing feature instead of a bare number.
+struct Unsupported {
+  uint32_t request;
+  const char* name;
+  const char* why;
+};
+constexpr Unsupported kUnsupported[] = {
+    {NPA_VHOST_USER_SET_LOG_BASE, "SET_LOG_BASE", "dirty logging (VHOST_F_LOG_ALL, LOG_SHMFD) is not offered"},
+    {NPA_VHOST_USER_SET_LOG_FD, "SET_LOG_FD", "dirty logging (VHOST_F_LOG_ALL, LOG_SHMFD) is not offered"},
+    {NPA_VHOST_USER_SEND_RARP, "SEND_RARP", "protocol feature RARP is not offered"},
+    {NPA_VHOST_USER_SET_BACKEND_REQ_FD, "SET_BACKEND_REQ_FD", "protocol feature BACKEND_REQ is not offered"},
+    {NPA_VHOST_USER_IOTLB_MSG, "IOTLB_MSG", "VIRTIO_F_IOMMU_PLATFORM is not offered"},
+    {NPA_VHOST_USER_SET_VRING_ENDIAN, "SET_VRING_ENDIAN", "legacy (pre-1.0) virtio is not supported"},
+    {NPA_VHOST_USER_GET_CONFIG, "GET_CONFIG", "protocol feature CONFIG is not offered"},
+    {NPA_VHOST_USER_SET_CONFIG, "SET_CONFIG", "protocol feature CONFIG is not offered"},
+    {NPA_VHOST_USER_GET_INFLIGHT_FD, "GET_INFLIGHT_FD", "protocol feature INFLIGHT_SHMFD is not offered"},
+    {NPA_VHOST_USER_SET_INFLIGHT_FD, "SET_INFLIGHT_FD", "protocol feature INFLIGHT_SHMFD is not offered"},
+    {NPA_VHOST_USER_RESET_DEVICE, "RESET_DEVICE", "protocol feature RESET_DEVICE is not offered"},
+    {NPA_VHOST_USER_GET_MAX_MEM_SLOTS, "GET_MAX_MEM_SLOTS", "protocol feature CONFIGURE_MEM_SLOTS is not offered"},
+    {NPA_VHOST_USER_ADD_MEM_REG, "ADD_MEM_REG", "protocol feature CONFIGURE_MEM_SLOTS is not offered"},
+    {NPA_VHOST_USER_REM_MEM_REG, "REM_MEM_REG", "protocol feature CONFIGURE_MEM_SLOTS is not offered"},
+};
+
+const Unsupported* FindUnsupported(uint32_t request) {
+  for (const Unsupported& u : kUnsupported)
+    if (u.request == request) return &u;
+  return nullptr;
+}
+
 bool IsEventFd(int fd) {
   char path[64], target[64];
   snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
@@ -142,7 +174,9 @@ absl::Status VhostSession::CheckHeader(const npa_vhost_user_hdr& hdr) const {
   } else if (hdr.flags & ~(NPA_VHOST_USER_VERSION_MASK | NPA_VHOST_USER_FLAG_NEED_REPLY)) {
     bad = absl::InvalidArgumentError(absl::StrFormat("header flags 0x%x (reply or unknown bits set)", hdr.flags));
   } else if (spec == nullptr) {
-    bad = absl::InvalidArgumentError(absl::StrCat("unknown or unsupported request ", hdr.request));
+    const Unsupported* u = FindUnsupported(hdr.request);
+    bad = u ? absl::InvalidArgumentError(absl::StrCat("request ", u->name, " is not supported: ", u->why))
+            : absl::InvalidArgumentError(absl::StrCat("unknown request ", hdr.request));
   } else if (hdr.size > kMaxPayload) {
     bad = absl::InvalidArgumentError(absl::StrCat("payload size ", hdr.size, " > ", kMaxPayload));
   }

@@ -127,7 +127,13 @@ TEST_F(VhostSessionTest, RejectsMalformedHeaders) {
             std::string::npos);
   EXPECT_NE(Msg(Do(NPA_VHOST_USER_GET_FEATURES, nullptr, 0, {}, 1 | 0x100)).find("flags"), std::string::npos);
   EXPECT_NE(Msg(Do(99, nullptr, 0)).find("unknown"), std::string::npos);
-  EXPECT_NE(Msg(Do(NPA_VHOST_USER_SET_LOG_BASE, nullptr, 0)).find("unknown"), std::string::npos);
+  // A request of the spec that needs a feature never offered is named,
+  // with the feature (QEMU's and DPDK's messages the agent does not serve).
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_SET_LOG_BASE, nullptr, 0)).find("SET_LOG_BASE is not supported: dirty logging"),
+            std::string::npos);
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_GET_CONFIG, nullptr, 0)).find("GET_CONFIG is not supported: protocol feature CONFIG"),
+            std::string::npos);
+  EXPECT_NE(Msg(Do(NPA_VHOST_USER_ADD_MEM_REG, nullptr, 0)).find("CONFIGURE_MEM_SLOTS"), std::string::npos);
   EXPECT_NE(Msg(Do(NPA_VHOST_USER_GET_FEATURES, nullptr, 300)).find("payload size 300"), std::string::npos);
 }
 
