@@ -18,6 +18,8 @@ extern "C" {
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -102,21 +104,6 @@ absl::StatusOr<int> ParseInt(absl::string_view what, absl::string_view text) {
 std::string DevPath(absl::string_view bdf, absl::string_view attr = "") {
   return attr.empty() ? absl::StrCat("bus/pci/devices/", bdf)
                       : absl::StrCat("bus/pci/devices/", bdf, "/", attr);
-}
-
-void JsonString(std::string& out, absl::string_view s) {
-  out.push_back('"');
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      absl::StrAppendFormat(&out, "\\u%04x", c);
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
 }
 
 }  // namespace
@@ -220,50 +207,53 @@ absl::StatusOr<PciFunction> DescribePciFunction(const SysfsRoot& sys, absl::stri
   return absl::NotFoundError(absl::StrCat("PCI function ", bdf, " not found under ", sys.Path("bus/pci")));
 }
 
-std::string PciFunctionToJson(const PciFunction& f) {
-  std::string o = "{\"bdf\":";
-  JsonString(o, f.bdf);
-  absl::StrAppendFormat(&o,
-                        ",\"vendor\":\"%04x\",\"device\":\"%04x\",\"subsystem_vendor\":\"%04x\","
-                        "\"subsystem_device\":\"%04x\",\"class\":\"%06x\",\"driver\":",
-                        f.vendor, f.device, f.subsystem_vendor, f.subsystem_device, f.class_code);
-  if (f.driver.empty()) o += "null"; else JsonString(o, f.driver);
-  o += ",\"driver_override\":";
-  if (f.driver_override.empty()) o += "null"; else JsonString(o, f.driver_override);
-  o += ",\"iommu_group\":";
-  o += f.iommu_group ? absl::StrCat(*f.iommu_group) : "null";
-  o += ",\"numa_node\":";
-  o += f.numa_node ? absl::StrCat(*f.numa_node) : "null";
-  o += ",\"sriov\":";
+namespace {
+
+// nlohmann::ordered_json (Debian's nlohmann-json3-dev) keeps the keys in the
+// order written, the order npactl and the lab have always printed; invalid
+// UTF-8 in a sysfs string (a driver name) becomes U+FFFD, not an exception.
+using Json = nlohmann::ordered_json;
+
+Json StrOrNull(const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); }
+
+Json FunctionJson(const PciFunction& f) {
+  Json o;
+  o["bdf"] = f.bdf;
+  o["vendor"] = absl::StrFormat("%04x", f.vendor);
+  o["device"] = absl::StrFormat("%04x", f.device);
+  o["subsystem_vendor"] = absl::StrFormat("%04x", f.subsystem_vendor);
+  o["subsystem_device"] = absl::StrFormat("%04x", f.subsystem_device);
+  o["class"] = absl::StrFormat("%06x", f.class_code);
+  o["driver"] = StrOrNull(f.driver);
+  o["driver_override"] = StrOrNull(f.driver_override);
+  o["iommu_group"] = f.iommu_group ? Json(*f.iommu_group) : Json(nullptr);
+  o["numa_node"] = f.numa_node ? Json(*f.numa_node) : Json(nullptr);
   if (f.sriov_capable) {
-    absl::StrAppend(&o, "{\"totalvfs\":", f.sriov_totalvfs, ",\"numvfs\":", f.sriov_numvfs, ",\"virtfns\":[");
-    for (size_t i = 0; i < f.virtfns.size(); ++i) {
-      if (i) o += ",";
-      JsonString(o, f.virtfns[i]);
-    }
-    o += "]}";
+    Json sr;
+    sr["totalvfs"] = f.sriov_totalvfs;
+    sr["numvfs"] = f.sriov_numvfs;
+    sr["virtfns"] = f.virtfns;
+    o["sriov"] = std::move(sr);
   } else {
-    o += "null";
+    o["sriov"] = nullptr;
   }
-  o += ",\"physfn\":";
-  if (f.physfn.empty()) o += "null"; else JsonString(o, f.physfn);
-  o += ",\"reset_methods\":[";
-  for (size_t i = 0; i < f.reset_methods.size(); ++i) {
-    if (i) o += ",";
-    JsonString(o, f.reset_methods[i]);
-  }
-  o += "]}";
+  o["physfn"] = StrOrNull(f.physfn);
+  o["reset_methods"] = f.reset_methods;
   return o;
 }
 
+std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+}  // namespace
+
+std::string PciFunctionToJson(const PciFunction& f) { return Dump(FunctionJson(f)); }
+
 std::string PciFunctionsToJson(const std::vector<PciFunction>& fns) {
-  std::string o = "{\"functions\":[";
-  for (size_t i = 0; i < fns.size(); ++i) {
-    if (i) o += ",";
-    o += PciFunctionToJson(fns[i]);
-  }
-  o += "]}";
-  return o;
+  Json all = Json::array();
+  for (const PciFunction& f : fns) all.push_back(FunctionJson(f));
+  Json o;
+  o["functions"] = std::move(all);
+  return Dump(o);
 }
 
 }  // namespace npa::agent::vf

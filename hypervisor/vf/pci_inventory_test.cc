@@ -2,6 +2,7 @@
 #include "hypervisor/vf/pci_inventory.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "tests/support/fake_sysfs.h"
 #include "hypervisor/vf/vf_bind.h"
@@ -114,7 +115,14 @@ TEST(PciInventory, Json) {
   PciFunction f;
   f.bdf = "0000:00:00.0";
   f.driver = "we\"ird\n";
-  EXPECT_NE(PciFunctionToJson(f).find(R"("driver":"we\"ird\u000a")"), std::string::npos);
+  EXPECT_NE(PciFunctionToJson(f).find(R"("driver":"we\"ird\n")"), std::string::npos)
+      << PciFunctionToJson(f);
+  // What a JSON reader gets back is the string itself, whatever sysfs held.
+  f.driver_override = "bad\xff utf-8";
+  auto parsed = nlohmann::json::parse(PciFunctionToJson(f));
+  EXPECT_EQ(parsed["driver"], "we\"ird\n");
+  EXPECT_EQ(parsed["driver_override"], "bad\xef\xbf\xbd utf-8") << "invalid UTF-8 becomes U+FFFD";
+  EXPECT_TRUE(parsed["sriov"].is_null());
 }
 
 }  // namespace
