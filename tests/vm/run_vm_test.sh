@@ -32,8 +32,10 @@
 # peer's npa-vm-udp: COUNT datagrams each way, sequence-numbered.
 #
 # Checks: ping answered, the peer's MAC in the VM's ARP table and the VM's in
-# the peer's, 0 lost, 0 duplicated, 0 corrupt both ways, the agent alive and
-# its log free of rejected vhost-user messages. Prints the figures.
+# the peer's, 0 lost, 0 duplicated, 0 corrupt both ways, the agent alive, its
+# log free of rejected vhost-user messages and of sanitizer reports, exit 0 on
+# SIGTERM. The agent runs with --require-sealed-memory: QEMU's memfd backend
+# seals by default. Prints the figures.
 # Exit 0 pass, 1 fail, 2 setup error (missing tool or kernel). Everything it
 # made (namespace, TAP, QEMU, agent, peer, files) goes on every exit path.
 set -uo pipefail
@@ -75,7 +77,7 @@ VM_MAC=52:54:00:56:4d:02
 VM_IP=10.99.0.2 PEER_IP=10.99.0.1 VM_PORT=7001 PEER_PORT=7002
 APID="" QPID="" PPID_UDP=""
 
-stop_pid() {  # pid: TERM, bounded wait (5 s), KILL
+stop_pid() {  # pid: TERM, bounded wait (5 s), KILL; returns its exit status
   local p="$1" _
   [ -n "$p" ] || return 0
   kill -TERM "$p" 2>/dev/null || return 0
@@ -146,7 +148,7 @@ ip -n "$NS" link set lo up
 # deadline must cover the boot (TCG on a loaded machine).
 start_agent() {  # the agent, its TAP up with the peer's address (appends to agent.log)
   ip netns exec "$NS" timeout -k 5 170 "$AGENT" --control "$CTL" --vhost-user "$SOCK" --tap "$TAP" \
-    --mode switch --name vmtest --restart-roster none --negotiate-timeout 120000 \
+    --mode switch --name vmtest --restart-roster none --negotiate-timeout 120000 --require-sealed-memory \
     --log-level "${NPA_VM_AGENT_LOG:-info}" \
     >>"$RUN/agent.log" 2>&1 &
   APID=$!
@@ -215,7 +217,8 @@ if [ $RECONNECT = 1 ] && grep -q '^VMTEST net-up' "$CONSOLE" 2>/dev/null; then
   done
   if grep -q '^VMTEST reconnect-wait' "$CONSOLE" 2>/dev/null; then
     log "restarting npa-agent (SIGTERM, pid $APID)"
-    stop_pid "$APID"; APID=""
+    stop_pid "$APID"; arc=$?; APID=""
+    [ $arc = 0 ] || fail "npa-agent exit status $arc on SIGTERM (before the restart)"
     echo "---- agent restarted" >>"$RUN/agent.log"
     start_agent
     log "npa-agent restarted (pid $APID)"
@@ -277,6 +280,13 @@ if [ -n "$NPACTL" ]; then
     fail "npactl agent: the uplink dropped frames (or no answer)"
 fi
 kill -0 "$APID" 2>/dev/null || fail "npa-agent died"
+# A planned stop: exit 0, and nothing from the sanitizers (an ASan build).
+stop_pid "$APID"; arc=$?; APID=""
+[ $arc = 0 ] || fail "npa-agent exit status $arc on SIGTERM"
+if grep -qE 'Sanitizer|runtime error' "$RUN/agent.log"; then
+  fail "sanitizer report in the agent's log:"
+  grep -E -A5 'Sanitizer|runtime error' "$RUN/agent.log" | head -20 | sed 's/^/  agent: /'
+fi
 if grep -E 'rejected|broken|unsupported' "$RUN/agent.log" >/dev/null; then
   fail "the agent rejected part of QEMU's vhost-user session:"
   grep -E 'rejected|broken|unsupported' "$RUN/agent.log" | head -10 | sed 's/^/  agent: /'
