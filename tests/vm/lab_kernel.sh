@@ -7,6 +7,7 @@
 #
 #   . tests/vm/lab_kernel.sh
 #   lab_kernel_prepare || exit 2        # sets LAB_KPKG LAB_KVER LAB_KDIR LAB_KERNEL LAB_MODROOT
+#                                       # (LAB_PREFER_CACHED=1: an extracted one first)
 #   lab_module_order virtio_pci virtio_net || exit 2   # sets LAB_MOD_ORDER (names), LAB_KO[name]=path
 #
 # The extraction list and the PVH vmlinux step are run_lab.sh's ("guest
@@ -17,7 +18,16 @@ LAB_WORK="${NPA_LAB_WORK:-/var/tmp/npa-lab}"
 
 lab_kernel_prepare() {
   mkdir -p "$LAB_WORK"/{pkgs,kernel,logs} || return 2
-  LAB_KPKG="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
+  LAB_KPKG=""
+  # LAB_PREFER_CACHED=1: a kernel already extracted (the newest) is used
+  # without asking apt which one is current (apt-cache takes seconds on a
+  # loaded machine); the lab itself always asks.
+  if [ "${LAB_PREFER_CACHED:-0}" = 1 ]; then
+    LAB_KPKG="$(ls -1v "$LAB_WORK/kernel" 2>/dev/null | while read -r v; do
+      [ -f "$LAB_WORK/kernel/$v/.ready2" ] && echo "linux-image-$v"; done | tail -1)"
+  fi
+  [ -n "$LAB_KPKG" ] ||
+    LAB_KPKG="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
   if [ -z "$LAB_KPKG" ]; then
     # Offline or no package lists: whatever kernel is cached.
     LAB_KPKG="$(ls -1 "$LAB_WORK/kernel" 2>/dev/null | sed -n 's/^/linux-image-/p' | tail -1)"

@@ -115,7 +115,7 @@ BUSYBOX="$(dpkg -L busybox-static | grep -m1 '/bin/busybox$')"
 
 # ------------------------------------------------------------------ kernel
 . "$HERE/lab_kernel.sh"
-lab_kernel_prepare || exit 2
+LAB_PREFER_CACHED=1 lab_kernel_prepare || exit 2
 lab_module_order virtio_pci virtio_net || exit 2
 
 # ------------------------------------------------------------------ initramfs
