@@ -41,7 +41,7 @@ const char kUsage[] =
     "\n"
     "SYNOPSIS\n"
     "    npa-agent [--config FILE] [--control PATH] [--admin PATH] [--vhost-user PATH]...\n"
-    "              [--tap NAME]\n"
+    "              [--tap NAME [--tap-persist]]\n"
     "              [--mode switch|sink|loopback] [--cpu N] [--burst N]\n"
     "              [--name NAME] [--mtu N] [--log-level LEVEL]\n"
     "              [--vf PCI[,reset=METHOD]]... [--vf-restore-driver]\n"
@@ -103,6 +103,13 @@ const char kUsage[] =
     "                       uplink, with IFF_VNET_HDR, and bring it up. Without\n"
     "                       it the agent has no uplink: guests reach only each\n"
     "                       other.\n"
+    "    --tap-persist      make the TAP persistent (TUNSETPERSIST): it stays,\n"
+    "                       in its bridge, with its addresses, when the agent\n"
+    "                       exits, is killed or is upgraded, and the next agent\n"
+    "                       attaches to it. Frames the bridge sends it while no\n"
+    "                       agent runs are dropped by the kernel and counted in\n"
+    "                       its TX dropped (ip -s link). Remove it with\n"
+    "                       ip link del NAME.\n"
     "    --mode MODE        switch (default): MAC-learning switch between guests\n"
     "                       and the uplink. sink: consume and count guest TX (a\n"
     "                       benchmark peer). loopback: reflect each guest's TX\n"
@@ -225,6 +232,7 @@ int main(int argc, char** argv) {
   ControlServer::Options copt;
   Dataplane::Options dopt;
   std::string tap;
+  bool tap_persist = false;
   bool control_given = false;
   VfManager::Options vopt;
   bool require_sealed = false;
@@ -321,6 +329,8 @@ int main(int argc, char** argv) {
     } else if (a == "--tap") {
       if (!value(&v) || !*v) return Usage("--tap needs an interface name");
       tap = v;
+    } else if (a == "--tap-persist") {
+      tap_persist = true;
     } else if (a == "--mode") {
       if (!value(&v)) return Usage("--mode needs switch, sink or loopback");
       auto m = ParseDataplaneMode(v);
@@ -424,11 +434,13 @@ int main(int argc, char** argv) {
       NPA_LOG(Warn, "mkdir /run/npa: %s", strerror(errno));
   }
 
+  if (tap_persist && tap.empty()) return Usage("--tap-persist needs --tap NAME");
   std::unique_ptr<TapUplink> uplink;
   if (!tap.empty()) {
     TapUplink::Options topt;
     topt.name = tap;
     topt.mtu = copt.mtu;
+    topt.persist = tap_persist;
     auto up = TapUplink::Create(topt);
     if (!up.ok()) {
       NPA_LOG(Error, "create TAP uplink %s: %s", tap.c_str(),

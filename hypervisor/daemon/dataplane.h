@@ -42,7 +42,7 @@
 //   Dataplane::HeldFrames h = dp.ReleaseMac(mac);   // send h.frames to B
 //   // on B, after the resume:
 //   uint64_t lost = dp.InjectRx(guest_id, std::move(h.frames));
-//   dp.SendOnUplink(BuildRarpAnnounce(mac));         // not blocking
+//   dp.SendOnUplink(BuildRarpAnnounce(mac));         // at once, not blocking
 // Held and injected frames are strings of kHeldFrameHdrLen bytes of
 // virtio_net_hdr_v1 (the offload metadata the frame came with; zeros when
 // none) followed by the Ethernet frame. Non-held traffic pays one
@@ -157,11 +157,13 @@ class Dataplane {
   // delivered (no such guest, no room, malformed, or not running); they are
   // counted in inject_failed, never silently dropped. Waits (bounded, ~2 s).
   uint64_t InjectRx(PortId guest, std::vector<std::string> frames);
-  // Queues one Ethernet frame (no virtio header) for the uplink; the
-  // dataplane sends it on its next loop. Does not wait for it.
+  // Sends one Ethernet frame (no virtio header) the agent made (a RARP) on
+  // the uplink at once, from the calling thread: one non-blocking write on
+  // the TAP (TapUplink::SendDirect), not a handoff to the dataplane's next
+  // loop, so an announcement leaves within microseconds of the decision.
   // kFailedPrecondition without an uplink, kInvalidArgument for a frame
-  // shorter than 14 bytes or longer than the uplink's room,
-  // kResourceExhausted when kMaxUplinkControlFrames are already waiting.
+  // shorter than 14 bytes or longer than the uplink's room, kUnavailable
+  // when the TAP's queue is full (counted in uplink_dropped).
   absl::Status SendOnUplink(std::span<const uint8_t> frame);
 
   // The restart gate (docs/security.md "Agent restart"): while held, the

@@ -136,29 +136,21 @@ void ControlQueue::FailAll() {
 }
 
 absl::Status ControlQueue::SendOnUplink(std::span<const uint8_t> frame, bool running) {
+  (void)running;  // the TAP takes a direct write from any thread, running or not
   if (uplink_ == nullptr) return absl::FailedPreconditionError("dataplane: no uplink to send on");
-  if (frame.size() < 14 || frame.size() > uplink_->frame_room())
-    return absl::InvalidArgumentError(absl::StrCat("dataplane: uplink frame of ", frame.size(),
-                                                   " bytes (must be 14..",
-                                                   uplink_->frame_room(), ")"));
-  std::lock_guard<std::mutex> l(mu_);
-  if (!running) {
-    // No dataplane thread owns the uplink now: send from here.
-    iovec seg{const_cast<uint8_t*>(frame.data()), frame.size()};
-    PacketRef p{nullptr, &seg, 1, static_cast<uint32_t>(frame.size())};
-    if (uplink_->Send(&p, 1) != 1)
-      return absl::UnavailableError(absl::StrCat("dataplane: uplink ", uplink_->name(),
-                                                 " did not take the frame"));
+  // Written at once from the calling (control) thread, not queued for the
+  // dataplane's next loop: a migrated guest's first RARP must leave within a
+  // millisecond of its path going live, and a dataplane that sleeps or waits
+  // for a CPU can take longer (TapUplink::SendDirect).
+  absl::Status s = uplink_->SendDirect(frame);
+  if (s.ok()) {
     uplink_control_.fetch_add(1, std::memory_order_relaxed);
-    return absl::OkStatus();
+  } else if (!absl::IsInvalidArgument(s)) {
+    uplink_dropped_.fetch_add(1, std::memory_order_relaxed);
   }
-  if (uplink_frames_.size() >= kMaxUplinkControlFrames)
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "dataplane: ", kMaxUplinkControlFrames, " frames already wait for uplink ", uplink_->name()));
-  uplink_frames_.emplace_back(reinterpret_cast<const char*>(frame.data()), frame.size());
-  pending_.store(true, std::memory_order_release);
-  Wake();
-  return absl::OkStatus();
+  if (absl::IsInvalidArgument(s))
+    return absl::InvalidArgumentError(absl::StrCat("dataplane: ", s.message()));
+  return s;
 }
 
 uint32_t ControlQueue::ServiceInject(InjectJob& j, uint64_t now_ns, uint16_t burst,
@@ -218,17 +210,6 @@ uint32_t ControlQueue::Service(uint64_t now_ns, uint16_t burst,
                                absl::FunctionRef<GuestPort*(PortId)> port_of) {
   uint32_t moved = 0;
   std::lock_guard<std::mutex> l(mu_);
-  for (const std::string& f : uplink_frames_) {
-    iovec seg{const_cast<char*>(f.data()), f.size()};
-    PacketRef p{nullptr, &seg, 1, static_cast<uint32_t>(f.size())};
-    if (uplink_ != nullptr && uplink_->Send(&p, 1) == 1) {
-      uplink_control_.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      uplink_dropped_.fetch_add(1, std::memory_order_relaxed);  // the uplink counted it too
-    }
-    moved++;
-  }
-  uplink_frames_.clear();
   for (auto it = injects_.begin(); it != injects_.end();) {
     InjectJob& j = **it;
     moved += ServiceInject(j, now_ns, burst, port_of(j.guest));

@@ -55,8 +55,6 @@ inline constexpr size_t kHeldFrameHdrLen = kNetHdrLen;
 // Bytes one held MAC may keep (headers included), whatever max_frames says:
 // 1024 full-size TSO frames, or ~22k MTU-sized ones.
 inline constexpr size_t kMaxHeldBytes = 64ull << 20;
-// Frames queued by SendOnUplink and not yet sent.
-inline constexpr size_t kMaxUplinkControlFrames = 64;
 // An injection (or the loopback's hold) gives up after this long without
 // progress.
 inline constexpr uint64_t kMaxHoldNs = 100'000'000;
@@ -120,13 +118,14 @@ class ControlQueue {
   // room for kMaxHoldNs, malformed). Returns how many were not delivered
   // (counted in inject_failed). running false: all fail at once.
   uint64_t Inject(PortId guest, std::vector<std::string> frames, bool running);
-  // Queues one Ethernet frame (no virtio header) for the uplink; running
-  // false: sent from here. Errors as Dataplane::SendOnUplink.
+  // Sends one Ethernet frame (no virtio header) on the uplink at once, from
+  // the calling thread (TapUplink::SendDirect), whether or not the dataplane
+  // runs. Errors as Dataplane::SendOnUplink.
   absl::Status SendOnUplink(std::span<const uint8_t> frame, bool running);
   // After the dataplane thread stopped: every pending injection fails.
   void FailAll();
 
-  // Dataplane thread. Sends the uplink frames, moves injections along;
+  // Dataplane thread. Moves injections along;
   // returns frames moved. port_of: the guest's port, null if not a member.
   uint32_t Service(uint64_t now_ns, uint16_t burst, absl::FunctionRef<GuestPort*(PortId)> port_of);
 
@@ -151,7 +150,6 @@ class ControlQueue {
   std::condition_variable cv_;
   std::atomic<bool> pending_{false};
   std::vector<std::shared_ptr<InjectJob>> injects_;  // under mu_
-  std::vector<std::string> uplink_frames_;           // under mu_
   std::atomic<uint64_t> injected_{0}, inject_failed_{0}, uplink_control_{0}, uplink_dropped_{0};
 };
 

@@ -308,6 +308,8 @@ TEST(DataplaneUplinkTest, SendOnUplinkReachesTheWireWithoutBlocking) {
     if (!dp.Start().ok()) _exit(6);
     auto f = BuildRarpAnnounce(std::span<const uint8_t, 6>(M(7)));
     if (!dp.SendOnUplink(f).ok()) _exit(7);
+    // Sent by this thread before the call returned, not left for the loop.
+    if (dp.counters().uplink_control != 1) _exit(12);
     if (dp.SendOnUplink(std::span<const uint8_t>(f.data(), 10)).code() !=
         absl::StatusCode::kInvalidArgument)
       _exit(8);
