@@ -64,7 +64,7 @@ if [ $EMULATED = 0 ]; then
   if [ -z "${NPA_NO_BUILD:-}" ]; then
     say "building the lab's programs and plug-ins into $BUILD"
     [ -f "$BUILD/build.ninja" ] || cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-    ninja -C "$BUILD" npa-lab-vf-probe npa_vf_test npa-lab-agent npa-lab-npactl npa-lab-story \
+    ninja -C "$BUILD" npa-lab-vf-probe npa_vf_test copy_npa-lab-agent copy_npa-lab-npactl npa-lab-story \
       npa_plugin_virtio_net npa_plugin_e1000e >/dev/null
   fi
   if [ $STORY = 0 ]; then

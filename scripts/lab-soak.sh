@@ -35,7 +35,7 @@ case "$cycles" in ''|*[!0-9]*) echo "lab-soak: --cycles must be a whole number, 
 [ "$(id -u)" = 0 ] || { echo "lab-soak: the lab needs root" >&2; exit 2; }
 if [ $do_build = 1 ]; then
   [ -f "$build/build.ninja" ] || { echo "lab-soak: $build is not a configured build dir (cmake -S $src -B $build -G Ninja)" >&2; exit 2; }
-  ninja -C "$build" -j"${NPA_JOBS:-2}" npa-lab-vf-probe npa_vf_test npa-lab-agent npa-lab-npactl \
+  ninja -C "$build" -j"${NPA_JOBS:-2}" npa-lab-vf-probe npa_vf_test copy_npa-lab-agent copy_npa-lab-npactl \
     npa-lab-shell-vf npa_plugin_virtio_net >"$build/lab-soak.build.log" 2>&1 ||
     { echo "lab-soak: build failed, see $build/lab-soak.build.log"; tail -20 "$build/lab-soak.build.log"; exit 1; }
 fi

@@ -44,6 +44,7 @@ const char kUsage[] =
     "              [--tap NAME [--tap-persist]]\n"
     "              [--mode switch|sink|loopback] [--cpu N] [--burst N]\n"
     "              [--name NAME] [--mtu N] [--log-level LEVEL]\n"
+    "              [--log-format text|json]\n"
     "              [--vf PCI[,reset=METHOD]]... [--vf-restore-driver]\n"
     "              [--vf-accept-timeout MS] [--vf-revoke-timeout MS] [--vf-force-grace MS]\n"
     "              [--require-sealed-memory] [--max-guest-memory BYTES] [--max-guests N]\n"
@@ -122,6 +123,9 @@ const char kUsage[] =
     "                       (default 1500).\n"
     "    --log-level L      error, warn, info (default) or debug. Also\n"
     "                       NPA_LOG_LEVEL. Logs go to stderr.\n"
+    "    --log-format F     text (default) or json: one JSON object per line,\n"
+    "                       with guest and vf as fields on the lines that\n"
+    "                       concern one. Also NPA_LOG_FORMAT.\n"
     "    --vf PCI[,reset=M] put PCI function PCI in the VF pool (repeatable):\n"
     "                       npactl vf attach may then bind it to vfio-pci and\n"
     "                       offer it to a guest. reset=M writes sysfs\n"
@@ -405,6 +409,11 @@ int main(int argc, char** argv) {
       else if (l == "info") npa::SetLogLevel(npa::LogLevel::kInfo);
       else if (l == "debug") npa::SetLogLevel(npa::LogLevel::kDebug);
       else return Usage("unknown --log-level (want error, warn, info or debug)", v);
+    } else if (a == "--log-format") {
+      if (!value(&v)) return Usage("--log-format needs text or json");
+      npa::LogFormat f;
+      if (!npa::ParseLogFormat(v, &f)) return Usage("unknown --log-format (want text or json)", v);
+      npa::SetLogFormat(f);
     } else {
       return Usage("unknown argument", a.c_str());
     }
