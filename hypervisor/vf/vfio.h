@@ -1,7 +1,7 @@
 // hypervisor/vf/vfio.h — the one VFIO host library of npa (target npa_vfio):
 // the type1 container, IOMMU groups, devices, DMA maps and interrupt wiring,
 // RAII and Status-based. The agent (RealVfioLayer, vfio_layer.h), npa-conform
-// (tests/conform) and the lab programs (tests/lab) all open devices through
+// (conform/) and the lab programs (tests/lab) all open devices through
 // it; nothing else in the tree issues container or IOMMU ioctls. It needs
 // only npa_common: no libpci, no sysfs seam.
 //
