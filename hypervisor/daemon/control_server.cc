@@ -418,7 +418,7 @@ void ControlServer::UpdateReadiness(Guest& g) {
     }
     if (!step(GuestState::kRunning)) return;
     NPA_LOG(Info, "control: guest %s: resumed, RUNNING", g.name.c_str());
-    Publish(EventKind::kMigrationIn, g, "resumed with its ticket");
+    Publish(EventKind::kMigrationIn, g, "resumed with its ticket", mig_.SinceReservedNs(g.id));
     Publish(EventKind::kGuestUp, g, "resumed");
     OnGuestRunning(g);
     mig_.OnResumed(g);

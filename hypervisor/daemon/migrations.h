@@ -208,6 +208,9 @@ class Migrations : public migration::DestinationHandler {
   absl::StatusOr<Guest*> ClaimTicket(const control::Hello& h);
   // A guest that was RESUMING is RUNNING (every ring ready).
   void OnResumed(Guest& g);
+  // On B: ns from the slot's reservation (the offer) to now, for the
+  // migration_in event's duration; 0 when guest_id is no migration's here.
+  uint64_t SinceReservedNs(uint64_t guest_id);
 
   // ---- destination: any thread (the listener's)
   absl::StatusOr<control::MigrationAccept> OnOffer(const control::MigrationState& state,

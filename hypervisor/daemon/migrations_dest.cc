@@ -142,6 +142,7 @@ absl::StatusOr<control::MigrationAccept> Migrations::Reserve(const control::Migr
   d->ticket = ticket;
   d->state = st;
   d->hold_end_ms = MonotonicMs() + opts_.hold_ms;
+  d->reserved_ns = MonotonicNs();
   dests_.emplace(d->id, std::move(d));
   NPA_LOG(Info, "migrate: guest %s from %s: slot reserved (guest id %lu, hold %u ms)",
           st.name().c_str(), peer.c_str(), static_cast<unsigned long>(gid), opts_.hold_ms);
@@ -330,6 +331,11 @@ migration::ListenerOptions Migrations::listener_options() const {
   migration::ListenerOptions o;
   o.handshake_timeout_ms = static_cast<int>(opts_.handshake_timeout_ms);
   return o;
+}
+
+uint64_t Migrations::SinceReservedNs(uint64_t guest_id) {
+  const Dest* d = DestByGuest(guest_id);
+  return d == nullptr || d->reserved_ns == 0 ? 0 : MonotonicNs() - d->reserved_ns;
 }
 
 void Migrations::OnResumed(Guest& g) {

@@ -78,6 +78,7 @@ struct Migrations::Dest {
   control::MigrationState state;     // the offer's, then the commit's
   migration::DestMigration m;
   uint64_t hold_end_ms = 0;
+  uint64_t reserved_ns = 0;          // MonotonicNs when the slot was reserved (the offer)
   std::vector<std::string> late;     // until the resume
   uint64_t late_received = 0, late_delivered = 0, late_lost = 0;
   bool late_last = false;

@@ -484,6 +484,17 @@ TEST_F(MigrationsTest, MovesTheGuestAndItsLateFrames) {
   ASSERT_EQ(got.size(), static_cast<size_t>(kLate));  // each once, in order
   for (int i = 0; i < kLate; i++) EXPECT_EQ(got[i].back(), 0xa0 + i);
   EXPECT_EQ(b_->srv().migrations().num_destinations() + a_->srv().migrations().num_sources(), 0u);
+  // B's migration_in carries the time from its reservation to the resume
+  // (the destination's migration histogram is fed from it).
+  bool seen = false;
+  for (const AgentEvent& e : b_->srv().events().Recent()) {
+    if (e.kind != EventKind::kMigrationIn) continue;
+    seen = true;
+    EXPECT_EQ(e.guest, "g1");
+    EXPECT_GT(e.duration_ns, 0u);
+    EXPECT_LT(e.duration_ns, 60'000'000'000ull);
+  }
+  EXPECT_TRUE(seen) << "no migration_in on B";
 }
 
 TEST_F(MigrationsTest, DestinationWithoutAFreeSlotRefusesAndTheGuestStays) {

@@ -264,6 +264,9 @@ absl::Status VfAttachments::Release(Guest& g, const std::string& why, bool force
     Emit(EventKind::kRevokeDone, g, bdf, why, rs == revoke_start_ns_.end() ? 0 : MonotonicNs() - rs->second);
   }
   revoke_start_ns_.erase(g.id);
+  // The teardown of a released VF resets it first (VfManager::Teardown);
+  // a teardown that failed is not counted as one.
+  if (td.ok()) Emit(EventKind::kVfReset, g, bdf, "VFIO_DEVICE_RESET at release");
   Emit(EventKind::kVfReleased, g, bdf,
        td.ok() ? why : absl::StrCat(why, "; teardown: ", td.message()));
   g.offer_id = 0;
@@ -377,6 +380,9 @@ absl::Status VfAttachments::StartAttach(Guest& g, const std::string& pci, uint32
   pending_.push_back(Pending{Pending::kAttach, g.id, offer_id, MonotonicMs() + timeout_ms, w});
   NPA_LOG(Info, "control: guest %s: offered VF %s (offer %lu), waiting %u ms for vf_accept",
           g.name.c_str(), g.vf_bdf.c_str(), static_cast<unsigned long>(offer_id), timeout_ms);
+  // VfManager::Attach resets the function after mapping, before any offer
+  // (vf_manager.h, MAPPED): a successful attach is one reset.
+  Emit(EventKind::kVfReset, g, g.vf_bdf, "VFIO_DEVICE_RESET before the offer");
   Emit(EventKind::kVfAttach, g, g.vf_bdf, absl::StrCat("offer ", offer_id));
   return absl::OkStatus();
 }

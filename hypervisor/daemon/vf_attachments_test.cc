@@ -72,8 +72,9 @@ TEST_F(VfAttachmentsTest, AttachAndRevokePublishTheirEventsInOrder) {
     }
     if (e.kind == EventKind::kRevokeDone) revoke_ns = e.duration_ns;
   }
-  EXPECT_EQ(kinds, (std::vector<std::string>{"guest_up", "vf_attach", "vf_accept", "revoke_begin",
-                                             "revoke_done", "vf_released", "fallback"}));
+  EXPECT_EQ(kinds, (std::vector<std::string>{"guest_up", "vf_reset", "vf_attach", "vf_accept",
+                                             "revoke_begin", "revoke_done", "vf_reset",
+                                             "vf_released", "fallback"}));
   EXPECT_GE(revoke_ns, 2000000u) << "revoke_done carries the time since revoke_begin";
 
   control::AdminRequest req;
