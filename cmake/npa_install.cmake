@@ -12,8 +12,8 @@
 #   _SYSCONFDIR (/etc for the prefixes / and /usr, else PREFIX/etc, as
 #   GNUInstallDirs does), NPA_CONFIG_FILE (SYSCONFDIR/npa/agent.conf),
 #   NPA_UNIT_DIR (PREFIX/lib/systemd/system, where systemd looks for /usr
-#   and /usr/local), and, unchanged from the build, NPA_PLUGIN_INSTALL_DIR
-#   (compiled into the shell) and PROJECT_VERSION.
+#   and /usr/local), NPA_PLUGIN_INSTALL_DIR (PREFIX/lib/npa/plugins when it
+#   is relative, as by default, else unchanged) and PROJECT_VERSION.
 # DESTINATION may use @NPA_I_LIBDIR@, @NPA_I_SYSCONFDIR@, @NPA_I_UNITDIR@.
 function(npa_install_generated template name destination)
   set(src ${CMAKE_SOURCE_DIR}/${template})
@@ -35,6 +35,9 @@ block(PROPAGATE CMAKE_INSTALL_MANIFEST_FILES)
   set(NPA_CONFIG_FILE \"\${CMAKE_INSTALL_FULL_SYSCONFDIR}/npa/agent.conf\")
   set(NPA_UNIT_DIR \"\${p}/lib/systemd/system\")
   set(NPA_PLUGIN_INSTALL_DIR \"${NPA_PLUGIN_INSTALL_DIR}\")
+  if(NOT IS_ABSOLUTE \"\${NPA_PLUGIN_INSTALL_DIR}\")
+    set(NPA_PLUGIN_INSTALL_DIR \"\${p}/\${NPA_PLUGIN_INSTALL_DIR}\")
+  endif()
   set(PROJECT_VERSION \"${PROJECT_VERSION}\")
   # One directory per destination: two installs at once (install_sdk and
   # package_deb under ctest -j) must not write each other's file.

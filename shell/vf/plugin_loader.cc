@@ -23,6 +23,11 @@
 #ifndef NPA_PLUGIN_DIR
 #define NPA_PLUGIN_DIR "/usr/local/lib/npa/plugins"
 #endif
+// Relative to the directory libnpa_shell.so is loaded from; "" turns the
+// lookup beside the library off (an absolute NPA_PLUGIN_INSTALL_DIR).
+#ifndef NPA_PLUGIN_RELDIR
+#define NPA_PLUGIN_RELDIR "npa/plugins"
+#endif
 
 namespace npa::shell {
 
@@ -349,7 +354,36 @@ bool Matches(const LoadedPlugin& plugin, const PciIdentity& id) {
 // ---------------------------------------------------------------------------
 // Discovery
 
-const char* InstalledPluginDir() { return NPA_PLUGIN_DIR; }
+std::string PluginDirBeside(absl::string_view object_path, absl::string_view reldir,
+                            absl::string_view fallback) {
+  // A relative name (a main program started by a relative path) says
+  // nothing reliable about where the tree is.
+  const size_t slash = object_path.rfind('/');
+  if (reldir.empty() || object_path.empty() || object_path[0] != '/' ||
+      slash == absl::string_view::npos) {
+    return std::string(fallback);
+  }
+  std::string dir = absl::StrCat(object_path.substr(0, slash + 1), reldir);
+  struct stat st {};
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return std::string(fallback);
+  return dir;
+}
+
+const std::string& InstalledPluginDir() {
+  // dladdr on this very function names the object the loader ran: the
+  // installed libnpa_shell.so.1 (a package's /usr/lib, a --prefix tree,
+  // a DESTDIR root), or the program that links the loader statically. The
+  // plug-ins install beside the library (NPA_PLUGIN_INSTALL_DIR relative to
+  // the libdir), so the shell finds them wherever the tree was put. Every
+  // candidate still passes the file-trust check before it is read.
+  static const std::string dir = [] {
+    Dl_info info{};
+    const char* object = nullptr;
+    if (dladdr(reinterpret_cast<void*>(&PluginDirBeside), &info) != 0) object = info.dli_fname;
+    return PluginDirBeside(object != nullptr ? object : "", NPA_PLUGIN_RELDIR, NPA_PLUGIN_DIR);
+  }();
+  return dir;
+}
 
 std::vector<std::string> PluginSearchDirs(const char* npa_plugin_path) {
   std::vector<std::string> dirs;

@@ -43,6 +43,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "npa/plugin.h"
 
 namespace npa::shell {
@@ -163,8 +164,16 @@ bool Matches(const LoadedPlugin& plugin, const PciIdentity& id);
 // installed plug-in directory. The no-argument form reads NPA_PLUGIN_PATH.
 std::vector<std::string> PluginSearchDirs(const char* npa_plugin_path);
 std::vector<std::string> PluginSearchDirs();
-// The installed plug-in directory this shell was built with.
-const char* InstalledPluginDir();
+// The installed plug-in directory: NPA_PLUGIN_RELDIR beside the object this
+// code was loaded from (libnpa_shell.so, found with dladdr) when that
+// directory exists, so an installed tree or package is relocatable; otherwise
+// the directory compiled in (NPA_PLUGIN_DIR). Computed once per process.
+const std::string& InstalledPluginDir();
+// The rule InstalledPluginDir applies, on its inputs: "<dirname of
+// object_path>/<reldir>" when object_path is absolute, reldir is non-empty
+// and that directory exists; else fallback.
+std::string PluginDirBeside(absl::string_view object_path, absl::string_view reldir,
+                            absl::string_view fallback);
 
 // Read every *.so in dirs (sorted by file name within a directory), skip the
 // broken ones with a logged reason, and return the plug-in whose ID table

@@ -278,6 +278,29 @@ TEST(FindPluginTest, SearchDirsFromPathThenInstallDir) {
   unsetenv("NPA_PLUGIN_PATH");
 }
 
+// The installed directory is found beside the library, so a tree installed
+// with --prefix, DESTDIR or a package finds its own plug-ins.
+TEST(FindPluginTest, PluginDirBesideTheLoadedObject) {
+  char tmpl[] = "/tmp/npa-plugdir.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string root = tmpl;
+  const std::string lib = root + "/usr/lib/libnpa_shell.so.1";
+  EXPECT_EQ(PluginDirBeside(lib, "npa/plugins", "/fallback"), "/fallback") << "no such directory yet";
+  ASSERT_EQ(system(("mkdir -p " + root + "/usr/lib/npa/plugins").c_str()), 0);
+  EXPECT_EQ(PluginDirBeside(lib, "npa/plugins", "/fallback"), root + "/usr/lib/npa/plugins");
+  EXPECT_EQ(PluginDirBeside(lib, "", "/fallback"), "/fallback") << "an empty reldir turns it off";
+  EXPECT_EQ(PluginDirBeside("libnpa_shell.so.1", "npa/plugins", "/fallback"), "/fallback")
+      << "a relative object name is not trusted";
+  EXPECT_EQ(PluginDirBeside("", "npa/plugins", "/fallback"), "/fallback");
+  // A file of that name is not a directory.
+  ASSERT_EQ(system(("mkdir -p " + root + "/opt/lib/npa && touch " + root + "/opt/lib/npa/plugins").c_str()), 0);
+  EXPECT_EQ(PluginDirBeside(root + "/opt/lib/x.so", "npa/plugins", "/fallback"), "/fallback");
+  ASSERT_EQ(system(("rm -rf " + root).c_str()), 0);
+  // This test links the loader statically: its own directory has no
+  // npa/plugins, so the compiled-in directory is the answer.
+  EXPECT_EQ(InstalledPluginDir(), NPA_PLUGIN_DIR_FOR_TEST);
+}
+
 TEST(FindPluginTest, EarlierDirectoryOnPathWins) {
   const PciIdentity id{0x1234, 0x5678, 0, 0, 0x020000};
   for (const auto& [path, want] : {std::pair{Dir("dup1") + ":" + Dir("dup2"), "dup1"},

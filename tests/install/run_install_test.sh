@@ -42,7 +42,15 @@ soname=$(readelf -d "$shell_so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 [ "$soname" = libnpa_shell.so.1 ] || fail "SONAME is '$soname', not libnpa_shell.so.1"
 other=$(nm -D --defined-only "$shell_so" | awk '$2 ~ /[TDBRW]/ {print $3}' | grep -v '^npa_' | head -5)
 [ -z "$other" ] || fail "libnpa_shell exports symbols outside npa_*: $other"
-plugindir=$(sed -n 's/^NPA_PLUGIN_INSTALL_DIR:PATH=//p' "$B/CMakeCache.txt")
+# Relative (the default): under the prefix, beside libnpa_shell, where the
+# installed shell looks first (docs/packaging.md, "Paths").
+plugindir=$(sed -n 's/^NPA_PLUGIN_INSTALL_DIR:[A-Z]*=//p' "$B/CMakeCache.txt")
+case $plugindir in
+  /*) ;;
+  *) plugindir=$prefix/$plugindir
+     [ "$plugindir" = "${libdir#$tmp/root}/npa/plugins" ] ||
+       fail "the plug-in directory $plugindir is not npa/plugins beside libnpa_shell in ${libdir#$tmp/root}" ;;
+esac
 for p in npa_plugin_e1000e.so npa_plugin_virtio_net.so; do
   [ -f "$tmp/root$plugindir/$p" ] || fail "$p is not in the shell's plug-in directory $plugindir"
 done
