@@ -184,10 +184,7 @@ absl::Status AdminService::Handle(ControlChannel& ch, const ControlFrame& f) {
           !g ? absl::NotFoundError(absl::StrCat("no guest named or numbered '", m.guest(), "'"))
           : !mig_ ? absl::FailedPreconditionError("this agent cannot migrate guests")
                   : mig_->Start(*g, m, AdminWaiter{ch.fd(), f.env.seq()});
-      if (st.ok()) {
-        moves_[{ch.fd(), f.env.seq()}] = MoveStarted{g->id, g->name, MonotonicNs()};
-        return absl::OkStatus();  // answered when the move ends
-      }
+      if (st.ok()) return absl::OkStatus();  // answered when the move ends
       a->mutable_error()->set_code(CodeFor(st));
       a->mutable_error()->set_message(std::string(st.message()));
       break;
@@ -226,26 +223,17 @@ absl::Status AdminService::HandleEvents(ControlChannel& ch, const ControlFrame& 
 
 void AdminService::Forget(int fd) {
   followers_.erase(fd);
-  // A move whose npactl left still ends; its event then has no waiter to
-  // key on, so it is not published here (Migrations logs the outcome).
-  for (auto it = moves_.begin(); it != moves_.end();)
-    it = it->first.first == fd ? moves_.erase(it) : std::next(it);
 }
 
-void AdminService::OnMigrateReply(const AdminWaiter& w, const Envelope& rep) {
-  auto it = moves_.find({w.fd, w.seq});
-  if (it == moves_.end()) return;
-  const MoveStarted m = it->second;
-  moves_.erase(it);
+void AdminService::OnMigrationEnded(uint64_t guest_id, const std::string& guest,
+                                    uint64_t duration_ns, const std::string& outcome) {
   if (!events_) return;
-  const control::AdminReply& a = rep.admin_reply();
   AgentEvent e;
   e.kind = EventKind::kMigrationOut;
-  e.guest_id = m.guest_id;
-  e.guest = m.guest;
-  e.duration_ns = MonotonicNs() - m.start_ns;
-  e.detail = a.has_error() ? absl::StrCat("failed: ", a.error().message())
-                           : (a.migration_state().empty() ? "done" : a.migration_state());
+  e.guest_id = guest_id;
+  e.guest = guest;
+  e.duration_ns = duration_ns;
+  e.detail = outcome;
   events_->Publish(std::move(e));
 }
 

@@ -81,10 +81,11 @@ class AdminService {
   // Sends the new events to every following session; channel(fd) finds a
   // session's channel (null: gone, it is forgotten).
   void PumpEvents(const std::function<ControlChannel*(int)>& channel);
-  // The final reply of an `npactl migrate` (Migrations' reply hook): publishes
-  // migration_out for the guest the request named, with the time since the
-  // request and the outcome (migration_state or the error).
-  void OnMigrateReply(const AdminWaiter& w, const control::Envelope& rep);
+  // A's side of a move ended (Migrations' done hook, also when the npactl
+  // that asked has left): publishes migration_out with the time since the
+  // request and the outcome (the source state's name or "failed: ...").
+  void OnMigrationEnded(uint64_t guest_id, const std::string& guest, uint64_t duration_ns,
+                        const std::string& outcome);
   // The session on fd closed (no-op if it was not following).
   void Forget(int fd);
   bool following(int fd) const { return followers_.count(fd) != 0; }
@@ -113,12 +114,6 @@ class AdminService {
   Migrations* mig_;
   AgentEvents* events_;
   std::map<int, Follower> followers_;  // by session fd
-  struct MoveStarted {
-    uint64_t guest_id = 0;
-    std::string guest;
-    uint64_t start_ns = 0;
-  };
-  std::map<std::pair<int, uint64_t>, MoveStarted> moves_;  // (fd, seq): at most one per guest
 };
 
 }  // namespace npa::agent

@@ -57,7 +57,6 @@ ControlServer::ControlServer(Options opts, Dataplane* dataplane, PortFactory fac
            Migrations::Hooks{
                [this](int fd) { return Channel(fd); },
                [this](const AdminWaiter& w, Envelope rep) {
-                 admin_.OnMigrateReply(w, rep);  // migration_out
                  auto it = sessions_.find(w.fd);
                  if (it == sessions_.end() || it->second.role != SessionRole::kAdmin) return;
                  it->second.ch->Send(rep).IgnoreError();  // npactl may have left
@@ -71,7 +70,11 @@ ControlServer::ControlServer(Options opts, Dataplane* dataplane, PortFactory fac
                },
                [this](uint64_t id, const std::string& why) { CloseGuest(id, why, /*broken=*/false); },
                [this](Guest& g) { OfferFreeVf(g); },
-               nullptr}),
+               nullptr,
+               [this](uint64_t guest_id, const std::string& guest, uint64_t duration_ns,
+                      const std::string& outcome) {
+                 admin_.OnMigrationEnded(guest_id, guest, duration_ns, outcome);
+               }}),
       admin_(opts_.agent_name, &guests_, dp_, &vf_, &mig_, &events_),
       gate_(opts_.restart_roster_path, opts_.restart_grace_ms, dp_) {
   // The side that now carries a guest's MAC announces it (docs/migration.md
@@ -428,7 +431,11 @@ void ControlServer::UpdateReadiness(Guest& g) {
     if (!step(GuestState::kReady)) return;
     limits_.Ready(g.session_fd);  // no negotiation deadline any more
     if (g.port->fd() >= 0) loop_.ClearDeadline(g.port->fd());
-    NPA_LOG(Info, "control: guest %s: READY (%u queue pairs)", g.name.c_str(), nq);
+    // The pairs ready now, of those the back end offers: a QEMU guest with
+    // queues=2 on a 16-pair agent says "2 of 16"; more may start later.
+    uint16_t ready = 0;
+    for (uint16_t q = 0; q < nq; q++) ready += g.port->QueueReady(q) ? 1 : 0;
+    NPA_LOG(Info, "control: guest %s: READY (%u of %u queue pairs ready)", g.name.c_str(), ready, nq);
   }
   // Into the dataplane on READY -> RUNNING. (The VF states' arcs to RUNNING
   // belong to guests the dataplane already polls, so in_dataplane tells them

@@ -110,6 +110,17 @@ void Migrations::EndPhase(Source& s, const std::string& detail) {
   NPA_LOG(Info, "migrate: guest %s: %s took %lu us%s%s", s.guest.c_str(), s.phase.c_str(),
           static_cast<unsigned long>(p->duration_us()), detail.empty() ? "" : ": ", detail.c_str());
   s.phase.clear();
+  if (s.want_progress && s.waiter_live && !s.finished) {
+    // The operator sees each phase as it ends, not only at the commit.
+    Envelope rep;
+    rep.set_seq(s.waiter.seq);
+    auto* a = rep.mutable_admin_reply();
+    a->set_agent_name(opts_.agent_name);
+    a->set_progress(true);
+    *a->add_phases() = *p;
+    a->set_migration_state(migration::SourceStateName(s.m.state()));
+    hooks_.reply(s.waiter, std::move(rep));
+  }
 }
 
 control::MigrationState Migrations::BaseState(const Source& s, const Guest& g) const {
@@ -159,6 +170,8 @@ absl::Status Migrations::Start(Guest& g, const control::Migrate& req, AdminWaite
   s.to = to;
   s.mac = *g.mac;
   s.waiter = w;
+  s.want_progress = req.progress();
+  s.start_ns = MonotonicNs();
   s.timeout_ms = req.timeout_ms() ? req.timeout_ms() : opts_.default_timeout_ms;
   s.deadline_ms = MonotonicMs() + s.timeout_ms;
   s.worker = std::make_unique<Worker>(g.name);
@@ -509,6 +522,14 @@ void Migrations::Abort(Source& s, const std::string& reason) {
 }
 
 void Migrations::Finish(Source& s, const absl::Status& st, const std::string& message) {
+  if (s.finished) return;
+  s.finished = true;
+  // The move's end is told whether or not its npactl still waits: an
+  // operator who pressed ^C still gets migration_out in the events.
+  if (hooks_.done)
+    hooks_.done(s.guest_id, s.guest, MonotonicNs() - s.start_ns,
+                !st.ok() ? absl::StrCat("failed: ", st.message())
+                         : std::string(migration::SourceStateName(s.m.state())));
   if (!s.waiter_live) return;
   s.waiter_live = false;
   Envelope rep;

@@ -155,6 +155,12 @@ class Migrations : public migration::DestinationHandler {
     std::function<void(Guest& g)> offer_vf;
     // B: MigrationDone to A (the listener's SendDone). May be empty (tests).
     std::function<absl::Status(uint64_t id, bool resumed, const std::string& reason)> send_done;
+    // A's side of a move ended (once per move, whether or not its npactl
+    // still waits): outcome is the source state's name ("COMMITTED") or
+    // "failed: <why>". May be empty (tests).
+    std::function<void(uint64_t guest_id, const std::string& guest, uint64_t duration_ns,
+                       const std::string& outcome)>
+        done;
   };
 
   // connector null: no TLS configuration, migrate is refused.

@@ -53,7 +53,10 @@ struct Migrations::Source {
   MacAddr mac{};
   migration::SourceMigration m;
   AdminWaiter waiter;
-  bool waiter_live = true;
+  bool waiter_live = true;           // npactl still waits for the reply
+  bool want_progress = false;        // Migrate.progress: a reply per phase too
+  bool finished = false;             // Finish ran: replied (if live) and hooks.done told
+  uint64_t start_ns = 0;             // Start: hooks.done's duration
   uint32_t timeout_ms = 0;
   uint64_t deadline_ms = 0;          // until COMMITTED
   uint64_t prepare_deadline_ms = 0;  // STOPPING: MigrateReady by then

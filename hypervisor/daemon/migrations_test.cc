@@ -93,6 +93,103 @@ TEST(MigrationsOptionsTest, HandshakeTimeoutBoundsTheConnect) {
   EXPECT_EQ(seen.load(), 300);
 }
 
+// migration_out does not depend on the npactl that asked: after it left
+// (ForgetAdmin), the move still ends, the done hook runs once with the
+// outcome, and no reply goes to the fd (a new session may have it).
+TEST(MigrationsOptionsTest, DoneHookRunsWhenTheAskerLeft) {
+  GuestRegistry reg("a");
+  Guest& g = RunningGuest(reg, "g1");
+  Migrations::Options o;
+  int replies = 0, dones = 0;
+  std::string outcome, guest;
+  uint64_t guest_id = 0, duration_ns = 0;
+  Migrations::Hooks h;
+  h.reply = [&](const AdminWaiter&, control::Envelope) { replies++; };
+  h.done = [&](uint64_t id, const std::string& name, uint64_t ns, const std::string& out) {
+    dones++;
+    guest_id = id;
+    guest = name;
+    duration_ns = ns;
+    outcome = out;
+  };
+  Migrations m(o, &reg, nullptr,
+               [&](const std::string&, int) -> absl::StatusOr<std::unique_ptr<MigrationPeer>> {
+                 usleep(20000);
+                 return absl::UnavailableError("no such host here");
+               },
+               h);
+  ASSERT_TRUE(m.Open().ok());
+  control::Migrate req;
+  req.set_to("192.0.2.1:7000");
+  req.set_timeout_ms(5000);
+  ASSERT_TRUE(m.Start(g, req, AdminWaiter{5, 1}).ok());
+  m.ForgetAdmin(5);  // npactl pressed ^C
+  for (int i = 0; i < 500 && dones == 0; i++) {  // bounded: 5 s
+    m.OnWake();
+    usleep(10000);
+  }
+  ASSERT_EQ(dones, 1);
+  EXPECT_EQ(replies, 0) << "the reply has nobody to go to";
+  EXPECT_EQ(guest_id, g.id);
+  EXPECT_EQ(guest, "g1");
+  EXPECT_GE(duration_ns, 20'000'000u);
+  EXPECT_EQ(outcome.rfind("failed: ", 0), 0u) << outcome;
+  EXPECT_NE(outcome.find("no such host here"), std::string::npos) << outcome;
+  EXPECT_EQ(g.lc.state(), GuestState::kRunning);
+  for (int i = 0; i < 20; i++) {
+    m.OnWake();
+    usleep(1000);
+  }
+  EXPECT_EQ(dones, 1) << "once per move";
+}
+
+// Migrate.progress: each phase goes to npactl as it ends (an AdminReply with
+// progress set, that one phase), then the final reply with every phase.
+// Without it, only the final reply.
+TEST(MigrationsOptionsTest, ProgressRepliesComeBeforeTheFinalOne) {
+  for (bool progress : {true, false}) {
+    GuestRegistry reg("a");
+    Guest& g = RunningGuest(reg, "g1");
+    std::vector<control::AdminReply> replies;
+    Migrations::Hooks h;
+    h.reply = [&](const AdminWaiter& w, control::Envelope rep) {
+      EXPECT_EQ(w.seq, 7u);
+      EXPECT_EQ(rep.seq(), 7u);
+      replies.push_back(rep.admin_reply());
+    };
+    Migrations m(Migrations::Options{}, &reg, nullptr,
+                 [&](const std::string&, int) -> absl::StatusOr<std::unique_ptr<MigrationPeer>> {
+                   return absl::UnavailableError("no such host here");
+                 },
+                 h);
+    ASSERT_TRUE(m.Open().ok());
+    control::Migrate req;
+    req.set_to("192.0.2.1:7000");
+    req.set_progress(progress);
+    ASSERT_TRUE(m.Start(g, req, AdminWaiter{5, 7}).ok());
+    for (int i = 0; i < 500 && (replies.empty() || replies.back().progress()); i++) {
+      m.OnWake();
+      usleep(10000);
+    }
+    ASSERT_EQ(replies.size(), progress ? 2u : 1u) << progress;
+    const control::AdminReply& last = replies.back();
+    EXPECT_FALSE(last.progress());
+    ASSERT_EQ(last.phases_size(), 1);
+    EXPECT_EQ(last.phases(0).name(), "offer");
+    EXPECT_TRUE(last.has_error());
+    if (progress) {
+      const control::AdminReply& first = replies.front();
+      EXPECT_TRUE(first.progress());
+      EXPECT_FALSE(first.has_error());
+      ASSERT_EQ(first.phases_size(), 1);
+      EXPECT_EQ(first.phases(0).name(), "offer");
+      EXPECT_EQ(first.phases(0).detail(), last.phases(0).detail());
+      EXPECT_NE(first.phases(0).detail().find("no such host here"), std::string::npos)
+          << first.phases(0).detail();
+    }
+  }
+}
+
 // The one RARP schedule (AnnounceMac): at once plus one per gap, a newer
 // announce replaces the older, CancelAnnounce and the guest's close clear it.
 TEST(MigrationsOptionsTest, AnnounceScheduleIsReplacedAndCancelled) {

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/control_codec.h"
 #include "common/unix_socket.h"
 #include "hypervisor/npactl/npactl_events_format.h"
@@ -107,11 +109,12 @@ const char* CommandHelp(const std::string& c) {
            "  (the destination checks features, memory, a slot and reserves one), stops\n"
            "  the rings, sends the ring indices, tells the shell where to go and\n"
            "  forwards frames that still arrive for it. Output: PHASE MS DETAIL per\n"
-           "  phase (revoke, offer, stop, commit, switch), the total and the final\n"
-           "  state; exit 0 once the destination resumed the guest, 1 if it was\n"
-           "  refused or aborted (the guest then still runs on the source, and the\n"
-           "  message says so). --timeout: the agent's limit until the commit\n"
-           "  (default 30000); npactl waits that plus 20 s for the answer.\n"
+           "  phase (revoke, offer, stop, commit, switch), each as it ends, then the\n"
+           "  total and the final state; exit 0 once the destination resumed the\n"
+           "  guest, 1 if it was refused or aborted (the guest then still runs on\n"
+           "  the source, and the message says so). --timeout: the agent's limit\n"
+           "  until the commit (default 30000); npactl waits that plus 20 s for the\n"
+           "  answer.\n"
            "  --json: {\"agent\", \"guest\", \"to\", \"state\", \"message\",\n"
            "  \"total_us\", \"phases\": [{\"name\", \"duration_us\", \"detail\"}], \"error\"?}.\n";
   if (c == "events")
@@ -195,6 +198,52 @@ int FollowEvents(npa::ControlChannel& ch, bool json, const std::string& socket_p
       return kExitAgentError;
     }
   }
+}
+
+// npactl migrate after the first reply: while the agent sends progress
+// replies (Migrate.progress), each phase is printed as it ends (text; --json
+// prints the one object at the end), then the final reply. Bounded by
+// timeout_ms over all of them.
+int FinishMigrate(npa::ControlChannel& ch, npa::control::AdminReply r, bool json,
+                  const std::string& guest, const std::string& to, int timeout_ms,
+                  const std::string& socket_path) {
+  using namespace npa::agent;
+  const uint64_t deadline = npa::MonotonicMs() + static_cast<uint64_t>(timeout_ms);
+  int printed = 0;
+  if (!json) fputs(FormatMigrateHeader().c_str(), stdout);
+  while (r.progress()) {
+    if (!json) {
+      for (const auto& p : r.phases()) fputs(FormatMigratePhase(p).c_str(), stdout);
+      printed += r.phases_size();
+      fflush(stdout);
+    }
+    const uint64_t now = npa::MonotonicMs();
+    auto next = now < deadline ? ch.ReceiveBlocking(static_cast<int>(deadline - now))
+                               : absl::StatusOr<npa::ControlFrame>(absl::DeadlineExceededError(
+                                     absl::StrCat("no final reply within ", timeout_ms, " ms")));
+    if (!next.ok()) {
+      fprintf(stderr, "npactl: migrate %s: no final reply from npa-agent at %s: %s\n", guest.c_str(),
+              socket_path.c_str(), std::string(next.status().message()).c_str());
+      return kExitAgentError;
+    }
+    if (!next->env.has_admin_reply()) {
+      fprintf(stderr, "npactl: migrate %s: agent answered with %s, not admin_reply\n", guest.c_str(),
+              npa::BodyName(next->env));
+      return kExitAgentError;
+    }
+    r = next->env.admin_reply();
+  }
+  std::string out;
+  if (json) {
+    out = FormatMigrateJson(r, guest, to);
+  } else {
+    for (int i = printed; i < r.phases_size(); i++) out += FormatMigratePhase(r.phases(i));
+    out += FormatMigrateTail(r);
+  }
+  fwrite(out.data(), 1, out.size(), stdout);
+  const bool failed = r.has_error() && r.error().code() != npa::control::Error::UNSPECIFIED;
+  if (failed) fprintf(stderr, "npactl: %s\n", r.error().message().c_str());
+  return failed ? kExitAgentError : kExitOk;
 }
 
 }  // namespace
@@ -305,6 +354,7 @@ int main(int argc, char** argv) {
     auto* m = req.mutable_admin_request()->mutable_migrate();
     m->set_guest(arg);
     m->set_to(migrate_to);
+    m->set_progress(!json);  // a line per phase as it ends
     if (timeout_given) m->set_timeout_ms(static_cast<uint32_t>(timeout_ms));
     // The agent answers when the move ends: its limit until the commit,
     // then the grace period and the destination's hold.
@@ -368,13 +418,7 @@ int main(int argc, char** argv) {
     if (!PrintEvents(r, json)) return kExitAgentError;
     return follow ? FollowEvents(ch, json, socket_path) : kExitOk;
   }
-  if (cmd == "migrate") {
-    const std::string out = json ? agent::FormatMigrateJson(r, arg, migrate_to) : agent::FormatMigrateTable(r);
-    fwrite(out.data(), 1, out.size(), stdout);
-    const bool failed = r.has_error() && r.error().code() != control::Error::UNSPECIFIED;
-    if (failed) fprintf(stderr, "npactl: %s\n", r.error().message().c_str());
-    return failed ? kExitAgentError : kExitOk;
-  }
+  if (cmd == "migrate") return FinishMigrate(ch, r, json, arg, migrate_to, timeout_ms, socket_path);
   if (r.has_error() && r.error().code() != control::Error::UNSPECIFIED) {
     if (json) fputs(agent::FormatErrorJson(r).c_str(), stdout);
     fprintf(stderr, "npactl: %s\n", r.error().message().c_str());

@@ -122,21 +122,28 @@ std::string FormatTable(const control::AdminReply& r, NpactlCommand cmd) {
   return o;
 }
 
-std::string FormatMigrateTable(const control::AdminReply& r) {
-  std::string o = absl::StrFormat("%-10s %10s  %s\n", "PHASE", "MS", "DETAIL");
+std::string FormatMigrateHeader() { return absl::StrFormat("%-10s %10s  %s\n", "PHASE", "MS", "DETAIL"); }
+
+std::string FormatMigratePhase(const control::MigrationPhase& p) {
+  return absl::StrFormat("%-10s %10.3f  %s\n", p.name(), p.duration_us() / 1000.0, p.detail());
+}
+
+std::string FormatMigrateTail(const control::AdminReply& r) {
   uint64_t total = 0;
-  for (const auto& p : r.phases()) {
-    total += p.duration_us();
-    absl::StrAppend(&o, absl::StrFormat("%-10s %10.3f  %s\n", p.name(), p.duration_us() / 1000.0,
-                                        p.detail()));
-  }
-  absl::StrAppend(&o, absl::StrFormat("%-10s %10.3f  state %s\n", "total", total / 1000.0,
-                                      r.migration_state().empty() ? "-" : r.migration_state()));
+  for (const auto& p : r.phases()) total += p.duration_us();
+  std::string o = absl::StrFormat("%-10s %10.3f  state %s\n", "total", total / 1000.0,
+                                  r.migration_state().empty() ? "-" : r.migration_state());
   if (HasError(r))
     absl::StrAppend(&o, "error: ", r.error().message(), "\n");
   else if (!r.message().empty())
     absl::StrAppend(&o, r.message(), "\n");
   return o;
+}
+
+std::string FormatMigrateTable(const control::AdminReply& r) {
+  std::string o = FormatMigrateHeader();
+  for (const auto& p : r.phases()) o += FormatMigratePhase(p);
+  return o + FormatMigrateTail(r);
 }
 
 std::string FormatMigrateJson(const control::AdminReply& r, const std::string& guest,

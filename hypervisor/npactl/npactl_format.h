@@ -45,7 +45,13 @@ std::string FormatTable(const control::AdminReply& r, NpactlCommand cmd);
 
 // npactl migrate: the per-phase table (PHASE MS DETAIL), the source
 // migration's last state and the agent's message; error set or not.
+// FormatMigrateTable(r) is the header, every phase of r, then the tail; npactl
+// prints the header, then each phase as its progress reply comes, then the
+// final reply's phases it has not printed yet and the tail.
 std::string FormatMigrateTable(const control::AdminReply& r);
+std::string FormatMigrateHeader();
+std::string FormatMigratePhase(const control::MigrationPhase& p);
+std::string FormatMigrateTail(const control::AdminReply& r);  // total, state, message/error
 std::string FormatMigrateJson(const control::AdminReply& r, const std::string& guest,
                               const std::string& to);
 
