@@ -144,6 +144,8 @@ class AgentMetrics::GuestCollector final : public prometheus::Collectable {
         {"npa_dataplane_flood_copies_total", "Deliveries made because of floods.", d.flood_copies},
         {"npa_dataplane_delivery_drops_total",
          "Frames a destination (guest RX or uplink) did not take.", d.delivery_drops},
+        {"npa_dataplane_flooded_to_nobody_total",
+         "Frames flooded while no other port could take a copy (lost).", d.flooded_to_nobody},
         {"npa_dataplane_held_total", "Frames kept for a MAC held by a migration.", d.held},
         {"npa_dataplane_held_dropped_total", "Frames for a held MAC over its bounds.",
          d.held_dropped},

@@ -177,6 +177,7 @@ DataplaneCounters Dataplane::counters() const {
   d.sink_bytes = c_.sink_bytes.load(std::memory_order_relaxed);
   d.flood_copies = c_.flood_copies.load(std::memory_order_relaxed);
   d.delivery_drops = c_.delivery_drops.load(std::memory_order_relaxed);
+  d.flooded_to_nobody = c_.flooded_to_nobody.load(std::memory_order_relaxed);
   d.held = c_.held.load(std::memory_order_relaxed);
   d.held_dropped = c_.held_dropped.load(std::memory_order_relaxed);
   const ControlQueueCounters q = ctl_.counters();
@@ -271,7 +272,11 @@ void Dataplane::Deliver(PortId from, uint16_t qp, const PacketRef& p, const uint
   };
   if (d.kind == Decision::kUnicast) {
     if (d.port == kUplinkPort) {
-      if (uplink_) uplink_out_.push_back(p);
+      if (uplink_) {
+        uplink_out_.push_back(p);
+      } else {
+        Add(c_.delivery_drops, 1);
+      }
       return;
     }
     for (Local& g : locals_) {
@@ -281,17 +286,25 @@ void Dataplane::Deliver(PortId from, uint16_t qp, const PacketRef& p, const uint
         return;
       }
     }
-    return;  // learned port went away meanwhile
+    Add(c_.delivery_drops, 1);  // the learned port went away meanwhile
+    return;
   }
+  uint64_t copies = 0;
   if (from != kUplinkPort && uplink_) {
     uplink_out_.push_back(p);
-    Add(c_.flood_copies, 1);
+    copies++;
   }
   for (Local& g : locals_) {
     if (g.id == from || g.mac_held) continue;  // a held guest's copy went to its hold
     g.out_qp = queue_for(g);
     g.out.push_back(p);
-    Add(c_.flood_copies, 1);
+    copies++;
+  }
+  // Every frame is accounted for: a flood nobody could take is a loss.
+  if (copies) {
+    Add(c_.flood_copies, copies);
+  } else {
+    Add(c_.flooded_to_nobody, 1);
   }
 }
 

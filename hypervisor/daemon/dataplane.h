@@ -94,7 +94,11 @@ struct DataplaneCounters {
   uint64_t sleeps = 0;          // times the thread went to epoll_wait
   uint64_t sink_packets = 0, sink_bytes = 0;
   uint64_t flood_copies = 0;    // deliveries made because of floods
-  uint64_t delivery_drops = 0;  // frames a destination did not take (no room, not ready)
+  uint64_t delivery_drops = 0;  // frames a destination did not take (no room, not ready, gone)
+  // Frames the switch flooded while no port but the sender's could take a
+  // copy: no other guest, no uplink (or every other guest's MAC held). Such
+  // a frame is lost, and this is where it is counted.
+  uint64_t flooded_to_nobody = 0;
   uint64_t held = 0;            // frames kept for a held MAC
   uint64_t held_dropped = 0;    // frames for a held MAC over its bounds
   uint64_t injected = 0;        // InjectRx frames delivered
@@ -278,7 +282,7 @@ class Dataplane {
 
   struct {
     std::atomic<uint64_t> loops{0}, sleeps{0}, sink_packets{0}, sink_bytes{0}, flood_copies{0},
-        delivery_drops{0}, held{0}, held_dropped{0}, budget_yields{0};
+        delivery_drops{0}, flooded_to_nobody{0}, held{0}, held_dropped{0}, budget_yields{0};
   } c_;
 };
 

@@ -106,6 +106,25 @@ TEST(DataplaneTest, SwitchFloodsThenUnicastsAndNeverReflects) {
   EXPECT_GE(dp.switch_counters().flooded, 1u);
 }
 
+// A flood that no port can take (one guest, no uplink) is a lost frame,
+// counted as such; once a second guest is there it is delivered instead.
+TEST(DataplaneTest, FloodToNobodyIsCounted) {
+  Dataplane dp(Opts(), nullptr);
+  ASSERT_TRUE(dp.Start().ok());
+  auto g1 = ReadyPort(), g2 = ReadyPort();
+  ASSERT_TRUE(dp.AddGuest(1, g1, M(1)).ok());
+  g1->GuestSend(0, Frame(kBcast, M(1), 1));
+  g1->GuestSend(0, Frame(M(9), M(1), 2));  // unknown unicast
+  ASSERT_TRUE(WaitFor([&] { return dp.counters().flooded_to_nobody == 2; }))
+      << dp.counters().flooded_to_nobody;
+  EXPECT_EQ(dp.counters().flood_copies, 0u);
+  ASSERT_TRUE(dp.AddGuest(2, g2, M(2)).ok());
+  g1->GuestSend(0, Frame(kBcast, M(1), 3));
+  ASSERT_TRUE(WaitFor([&] { return g2->GuestReceived().size() == 1; }));
+  EXPECT_EQ(dp.counters().flooded_to_nobody, 2u);
+  EXPECT_EQ(dp.counters().flood_copies, 1u);
+}
+
 TEST(DataplaneTest, SpoofedSourceIsDropped) {
   Dataplane dp(Opts(), nullptr);
   ASSERT_TRUE(dp.Start().ok());
