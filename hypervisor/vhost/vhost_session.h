@@ -3,7 +3,7 @@
 // tests and the fuzzer can drive it message by message.
 //
 // Which request is legal in which session state, how big its payload must be
-// and which fds it carries is DATA (the request table in vhost_session.cc),
+// and which fds it carries is DATA (the request table in vhost_session_requests.cc),
 // not nested ifs. The session's own lifecycle is a second, smaller table on
 // the one transition-table template (common/state_machine.h,
 // VhostSessionTraits below): three states, and the three requests that change
