@@ -80,13 +80,11 @@ size_t AlignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 }  // namespace
 
-void QueueState::Stage(const QueueOps& o, npa::shell::Path* intr, bool announce) {
+void QueueState::Publish(absl::FunctionRef<void()> set) {
   {
     std::lock_guard<std::mutex> l(stage_mu);
-    staged = o;
-    staged_intr = intr;
-    staged_announce = announce;
-    // Release: the staged ops are complete before the owner can see the flag.
+    set();
+    // Release: what was staged is complete before the owner can see the flag.
     switch_pending.store(1, std::memory_order_release);
   }
   // An owner asleep in interrupt mode wakes, bursts once and so applies it.
@@ -97,18 +95,19 @@ void QueueState::Stage(const QueueOps& o, npa::shell::Path* intr, bool announce)
   }
 }
 
+void QueueState::Stage(const QueueOps& o, npa::shell::Path* intr, bool announce) {
+  Publish([&] {
+    staged = o;
+    staged_intr = intr;
+    staged_announce = announce;
+  });
+}
+
 void QueueState::StageRss(const RssRx* r) {
-  {
-    std::lock_guard<std::mutex> l(stage_mu);
+  Publish([&] {
     staged_rss = r;
     rss_staged = true;
-    switch_pending.store(1, std::memory_order_release);
-  }
-  if (wake) {
-    uint64_t one = 1;
-    ssize_t w = ::write(wake.get(), &one, sizeof one);
-    (void)w;
-  }
+  });
 }
 
 void QueueState::SendAnnounce() {

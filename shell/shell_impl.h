@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "common/unique_fd.h"
 #include "npa/shell.h"
 #include "shell/buf_pool.h"
@@ -93,6 +94,11 @@ struct alignas(64) QueueState {
   void ApplySwitch();
   // Owner side, in ApplySwitch: one announcement through ops.tx.
   void SendAnnounce();
+
+ private:
+  // Stage and StageRss: set() writes the staged fields under stage_mu, then
+  // switch_pending is raised and a sleeping owner woken.
+  void Publish(absl::FunctionRef<void()> set);
 };
 
 enum class ShellState { kOpen, kConfigured, kStarted, kStopped };

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "tests/support/fake_guest_port.h"
+#include "tests/support/http_get.h"
 
 namespace npa::agent {
 namespace {
@@ -33,27 +34,7 @@ void MoveFrames(FakeGuestPort& p, uint16_t qp, int tx, int rx, size_t len) {
   }
 }
 
-std::string HttpGet(int port, const std::string& path, const char* addr = "127.0.0.1") {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return "";
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, addr, &a.sin_addr);
-  std::string out;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-      char buf[4096];
-      ssize_t n;
-      for (int i = 0; i < 10000 && (n = read(fd, buf, sizeof buf)) > 0; i++) out.append(buf, n);
-    }
-  }
-  close(fd);
-  return out;
-}
+using npa::testing::HttpGet;
 
 AgentEvent Ev(EventKind kind, uint64_t id, const std::string& guest, const std::string& vf = "",
              uint64_t duration_ns = 0) {

@@ -23,6 +23,7 @@
 
 #include "common/clock.h"
 #include "npa/shell.h"
+#include "tests/support/http_get.h"
 
 namespace {
 
@@ -44,28 +45,7 @@ int FreePort() {
   return port;
 }
 
-// GET path over a plain socket; "" if nothing answers.
-std::string HttpGet(int port, const std::string& path) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return "";
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string out;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-      char buf[8192];
-      ssize_t n;
-      for (int i = 0; i < 10000 && (n = read(fd, buf, sizeof buf)) > 0; i++) out.append(buf, n);
-    }
-  }
-  close(fd);
-  return out;
-}
+using npa::testing::HttpGet;
 
 // The value of one sample line "name{labels} value", or -1 if absent.
 double Sample(const std::string& text, const std::string& series) {
