@@ -6,12 +6,19 @@
 # mode; `npactl migrate` moves it to agent B (mutual TLS, certificates made
 # here with openssl); the guest checks every frame came back once.
 #
-#   scripts/bench-migration.sh [--build DIR] [--rate N] [--seconds S] [--no-build]
+#   scripts/bench-migration.sh [--build DIR] [--rate N] [--seconds S] [--no-build] [--keep]
+#
+# --keep leaves the run's directory (agents' logs a.log/b.log, the guest's
+# guest.out/guest.err, all with CLOCK_MONOTONIC stamps) and prints its path.
 #
 # The last line is one JSON object (docs/migration.md has the figures):
 #   {"bench":"migration","from":"emulated","to":"emulated","lost_rx":..,
 #    "lost_tx":..,"duplicated":..,"reordered":..,"blackout_ms":..,
-#    "rx_gap_ms":..,"tx_gap_ms":..,"phases_ms":{..},"total_ms":..}
+#    "mig_rx_gap_ms":..,"mig_tx_gap_ms":..,"worst_gap_ms":..,"rx_gap_ms":..,
+#    "tx_gap_ms":..,"phases_ms":{..},"total_ms":..}
+# blackout_ms is the move's: the longer of the RX and TX gaps around the
+# moment the shell resumed on B (mig_*_gap_ms). worst_gap_ms is the longest
+# gap anywhere in the run, the machine's scheduling noise included.
 # As root, agent B also gets a TAP uplink (npabm<pid>) and the script times
 # B's first RARP on it: "rarp_after_live_us" is the kernel's receive stamp of
 # the first RARP frame on the TAP (AF_PACKET, SO_TIMESTAMPNS) minus the moment
@@ -22,14 +29,15 @@
 # guest's round-trip count is reported in both lost_tx and lost_rx (a frame
 # lost on either side is missing once). Exit 0 if 0 lost and 0 duplicated.
 set -u
-BUILD=build RATE=20000 SECONDS_=6 DO_BUILD=1
+BUILD=build RATE=20000 SECONDS_=6 DO_BUILD=1 KEEP=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) BUILD=$2; shift ;;
     --rate) RATE=$2; shift ;;
     --seconds) SECONDS_=$2; shift ;;
     --no-build) DO_BUILD=0 ;;
-    -h|--help) sed -n 2,20p "$0"; exit 0 ;;
+    --keep) KEEP=1 ;;
+    -h|--help) sed -n 2,30p "$0"; exit 0 ;;
     *) echo "bench-migration: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -49,7 +57,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
   [ -n "$TAP" ] && ip link del "$TAP" 2>/dev/null
-  rm -rf "$DIR"
+  if [ "$KEEP" = 1 ]; then echo "bench-migration: kept $DIR" >&2; else rm -rf "$DIR"; fi
 }
 trap cleanup EXIT
 
@@ -133,7 +141,10 @@ except Exception:
 phases = {p["name"]: round(p["duration_us"] / 1000.0, 3) for p in m.get("phases", [])}
 out = {"bench": "migration", "from": "emulated", "to": "emulated",
        "lost_rx": g["lost"], "lost_tx": g["lost"], "duplicated": g["duplicated"],
-       "reordered": g["reordered"], "blackout_ms": max(g["rx_gap_ms"], g["tx_gap_ms"]),
+       "reordered": g["reordered"],
+       "blackout_ms": max(g.get("mig_rx_gap_ms", 0), g.get("mig_tx_gap_ms", 0)),
+       "mig_rx_gap_ms": g.get("mig_rx_gap_ms"), "mig_tx_gap_ms": g.get("mig_tx_gap_ms"),
+       "worst_gap_ms": max(g["rx_gap_ms"], g["tx_gap_ms"]),
        "rx_gap_ms": g["rx_gap_ms"], "tx_gap_ms": g["tx_gap_ms"], "phases_ms": phases,
        "total_ms": round(m.get("total_us", 0) / 1000.0, 3), "migrated": g["migrated"],
        "state": m.get("state", ""), "sent": g["sent"]}

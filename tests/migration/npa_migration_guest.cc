@@ -10,8 +10,16 @@
 //
 // Last line on stdout, one JSON object:
 //   {"role":"migration-guest","sent":..,"received":..,"lost":..,"duplicated":..,
-//    "reordered":..,"corrupt":..,"rx_gap_ms":..,"tx_gap_ms":..,"migrated":0|1,
+//    "reordered":..,"corrupt":..,"rx_gap_ms":..,"tx_gap_ms":..,"rx_gap_from_s":..,
+//    "rx_gap_to_s":..,"mig_rx_gap_ms":..,"mig_tx_gap_ms":..,"migrated":0|1,
 //    "migrated_at_ms":..,"events":[..]}
+// mig_rx_gap_ms/mig_tx_gap_ms: the RX and TX gaps that contain the MIGRATED
+// event's stamp (the shell resumed on B inside them): the move's blackout,
+// apart from stalls elsewhere in the run (0 if the move left no gap over
+// 200 us).
+// rx_gap_from_s/_to_s: CLOCK_MONOTONIC seconds at the two ends of the longest
+// RX gap, the clock of the agents' and the shell's log stamps, so a timeline
+// of the blackout can be read off the logs (bench-migration.sh --keep).
 // rx_gap_ms: the longest time between two received frames while frames were
 // due (the RX blackout); tx_gap_ms: the longest time npa_tx_burst accepted
 // nothing while frames were due (the TX blackout). Exit 0 if nothing was
@@ -89,6 +97,18 @@ int main(int argc, char** argv) {
   uint64_t sent = 0, got = 0, dup = 0, reordered = 0, corrupt = 0, highest = 0;
   const uint64_t t0 = npa::MonotonicNs(), send_end = t0 + static_cast<uint64_t>(seconds * 1e9);
   uint64_t last_rx = t0, last_tx = t0, rx_gap = 0, tx_gap = 0, migrated_at = 0;
+  uint64_t rx_gap_from = 0, rx_gap_to = 0;  // CLOCK_MONOTONIC ns: where the longest RX gap lies
+  // Every gap over 200 us (at most 4096 of each), to find the one the move
+  // caused: the gap around the MIGRATED event's stamp. On a loaded machine
+  // the longest gap of a run can be a scheduling stall anywhere else.
+  struct Gap {
+    uint64_t from, to;
+  };
+  std::vector<Gap> rx_gaps, tx_gaps;
+  uint64_t migrated_ns = 0;  // the event's CLOCK_MONOTONIC stamp
+  auto note_gap = [](std::vector<Gap>& v, uint64_t from, uint64_t to) {
+    if (to - from > 200000 && v.size() < 4096) v.push_back({from, to});
+  };
   bool migrated = false;
   std::string events;
   npa_buf* b[32];
@@ -117,6 +137,7 @@ int main(int argc, char** argv) {
       sent += s;
       if (s > 0 || want == 0) {
         if (want && now - last_tx > tx_gap) tx_gap = now - last_tx;
+        if (want) note_gap(tx_gaps, last_tx, now);
         last_tx = now;
       }
     }
@@ -140,7 +161,12 @@ int main(int argc, char** argv) {
     }
     if (r) {
       npa_buf_free(sh, 0, b, r);
-      if (sending && after - last_rx > rx_gap) rx_gap = after - last_rx;
+      if (sending && after - last_rx > rx_gap) {
+        rx_gap = after - last_rx;
+        rx_gap_from = last_rx;
+        rx_gap_to = after;
+      }
+      if (sending) note_gap(rx_gaps, last_rx, after);
       last_rx = after;
     }
     npa_event ev{};
@@ -149,6 +175,7 @@ int main(int argc, char** argv) {
       if (ev.type == NPA_EVENT_MIGRATED) {
         migrated = true;
         migrated_at = ev.timestamp_ns > t0 ? ev.timestamp_ns - t0 : 0;
+        migrated_ns = ev.timestamp_ns;
       }
       char e[160];
       snprintf(e, sizeof e, "%s{\"type\":%d,\"at_ms\":%.3f}", events.empty() ? "" : ",",
@@ -161,12 +188,21 @@ int main(int argc, char** argv) {
     }
   }
   npa_shell_close(sh);
+  auto around = [&](const std::vector<Gap>& v) -> uint64_t {
+    for (const Gap& g : v)
+      if (migrated_ns && g.from <= migrated_ns && migrated_ns <= g.to) return g.to - g.from;
+    return 0;
+  };
+  const uint64_t mig_rx_gap = around(rx_gaps), mig_tx_gap = around(tx_gaps);
   uint64_t lost = 0;
   for (uint64_t s = 0; s < sent; s++) lost += seen[s] == 0;
   printf("{\"role\":\"migration-guest\",\"sent\":%" PRIu64 ",\"received\":%" PRIu64 ",\"lost\":%" PRIu64
          ",\"duplicated\":%" PRIu64 ",\"reordered\":%" PRIu64 ",\"corrupt\":%" PRIu64
-         ",\"rx_gap_ms\":%.3f,\"tx_gap_ms\":%.3f,\"migrated\":%d,\"migrated_at_ms\":%.3f,\"events\":[%s]}\n",
-         sent, got, lost, dup, reordered, corrupt, rx_gap / 1e6, tx_gap / 1e6, migrated ? 1 : 0,
-         migrated_at / 1e6, events.c_str());
+         ",\"rx_gap_ms\":%.3f,\"tx_gap_ms\":%.3f,\"rx_gap_from_s\":%.6f,\"rx_gap_to_s\":%.6f,"
+         "\"mig_rx_gap_ms\":%.3f,\"mig_tx_gap_ms\":%.3f,"
+         "\"migrated\":%d,\"migrated_at_ms\":%.3f,\"events\":[%s]}\n",
+         sent, got, lost, dup, reordered, corrupt, rx_gap / 1e6, tx_gap / 1e6, rx_gap_from / 1e9,
+         rx_gap_to / 1e9, mig_rx_gap / 1e6, mig_tx_gap / 1e6, migrated ? 1 : 0, migrated_at / 1e6,
+         events.c_str());
   return sent > 0 && lost == 0 && dup == 0 && corrupt == 0 ? 0 : 1;
 }
