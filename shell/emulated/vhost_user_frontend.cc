@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/unix_socket.h"
@@ -48,7 +49,7 @@ const char* VhostUserRequestName(uint32_t r) {
 absl::Status VhostUserFrontend::Send(uint32_t request, const void* payload, uint32_t size,
                                      std::span<const int> fds, bool need_reply) {
   npa_vhost_user_hdr h{request, NPA_VHOST_USER_VERSION, size};
-  const bool ack = need_reply && reply_ack();
+  const bool ack = need_reply && reply_ack() && !pipelined_;
   if (ack) h.flags |= NPA_VHOST_USER_FLAG_NEED_REPLY;
   // Header and payload are adjacent on the wire with no padding (vhost_user.h).
   iovec iov[2] = {{&h, sizeof h}, {const_cast<void*>(payload), size}};
@@ -114,6 +115,7 @@ absl::Status VhostUserFrontend::Negotiate(uint64_t wanted, uint16_t queue_pairs)
   // SET_OWNER first, as QEMU does: it claims the session before anything else.
   NPA_RETURN_IF_ERROR(Send(NPA_VHOST_USER_SET_OWNER, nullptr, 0));
   NPA_ASSIGN_OR_RETURN(uint64_t offered, GetU64(NPA_VHOST_USER_GET_FEATURES));
+  offered_ = offered;
   if (!(offered & (1ull << NPA_VIRTIO_F_VERSION_1)))
     return absl::FailedPreconditionError(absl::StrCat(
         "vhost-user back end does not offer VIRTIO_F_VERSION_1 (features 0x", absl::Hex(offered),
@@ -146,6 +148,19 @@ absl::Status VhostUserFrontend::Negotiate(uint64_t wanted, uint16_t queue_pairs)
   NPA_LOG(Debug, "shell: vhost-user features 0x%llx (offered 0x%llx), protocol 0x%llx, max qp %u",
           static_cast<unsigned long long>(f), static_cast<unsigned long long>(offered),
           static_cast<unsigned long long>(protocol_features_), max_queue_pairs_);
+  return absl::OkStatus();
+}
+
+absl::Status VhostUserFrontend::Sync() {
+  absl::StatusOr<uint64_t> f = GetU64(NPA_VHOST_USER_GET_FEATURES);
+  if (!f.ok())
+    return absl::Status(f.status().code(),
+                        absl::StrCat("vhost-user: a pipelined request was refused or the back end "
+                                     "went away (its log names the request): ",
+                                     f.status().message()));
+  if (*f != offered_)
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "vhost-user back end now offers features 0x%x, 0x%x at negotiation", *f, offered_));
   return absl::OkStatus();
 }
 

@@ -54,6 +54,19 @@ class VhostUserFrontend {
   // Stops the ring; returns the back end's next avail index.
   absl::StatusOr<uint32_t> GetVringBase(uint32_t index);
 
+  // Pipelined: the SET_* requests that wait for REPLY_ACK one by one go out
+  // back to back instead, and Sync() is the one round trip that ends the
+  // batch. A resume (migration, agent restart) sends about 14 of them while
+  // the guest's rings stand still; one round trip each is an agent wake-up
+  // each, milliseconds on a busy host. A back end processes requests in
+  // order and drops the session at the first one it refuses (ours, DPDK's,
+  // QEMU's), so a refusal still fails the batch, at Sync, naming the socket
+  // rather than the request; the back end's log names the request.
+  void set_pipelined(bool on) { pipelined_ = on; }
+  // GET_FEATURES as a barrier: its reply comes after every earlier request
+  // was handled. kFailedPrecondition if the offer changed since Negotiate.
+  absl::Status Sync();
+
   // Close the socket: the back end sees EOF and stops serving (a migration
   // leaving the source, an agent gone). Later requests fail with kAborted.
   void Close() { sock_.reset(); }
@@ -83,6 +96,8 @@ class VhostUserFrontend {
   uint64_t features_ = 0;
   uint64_t protocol_features_ = 0;
   uint16_t max_queue_pairs_ = 1;
+  uint64_t offered_ = 0;  // GET_FEATURES in Negotiate, for Sync
+  bool pipelined_ = false;
 };
 
 const char* VhostUserRequestName(uint32_t request);

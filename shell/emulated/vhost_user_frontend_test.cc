@@ -138,6 +138,63 @@ TEST(VhostUserFrontendTest, GoodSessionNegotiatesIntersection) {
   EXPECT_EQ(reg.mmap_offset, 0u);
 }
 
+// Pipelined (a resume): no SET_* asks for an ack, every message still goes
+// out, in order, with its fds, and Sync's GET_FEATURES is the one barrier.
+// A back end that drops the session at a refused request fails the batch at
+// Sync, naming it.
+TEST(VhostUserFrontendTest, PipelinedRequestsWaitForNoAckAndSyncEndsThem) {
+  FakeBackend be(kNetFeatures, kProto, 4);
+  VhostUserFrontend fe(be.TakeFront(), 2000);
+  fe.set_pipelined(true);
+  ASSERT_TRUE(fe.Negotiate((1ull << NPA_VIRTIO_F_VERSION_1) | (1ull << NPA_VIRTIO_NET_F_MRG_RXBUF), 1).ok());
+  int memfd = eventfd(0, EFD_CLOEXEC);
+  MemRegion r{0x10000, 0x20000, memfd};
+  ASSERT_TRUE(fe.SetMemTable({&r, 1}).ok());
+  int k = eventfd(0, EFD_CLOEXEC), c = eventfd(0, EFD_CLOEXEC);
+  for (uint32_t v : {0u, 1u}) {
+    ASSERT_TRUE(fe.SetupVring(v, 256, {0x10000, 0x11000, 0x12000}, k, c, 77).ok());
+    ASSERT_TRUE(fe.EnableVring(v, true).ok());
+  }
+  ASSERT_TRUE(fe.Sync().ok());
+  close(memfd);
+  close(k);
+  close(c);
+  std::vector<uint32_t> sets;
+  for (auto& m : be.log) {
+    const uint32_t q = m.h.request;
+    if (q == NPA_VHOST_USER_GET_FEATURES || q == NPA_VHOST_USER_GET_PROTOCOL_FEATURES ||
+        q == NPA_VHOST_USER_GET_QUEUE_NUM)
+      continue;
+    sets.push_back(q);
+    EXPECT_FALSE(m.h.flags & NPA_VHOST_USER_FLAG_NEED_REPLY) << VhostUserRequestName(q);
+  }
+  const std::vector<uint32_t> want = {
+      NPA_VHOST_USER_SET_OWNER, NPA_VHOST_USER_SET_PROTOCOL_FEATURES, NPA_VHOST_USER_SET_FEATURES,
+      NPA_VHOST_USER_SET_MEM_TABLE,
+      NPA_VHOST_USER_SET_VRING_NUM, NPA_VHOST_USER_SET_VRING_BASE, NPA_VHOST_USER_SET_VRING_ADDR,
+      NPA_VHOST_USER_SET_VRING_KICK, NPA_VHOST_USER_SET_VRING_CALL, NPA_VHOST_USER_SET_VRING_ENABLE,
+      NPA_VHOST_USER_SET_VRING_NUM, NPA_VHOST_USER_SET_VRING_BASE, NPA_VHOST_USER_SET_VRING_ADDR,
+      NPA_VHOST_USER_SET_VRING_KICK, NPA_VHOST_USER_SET_VRING_CALL, NPA_VHOST_USER_SET_VRING_ENABLE};
+  EXPECT_EQ(sets, want);
+  EXPECT_EQ(be.log.back().h.request, NPA_VHOST_USER_GET_FEATURES) << "Sync is the last message";
+
+  // The back end drops the session at SET_VRING_ADDR: the batch fails at Sync.
+  FakeBackend refusing(kNetFeatures, kProto, 4, [](int s, const Msg& m) {
+    if (m.h.request == NPA_VHOST_USER_SET_VRING_ADDR) shutdown(s, SHUT_RDWR);
+    return false;
+  });
+  VhostUserFrontend fe2(refusing.TakeFront(), 2000);
+  fe2.set_pipelined(true);
+  ASSERT_TRUE(fe2.Negotiate(1ull << NPA_VIRTIO_F_VERSION_1, 1).ok());
+  int k2 = eventfd(0, EFD_CLOEXEC), c2 = eventfd(0, EFD_CLOEXEC);
+  absl::Status st = fe2.SetupVring(0, 256, {0x10000, 0x11000, 0x12000}, k2, c2);
+  if (st.ok()) st = fe2.Sync();
+  close(k2);
+  close(c2);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("vhost-user"), std::string::npos) << st;
+}
+
 struct BadCase {
   const char* name;
   std::function<bool(int, const Msg&)> tamper;
