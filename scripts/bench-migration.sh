@@ -8,6 +8,9 @@
 #
 #   scripts/bench-migration.sh [--build DIR] [--rate N] [--seconds S] [--no-build] [--keep]
 #
+# As root the guest's memory is on 2 MB hugepages (16 are reserved for the
+# run and given back after; NPA_BENCH_NO_HUGEPAGES=1: 4K pages); "hugepages"
+# in the JSON says which the shell got.
 # --keep leaves the run's directory (agents' logs a.log/b.log, the guest's
 # guest.out/guest.err, all with CLOCK_MONOTONIC stamps) and prints its path.
 #
@@ -15,10 +18,13 @@
 #   {"bench":"migration","from":"emulated","to":"emulated","lost_rx":..,
 #    "lost_tx":..,"duplicated":..,"reordered":..,"blackout_ms":..,
 #    "mig_rx_gap_ms":..,"mig_tx_gap_ms":..,"worst_gap_ms":..,"rx_gap_ms":..,
-#    "tx_gap_ms":..,"phases_ms":{..},"total_ms":..}
+#    "tx_gap_ms":..,"phases_ms":{..},"total_ms":..,"rarp_after_live_us":..,
+#    "hugepages":..,"rings_stopped_us":..}
 # blackout_ms is the move's: the longer of the RX and TX gaps around the
 # moment the shell resumed on B (mig_*_gap_ms). worst_gap_ms is the longest
 # gap anywhere in the run, the machine's scheduling noise included.
+# rings_stopped_us is the shell's own figure: from its rings' stop on A to
+# their resume on B.
 # As root, agent B also gets a TAP uplink (npabm<pid>) and the script times
 # B's first RARP on it: "rarp_after_live_us" is the kernel's receive stamp of
 # the first RARP frame on the TAP (AF_PACKET, SO_TIMESTAMPNS) minus the moment
@@ -37,7 +43,7 @@ while [ $# -gt 0 ]; do
     --seconds) SECONDS_=$2; shift ;;
     --no-build) DO_BUILD=0 ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n 2,30p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,36p "$0"; exit 0 ;;
     *) echo "bench-migration: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -53,11 +59,25 @@ DIR=$(mktemp -d /tmp/npa-bench-mig.XXXXXX)
 PIDS=()
 TAP=""
 [ "$(id -u)" = 0 ] && TAP="npabm$(($$ % 100000))"
+# As root, 2 MB hugepages for the guest's memory, as VMs are deployed (the
+# shell takes them when the pool has room, else 4K pages; the JSON says
+# which). It matters here: B maps the guest's memory during the blackout,
+# and on a nested-virtualisation host each first touch of a 4K page through
+# a new mapping costs about 5 us, 2 MB pages about 0.3 ms each (docs/migration.md).
+HUGE_ORIG=""
+if [ "$(id -u)" = 0 ] && [ "${NPA_BENCH_NO_HUGEPAGES:-0}" != 1 ]; then
+  free_huge=$(awk '/^HugePages_Free/ {print $2}' /proc/meminfo)
+  if [ "${free_huge:-0}" -lt 16 ]; then
+    HUGE_ORIG=$(cat /proc/sys/vm/nr_hugepages)
+    echo $((HUGE_ORIG + 16)) >/proc/sys/vm/nr_hugepages 2>/dev/null || HUGE_ORIG=""
+  fi
+fi
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
   [ -n "$TAP" ] && ip link del "$TAP" 2>/dev/null
   if [ "$KEEP" = 1 ]; then echo "bench-migration: kept $DIR" >&2; else rm -rf "$DIR"; fi
+  [ -n "$HUGE_ORIG" ] && echo "$HUGE_ORIG" >/proc/sys/vm/nr_hugepages 2>/dev/null
 }
 trap cleanup EXIT
 
@@ -131,7 +151,7 @@ if [ "$MRC" != 0 ] || [ "$GRC" != 0 ]; then
   echo "--- agent B log (tail):"; tail -n 25 "$DIR/b.log"
 fi
 sleep 0.2  # the RARP follows RUNNING by well under this
-python3 - "$DIR/guest.out" "$DIR/migrate.json" "$DIR/b.log" "$DIR/rarp.out" <<'PY'
+python3 - "$DIR/guest.out" "$DIR/migrate.json" "$DIR/b.log" "$DIR/rarp.out" "$DIR/guest.err" <<'PY'
 import json, os, re, sys
 g = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 try:
@@ -157,6 +177,14 @@ try:
 except OSError:
     pass
 out["rarp_after_live_us"] = rarp_us
+try:
+    gerr = open(sys.argv[5]).read()
+    out["hugepages"] = "no 2 MB hugepages" not in gerr
+    # The shell's own figure: its rings stopped on A until they run on B.
+    r = re.search(r"rings resumed ([0-9]+) us after they stopped", gerr)
+    out["rings_stopped_us"] = int(r.group(1)) if r else None
+except OSError:
+    out["hugepages"] = None
 if "error" in m:
     out["error"] = m["error"].get("message", "")
 print(json.dumps(out, separators=(",", ":")))
