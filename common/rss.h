@@ -123,6 +123,40 @@ class RssTable {
   uint32_t mask_ = 0;
 };
 
+// A whole RSS function: the key (as a hasher), the enabled hash types and
+// the indirection table; what a frame hashes to and the queue that names.
+// The shell (shell/rss_rx.h) and the agent (hypervisor/daemon/guest_rss.h)
+// each hold one built from the same configuration, so they agree on every
+// frame. Immutable; share freely.
+class RssFunction {
+ public:
+  RssFunction(RssHasher h, RssTable t, uint32_t types)
+      : hasher_(std::move(h)), table_(t), types_(types) {}
+  // The frame's hash over the first enabled type that applies; false when
+  // it has nothing to hash (ExtractRssTuple).
+  bool Hash(std::span<const uint8_t> frame, uint32_t* hash) const {
+    RssTuple t;
+    if (!ExtractRssTuple(frame, types_, &t)) return false;
+    *hash = hasher_.Hash(t.bytes());
+    return true;
+  }
+  uint16_t Queue(uint32_t hash) const { return table_.Queue(hash); }
+  // The frame's queue, or `fallback` when it has nothing to hash.
+  uint16_t QueueOf(std::span<const uint8_t> frame, uint16_t fallback) const {
+    uint32_t h;
+    return Hash(frame, &h) ? Queue(h) : fallback;
+  }
+
+  const RssHasher& hasher() const { return hasher_; }
+  const RssTable& table() const { return table_; }
+  uint32_t types() const { return types_; }
+
+ private:
+  RssHasher hasher_;
+  RssTable table_;
+  uint32_t types_;
+};
+
 }  // namespace npa
 
 #endif  // NPA_COMMON_RSS_H_

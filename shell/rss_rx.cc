@@ -17,7 +17,8 @@ static_assert(NPA_RSS_KEY_LEN == kRssKeyLen && NPA_RSS_TABLE_MAX == RssTable::kM
 absl::StatusOr<std::unique_ptr<const RssRx>> RssRx::Create(const npa_rss_config* cfg,
                                                            uint16_t nqp) {
   if (nqp == 0) return absl::InvalidArgumentError("RSS: no queues");
-  if (cfg == nullptr) return std::unique_ptr<const RssRx>(new RssRx(RssHasher(), RssTable(nqp), kRssAllTypes));
+  if (cfg == nullptr)
+    return std::unique_ptr<const RssRx>(new RssRx(RssFunction(RssHasher(), RssTable(nqp), kRssAllTypes)));
   if (cfg->struct_size < sizeof(npa_rss_config))
     return absl::InvalidArgumentError(absl::StrCat("RSS: struct_size ", cfg->struct_size, " < ",
                                                    sizeof(npa_rss_config)));
@@ -53,7 +54,7 @@ absl::StatusOr<std::unique_ptr<const RssRx>> RssRx::Create(const npa_rss_config*
     if (!t.ok()) return t.status();
     table = *t;
   }
-  return std::unique_ptr<const RssRx>(new RssRx(std::move(hasher), table, types));
+  return std::unique_ptr<const RssRx>(new RssRx(RssFunction(std::move(hasher), table, types)));
 }
 
 void RssRx::Apply(npa_buf** bufs, uint16_t n) const {
@@ -62,9 +63,7 @@ void RssRx::Apply(npa_buf** bufs, uint16_t n) const {
     // The headers are in the first segment on every path (a device or back
     // end that split them would give a frame with nothing to hash here).
     const std::span<const uint8_t> frame(static_cast<const uint8_t*>(npa_buf_data(b)), b->data_len);
-    RssTuple t;
-    if (ExtractRssTuple(frame, types_, &t)) {
-      b->rss_hash = hasher_.Hash(t.bytes());
+    if (fn_.Hash(frame, &b->rss_hash)) {
       b->ol_flags |= NPA_BUF_OL_RX_RSS_HASH;
     } else {
       b->rss_hash = 0;

@@ -46,16 +46,14 @@ class RssRx {
   // Owner thread, right after an RX burst: hash each frame's first segment.
   void Apply(npa_buf** bufs, uint16_t n) const;
 
-  uint16_t Queue(uint32_t hash) const { return table_.Queue(hash); }
-  uint32_t types() const { return types_; }
-  const RssHasher& hasher() const { return hasher_; }
+  uint16_t Queue(uint32_t hash) const { return fn_.Queue(hash); }
+  const RssTable& table() const { return fn_.table(); }
+  uint32_t types() const { return fn_.types(); }
+  const RssHasher& hasher() const { return fn_.hasher(); }
 
  private:
-  RssRx(RssHasher h, RssTable t, uint32_t types)
-      : hasher_(std::move(h)), table_(t), types_(types) {}
-  RssHasher hasher_;
-  RssTable table_;
-  uint32_t types_;
+  explicit RssRx(RssFunction fn) : fn_(std::move(fn)) {}
+  RssFunction fn_;
 };
 
 }  // namespace npa::shell
