@@ -61,6 +61,7 @@ const char* BodyName(const control::Envelope& env) {
     case control::Envelope::kMigrateReady: return "migrate_ready";
     case control::Envelope::kMigrateAbort: return "migrate_abort";
     case control::Envelope::kMigrateCommit: return "migrate_commit";
+    case control::Envelope::kRssConfig: return "rss_config";
     case control::Envelope::kMigrationOffer: return "migration_offer";
     case control::Envelope::kMigrationAccept: return "migration_accept";
     case control::Envelope::kMigrationCommit: return "migration_commit";

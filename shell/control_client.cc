@@ -70,6 +70,7 @@ absl::Status ControlClient::DoHandshake(ControlChannel& ch, const Hello& hello, 
   out->max_queue_pairs = w.max_queue_pairs();
   out->link_up = w.link_up();
   out->agent_name = w.agent_name().substr(0, 64);
+  out->rss_spread = w.rss_spread();
   *vhost = std::move(f->fds[0]);
   return absl::OkStatus();
 }

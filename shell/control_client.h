@@ -67,6 +67,7 @@ class ControlClient {
     uint32_t max_queue_pairs = 0;
     bool link_up = false;
     std::string agent_name;
+    bool rss_spread = false;  // the agent takes RssConfig (reconnect.h SendRssConfig)
   };
   // Per-queue counters for StatsReply, gathered on the control thread.
   using StatsFn = std::function<std::vector<control::QueueCounters>()>;

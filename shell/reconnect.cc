@@ -104,6 +104,14 @@ absl::Status ResumeOnce(npa_shell* sh, const std::string& path, const ResumeRun&
     sh->fe = std::move(fe);
   }
   if (s.ok()) s = AnnounceRegions(sh->control.get(), sh->region);
+  if (s.ok()) {
+    std::shared_ptr<const RssRx> rss;
+    {
+      std::lock_guard<std::mutex> l(sh->mu);
+      rss = sh->rss;
+    }
+    s = SendRssConfig(sh, rss.get());  // the new agent spreads RX as the old one did
+  }
   if (!s.ok()) {
     sh->control->Disconnect();
     std::lock_guard<std::mutex> l(sh->mu);
@@ -468,6 +476,18 @@ absl::Status AnnounceRegions(ControlClient* cc, const Region& region) {
   r->set_fd_offset(0);
   const int rfd = region.fd();
   return cc->Send(std::move(env), {&rfd, 1});
+}
+
+absl::Status SendRssConfig(npa_shell* sh, const RssRx* rss) {
+  if (!rss || sh->nb_queue_pairs < 2 || !sh->control || !sh->control->welcome().rss_spread)
+    return absl::OkStatus();
+  control::Envelope env;
+  auto* c = env.mutable_rss_config();
+  const std::span<const uint8_t> key = rss->hasher().key();
+  c->set_key(reinterpret_cast<const char*>(key.data()), key.size());
+  c->set_hash_types(rss->types());
+  for (uint16_t q : rss->table().entries()) c->add_table(q);
+  return sh->control->Send(std::move(env), {});
 }
 
 void InstallSessionHooks(npa_shell* sh) {

@@ -69,6 +69,7 @@
 #include "npa/shell.h"
 #include "shell/control_client.h"
 #include "shell/region.h"
+#include "shell/rss_rx.h"
 
 namespace npa::shell {
 
@@ -84,6 +85,13 @@ std::vector<control::QueueCounters> CollectCounters(npa_shell* sh);
 // RegionAnnounce for `region` (the whole region at iova == address, its
 // memfd): at configure and after every resume on a new agent.
 absl::Status AnnounceRegions(ControlClient* cc, const Region& region);
+// The shell's RSS configuration to the agent (control::RssConfig), so the
+// agent spreads the guest's RX by the same table: when the shell has
+// NPA_OFFLOAD_RSS_HASH, more than one queue pair and an agent whose Welcome
+// says rss_spread; otherwise nothing is sent and OK is returned. After
+// configure, after npa_shell_set_rss and after every (re)connect. rss is
+// the configuration in force (sh->rss, read under sh->mu by the caller).
+absl::Status SendRssConfig(npa_shell* sh, const RssRx* rss);
 
 }  // namespace npa::shell
 

@@ -393,6 +393,9 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
   sh->rss = std::move(rss);
   sh->active = sh->emulated.get();
   sh->state = ShellState::kConfigured;
+  if (absl::Status rs = npa::shell::SendRssConfig(sh, sh->rss.get()); !rs.ok())
+    NPA_LOG(Warn, "shell '%s': npa_shell_configure: rss_config not sent (the next reconnect "
+            "sends it): %s", sh->name.c_str(), std::string(rs.message()).c_str());
   return 0;
 }
 
@@ -474,6 +477,12 @@ int npa_shell_set_rss(npa_shell* sh, const npa_rss_config* cfg) {
   sh->rss_retired.push_back(std::move(sh->rss));
   sh->rss = std::shared_ptr<const npa::shell::RssRx>(std::move(*r));
   for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) sh->queues[q].StageRss(sh->rss.get());
+  // The agent spreads RX by the same table. If it cannot be told (its
+  // session is down), the next reconnect tells it; the shell's hash already
+  // uses the new configuration.
+  if (absl::Status s = npa::shell::SendRssConfig(sh, sh->rss.get()); !s.ok())
+    NPA_LOG(Warn, "shell '%s': npa_shell_set_rss: the agent was not told: %s", sh->name.c_str(),
+            std::string(s.message()).c_str());
   return 0;
 }
 

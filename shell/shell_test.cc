@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <optional>
 #include <cerrno>
 #include <string>
 #include <thread>
 
+#include "common/rss.h"
 #include "common/unix_socket.h"
 #include "gtest/gtest.h"
 #include "npa/shell.hpp"
@@ -50,6 +52,36 @@ void ServeVhost(int s) {
   }
 }
 
+// The agent's side of one control session, in threads: accepts on the
+// listening socket, takes the Hello, sends the Welcome (rss_spread as
+// given) and serves the vhost-user fd with ServeVhost. Join() once the
+// shell's open returned; the destructor ends both threads.
+struct FakeAgentThread {
+  std::unique_ptr<FakeAgent> agent;
+  std::thread vhost_thread;
+  std::thread accept_thread;
+  void Start(int listen_fd, bool rss_spread = false) {
+    accept_thread = std::thread([this, listen_fd, rss_spread] {
+      ASSERT_TRUE(WaitReadable(listen_fd, 3000).ok());
+      UniqueFd c(accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
+      ASSERT_TRUE(c.valid());
+      agent = std::make_unique<FakeAgent>(std::move(c));
+      ASSERT_TRUE(agent->ExpectHello().ok());
+      ASSERT_TRUE(agent->Welcome(1, std::string("\x02\x00\x00\x00\x00\x07", 6), rss_spread).ok());
+      int peer = agent->vhost_peer.get();
+      vhost_thread = std::thread([peer] { ServeVhost(peer); });
+    });
+  }
+  void Join() {
+    if (accept_thread.joinable()) accept_thread.join();
+  }
+  ~FakeAgentThread() {
+    Join();
+    agent.reset();  // the shell's vhost-user peer sees EOF once the shell closed
+    if (vhost_thread.joinable()) vhost_thread.join();
+  }
+};
+
 class ShellTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -60,6 +92,19 @@ class ShellTest : public ::testing::Test {
   void TearDown() override {
     unlink(path_.c_str());
     rmdir(dir_.c_str());
+  }
+  // Opens sh (named name, 4K pages) on path_ against a FakeAgentThread.
+  int OpenWithFakeAgent(const char* name, bool rss_spread, FakeAgentThread* fa, npa::Shell* sh) {
+    auto ls = ListenUnix(path_);
+    if (!ls.ok()) return -EIO;
+    fa->Start(ls->get(), rss_spread);
+    npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
+    oa.control_path = path_.c_str();
+    oa.name = name;
+    oa.flags = NPA_SHELL_F_NO_HUGEPAGES;
+    const int rc = npa::Shell::Open(oa, sh);
+    fa->Join();
+    return fa->agent ? rc : -EIO;
   }
   std::string dir_, path_;
 };
@@ -98,29 +143,52 @@ TEST_F(ShellTest, OpenReportsMissingAgent) {
   EXPECT_NE(std::string(npa_shell_last_error(nullptr)).find(path_), std::string::npos);
 }
 
-TEST_F(ShellTest, ControlSessionConfigureStartEventsStats) {
-  auto ls = ListenUnix(path_);
-  ASSERT_TRUE(ls.ok()) << ls.status();
-  std::unique_ptr<FakeAgent> agent;
-  std::thread vhost_thread;
-  std::thread accept_thread([&] {
-    ASSERT_TRUE(WaitReadable(ls->get(), 3000).ok());
-    UniqueFd c(accept4(ls->get(), nullptr, nullptr, SOCK_CLOEXEC));
-    ASSERT_TRUE(c.valid());
-    agent = std::make_unique<FakeAgent>(std::move(c));
-    ASSERT_TRUE(agent->ExpectHello().ok());
-    ASSERT_TRUE(agent->Welcome().ok());
-    int peer = agent->vhost_peer.get();
-    vhost_thread = std::thread([peer] { ServeVhost(peer); });
-  });
+// An agent whose Welcome says rss_spread gets the shell's RSS configuration
+// after configure and again after npa_shell_set_rss (reconnect.h
+// SendRssConfig): the key, the types and the whole table.
+TEST_F(ShellTest, RssConfigGoesToAnAgentThatSpreads) {
+  FakeAgentThread fa;
   npa::Shell sh;
-  npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
-  oa.control_path = path_.c_str();
-  oa.name = "t1";
-  oa.flags = NPA_SHELL_F_NO_HUGEPAGES;
-  int rc = npa::Shell::Open(oa, &sh);
-  accept_thread.join();
-  ASSERT_EQ(rc, 0) << npa_shell_last_error(nullptr);
+  ASSERT_EQ(OpenWithFakeAgent("rss1", /*rss_spread=*/true, &fa, &sh), 0) << npa_shell_last_error(nullptr);
+  FakeAgent* agent = fa.agent.get();
+  npa_shell_queue_config qc = NPA_SHELL_QUEUE_CONFIG_INIT;
+  qc.nb_queue_pairs = 2;
+  qc.ring_size = 256;
+  qc.offloads = NPA_OFFLOAD_MRG_RXBUF | NPA_OFFLOAD_RSS_HASH;
+  ASSERT_EQ(sh.Configure(qc), 0) << sh.last_error();
+  // The next message with an rss_config, skipping others (regions, stats).
+  auto next_rss = [&]() -> std::optional<control::RssConfig> {
+    for (int i = 0; i < 10; i++) {
+      auto f = agent->Receive(3000);
+      if (!f.ok()) return std::nullopt;
+      if (f->env.has_rss_config()) return f->env.rss_config();
+    }
+    return std::nullopt;
+  };
+  auto first = next_rss();
+  ASSERT_TRUE(first.has_value()) << "no rss_config after configure";
+  EXPECT_EQ(first->key(), std::string(reinterpret_cast<const char*>(npa::kDefaultRssKey.data()),
+                                      npa::kDefaultRssKey.size()));
+  EXPECT_EQ(first->hash_types(), npa::kRssAllTypes);
+  ASSERT_EQ(first->table_size(), 128);
+  for (int i = 0; i < 128; i++) ASSERT_EQ(first->table(i), static_cast<uint32_t>(i % 2)) << i;
+  const uint16_t all_to_1[4] = {1, 1, 1, 1};
+  npa_rss_config cfg = NPA_RSS_CONFIG_INIT;
+  cfg.table = all_to_1;
+  cfg.table_len = 4;
+  ASSERT_EQ(npa_shell_set_rss(sh.get(), &cfg), 0) << sh.last_error();
+  auto second = next_rss();
+  ASSERT_TRUE(second.has_value()) << "no rss_config after npa_shell_set_rss";
+  ASSERT_EQ(second->table_size(), 4);
+  for (int i = 0; i < 4; i++) EXPECT_EQ(second->table(i), 1u);
+  sh.Reset();  // then fa's destructor ends its threads
+}
+
+TEST_F(ShellTest, ControlSessionConfigureStartEventsStats) {
+  FakeAgentThread fa;
+  npa::Shell sh;
+  ASSERT_EQ(OpenWithFakeAgent("t1", /*rss_spread=*/false, &fa, &sh), 0) << npa_shell_last_error(nullptr);
+  FakeAgent* agent = fa.agent.get();
 
   npa_shell_queue_config qc = NPA_SHELL_QUEUE_CONFIG_INIT;
   qc.nb_queue_pairs = 2;
@@ -213,9 +281,7 @@ TEST_F(ShellTest, ControlSessionConfigureStartEventsStats) {
 
   ASSERT_EQ(sh.Stop(), 0);
   EXPECT_EQ(sh.RxBurst(0, b, 16), 0);
-  sh.Reset();  // close: the fake back end sees EOF
-  agent.reset();
-  vhost_thread.join();
+  sh.Reset();  // close: the fake back end sees EOF; fa's destructor ends its threads
 }
 
 }  // namespace

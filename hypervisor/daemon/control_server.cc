@@ -328,6 +328,12 @@ absl::Status ControlServer::HandleGuestFrame(Session& s, Guest& g, ControlFrame&
                                            Error::Code_Name(env.error().code()), ": ",
                                            env.error().message()));
   if (env.has_regions()) return vf_.OnRegions(*s.ch, g, f);
+  if (env.has_rss_config()) {
+    // A bad table is the guest's own problem: it is told, the old one stays.
+    if (absl::Status st = ApplyRssConfig(env.rss_config(), g, dp_); !st.ok())
+      SendError(*s.ch, Error::MALFORMED, absl::StrCat("guest '", g.name, "': ", st.message()), env.seq());
+    return absl::OkStatus();
+  }
   if (env.has_vf_accept()) return vf_.OnVfAccept(*s.ch, g, env);
   if (env.has_revoke_done()) return vf_.OnRevokeDone(*s.ch, g, env);
   if (env.has_migrate_ready()) return mig_.OnMigrateReady(*s.ch, g, env);
@@ -413,7 +419,7 @@ void ControlServer::UpdateReadiness(Guest& g) {
     for (uint16_t q = 0; q < g.queue_pairs && all; q++) all = g.port->QueueReady(q);
     if (!all) return;
     if (dp_) {
-      if (absl::Status s = dp_->AddGuest(g.id, g.port, g.mac); !s.ok()) {
+      if (absl::Status s = dp_->AddGuest(g.id, g.port, g.mac, g.rss); !s.ok()) {
         CloseGuest(g.id, absl::StrCat("add to dataplane: ", s.message()), /*broken=*/true);
         return;
       }
@@ -441,7 +447,8 @@ void ControlServer::UpdateReadiness(Guest& g) {
   // belong to guests the dataplane already polls, so in_dataplane tells them
   // apart.)
   if (g.lc.CanFire(GuestState::kRunning) && !g.in_dataplane && dp_) {
-    absl::Status s = dp_->AddGuest(g.id, g.port, g.transport == "control" ? g.mac : std::nullopt);
+    absl::Status s =
+        dp_->AddGuest(g.id, g.port, g.transport == "control" ? g.mac : std::nullopt, g.rss);
     if (!s.ok()) {
       NPA_LOG(Error, "control: guest %s: add to dataplane: %s", g.name.c_str(),
               std::string(s.message()).c_str());

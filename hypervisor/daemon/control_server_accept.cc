@@ -212,6 +212,7 @@ absl::Status ControlServer::AttachShell(Session& s, Guest& g, uint64_t seq) {
   wel->set_max_queue_pairs(g.queue_pairs);
   wel->set_link_up(LinkUp());
   wel->set_agent_name(opts_.agent_name);
+  wel->set_rss_spread(true);  // RssConfig is understood (guest_rss.h)
   int fd = theirs.get();
   NPA_RETURN_IF_ERROR(s.ch->Send(w, std::span<const int>(&fd, 1)));
   Envelope link;

@@ -156,6 +156,46 @@ TEST_F(ControlServerTest, HelloGetsWelcomeWithOneFdAndLinkState) {
   EXPECT_EQ(ListGuests().guests_size(), 0);
 }
 
+// RssConfig: the Welcome says the agent takes it; a bad one gets MALFORMED
+// naming the field and the guest's session goes on; a good one is taken
+// without an answer.
+TEST_F(ControlServerTest, RssConfigIsCheckedAndABadOneKeepsTheSession) {
+  ControlChannel ch = Connect();
+  ASSERT_TRUE(ch.Send(Hello("rss0", "", 2)).ok());
+  auto w = ch.ReceiveBlocking(2000);
+  ASSERT_TRUE(w.ok() && w->env.has_welcome());
+  EXPECT_TRUE(w->env.welcome().rss_spread());
+  ASSERT_TRUE(ch.ReceiveBlocking(2000).ok());  // link state
+  Envelope bad;
+  bad.set_seq(77);
+  auto* c = bad.mutable_rss_config();
+  c->set_key(std::string(40, 'k'));
+  c->set_hash_types(1);
+  for (int i = 0; i < 4; i++) c->add_table(i);  // queues 2 and 3: the guest has 2
+  ASSERT_TRUE(ch.Send(bad).ok());
+  auto e = ch.ReceiveBlocking(2000);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_TRUE(e->env.has_error()) << BodyName(e->env);
+  EXPECT_EQ(e->env.seq(), 77u);
+  EXPECT_EQ(e->env.error().code(), Error::MALFORMED);
+  EXPECT_EQ(e->env.error().message(),
+            "guest 'rss0': rss_config.table[2] is queue 2; the guest has 2 queue pairs");
+  Envelope good = bad;
+  good.set_seq(78);
+  for (int i = 0; i < 4; i++) good.mutable_rss_config()->set_table(i, i % 2);
+  ASSERT_TRUE(ch.Send(good).ok());
+  // No answer to a good one; the session still serves (stats answer).
+  Envelope st;
+  st.set_seq(79);
+  st.mutable_stats_request();
+  ASSERT_TRUE(ch.Send(st).ok());
+  auto r = ch.ReceiveBlocking(2000);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->env.has_stats_reply()) << BodyName(r->env);
+  EXPECT_EQ(r->env.seq(), 79u);
+  ASSERT_EQ(ListGuests().guests_size(), 1);
+}
+
 TEST_F(ControlServerTest, ReadyGuestRunsAndBrokenGuestIsClosedWithBye) {
   make_ready_ = true;
   ControlChannel ch = Connect();

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "hypervisor/daemon/dataplane_frames.h"
+#include "hypervisor/daemon/guest_rss.h"
 #include "hypervisor/vhost/virtqueue.h"
 
 namespace npa::agent {
@@ -134,7 +135,7 @@ std::shared_ptr<Dataplane::Snapshot> Dataplane::CopySnapshot() {
 }
 
 absl::Status Dataplane::AddGuest(PortId id, std::shared_ptr<GuestPort> port,
-                                 std::optional<MacAddr> mac) {
+                                 std::optional<MacAddr> mac, std::shared_ptr<const GuestRss> rss) {
   if (id == kUplinkPort || id == kNoPort)
     return absl::InvalidArgumentError(absl::StrCat("dataplane: bad guest port id ", id));
   auto next = CopySnapshot();
@@ -144,8 +145,18 @@ absl::Status Dataplane::AddGuest(PortId id, std::shared_ptr<GuestPort> port,
       return absl::AlreadyExistsError(absl::StrCat("dataplane: MAC ", MacToString(*mac),
                                                    " already belongs to guest ", m.id));
   }
-  next->members.push_back(Member{id, std::move(port), mac});
+  next->members.push_back(Member{id, std::move(port), mac, std::move(rss)});
   return Publish(std::move(next));
+}
+
+absl::Status Dataplane::SetGuestRss(PortId id, std::shared_ptr<const GuestRss> rss) {
+  auto next = CopySnapshot();
+  for (Member& m : next->members) {
+    if (m.id != id) continue;
+    m.rss = std::move(rss);
+    return Publish(std::move(next));
+  }
+  return absl::NotFoundError(absl::StrCat("dataplane: guest ", id, " is not in the dataplane"));
 }
 
 absl::Status Dataplane::RemoveGuest(PortId id) {
@@ -222,6 +233,7 @@ void Dataplane::Refresh() {
     auto old = std::find_if(locals_.begin(), locals_.end(), [&](const Local& x) { return x.id == m.id; });
     if (old != locals_.end()) {
       next.push_back(std::move(*old));
+      next.back().rss = m.rss;  // the one thing a member changes in place
       locals_.erase(old);
       continue;
     }
@@ -229,6 +241,7 @@ void Dataplane::Refresh() {
     l.id = m.id;
     l.port = m.port;
     l.mac_key = m.mac ? MacKey(m.mac->data()) : 0;
+    l.rss = m.rss;
     l.out.reserve(opts_.burst);
     if (m.mac) {
       absl::Status s = switch_.PinMac(*m.mac, m.id);
@@ -262,6 +275,12 @@ void Dataplane::Deliver(PortId from, uint16_t qp, const PacketRef& p, const uint
   auto queue_for = [&](Local& g) {
     uint16_t nq = g.port->num_queue_pairs();
     uint16_t q = nq ? static_cast<uint16_t>(qp % nq) : 0;
+    // The guest's own RSS table, when its shell sent one: a flow stays on
+    // one queue, the one the guest's hash names (guest_rss.h).
+    if (g.rss && nq > 1) {
+      q = g.rss->QueueOf(p.segs, p.nsegs, q);
+      if (q >= nq) q = 0;
+    }
     // A guest may enable fewer queue pairs than it negotiated: queue 0 is
     // always there once the guest is ready.
     if (!g.port->QueueReady(q)) q = 0;

@@ -82,6 +82,8 @@
 
 namespace npa::agent {
 
+class GuestRss;  // guest_rss.h
+
 enum class DataplaneMode { kSwitch, kSink, kLoopback };
 const char* DataplaneModeName(DataplaneMode m);
 std::optional<DataplaneMode> ParseDataplaneMode(const std::string& s);
@@ -137,8 +139,15 @@ class Dataplane {
   // spoofing); kAlreadyExists if another guest has it. Both wait (bounded,
   // 2 s) until the dataplane has seen the change; kDeadlineExceeded if it did
   // not (a stuck dataplane), in which case the caller must not destroy port.
-  absl::Status AddGuest(PortId id, std::shared_ptr<GuestPort> port, std::optional<MacAddr> mac);
+  // rss, when given, decides the RX queue of each frame for this guest
+  // (guest_rss.h); without it a frame goes to the sender's queue modulo the
+  // guest's.
+  absl::Status AddGuest(PortId id, std::shared_ptr<GuestPort> port, std::optional<MacAddr> mac,
+                        std::shared_ptr<const GuestRss> rss = nullptr);
   absl::Status RemoveGuest(PortId id);
+  // A guest's new RSS configuration (null: none); kNotFound if it is not in
+  // the dataplane. Waits like AddGuest.
+  absl::Status SetGuestRss(PortId id, std::shared_ptr<const GuestRss> rss);
 
   // ---- Migration (control thread; any one thread at a time) ----
   using HeldFrames = npa::agent::HeldFrames;  // dataplane_migration.h
@@ -201,6 +210,7 @@ class Dataplane {
     PortId id;
     std::shared_ptr<GuestPort> port;
     std::optional<MacAddr> mac;
+    std::shared_ptr<const GuestRss> rss;
   };
   struct Snapshot {
     std::vector<Member> members;
@@ -217,6 +227,7 @@ class Dataplane {
     uint16_t next_qp = 0;        // the queue the next poll starts with (round robin)
     uint64_t mac_key = 0;        // MacKey of its pinned MAC, 0 if none
     bool mac_held = false;       // its MAC is held: floods go to the hold instead
+    std::shared_ptr<const GuestRss> rss;  // its RX queue by flow, or null
     // Loopback: frames peeked from a TX queue that the guest's RX ring had no
     // room for yet, per queue pair, oldest first. They stay unreleased (so
     // the guest's TX ring holds them) until delivered: backpressure instead

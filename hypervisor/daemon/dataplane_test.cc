@@ -10,12 +10,14 @@
 #include <arpa/inet.h>
 #include <time.h>
 
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <thread>
 
 #include "common/announce.h"
 #include "common/clock.h"
+#include "hypervisor/daemon/guest_rss.h"
 #include "tests/support/fake_guest_port.h"
 
 namespace npa::agent {
@@ -123,6 +125,61 @@ TEST(DataplaneTest, FloodToNobodyIsCounted) {
   ASSERT_TRUE(WaitFor([&] { return g2->GuestReceived().size() == 1; }));
   EXPECT_EQ(dp.counters().flooded_to_nobody, 2u);
   EXPECT_EQ(dp.counters().flood_copies, 1u);
+}
+
+// A guest with an RSS configuration (guest_rss.h) gets each frame on the
+// queue its table names for the frame's flow, whatever queue it was sent
+// from; a new configuration takes over; without one, the sender's queue.
+TEST(DataplaneTest, RxQueueFollowsTheGuestsRssTable) {
+  Dataplane dp(Opts(), nullptr);
+  ASSERT_TRUE(dp.Start().ok());
+  auto g1 = ReadyPort(2), g2 = ReadyPort(4);
+  control::RssConfig c;
+  c.set_key(std::string(reinterpret_cast<const char*>(kDefaultRssKey.data()), kDefaultRssKey.size()));
+  c.set_hash_types(kRssAllTypes);
+  for (int i = 0; i < 128; i++) c.add_table(i % 4);
+  auto rss = GuestRss::FromConfig(c, 4);
+  ASSERT_TRUE(rss.ok()) << rss.status();
+  ASSERT_TRUE(dp.AddGuest(1, g1, M(1)).ok());
+  ASSERT_TRUE(dp.AddGuest(2, g2, M(2), *rss).ok());
+  // 64 UDP/IPv4 flows from g1's queue 1 to g2.
+  auto udp = [](uint16_t sport) {
+    std::vector<uint8_t> f = Frame(M(2), M(1), 0);
+    f[12] = 0x08, f[13] = 0x00;
+    std::fill(f.begin() + 14, f.end(), 0);
+    f[14] = 0x45, f[17] = 46, f[22] = 64, f[23] = 17;
+    f[26] = 10, f[29] = 1, f[30] = 10, f[33] = 2;
+    f[34] = sport >> 8, f[35] = sport & 0xff, f[36] = 0x12, f[37] = 0xb5, f[39] = 26;
+    return f;
+  };
+  std::array<uint64_t, 4> want{};
+  for (uint16_t p = 0; p < 64; p++) {
+    const auto f = udp(static_cast<uint16_t>(5000 + p));
+    want[(*rss)->QueueOf(f, 99)]++;
+    g1->GuestSend(1, f);
+  }
+  for (uint16_t q = 0; q < 4; q++) EXPECT_GT(want[q], 0u) << "64 flows reach every queue";
+  auto got = [&] {
+    std::array<uint64_t, 4> n{};
+    for (uint16_t q = 0; q < 4; q++) n[q] = g2->counters(q).rx_packets;
+    return n;
+  };
+  ASSERT_TRUE(WaitFor([&] { return got() == want; }))
+      << got()[0] << " " << got()[1] << " " << got()[2] << " " << got()[3];
+  // Every entry on queue 3: everything lands there.
+  control::RssConfig all3 = c;
+  for (int i = 0; i < 128; i++) all3.set_table(i, 3);
+  auto rss3 = GuestRss::FromConfig(all3, 4);
+  ASSERT_TRUE(rss3.ok());
+  ASSERT_TRUE(dp.SetGuestRss(2, *rss3).ok());
+  for (uint16_t p = 0; p < 16; p++) g1->GuestSend(0, udp(static_cast<uint16_t>(6000 + p)));
+  ASSERT_TRUE(WaitFor([&] { return got()[3] == want[3] + 16; })) << got()[3];
+  EXPECT_EQ(got()[0], want[0]);
+  // None: the sender's queue (1 here).
+  ASSERT_TRUE(dp.SetGuestRss(2, nullptr).ok());
+  for (uint16_t p = 0; p < 8; p++) g1->GuestSend(1, udp(static_cast<uint16_t>(7000 + p)));
+  ASSERT_TRUE(WaitFor([&] { return got()[1] == want[1] + 8; })) << got()[1];
+  EXPECT_EQ(dp.SetGuestRss(9, nullptr).code(), absl::StatusCode::kNotFound);
 }
 
 TEST(DataplaneTest, SpoofedSourceIsDropped) {

@@ -36,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "hypervisor/daemon/guest_lifecycle.h"
 #include "hypervisor/daemon/guest_port.h"
+#include "hypervisor/daemon/guest_rss.h"
 #include "hypervisor/daemon/mac_switch.h"
 #include "hypervisor/vf/guest_regions.h"
 #include "include/npa/control.pb.h"
@@ -55,6 +56,9 @@ struct Guest {
   std::shared_ptr<GuestPort> port;
   bool in_dataplane = false;
   std::string broken_reason;  // why Break() was called
+  // RssConfig from its shell (guest_rss.h): how the dataplane spreads its RX
+  // over its queues; null: by the sender's queue.
+  std::shared_ptr<const GuestRss> rss;
 
   // VF path (vf_attachments.h).
   std::unique_ptr<GuestRegions> regions;  // RegionAnnounce, for DMA mapping

@@ -315,9 +315,10 @@ typedef struct npa_rss_config {
  * while the owners burst: each queue takes the new configuration at its
  * owning thread's next burst (a frame is hashed wholly under one
  * configuration). Hashes are the shell's own, the same on every path; the
- * table says which queue a hash belongs to (npa_rss_queue) and is replayed
- * to the agent and to plug-ins with hardware RSS as they learn to spread by
- * it. Errors: -EINVAL (a bad field, named by npa_shell_last_error), -EBUSY
+ * table says which queue a hash belongs to (npa_rss_queue). The agent
+ * spreads the emulated path's RX by it (the shell sends it after configure,
+ * after each call here and after each reconnect); plug-ins with hardware
+ * RSS are not given it yet. Errors: -EINVAL (a bad field, named by npa_shell_last_error), -EBUSY
  * (the owners have not applied the last 8 changes yet: they apply them at
  * their next burst). */
 int npa_shell_set_rss(npa_shell *sh, const npa_rss_config *cfg);

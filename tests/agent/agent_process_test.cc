@@ -13,11 +13,13 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "common/control_codec.h"
 #include "common/unix_socket.h"
+#include "npa/shell.h"
 
 namespace npa {
 namespace {
@@ -305,4 +307,118 @@ TEST(AgentProcessTest, NpactlOnlyOnTheAdminSocket) {
   EXPECT_NE(r.out.find("no guest named or numbered 'shell0'"), std::string::npos) << r.out;
 }
 
+}  // namespace npa
+
+namespace npa {
+namespace {
+
+// RSS on the emulated path end to end: a real shell with two queue pairs
+// and its own RSS table tells the real agent (RssConfig), and every frame
+// another shell sends it arrives on the queue npa_rss_queue gives its hash
+// (the shell's own), whichever queue the sender used. 256 UDP flows, both
+// queues used.
+TEST(AgentProcessTest, RxArrivesOnTheQueueTheGuestsRssTableNames) {
+  AgentProcess agent({"--mode", "switch"});
+  for (int i = 0; i < 500 && access(agent.ctl().c_str(), F_OK) != 0; i++) usleep(10000);
+  auto open = [&](const char* name, uint16_t nq, uint64_t offloads) -> npa_shell* {
+    npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
+    oa.control_path = agent.ctl().c_str();
+    oa.name = name;
+    npa_shell* sh = nullptr;
+    if (npa_shell_open(&oa, &sh) != 0) return nullptr;
+    npa_shell_queue_config qc = NPA_SHELL_QUEUE_CONFIG_INIT;
+    qc.nb_queue_pairs = nq;
+    qc.offloads = offloads;
+    if (npa_shell_configure(sh, &qc) != 0) {
+      npa_shell_close(sh);
+      return nullptr;
+    }
+    return sh;
+  };
+  npa_shell* rx = open("rss-rx", 2, NPA_OFFLOAD_RSS_HASH);
+  ASSERT_NE(rx, nullptr) << npa_shell_last_error(nullptr);
+  // Not round robin: the agent must use this table, not a default one.
+  const uint16_t table[8] = {1, 1, 0, 1, 0, 0, 1, 0};
+  npa_rss_config rc = NPA_RSS_CONFIG_INIT;
+  rc.hash_types = NPA_RSS_HASH_UDPV4 | NPA_RSS_HASH_IPV4;
+  rc.table = table;
+  rc.table_len = 8;
+  ASSERT_EQ(npa_shell_set_rss(rx, &rc), 0) << npa_shell_last_error(rx);
+  npa_shell* tx = open("rss-tx", 2, 0);
+  ASSERT_NE(tx, nullptr) << npa_shell_last_error(nullptr);
+  ASSERT_EQ(npa_shell_start(rx), 0) << npa_shell_last_error(rx);
+  ASSERT_EQ(npa_shell_start(tx), 0) << npa_shell_last_error(tx);
+  CmdResult r;
+  for (int i = 0; i < 250; i++) {
+    r = agent.Npactl("--json guests");
+    if (r.rc == 0 && JsonCheck(r.out, "[g[\"state\"] for g in d[\"guests\"]] == [\"RUNNING\", \"RUNNING\"]"))
+      break;
+    usleep(20000);
+  }
+  ASSERT_TRUE(JsonCheck(r.out, "[g[\"state\"] for g in d[\"guests\"]] == [\"RUNNING\", \"RUNNING\"]"))
+      << r.out;
+  npa_shell_info ri, ti;
+  ri.struct_size = sizeof ri;
+  ti.struct_size = sizeof ti;
+  ASSERT_EQ(npa_shell_get_info(rx, &ri), 0);
+  ASSERT_EQ(npa_shell_get_info(tx, &ti), 0);
+
+  constexpr int kFlows = 256;
+  int sent = 0;
+  for (int tries = 0; sent < kFlows && tries < 1000; tries++) {
+    npa_buf* b = nullptr;
+    const uint16_t q = static_cast<uint16_t>(sent % 2);  // both sender queues
+    if (npa_buf_alloc(tx, q, &b, 1) != 1) {
+      usleep(1000);
+      continue;
+    }
+    auto* f = static_cast<uint8_t*>(npa_buf_data(b));
+    memset(f, 0, 60);
+    memcpy(f, ri.mac, 6);
+    memcpy(f + 6, ti.mac, 6);
+    f[12] = 0x08;
+    f[14] = 0x45, f[17] = 46, f[22] = 64, f[23] = 17;  // IPv4, UDP
+    f[26] = 10, f[29] = 1, f[30] = 10, f[33] = 2;
+    const uint16_t sport = static_cast<uint16_t>(20000 + sent);
+    f[34] = sport >> 8, f[35] = sport & 0xff, f[36] = 0x12, f[37] = 0xb5, f[39] = 26;
+    b->data_len = 60;
+    b->pkt_len = 60;
+    if (npa_tx_burst(tx, q, &b, 1) == 1) {
+      sent++;
+    } else {
+      npa_buf_free(tx, q, &b, 1);
+      usleep(1000);
+    }
+  }
+  ASSERT_EQ(sent, kFlows);
+  int got[2] = {0, 0}, misplaced = 0, unhashed = 0;
+  for (int i = 0; i < 5000 && got[0] + got[1] < kFlows; i++) {
+    for (uint16_t q = 0; q < 2; q++) {
+      npa_buf* bufs[32];
+      const uint16_t n = npa_rx_burst(rx, q, bufs, 32);
+      for (uint16_t k = 0; k < n; k++) {
+        const auto* f = static_cast<const uint8_t*>(npa_buf_data(bufs[k]));
+        if (f[12] != 0x08 || f[13] != 0x00) continue;  // not ours (an announce)
+        got[q]++;
+        if (!(bufs[k]->ol_flags & NPA_BUF_OL_RX_RSS_HASH)) {
+          unhashed++;
+        } else if (npa_rss_queue(rx, bufs[k]->rss_hash) != q) {
+          misplaced++;
+        }
+      }
+      if (n) npa_buf_free(rx, q, bufs, n);
+    }
+    usleep(1000);
+  }
+  EXPECT_EQ(got[0] + got[1], kFlows) << got[0] << " + " << got[1];
+  EXPECT_EQ(unhashed, 0);
+  EXPECT_EQ(misplaced, 0) << "frames not on the queue their hash's table entry names";
+  EXPECT_GT(got[0], 0);
+  EXPECT_GT(got[1], 0);
+  npa_shell_close(tx);
+  npa_shell_close(rx);
+  EXPECT_EQ(agent.Stop(), 0);
+}
+
+}  // namespace
 }  // namespace npa

@@ -24,7 +24,8 @@ class FakeAgent {
     if (!f.ok()) return f.status();
     return f->env;
   }
-  absl::Status Welcome(int nfds = 1, std::string mac = std::string("\x02\x00\x00\x00\x00\x07", 6)) {
+  absl::Status Welcome(int nfds = 1, std::string mac = std::string("\x02\x00\x00\x00\x00\x07", 6),
+                       bool rss_spread = false) {
     control::Envelope e;
     auto* w = e.mutable_welcome();
     w->set_guest_id(42);
@@ -33,6 +34,7 @@ class FakeAgent {
     w->set_max_queue_pairs(4);
     w->set_link_up(true);
     w->set_agent_name("fake");
+    w->set_rss_spread(rss_spread);
     std::vector<int> fds;
     std::vector<UniqueFd> keep;
     for (int i = 0; i < nfds; i++) {
