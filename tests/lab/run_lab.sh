@@ -127,84 +127,21 @@ for b in "$PROBE" "$VFTEST"; do
 done
 
 # ---------------------------------------------------------------- guest kernel
-KPKG="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
-if [ -z "$KPKG" ]; then
-  # Offline or no package lists: fall back to whatever kernel is cached.
-  KPKG="$(ls -1 "$WORK/kernel" 2>/dev/null | sed -n 's/^/linux-image-/p' | tail -1)"
-fi
-[ -n "$KPKG" ] || { echo "run_lab.sh: cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 2; }
-KVER="${KPKG#linux-image-}"
-KDIR="$WORK/kernel/$KVER"
-MODROOT="$KDIR/lib/modules/$KVER/kernel"
-# One extraction at a time per work dir (two first runs would rm each other's).
-exec 9>"$WORK/.kernel.lock"
-flock 9
-# .ready2: the extraction includes tun, veth and the bridge (the two-host
-# lab); a cache from before is extracted again.
-if [ ! -f "$KDIR/.ready2" ]; then
-  deb="$(ls "$WORK"/pkgs/"${KPKG}"_*.deb 2>/dev/null | head -1 || true)"
-  if [ -z "$deb" ]; then
-    log "downloading $KPKG"
-    # apt's _apt user cannot write root-owned dirs; the download warning is harmless.
-    (cd "$WORK/pkgs" && apt-get download "$KPKG" >"$WORK/logs/download.log" 2>&1) ||
-      { echo "run_lab.sh: apt-get download $KPKG failed" >&2; exit 2; }
-    deb="$(ls "$WORK"/pkgs/"${KPKG}"_*.deb | head -1)"
-  fi
-  log "extracting kernel + modules from $(basename "$deb")"
-  rm -rf "$KDIR"; mkdir -p "$KDIR"
-  m="./lib/modules/$KVER/kernel"
-  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$KDIR" --wildcards \
-    "./boot/vmlinuz-$KVER" "$m/drivers/vfio/*" "$m/virt/lib/*" "$m/drivers/virtio/*" \
-    "$m/drivers/net/ethernet/intel/e1000e/*" "$m/drivers/net/virtio_net.ko" \
-    "$m/drivers/net/net_failover.ko" "$m/net/core/*" "$m/drivers/nvme/host/*" \
-    "$m/block/t10-pi.ko" "$m/lib/crc*" "$m/crypto/crc*" \
-    "$m/drivers/net/tun.ko" "$m/drivers/net/veth.ko" "$m/net/bridge/bridge.ko" \
-    "$m/net/802/stp.ko" "$m/net/llc/llc.ko"
-  # PVH boot of the decompressed ELF vmlinux is ~2 s faster under TCG than
-  # letting the bzImage decompress itself. Boot protocol (Documentation/x86/
-  # boot.rst): setup_sects at 0x1f1, payload_offset 0x248, payload_length 0x24c;
-  # the payload starts after (setup_sects + 1) * 512 bytes.
-  vz="$KDIR/boot/vmlinuz-$KVER"
-  rd() { od -An -t"u$2" -j "$1" -N "$2" "$vz" | tr -d ' '; }
-  setup=$(rd $((0x1f1)) 1); [ "$setup" = 0 ] && setup=4
-  poff=$(rd $((0x248)) 4); plen=$(rd $((0x24c)) 4)
-  tail -c +$(( (setup + 1) * 512 + poff + 1 )) "$vz" | head -c "$plen" |
-    xz -dc --single-stream >"$KDIR/vmlinux" 2>/dev/null || true
-  # PVH needs the XEN_ELFNOTE_PHYS32_ENTRY note (type 0x12).
-  if ! readelf -n "$KDIR/vmlinux" 2>/dev/null | grep -q '(0x00000012)'; then
-    log "no PVH entry in the decompressed kernel; booting the bzImage"
-    rm -f "$KDIR/vmlinux"
-  fi
-  touch "$KDIR/.ready2"
-fi
-flock -u 9
-KERNEL="$KDIR/vmlinux"; [ -s "$KERNEL" ] || KERNEL="$KDIR/boot/vmlinuz-$KVER"
+# tests/vm/lab_kernel.sh is the one place that resolves Debian's
+# linux-image-amd64, downloads and extracts it (modules and the PVH vmlinux)
+# into $WORK under its lock, and orders modules by their own "depends=".
 # SeaBIOS, not qboot: with any NIC attached to a -netdev hubport, qboot never
 # starts the kernel on QEMU 7.2 (measured). SeaBIOS still boots the PVH vmlinux.
-
-# Module load order from each .ko's own "depends=" (.modinfo): the deb has no
-# modules.dep, and the host may have no kmod. Soft dependencies that the crypto
-# API would request_module() at run time are listed explicitly before nvme.
-declare -A KO=() DONE=()
-while IFS= read -r f; do n="$(basename "$f" .ko)"; KO[$n]="$f"; KO[${n//-/_}]="$f"; done \
-  < <(find "$MODROOT" -name '*.ko')
-ORDER=()
-add_mod() {
-  local n="$1" d
-  [ -n "${DONE[$n]:-}" ] && return 0
-  [ -n "${KO[$n]:-}" ] || { echo "run_lab.sh: module $n not in $KPKG" >&2; exit 2; }
-  DONE[$n]=1
-  for d in $(objcopy -O binary --only-section=.modinfo "${KO[$n]}" /dev/stdout 2>/dev/null |
-             tr '\0' '\n' | sed -n 's/^depends=//p' | tr ',' ' '); do
-    add_mod "$d"
-  done
-  ORDER+=("$n")
-}
-# vfio_iommu_type1 is request_module()d by vfio at run time, not a link dependency.
-for n in vfio_iommu_type1 vfio-pci e1000e virtio_pci virtio_net crct10dif_generic crc64_rocksoft_generic nvme \
-         tun veth bridge; do
-  add_mod "$n"
-done
+NPA_LAB_WORK="$WORK"
+# shellcheck source=../vm/lab_kernel.sh
+. "$REPO/tests/vm/lab_kernel.sh"
+lab_kernel_prepare || exit 2
+KPKG="$LAB_KPKG" KERNEL="$LAB_KERNEL"
+# vfio_iommu_type1 is request_module()d by vfio at run time, not a link
+# dependency; the crypto API's soft dependencies come before nvme.
+lab_module_order vfio_iommu_type1 vfio-pci e1000e virtio_pci virtio_net crct10dif_generic \
+  crc64_rocksoft_generic nvme tun veth bridge || exit 2
+ORDER=("${LAB_MOD_ORDER[@]}")
 
 # ------------------------------------------------------------------ initramfs
 # The guest runs the project's dynamically linked binaries: copy them with every
@@ -251,7 +188,7 @@ for lib in "${!LIBS[@]}"; do
   mkdir -p "$ROOT$(dirname "$lib")"; cp -L "$lib" "$ROOT$lib"
   case "$lib" in "$BUILD"/*) cp -L "$lib" "$ROOT/lab/lib/" ;; esac
 done
-for n in "${ORDER[@]}"; do cp "${KO[$n]}" "$ROOT/lab/mods/$n.ko"; done
+for n in "${ORDER[@]}"; do cp "${LAB_KO[$n]}" "$ROOT/lab/mods/$n.ko"; done
 printf '%s\n' "${ORDER[@]}" >"$ROOT/lab/modules.order"
 cp "$HERE"/scenarios/lib.sh "$ROOT/lab/scenarios/"
 : >"$ROOT/lab/run.list"

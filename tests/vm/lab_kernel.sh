@@ -1,4 +1,4 @@
-# tests/vm/lab_kernel.sh — the lab's guest kernel, for other harnesses: sourced
+# tests/vm/lab_kernel.sh — the lab's guest kernel, for the lab and the VM test: sourced
 # (bash), it finds Debian's linux-image-amd64 kernel that tests/lab/run_lab.sh
 # boots, downloads and extracts it into the SAME cache (NPA_LAB_WORK, default
 # /var/tmp/npa-lab: kernel/<version>/ with the .ready2 marker, under the same
@@ -10,8 +10,7 @@
 #                                       # (LAB_PREFER_CACHED=1: an extracted one first)
 #   lab_module_order virtio_pci virtio_net || exit 2   # sets LAB_MOD_ORDER (names), LAB_KO[name]=path
 #
-# The extraction list and the PVH vmlinux step are run_lab.sh's ("guest
-# kernel"): keep the two in step until run_lab.sh sources this file.
+# tests/lab/run_lab.sh and tests/vm/run_vm_test.sh both source it.
 # Errors: a message on stderr naming what is missing, return 2.
 
 LAB_WORK="${NPA_LAB_WORK:-/var/tmp/npa-lab}"
