@@ -331,7 +331,8 @@ absl::Status ControlServer::HandleGuestFrame(Session& s, Guest& g, ControlFrame&
   if (env.has_rss_config()) {
     // A bad table is the guest's own problem: it is told, the old one stays.
     if (absl::Status st = ApplyRssConfig(env.rss_config(), g, dp_); !st.ok())
-      SendError(*s.ch, Error::MALFORMED, absl::StrCat("guest '", g.name, "': ", st.message()), env.seq());
+      SendError(*s.ch, absl::IsResourceExhausted(st) ? Error::LIMIT : Error::MALFORMED,
+                absl::StrCat("guest '", g.name, "': ", st.message()), env.seq());
     return absl::OkStatus();
   }
   if (env.has_vf_accept()) return vf_.OnVfAccept(*s.ch, g, env);

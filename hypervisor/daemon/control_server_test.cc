@@ -193,6 +193,27 @@ TEST_F(ControlServerTest, RssConfigIsCheckedAndABadOneKeepsTheSession) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->env.has_stats_reply()) << BodyName(r->env);
   EXPECT_EQ(r->env.seq(), 79u);
+  // A flood is bounded: past kMaxRssConfigsPerSecond in a second each gets
+  // LIMIT (the two above count), and the session still serves.
+  int limited = 0;
+  for (int i = 0; i < 40; i++) {
+    good.set_seq(100 + i);
+    ASSERT_TRUE(ch.Send(good).ok());
+  }
+  st.set_seq(200);
+  ASSERT_TRUE(ch.Send(st).ok());
+  for (int i = 0; i < 50; i++) {
+    auto f = ch.ReceiveBlocking(2000);
+    ASSERT_TRUE(f.ok()) << f.status();
+    if (f->env.has_stats_reply()) break;
+    ASSERT_TRUE(f->env.has_error()) << BodyName(f->env);
+    EXPECT_EQ(f->env.error().code(), Error::LIMIT) << f->env.error().message();
+    limited++;
+  }
+  // 42 in all (the bad one counts too): at most 16 taken per second, so at
+  // least 42 - 16 refused, or 42 - 32 if a second turned over meanwhile.
+  EXPECT_GE(limited, 42 - 2 * static_cast<int>(kMaxRssConfigsPerSecond));
+  EXPECT_LE(limited, 40);
   ASSERT_EQ(ListGuests().guests_size(), 1);
 }
 

@@ -59,6 +59,8 @@ struct Guest {
   // RssConfig from its shell (guest_rss.h): how the dataplane spreads its RX
   // over its queues; null: by the sender's queue.
   std::shared_ptr<const GuestRss> rss;
+  uint64_t rss_window_ms = 0;  // ApplyRssConfig's rate bound: the current second
+  uint32_t rss_in_window = 0;  // and how many it took in it
 
   // VF path (vf_attachments.h).
   std::unique_ptr<GuestRegions> regions;  // RegionAnnounce, for DMA mapping

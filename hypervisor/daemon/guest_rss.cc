@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "hypervisor/daemon/dataplane.h"
 #include "hypervisor/daemon/guest_registry.h"
@@ -57,6 +58,14 @@ uint16_t GuestRss::QueueOf(const iovec* segs, uint16_t nsegs, uint16_t fallback)
 }
 
 absl::Status ApplyRssConfig(const control::RssConfig& c, Guest& g, Dataplane* dp) {
+  const uint64_t now = MonotonicMs();
+  if (now - g.rss_window_ms >= 1000) {
+    g.rss_window_ms = now;
+    g.rss_in_window = 0;
+  }
+  if (++g.rss_in_window > kMaxRssConfigsPerSecond)
+    return absl::ResourceExhaustedError(absl::StrCat("more than ", kMaxRssConfigsPerSecond,
+                                                     " rss_config messages in a second; ignored"));
   absl::StatusOr<std::shared_ptr<const GuestRss>> rss = GuestRss::FromConfig(c, g.queue_pairs);
   if (!rss.ok()) {
     NPA_LOG(Warn, "control: guest %s: rss_config refused: %s", g.name.c_str(),

@@ -59,8 +59,11 @@ class Dataplane;
 // The control thread's handling of a guest's RssConfig: validated against
 // the guest's queue pairs (its Hello), kept on the guest (g.rss, given to
 // the dataplane whenever the guest is added to it) and, if the guest is in
-// the dataplane now, published to it. kInvalidArgument naming the field:
-// nothing changes (the caller answers MALFORMED).
+// the dataplane now, published to it. kInvalidArgument naming the field
+// (the caller answers MALFORMED), or kResourceExhausted past
+// kMaxRssConfigsPerSecond (LIMIT: each one builds a 36 KiB hasher on the
+// control thread that every guest shares); either way nothing changes.
+inline constexpr uint32_t kMaxRssConfigsPerSecond = 16;
 absl::Status ApplyRssConfig(const control::RssConfig& c, Guest& g, Dataplane* dp);
 
 }  // namespace npa::agent
