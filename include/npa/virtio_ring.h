@@ -4,8 +4,9 @@
  * (device side, the vhost-user back end) and the virtio_net plug-in (driver
  * of a virtio-net PCI function) all use.
  *
- * What is here: the ring structures (descriptor 2.7.5, available ring 2.7.6,
- * used ring 2.7.8), their flag bits, the event-index slots that follow each
+ * What is here: the split ring structures (descriptor 2.7.5, available ring
+ * 2.7.6, used ring 2.7.8), the packed ring's descriptor and event
+ * suppression structure (2.8.13, 2.8.10), their flag bits, the event-index slots that follow each
  * ring (2.7.7, 2.7.10), the sizes and alignments of the three parts (2.7),
  * the feature bits those users negotiate (6, 5.1.3) and the virtio-net packet
  * header (5.1.6). Nothing else: the vhost-user wire format is npa/vhost_user.h
@@ -142,13 +143,60 @@ static inline int npa_vring_need_event(uint16_t event_idx, uint16_t new_idx, uin
   return (uint16_t)(new_idx - event_idx - 1) < (uint16_t)(new_idx - old_idx);
 }
 
+/* ---- Packed virtqueue (VIRTIO 1.1+ 2.8) ---------------------------------- */
+
+/* 2.8.1 / 2.8.21: one ring of descriptors both sides write, no separate
+ * available and used rings. The driver makes a descriptor available by
+ * writing AVAIL = its driver wrap counter and USED = its inverse; the device
+ * marks it used by writing AVAIL = USED = its device wrap counter. Each side's
+ * wrap counter starts at 1 and flips whenever its index wraps past num - 1.
+ * The queue size need not be a power of two (2.8.2), at most 32768. */
+#define NPA_VRING_PACKED_DESC_F_AVAIL 7 /* bit numbers, as in the spec */
+#define NPA_VRING_PACKED_DESC_F_USED 15
+#define NPA_VRING_PACKED_F_AVAIL (1u << NPA_VRING_PACKED_DESC_F_AVAIL)
+#define NPA_VRING_PACKED_F_USED (1u << NPA_VRING_PACKED_DESC_F_USED)
+
+/* 2.8.10 "Event Suppression Structure Format": flags values. */
+#define NPA_VRING_PACKED_EVENT_FLAG_ENABLE 0x0
+#define NPA_VRING_PACKED_EVENT_FLAG_DISABLE 0x1
+#define NPA_VRING_PACKED_EVENT_FLAG_DESC 0x2 /* only with VIRTIO_F_RING_EVENT_IDX */
+/* off_wrap: bits 0..14 the descriptor offset, bit 15 the wrap counter. */
+#define NPA_VRING_PACKED_EVENT_F_WRAP_CTR 15
+
+/* 2.8.13: a descriptor. With NEXT the chain continues in the next ring slot
+ * (not through a next field); the id of a chain is in its last descriptor;
+ * the device writes id and len into the first slot it marks used (len: bytes
+ * written into device-writable buffers). Alignment 16, like the split table. */
+typedef struct npa_vring_packed_desc {
+  uint64_t addr;
+  uint32_t len;
+  uint16_t id;
+  uint16_t flags; /* NPA_VRING_DESC_F_NEXT/WRITE/INDIRECT | F_AVAIL | F_USED */
+} npa_vring_packed_desc;
+
+/* 2.8.10: the driver's area tells the device when to interrupt; the device's
+ * area tells the driver when to kick. Alignment 4. */
+typedef struct npa_vring_packed_desc_event {
+  uint16_t off_wrap;
+  uint16_t flags; /* NPA_VRING_PACKED_EVENT_FLAG_* */
+} npa_vring_packed_desc_event;
+
+static inline size_t npa_vring_packed_desc_size(uint32_t num) { return (size_t)16 * num; }
+
+/* vhost-user GET/SET_VRING_BASE on a packed ring (as QEMU and DPDK encode
+ * it): bits 0..14 the last available index, bit 15 its wrap counter; since
+ * the back end serves in order, the used side is the same pair. */
+static inline uint32_t npa_vring_packed_base(uint16_t idx, int wrap) {
+  return (uint32_t)(idx & 0x7fff) | ((uint32_t)(wrap ? 1 : 0) << 15);
+}
+
 /* ---- Feature bits (VIRTIO 1.x 6 "Reserved Feature Bits", 5.1.3) ---------- */
 
 #define NPA_VIRTIO_F_RING_INDIRECT_DESC 28 /* 2.7.5.3 indirect descriptors */
 #define NPA_VIRTIO_F_RING_EVENT_IDX 29     /* 2.7.7.2 / 2.7.10.1 event index */
 #define NPA_VIRTIO_F_VERSION_1 32          /* 1.x device: little-endian, 12-byte net header */
 #define NPA_VIRTIO_F_ACCESS_PLATFORM 33    /* device addresses go through an IOMMU */
-#define NPA_VIRTIO_F_RING_PACKED 34        /* 2.8 packed virtqueues (npa uses split only) */
+#define NPA_VIRTIO_F_RING_PACKED 34        /* 2.8 packed virtqueues */
 #define NPA_VIRTIO_F_IN_ORDER 35
 #define NPA_VIRTIO_F_NOTIFICATION_DATA 38 /* 4.1.5.2: doorbell carries more than the index */
 
@@ -243,6 +291,14 @@ NPA_VRING_ASSERT_(sizeof(npa_virtio_net_hdr_v1) == 12 &&
                           offsetof(npa_virtio_net_hdr, csum_offset) &&
                       offsetof(npa_virtio_net_hdr_v1, num_buffers) == 10,
                   "VIRTIO 1.x 5.1.6: struct virtio_net_hdr (flat, same bytes)");
+NPA_VRING_ASSERT_(sizeof(npa_vring_packed_desc) == 16 &&
+                      offsetof(npa_vring_packed_desc, len) == 8 &&
+                      offsetof(npa_vring_packed_desc, id) == 12 &&
+                      offsetof(npa_vring_packed_desc, flags) == 14,
+                  "VIRTIO 1.1 2.8.13: struct pvirtq_desc");
+NPA_VRING_ASSERT_(sizeof(npa_vring_packed_desc_event) == 4 &&
+                      offsetof(npa_vring_packed_desc_event, flags) == 2,
+                  "VIRTIO 1.1 2.8.10: struct pvirtq_event_suppress");
 #undef NPA_VRING_ASSERT_
 
 #ifdef __cplusplus

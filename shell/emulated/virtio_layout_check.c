@@ -44,6 +44,22 @@ _Static_assert(NPA_VRING_USED_F_NO_NOTIFY == VRING_USED_F_NO_NOTIFY &&
                    NPA_VRING_AVAIL_F_NO_INTERRUPT == VRING_AVAIL_F_NO_INTERRUPT,
                "notification suppression flags");
 
+/* 2.8.13 / 2.8.10 */
+_Static_assert(sizeof(struct npa_vring_packed_desc) == sizeof(struct vring_packed_desc), "packed desc size");
+SAME_FIELD(npa_vring_packed_desc, vring_packed_desc, addr);
+SAME_FIELD(npa_vring_packed_desc, vring_packed_desc, len);
+SAME_FIELD(npa_vring_packed_desc, vring_packed_desc, id);
+SAME_FIELD(npa_vring_packed_desc, vring_packed_desc, flags);
+SAME_FIELD(npa_vring_packed_desc_event, vring_packed_desc_event, off_wrap);
+SAME_FIELD(npa_vring_packed_desc_event, vring_packed_desc_event, flags);
+_Static_assert(NPA_VRING_PACKED_DESC_F_AVAIL == VRING_PACKED_DESC_F_AVAIL &&
+                   NPA_VRING_PACKED_DESC_F_USED == VRING_PACKED_DESC_F_USED &&
+                   NPA_VRING_PACKED_EVENT_FLAG_ENABLE == VRING_PACKED_EVENT_FLAG_ENABLE &&
+                   NPA_VRING_PACKED_EVENT_FLAG_DISABLE == VRING_PACKED_EVENT_FLAG_DISABLE &&
+                   NPA_VRING_PACKED_EVENT_FLAG_DESC == VRING_PACKED_EVENT_FLAG_DESC &&
+                   NPA_VRING_PACKED_EVENT_F_WRAP_CTR == VRING_PACKED_EVENT_F_WRAP_CTR,
+               "packed ring flags");
+
 _Static_assert(NPA_VIRTIO_F_RING_INDIRECT_DESC == VIRTIO_RING_F_INDIRECT_DESC &&
                    NPA_VIRTIO_F_RING_EVENT_IDX == VIRTIO_RING_F_EVENT_IDX &&
                    NPA_VIRTIO_F_VERSION_1 == VIRTIO_F_VERSION_1 &&

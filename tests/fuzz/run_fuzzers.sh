@@ -5,6 +5,7 @@
 # leak, timeout or sanitizer report (the reproducer is kept in the log dir).
 #
 #   FUZZ_SECONDS=60 tests/fuzz/run_fuzzers.sh [target...]
+#   tests/fuzz/run_fuzzers.sh --build-only [target...]   # build, run nothing
 # Env: FUZZ_BUILD_DIR (default <repo>/build-fuzz), CC/CXX (default clang/clang++),
 #      FUZZ_SOURCE_DIR (default the repo), FUZZ_JOBS (ninja -j, default 2).
 set -u
@@ -12,6 +13,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=${FUZZ_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
 build=${FUZZ_BUILD_DIR:-$src/build-fuzz}
 secs=${FUZZ_SECONDS:-20}
+build_only=0
+if [ "${1:-}" = --build-only ]; then build_only=1; shift; fi
 targets=${*:-"control_codec vhost_message desc_chain plugin_table shell_virtq migration_state"}
 export CC=${CC:-clang} CXX=${CXX:-clang++}
 
@@ -21,6 +24,7 @@ cmake -S "$src" -B "$build" -G Ninja -DNPA_FUZZ=ON -DNPA_BUILD_BENCH=OFF \
 bins=""
 for t in $targets; do bins="$bins ${t}_fuzz"; done
 ninja -C "$build" -j"${FUZZ_JOBS:-2}" $bins || { echo "fuzzer build failed"; exit 1; }
+[ $build_only = 1 ] && exit 0
 
 logs=$(mktemp -d /tmp/npa-fuzz.XXXXXX)
 fail=0
