@@ -15,6 +15,7 @@ SlotPool::SlotPool(uint8_t* base, uint64_t len, uint64_t iova_base, Violations* 
   for (uint64_t off = 0; off + NPA_BUF_SLOT_SIZE <= len_; off += NPA_BUF_SLOT_SIZE)
     slots_.push_back(reinterpret_cast<npa_buf*>(base_ + off));
   busy_.assign(slots_.size(), 0);
+  sent_.assign(slots_.size(), 0);
   // Slot 0 on top: the first buffers handed out are the lowest addresses.
   for (uint32_t i = static_cast<uint32_t>(slots_.size()); i-- > 0;) free_.push_back(i);
 }
@@ -57,8 +58,51 @@ bool SlotPool::FreeOne(npa_buf* b) {
   return true;
 }
 
+int64_t SlotPool::SlotOf(const npa_buf* b) const {
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(b);
+  if (p < base_ || p >= base_ + len_ || (p - base_) % NPA_BUF_SLOT_SIZE != 0) return -1;
+  const uint64_t k = static_cast<uint64_t>(p - base_) / NPA_BUF_SLOT_SIZE;
+  return k < slots_.size() ? static_cast<int64_t>(k) : -1;
+}
+
+void SlotPool::MarkSent(npa_buf** bufs, uint16_t n) {
+  for (uint16_t i = 0; i < n; i++)
+    if (int64_t k = SlotOf(bufs[i]); k >= 0) sent_[k] = 1;
+}
+
+void SlotPool::Unsent(npa_buf** bufs, uint16_t n) {
+  for (uint16_t i = 0; i < n; i++)
+    if (int64_t k = SlotOf(bufs[i]); k >= 0) sent_[k] = 0;
+}
+
 void SlotPool::Free(uint16_t, npa_buf** bufs, uint16_t n) {
   if (bufs == nullptr) return;
+  for (uint16_t i = 0; i < n; i++) {
+    const int64_t k = SlotOf(bufs[i]);
+    if (k < 0 || !sent_[k]) continue;
+    sent_[k] = 0;
+    if (tx_free_)
+      violations_->Add(
+          "buf_free of a TX frame: a plug-in with NPA_PLUGIN_F_TX_FREE returns TX frames "
+          "through buf_free_tx only");
+  }
+  FreeFrames(bufs, n);
+}
+
+void SlotPool::FreeTx(uint16_t, npa_buf** bufs, uint16_t n) {
+  if (bufs == nullptr) return;
+  for (uint16_t i = 0; i < n; i++) {
+    const int64_t k = SlotOf(bufs[i]);
+    if (k >= 0 && sent_[k]) {
+      sent_[k] = 0;
+    } else if (k >= 0 && busy_[k]) {
+      violations_->Add("buf_free_tx of a buffer that was never handed to tx_burst (an RX buffer?)");
+    }
+  }
+  FreeFrames(bufs, n);
+}
+
+void SlotPool::FreeFrames(npa_buf** bufs, uint16_t n) {
   for (uint16_t i = 0; i < n; i++) {
     // A frame with all its segments. The next pointer is read before the
     // slot goes back (it may be handed out again), and only from a buffer

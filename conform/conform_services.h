@@ -56,12 +56,27 @@ class SlotPool : public shell::BufferProvider {
   uint16_t Alloc(uint16_t qid, npa_buf** bufs, uint16_t n) override;
   // Frees each frame with all its segments (the walk is bounded).
   void Free(uint16_t qid, npa_buf** bufs, uint16_t n) override;
+  // buf_free_tx: the same, for frames the harness handed to tx_burst.
+  void FreeTx(uint16_t qid, npa_buf** bufs, uint16_t n) override;
+
+  // The TX discipline of ABI 1.1 (plugin.h "TX completions apart"), checked
+  // frame by frame: the harness marks what it hands to tx_burst (MarkSent)
+  // and unmarks what tx_burst did not take (Unsent). Then buf_free_tx of an
+  // unmarked frame is a violation, and, when the plug-in claims
+  // NPA_PLUGIN_F_TX_FREE (set_tx_free), so is buf_free of a marked one: the
+  // shell's count of frames in flight would be wrong.
+  void set_tx_free(bool on) { tx_free_ = on; }
+  void MarkSent(npa_buf** bufs, uint16_t n);
+  void Unsent(npa_buf** bufs, uint16_t n);
 
   int outstanding() const { return out_; }
   uint32_t slots() const { return static_cast<uint32_t>(slots_.size()); }
 
  private:
   bool FreeOne(npa_buf* b);  // false: not a busy slot (a violation)
+  // The slot index of a frame head of ours, or -1.
+  int64_t SlotOf(const npa_buf* b) const;
+  void FreeFrames(npa_buf** bufs, uint16_t n);
 
   uint8_t* base_;
   uint64_t len_;
@@ -70,6 +85,8 @@ class SlotPool : public shell::BufferProvider {
   std::vector<npa_buf*> slots_;
   std::vector<uint8_t> busy_;
   std::vector<uint32_t> free_;  // LIFO of slot indexes
+  std::vector<uint8_t> sent_;   // per slot: a TX frame the plug-in holds
+  bool tx_free_ = false;
   int out_ = 0;
 };
 
@@ -97,6 +114,10 @@ class ConformServices {
   // plug-in's pool, so the accounting covers both.
   uint16_t Alloc(npa_buf** b, uint16_t n) { return pool_->Alloc(0, b, n); }
   void Free(npa_buf** b, uint16_t n) { pool_->Free(0, b, n); }
+  // Around the harness's tx_burst calls (SlotPool::MarkSent).
+  void MarkSent(npa_buf** b, uint16_t n) { pool_->MarkSent(b, n); }
+  void Unsent(npa_buf** b, uint16_t n) { pool_->Unsent(b, n); }
+  void set_tx_free(bool on) { pool_->set_tx_free(on); }
 
   int bufs_outstanding() const { return pool_->outstanding(); }
   size_t dma_outstanding() const { return faults_->dma_outstanding(); }

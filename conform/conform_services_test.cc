@@ -132,6 +132,33 @@ TEST_F(ConformServicesTest, BufferAccounting) {
   EXPECT_EQ(svc_->bufs_outstanding(), 0);
 }
 
+// ABI 1.1: a plug-in with NPA_PLUGIN_F_TX_FREE returns exactly the frames
+// it took in tx_burst through buf_free_tx, and RX buffers through buf_free.
+TEST_F(ConformServicesTest, TxCompletionDisciplineIsCheckedFrameByFrame) {
+  svc_->set_tx_free(true);
+  npa_buf* tx[4];
+  ASSERT_EQ(svc_->Alloc(tx, 4), 4);
+  svc_->MarkSent(tx, 4);
+  svc_->Unsent(tx + 3, 1);            // tx_burst took 3
+  svc_->Free(tx + 3, 1);              // the harness frees what it kept: fine
+  ASSERT_NE(t_->buf_free_tx, nullptr);
+  t_->buf_free_tx(t_->ctx, 0, tx, 2);  // completions: fine
+  EXPECT_EQ(svc_->violations(), 0);
+  t_->buf_free(t_->ctx, 0, tx + 2, 1);  // a TX frame through the RX call
+  EXPECT_EQ(svc_->violations(), 1);
+  npa_buf* rx[1];
+  ASSERT_EQ(t_->buf_alloc(t_->ctx, 0, rx, 1), 1);
+  t_->buf_free_tx(t_->ctx, 0, rx, 1);  // an RX buffer through the TX call
+  EXPECT_EQ(svc_->violations(), 2);
+  EXPECT_EQ(svc_->bufs_outstanding(), 0);
+  // A 1.0 plug-in (no flag) may return TX frames through buf_free.
+  svc_->set_tx_free(false);
+  ASSERT_EQ(svc_->Alloc(tx, 1), 1);
+  svc_->MarkSent(tx, 1);
+  t_->buf_free(t_->ctx, 0, tx, 1);
+  EXPECT_EQ(svc_->violations(), 2);
+}
+
 TEST_F(ConformServicesTest, BufferFaults) {
   npa_buf* b[8];
   svc_->faults().buf_max = 3;

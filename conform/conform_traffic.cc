@@ -76,8 +76,11 @@ uint16_t SendFrames(Queue& Q, uint16_t n, size_t len, uint32_t* first) {
     b[i]->data_len = static_cast<uint16_t>(len);
     b[i]->pkt_len = static_cast<uint32_t>(len);
   }
+  // Marked before the call: a plug-in may complete a frame inside tx_burst.
+  c.svc->MarkSent(b.data(), got);
   uint16_t sent = c.fast().tx_burst(Q.q, b.data(), got);
   if (sent > got) sent = got;  // a count above n is itself a FAIL, checked by callers
+  c.svc->Unsent(b.data() + sent, static_cast<uint16_t>(got - sent));
   c.svc->Free(b.data() + sent, static_cast<uint16_t>(got - sent));
   return sent;
 }

@@ -28,6 +28,7 @@ FaultServices::FaultServices(const npa_services* base, Violations* violations)
   table_.log = Log;
   table_.now_ns = NowNs;
   table_.sleep_us = SleepUs;
+  table_.buf_free_tx = BufFreeTx;
 }
 
 // ------------------------------------------------------ forwarded as is
@@ -50,6 +51,11 @@ int FaultServices::CfgWrite(void* c, uint32_t off, uint32_t len, uint32_t val) {
 void FaultServices::BufFree(void* c, uint16_t qid, npa_buf** bufs, uint16_t n) {
   const npa_services* b = Self(c)->base_;
   b->buf_free(b->ctx, qid, bufs, n);
+}
+
+void FaultServices::BufFreeTx(void* c, uint16_t qid, npa_buf** bufs, uint16_t n) {
+  const npa_services* b = Self(c)->base_;
+  npa_services_tx_free(b)(b->ctx, qid, bufs, n);
 }
 
 void FaultServices::Log(void* c, int level, const char* fmt, va_list ap) {

@@ -88,6 +88,7 @@ class FaultServices {
   static int IrqSetup(void* c, uint32_t nvec, int* efds);
   static uint16_t BufAlloc(void* c, uint16_t qid, npa_buf** b, uint16_t n);
   static void BufFree(void* c, uint16_t qid, npa_buf** b, uint16_t n);
+  static void BufFreeTx(void* c, uint16_t qid, npa_buf** b, uint16_t n);
   static void Log(void* c, int level, const char* fmt, va_list ap);
   static uint64_t NowNs(void* c);
   static void SleepUs(void* c, uint32_t us);

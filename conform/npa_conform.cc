@@ -31,6 +31,7 @@ absl::Status NewServices(Ctx& c) {
                                                       c.opt.bdf, c.region.data(), c.region.size(),
                                                       /*dma_bytes=*/4u << 20));
   c.svc->verbose = c.opt.verbose;
+  c.svc->set_tx_free(c.plugin != nullptr && (c.plugin->flags() & NPA_PLUGIN_F_TX_FREE) != 0);
   return absl::OkStatus();
 }
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The shell's VF-path dispatch cost per frame, in instructions (callgrind):
 # tests/bench/vf_dispatch_bench in its three modes over the same null
-# plug-in, 64 B frames, burst 32 (docs/PERFORMANCE.md, "VF path dispatch").
+# plug-in code, 64 B frames, burst 32 (docs/PERFORMANCE.md, "VF path dispatch").
 #
 #   scripts/bench-vf-dispatch.sh --build-dir build-vfbench [--frames N] [--out-dir DIR]
 #
 # Builds nothing: the build dir must hold vf_dispatch_bench and
-# tests/plugins/null/libtest_null.so (ninja vf_dispatch_bench; configure
+# tests/plugins/null{,_v10}/ (ninja vf_dispatch_bench; configure
 # Release with -g for the line-level attribution below).
 #
 # Each mode runs under `valgrind --tool=callgrind --instr-atstart=no
@@ -14,13 +14,16 @@
 # The figure is the loop thread's "totals:" Ir over the frames; the other
 # threads' totals are printed too (they should be 0: nothing else runs).
 #
-#   direct           the plug-in's fast ops called directly
-#   shell            npa_buf_alloc + npa_tx_burst + npa_rx_burst on the VF path
-#   shell-untracked  shell with the TX tracker's range emptied (bitmap work gone)
+#   direct      the plug-in's fast ops called directly
+#   shell       npa_buf_alloc + npa_tx_burst + npa_rx_burst on the VF path, an
+#               ABI 1.1 plug-in (NPA_PLUGIN_F_TX_FREE: TX counted per burst)
+#   shell-v10   the same with the plug-in built as ABI 1.0 (each TX frame
+#               marked in the shell's TX tracker)
 #
 # Where the shell's extra instructions go: self cost per file:function (as
 # callgrind_annotate prints it, inlined code under the header it came from)
-# for both modes, and the TX tracker's share from line-level attribution:
+# for direct and shell, and the TX tracker's share of shell-v10 from
+# line-level attribution:
 # every line of shell/vf/tx_tracker.h, the lines of shell/vf/vf_path.cc and
 # shell/vf/vf_switch.cc that call Mark/Clear or test for a tracker, and
 # std::vector's operator[] inlined into VfTx and ShellBuffers::Free (the
@@ -28,7 +31,7 @@
 #
 # Output: a report, and as the LAST line one JSON object:
 #   {"bench":"vf_dispatch","frames":N,"direct_ipf":..,"shell_ipf":..,"diff_ipf":..,
-#    "tracker_ipf":..,"untracked_ipf":..,...}
+#    "shell_v10_ipf":..,"diff_v10_ipf":..,"tracker_v10_ipf":..,...}
 # Exit: 0 measured, 1 failure, 2 usage.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,7 +60,7 @@ command -v valgrind >/dev/null || { echo "bench-vf-dispatch: valgrind not instal
 if [ -z "$OUT_DIR" ]; then OUT_DIR=$(mktemp -d /tmp/npa-vf-dispatch.XXXXXX) || exit 1; fi
 mkdir -p "$OUT_DIR" || exit 1
 
-for mode in direct shell shell-untracked; do
+for mode in direct shell shell-v10; do
   rm -f "$OUT_DIR/$mode".out* "$OUT_DIR/$mode".json "$OUT_DIR/$mode".err
   valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --dump-instr=no \
     --callgrind-out-file="$OUT_DIR/$mode.out" "$BIN" --mode="$mode" --frames="$FRAMES" \
@@ -168,7 +171,7 @@ def by_fn(cost):
 
 direct, d_tot, d_oth = run('direct')
 shell, s_tot, s_oth = run('shell')
-untracked, u_tot, u_oth = run('shell-untracked')
+v10, u_tot, u_oth = run('shell-v10')
 ipf = lambda x: x / frames
 
 # The tracker's lines: all of tx_tracker.h; in vf_path.cc / vf_switch.cc the
@@ -183,7 +186,7 @@ def tracker_lines(src):
 marked = {os.path.join(root, 'shell/vf/vf_path.cc'): tracker_lines('shell/vf/vf_path.cc'),
           os.path.join(root, 'shell/vf/vf_switch.cc'): tracker_lines('shell/vf/vf_switch.cc')}
 tracker = defaultdict(int)
-for (fi, fn, line), c in shell.items():
+for (fi, fn, line), c in v10.items():
     sf = short_fn(fn)
     if fi.endswith('shell/vf/tx_tracker.h'):
         tracker['tx_tracker.h (Mark/Clear/Index) in ' + sf] += c
@@ -197,10 +200,10 @@ d_fn, s_fn = by_fn(direct), by_fn(shell)
 print('VF dispatch, callgrind Ir per frame (%d frames, 64 B, burst 32; out files in %s)' % (frames, out_dir))
 print('  direct (plug-in fast ops)     %8.2f' % ipf(d_tot))
 print('  shell  (npa_*_burst, VF path) %8.2f' % ipf(s_tot))
-print('  difference                    %8.2f' % ipf(s_tot - d_tot))
-print('  of which the TX tracker       %8.2f  (line attribution)' % ipf(tracker_total))
-print('  shell, tracker range emptied  %8.2f  (bitmap work = %.2f)' % (ipf(u_tot), ipf(s_tot - u_tot)))
-print('  other threads (should be 0)   direct %d, shell %d, untracked %d Ir' % (d_oth, s_oth, u_oth))
+print('  difference                    %8.2f  (target: at most 5)' % ipf(s_tot - d_tot))
+print('  shell, ABI 1.0 plug-in        %8.2f  (difference %.2f)' % (ipf(u_tot), ipf(u_tot - d_tot)))
+print('    of which the TX tracker     %8.2f  (line attribution)' % ipf(tracker_total))
+print('  other threads (should be 0)   direct %d, shell %d, shell-v10 %d Ir' % (d_oth, s_oth, u_oth))
 print()
 print('Self Ir per frame by file:function (>= 0.05), shell | direct:')
 keys = sorted(set(s_fn) | set(d_fn), key=lambda k: -(s_fn.get(k, 0) + d_fn.get(k, 0)))
@@ -209,7 +212,7 @@ for k in keys:
     if s >= 0.05 or d >= 0.05:
         print('  %7.2f | %7.2f  %s:%s' % (s, d, k[0], k[1]))
 print()
-print('TX tracker, Ir per frame:')
+print('TX tracker (shell-v10), Ir per frame:')
 for k, c in sorted(tracker.items(), key=lambda kv: -kv[1]):
     print('  %7.2f  %s' % (ipf(c), k))
 print()
@@ -222,8 +225,9 @@ print()
 print(json.dumps({
     'bench': 'vf_dispatch', 'frames': frames, 'burst': 32, 'frame_len': 64,
     'direct_ipf': round(ipf(d_tot), 2), 'shell_ipf': round(ipf(s_tot), 2),
-    'diff_ipf': round(ipf(s_tot - d_tot), 2), 'tracker_ipf': round(ipf(tracker_total), 2),
-    'untracked_ipf': round(ipf(u_tot), 2), 'tracker_bitmap_ipf': round(ipf(s_tot - u_tot), 2),
-    'direct_ir': d_tot, 'shell_ir': s_tot, 'untracked_ir': u_tot,
+    'diff_ipf': round(ipf(s_tot - d_tot), 2),
+    'shell_v10_ipf': round(ipf(u_tot), 2), 'diff_v10_ipf': round(ipf(u_tot - d_tot), 2),
+    'tracker_v10_ipf': round(ipf(tracker_total), 2),
+    'direct_ir': d_tot, 'shell_ir': s_tot, 'shell_v10_ir': u_tot,
     'other_threads_ir': d_oth + s_oth + u_oth}))
 EOF

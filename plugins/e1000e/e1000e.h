@@ -57,6 +57,7 @@ struct npa_plugin_queue {
 
 struct e1k_dev {
   const npa_services *svc;
+  npa_buf_free_fn free_tx; /* buf_free_tx when the shell has it (ABI 1.1), else buf_free */
   volatile uint8_t *bar;
   uint64_t bar_len;
   char name[40];

@@ -24,7 +24,9 @@
 #define PCI_COMMAND_MASTER 0x4u
 
 static int services_ok(const npa_services *svc) {
-  return svc != NULL && svc->struct_size >= sizeof(npa_services) && svc->bar_map && svc->cfg_read &&
+  /* The ABI 1.0 table is enough: buf_free_tx (1.1) is used when present. */
+  return svc != NULL && svc->struct_size >= offsetof(npa_services, buf_free_tx) && svc->bar_map &&
+         svc->cfg_read &&
          svc->cfg_write && svc->dma_alloc && svc->dma_free && svc->buf_alloc && svc->buf_free &&
          svc->log && svc->now_ns && svc->sleep_us;
 }
@@ -42,6 +44,7 @@ static int e1k_probe(const npa_services *svc, const npa_device_info *info, npa_p
   e1k_dev *d = calloc(1, sizeof(*d));
   if (d == NULL) return -ENOMEM;
   d->svc = svc;
+  d->free_tx = npa_services_tx_free(svc);
   d->efds[0] = d->efds[1] = -1;
   if (info->struct_size >= sizeof(npa_device_info))
     snprintf(d->name, sizeof(d->name), "e1000e %.31s", info->pci_address);
@@ -538,6 +541,9 @@ static const npa_plugin_info e1k_info = {
     .capabilities = E1K_OFFLOADS,
     .ctrl = &e1k_ctrl,
     .fast = &e1k_fast,
+    /* Every TX frame goes back through d->free_tx, RX buffers through
+     * buf_free (e1000e_rxtx.c: reap and release_all). */
+    .flags = NPA_PLUGIN_F_TX_FREE,
 };
 
 NPA_PLUGIN_EXPORT const npa_plugin_info *npa_plugin_entry(const npa_plugin_query *q) {

@@ -147,12 +147,12 @@ uint16_t e1k_tx_reap(npa_plugin_queue *q) {
       done[nd++] = b;
       reaped++;
       if (nd == E1K_BATCH) {
-        d->svc->buf_free(d->svc->ctx, q->qid, done, nd);
+        d->free_tx(d->svc->ctx, q->qid, done, nd);
         nd = 0;
       }
     }
   }
-  if (nd) d->svc->buf_free(d->svc->ctx, q->qid, done, nd);
+  if (nd) d->free_tx(d->svc->ctx, q->qid, done, nd);
   return reaped;
 }
 
@@ -339,18 +339,21 @@ void e1k_release_all(npa_plugin_queue *q) {
       }
     }
   }
+  if (nb) d->svc->buf_free(d->svc->ctx, q->qid, batch, nb);
+  nb = 0;
+  /* Unsent TX frames are TX completions too (plugin.h, buf_free_tx). */
   if (q->tx_bufs != NULL) {
     for (uint32_t i = 0; i < q->nb_desc; i++) {
       if (q->tx_bufs[i] == NULL) continue;
       batch[nb++] = q->tx_bufs[i];
       q->tx_bufs[i] = NULL;
       if (nb == E1K_BATCH) {
-        d->svc->buf_free(d->svc->ctx, q->qid, batch, nb);
+        d->free_tx(d->svc->ctx, q->qid, batch, nb);
         nb = 0;
       }
     }
   }
-  if (nb) d->svc->buf_free(d->svc->ctx, q->qid, batch, nb);
+  if (nb) d->free_tx(d->svc->ctx, q->qid, batch, nb);
   q->tx_clean = q->tx_tail = 0;
   q->rx_next = 0;
 }

@@ -86,6 +86,7 @@ enum vnet_state { VNET_PROBED, VNET_CONFIGURED, VNET_STARTED };
 
 struct npa_plugin_dev {
   const npa_services *svc;
+  npa_buf_free_fn free_tx;  /* buf_free_tx when the shell has it (ABI 1.1), else buf_free */
   npa_device_info info;
   vp_dev vp;
   uint64_t features;        /* negotiated */

@@ -130,7 +130,9 @@ static int vnet_enable_bus_master(struct npa_plugin_dev *d) {
 
 static int vnet_probe(const npa_services *svc, const npa_device_info *info, npa_plugin_dev **out) {
   if (svc == NULL || info == NULL || out == NULL) return -EINVAL;
-  if (svc->struct_size < sizeof(*svc) || info->struct_size < sizeof(*info)) return -EINVAL;
+  /* The ABI 1.0 services table is enough: buf_free_tx (1.1) is used when present. */
+  if (svc->struct_size < offsetof(npa_services, buf_free_tx) || info->struct_size < sizeof(*info))
+    return -EINVAL;
   if (!svc->bar_map || !svc->cfg_read || !svc->cfg_write || !svc->dma_alloc || !svc->dma_free || !svc->buf_alloc ||
       !svc->buf_free || !svc->now_ns || !svc->sleep_us)
     return -EINVAL;
@@ -140,6 +142,7 @@ static int vnet_probe(const npa_services *svc, const npa_device_info *info, npa_
   struct npa_plugin_dev *d = calloc(1, sizeof(*d));
   if (d == NULL) return -ENOMEM;
   d->svc = svc;
+  d->free_tx = npa_services_tx_free(svc);
   d->info = *info;
   d->info.pci_address[sizeof(d->info.pci_address) - 1] = 0;
   for (uint16_t i = 0; i < VNET_MAX_QP; i++) {
@@ -393,13 +396,20 @@ static void vnet_free_cookie(void *arg, void *cookie) {
   q->dev->svc->buf_free(q->dev->svc->ctx, q->qid, &b, 1);
 }
 
+/* A TX frame the ring still held: a TX completion (plugin.h, buf_free_tx). */
+static void vnet_free_tx_cookie(void *arg, void *cookie) {
+  struct npa_plugin_queue *q = arg;
+  npa_buf *b = cookie;
+  q->dev->free_tx(q->dev->svc->ctx, q->qid, &b, 1);
+}
+
 /* After a device reset (no DMA in flight, 4.1.4.3.2): every buffer the rings
  * still hold goes back to its queue's pool. */
 static void vnet_reclaim_all(struct npa_plugin_dev *d) {
   for (uint16_t i = 0; i < d->nb_qp; i++) {
     struct npa_plugin_queue *q = &d->q[i];
     if (q->rx.size) vring_take_all(&q->rx, vnet_free_cookie, q);
-    if (q->tx.size) vring_take_all(&q->tx, vnet_free_cookie, q);
+    if (q->tx.size) vring_take_all(&q->tx, vnet_free_tx_cookie, q);
   }
   if (d->cvq.size) vring_rewind(&d->cvq);
 }

@@ -21,6 +21,9 @@ static const npa_plugin_info vnet_info = {
                     NPA_CAP_RX_INTR,
     .ctrl = &vnet_ctrl_ops,
     .fast = &vnet_fast_ops,
+    /* TX frames go back through dev->free_tx only (vnet_tx_reap,
+     * vnet_free_tx_cookie); RX buffers through buf_free. */
+    .flags = NPA_PLUGIN_F_TX_FREE,
 };
 
 NPA_PLUGIN_EXPORT const npa_plugin_info *npa_plugin_entry(const npa_plugin_query *q) {

@@ -151,12 +151,12 @@ uint16_t vnet_tx_reap(struct npa_plugin_queue *q) {
   while ((b = vring_get_used(&q->tx, &len)) != NULL) {
     done[k++] = b;
     if (k == VNET_BATCH) {
-      s->buf_free(s->ctx, q->qid, done, k);
+      q->dev->free_tx(s->ctx, q->qid, done, k);
       total = (uint16_t)(total + k);
       k = 0;
     }
   }
-  if (k) s->buf_free(s->ctx, q->qid, done, k);
+  if (k) q->dev->free_tx(s->ctx, q->qid, done, k);
   if (q->tx.broken) vnet_queue_broken(q, "TX");
   return (uint16_t)(total + k);
 }

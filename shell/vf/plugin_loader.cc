@@ -241,6 +241,15 @@ absl::StatusOr<PluginTables> ValidatePluginInfo(const npa_plugin_info* raw,
             named.c_str(), static_cast<unsigned long long>(t.unknown_capabilities),
             opts.shell_major, opts.shell_minor, info.abi_major, info.abi_minor);
   }
+  // ABI 1.1 flags (zero from a 1.0 plug-in: CopyTable zero-fills what its
+  // struct_size does not cover). An unknown bit promises something this
+  // shell cannot use: dropped, so the shell falls back to what it knows.
+  t.flags = info.flags & NPA_PLUGIN_F_ALL_V1_1;
+  if ((info.flags & ~NPA_PLUGIN_F_ALL_V1_1) != 0 && opts.log) {
+    NPA_LOG(Warn, "%s: flag bits 0x%llx are unknown to this shell (ABI %u.%u) and ignored",
+            named.c_str(), static_cast<unsigned long long>(info.flags & ~NPA_PLUGIN_F_ALL_V1_1),
+            opts.shell_major, opts.shell_minor);
+  }
   t.abi_major = info.abi_major;
   t.abi_minor = info.abi_minor;
   return t;
@@ -301,15 +310,19 @@ absl::StatusOr<std::unique_ptr<LoadedPlugin>> LoadPlugin(const std::string& path
   plugin->fast_ = t.fast;
   plugin->capabilities_ = t.capabilities;
   plugin->unknown_capabilities_ = t.unknown_capabilities;
+  plugin->flags_ = t.flags;
   plugin->path_ = path;
   plugin->abi_major_ = t.abi_major;
   plugin->abi_minor_ = t.abi_minor;
   plugin->handle_ = handle.release();
   if (opts.log)
-    NPA_LOG(Debug, "plug-in '%s' (%s): loaded, vendor '%s' version '%s', ABI %u.%u, %zu ID entries",
+    NPA_LOG(Debug,
+            "plug-in '%s' (%s): loaded, vendor '%s' version '%s', ABI %u.%u, %zu ID entries, "
+            "TX completions %s",
             plugin->name_.c_str(), path.c_str(), plugin->vendor_.c_str(),
             plugin->version_.c_str(), plugin->abi_major_, plugin->abi_minor_,
-            plugin->ids_.size());
+            plugin->ids_.size(),
+            (plugin->flags_ & NPA_PLUGIN_F_TX_FREE) ? "counted (buf_free_tx)" : "marked per frame");
   return plugin;
 }
 

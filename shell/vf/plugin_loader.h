@@ -88,6 +88,7 @@ struct PluginTables {
   std::string name, vendor, version;
   uint16_t abi_major = 0, abi_minor = 0;
   uint64_t capabilities = 0, unknown_capabilities = 0;
+  uint64_t flags = 0;  // NPA_PLUGIN_F_* this shell knows (0 from a 1.0 plug-in)
   std::vector<npa_pci_id> ids;
   npa_plugin_ctrl_ops ctrl{};
   npa_plugin_fast_ops fast{};
@@ -120,6 +121,8 @@ class LoadedPlugin {
   // NPA_CAP_* bits this shell knows; unknown ones are logged and kept apart.
   uint64_t capabilities() const { return capabilities_; }
   uint64_t unknown_capabilities() const { return unknown_capabilities_; }
+  // NPA_PLUGIN_F_* (ABI 1.1) this shell knows; unknown ones are logged and dropped.
+  uint64_t flags() const { return flags_; }
   // The ID table, re-laid out as this shell's npa_pci_id.
   const std::vector<npa_pci_id>& ids() const { return ids_; }
   // Shell-side copies; struct_size is this shell's sizeof.
@@ -135,6 +138,7 @@ class LoadedPlugin {
   std::string path_, name_, vendor_, version_;
   uint16_t abi_major_ = 0, abi_minor_ = 0;
   uint64_t capabilities_ = 0, unknown_capabilities_ = 0;
+  uint64_t flags_ = 0;
   std::vector<npa_pci_id> ids_;
   npa_plugin_ctrl_ops ctrl_{};
   npa_plugin_fast_ops fast_{};

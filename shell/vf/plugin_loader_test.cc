@@ -42,6 +42,19 @@ std::string Rejection(const std::string& path, const LoadOptions& opts = {}) {
 // ---------------------------------------------------------------------------
 // Load-time checks: each broken plug-in has exactly one defect.
 
+// A plug-in built against ABI 1.0 (npa_plugin_info of 72 bytes, minor 0)
+// still loads; the 1.1 flags it cannot have read as 0, so the shell marks
+// its TX frames one by one.
+TEST(LoadPluginTest, AcceptsAbi10PluginWithoutTheFlags) {
+  absl::StatusOr<std::unique_ptr<LoadedPlugin>> p = LoadPlugin(Plugin("stuck_v10", "test_stuck_v10"));
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->abi_minor(), 0);
+  EXPECT_EQ((*p)->flags(), 0u);
+  absl::StatusOr<std::unique_ptr<LoadedPlugin>> q = LoadPlugin(Plugin("stuck", "test_stuck"));
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ((*q)->flags(), NPA_PLUGIN_F_TX_FREE);
+}
+
 TEST(LoadPluginTest, AcceptsGoodPluginAndCopiesTablesByValue) {
   const std::string path = Plugin("good", "test_good");
   {
@@ -52,7 +65,8 @@ TEST(LoadPluginTest, AcceptsGoodPluginAndCopiesTablesByValue) {
     EXPECT_EQ(lp.vendor(), "npa tests");
     EXPECT_EQ(lp.version(), "1.0");
     EXPECT_EQ(lp.abi_major(), 1);
-    EXPECT_EQ(lp.abi_minor(), 0);
+    EXPECT_EQ(lp.abi_minor(), NPA_PLUGIN_ABI_MINOR);
+    EXPECT_EQ(lp.flags(), NPA_PLUGIN_F_TX_FREE);
     EXPECT_EQ(lp.capabilities(), NPA_CAP_RX_CSUM);
     EXPECT_EQ(lp.unknown_capabilities(), 0u);
     ASSERT_EQ(lp.ids().size(), 1u);
@@ -99,7 +113,8 @@ TEST(LoadPluginTest, RejectsMissingEntrySymbol) {
 TEST(LoadPluginTest, RejectsEntryReturningNull) {
   const std::string p = Plugin("broken", "broken_entry_null");
   EXPECT_EQ(Rejection(p), "plug-in " + p +
-                              ": refused this shell's ABI 1.0 (its entry returned NULL); use a "
+                              ": refused this shell's ABI 1." + std::to_string(NPA_PLUGIN_ABI_MINOR) +
+                              " (its entry returned NULL); use a "
                               "plug-in built for npa/plugin.h ABI 1.x");
 }
 
@@ -111,8 +126,8 @@ TEST(LoadPluginTest, RejectsWrongMajor) {
 }
 
 TEST(LoadPluginTest, RejectsMinorOlderThanRequired) {
-  // ABI 1.0 is the oldest and the newest minor, so raise the requirement.
-  const std::string p = Plugin("good", "test_good");
+  // A 1.0 plug-in against a shell that requires 1.1.
+  const std::string p = Plugin("stuck_v10", "test_stuck_v10");
   LoadOptions opts;
   opts.shell_minor = 1;
   opts.required_minor = 1;

@@ -23,7 +23,8 @@
 //   }
 //
 // A TX frame coming back through Free is cleared from the queue's TxTracker
-// either way. Every freed segment is checked against the pools' state map
+// either way; FreeTx (buf_free_tx) lowers the tracker's count instead when
+// the plug-in is a counted one (NPA_PLUGIN_F_TX_FREE), else is Free. Every freed segment is checked against the pools' state map
 // (shell/buf_pool.h) either way: a buffer freed twice is counted (the
 // pool's bad_frees on the owner thread, bad_frees() here on the control
 // path) and is never on a free stack or in a stash twice; stash entries are
@@ -70,6 +71,7 @@ class ShellBuffers final : public BufferProvider {
 
   uint16_t Alloc(uint16_t qid, npa_buf** bufs, uint16_t n) override;
   void Free(uint16_t qid, npa_buf** bufs, uint16_t n) override;
+  void FreeTx(uint16_t qid, npa_buf** bufs, uint16_t n) override;
 
   // Segments the control path refused to stash (not a buffer of the shell,
   // not at a slot start, or not out of the pools: a double free). The owner
@@ -84,6 +86,9 @@ class ShellBuffers final : public BufferProvider {
   // (pool: its own; stash: locked).
   std::atomic<uint32_t> control_calls_{0};
   std::atomic<uint64_t> bad_frees_{0};
+
+  // Into qid's pool (owner thread) or its stash (control path).
+  void Release(QueueState& q, npa_buf** bufs, uint16_t n);
 };
 
 }  // namespace npa::shell

@@ -26,7 +26,7 @@ bool TxTracker::Clear(const npa_buf* b) {
 }
 
 uint64_t TxTracker::outstanding() const {
-  uint64_t n = 0;
+  uint64_t n = held_;
   for (uint8_t m : marks_) n += m;
   return n;
 }
@@ -34,6 +34,8 @@ uint64_t TxTracker::outstanding() const {
 uint64_t TxTracker::Reset() {
   const uint64_t n = outstanding();
   std::fill(marks_.begin(), marks_.end(), 0);
+  held_ = 0;
+  excess_ = 0;
   return n;
 }
 

@@ -22,6 +22,19 @@
 // with no branch on the mark (docs/PERFORMANCE.md, "VF path dispatch"); the
 // count is taken only when a VF is given up.
 //
+// Counted mode (a plug-in with NPA_PLUGIN_F_TX_FREE, plugin.h "TX
+// completions apart"): such a plug-in returns TX frames through its own
+// service, so the tracker keeps one count per queue instead of a mark per
+// frame: Sent(n) before each tx_burst, Unsent(k) for what it did not take,
+// Completed(n) per buf_free_tx call. view() is empty then (Mark and Clear do
+// nothing), and outstanding() is the count. A completion beyond the count is
+// a plug-in bug: the count stops at 0 and the excess is kept apart
+// (excess_completions), so it never wraps into a huge loss.
+//
+//   t.SetCounted(true);           // control thread, before the VF's queues run
+//   t.Sent(n); ...; t.Unsent(n - sent);   // VF TX burst
+//   t.Completed(k);               // the plug-in's buf_free_tx
+//
 // Threading: the queue's owner thread (its TX burst, and the plug-in's
 // buf_free on that queue, which plugin.h confines to the queue's thread) or
 // the control thread while the owner is parked by a switch; the switch's
@@ -69,20 +82,41 @@ class TxTracker {
 
   // [lo, hi): every buffer slot of the shell, NPA_BUF_SLOT_SIZE apart from lo.
   absl::Status Init(uintptr_t lo, uintptr_t hi);
-  View view() { return View{lo_, nslots_, marks_.data()}; }
+  View view() { return counted_ ? View{} : View{lo_, nslots_, marks_.data()}; }
+
+  // Control thread, while no frame is held (after Reset, before a VF's
+  // queues run): per-frame marks (false, the default) or a count.
+  void SetCounted(bool on) { counted_ = on; }
+  bool counted() const { return counted_; }
+  void Sent(uint16_t n) { held_ += n; }
+  void Unsent(uint16_t n) { Completed(n); }
+  void Completed(uint16_t n) {
+    if (n > held_) [[unlikely]] {
+      excess_ += n - held_;
+      held_ = 0;
+      return;
+    }
+    held_ -= n;
+  }
+  // Completions a counted plug-in reported beyond what it held (a bug).
+  uint64_t excess_completions() const { return excess_; }
 
   void Mark(const npa_buf* b) { view().Mark(b); }
   // True if b was marked (a TX frame the plug-in held): now cleared.
   bool Clear(const npa_buf* b);
-  // Frames marked and not cleared (a scan: control path only).
+  // Frames marked and not cleared (a scan: control path only), or the count.
   uint64_t outstanding() const;
-  // Forgets every mark; returns how many there were.
+  // Forgets every mark, the count and the excess; returns how many frames
+  // were held. The mode stays.
   uint64_t Reset();
 
  private:
   uintptr_t lo_ = 0;
   uint64_t nslots_ = 0;
   std::vector<uint8_t> marks_;
+  bool counted_ = false;
+  uint64_t held_ = 0;
+  uint64_t excess_ = 0;
 };
 
 }  // namespace npa::shell

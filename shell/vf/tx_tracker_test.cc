@@ -41,6 +41,27 @@ TEST_F(TxTrackerTest, CountsMarkedFramesUntilCleared) {
   EXPECT_FALSE(t_.Clear(slot(199)));
 }
 
+// A plug-in with NPA_PLUGIN_F_TX_FREE: one count per queue, no marks.
+TEST_F(TxTrackerTest, CountedModeCountsBurstsAndNeverWraps) {
+  t_.SetCounted(true);
+  t_.Mark(slot(5));  // the per-frame view is empty in counted mode
+  EXPECT_EQ(t_.outstanding(), 0u);
+  t_.Sent(32);
+  t_.Unsent(7);      // the plug-in took 25
+  t_.Completed(20);
+  EXPECT_EQ(t_.outstanding(), 5u);
+  t_.Completed(9);   // 4 more than it held: a plug-in bug, kept apart
+  EXPECT_EQ(t_.outstanding(), 0u);
+  EXPECT_EQ(t_.excess_completions(), 4u);
+  t_.Sent(3);
+  EXPECT_EQ(t_.Reset(), 3u);
+  EXPECT_EQ(t_.outstanding(), 0u);
+  EXPECT_TRUE(t_.counted());  // Reset keeps the mode
+  t_.SetCounted(false);
+  t_.Mark(slot(5));
+  EXPECT_EQ(t_.outstanding(), 1u);
+}
+
 // Every 128-byte-aligned offset in (and around) the range: exactly the slot
 // starts inside it count, each as its own slot.
 TEST_F(TxTrackerTest, IndexIsExactForEveryAlignedOffset) {

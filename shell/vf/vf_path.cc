@@ -93,6 +93,29 @@ uint16_t VfRx(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   return got;
 }
 
+// The guest's offload set is stable across paths: what the device lacks
+// (sw, NPA_BUF_OL_TX_*) is done here. The tag first: it moves csum_start. A
+// frame that cannot take the tag, or whose checksum offsets are outside it,
+// is sent as is and counted (the device would not have done better).
+inline void SoftwareTxOffloads(npa_buf* b, uint32_t sw, QueueCounters* c) {
+  if ((b->ol_flags & sw & NPA_BUF_OL_TX_VLAN) && !InsertVlan(b)) QueueCounters::Add(c->tx_bad, 1);
+  if (b->ol_flags & sw & NPA_BUF_OL_TX_CSUM) {
+    if (!SoftwareChecksum(b)) QueueCounters::Add(c->tx_bad, 1);
+    b->ol_flags &= ~NPA_BUF_OL_TX_CSUM;
+  }
+}
+
+inline void CountTx(uint16_t sent, uint64_t bytes, QueueCounters* c) {
+  if (sent) {
+    QueueCounters::Add(c->tx_packets, sent);
+    QueueCounters::Add(c->tx_vf, sent);
+    QueueCounters::Add(c->tx_bytes, bytes);
+  }
+}
+
+// A plug-in of ABI 1.0 (no NPA_PLUGIN_F_TX_FREE): each frame is marked in
+// the queue's TxTracker, so the loss on a forced revoke is exact whatever
+// the plug-in does with its buffers.
 uint16_t VfTx(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   Q* q = static_cast<Q*>(ctx);
   // Completions of frames sent on the emulated ring before the switch.
@@ -105,17 +128,7 @@ uint16_t VfTx(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   uint64_t bytes = 0;
   for (uint16_t i = 0; i < n; i++) {
     npa_buf* b = bufs[i];
-    if (NPA_UNLIKELY((b->ol_flags & sw) != 0)) {
-      // The guest's offload set is stable across paths: done here when the
-      // device lacks it. The tag first: it moves csum_start. A frame that
-      // cannot take the tag, or whose checksum offsets are outside it, is
-      // sent as is and counted (the device would not have done better).
-      if ((b->ol_flags & sw & NPA_BUF_OL_TX_VLAN) && !InsertVlan(b)) QueueCounters::Add(c->tx_bad, 1);
-      if (b->ol_flags & sw & NPA_BUF_OL_TX_CSUM) {
-        if (!SoftwareChecksum(b)) QueueCounters::Add(c->tx_bad, 1);
-        b->ol_flags &= ~NPA_BUF_OL_TX_CSUM;
-      }
-    }
+    if (NPA_UNLIKELY((b->ol_flags & sw) != 0)) SoftwareTxOffloads(b, sw, c);
     bytes += b->pkt_len;
     track.Mark(b);
   }
@@ -129,11 +142,47 @@ uint16_t VfTx(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
     }
     QueueCounters::Add(c->tx_full, 1);
   }
-  if (sent) {
-    QueueCounters::Add(c->tx_packets, sent);
-    QueueCounters::Add(c->tx_vf, sent);
-    QueueCounters::Add(c->tx_bytes, bytes);
+  CountTx(sent, bytes, c);
+  return sent;
+}
+
+// A plug-in with NPA_PLUGIN_F_TX_FREE returns its TX frames through
+// buf_free_tx: the tracker keeps a count per burst (tx_tracker.h, counted
+// mode), and the loop over the frames only sums their bytes and ORs their
+// flags; the software offloads run in a second pass only for a burst that
+// needs one (rare: the device lacks an offload the guest uses).
+uint16_t VfTxCounted(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
+  Q* q = static_cast<Q*>(ctx);
+  if (NPA_UNLIKELY(q->emu_tx->in_flight() != 0)) q->emu_tx->Reclaim(c);
+  const uint32_t sw = q->sw_tx_flags;
+  uint64_t bytes = 0;
+  if (sw == 0) [[likely]] {
+    // The device does every offload the guest uses: the byte count is the
+    // only per-frame work (4 instructions a frame unrolled, 7 rolled).
+#pragma GCC unroll 4
+    for (uint16_t i = 0; i < n; i++) bytes += bufs[i]->pkt_len;
+  } else {
+    uint32_t flags = 0;
+#pragma GCC unroll 4
+    for (uint16_t i = 0; i < n; i++) {
+      flags |= bufs[i]->ol_flags;
+      bytes += bufs[i]->pkt_len;
+    }
+    if ((flags & sw) != 0)
+      for (uint16_t i = 0; i < n; i++)
+        if ((bufs[i]->ol_flags & sw) != 0) SoftwareTxOffloads(bufs[i], sw, c);
   }
+  // Counted before the call: the plug-in may complete (buf_free_tx) inside
+  // tx_burst itself.
+  q->track->Sent(n);
+  uint16_t sent = q->tx(q->pq, bufs, n);
+  if (NPA_UNLIKELY(sent > n)) sent = n;
+  if (NPA_UNLIKELY(sent < n)) {
+    for (uint16_t i = sent; i < n; i++) bytes -= bufs[i]->pkt_len;
+    q->track->Unsent(static_cast<uint16_t>(n - sent));
+    QueueCounters::Add(c->tx_full, 1);
+  }
+  CountTx(sent, bytes, c);
   return sent;
 }
 
@@ -276,6 +325,9 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
     qu->emu_tx = p.emu_tx[q];
     qu->pool = p.emu_rx[q]->pool();
     qu->track = q < p.tx_track.size() ? p.tx_track[q] : nullptr;
+    // The previous VF's frames were counted and its tracker reset at its
+    // release; this VF's queues have not run yet.
+    if (qu->track != nullptr) qu->track->SetCounted((plugin->flags() & NPA_PLUGIN_F_TX_FREE) != 0);
     qu->sw_tx_flags = (v->sw_tx_csum_ ? NPA_BUF_OL_TX_CSUM : 0u) |
                       (sw_vlan_insert ? NPA_BUF_OL_TX_VLAN : 0u);
     qu->sw_vlan_strip = sw_vlan_strip;
@@ -344,7 +396,10 @@ bool VfPath::Quiesce(uint32_t timeout_ms) {
 // The three stages of a switch differ only in which bursts a queue runs:
 // VF both ways; emulated both ways (quiet); emulated TX with RX still
 // draining the VF (drain). Every stage's context is the same queue.
-QueueOps VfPath::ops(uint16_t qid) { return StageOps(VfRx, VfTx, queues_[qid].get()); }
+QueueOps VfPath::ops(uint16_t qid) {
+  Queue* q = queues_[qid].get();
+  return StageOps(VfRx, q->track != nullptr && q->track->counted() ? VfTxCounted : VfTx, q);
+}
 QueueOps VfPath::QuietOps(uint16_t qid) { return StageOps(EmuRx, EmuTx, queues_[qid].get()); }
 QueueOps VfPath::DrainOps(uint16_t qid) { return StageOps(DrainRx, EmuTx, queues_[qid].get()); }
 

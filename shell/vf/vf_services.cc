@@ -149,6 +149,7 @@ VfServices::VfServices(std::unique_ptr<VfioDeviceIo> io, std::string name, DmaAr
   table_.log = &LogV;
   table_.now_ns = &NowNs;
   table_.sleep_us = &SleepUs;
+  table_.buf_free_tx = &BufFreeTx;
 }
 
 absl::StatusOr<std::unique_ptr<VfServices>> VfServices::Create(std::unique_ptr<VfioDeviceIo> io,
@@ -481,6 +482,17 @@ void VfServices::BufFree(void* ctx, uint16_t qid, npa_buf** bufs, uint16_t n) {
     return;
   }
   s->buffers_->Free(qid, bufs, n);
+}
+
+void VfServices::BufFreeTx(void* ctx, uint16_t qid, npa_buf** bufs, uint16_t n) {
+  VfServices* s = Self(ctx);
+  if (s == nullptr || bufs == nullptr || n == 0) return;
+  if (qid >= s->nb_queues_) {
+    s->Log(NPA_LOG_ERROR, "buf_free_tx: queue %u out of range (%u queues); %u buffers leaked", qid,
+           s->nb_queues_, n);
+    return;
+  }
+  s->buffers_->FreeTx(qid, bufs, n);
 }
 
 void VfServices::LogV(void* ctx, int level, const char* fmt, va_list ap) {

@@ -99,6 +99,9 @@ class BufferProvider {
   virtual ~BufferProvider() = default;
   virtual uint16_t Alloc(uint16_t qid, npa_buf** bufs, uint16_t n) = 0;
   virtual void Free(uint16_t qid, npa_buf** bufs, uint16_t n) = 0;
+  // ABI 1.1 buf_free_tx: TX frames the plug-in is done with. A provider
+  // that does not count TX frames frees them like any other buffer.
+  virtual void FreeTx(uint16_t qid, npa_buf** bufs, uint16_t n) { Free(qid, bufs, n); }
 };
 
 // Where plug-in log lines go; level is an npa_log_level.
@@ -187,6 +190,7 @@ class VfServices {
   static int IrqSetup(void* ctx, uint32_t nvec, int* efds);
   static uint16_t BufAlloc(void* ctx, uint16_t qid, npa_buf** bufs, uint16_t n);
   static void BufFree(void* ctx, uint16_t qid, npa_buf** bufs, uint16_t n);
+  static void BufFreeTx(void* ctx, uint16_t qid, npa_buf** bufs, uint16_t n);
   static void LogV(void* ctx, int level, const char* fmt, va_list ap);
   static uint64_t NowNs(void* ctx);
   static void SleepUs(void* ctx, uint32_t us);

@@ -220,6 +220,12 @@ uint64_t ReleaseDevice(npa_shell* sh) {
   // A plug-in that kept a frame past stop broke plugin.h; its marks go
   // (already counted as lost above).
   for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) {
+    const uint64_t excess = sh->queues[q].vf_tx.excess_completions();
+    if (excess)
+      NPA_LOG(Warn,
+              "shell: queue %u: the plug-in returned %llu more TX frames through buf_free_tx than "
+              "it took (plugin.h \"TX completions apart\"); the lost count may be short by as many",
+              q, static_cast<unsigned long long>(excess));
     const uint64_t kept = sh->queues[q].vf_tx.Reset();
     if (kept) NPA_LOG(Warn, "shell: queue %u: the plug-in kept %llu TX frames after stop", q,
                       static_cast<unsigned long long>(kept));

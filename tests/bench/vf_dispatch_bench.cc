@@ -2,10 +2,10 @@
 // instructions (docs/architecture.md, "Performance targets": "no more than a few
 // instructions per packet over calling the plug-in directly").
 //
-// Both modes drive the same plug-in object (tests/plugins/null/, the test
+// The modes drive the same plug-in code (tests/plugins/null/, the test
 // loopback built with LB_NULL: tx_burst completes the whole burst with one
-// buf_free call, rx_burst returns 0) with the same frames (64 B, burst 32)
-// and the same buffer pool code (shell/buf_pool.h):
+// buf_free_tx call, rx_burst returns 0) with the same frames (64 B, burst
+// 32) and the same buffer pool code (shell/buf_pool.h):
 //
 //   --mode=direct  the plug-in loaded with the shell's loader, a minimal
 //                  services table over one BufPool, probe/configure/start on
@@ -18,12 +18,13 @@
 //                  path; each burst is npa_buf_alloc, lengths, npa_tx_burst,
 //                  npa_rx_burst (empty: the guest's RX poll is part of the
 //                  per-frame cost).
-//   --mode=shell-untracked
-//                  as shell, but once on the VF the queue's TX tracker
-//                  (shell/vf/tx_tracker.h) is swapped, inside this process only,
-//                  for one with an empty slot range: Mark and Clear still run
-//                  but return at their range check. shell minus this is the
-//                  tracker's bitmap work; the loops and range checks remain.
+//                  The plug-in sets NPA_PLUGIN_F_TX_FREE (ABI 1.1): the
+//                  shell counts its TX frames per burst.
+//   --mode=shell-v10
+//                  as shell, with the same plug-in built as an ABI 1.0 one
+//                  (tests/plugins/null_v10/: no flag, TX frames back through
+//                  buf_free): the shell marks each TX frame
+//                  (shell/vf/tx_tracker.h), the cost every 1.0 plug-in keeps.
 //
 // Only the measured loop is instrumented (CALLGRIND_START/STOP_
 // INSTRUMENTATION; run valgrind with --instr-atstart=no), after a warm-up
@@ -400,13 +401,14 @@ struct ShellRig {
   }
 };
 
-int RunShell(const Args& a, bool untracked) {
+int RunShell(const Args& a, bool v10) {
   ShellRig rig;
   if (int rc = rig.Open(a); rc != 0) return rc;
   if (int rc = rig.SwitchToVf(); rc != 0) return rc;
-  // The benchmark's own process only: an untracked queue would report 0
-  // frames lost if the VF were taken away now, and none is here.
-  if (untracked) rig.sh->queues[0].vf_tx = npa::shell::TxTracker();
+  // The mode under test is the one the shell chose from the plug-in's flags.
+  if (rig.sh->queues[0].vf_tx.counted() == v10)
+    return Fail("the shell %s the plug-in's TX frames; expected %s", v10 ? "counts" : "marks",
+                v10 ? "per-frame marks (ABI 1.0)" : "a per-burst count (NPA_PLUGIN_F_TX_FREE)");
   // Write the frame into every buffer the queue's pool has free now (LIFO:
   // the loop cycles through the top ones).
   std::vector<npa_buf*> all(8192);
@@ -446,10 +448,10 @@ int RunShell(const Args& a, bool untracked) {
 
 int Usage() {
   fprintf(stderr,
-          "usage: vf_dispatch_bench --mode=direct|shell|shell-untracked [--frames=N] [--plugin-dir=DIR]\n"
+          "usage: vf_dispatch_bench --mode=direct|shell|shell-v10 [--frames=N] [--plugin-dir=DIR]\n"
           "  N: frames in the measured loop, a multiple of %u (default 320000)\n"
-          "  DIR: where libtest_null.so is (default %s)\n",
-          kBurst, NPA_BENCH_PLUGIN_DIR);
+          "  DIR: where libtest_null.so is (default %s; %s for shell-v10)\n",
+          kBurst, NPA_BENCH_PLUGIN_DIR, NPA_BENCH_PLUGIN_DIR_V10);
   return 2;
 }
 
@@ -457,6 +459,7 @@ int Usage() {
 
 int main(int argc, char** argv) {
   Args a;
+  bool dir_given = false;
   for (int i = 1; i < argc; i++) {
     std::string s = argv[i];
     if (s.rfind("--mode=", 0) == 0) {
@@ -469,12 +472,16 @@ int main(int argc, char** argv) {
       a.frames = v;
     } else if (s.rfind("--plugin-dir=", 0) == 0) {
       a.plugin_dir = s.substr(13);
+      dir_given = true;
     } else {
       return Usage();
     }
   }
   if (a.mode == "direct") return RunDirect(a);
   if (a.mode == "shell") return RunShell(a, false);
-  if (a.mode == "shell-untracked") return RunShell(a, true);
+  if (a.mode == "shell-v10") {
+    if (!dir_given) a.plugin_dir = NPA_BENCH_PLUGIN_DIR_V10;
+    return RunShell(a, true);
+  }
   return Usage();
 }

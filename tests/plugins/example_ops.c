@@ -7,7 +7,8 @@
  * there): each queue pair has a DMA "descriptor ring" from dma_alloc (never
  * read: it is there so that remove has DMA to give back), an RX ring filled
  * from buf_alloc at start, and a tx_burst that copies every frame into the
- * next posted RX buffer and completes the TX buffer at once with buf_free. A
+ * next posted RX buffer and completes the TX buffer at once with buf_free_tx
+ * (through npa_services_tx_free: the example sets NPA_PLUGIN_F_TX_FREE). A
  * frame with no posted RX buffer, more than one segment or longer than the
  * MTU allows is dropped (rx_dropped). stop hands every buffer back, remove
  * every DMA block. tests/plugins/test_good.c is the same device with more
@@ -57,7 +58,9 @@ static void ex_log(const npa_services *svc, int level, const char *fmt, ...) {
 int my_probe(const npa_services *svc, const npa_device_info *info, npa_plugin_dev **out) {
   if (svc == NULL || info == NULL || out == NULL) return -EINVAL;
   *out = NULL;
-  if (svc->struct_size < sizeof(*svc) || info->struct_size < sizeof(*info) || !svc->bar_map ||
+  /* The ABI 1.0 services table is enough; buf_free_tx (1.1) is used when there. */
+  if (svc->struct_size < offsetof(npa_services, buf_free_tx) || info->struct_size < sizeof(*info) ||
+      !svc->bar_map ||
       !svc->dma_alloc || !svc->dma_free || !svc->buf_alloc || !svc->buf_free || !svc->log)
     return -EINVAL;
   if (info->vendor != EX_VENDOR || info->device != EX_DEVICE) return -ENODEV;
@@ -222,6 +225,6 @@ uint16_t my_tx(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
     q->stats.rx_bytes += len;
   }
   /* Every frame taken is complete (looped or dropped) within the burst. */
-  if (i) svc->buf_free(svc->ctx, q->qid, bufs, i);
+  if (i) npa_services_tx_free(svc)(svc->ctx, q->qid, bufs, i);
   return i;
 }

@@ -22,6 +22,13 @@
  * with one svc->buf_free call and counts tx_packets only (no per-frame
  * work); rx_burst never delivers anything. Start and stop post and return
  * the RX ring as the loopback does.
+ *
+ * TX completions: every variant returns its TX frames through
+ * npa_services_tx_free (buf_free_tx) and sets NPA_PLUGIN_F_TX_FREE, as an
+ * ABI 1.1 plug-in does. Built with LB_ABI_1_0 (tests/plugins stuck_v10/, null_v10/): the
+ * same plug-in as one built against ABI 1.0 would be: npa_plugin_info's 1.0
+ * size (72 bytes), minor 0, no flags, TX frames back through buf_free. The
+ * shell must count its TX frames exactly either way.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -58,6 +65,7 @@ struct npa_plugin_queue {
 
 struct npa_plugin_dev {
   const npa_services *svc;
+  npa_buf_free_fn free_tx;
   uint32_t mtu;
   uint16_t nb_queue_pairs, ring_size;
   int started;
@@ -73,11 +81,17 @@ static void lb_log(const npa_services *svc, int level, const char *fmt, ...) {
 
 static int lb_probe(const npa_services *svc, const npa_device_info *info, npa_plugin_dev **out) {
   if (svc == NULL || info == NULL || out == NULL) return -EINVAL;
-  if (svc->struct_size < sizeof(*svc) || info->struct_size < sizeof(*info)) return -EINVAL;
+  if (svc->struct_size < offsetof(npa_services, buf_free_tx) || info->struct_size < sizeof(*info))
+    return -EINVAL;
   if (info->vendor != LB_VENDOR || info->device != LB_DEVICE) return -ENODEV;
   npa_plugin_dev *d = calloc(1, sizeof(*d));
   if (d == NULL) return -ENOMEM;
   d->svc = svc;
+#ifdef LB_ABI_1_0
+  d->free_tx = svc->buf_free;
+#else
+  d->free_tx = npa_services_tx_free(svc);
+#endif
   d->mtu = 1500;
   for (uint16_t i = 0; i < LB_MAX_QP; i++) {
     d->q[i].dev = d;
@@ -102,7 +116,7 @@ static void lb_free_ring(struct npa_plugin_queue *q) {
     q->ndone = (uint16_t)(q->ndone - run);
   }
   q->done_head = 0;
-  if (q->nheld) svc->buf_free(svc->ctx, q->qid, q->held, q->nheld);
+  if (q->nheld) q->dev->free_tx(svc->ctx, q->qid, q->held, q->nheld);
   q->nheld = 0;
 }
 
@@ -247,7 +261,7 @@ static uint16_t lb_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
 #elif defined(LB_NULL)
   /* Fixed cost whatever the frames hold: one completion call per burst. */
   q->stats.tx_packets += n;
-  svc->buf_free(svc->ctx, q->qid, bufs, n);
+  q->dev->free_tx(svc->ctx, q->qid, bufs, n);
   return n;
 #endif
   for (uint16_t i = 0; i < n; i++) {
@@ -274,7 +288,7 @@ static uint16_t lb_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
     q->stats.rx_bytes += len;
   }
   /* Every frame is completed (sent or dropped) within the burst. */
-  svc->buf_free(svc->ctx, q->qid, bufs, n);
+  q->dev->free_tx(svc->ctx, q->qid, bufs, n);
   return n;
 }
 
@@ -310,9 +324,16 @@ static const npa_plugin_fast_ops fast = {
 };
 
 static const npa_plugin_info info = {
+#ifdef LB_ABI_1_0
+    .struct_size = offsetof(npa_plugin_info, flags), /* 72: what a 1.0 header had */
+    .abi_major = NPA_PLUGIN_ABI_MAJOR,
+    .abi_minor = 0,
+#else
     .struct_size = sizeof(npa_plugin_info),
     .abi_major = NPA_PLUGIN_ABI_MAJOR,
     .abi_minor = NPA_PLUGIN_ABI_MINOR,
+    .flags = NPA_PLUGIN_F_TX_FREE,
+#endif
 #ifdef LB_HOSTILE_RX
     .name = "test_hostile_rx",
 #elif defined(LB_STUCK)

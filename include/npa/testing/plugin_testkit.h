@@ -45,8 +45,8 @@
  *                nvec above device_info().msix_vectors: -EINVAL; nvec 0
  *                closes them. on_irq_setup runs first and may fail the call.
  *   buf_alloc/   one LIFO pool of Options::buffers slots laid out like the
- *   buf_free     shell's (buf.h: iova == address, buf_len NPA_BUF_SLOT_SIZE),
- *                shared by every qid < Options::queues. Alloc resets the
+ *   buf_free,    shell's (buf.h: iova == address, buf_len NPA_BUF_SLOT_SIZE),
+ *   buf_free_tx  shared by every qid < Options::queues. Alloc resets the
  *                header as npa_buf_alloc does; SetBufAllocLimit() makes it
  *                answer short. Free takes frame heads and frees every segment
  *                (bounded walk); a pointer that is not a slot is kept in
@@ -139,6 +139,7 @@ class FakeServices {
     table_.irq_setup = &IrqSetupFn;
     table_.buf_alloc = &BufAllocFn;
     table_.buf_free = &BufFreeFn;
+    table_.buf_free_tx = &BufFreeFn;  // ABI 1.1: TX completions, accounted alike
     table_.log = &LogFn;
     table_.now_ns = &NowNsFn;
     table_.sleep_us = &SleepUsFn;
