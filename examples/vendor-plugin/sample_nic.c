@@ -163,7 +163,10 @@ static uint16_t sample_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n)
     q->stats.tx_packets++;
     q->stats.tx_bytes += bufs[i]->pkt_len;
   }
-  if (n > 0) q->dev->svc->buf_free(q->dev->svc->ctx, q->qid, bufs, n);
+  /* TX completions go through buf_free_tx where the shell has it (ABI 1.1,
+   * NPA_PLUGIN_F_TX_FREE below): the shell then counts per burst. Pick the
+   * call once at probe in a real driver; the null device looks it up here. */
+  if (n > 0) npa_services_tx_free(q->dev->svc)(q->dev->svc->ctx, q->qid, bufs, n);
   return n;
 }
 
@@ -203,6 +206,7 @@ static const npa_plugin_info sample_info = {
     .capabilities = NPA_CAP_MULTIQUEUE,
     .ctrl = &sample_ctrl,
     .fast = &sample_fast,
+    .flags = NPA_PLUGIN_F_TX_FREE, /* every TX frame back through buf_free_tx */
 };
 
 NPA_PLUGIN_EXPORT const npa_plugin_info *npa_plugin_entry(const npa_plugin_query *q) {
