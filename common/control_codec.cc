@@ -189,23 +189,40 @@ absl::Status ControlChannel::OnReadable() {
   if (fds_.size() > 4 * kMaxFdsPerMessage)
     return absl::InvalidArgumentError("peer sent fds without frames that claim them");
   if (*n == 0) return absl::AbortedError("peer closed the control connection");
+  if (rd_ != 0) {
+    buf_.erase(0, rd_);
+    rd_ = 0;
+  }
   if (buf_.size() + *n > 2 * (kMaxControlFrame + 4))
     return absl::ResourceExhaustedError("peer sent more than two frames without reading replies");
   buf_.append(tmp, *n);
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<ControlFrame>> ControlChannel::Pop() {
-  if (buf_.size() < 4) return std::optional<ControlFrame>();
+bool ControlChannel::HasFrame() const {
+  const size_t have = buf_.size() - rd_;
+  if (have < 4) return false;
   uint32_t len;
-  memcpy(&len, buf_.data(), 4);
+  memcpy(&len, buf_.data() + rd_, 4);
+  return len == 0 || len > kMaxControlFrame || have >= 4 + static_cast<size_t>(len);
+}
+
+absl::StatusOr<std::optional<ControlFrame>> ControlChannel::Pop() {
+  const size_t have = buf_.size() - rd_;
+  if (have < 4) return std::optional<ControlFrame>();
+  uint32_t len;
+  memcpy(&len, buf_.data() + rd_, 4);
   if (len == 0 || len > kMaxControlFrame)
     return absl::InvalidArgumentError(
         absl::StrCat("control frame length ", len, " outside 1..", kMaxControlFrame));
-  if (buf_.size() < 4 + static_cast<size_t>(len)) return std::optional<ControlFrame>();
+  if (have < 4 + static_cast<size_t>(len)) return std::optional<ControlFrame>();
   NPA_ASSIGN_OR_RETURN(control::Envelope env,
-                       DecodeEnvelope(reinterpret_cast<const uint8_t*>(buf_.data()) + 4, len));
-  buf_.erase(0, 4 + len);
+                       DecodeEnvelope(reinterpret_cast<const uint8_t*>(buf_.data()) + rd_ + 4, len));
+  rd_ += 4 + len;
+  if (rd_ == buf_.size()) {
+    buf_.clear();
+    rd_ = 0;
+  }
   if (fds_.size() < env.fd_count())
     return absl::InvalidArgumentError(absl::StrCat("control message ", BodyName(env), " claims ",
                                                    env.fd_count(), " fds but ", fds_.size(),

@@ -106,6 +106,10 @@ class ControlChannel {
   absl::Status OnReadable();
   // The next complete frame, if any, with its fds.
   absl::StatusOr<std::optional<ControlFrame>> Pop();
+  // A complete frame (or a length prefix Pop will refuse) is buffered: Pop
+  // has something to say without another read. A reader that stops popping
+  // on a budget calls Pop again, not OnReadable, while this holds.
+  bool HasFrame() const;
 
   // Wait up to timeout_ms for one frame.
   absl::StatusOr<ControlFrame> ReceiveBlocking(int timeout_ms);
@@ -130,7 +134,10 @@ class ControlChannel {
   size_t backlog_bytes_ = 0;
   size_t backlog_fds_ = 0;
   absl::Status failed_;
+  // Received bytes; [rd_, size) not yet popped. Popping moves rd_ (no copy
+  // per frame); the consumed prefix is dropped before the next read.
   std::string buf_;
+  size_t rd_ = 0;
   std::deque<UniqueFd> fds_;
   uint64_t next_seq_ = 1;
 };

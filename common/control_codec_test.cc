@@ -73,6 +73,51 @@ TEST(ControlCodec, ManyFramesInOneRead) {
   EXPECT_EQ(n, 5);
 }
 
+// A reader on a budget pops some frames, reads more only when no complete
+// frame is left, and loses none across the reads (the consumed prefix is
+// dropped before the next read, never a frame).
+TEST(ControlCodec, HasFrameTellsAReaderToPopBeforeReadingAgain) {
+  Pair p;
+  const std::string fr = EncodeFrame(Hello());
+  std::string all;
+  for (int i = 0; i < 5; i++) all += fr;
+  all += fr.substr(0, 5);  // and the start of a sixth
+  SendRaw(p.a.get(), all);
+  ControlChannel rx(std::move(p.b));
+  EXPECT_FALSE(rx.HasFrame());
+  ASSERT_TRUE(rx.OnReadable().ok());
+  int n = 0;
+  for (int i = 0; i < 3; i++) {
+    ASSERT_TRUE(rx.HasFrame());
+    auto f = rx.Pop();
+    ASSERT_TRUE(f.ok() && f->has_value());
+    n++;
+  }
+  while (rx.HasFrame()) {
+    auto f = rx.Pop();
+    ASSERT_TRUE(f.ok() && f->has_value());
+    n++;
+  }
+  EXPECT_EQ(n, 5);
+  auto none = rx.Pop();  // the partial sixth waits
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  SendRaw(p.a.get(), fr.substr(5) + fr);
+  ASSERT_TRUE(rx.OnReadable().ok());
+  for (int i = 0; i < 2; i++) {
+    ASSERT_TRUE(rx.HasFrame());
+    auto f = rx.Pop();
+    ASSERT_TRUE(f.ok() && f->has_value()) << i;
+  }
+  EXPECT_FALSE(rx.HasFrame());
+  // A length Pop refuses counts as "something to say": the reader pops it
+  // and gets the error at once.
+  SendRaw(p.a.get(), std::string("\0\0\0\0", 4));
+  ASSERT_TRUE(rx.OnReadable().ok());
+  EXPECT_TRUE(rx.HasFrame());
+  EXPECT_FALSE(rx.Pop().ok());
+}
+
 TEST(ControlCodec, RejectsZeroAndOversizeLength) {
   for (uint32_t len : {0u, static_cast<uint32_t>(kMaxControlFrame + 1), 0xffffffffu}) {
     Pair p;

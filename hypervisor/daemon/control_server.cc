@@ -225,7 +225,10 @@ void ControlServer::OnSessionReadable(int fd) {
   auto it = sessions_.find(fd);
   if (it == sessions_.end()) return;
   Session& s = it->second;
-  absl::Status st = s.ch->OnReadable();
+  absl::Status st;
+  // Frames left from the last turn first: reading more before they are
+  // handled would only pile them up (and trip the two-frame read bound).
+  if (!s.ch->HasFrame()) st = s.ch->OnReadable();
   if (!st.ok()) {
     if (absl::IsAborted(st)) {
       CloseSession(fd, "peer closed the control connection");
@@ -235,7 +238,14 @@ void ControlServer::OnSessionReadable(int fd) {
     CloseSession(fd, std::string(st.message()));
     return;
   }
-  for (;;) {
+  for (uint32_t handled = 0;; handled++) {
+    // One read can hold over a thousand tiny frames: a peer gets at most
+    // kFramesPerWake handled per turn, then the other ready fds have theirs
+    // (fd_loop.h, "Pending"), so no session can hold the control thread.
+    if (handled == kFramesPerWake) {
+      if (s.ch->HasFrame()) loop_.MarkPending(fd).IgnoreError();
+      return;
+    }
     auto f = s.ch->Pop();
     if (!f.ok()) {
       SendError(*s.ch, CodeForCodecError(f.status()), std::string(f.status().message()));

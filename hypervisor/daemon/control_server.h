@@ -96,6 +96,10 @@
 
 namespace npa::agent {
 
+// Control frames of one session handled per turn of the control loop; the
+// rest wait for the session's next turn (fd_loop.h, "Pending").
+inline constexpr uint32_t kFramesPerWake = 64;
+
 class ControlServer {
  public:
   struct Options {

@@ -100,13 +100,26 @@ void FdLoop::Unwatch(int fd) {
   if (fd < 0 || it == fds_.end()) return;
   if (it->second.deadline_ms != 0) deadlines_.erase({it->second.deadline_ms, fd});
   fds_.erase(it);
+  pending_.erase(fd);
   // The fd is still open (the caller closes it after this), so DEL cannot
   // fail for a reason worth reporting.
   epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
+absl::Status FdLoop::MarkPending(int fd) {
+  if (fds_.count(fd) == 0)
+    return absl::FailedPreconditionError(absl::StrCat("fd ", fd, " is not watched: nothing to mark pending"));
+  pending_.insert(fd);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int> FdLoop::RunOnce(int timeout_ms) {
   if (!epoll_fd_) return absl::FailedPreconditionError("fd loop not open");
+  // This round's pending fds; a handler that marks its fd again puts it in
+  // the next round.
+  std::set<int> due;
+  due.swap(pending_);
+  if (!due.empty()) timeout_ms = 0;
   if (!deadlines_.empty()) {
     const uint64_t now = MonotonicMs();
     const uint64_t next = deadlines_.begin()->first;
@@ -125,6 +138,7 @@ absl::StatusOr<int> FdLoop::RunOnce(int timeout_ms) {
     const Entry e = it->second;
     // Anything but a bare EPOLLOUT (data, EOF, HUP, ERR) is the reader's.
     if ((what & ~static_cast<uint32_t>(EPOLLOUT)) != 0 || !e.out) {
+      due.erase(fd);  // its one turn this round
       if (const Handler& h = handlers_[static_cast<size_t>(e.kind)]) {
         h(fd, e.id);
         ran++;
@@ -135,6 +149,14 @@ absl::StatusOr<int> FdLoop::RunOnce(int timeout_ms) {
     if (it == fds_.end() || !it->second.out) continue;
     if (const Handler& h = writable_[static_cast<size_t>(e.kind)]) {
       h(fd, e.id);
+      ran++;
+    }
+  }
+  for (int fd : due) {
+    auto it = fds_.find(fd);
+    if (it == fds_.end()) continue;  // unwatched by a handler of this round
+    if (const Handler& h = handlers_[static_cast<size_t>(it->second.kind)]) {
+      h(fd, it->second.id);
       ran++;
     }
   }

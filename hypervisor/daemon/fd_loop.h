@@ -35,6 +35,16 @@
 //   loop.OnDeadline(FdKind::kSession, [&](int fd, uint64_t) { TimeOut(fd); });
 //   loop.SetDeadline(conn_fd, MonotonicMs() + 5000);
 //
+// Pending: a readable handler that stops on a work budget with input still
+// buffered in user space (which epoll cannot see) calls MarkPending(fd). The
+// next RunOnce then does not sleep, and runs fd's readable handler once
+// more after the fds epoll found ready (once per RunOnce, even if epoll also
+// reported fd). So each peer gets at most one budget per round and the
+// others' turns come in between: ControlServer bounds the frames of one
+// session per wake-up this way.
+//
+//   if (frames_this_wake == kBudget && ch.HasFrame()) loop.MarkPending(fd);
+//
 // Ownership: the loop owns only its epoll fd. Watched fds belong to the
 // caller, who must Unwatch an fd before closing it. Threads: one thread
 // (the control thread) calls everything; handlers run on it.
@@ -97,6 +107,10 @@ class FdLoop {
   // fd's deadline, 0 if none.
   uint64_t deadline(int fd) const;
   size_t num_deadlines() const { return deadlines_.size(); }
+  // Run fd's readable handler again in the next RunOnce (see "Pending").
+  // Errors: not watched. Unwatch drops it.
+  absl::Status MarkPending(int fd);
+  bool pending(int fd) const { return pending_.count(fd) != 0; }
 
   // One epoll_wait of at most timeout_ms (-1: no limit), shortened to the
   // nearest deadline, then the handlers of the fds it found ready and those
@@ -115,6 +129,7 @@ class FdLoop {
   UniqueFd epoll_fd_;
   std::map<int, Entry> fds_;
   std::set<std::pair<uint64_t, int>> deadlines_;  // (at_ms, fd), nearest first
+  std::set<int> pending_;                          // MarkPending since the last round
   std::array<Handler, kNumFdKinds> handlers_;
   std::array<Handler, kNumFdKinds> writable_;
   std::array<Handler, kNumFdKinds> expired_;

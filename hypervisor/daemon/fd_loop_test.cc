@@ -79,6 +79,48 @@ TEST(FdLoopTest, LevelTriggeredUntilUnwatched) {
   loop.Unwatch(-1);
 }
 
+// A handler that stops on a budget with work left (in user space, invisible
+// to epoll) marks its fd pending: the next round runs it again without
+// sleeping, once, after the fds epoll found ready; Unwatch drops the mark.
+TEST(FdLoopTest, APendingFdRunsOncePerRoundAfterTheReadyOnes) {
+  FdLoop loop;
+  ASSERT_TRUE(loop.Open().ok());
+  UniqueFd busy(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));  // never readable
+  UniqueFd other = Ready();
+  std::vector<int> order;
+  int left = 3;  // budgets of work the busy peer still has
+  loop.OnReadable(FdKind::kSession, [&](int fd, uint64_t) {
+    order.push_back(fd);
+    if (fd == busy.get() && --left > 0) {
+      EXPECT_TRUE(loop.MarkPending(fd).ok());
+    }
+  });
+  ASSERT_TRUE(loop.Watch(busy.get(), FdKind::kSession).ok());
+  ASSERT_TRUE(loop.Watch(other.get(), FdKind::kSession).ok());
+  ASSERT_TRUE(loop.MarkPending(busy.get()).ok());
+  const uint64_t t0 = MonotonicMs();
+  ASSERT_EQ(*loop.RunOnce(5000), 2);  // other (ready), then busy (pending)
+  ASSERT_EQ(order.size(), 2u);
+  EXPECT_EQ(order[0], other.get());
+  EXPECT_EQ(order[1], busy.get());
+  EXPECT_TRUE(loop.pending(busy.get()));
+  ASSERT_EQ(*loop.RunOnce(5000), 2);
+  ASSERT_EQ(*loop.RunOnce(5000), 2);  // the last budget: not marked again
+  EXPECT_FALSE(loop.pending(busy.get()));
+  EXPECT_LT(MonotonicMs() - t0, 2000u) << "a pending fd must not wait for the timeout";
+  EXPECT_EQ(std::count(order.begin(), order.end(), busy.get()), 3);
+  ASSERT_TRUE(loop.MarkPending(busy.get()).ok());
+  loop.Unwatch(busy.get());
+  EXPECT_FALSE(loop.pending(busy.get()));
+  EXPECT_FALSE(loop.MarkPending(busy.get()).ok());  // not watched
+  // Ready and pending in one round: one turn, not two.
+  left = 10;
+  order.clear();
+  ASSERT_TRUE(loop.MarkPending(other.get()).ok());
+  ASSERT_EQ(*loop.RunOnce(5000), 1);
+  EXPECT_EQ(order.size(), 1u);
+}
+
 TEST(FdLoopTest, ErrorsNameTheFdAndAClosedLoopRefuses) {
   FdLoop closed;
   EXPECT_FALSE(closed.Watch(0, FdKind::kSession).ok());
