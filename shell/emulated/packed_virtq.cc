@@ -55,6 +55,15 @@ inline uint16_t WrapFlags(bool wrap) {
   return wrap ? NPA_VRING_PACKED_F_AVAIL : NPA_VRING_PACKED_F_USED;
 }
 
+// A slot at our used position, seen with used wrap counter `wrap` (2.8.1):
+// 1 used (AVAIL = USED = wrap), 0 not yet (USED != wrap: still available,
+// or last lap's), -1 USED = wrap without AVAIL, which no device writes.
+inline int Classify(uint16_t f, bool wrap) {
+  const uint16_t both = NPA_VRING_PACKED_F_AVAIL | NPA_VRING_PACKED_F_USED;
+  if ((f & both) == (wrap ? both : 0)) return 1;
+  return ((f & NPA_VRING_PACKED_F_USED) != 0) == wrap ? -1 : 0;
+}
+
 }  // namespace
 
 absl::Status VirtqBase::PackedInit(uint8_t* mem) {
@@ -116,25 +125,50 @@ void VirtqBase::PackedSetInterrupt(bool enable) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
+// The producer side's state in locals for a loop (the pool's stores would
+// make the compiler reload members after each buffer); Put is the one
+// place a descriptor is written. Load, Put..., Store.
+struct VirtqBase::PackedProducer {
+  npa_vring_packed_desc* ring;
+  uint16_t size, pos, head, head_flags, added;
+  bool wrap;
+  inline void Put(uint64_t addr, uint32_t len, uint16_t id, uint16_t flags) {
+    npa_vring_packed_desc* d = &ring[pos];
+    d->addr = addr;
+    d->len = len;
+    d->id = id;  // in every slot of a chain; the device reads the last one's (2.8.13)
+    const uint16_t f = static_cast<uint16_t>(flags | WrapFlags(wrap));
+    if (head == kNoHead) {
+      head = pos;  // stored last, in PackedPublish
+      head_flags = f;
+    } else {
+      // The device reads this slot only after the head's, which is stored
+      // later with release: relaxed is enough.
+      __atomic_store_n(&d->flags, f, __ATOMIC_RELAXED);
+    }
+    if (++pos == size) {
+      pos = 0;
+      wrap = !wrap;
+    }
+    added++;
+  }
+};
+
+inline VirtqBase::PackedProducer VirtqBase::LoadProducer() const {
+  return {pdesc_, size_, avail_idx_, pk_head_, pk_head_flags_, pk_added_, avail_wrap_};
+}
+inline void VirtqBase::StoreProducer(const PackedProducer& p) {
+  avail_idx_ = p.pos;
+  avail_wrap_ = p.wrap;
+  pk_head_ = p.head;
+  pk_head_flags_ = p.head_flags;
+  pk_added_ = p.added;
+}
+
 void VirtqBase::PackedWrite(uint64_t addr, uint32_t len, uint16_t id, uint16_t flags) {
-  npa_vring_packed_desc* d = &pdesc_[avail_idx_];
-  d->addr = addr;
-  d->len = len;
-  d->id = id;  // in every slot of a chain; the device reads the last one's (2.8.13)
-  const uint16_t f = static_cast<uint16_t>(flags | WrapFlags(avail_wrap_));
-  if (pk_head_ == kNoHead) {
-    pk_head_ = avail_idx_;  // stored last, in PackedPublish
-    pk_head_flags_ = f;
-  } else {
-    // The device reads this slot only after the head's, which is stored
-    // later with release: relaxed is enough.
-    __atomic_store_n(&d->flags, f, __ATOMIC_RELAXED);
-  }
-  if (++avail_idx_ == size_) {
-    avail_idx_ = 0;
-    avail_wrap_ = !avail_wrap_;
-  }
-  pk_added_++;
+  PackedProducer p = LoadProducer();
+  p.Put(addr, len, id, flags);
+  StoreProducer(p);
 }
 
 void VirtqBase::PackedPublish(QueueCounters* c) {
@@ -166,12 +200,8 @@ int VirtqBase::PackedPoll(uint16_t* id, uint32_t* len) const {
   const npa_vring_packed_desc* d = &pdesc_[last_used_];
   // Acquire pairs with the device's release of the flags (2.8.21.4): id,
   // len and the buffer's bytes are read only after.
-  const uint16_t f = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
-  const bool used = (f & NPA_VRING_PACKED_F_USED) != 0;
-  const bool avail = (f & NPA_VRING_PACKED_F_AVAIL) != 0;
-  if (used != used_wrap_) return 0;  // still ours / available
-  if (avail != used_wrap_) return -1;  // USED flipped without AVAIL: no device writes that
-  if (num_free_ == size_) return -1;  // marked used, but nothing is outstanding
+  const int r = Classify(__atomic_load_n(&d->flags, __ATOMIC_ACQUIRE), used_wrap_);
+  if (r <= 0) return r;
   *id = d->id;
   *len = d->len;
   return 1;
@@ -201,9 +231,7 @@ uint16_t VirtqBase::PackedDeviceUsedBase() const {
   uint32_t left = in_flight();
   for (uint32_t k = 0; k < size_ && left > 0; k++) {
     const npa_vring_packed_desc* d = &pdesc_[pos];
-    const uint16_t f = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
-    if (((f & NPA_VRING_PACKED_F_USED) != 0) != wrap || ((f & NPA_VRING_PACKED_F_AVAIL) != 0) != wrap)
-      break;
+    if (Classify(__atomic_load_n(&d->flags, __ATOMIC_ACQUIRE), wrap) != 1) break;
     const uint16_t id = d->id;
     if (id >= size_ || !IsHead(cookie_[id]) || chain_len_[id] > left) break;
     left -= chain_len_[id];
@@ -229,14 +257,23 @@ uint16_t VirtqBase::PackedDeviceInFlight() const {
 
 uint32_t TxVirtq::PackedReclaim(QueueCounters* c) {
   if (NPA_UNLIKELY(broken_)) return 0;
+  // Locals: the pool's stores below would make the compiler reload members.
+  const npa_vring_packed_desc* const ring = pdesc_;
+  npa_buf** const cookie = cookie_;
+  const uint16_t* const clen = chain_len_;
+  uint16_t* const ids = free_ids_;
+  BufPool* const pool = pool_;
+  const uint16_t size = size_;
+  uint16_t pos = last_used_, nfree = num_free_, top = free_top_;
+  bool wrap = used_wrap_;
   uint32_t done = 0;
   // Each round frees at least one descriptor: at most size rounds.
-  while (num_free_ < size_) {
-    uint16_t id;
-    uint32_t len;
-    const int r = PackedPoll(&id, &len);
+  while (nfree < size) {
+    // Acquire pairs with the device's release of the flags (2.8.21.4).
+    const int r = Classify(__atomic_load_n(&ring[pos].flags, __ATOMIC_ACQUIRE), wrap);
     if (r == 0) break;
-    npa_buf* b = (r > 0 && id < size_) ? cookie_[id] : nullptr;
+    const uint16_t id = ring[pos].id;
+    npa_buf* b = (r > 0 && id < size) ? cookie[id] : nullptr;
     if (NPA_UNLIKELY(!IsHead(b))) {
       // Out of range, not outstanding (a duplicate), or an impossible slot:
       // where the next used descriptor lies is unknown. Inert.
@@ -244,15 +281,26 @@ uint32_t TxVirtq::PackedReclaim(QueueCounters* c) {
       QueueCounters::Add(c->tx_bad, 1);
       break;
     }
-    const uint16_t n = chain_len_[id];
-    PackedFreeId(id);
-    PackedAdvanceUsed(n);
+    const uint16_t n = clen[id];
+    cookie[id] = nullptr;
+    ids[top++] = id;
+    nfree = static_cast<uint16_t>(nfree + n);
+    uint32_t p = pos + n;
+    if (p >= size) {
+      p -= size;
+      wrap = !wrap;
+    }
+    pos = static_cast<uint16_t>(p);
     if (NPA_LIKELY(n == 1))
-      pool_->FreeSeg(b);
+      pool->FreeSeg(b);
     else
-      pool_->FreeFrame(b);
+      pool->FreeFrame(b);
     done++;
   }
+  last_used_ = pos;
+  used_wrap_ = wrap;
+  num_free_ = nfree;
+  free_top_ = top;
   return done;
 }
 
@@ -300,9 +348,26 @@ uint16_t TxVirtq::PackedBurst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
     if (n) QueueCounters::Add(c->tx_full, 1);
     return 0;
   }
-  uint16_t frames = 0;  // descriptors' frames placed (software TSO: one per segment)
+  uint16_t frames = 0;  // frames placed (software TSO: one per segment)
   uint16_t extra = 0;
   uint64_t bytes = 0;
+  // The common frame's state in locals (PackedProducer); the rare paths
+  // (offloads, chains) work on the members, synced around them.
+  PackedProducer p = LoadProducer();
+  npa_buf** const cookie = cookie_;
+  uint16_t* const clen = chain_len_;
+  const uint16_t* const ids = free_ids_;
+  uint16_t nfree = num_free_, top = free_top_;
+  auto sync_out = [&] {
+    StoreProducer(p);
+    num_free_ = nfree;
+    free_top_ = top;
+  };
+  auto sync_in = [&] {
+    p = LoadProducer();
+    nfree = num_free_;
+    top = free_top_;
+  };
   uint16_t i = 0;
   for (; i < n; i++) {
     npa_buf* b = bufs[i];
@@ -314,15 +379,21 @@ uint16_t TxVirtq::PackedBurst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
         continue;
       }
       if ((b->ol_flags & (NPA_BUF_OL_TX_TSO4 | NPA_BUF_OL_TX_TSO6)) != 0 && !HardwareTso(b)) {
-        if (!EnqueueSoftwareTso(b, &frames, c, &extra)) break;
+        sync_out();
+        const bool took = EnqueueSoftwareTso(b, &frames, c, &extra);
+        sync_in();
+        if (!took) break;
         continue;
       }
     }
     if (NPA_UNLIKELY(b->next != nullptr)) {
-      if (!PackedEnqueueChain(b, &frames, c)) break;
+      sync_out();
+      const bool took = PackedEnqueueChain(b, &frames, c);
+      sync_in();
+      if (!took) break;
       continue;
     }
-    if (NPA_UNLIKELY(num_free_ == 0)) break;
+    if (NPA_UNLIKELY(nfree == 0)) break;
     auto* h = reinterpret_cast<npa_virtio_net_hdr_mrg_rxbuf*>(
         static_cast<uint8_t*>(npa_buf_data(b)) - kNetHdrLen);
     if (NPA_LIKELY(b->ol_flags == 0 && b->data_off >= NPA_BUF_META_SIZE + kNetHdrLen)) {
@@ -335,9 +406,16 @@ uint16_t TxVirtq::PackedBurst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
       pool_->FreeSeg(b);
       continue;
     }
-    PackedPlaceOne(b, &frames);
+    // PackedPlaceOne, on the locals.
+    const uint16_t id = ids[--top];
+    cookie[id] = b;
+    clen[id] = 1;
+    p.Put(b->iova + b->data_off - kNetHdrLen, b->data_len + kNetHdrLen, id, 0);
+    nfree--;
+    frames++;
     bytes += b->data_len;
   }
+  sync_out();
   if (frames) {
     PackedPublish(c);
     QueueCounters::Add(c->tx_packets, frames - extra);
@@ -353,21 +431,29 @@ uint16_t TxVirtq::PackedBurst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
 uint32_t RxVirtq::PackedRefill(QueueCounters* c) {
   uint32_t total = 0;
   npa_buf* tmp[64];
-  while (num_free_ > 0) {
-    const uint32_t want = num_free_ < 64 ? num_free_ : 64;
+  PackedProducer p = LoadProducer();
+  npa_buf** const cookie = cookie_;
+  uint16_t* const clen = chain_len_;
+  const uint16_t* const ids = free_ids_;
+  uint16_t nfree = num_free_, top = free_top_;
+  while (nfree > 0) {
+    const uint32_t want = nfree < 64 ? nfree : 64;
     const uint32_t k = pool_->AllocRaw(tmp, want);
     if (k == 0) break;
     for (uint32_t j = 0; j < k; j++) {
       npa_buf* b = tmp[j];
-      const uint16_t id = free_ids_[--free_top_];
-      cookie_[id] = b;
-      chain_len_[id] = 1;
+      const uint16_t id = ids[--top];
+      cookie[id] = b;
+      clen[id] = 1;
       // Header in the headroom, the frame at NPA_BUF_DATA_OFF (as split).
-      PackedWrite(b->iova + NPA_BUF_DATA_OFF - kNetHdrLen, kRxBufLen, id, NPA_VRING_DESC_F_WRITE);
-      num_free_--;
+      p.Put(b->iova + NPA_BUF_DATA_OFF - kNetHdrLen, kRxBufLen, id, NPA_VRING_DESC_F_WRITE);
     }
+    nfree = static_cast<uint16_t>(nfree - k);
     total += k;
   }
+  num_free_ = nfree;
+  free_top_ = top;
+  StoreProducer(p);
   PackedPublish(c);
   return total;
 }

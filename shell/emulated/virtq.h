@@ -109,6 +109,9 @@ class VirtqBase {
   void Publish(uint16_t idx, QueueCounters* c);
   void Kick(QueueCounters* c);
   // ---- packed (packed_virtq.cc)
+  struct PackedProducer;
+  PackedProducer LoadProducer() const;
+  void StoreProducer(const PackedProducer& p);
   absl::Status PackedInit(uint8_t* mem);
   void PackedSetInterrupt(bool enable);
   // Write one descriptor at the next slot; the burst's first flags store
