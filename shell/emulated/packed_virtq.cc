@@ -1,5 +1,6 @@
 // shell/emulated/packed_virtq.cc — the driver side of a VIRTIO 1.1 packed
-// virtqueue (2.8) for TxVirtq / RxVirtq (virtq.h), chosen at Init when
+// virtqueue (2.8) for TxVirtq / RxVirtq (virtq.h; the RX half is in
+// packed_virtq_rx.cc, the shared helpers in virtq_internal.h), chosen at Init when
 // VIRTIO_F_RING_PACKED was negotiated.
 //
 // Design:
@@ -46,25 +47,6 @@
 namespace npa::shell {
 using namespace virtq_internal;  // NOLINT: the layout and thresholds both ring kinds share
 
-namespace {
-
-constexpr uint16_t kNoHead = 0xffff;
-
-inline uint16_t WrapFlags(bool wrap) {
-  // 2.8.1: available = AVAIL equal to the driver wrap counter, USED not.
-  return wrap ? NPA_VRING_PACKED_F_AVAIL : NPA_VRING_PACKED_F_USED;
-}
-
-// A slot at our used position, seen with used wrap counter `wrap` (2.8.1):
-// 1 used (AVAIL = USED = wrap), 0 not yet (USED != wrap: still available,
-// or last lap's), -1 USED = wrap without AVAIL, which no device writes.
-inline int Classify(uint16_t f, bool wrap) {
-  const uint16_t both = NPA_VRING_PACKED_F_AVAIL | NPA_VRING_PACKED_F_USED;
-  if ((f & both) == (wrap ? both : 0)) return 1;
-  return ((f & NPA_VRING_PACKED_F_USED) != 0) == wrap ? -1 : 0;
-}
-
-}  // namespace
 
 absl::Status VirtqBase::PackedInit(uint8_t* mem) {
   if (size_ == 0 || size_ > NPA_VRING_MAX_SIZE)
@@ -125,45 +107,6 @@ void VirtqBase::PackedSetInterrupt(bool enable) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
-// The producer side's state in locals for a loop (the pool's stores would
-// make the compiler reload members after each buffer); Put is the one
-// place a descriptor is written. Load, Put..., Store.
-struct VirtqBase::PackedProducer {
-  npa_vring_packed_desc* ring;
-  uint16_t size, pos, head, head_flags, added;
-  bool wrap;
-  inline void Put(uint64_t addr, uint32_t len, uint16_t id, uint16_t flags) {
-    npa_vring_packed_desc* d = &ring[pos];
-    d->addr = addr;
-    d->len = len;
-    d->id = id;  // in every slot of a chain; the device reads the last one's (2.8.13)
-    const uint16_t f = static_cast<uint16_t>(flags | WrapFlags(wrap));
-    if (head == kNoHead) {
-      head = pos;  // stored last, in PackedPublish
-      head_flags = f;
-    } else {
-      // The device reads this slot only after the head's, which is stored
-      // later with release: relaxed is enough.
-      __atomic_store_n(&d->flags, f, __ATOMIC_RELAXED);
-    }
-    if (++pos == size) {
-      pos = 0;
-      wrap = !wrap;
-    }
-    added++;
-  }
-};
-
-inline VirtqBase::PackedProducer VirtqBase::LoadProducer() const {
-  return {pdesc_, size_, avail_idx_, pk_head_, pk_head_flags_, pk_added_, avail_wrap_};
-}
-inline void VirtqBase::StoreProducer(const PackedProducer& p) {
-  avail_idx_ = p.pos;
-  avail_wrap_ = p.wrap;
-  pk_head_ = p.head;
-  pk_head_flags_ = p.head_flags;
-  pk_added_ = p.added;
-}
 
 void VirtqBase::PackedWrite(uint64_t addr, uint32_t len, uint16_t id, uint16_t flags) {
   PackedProducer p = LoadProducer();
@@ -194,32 +137,6 @@ void VirtqBase::PackedPublish(QueueCounters* c) {
     ev = static_cast<uint16_t>(ev - size_);
   const uint16_t now = avail_idx_;
   if (npa_vring_need_event(ev, now, static_cast<uint16_t>(now - added))) Kick(c);
-}
-
-int VirtqBase::PackedPoll(uint16_t* id, uint32_t* len) const {
-  const npa_vring_packed_desc* d = &pdesc_[last_used_];
-  // Acquire pairs with the device's release of the flags (2.8.21.4): id,
-  // len and the buffer's bytes are read only after.
-  const int r = Classify(__atomic_load_n(&d->flags, __ATOMIC_ACQUIRE), used_wrap_);
-  if (r <= 0) return r;
-  *id = d->id;
-  *len = d->len;
-  return 1;
-}
-
-void VirtqBase::PackedAdvanceUsed(uint16_t n) {
-  uint32_t u = last_used_ + n;
-  if (u >= size_) {
-    u -= size_;
-    used_wrap_ = !used_wrap_;
-  }
-  last_used_ = static_cast<uint16_t>(u);
-}
-
-void VirtqBase::PackedFreeId(uint16_t id) {
-  cookie_[id] = nullptr;
-  free_ids_[free_top_++] = id;
-  num_free_ = static_cast<uint16_t>(num_free_ + chain_len_[id]);
 }
 
 uint16_t VirtqBase::PackedDeviceUsedBase() const {
@@ -424,175 +341,6 @@ uint16_t TxVirtq::PackedBurst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
   }
   if (i < n) QueueCounters::Add(c->tx_full, 1);
   return i;
-}
-
-// ------------------------------------------------------------------ RX
-
-uint32_t RxVirtq::PackedRefill(QueueCounters* c) {
-  uint32_t total = 0;
-  npa_buf* tmp[64];
-  PackedProducer p = LoadProducer();
-  npa_buf** const cookie = cookie_;
-  uint16_t* const clen = chain_len_;
-  const uint16_t* const ids = free_ids_;
-  uint16_t nfree = num_free_, top = free_top_;
-  while (nfree > 0) {
-    const uint32_t want = nfree < 64 ? nfree : 64;
-    const uint32_t k = pool_->AllocRaw(tmp, want);
-    if (k == 0) break;
-    for (uint32_t j = 0; j < k; j++) {
-      npa_buf* b = tmp[j];
-      const uint16_t id = ids[--top];
-      cookie[id] = b;
-      clen[id] = 1;
-      // Header in the headroom, the frame at NPA_BUF_DATA_OFF (as split).
-      p.Put(b->iova + NPA_BUF_DATA_OFF - kNetHdrLen, kRxBufLen, id, NPA_VRING_DESC_F_WRITE);
-    }
-    nfree = static_cast<uint16_t>(nfree - k);
-    total += k;
-  }
-  num_free_ = nfree;
-  free_top_ = top;
-  StoreProducer(p);
-  PackedPublish(c);
-  return total;
-}
-
-bool RxVirtq::PackedTakeMerged(uint16_t nb, npa_buf** out, uint64_t* bytes, QueueCounters* c) {
-  // All nb used descriptors must be there before any is taken: look ahead
-  // (consecutive slots, one descriptor per RX chain).
-  {
-    uint16_t pos = last_used_;
-    bool wrap = used_wrap_;
-    for (uint16_t k = 0; k < nb; k++) {
-      const uint16_t f = __atomic_load_n(&pdesc_[pos].flags, __ATOMIC_ACQUIRE);
-      if (((f & NPA_VRING_PACKED_F_USED) != 0) != wrap) return false;
-      if (++pos == size_) {
-        pos = 0;
-        wrap = !wrap;
-      }
-    }
-  }
-  npa_buf* head = nullptr;
-  npa_buf* tail = nullptr;
-  uint32_t pkt_len = 0;
-  bool bad = false;
-  for (uint16_t k = 0; k < nb; k++) {
-    uint16_t id;
-    uint32_t len;
-    npa_buf* b = nullptr;
-    if (PackedPoll(&id, &len) > 0 && id < size_) b = cookie_[id];
-    if (!IsHead(b)) {
-      broken_ = true;  // as in Burst: the used position is lost
-      bad = true;
-      break;
-    }
-    PackedFreeId(id);
-    PackedAdvanceUsed(1);
-    const uint32_t hdr = k == 0 ? kNetHdrLen : 0;
-    if (len < hdr || len > kRxBufLen) bad = true;
-    b->data_off = static_cast<uint16_t>(NPA_BUF_DATA_OFF - kNetHdrLen + hdr);
-    b->data_len = static_cast<uint16_t>(len >= hdr && len <= kRxBufLen ? len - hdr : 0);
-    b->next = nullptr;
-    b->nb_segs = 1;
-    b->ol_flags = 0;
-    pkt_len += b->data_len;
-    if (head == nullptr) {
-      head = b;
-    } else {
-      tail->next = b;
-      head->nb_segs++;
-    }
-    tail = b;
-  }
-  if (!bad && head != nullptr &&
-      !DecodeRxHdr(*reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
-                       reinterpret_cast<uint8_t*>(head) + NPA_BUF_DATA_OFF - kNetHdrLen),
-                   pkt_len, head))
-    bad = true;
-  if (bad) {
-    QueueCounters::Add(c->rx_bad, 1);
-    QueueCounters::Add(c->rx_dropped, 1);
-    if (head) pool_->FreeFrame(head);
-    *out = nullptr;
-    return true;
-  }
-  head->pkt_len = pkt_len;
-  *bytes += pkt_len;
-  *out = head;
-  return true;
-}
-
-uint16_t RxVirtq::PackedBurst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
-  if (NPA_UNLIKELY(broken_)) return 0;
-  uint16_t got = 0;
-  uint64_t bytes = 0;
-  // Each round consumes a used descriptor or leaves the loop.
-  while (got < n && num_free_ < size_) {
-    uint16_t id;
-    uint32_t len;
-    const int r = PackedPoll(&id, &len);
-    if (r == 0) break;
-    npa_buf* b = (r > 0 && id < size_) ? cookie_[id] : nullptr;
-    if (NPA_UNLIKELY(!IsHead(b))) {
-      broken_ = true;
-      QueueCounters::Add(c->rx_bad, 1);
-      break;
-    }
-    const auto* h = reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
-        reinterpret_cast<const uint8_t*>(b) + NPA_BUF_DATA_OFF - kNetHdrLen);
-    if (NPA_UNLIKELY(mrg_ && len >= kNetHdrLen && len <= kRxBufLen && h->num_buffers != 1)) {
-      const uint16_t nb = h->num_buffers;
-      npa_buf* f = nullptr;
-      if (nb == 0 || nb > in_flight()) {  // impossible count: drop the one buffer
-        PackedFreeId(id);
-        PackedAdvanceUsed(1);
-        pool_->FreeSeg(b);
-        QueueCounters::Add(c->rx_bad, 1);
-        QueueCounters::Add(c->rx_dropped, 1);
-        continue;
-      }
-      if (!PackedTakeMerged(nb, &f, &bytes, c)) break;
-      if (f) bufs[got++] = f;
-      if (broken_) break;
-      continue;
-    }
-    PackedFreeId(id);
-    PackedAdvanceUsed(1);
-    if (NPA_UNLIKELY(len < kNetHdrLen || len > kRxBufLen)) {  // more than we posted
-      pool_->FreeSeg(b);
-      QueueCounters::Add(c->rx_bad, 1);
-      QueueCounters::Add(c->rx_dropped, 1);
-      continue;
-    }
-    const uint32_t flen = len - kNetHdrLen;
-    b->next = nullptr;
-    b->pkt_len = flen;
-    b->data_len = static_cast<uint16_t>(flen);
-    b->data_off = NPA_BUF_DATA_OFF;
-    b->nb_segs = 1;
-    uint16_t fg;
-    memcpy(&fg, h, 2);
-    if (NPA_LIKELY(fg == 0)) {
-      b->ol_flags = 0;
-    } else if (NPA_UNLIKELY(!DecodeRxHdr(*h, flen, b))) {
-      pool_->FreeSeg(b);
-      QueueCounters::Add(c->rx_bad, 1);
-      QueueCounters::Add(c->rx_dropped, 1);
-      continue;
-    }
-    bufs[got++] = b;
-    bytes += flen;
-  }
-  if (NPA_UNLIKELY(strip_vlan_))
-    for (uint16_t k = 0; k < got; k++) StripVlan(bufs[k]);
-  if (got) {
-    QueueCounters::Add(c->rx_packets, got);
-    QueueCounters::Add(c->rx_emulated, got);
-    QueueCounters::Add(c->rx_bytes, bytes);
-  }
-  if (num_free_ >= kRxRefillBatch && !broken_) PackedRefill(c);
-  return got;
 }
 
 }  // namespace npa::shell
