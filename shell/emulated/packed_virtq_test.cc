@@ -119,6 +119,36 @@ TEST_P(PackedVirtqTest, TxRoundTripsOverSeveralLaps) {
   EXPECT_EQ(tx_->PackedDeviceUsedBase(), npa_vring_packed_base(dev.used_pos(), dev.used_wrap()));
 }
 
+// What a reconnect resumes at after the back end died (EmulatedPath::used_idx
+// on a packed ring): the device's used slot and lap, read from the ring, not
+// the driver's own position; and the frames still in the device's hands.
+TEST_P(PackedVirtqTest, DeviceUsedBaseRunsAheadOfTheDriverAcrossLaps) {
+  PackedTestDevice dev(tx_->addrs(), ring_);
+  int crossed = 0;
+  // 9 a burst, 5 completed at once: the used position lands mid-burst and,
+  // at either size, in the next lap at some round.
+  for (int round = 0; round < 3 * ring_ / 9; round++) {
+    npa_buf* b[9];
+    for (auto& x : b) x = Frame(64, 0);
+    ASSERT_EQ(tx_->Burst(b, 9, &c_), 9);
+    auto ch = dev.Take(9);
+    ASSERT_EQ(ch.size(), 9u);
+    const bool wrap_before = dev.used_wrap();
+    for (int i = 0; i < 5; i++) dev.Complete(ch[i]);
+    crossed += dev.used_wrap() != wrap_before;
+    // Not reclaimed yet: the driver still stands before these 6.
+    EXPECT_EQ(tx_->PackedDeviceUsedBase(), npa_vring_packed_base(dev.used_pos(), dev.used_wrap()));
+    EXPECT_EQ(tx_->PackedDeviceInFlight(), 4);
+    tx_->Reclaim(&c_);
+    EXPECT_EQ(tx_->PackedDeviceUsedBase(), npa_vring_packed_base(dev.used_pos(), dev.used_wrap()));
+    for (int i = 5; i < 9; i++) dev.Complete(ch[i]);
+    tx_->Reclaim(&c_);
+    ASSERT_EQ(tx_->num_free(), ring_);
+  }
+  EXPECT_GE(crossed, 1) << "a check with the device's used position in its second lap";
+  EXPECT_EQ(pool_.available(), kBufs);
+}
+
 TEST_P(PackedVirtqTest, TxFillsTheRingThenCompletesOutOfOrder) {
   PackedTestDevice dev(tx_->addrs(), ring_);
   for (int lap = 0; lap < 3; lap++) {
