@@ -29,6 +29,10 @@
 #                           between the shell and the agent)
 # Env:     REPS=3 DUR=10 SIZES="64 1500" MODES="huge nohuge" RING=256 BURST=32
 #          RETRY=1 QUIET_MAX=120 OUTDIR=/tmp/npa-bench-emulated
+#          NPA_RING=split  the shell's ring kind (split|packed|auto): split, like
+#                   DPDK's virtio-user default, so every pair (and --cross,
+#                   where DPDK's vhost would take packed) compares like with
+#                   like; npa-agent serves split rings only so far
 #          NICE=0   niceness of every measured process; NICE=-20 on a machine
 #                   that never gets quiet (both sides alike; others slow down)
 # Output:  a human-readable report, one JSON line per configuration, and as the
@@ -54,8 +58,9 @@ if [ $QUICK = 1 ]; then
   REPS=${REPS:-1} DUR=${DUR:-6} SIZES=${SIZES:-64} MODES=${MODES:-huge} QUIET_MAX=${QUIET_MAX:-15} RETRY=${RETRY:-2}
 fi
 REPS=${REPS:-3} DUR=${DUR:-10} SIZES=${SIZES:-"64 1500"} MODES=${MODES:-"huge nohuge"}
-RING=${RING:-256} BURST=${BURST:-32} RETRY=${RETRY:-1} QUIET_MAX=${QUIET_MAX:-120} NICE=${NICE:-0}
+RING=${RING:-256} NPA_RING=${NPA_RING:-split} BURST=${BURST:-32} RETRY=${RETRY:-1} QUIET_MAX=${QUIET_MAX:-120} NICE=${NICE:-0}
 OUTDIR=${OUTDIR:-/tmp/npa-bench-emulated}
+case $NPA_RING in split|packed|auto) ;; *) echo "bench-emulated: NPA_RING='$NPA_RING' (split|packed|auto)" >&2; exit 2;; esac
 for v in REPS DUR RING BURST RETRY QUIET_MAX; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "bench-emulated: $v='${!v}' is not a number" >&2; exit 2; }
 done
@@ -237,7 +242,7 @@ run_npa() {
   $PRIO timeout $((DUR + 90)) "$C2C" monitor $((DUR + 60)) --period-ms 250 --rounds 1000 >"$mlog" 2>/dev/null &
   STARTED+=($!)
   local nohuge=""; [ "$mode" = nohuge ] && nohuge=--no-huge
-  $PRIO timeout -s INT $((DUR + 60)) "$GUEST" --vhost-user "$sock" --tx --size "$size" --burst "$BURST" --ring "$RING" \
+  $PRIO timeout -s INT $((DUR + 60)) "$GUEST" --vhost-user "$sock" --tx --size "$size" --burst "$BURST" --ring-size "$RING" --ring "$NPA_RING" \
     --cpu $CPU_GUEST --seconds "$DUR" --linger-ms 300 --hold-ms 3000 $nohuge >"$glog" 2>"$gerr" </dev/null &
   local gpid=$!; STARTED+=($gpid)
   if ! wait_for 40 has_line "$glog" '^sample '; then

@@ -29,7 +29,10 @@ struct Target {
 // Why one run of RECONNECTING started, and what it carries over.
 struct ResumeRun {
   std::string ticket;             // 32 bytes after MigrateCommit, else empty
-  std::vector<uint16_t> base;     // next_avail per vring
+  // next_avail per vring: split, the avail index; packed, slot | wrap << 15
+  // (npa_vring_packed_base, what GET/SET_VRING_BASE carry), so a resume
+  // starts on the right lap.
+  std::vector<uint16_t> base;
   uint32_t budget_ms = 0;         // per target
   uint64_t t0 = 0;                // MonotonicNs when the rings stopped
   bool migration = false;

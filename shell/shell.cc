@@ -251,8 +251,15 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
   if (sh == nullptr || qc == nullptr) return Fail(-EINVAL, "npa_shell_configure: NULL argument");
   std::lock_guard<std::mutex> l(sh->mu);
   if (sh->state != ShellState::kOpen) return Fail(-EBUSY, "npa_shell_configure: already configured");
-  if (qc->struct_size < sizeof(npa_shell_queue_config))
+  // ABI 1.3 callers pass the struct without `ring` (24 bytes): AUTO.
+  constexpr uint32_t kQcV13 = offsetof(npa_shell_queue_config, ring);
+  if (qc->struct_size < kQcV13)
     return Fail(-EINVAL, absl::StrCat("npa_shell_configure: struct_size ", qc->struct_size));
+  const uint32_t ring_kind =
+      qc->struct_size >= offsetof(npa_shell_queue_config, reserved1) ? qc->ring : NPA_RING_AUTO;
+  if (ring_kind > NPA_RING_PACKED)
+    return Fail(-EINVAL, absl::StrCat("npa_shell_configure: ring ", ring_kind,
+                                      " is not NPA_RING_AUTO, _SPLIT or _PACKED"));
   const uint16_t nqp = qc->nb_queue_pairs;
   if (nqp < 1 || nqp > NPA_SHELL_MAX_QUEUES)
     return Fail(-EINVAL, absl::StrCat("npa_shell_configure: nb_queue_pairs ", nqp, " outside 1..",
@@ -292,6 +299,10 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
   if (qc->offloads & NPA_OFFLOAD_TSO)
     want |= (1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6);
   if (nqp > 1) want |= 1ull << VIRTIO_NET_F_MQ;
+  // Event index on either ring kind (fewer kicks and interrupts); the packed
+  // ring unless the application forces split (npa/shell.h NPA_RING_*).
+  want |= 1ull << NPA_VIRTIO_F_RING_EVENT_IDX;
+  if (ring_kind != NPA_RING_SPLIT) want |= 1ull << NPA_VIRTIO_F_RING_PACKED;
   absl::Status s = sh->fe->Negotiate(want, nqp);
   if (!s.ok()) {
     int e = ToErrno(s);
@@ -300,6 +311,14 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
     return Fail(e, absl::StrCat("npa_shell_configure: ", s.message()));
   }
   // TSO the back end lacks is done in software (tso.h, TxVirtq::Burst).
+  const bool packed = (sh->fe->features() & (1ull << NPA_VIRTIO_F_RING_PACKED)) != 0;
+  if (ring_kind == NPA_RING_PACKED && !packed)
+    return Fail(-EPROTO, "npa_shell_configure: NPA_RING_PACKED asked for, the vhost-user back end "
+                         "does not offer VIRTIO_F_RING_PACKED");
+  NPA_LOG(Info, "shell '%s': emulated path: %s rings%s, features 0x%llx", sh->name.c_str(),
+          packed ? "packed" : "split",
+          (sh->fe->features() & (1ull << NPA_VIRTIO_F_RING_EVENT_IDX)) ? " with EVENT_IDX" : "",
+          static_cast<unsigned long long>(sh->fe->features()));
 
   // One region: all rings (page aligned), all buffer slots, and with a
   // control session (a VF may come) the plug-ins' DMA reserve at the end.
@@ -600,6 +619,8 @@ int npa_shell_get_info(npa_shell* sh, npa_shell_info* out) {
   in.offloads = sh->offloads;
   snprintf(in.plugin, sizeof in.plugin, "%s", started ? sh->plugin.c_str() : "");
   in.hugepages = sh->region.base() != nullptr && sh->region.hugepages();
+  if (sh->emulated)
+    in.ring = sh->emulated->tx(0).packed() ? NPA_RING_PACKED : NPA_RING_SPLIT;
   memcpy(out, &in, in.struct_size);
   return 0;
 }

@@ -24,8 +24,9 @@
 namespace npa::shell {
 namespace {
 
-// Answers GET_* with fixed values and acks NEED_REPLY, until EOF.
-void ServeVhost(int s) {
+// Answers GET_* with fixed values (GET_FEATURES: those below | extra) and
+// acks NEED_REPLY, until EOF.
+void ServeVhost(int s, uint64_t extra = 0) {
   for (;;) {
     npa_vhost_user_hdr h;
     std::vector<UniqueFd> fds;
@@ -37,7 +38,7 @@ void ServeVhost(int s) {
     switch (h.request) {
       case NPA_VHOST_USER_GET_FEATURES:
         v = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_NET_F_MRG_RXBUF) | (1ull << VIRTIO_NET_F_MQ) |
-            (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES);
+            (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES) | extra;
         break;
       case NPA_VHOST_USER_GET_PROTOCOL_FEATURES:
         v = (1ull << NPA_VHOST_USER_PROTOCOL_F_MQ) | (1ull << NPA_VHOST_USER_PROTOCOL_F_REPLY_ACK);
@@ -60,8 +61,8 @@ struct FakeAgentThread {
   std::unique_ptr<FakeAgent> agent;
   std::thread vhost_thread;
   std::thread accept_thread;
-  void Start(int listen_fd, bool rss_spread = false) {
-    accept_thread = std::thread([this, listen_fd, rss_spread] {
+  void Start(int listen_fd, bool rss_spread = false, uint64_t extra_features = 0) {
+    accept_thread = std::thread([this, listen_fd, rss_spread, extra_features] {
       ASSERT_TRUE(WaitReadable(listen_fd, 3000).ok());
       UniqueFd c(accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
       ASSERT_TRUE(c.valid());
@@ -69,7 +70,7 @@ struct FakeAgentThread {
       ASSERT_TRUE(agent->ExpectHello().ok());
       ASSERT_TRUE(agent->Welcome(1, std::string("\x02\x00\x00\x00\x00\x07", 6), rss_spread).ok());
       int peer = agent->vhost_peer.get();
-      vhost_thread = std::thread([peer] { ServeVhost(peer); });
+      vhost_thread = std::thread([peer, extra_features] { ServeVhost(peer, extra_features); });
     });
   }
   void Join() {
@@ -94,10 +95,11 @@ class ShellTest : public ::testing::Test {
     rmdir(dir_.c_str());
   }
   // Opens sh (named name, 4K pages) on path_ against a FakeAgentThread.
-  int OpenWithFakeAgent(const char* name, bool rss_spread, FakeAgentThread* fa, npa::Shell* sh) {
+  int OpenWithFakeAgent(const char* name, bool rss_spread, FakeAgentThread* fa, npa::Shell* sh,
+                        uint64_t extra_features = 0) {
     auto ls = ListenUnix(path_);
     if (!ls.ok()) return -EIO;
-    fa->Start(ls->get(), rss_spread);
+    fa->Start(ls->get(), rss_spread, extra_features);
     npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
     oa.control_path = path_.c_str();
     oa.name = name;
@@ -182,6 +184,47 @@ TEST_F(ShellTest, RssConfigGoesToAnAgentThatSpreads) {
   ASSERT_EQ(second->table_size(), 4);
   for (int i = 0; i < 4; i++) EXPECT_EQ(second->table(i), 1u);
   sh.Reset();  // then fa's destructor ends its threads
+}
+
+// npa_shell_queue_config.ring (ABI 1.4): AUTO takes packed when offered,
+// SPLIT and PACKED force; an ABI 1.3 caller (struct_size 24) gets AUTO.
+TEST_F(ShellTest, RingKindFollowsTheOfferAndTheApplication) {
+  const uint64_t packed = (1ull << NPA_VIRTIO_F_RING_PACKED) | (1ull << NPA_VIRTIO_F_RING_EVENT_IDX);
+  struct Case {
+    uint64_t offer;
+    uint32_t struct_size, ring;
+    int rc;
+    uint8_t in_use;
+  };
+  const Case cases[] = {
+      {0, sizeof(npa_shell_queue_config), NPA_RING_PACKED, -EPROTO, 0},
+      {0, sizeof(npa_shell_queue_config), NPA_RING_AUTO, 0, NPA_RING_SPLIT},
+      {0, 24, NPA_RING_PACKED, 0, NPA_RING_SPLIT},  // 1.3 caller: ring is not read
+      {packed, sizeof(npa_shell_queue_config), NPA_RING_AUTO, 0, NPA_RING_PACKED},
+      {packed, sizeof(npa_shell_queue_config), NPA_RING_SPLIT, 0, NPA_RING_SPLIT},
+      {packed, sizeof(npa_shell_queue_config), NPA_RING_PACKED, 0, NPA_RING_PACKED},
+      {packed, sizeof(npa_shell_queue_config), 7, -EINVAL, 0},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "offer 0x" << std::hex << c.offer << " ring " << c.ring
+                                      << " struct_size " << std::dec << c.struct_size);
+    FakeAgentThread fa;
+    npa::Shell sh;
+    ASSERT_EQ(OpenWithFakeAgent("tr", false, &fa, &sh, c.offer), 0) << npa_shell_last_error(nullptr);
+    npa_shell_queue_config qc = NPA_SHELL_QUEUE_CONFIG_INIT;
+    qc.ring_size = 64;
+    qc.struct_size = c.struct_size;
+    qc.ring = c.ring;
+    ASSERT_EQ(sh.Configure(qc), c.rc) << sh.last_error();
+    if (c.rc == -EPROTO) {
+      EXPECT_NE(std::string(sh.last_error()).find("VIRTIO_F_RING_PACKED"), std::string::npos)
+          << sh.last_error();
+    }
+    if (c.rc != 0) continue;
+    npa_shell_info info;
+    ASSERT_EQ(sh.Info(&info), 0);
+    EXPECT_EQ(info.ring, c.in_use);
+  }
 }
 
 TEST_F(ShellTest, ControlSessionConfigureStartEventsStats) {

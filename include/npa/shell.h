@@ -85,6 +85,7 @@
 #ifndef NPA_SHELL_H_
 #define NPA_SHELL_H_
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "npa/buf.h"
@@ -94,7 +95,7 @@ extern "C" {
 #endif
 
 #define NPA_SHELL_ABI_MAJOR 1
-#define NPA_SHELL_ABI_MINOR 3
+#define NPA_SHELL_ABI_MINOR 4
 
 typedef struct npa_shell npa_shell; /* opaque */
 
@@ -141,6 +142,20 @@ typedef struct npa_shell_open_args {
 #define NPA_OFFLOAD_RSS_HASH (1ull << 5)
 #define NPA_OFFLOAD_MRG_RXBUF (1ull << 6) /* accept multi-segment RX frames */
 
+/* Since ABI 1.4: which virtqueue layout the emulated path uses
+ * (npa_shell_queue_config.ring, npa_shell_info.ring). AUTO takes the packed
+ * ring (VIRTIO 1.1 2.8) when the vhost-user back end offers
+ * VIRTIO_F_RING_PACKED, else the split ring (2.7). SPLIT and PACKED force
+ * one, for benchmarks and for back ends whose packed support misbehaves;
+ * PACKED with a back end that does not offer it fails npa_shell_configure
+ * with -EPROTO. Either way the shell also takes VIRTIO_F_RING_EVENT_IDX when
+ * offered (fewer kicks and interrupts). The ring kind stays for the life of
+ * the queues: a reconnect (agent restart, migration) needs a back end that
+ * accepts the same features. VFs are not affected. */
+#define NPA_RING_AUTO 0
+#define NPA_RING_SPLIT 1
+#define NPA_RING_PACKED 2
+
 typedef struct npa_shell_queue_config {
   uint32_t struct_size;      /* sizeof(npa_shell_queue_config) */
   uint16_t nb_queue_pairs;   /* 1..NPA_SHELL_MAX_QUEUES */
@@ -148,8 +163,12 @@ typedef struct npa_shell_queue_config {
   uint32_t pool_size;        /* buffers per queue pair; 0 = 4 * ring_size */
   uint32_t reserved0;
   uint64_t offloads;         /* NPA_OFFLOAD_* the application will use */
+  /* Since ABI 1.4 (a caller built against 1.3 passes struct_size 24 and
+   * gets NPA_RING_AUTO). */
+  uint32_t ring;             /* NPA_RING_*; 0 = AUTO */
+  uint32_t reserved1;
 } npa_shell_queue_config;
-#define NPA_SHELL_QUEUE_CONFIG_INIT {sizeof(npa_shell_queue_config), 1, 0, 0, 0, 0}
+#define NPA_SHELL_QUEUE_CONFIG_INIT {sizeof(npa_shell_queue_config), 1, 0, 0, 0, 0, 0, 0}
 #define NPA_SHELL_MAX_QUEUES 16
 
 /* Which path carries a queue's packets. */
@@ -170,7 +189,8 @@ typedef struct npa_shell_info {
   uint64_t offloads;         /* NPA_OFFLOAD_* available (hardware or software) */
   char plugin[64];           /* active plug-in name, "" on the emulated path */
   uint8_t hugepages;         /* 1 if the shared regions use 2 MB hugepages */
-  uint8_t reserved[7];
+  uint8_t ring;              /* since ABI 1.4: NPA_RING_SPLIT or _PACKED in use (0 before configure) */
+  uint8_t reserved[6];
 } npa_shell_info;
 
 /* Counters are monotonic for the life of the shell: across path switches,
@@ -334,7 +354,9 @@ const char *npa_shell_last_error(npa_shell *sh);
 #ifdef __cplusplus
 } /* extern "C" */
 static_assert(sizeof(npa_shell_open_args) == 56, "ABI struct: append only");
-static_assert(sizeof(npa_shell_queue_config) == 24, "ABI struct: append only");
+static_assert(sizeof(npa_shell_queue_config) == 32, "ABI struct: append only");
+static_assert(offsetof(npa_shell_queue_config, ring) == 24, "ABI 1.4 field after the 1.3 struct");
+static_assert(offsetof(npa_shell_info, ring) == 105, "ABI 1.4 field in what was reserved");
 static_assert(sizeof(npa_shell_info) == 112, "ABI struct: append only");
 static_assert(sizeof(npa_queue_stats) == 128, "ABI struct: append only");
 static_assert(sizeof(npa_event) == 120, "ABI struct: append only");

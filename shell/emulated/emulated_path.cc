@@ -45,10 +45,12 @@ absl::StatusOr<std::unique_ptr<EmulatedPath>> EmulatedPath::Create(const Params&
     NPA_RETURN_IF_ERROR(qu->tx.Init(p.tx_ring_mem[q], p.ring_size, p.pools[q], f, qu->tx_kick.get()));
     qu->rx.set_mergeable((f & (1ull << NPA_VIRTIO_NET_F_MRG_RXBUF)) != 0);
     qu->rx.set_strip_vlan(p.vlan_strip);
+    // base(): 0 for a new split ring, 0x8000 (slot 0, wrap counter 1) for
+    // a packed one (vhost-user SET_VRING_BASE, as DPDK and QEMU encode it).
     NPA_RETURN_IF_ERROR(fe->SetupVring(2u * q, p.ring_size, qu->rx.addrs(), qu->rx_kick.get(),
-                                       qu->rx_call.get()));
+                                       qu->rx_call.get(), qu->rx.base()));
     NPA_RETURN_IF_ERROR(fe->SetupVring(2u * q + 1, p.ring_size, qu->tx.addrs(), qu->tx_kick.get(),
-                                       qu->tx_call.get()));
+                                       qu->tx_call.get(), qu->tx.base()));
     e->queues_.push_back(std::move(qu));
   }
   return e;
@@ -91,7 +93,11 @@ absl::Status EmulatedPath::Stop() {
 
 uint16_t EmulatedPath::used_idx(uint32_t vring) const {
   const Queue& qu = *queues_[vring / 2];
-  const VringAddrs a = (vring & 1) ? qu.tx.addrs() : qu.rx.addrs();
+  const VirtqBase& ring = (vring & 1) ? static_cast<const VirtqBase&>(qu.tx) : qu.rx;
+  // Packed: no shared used index; the device's used position is found in
+  // the ring itself, with its wrap counter (bit 15), as SET_VRING_BASE wants.
+  if (ring.packed()) return ring.PackedDeviceUsedBase();
+  const VringAddrs a = ring.addrs();
   // used->idx is written by the back end (VIRTIO 1.x 2.7.8): acquire, as
   // the rings read it.
   const auto* used = reinterpret_cast<const npa_vring_used*>(a.used);
@@ -99,6 +105,7 @@ uint16_t EmulatedPath::used_idx(uint32_t vring) const {
 }
 
 uint16_t EmulatedPath::tx_in_flight(uint16_t q) const {
+  if (queues_[q]->tx.packed()) return queues_[q]->tx.PackedDeviceInFlight();
   const uint16_t avail = __atomic_load_n(
       &reinterpret_cast<const npa_vring_avail*>(queues_[q]->tx.addrs().avail)->idx, __ATOMIC_ACQUIRE);
   return static_cast<uint16_t>(avail - used_idx(2u * q + 1));
@@ -108,6 +115,18 @@ absl::Status EmulatedPath::Resume(VhostUserFrontend* fe, std::span<const uint16_
   if (next_avail.size() != vrings())
     return absl::InvalidArgumentError(absl::StrCat("emulated path: ", next_avail.size(),
                                                    " vring bases for ", vrings(), " vrings"));
+  for (uint32_t v = 0; v < vrings(); v++) {
+    // Packed: bits 0..14 a slot, bit 15 its wrap counter (the lap). A slot
+    // past the ring is no position at all: refuse it rather than hand it to
+    // the next back end (it came from the old one, GET_VRING_BASE).
+    const VirtqBase& ring = (v & 1) ? static_cast<const VirtqBase&>(queues_[v / 2]->tx)
+                                    : queues_[v / 2]->rx;
+    if (ring.packed() && (next_avail[v] & 0x7fff) >= ring.size())
+      return absl::InvalidArgumentError(absl::StrCat("emulated path: vring ", v, " base 0x",
+                                                     absl::Hex(next_avail[v]), ": slot ",
+                                                     next_avail[v] & 0x7fff, " >= ring size ",
+                                                     ring.size()));
+  }
   fe_ = fe;
   for (uint16_t q = 0; q < queues_.size(); q++) {
     Queue& qu = *queues_[q];

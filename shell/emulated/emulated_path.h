@@ -1,5 +1,6 @@
-// shell/emulated/emulated_path.h — the emulated data path: virtio-net split rings in
-// the shell's shared region, served by a vhost-user back end.
+// shell/emulated/emulated_path.h — the emulated data path: virtio-net rings (split,
+// or packed when VIRTIO_F_RING_PACKED was negotiated: virtq.h) in the
+// shell's shared region, served by a vhost-user back end.
 //
 //   EmulatedPath::Params p{...};                     // rings, pools, fds
 //   NPA_ASSIGN_OR_RETURN(auto emu, EmulatedPath::Create(p, &frontend));
@@ -60,6 +61,8 @@ class EmulatedPath : public Path {
   uint32_t vrings() const { return static_cast<uint32_t>(2 * queues_.size()); }
   // The used index the back end last published, read from the ring in
   // shared memory (acquire): the truth after the back end stopped or died.
+  // Packed rings: the device's used slot with its wrap counter in bit 15
+  // (npa_vring_packed_base), the value SET_VRING_BASE takes.
   uint16_t used_idx(uint32_t vring) const;
   // The stop itself is GET_VRING_BASE per vring on the front end
   // (shell/reconnect.cc). Resume serves the rings from `fe` (the same front

@@ -8,45 +8,24 @@
 #include "absl/strings/str_cat.h"
 #include "shell/offload.h"
 #include "shell/tso.h"
-
-#define NPA_LIKELY(x) __builtin_expect(!!(x), 1)
-#define NPA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#include "shell/emulated/virtq_internal.h"
 
 namespace npa::shell {
-namespace {
-
-// Marks descriptors that extend a TX chain: in use, but not a frame head.
-npa_buf* const kChainMarker = reinterpret_cast<npa_buf*>(uintptr_t{1});
-
-inline bool IsHead(const npa_buf* c) { return reinterpret_cast<uintptr_t>(c) > 1; }
-
-size_t AlignUp(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
-
-// Layout offsets inside a ring's memory (VIRTIO 1.x 2.7: desc 16-byte, avail
-// 2-byte, used 4-byte alignment; we give the avail ring its own cache lines
-// and the used ring its own page, so driver-written and device-written
-// lines never share a cache line).
-struct Layout {
-  size_t avail, used, total;
-};
-Layout LayoutFor(uint16_t n) {
-  Layout l;
-  l.avail = AlignUp(npa_vring_desc_size(n), 64);
-  l.used = AlignUp(l.avail + npa_vring_avail_size(n), 4096);  // used_event included
-  l.total = AlignUp(l.used + npa_vring_used_size(n), 4096);   // avail_event included
-  return l;
-}
-
-constexpr uint32_t kRxBufLen = kNetHdrLen + NPA_BUF_DATA_ROOM;  // header lands in headroom
-constexpr uint16_t kRxRefillBatch = 32;
-constexpr uint16_t kTxFreeThresh = 32;
-
-}  // namespace
+using namespace virtq_internal;  // NOLINT: the layout and thresholds both ring kinds share
 
 size_t VringBytes(uint16_t size) { return LayoutFor(size).total; }
 
 absl::Status VirtqBase::Init(uint8_t* mem, uint16_t size, BufPool* pool, uint64_t features,
                              int kick_fd) {
+  packed_ = (features & (1ull << NPA_VIRTIO_F_RING_PACKED)) != 0;
+  event_idx_ = (features & (1ull << NPA_VIRTIO_F_RING_EVENT_IDX)) != 0;
+  if (packed_) {
+    size_ = size;
+    pool_ = pool;
+    features_ = features;
+    kick_fd_ = kick_fd;
+    return PackedInit(mem);
+  }
   if (size == 0 || (size & (size - 1)) != 0 || size > 32768)
     return absl::InvalidArgumentError(absl::StrCat("ring size ", size, " is not a power of two <= 32768"));
   if (reinterpret_cast<uintptr_t>(mem) % 4096 != 0)
@@ -80,17 +59,39 @@ absl::Status VirtqBase::Init(uint8_t* mem, uint16_t size, BufPool* pool, uint64_
   free_hint_ = 0;
   broken_ = false;
   // Polling mode until told otherwise (2.7.10: a hint the device may ignore).
-  avail_->flags = NPA_VRING_AVAIL_F_NO_INTERRUPT;
+  // With EVENT_IDX the flags stay 0 (2.7.10: the driver then says it through
+  // used_event): used_event one behind our position is crossed only after
+  // 2^16 more completions.
+  if (event_idx_)
+    *npa_vring_used_event(avail_, size_) = static_cast<uint16_t>(last_used_ - 1);
+  else
+    avail_->flags = NPA_VRING_AVAIL_F_NO_INTERRUPT;
   return absl::OkStatus();
 }
 
+uint16_t VirtqBase::base() const {
+  return packed_ ? static_cast<uint16_t>(npa_vring_packed_base(avail_idx_, avail_wrap_)) : avail_idx_;
+}
+
 VringAddrs VirtqBase::addrs() const {
+  if (packed_)  // vhost-user SET_VRING_ADDR for a packed ring: desc, driver area, device area
+    return {reinterpret_cast<uintptr_t>(pdesc_), reinterpret_cast<uintptr_t>(driver_event_),
+            reinterpret_cast<uintptr_t>(device_event_)};
   return {reinterpret_cast<uintptr_t>(desc_), reinterpret_cast<uintptr_t>(avail_),
           reinterpret_cast<uintptr_t>(used_)};
 }
 
 void VirtqBase::SetInterrupt(bool enable) {
-  __atomic_store_n(&avail_->flags, enable ? 0 : NPA_VRING_AVAIL_F_NO_INTERRUPT, __ATOMIC_RELAXED);
+  if (packed_) return PackedSetInterrupt(enable);
+  if (event_idx_) {
+    // 2.7.10 with EVENT_IDX: "interrupt me once used->idx passes
+    // used_event". Armed: the next completion; disarmed: one behind us,
+    // crossed only 2^16 completions later.
+    __atomic_store_n(npa_vring_used_event(avail_, size_),
+                     static_cast<uint16_t>(enable ? last_used_ : last_used_ - 1), __ATOMIC_RELAXED);
+  } else {
+    __atomic_store_n(&avail_->flags, enable ? 0 : NPA_VRING_AVAIL_F_NO_INTERRUPT, __ATOMIC_RELAXED);
+  }
   // Store(flags) -> load(used->idx) ordering needs a full fence: without it the
   // device could publish a used entry, read the old flags (no interrupt) while
   // our re-poll still reads the old idx, and the frame would sit unnoticed.
@@ -103,6 +104,10 @@ void VirtqBase::ReleaseAll() {
     cookie_[id] = nullptr;
   }
   num_free_ = size_;
+  if (packed_) {
+    for (uint16_t k = 0; k < size_; k++) free_ids_[k] = static_cast<uint16_t>(size_ - 1 - k);
+    free_top_ = size_;
+  }
 }
 
 uint16_t VirtqBase::FindFree() {
@@ -130,17 +135,26 @@ void VirtqBase::Publish(uint16_t idx, QueueCounters* c) {
   // 2.7.13.2: descriptor-table and avail-ring stores must be visible before
   // the device can see the new idx: release store.
   __atomic_store_n(&avail_->idx, idx, __ATOMIC_RELEASE);
+  const uint16_t old = avail_idx_;
   avail_idx_ = idx;
-  // 2.7.13.4 / 2.7.10: the driver must read used->flags only after the idx
-  // store is visible (store->load ordering: a full fence, mfence on x86);
-  // otherwise a device going to sleep could miss this idx and our kick.
+  // 2.7.13.4 / 2.7.10: the driver must read used->flags (or avail_event)
+  // only after the idx store is visible (store->load ordering: a full fence,
+  // mfence on x86); otherwise a device going to sleep could miss this idx
+  // and our kick.
   std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (event_idx_) {
+    // 2.7.10.1: kick only if this publish moved avail->idx past avail_event.
+    const uint16_t ev = __atomic_load_n(npa_vring_avail_event(used_, size_), __ATOMIC_RELAXED);
+    if (npa_vring_need_event(ev, idx, old)) Kick(c);
+    return;
+  }
   if (!(__atomic_load_n(&used_->flags, __ATOMIC_RELAXED) & NPA_VRING_USED_F_NO_NOTIFY)) Kick(c);
 }
 
 // ------------------------------------------------------------------ TX
 
 uint32_t TxVirtq::Reclaim(QueueCounters* c) {
+  if (NPA_UNLIKELY(packed_)) return PackedReclaim(c);
   // Acquire pairs with the device's release of used->idx (2.7.14): the used
   // elements below are read only after the index that covers them.
   const uint16_t used_idx = __atomic_load_n(&used_->idx, __ATOMIC_ACQUIRE);
@@ -226,7 +240,10 @@ bool TxVirtq::EnqueueSoftwareTso(npa_buf* b, uint16_t* idx, QueueCounters* c, ui
   for (uint16_t k = 0; k < p.nseg; k++) {
     // Full checksums are in the segments: a zeroed header (no NEEDS_CSUM).
     memset(static_cast<uint8_t*>(npa_buf_data(segs[k])) - kNetHdrLen, 0, kNetHdrLen);
-    PlaceOne(segs[k], idx);
+    if (packed_)
+      PackedPlaceOne(segs[k], idx);  // *idx counts frames there
+    else
+      PlaceOne(segs[k], idx);
   }
   *extra = static_cast<uint16_t>(*extra + p.nseg - 1);
   return true;
@@ -275,6 +292,8 @@ bool TxVirtq::EnqueueChain(npa_buf* b, uint16_t* idx, QueueCounters* c) {
 }
 
 uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
+  // Ring kind: one test per burst, never per frame.
+  if (NPA_UNLIKELY(packed_)) return PackedBurst(bufs, n, c);
   // One used->idx read per burst at most (in Reclaim): that line is the
   // device's hottest, written every burst.
   if (num_free_ < n + kTxFreeThresh) Reclaim(c);
@@ -340,6 +359,7 @@ uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
 // ------------------------------------------------------------------ RX
 
 uint32_t RxVirtq::Refill(QueueCounters* c) {
+  if (NPA_UNLIKELY(packed_)) return PackedRefill(c);
   uint16_t idx = avail_idx_;
   uint32_t total = 0;
   npa_buf* tmp[64];
@@ -433,6 +453,7 @@ bool RxVirtq::TakeMerged(uint16_t nb, uint16_t avail, npa_buf** out, uint64_t* b
 }
 
 uint16_t RxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
+  if (NPA_UNLIKELY(packed_)) return PackedBurst(bufs, n, c);
   // Acquire: used elements and the frame bytes they describe are read only
   // after the index that publishes them (2.7.14, device's release store).
   const uint16_t used_idx = __atomic_load_n(&used_->idx, __ATOMIC_ACQUIRE);

@@ -24,6 +24,14 @@
 //    RX header is bounded (offload.h DecodeRxHdr): a checksum span outside
 //    the frame or an impossible GSO drops the frame (rx_bad, rx_dropped).
 //
+// Packed rings (VIRTIO 1.1 2.8): when `features` given to Init include
+// VIRTIO_F_RING_PACKED the same objects drive a packed ring instead; the
+// public calls test that once per burst and go to the Packed* members
+// (packed_virtq.cc, which describes the packed design). The split code
+// above is otherwise untouched. VIRTIO_F_RING_EVENT_IDX in `features`
+// turns on event-index notification suppression for either kind (2.7.7.2,
+// 2.7.10, 2.8.10).
+//
 // Not thread-safe: one owning thread per queue (shell.h).
 #ifndef NPA_SHELL_EMULATED_VIRTQ_H_
 #define NPA_SHELL_EMULATED_VIRTQ_H_
@@ -39,12 +47,17 @@
 
 namespace npa::shell {
 
+// Split: the three parts. Packed: desc = the descriptor ring, avail = the
+// driver event suppression area, used = the device's (vhost-user
+// SET_VRING_ADDR carries them in those fields for a packed ring).
 struct VringAddrs {
   uint64_t desc, avail, used;
 };
 
 // Bytes needed for one ring of `size` entries laid out by Init (desc table,
-// avail ring on its own cache lines, used ring on its own page).
+// avail ring on its own cache lines, used ring on its own page). A packed
+// ring of the same size fits in the same bytes (its two event areas sit
+// where the avail and used rings would).
 size_t VringBytes(uint16_t size);
 
 class VirtqBase {
@@ -54,6 +67,7 @@ class VirtqBase {
   VirtqBase& operator=(const VirtqBase&) = delete;
 
   // mem: VringBytes(size) zeroed bytes, 4096-aligned, in a shared region.
+  // Split: size a power of two <= 32768; packed: any size 1..32768.
   absl::Status Init(uint8_t* mem, uint16_t size, BufPool* pool, uint64_t features, int kick_fd);
 
   VringAddrs addrs() const;
@@ -62,6 +76,20 @@ class VirtqBase {
   uint16_t last_used() const { return last_used_; }
   uint16_t num_free() const { return num_free_; }
   uint16_t in_flight() const { return static_cast<uint16_t>(size_ - num_free_); }
+  bool packed() const { return packed_; }
+  bool event_idx() const { return event_idx_; }
+  // Where a back end starts serving this ring (SET_VRING_BASE) if it
+  // starts now: split, the avail index; packed, npa_vring_packed_base of
+  // the next slot and its wrap counter (0x8000 for a new ring).
+  uint16_t base() const;
+  // Packed: the device's used position, read from the ring (the used
+  // descriptors the device wrote beyond ours, acquire), as
+  // npa_vring_packed_base encodes it: where a replacement back end must
+  // resume after this one died. Control thread; exact once the device
+  // stopped writing.
+  uint16_t PackedDeviceUsedBase() const;
+  // Packed: descriptors the device has not marked used (control thread).
+  uint16_t PackedDeviceInFlight() const;
   // Device wrote something impossible (used idx ran more than size ahead).
   bool broken() const { return broken_; }
   // The pool buffers come from and go back to (the queue's; owner thread).
@@ -80,6 +108,21 @@ class VirtqBase {
   uint16_t FindFree();
   void Publish(uint16_t idx, QueueCounters* c);
   void Kick(QueueCounters* c);
+  // ---- packed (packed_virtq.cc)
+  struct PackedProducer;
+  PackedProducer LoadProducer() const;
+  void StoreProducer(const PackedProducer& p);
+  absl::Status PackedInit(uint8_t* mem);
+  void PackedSetInterrupt(bool enable);
+  // Write one descriptor at the next slot; the burst's first flags store
+  // is held back for PackedPublish (2.8.21.3.1).
+  void PackedWrite(uint64_t addr, uint32_t len, uint16_t id, uint16_t flags);
+  void PackedPublish(QueueCounters* c);
+  // Classify the slot at the used position: 1 used, 0 not yet, -1 a state
+  // no device may write (counted; the queue goes inert).
+  int PackedPoll(uint16_t* id, uint32_t* len) const;
+  void PackedAdvanceUsed(uint16_t n);
+  void PackedFreeId(uint16_t id);
 
   // ---- read-mostly (set at Init)
   npa_vring_desc* desc_ = nullptr;
@@ -101,6 +144,19 @@ class VirtqBase {
   // ---- consumer side (used ring)
   alignas(64) uint16_t last_used_ = 0;
   bool broken_ = false;
+  // ---- packed ring (2.8) and event index; avail_idx_ / last_used_ are
+  // then slot numbers 0..size-1 with these wrap counters (2.8.1).
+  bool packed_ = false;
+  bool event_idx_ = false;
+  bool avail_wrap_ = true, used_wrap_ = true;
+  npa_vring_packed_desc* pdesc_ = nullptr;
+  npa_vring_packed_desc_event* driver_event_ = nullptr;
+  const npa_vring_packed_desc_event* device_event_ = nullptr;
+  uint16_t* free_ids_ = nullptr;  // stack of buffer ids not in use (private)
+  uint16_t free_top_ = 0;
+  uint16_t pk_head_ = 0xffff;     // slot whose flags store publishes the burst
+  uint16_t pk_head_flags_ = 0;
+  uint16_t pk_added_ = 0;         // descriptors written since the last publish
 };
 
 class TxVirtq : public VirtqBase {
@@ -121,6 +177,11 @@ class TxVirtq : public VirtqBase {
   bool EnqueueSoftwareTso(npa_buf* b, uint16_t* idx, QueueCounters* c, uint16_t* extra);
   bool HardwareTso(const npa_buf* b) const;
   void PlaceOne(npa_buf* b, uint16_t* idx);
+  // packed_virtq.cc
+  uint16_t PackedBurst(npa_buf** bufs, uint16_t n, QueueCounters* c);
+  uint32_t PackedReclaim(QueueCounters* c);
+  void PackedPlaceOne(npa_buf* b, uint16_t* frames);
+  bool PackedEnqueueChain(npa_buf* b, uint16_t* frames, QueueCounters* c);
 };
 
 class RxVirtq : public VirtqBase {
@@ -137,6 +198,11 @@ class RxVirtq : public VirtqBase {
   // A frame spanning num_buffers used entries; false: wait (not all there).
   bool TakeMerged(uint16_t nb, uint16_t avail, npa_buf** out, uint64_t* bytes, QueueCounters* c);
   npa_buf* TakeUsed(uint32_t id);
+  // packed_virtq.cc
+  uint16_t PackedBurst(npa_buf** bufs, uint16_t n, QueueCounters* c);
+  uint32_t PackedRefill(QueueCounters* c);
+  // A frame over nb used descriptors; false: not all there yet.
+  bool PackedTakeMerged(uint16_t nb, npa_buf** out, uint64_t* bytes, QueueCounters* c);
   bool mrg_ = false;
   bool strip_vlan_ = false;
 };

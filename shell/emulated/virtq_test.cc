@@ -369,5 +369,48 @@ TEST_F(VirtqTest, VlanInsertOnTxAndStripOnRxInSoftware) {
   EXPECT_EQ(c_.tx_bad.load(), 1u);
 }
 
+// VIRTIO_F_RING_EVENT_IDX on a split ring (2.7.10): a kick only when a
+// publish moves avail->idx past the device's avail_event; interrupts are
+// asked for through used_event, the flags stay 0.
+TEST_F(VirtqTest, EventIdxKicksOnlyWhenAvailIdxCrossesAvailEvent) {
+  const uint64_t f = (1ull << NPA_VIRTIO_F_VERSION_1) | (1ull << NPA_VIRTIO_F_RING_EVENT_IDX);
+  ASSERT_TRUE(tx_.Init(region_.base(), kRing, &pool_, f, kick_).ok());
+  ASSERT_TRUE(tx_.event_idx());
+  Kicks();
+  const VringAddrs a = tx_.addrs();
+  auto* used = reinterpret_cast<npa_vring_used*>(a.used);
+  auto* avail = reinterpret_cast<npa_vring_avail*>(a.avail);
+  EXPECT_EQ(avail->flags, 0) << "with EVENT_IDX the driver says it through used_event";
+  TestDevice dev(a, kRing);
+  auto burst = [&](int n) {
+    std::vector<npa_buf*> b(n);
+    for (auto& x : b) x = Frame(64, 0);
+    EXPECT_EQ(tx_.Burst(b.data(), static_cast<uint16_t>(n), &c_), n);
+    dev.PopTx(static_cast<uint16_t>(n));
+    dev.CompleteAll();
+    tx_.Reclaim(&c_);
+  };
+  *npa_vring_avail_event(used, kRing) = 10;  // "kick me when entry 10 is published"
+  burst(8);  // 0..7
+  EXPECT_EQ(Kicks(), 0u);
+  burst(8);  // 8..15
+  EXPECT_EQ(Kicks(), 1u);
+  burst(8);  // 16..23
+  EXPECT_EQ(Kicks(), 0u);
+  *npa_vring_avail_event(used, kRing) = 23;  // already passed: nothing until 2^16 later
+  burst(8);
+  EXPECT_EQ(Kicks(), 0u);
+  *npa_vring_avail_event(used, kRing) = 32;  // the next entry: kick
+  burst(1);
+  EXPECT_EQ(Kicks(), 1u);
+  EXPECT_EQ(c_.kicks.load(), 2u);
+  tx_.SetInterrupt(true);
+  EXPECT_EQ(*npa_vring_used_event(avail, kRing), tx_.last_used()) << "armed: the next completion";
+  tx_.SetInterrupt(false);
+  EXPECT_EQ(*npa_vring_used_event(avail, kRing), static_cast<uint16_t>(tx_.last_used() - 1));
+  EXPECT_EQ(avail->flags, 0);
+  EXPECT_EQ(pool_.available(), kBufs);
+}
+
 }  // namespace
 }  // namespace npa::shell

@@ -13,7 +13,7 @@
 // What counts as delivered (--tx): the frames npa_tx_burst() accepted. Once
 // accepted, a frame sits in the avail ring until the back end consumes it,
 // so over any interval the accepted count equals the back end's consumption
-// within one ring (--ring entries) of slack; the script cross-checks the
+// within one ring (--ring-size entries) of slack; the script cross-checks the
 // total against the agent's own counters. After the run the guest lingers
 // (--linger-ms) so a polling back end drains the ring, prints the JSON line,
 // and stays connected --hold-ms more so the back end's counters can be read.
@@ -55,6 +55,7 @@ struct Options {
   double seconds = 10;
   uint16_t burst = 32;
   uint16_t ring = 0;  // 0 = the shell's default
+  uint32_t ring_kind = NPA_RING_AUTO;
   bool no_huge = false;
   uint32_t linger_ms = 200;
   uint32_t hold_ms = 0;
@@ -73,7 +74,10 @@ void Usage(FILE* f) {
           "  --rx                receive and free frames from the back end\n"
           "  --size N            frame bytes without FCS, 60..1514 (default 64)\n"
           "  --burst N           frames per burst call, 1..256 (default 32)\n"
-          "  --ring N            descriptors per ring (power of two, 64..32768; default: shell's)\n"
+          "  --ring KIND         split, packed or auto (default): the virtqueue layout,\n"
+          "                      forced (npa_shell_queue_config.ring); the JSON says which ran\n"
+          "  --ring-size N       descriptors per ring (power of two, 64..32768; default: shell's);\n"
+          "                      --ring N (a number) is the same, as before\n"
           "  --cpu N             pin to this CPU\n"
           "  --seconds S         run time (default 10)\n"
           "  --no-huge           4K pages for the shared regions (NPA_SHELL_F_NO_HUGEPAGES)\n"
@@ -98,7 +102,8 @@ bool ParseUint(const char* s, uint64_t lo, uint64_t hi, uint64_t* out) {
 }
 
 int ParseArgs(int argc, char** argv, Options* o) {
-  enum { kVhost = 1, kTx, kRx, kSize, kBurst, kRing, kCpu, kSeconds, kNoHuge, kLinger, kHold, kConn, kHelp };
+  enum { kVhost = 1, kTx, kRx, kSize, kBurst, kRing, kRingSize, kCpu, kSeconds, kNoHuge, kLinger, kHold,
+         kConn, kHelp };
   static const option kLong[] = {
       {"vhost-user", required_argument, nullptr, kVhost},
       {"tx", no_argument, nullptr, kTx},
@@ -106,6 +111,7 @@ int ParseArgs(int argc, char** argv, Options* o) {
       {"size", required_argument, nullptr, kSize},
       {"burst", required_argument, nullptr, kBurst},
       {"ring", required_argument, nullptr, kRing},
+      {"ring-size", required_argument, nullptr, kRingSize},
       {"cpu", required_argument, nullptr, kCpu},
       {"seconds", required_argument, nullptr, kSeconds},
       {"no-huge", no_argument, nullptr, kNoHuge},
@@ -137,8 +143,23 @@ int ParseArgs(int argc, char** argv, Options* o) {
         o->burst = static_cast<uint16_t>(v);
         break;
       case kRing:
+        if (strcmp(optarg, "split") == 0) {
+          o->ring_kind = NPA_RING_SPLIT;
+          break;
+        }
+        if (strcmp(optarg, "packed") == 0) {
+          o->ring_kind = NPA_RING_PACKED;
+          break;
+        }
+        if (strcmp(optarg, "auto") == 0) {
+          o->ring_kind = NPA_RING_AUTO;
+          break;
+        }
+        [[fallthrough]];  // a number: the ring size, as --ring meant before --ring-size
+      case kRingSize:
         if (!ParseUint(optarg, 64, 32768, &v) || (v & (v - 1)) != 0) {
-          fprintf(stderr, "npa_bench_guest: --ring '%s': want a power of two, 64..32768\n", optarg);
+          fprintf(stderr, "npa_bench_guest: --ring '%s': want split, packed, auto or a size (a power "
+                  "of two, 64..32768)\n", optarg);
           return 2;
         }
         o->ring = static_cast<uint16_t>(v);
@@ -380,6 +401,7 @@ int Run(const Options& o) {
   npa_shell_queue_config qc = NPA_SHELL_QUEUE_CONFIG_INIT;
   qc.nb_queue_pairs = 1;
   qc.ring_size = o.ring;
+  qc.ring = o.ring_kind;
   if ((rc = npa_shell_configure(sh, &qc)) < 0 || (rc = npa_shell_start(sh)) < 0) {
     fprintf(stderr, "npa_bench_guest: configure/start: %s (%s)\n", npa_shell_last_error(sh),
             strerror(-rc));
@@ -401,9 +423,10 @@ int Run(const Options& o) {
     npa_shell_close(sh);
     return 1;
   }
-  fprintf(stderr, "npa_bench_guest: %s %u B burst %u on %s, %s pages, pool %u\n",
+  const char* ring = info.ring == NPA_RING_PACKED ? "packed" : "split";
+  fprintf(stderr, "npa_bench_guest: %s %u B burst %u on %s, %s pages, pool %u, %s ring\n",
           o.tx ? "tx" : "rx", o.size, o.burst, o.vhost_user.c_str(),
-          info.hugepages ? "2M huge" : "4K", pool);
+          info.hugepages ? "2M huge" : "4K", pool, ring);
 
   double elapsed = 0;
   uint64_t bursts = 0;  // burst calls made (tx_full of them found the ring full)
@@ -416,12 +439,12 @@ int Run(const Options& o) {
   st.struct_size = sizeof(st);
   rc = npa_shell_queue_stats(sh, 0, &st);
   if (rc < 0) fprintf(stderr, "npa_bench_guest: stats: %s\n", npa_shell_last_error(sh));
-  printf("{\"guest\":\"npa_bench_guest\",\"mode\":\"%s\",\"size\":%u,\"burst\":%u,"
+  printf("{\"guest\":\"npa_bench_guest\",\"mode\":\"%s\",\"ring\":\"%s\",\"size\":%u,\"burst\":%u,"
          "\"hugepages\":%s,\"seconds\":%.3f,\"packets\":%" PRIu64 ",\"mpps\":%.3f,"
          "\"shell_tx_packets\":%" PRIu64 ",\"shell_rx_packets\":%" PRIu64
          ",\"bursts\":%" PRIu64 ",\"tx_full\":%" PRIu64 ",\"rx_dropped\":%" PRIu64 ",\"kicks\":%" PRIu64
          ",\"interrupted\":%s}\n",
-         o.tx ? "tx" : "rx", o.size, o.burst, info.hugepages ? "true" : "false", elapsed, count,
+         o.tx ? "tx" : "rx", ring, o.size, o.burst, info.hugepages ? "true" : "false", elapsed, count,
          elapsed > 0 ? count / elapsed / 1e6 : 0.0, st.tx_packets, st.rx_packets, bursts, st.tx_full,
          st.rx_dropped, st.kicks, g_stop ? "true" : "false");
   fflush(stdout);

@@ -15,6 +15,9 @@
 // and received; --toggle-collect='*TxRound*' (resp. '*RxRound*') splits it
 // into TX (alloc, TX burst with its completion reaping) and RX (RX burst
 // with its refill, the application's free).
+//   shell_virtq_bench --st BURSTS packed
+// does the same over packed rings (VIRTIO 1.1 2.8; the device side inline,
+// in order, one used descriptor per frame).
 #include <pthread.h>
 #include <sched.h>
 
@@ -122,6 +125,50 @@ struct InlineDevice {
   uint8_t frame[12 + 64] = {};
 };
 
+// The same over packed rings: in order, one descriptor per frame; a used
+// descriptor goes where the available one was (2.8.7 with in-order
+// service), AVAIL = USED = the device's wrap counter.
+struct PackedInlineDevice {
+  struct Side {
+    npa_vring_packed_desc* d;
+    uint16_t pos = 0;
+    bool wrap = true;
+    bool Avail() const {
+      const uint16_t f = __atomic_load_n(&d[pos].flags, __ATOMIC_ACQUIRE);
+      return ((f & NPA_VRING_PACKED_F_AVAIL) != 0) == wrap && ((f & NPA_VRING_PACKED_F_USED) != 0) != wrap;
+    }
+    void Use(uint32_t len) {
+      d[pos].len = len;
+      __atomic_store_n(&d[pos].flags,
+                       static_cast<uint16_t>(wrap ? NPA_VRING_PACKED_F_AVAIL | NPA_VRING_PACKED_F_USED : 0),
+                       __ATOMIC_RELEASE);
+      if (++pos == kRing) {
+        pos = 0;
+        wrap = !wrap;
+      }
+    }
+  };
+  PackedInlineDevice(const VringAddrs& tx, const VringAddrs& rx) {
+    t.d = reinterpret_cast<npa_vring_packed_desc*>(tx.desc);
+    r.d = reinterpret_cast<npa_vring_packed_desc*>(rx.desc);
+    reinterpret_cast<npa_vring_packed_desc_event*>(tx.used)->flags = NPA_VRING_PACKED_EVENT_FLAG_DISABLE;
+    reinterpret_cast<npa_vring_packed_desc_event*>(rx.used)->flags = NPA_VRING_PACKED_EVENT_FLAG_DISABLE;
+  }
+  void Step() {
+    for (int i = 0; i < 32 && t.Avail(); i++) {
+      memcpy(sink, reinterpret_cast<void*>(t.d[t.pos].addr + 12), 64);
+      t.Use(0);
+    }
+    for (int i = 0; i < 32 && r.Avail(); i++) {
+      memcpy(reinterpret_cast<void*>(r.d[r.pos].addr), frame, sizeof frame);
+      r.Use(sizeof frame);
+    }
+  }
+  Side t, r;
+  uint8_t sink[64];
+  uint8_t frame[12 + 64] = {};
+};
+
 // The driver's halves of one round (see the header comment).
 __attribute__((noinline)) uint16_t TxRound(BufPool* pool, TxVirtq* tx, QueueCounters* c) {
   npa_buf* b[32];
@@ -143,17 +190,19 @@ __attribute__((noinline)) void DriverRound(BufPool* pool, TxVirtq* tx, RxVirtq* 
   *recv += RxRound(pool, rx, c);
 }
 
+template <typename Dev>
 int SingleThread(BufPool* pool, TxVirtq* tx, RxVirtq* rx, uint64_t bursts) {
   QueueCounters c;
   rx->Refill(&c);
-  InlineDevice dev(tx->addrs(), rx->addrs());
+  Dev dev(tx->addrs(), rx->addrs());
   uint64_t sent = 0, recv = 0;
   for (uint64_t i = 0; i < bursts; i++) {
     DriverRound(pool, tx, rx, &c, &sent, &recv);
     dev.Step();
   }
-  printf("single thread: %llu bursts, TX %llu frames, RX %llu frames, pool bad_frees %llu\n",
-         static_cast<unsigned long long>(bursts), static_cast<unsigned long long>(sent),
+  printf("single thread, %s rings: %llu bursts, TX %llu frames, RX %llu frames, pool bad_frees %llu\n",
+         tx->packed() ? "packed" : "split", static_cast<unsigned long long>(bursts),
+         static_cast<unsigned long long>(sent),
          static_cast<unsigned long long>(recv), static_cast<unsigned long long>(pool->bad_frees()));
   // Every round after the first moves a full burst both ways.
   return sent + 64 >= bursts * 32 && recv + 64 >= bursts * 32 && pool->bad_frees() == 0 ? 0 : 1;
@@ -176,9 +225,12 @@ int main(int argc, char** argv) {
   TxVirtq tx;
   RxVirtq rx;
   uint64_t f = 1ull << NPA_VIRTIO_F_VERSION_1;
+  const bool packed = st && argc > 3 && strcmp(argv[3], "packed") == 0;
+  if (packed) f |= 1ull << NPA_VIRTIO_F_RING_PACKED;
   if (!tx.Init(r->base(), kRing, &pool, f, -1).ok() || !rx.Init(r->base() + vr, kRing, &pool, f, -1).ok())
     return 1;
-  if (st) return SingleThread(&pool, &tx, &rx, strtoull(argv[2], nullptr, 10));
+  if (packed) return SingleThread<PackedInlineDevice>(&pool, &tx, &rx, strtoull(argv[2], nullptr, 10));
+  if (st) return SingleThread<InlineDevice>(&pool, &tx, &rx, strtoull(argv[2], nullptr, 10));
   std::atomic<bool> stop{false};
   uint64_t dev_rx = 0;
   QueueCounters c;

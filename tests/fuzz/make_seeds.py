@@ -148,6 +148,16 @@ write("shell_virtq", "corrupt_next", bytes([2]) + send4 + bytes([5]) + struct.pa
       bytes([0x40, 0x10, 0, 0, 0, 0, 0]) + complete)
 csum_rx = bytes([5]) + struct.pack("<I", 128 - 12) + bytes([9]) + bytes([1, 0, 0, 0, 90, 0, 40, 0, 0])
 write("shell_virtq", "bad_rx_csum", bytes([0]) + csum_rx + rx_used + bytes([4]))
+# Packed mode (cfg bit 3; bit 4: 16 slots, else 13; bit 5: EVENT_IDX): a used
+# descriptor is [op 1|3][slot][id][len u32][flags: bit0 AVAIL, bit1 USED].
+def pused(op, slot, id_, ln, fl=3):
+    return bytes([op, slot, id_]) + struct.pack("<I", ln) + bytes([fl])
+write("shell_virtq", "packed_send_complete", bytes([8]) + send4 + pused(1, 0, 0, 0) + pused(1, 1, 1, 0) +
+      bytes([2, 0, 0, 1]) + send4 + bytes([2, 0x02, 0x80, 2]))
+write("shell_virtq", "packed_receive", bytes([8 | 1]) + pused(3, 0, 0, 112) + bytes([4, 6, 7]) +
+      pused(3, 1, 1, 112) + pused(3, 2, 2, 5000) + bytes([4, 4, 6]))
+write("shell_virtq", "packed_hostile", bytes([8 | 16 | 32]) + send4 + pused(1, 0, 3, 0, 2) + bytes([2, 0, 0, 2]) +
+      pused(3, 0, 17, 112) + bytes([4]))
 
 # ---- migration_state: MigrationState protobuf (include/npa/control.proto) ----
 ms = field(1, 0, 1) + field(2, 0, 77) + field(3, 2, b"agent-a") + field(4, 2, b"g1")

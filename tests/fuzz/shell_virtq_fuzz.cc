@@ -14,6 +14,11 @@
 // and at the end, after both rings release everything and the application
 // frees what it holds, each slot is free at most once. ASan (the fuzz build)
 // reports any access outside the ring and slot memory.
+//
+// Packed mode (config byte bit 3; VIRTIO 1.1 2.8): the rings are packed, of
+// 13 slots (not a power of two) or 16 (bit 4), and the device writes any
+// descriptor slot with any id, len and AVAIL/USED flags, and any event
+// suppression area, instead of used-ring entries and indices.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -79,7 +84,9 @@ void CheckRxFrame(const BufPool& pool, const npa_buf* b) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Script in{data, size};
   const uint8_t cfg = in.U8();
-  const size_t vr = VringBytes(kRing);
+  const bool packed = (cfg & 8) != 0;
+  const uint16_t ring = packed && !(cfg & 16) ? 13 : kRing;
+  const size_t vr = VringBytes(kRing);  // >= VringBytes(ring)
   const size_t bytes = 2 * vr + size_t{kBufs} * NPA_BUF_SLOT_SIZE;
   std::unique_ptr<uint8_t, Aligned> mem(static_cast<uint8_t*>(aligned_alloc(4096, bytes)));
   memset(mem.get(), 0, bytes);
@@ -90,17 +97,37 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t f = 1ull << NPA_VIRTIO_F_VERSION_1;
   if (cfg & 1) f |= 1ull << NPA_VIRTIO_NET_F_MRG_RXBUF;
   if (cfg & 2) f |= (1ull << NPA_VIRTIO_NET_F_CSUM) | (1ull << NPA_VIRTIO_NET_F_HOST_TSO4);
+  if (packed) f |= 1ull << NPA_VIRTIO_F_RING_PACKED;
+  if (cfg & 32) f |= 1ull << NPA_VIRTIO_F_RING_EVENT_IDX;
   TxVirtq tx;
   RxVirtq rx;
-  if (!tx.Init(mem.get(), kRing, &pool, f, -1).ok() || !rx.Init(mem.get() + vr, kRing, &pool, f, -1).ok())
+  if (!tx.Init(mem.get(), ring, &pool, f, -1).ok() || !rx.Init(mem.get() + vr, ring, &pool, f, -1).ok())
     return 0;
   rx.set_mergeable(cfg & 1);
   rx.set_strip_vlan(cfg & 4);
   auto* tused = reinterpret_cast<npa_vring_used*>(tx.addrs().used);
   auto* rused = reinterpret_cast<npa_vring_used*>(rx.addrs().used);
-  // The used rings say "no notify": Kick() would write to fd -1 otherwise
-  // (harmless, but noisy under strace).
-  tused->flags = rused->flags = NPA_VRING_USED_F_NO_NOTIFY;
+  // Packed: the descriptor rings and the device's event areas.
+  auto* tdesc = reinterpret_cast<npa_vring_packed_desc*>(tx.addrs().desc);
+  auto* rdesc = reinterpret_cast<npa_vring_packed_desc*>(rx.addrs().desc);
+  auto* tev = reinterpret_cast<npa_vring_packed_desc_event*>(tx.addrs().used);
+  // The used rings say "no notify" (packed: the device area DISABLE):
+  // Kick() would write to fd -1 otherwise (harmless, but noisy under strace).
+  if (packed)
+    tev->flags = NPA_VRING_PACKED_EVENT_FLAG_DISABLE;
+  else
+    tused->flags = rused->flags = NPA_VRING_USED_F_NO_NOTIFY;
+  // Any pair of AVAIL/USED bits (2.8.1), over any other flags.
+  auto packed_write = [&](npa_vring_packed_desc* d) {
+    npa_vring_packed_desc& x = d[in.U8() % ring];
+    x.id = static_cast<uint16_t>(in.U8() % (ring + 2u));
+    x.len = in.U32() % 5000;
+    const uint8_t fl = in.U8();
+    const uint16_t flags = static_cast<uint16_t>(((fl & 1) ? NPA_VRING_PACKED_F_AVAIL : 0) |
+                                                 ((fl & 2) ? NPA_VRING_PACKED_F_USED : 0) |
+                                                 ((fl >> 2) & 7));
+    __atomic_store_n(&x.flags, flags, __ATOMIC_RELEASE);
+  };
   QueueCounters c;
   rx.Refill(&c);
   std::vector<npa_buf*> app;  // frames the application holds
@@ -136,14 +163,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case 1:  // the device completes anything it likes on TX
+        if (packed) {
+          packed_write(tdesc);
+          break;
+        }
         tused->ring[in.U8() % kRing] = {in.U8() % (kRing + 2u), in.U32()};
         break;
-      case 2:  // ... and moves the TX used index anywhere
-        __atomic_store_n(&tused->idx, static_cast<uint16_t>(tused->idx + in.U8() % (kRing + 4)),
-                         __ATOMIC_RELEASE);
+      case 2:  // ... and moves the TX used index anywhere (packed: its event area)
+        if (packed) {
+          tev->off_wrap = in.U16();
+          tev->flags = in.U8() % 4;
+        } else {
+          __atomic_store_n(&tused->idx, static_cast<uint16_t>(tused->idx + in.U8() % (kRing + 4)),
+                           __ATOMIC_RELEASE);
+        }
         tx.Reclaim(&c);
         break;
       case 3:  // RX used entries and index
+        if (packed) {
+          packed_write(rdesc);
+          break;
+        }
         rused->ring[in.U8() % kRing] = {in.U8() % (kRing + 2u), in.U32() % 5000};
         __atomic_store_n(&rused->idx, static_cast<uint16_t>(rused->idx + in.U8() % 4),
                          __ATOMIC_RELEASE);

@@ -10,7 +10,12 @@
 // buffer, which comes back split over several RX buffers when the back end
 // negotiated MRG_RXBUF. Exit status 0 only if everything matched.
 //
-// Usage: interop_vhost_client <vhost-user socket> <queue pairs> [frames]
+// ring: split or packed forces that ring kind (npa_shell_queue_config.ring)
+// and fails unless the shell reports it in use (npa_shell_info.ring): a
+// packed run that quietly fell back to split does not pass. auto (default)
+// takes what the back end offers.
+//
+// Usage: interop_vhost_client <vhost-user socket> <queue pairs> [frames] [split|packed|auto]
 #include <time.h>
 
 #include <algorithm>
@@ -181,7 +186,18 @@ bool RunMultiSeg(npa::Shell& sh, uint16_t q, uint32_t size, bool mrg, Checker* c
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s <vhost-user socket> <queue pairs> [frames]\n", argv[0]);
+    fprintf(stderr, "usage: %s <vhost-user socket> <queue pairs> [frames] [split|packed|auto]\n",
+            argv[0]);
+    return 2;
+  }
+  const char* ring = argc > 4 ? argv[4] : "auto";
+  uint32_t ring_kind = NPA_RING_AUTO;
+  if (strcmp(ring, "split") == 0) {
+    ring_kind = NPA_RING_SPLIT;
+  } else if (strcmp(ring, "packed") == 0) {
+    ring_kind = NPA_RING_PACKED;
+  } else if (strcmp(ring, "auto") != 0) {
+    fprintf(stderr, "ring must be split, packed or auto, not '%s'\n", ring);
     return 2;
   }
   const uint16_t nq = static_cast<uint16_t>(atoi(argv[2]));
@@ -199,6 +215,7 @@ int main(int argc, char** argv) {
   qc.nb_queue_pairs = nq;
   qc.ring_size = 512;
   qc.offloads = NPA_OFFLOAD_MRG_RXBUF | NPA_OFFLOAD_TX_CSUM;
+  qc.ring = ring_kind;
   if (sh.Configure(qc) < 0 || sh.Start() < 0) {
     fprintf(stderr, "configure/start: %s\n", sh.last_error());
     return 1;
@@ -207,8 +224,13 @@ int main(int argc, char** argv) {
   for (uint16_t q = 0; q < nq; q++) sh.RxBurst(q, nullptr, 0);
   npa_shell_info info;
   sh.Info(&info);
-  printf("shell: %u queue pair(s), path %d, hugepages %u, offloads 0x%llx\n", info.nb_queue_pairs,
-         info.path, info.hugepages, static_cast<unsigned long long>(info.offloads));
+  printf("shell: %u queue pair(s), path %d, hugepages %u, offloads 0x%llx, ring %s\n",
+         info.nb_queue_pairs, info.path, info.hugepages, static_cast<unsigned long long>(info.offloads),
+         info.ring == NPA_RING_PACKED ? "packed" : info.ring == NPA_RING_SPLIT ? "split" : "?");
+  if (ring_kind != NPA_RING_AUTO && info.ring != ring_kind) {
+    fprintf(stderr, "asked for the %s ring, the shell runs %u\n", ring, info.ring);
+    return 1;
+  }
   Checker ck;
   bool ok = RunSize(sh, nq, 64, count, &ck) && RunSize(sh, nq, 1500, count, &ck);
   const bool mrg = (info.offloads & NPA_OFFLOAD_MRG_RXBUF) != 0;

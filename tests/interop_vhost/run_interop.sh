@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# tests/interop_vhost/run_interop.sh CLIENT QUEUES [FRAMES]
+# tests/interop_vhost/run_interop.sh CLIENT QUEUES [FRAMES] [RING]
 # Starts dpdk-testpmd with a net_vhost port reflecting frames (macswap), runs
 # CLIENT (libnpa_shell in standalone vhost-user mode) against it, and stops
 # only the testpmd it started. Bounded: testpmd lives at most 90 s, the client
 # at most 75 s.
 set -u
-CLIENT=$1 Q=$2 FRAMES=${3:-20000}
+# RING: split, packed or auto (the client fails if the forced ring is not the
+# one in use; DPDK's vhost offers VIRTIO_F_RING_PACKED and EVENT_IDX).
+CLIENT=$1 Q=$2 FRAMES=${3:-20000} RING=${4:-auto}
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd not installed (Debian package dpdk)"; exit 1; }
 DIR=$(mktemp -d /tmp/npa_interop_vhost.XXXXXX)
 SOCK=$DIR/vhost.sock
@@ -37,8 +39,20 @@ done
 if ! [ -S "$SOCK" ]; then
   echo "testpmd did not create $SOCK:"; tail -30 "$LOG"; exit 1
 fi
-timeout 75 "$CLIENT" "$SOCK" "$Q" "$FRAMES"
+timeout 75 "$CLIENT" "$SOCK" "$Q" "$FRAMES" "$RING"
 rc=$?
+# DPDK's own word on the ring kind (lib.vhost.config:info logs the features
+# the front end set): a packed run must show VIRTIO_F_RING_PACKED (bit 34).
+if [ $rc -eq 0 ] && [ "$RING" = packed ]; then
+  feat=$(grep -aoE "negotiated Virtio features: 0x[0-9a-f]+" "$LOG" | tail -1 | grep -oE "0x[0-9a-f]+")
+  if [ -z "$feat" ]; then
+    echo "testpmd's log does not show the negotiated features"; rc=1
+  elif (( (feat >> 34 & 1) == 0 )); then
+    echo "testpmd negotiated $feat: no VIRTIO_F_RING_PACKED"; rc=1
+  else
+    echo "testpmd negotiated $feat: packed ring"
+  fi
+fi
 if [ $rc -ne 0 ]; then
   echo "---- client failed (rc $rc); testpmd log tail:"; grep -av "^ *\(RX\|TX\)-\|Throughput\|####\|^ *$\|statistics for port" "$LOG" | tail -40
 fi

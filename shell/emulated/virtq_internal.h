@@ -1,0 +1,140 @@
+// shell/emulated/virtq_internal.h — what virtq.cc (split rings) and
+// packed_virtq.cc (packed rings) share: the ring memory layout, the RX
+// buffer size and the batching thresholds. Not for other users.
+#ifndef NPA_SHELL_EMULATED_VIRTQ_INTERNAL_H_
+#define NPA_SHELL_EMULATED_VIRTQ_INTERNAL_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "npa/buf.h"
+#include "npa/virtio_ring.h"
+#include "shell/offload.h"
+#include "shell/emulated/virtq.h"
+
+#define NPA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define NPA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+namespace npa::shell::virtq_internal {
+
+// Marks descriptors that extend a split TX chain: in use, but not a frame head.
+inline npa_buf* const kChainMarker = reinterpret_cast<npa_buf*>(uintptr_t{1});
+
+inline bool IsHead(const npa_buf* c) { return reinterpret_cast<uintptr_t>(c) > 1; }
+
+inline size_t AlignUp(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
+
+// Layout offsets inside a ring's memory (VIRTIO 1.x 2.7: desc 16-byte, avail
+// 2-byte, used 4-byte alignment; we give the avail ring its own cache lines
+// and the used ring its own page, so driver-written and device-written
+// lines never share a cache line). A packed ring (2.8.10, 2.8.13: desc 16,
+// event areas 4) puts the driver event area at `avail` and the device's at
+// `used`: the same separation, within the same bytes.
+struct Layout {
+  size_t avail, used, total;
+};
+inline Layout LayoutFor(uint16_t n) {
+  Layout l;
+  l.avail = AlignUp(npa_vring_desc_size(n), 64);
+  l.used = AlignUp(l.avail + npa_vring_avail_size(n), 4096);  // used_event included
+  l.total = AlignUp(l.used + npa_vring_used_size(n), 4096);   // avail_event included
+  return l;
+}
+
+constexpr uint32_t kRxBufLen = kNetHdrLen + NPA_BUF_DATA_ROOM;  // header lands in headroom
+constexpr uint16_t kRxRefillBatch = 32;
+constexpr uint16_t kTxFreeThresh = 32;
+
+// ---- packed rings (packed_virtq.cc, packed_virtq_rx.cc)
+
+constexpr uint16_t kNoHead = 0xffff;
+
+inline uint16_t WrapFlags(bool wrap) {
+  // 2.8.1: available = AVAIL equal to the driver wrap counter, USED not.
+  return wrap ? NPA_VRING_PACKED_F_AVAIL : NPA_VRING_PACKED_F_USED;
+}
+
+// A slot at our used position, seen with used wrap counter `wrap` (2.8.1):
+// 1 used (AVAIL = USED = wrap), 0 not yet (USED != wrap: still available,
+// or last lap's), -1 USED = wrap without AVAIL, which no device writes.
+inline int Classify(uint16_t f, bool wrap) {
+  const uint16_t both = NPA_VRING_PACKED_F_AVAIL | NPA_VRING_PACKED_F_USED;
+  if ((f & both) == (wrap ? both : 0)) return 1;
+  return ((f & NPA_VRING_PACKED_F_USED) != 0) == wrap ? -1 : 0;
+}
+
+
+}  // namespace npa::shell::virtq_internal
+
+namespace npa::shell {
+
+// The producer side's state in locals for a loop (the pool's stores would
+// make the compiler reload members after each buffer); Put is the one
+// place a descriptor is written. Load, Put..., Store.
+struct VirtqBase::PackedProducer {
+  npa_vring_packed_desc* ring;
+  uint16_t size, pos, head, head_flags, added;
+  bool wrap;
+  inline void Put(uint64_t addr, uint32_t len, uint16_t id, uint16_t flags) {
+    npa_vring_packed_desc* d = &ring[pos];
+    d->addr = addr;
+    d->len = len;
+    d->id = id;  // in every slot of a chain; the device reads the last one's (2.8.13)
+    const uint16_t f = static_cast<uint16_t>(flags | virtq_internal::WrapFlags(wrap));
+    if (head == virtq_internal::kNoHead) {
+      head = pos;  // stored last, in PackedPublish
+      head_flags = f;
+    } else {
+      // The device reads this slot only after the head's, which is stored
+      // later with release: relaxed is enough.
+      __atomic_store_n(&d->flags, f, __ATOMIC_RELAXED);
+    }
+    if (++pos == size) {
+      pos = 0;
+      wrap = !wrap;
+    }
+    added++;
+  }
+};
+
+inline VirtqBase::PackedProducer VirtqBase::LoadProducer() const {
+  return {pdesc_, size_, avail_idx_, pk_head_, pk_head_flags_, pk_added_, avail_wrap_};
+}
+inline void VirtqBase::StoreProducer(const PackedProducer& p) {
+  avail_idx_ = p.pos;
+  avail_wrap_ = p.wrap;
+  pk_head_ = p.head;
+  pk_head_flags_ = p.head_flags;
+  pk_added_ = p.added;
+}
+
+// The consumer's steps, inline in both files' loops.
+inline int VirtqBase::PackedPoll(uint16_t* id, uint32_t* len) const {
+  const npa_vring_packed_desc* d = &pdesc_[last_used_];
+  // Acquire pairs with the device's release of the flags (2.8.21.4): id,
+  // len and the buffer's bytes are read only after.
+  const int r = virtq_internal::Classify(__atomic_load_n(&d->flags, __ATOMIC_ACQUIRE), used_wrap_);
+  if (r <= 0) return r;
+  *id = d->id;
+  *len = d->len;
+  return 1;
+}
+
+inline void VirtqBase::PackedAdvanceUsed(uint16_t n) {
+  uint32_t u = last_used_ + n;
+  if (u >= size_) {
+    u -= size_;
+    used_wrap_ = !used_wrap_;
+  }
+  last_used_ = static_cast<uint16_t>(u);
+}
+
+inline void VirtqBase::PackedFreeId(uint16_t id) {
+  cookie_[id] = nullptr;
+  free_ids_[free_top_++] = id;
+  num_free_ = static_cast<uint16_t>(num_free_ + chain_len_[id]);
+}
+
+}  // namespace npa::shell
+
+#endif  // NPA_SHELL_EMULATED_VIRTQ_INTERNAL_H_
