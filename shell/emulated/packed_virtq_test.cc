@@ -199,12 +199,14 @@ TEST_P(PackedVirtqTest, RxRoundTripsOverSeveralLaps) {
   uint64_t got = 0;
   uint8_t frame[200];
   for (int round = 0; round < 6 * ring_ / 11 + 2; round++) {
+    ASSERT_TRUE(rx_->Idle()) << "round " << round << ": nothing used yet";
     auto chains = dev.Take(11);
     ASSERT_EQ(chains.size(), 11u) << "round " << round;
     for (size_t i = 0; i < chains.size(); i++) {
       ASSERT_TRUE(chains[i].write);
       for (uint32_t k = 0; k < sizeof frame; k++) frame[k] = static_cast<uint8_t>(got + i + k);
       dev.Fill(chains[i], frame, 60 + static_cast<uint32_t>(i));
+      ASSERT_FALSE(rx_->Idle()) << "round " << round << ": a used descriptor, on any lap";
     }
     uint16_t n = rx_->Burst(out, 32, &c_);
     ASSERT_EQ(n, 11);

@@ -193,6 +193,21 @@ class RxVirtq : public VirtqBase {
   uint16_t Burst(npa_buf** bufs, uint16_t n, QueueCounters* c);
   // Post free pool buffers to every free descriptor. Returns how many.
   uint32_t Refill(QueueCounters* c);
+  // True when the device has certainly used nothing since the last Burst:
+  // a caller that only polls this ring in passing (the VF path's check for
+  // frames the agent delivered before it steered the MAC away) skips Burst
+  // and its call on that one load. Split: used->idx still at ours; packed:
+  // the used position's USED bit is not our wrap counter (2.8.1; a used
+  // descriptor has it equal). Relaxed: a false "not idle" only costs a
+  // Burst, which re-reads with acquire; it never says idle when a used
+  // entry is there.
+  bool Idle() const {
+    if (packed_) [[unlikely]] {
+      const uint16_t f = __atomic_load_n(&pdesc_[last_used_].flags, __ATOMIC_RELAXED);
+      return ((f & NPA_VRING_PACKED_F_USED) != 0) != used_wrap_;
+    }
+    return __atomic_load_n(&used_->idx, __ATOMIC_RELAXED) == last_used_;
+  }
 
  private:
   // A frame spanning num_buffers used entries; false: wait (not all there).

@@ -148,10 +148,13 @@ TEST_F(VirtqTest, RxDeliversFramesAndDecodesHeader) {
   for (size_t i = 0; i < frame.size(); i++) frame[i] = static_cast<uint8_t>(i * 3);
   npa_virtio_net_hdr_mrg_rxbuf h{};
   h.hdr.flags = NPA_VIRTIO_NET_HDR_F_DATA_VALID;
+  EXPECT_TRUE(rx_.Idle());
   ASSERT_TRUE(dev.PushRx(frame.data(), 100, true, &h));
+  EXPECT_FALSE(rx_.Idle()) << "a used entry is there";
   ASSERT_TRUE(dev.PushRx(frame.data(), 60, true));
   npa_buf* b[4];
   ASSERT_EQ(rx_.Burst(b, 4, &c_), 2);
+  EXPECT_TRUE(rx_.Idle());
   EXPECT_EQ(b[0]->pkt_len, 100u);
   EXPECT_EQ(b[0]->data_off, NPA_BUF_DATA_OFF);
   EXPECT_EQ(b[0]->ol_flags, NPA_BUF_OL_RX_CSUM_GOOD);
