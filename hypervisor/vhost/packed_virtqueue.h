@@ -65,6 +65,8 @@ class PackedVirtQueue {
   uint16_t EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* c, std::string* violation,
                      RxFull full);
   uint16_t in_flight() const { return static_cast<uint16_t>(pend_wr_ - pend_rd_); }
+  // Frames handed out before Stop() whose ReleaseTx is still to come.
+  uint32_t orphaned() const { return orphaned_; }
 
   // For tests and logs: the device's positions.
   uint16_t avail_base() const { return npa_vring_packed_base(avail_idx_, avail_wrap_); }

@@ -209,6 +209,32 @@ TEST_F(PackedFixed, ConfigureAtABaseWithTheWrapBitClearResumesThere) {
   EXPECT_EQ(q_.Stop(), npa_vring_packed_base(0, 1));
 }
 
+// A front end that switches ring kinds across a stop while the dataplane
+// holds a frame: its late release is swallowed, not applied to the new ring.
+TEST_F(PackedFixed, LateReleaseAfterASwitchToSplitIsSwallowed) {
+  PostTx(30, 'a', 1);
+  GuestFrame f[2];
+  ASSERT_EQ(q_.PeekTx(f, 2, &c_, &v_), 1);
+  EXPECT_EQ(q_.Stop(), npa_vring_packed_base(0, 1));  // the frame will be read again
+  // Now a split ring of 8 in the same arena, one frame posted.
+  RingLayout split{8, reinterpret_cast<npa_vring_desc*>(arena_.data() + 0x20000),
+                   reinterpret_cast<npa_vring_avail*>(arena_.data() + 0x21000),
+                   reinterpret_cast<npa_vring_used*>(arena_.data() + 0x22000)};
+  q_.Configure(mem_, split, 0, true, -1);
+  EXPECT_FALSE(q_.packed());
+  std::memset(reinterpret_cast<uint8_t*>(Buf(5)), 0, 12);
+  split.desc[0] = {Buf(5), 40, 0, 0};
+  split.avail->ring[0] = 0;
+  __atomic_store_n(&split.avail->idx, 1, __ATOMIC_RELEASE);
+  ASSERT_EQ(q_.PeekTx(f, 2, &c_, &v_), 1);
+  q_.ReleaseTx(1);  // the packed frame's late release: swallowed
+  EXPECT_EQ(split.used->idx, 0);
+  EXPECT_EQ(q_.in_flight(), 1);
+  q_.ReleaseTx(1);  // the split frame's
+  EXPECT_EQ(split.used->idx, 1);
+  EXPECT_TRUE(v_.empty()) << v_;
+}
+
 TEST_F(PackedFixed, DescriptorBudgetBoundsOneCall) {
   for (int i = 0; i < 2; i++) Post({12, 0, 0, 30}, 0, static_cast<uint16_t>(i));
   GuestFrame f[4];

@@ -13,6 +13,7 @@ void VirtQueue::Configure(std::shared_ptr<const GuestMemory> mem, const RingLayo
                           uint16_t base, bool mergeable, int call_fd, bool event_idx) {
   packed_mode_ = layout.is_packed;
   if (packed_mode_) {
+    configured_ = false;  // the split state stays as Stop() left it
     if (!packed_) packed_ = std::make_unique<PackedVirtQueue>();
     packed_->set_idle_notify(idle_notify_);
     packed_->Configure(std::move(mem), layout.packed, base, mergeable, event_idx, call_fd);
@@ -250,7 +251,24 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
 }
 
 void VirtQueue::ReleaseTx(uint16_t n) {
-  if (packed_mode_) [[unlikely]] return packed_->ReleaseTx(n);
+  if (packed_ != nullptr) [[unlikely]] {
+    // A front end may switch ring kinds across a stop (a reset, new
+    // features) while the dataplane still holds frames of the old kind:
+    // those are the oldest, so the implementation that handed them out
+    // swallows them first, and the other one never sees their release.
+    if (packed_mode_) {
+      const uint32_t s = std::min<uint32_t>(orphaned_, n);
+      orphaned_ -= s;
+      n = static_cast<uint16_t>(n - s);
+      if (orphaned_ == 0 && !configured_) holds_.clear();
+      return packed_->ReleaseTx(n);
+    }
+    const uint16_t s = static_cast<uint16_t>(std::min<uint32_t>(packed_->orphaned(), n));
+    if (s > 0) {
+      packed_->ReleaseTx(s);
+      n = static_cast<uint16_t>(n - s);
+    }
+  }
   const uint32_t swallow = std::min<uint32_t>(orphaned_, n);
   orphaned_ -= swallow;
   n = static_cast<uint16_t>(n - swallow);
