@@ -120,6 +120,12 @@ void PackedVirtQueue::FlushUsedAndNotify() {
   }
   __atomic_store_n(&ring_.desc[batch_[0].slot].flags, batch_[0].flags, __ATOMIC_RELEASE);
   batch_.clear();
+  const uint16_t old_idx = signalled_idx_;
+  const bool old_wrap = signalled_wrap_;
+  // The interrupt decision covers what moved since the previous flush, with
+  // or without a call fd (one may be set later).
+  signalled_idx_ = used_idx_;
+  signalled_wrap_ = used_wrap_;
   if (call_fd_ < 0) return;
   // Full fence between our flags stores and the load of the driver's event
   // suppression structure (§2.8.10): a driver that re-enabled interrupts
@@ -137,16 +143,14 @@ void PackedVirtQueue::FlushUsedAndNotify() {
     const uint32_t off = off_wrap & 0x7fff;
     const bool ew = (off_wrap >> NPA_VRING_PACKED_EVENT_F_WRAP_CTR) != 0;
     if (off < ring_.num) {
-      auto lin = [this](uint32_t idx, bool wrap) { return idx + (wrap ? 0 : ring_.num); };
-      const uint32_t old = lin(signalled_idx_, signalled_wrap_);
+      auto lin = [this](uint32_t idx, bool wrap) { return idx + (wrap ? 0u : ring_.num); };
+      const uint32_t old = lin(old_idx, old_wrap);
       const uint32_t moved = (lin(used_idx_, used_wrap_) + n2 - old) % n2;
       const uint32_t dist = (lin(off, ew) + n2 - old) % n2;
       notify = dist < moved;
     }  // an offset past the ring is nonsense: interrupt (always safe)
   }
   // DESC without EVENT_IDX (not negotiated) or a reserved value: interrupt.
-  signalled_idx_ = used_idx_;
-  signalled_wrap_ = used_wrap_;
   if (notify) {
     const uint64_t one = 1;
     ssize_t r = ::write(call_fd_, &one, sizeof(one));  // non-blocking: full = wakeup pending

@@ -238,9 +238,9 @@ absl::Status VhostSession::OnSetVringNum(VhostMessage& m, VhostReply*) {
   // kick re-checks in case they change in between.
   const bool packed = acked_features() & (1ull << NPA_VIRTIO_F_RING_PACKED);
   if (num == 0 || num > kMaxRingSize || (!packed && (num & (num - 1)) != 0)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        packed ? "vring %u size %u is not in 1..%u" : "vring %u size %u is not a power of two in 1..%u",
-        m.payload.state.index, num, kMaxRingSize));
+    return absl::InvalidArgumentError(absl::StrFormat("vring %u size %u is not %sin 1..%u",
+                                                      m.payload.state.index, num,
+                                                      packed ? "" : "a power of two ", kMaxRingSize));
   }
   if (r->started) return absl::FailedPreconditionError("vring is running");
   r->num = num;
