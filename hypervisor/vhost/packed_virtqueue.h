@@ -5,7 +5,8 @@
 //
 // One ring of descriptors both sides write. The device reads chains in ring
 // order from (avail_idx_, avail_wrap_) and, serving in order, writes one used
-// descriptor per chain at the chain's first slot (§2.8.8: a used descriptor
+// descriptor per chain at the chain's first slot (§2.8 "Next Flag: Descriptor
+// Chaining" and "In-order Descriptors": a used descriptor
 // takes the place of the chain it completes; the next one follows after the
 // chain's length), so the used position trails the avail position by exactly
 // the slots in flight. The base GET/SET_VRING_BASE carry is
