@@ -36,7 +36,16 @@
 //               a vring number >= 2*queue_pairs or listed twice; next_avail or
 //               used_idx over 65535; next_avail - used_idx (mod 2^16) over
 //               32768, the largest split ring (VIRTIO 1.x 2.7: the back end
-//               cannot have taken more than a ring's worth it did not use)
+//               cannot have taken more than a ring's worth it did not use).
+//               Packed rings (VIRTIO 1.1 2.8): both values are the vhost-user
+//               base npa_vring_packed_base(slot, wrap), bit 15 the lap's wrap
+//               counter, carried unchanged so the destination resumes at the
+//               same slot and lap; the same modular check accepts every legal
+//               pair (same lap, or next_avail a lap ahead at a lower slot).
+//               The state does not record the ring kind (no proto change),
+//               so a packed pair is only bounded as a split one; the
+//               destination's back end checks the slot against the ring
+//               size when the shell sets the base.
 //   counters    neither 0 nor exactly queue_pairs entries; a queue number
 //               >= queue_pairs or listed twice; bytes < packets (every frame
 //               is at least one byte)

@@ -1,5 +1,6 @@
 #include "hypervisor/vhost/desc_chain.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -20,6 +21,21 @@ std::string ChainError::Describe() const {
       return absl::StrFormat("descriptor %u has the wrong direction (write flag) for this queue", desc);
     case kIndirect:
       return absl::StrFormat("descriptor %u is indirect, which was not negotiated", desc);
+    case kNotAvailable:
+      return absl::StrFormat(
+          "packed chain from slot %u continues into slot %u, which is not available", other, desc);
+    case kUsedFlags:
+      return absl::StrFormat(
+          "packed slot %u has flags 0x%x: AVAIL and USED both equal the wrap counter (a used "
+          "descriptor where the driver's next one belongs)",
+          desc, len);
+    case kTooLong:
+      return absl::StrFormat("packed chain from slot %u is longer than %u descriptors", other,
+                             kMaxChainDescs);
+    case kPastFree:
+      return absl::StrFormat(
+          "packed chain from slot %u runs past the free part of the ring into slot %u", other,
+          desc);
   }
   return "unknown descriptor error";
 }
@@ -90,6 +106,118 @@ bool WalkChain(const npa_vring_desc* table, uint32_t ring_size, uint32_t head,
     }
     i = next;
   }
+}
+
+PackedWalk WalkPackedChain(const npa_vring_packed_desc* ring, uint32_t ring_size, uint32_t start,
+                           bool wrap, uint32_t max_slots, const GuestMemory& mem, uint32_t* hint,
+                           ChainDir dir, ChainBuf* bufs, uint16_t cap, ChainWalk* walk,
+                           uint16_t* id, ChainError* err) {
+  *walk = ChainWalk{0, 0, false, 0};
+  if (max_slots == 0 || start >= ring_size) return PackedWalk::kEmpty;
+  const volatile npa_vring_packed_desc* vr = ring;
+  const uint16_t want_write = dir == ChainDir::kWritable ? NPA_VRING_DESC_F_WRITE : 0;
+  const uint16_t head = static_cast<uint16_t>(start);
+  uint32_t i = start;
+  bool w = wrap;
+  for (uint32_t n = 0;; ++n) {
+    // Acquire on the flags: the descriptor's other fields (and, for the
+    // head, the whole chain) were written before them (§2.8.21).
+    const uint16_t flags = __atomic_load_n(&ring[i].flags, __ATOMIC_ACQUIRE);
+    if (!PackedAvail(flags, w)) {
+      if (n == 0) {
+        // The slot the driver fills next can hold a descriptor it made
+        // available a lap ago (AVAIL = USED's inverse = !wrap) or one the
+        // device used a lap ago (both = !wrap); both = wrap is neither.
+        const bool a = (flags & NPA_VRING_PACKED_F_AVAIL) != 0;
+        const bool u = (flags & NPA_VRING_PACKED_F_USED) != 0;
+        if (a == w && u == w) {
+          *err = {ChainError::kUsedFlags, static_cast<uint16_t>(i), head, 0, flags};
+          return PackedWalk::kError;
+        }
+        return PackedWalk::kEmpty;
+      }
+      *err = {ChainError::kNotAvailable, static_cast<uint16_t>(i), head, 0, 0};
+      return PackedWalk::kError;
+    }
+    const uint64_t addr = vr[i].addr;
+    const uint32_t len = vr[i].len;
+    const uint16_t did = vr[i].id;
+    if (flags & NPA_VRING_DESC_F_INDIRECT) {
+      *err = {ChainError::kIndirect, static_cast<uint16_t>(i), 0, addr, len};
+      return PackedWalk::kError;
+    }
+    if ((flags & NPA_VRING_DESC_F_WRITE) != want_write) {
+      *err = {ChainError::kWrongDirection, static_cast<uint16_t>(i), 0, addr, len};
+      return PackedWalk::kError;
+    }
+    if (len != 0) {
+      uint8_t* host = mem.GpaToHost(addr, len, hint);
+      if (host == nullptr) {
+        *err = {ChainError::kOutsideMemory, static_cast<uint16_t>(i), 0, addr, len};
+        return PackedWalk::kError;
+      }
+      if (walk->nbufs < cap) {
+        bufs[walk->nbufs++] = {host, len};
+      } else {
+        walk->truncated = true;
+      }
+      walk->total_len += len;
+    }
+    walk->ndesc = static_cast<uint16_t>(n + 1);
+    if (!(flags & NPA_VRING_DESC_F_NEXT)) {
+      *id = did;
+      return PackedWalk::kOk;
+    }
+    if (n + 1 == kMaxChainDescs) {
+      *err = {ChainError::kTooLong, static_cast<uint16_t>(i), head, 0, 0};
+      return PackedWalk::kError;
+    }
+    if (n + 1 == max_slots) {  // also caps the chain at the ring size
+      *err = {ChainError::kPastFree, static_cast<uint16_t>((i + 1) % ring_size), head, 0, 0};
+      return PackedWalk::kError;
+    }
+    if (++i == ring_size) {  // the chain crosses the end: the next lap's counter
+      i = 0;
+      w = !w;
+    }
+  }
+}
+
+uint32_t RxSource::CopyTo(uint8_t* dst, uint32_t len) {
+  uint32_t done = 0;
+  while (done < len && left > 0) {
+    if (hdr_left > 0) {
+      const uint32_t t = std::min(hdr_left, len - done);
+      std::memcpy(dst + done, hdr + (kNetHdrLen - hdr_left), t);
+      hdr_left -= t;
+      done += t;
+      left -= t;
+      continue;
+    }
+    if (seg >= nsegs) {  // caller's len disagreed with its segments
+      left = 0;
+      break;
+    }
+    const size_t avail = segs[seg].iov_len - off;
+    const uint32_t t = static_cast<uint32_t>(std::min<size_t>(avail, len - done));
+    std::memcpy(dst + done, static_cast<const uint8_t*>(segs[seg].iov_base) + off, t);
+    done += t;
+    left -= t;
+    off += t;
+    if (off == segs[seg].iov_len) {
+      ++seg;
+      off = 0;
+    }
+  }
+  return done;
+}
+
+uint8_t* StreamByte(const ChainBuf* bufs, uint16_t nbufs, uint32_t pos) {
+  for (uint16_t i = 0; i < nbufs; ++i) {
+    if (pos < bufs[i].len) return bufs[i].host + pos;
+    pos -= bufs[i].len;
+  }
+  return nullptr;
 }
 
 bool SplitNetHdr(const ChainBuf* bufs, uint16_t nbufs, GuestFrame* frame) {

@@ -29,6 +29,16 @@ namespace npa::agent {
 // (counted), RX uses only the buffers stored.
 inline constexpr uint32_t kMaxChainDescs = 64;
 
+// Limits shared by the split (virtqueue.h) and packed (packed_virtqueue.h) queues.
+inline constexpr uint32_t kMaxRingSize = 32768;  // §2.7: Queue Size <= 32768
+// Largest frame moved either way: 64 KiB (TSO) plus an Ethernet+VLAN header.
+inline constexpr uint32_t kMaxFrameLen = 65536 + 18;
+// Descriptors one RX frame may take over all its chains (mergeable buffers):
+// a guest posting tiny RX buffers gets its frames dropped (counted), not
+// hundreds of chains walked per frame. 512-byte buffers still hold a 64 KiB
+// TSO frame.
+inline constexpr uint32_t kMaxRxDescsPerFrame = 128;
+
 // TX chains must be device-readable only, RX chains device-writable only
 // (virtio-net uses no mixed chains).
 enum class ChainDir : uint8_t { kReadable, kWritable };
@@ -53,6 +63,11 @@ struct ChainError {
     kOutsideMemory,
     kWrongDirection,
     kIndirect,
+    // Packed ring (§2.8) only:
+    kNotAvailable,  // a chain continues into a slot the driver did not make available
+    kUsedFlags,     // the head slot carries AVAIL == USED == the current wrap counter
+    kTooLong,       // a packed chain longer than kMaxChainDescs
+    kPastFree,      // a packed chain runs into slots the device still holds
   };
   Kind kind;
   uint16_t desc;   // descriptor index at fault
@@ -73,6 +88,52 @@ struct ChainError {
 bool WalkChain(const npa_vring_desc* table, uint32_t ring_size, uint32_t head,
                const GuestMemory& mem, uint32_t* hint, ChainDir dir, ChainBuf* bufs, uint16_t cap,
                ChainWalk* walk, ChainError* err);
+
+// ---- Packed virtqueue (VIRTIO 1.1+ §2.8) ----------------------------------
+
+// True when a packed descriptor's flags say "available in the lap whose wrap
+// counter is `wrap`" (§2.8.1: AVAIL == wrap, USED != wrap).
+inline bool PackedAvail(uint16_t flags, bool wrap) {
+  const bool a = (flags & NPA_VRING_PACKED_F_AVAIL) != 0;
+  const bool u = (flags & NPA_VRING_PACKED_F_USED) != 0;
+  return a == wrap && u != wrap;
+}
+
+enum class PackedWalk : uint8_t { kEmpty, kOk, kError };
+
+// Walks the packed chain whose head is ring slot `start` in the lap with
+// wrap counter `wrap`, in a ring of ring_size (1..32768, any value) slots.
+// max_slots: slots the device may read (ring_size minus what it holds).
+// kEmpty: the head is not available (or max_slots is 0), nothing read
+// beyond the head's flags. kOk: *walk and bufs as WalkChain, *id the buffer
+// id (§2.8.13: from the chain's last descriptor), walk->ndesc the slots the
+// chain takes. kError: *err says why. Unlike a split chain, a packed chain
+// cannot be skipped without walking it (its length decides where the next
+// one starts), so one longer than kMaxChainDescs is a violation, not a drop.
+// Each descriptor is read once (volatile), flags first with acquire
+// (§2.8.21: the driver writes a head's flags after the rest of the chain).
+PackedWalk WalkPackedChain(const npa_vring_packed_desc* ring, uint32_t ring_size, uint32_t start,
+                           bool wrap, uint32_t max_slots, const GuestMemory& mem, uint32_t* hint,
+                           ChainDir dir, ChainBuf* bufs, uint16_t cap, ChainWalk* walk,
+                           uint16_t* id, ChainError* err);
+
+// The byte stream of one RX frame: the 12-byte header, then the segments.
+// Shared by the split and the packed RX paths.
+struct RxSource {
+  const uint8_t* hdr;
+  uint32_t hdr_left;
+  const iovec* segs;
+  uint16_t nsegs;
+  uint16_t seg = 0;
+  size_t off = 0;
+  uint32_t left;  // bytes still to copy (header included)
+
+  // Copies up to len bytes to dst; returns bytes copied.
+  uint32_t CopyTo(uint8_t* dst, uint32_t len);
+};
+
+// Where stream byte `pos` of a chain's buffers landed (nullptr: past them).
+uint8_t* StreamByte(const ChainBuf* bufs, uint16_t nbufs, uint32_t pos);
 
 // Splits a TX chain's buffers into the 12-byte virtio_net_hdr (copied out,
 // may span buffers) and frame segments. false when the chain is shorter than

@@ -81,7 +81,11 @@ static_assert(sizeof(npa_virtio_net_hdr_v1) == 12, "VIRTIO 1.x §5.1.6 layout");
 inline constexpr uint64_t kDefaultFeatures =
     (1ull << NPA_VIRTIO_F_VERSION_1) | (1ull << NPA_VIRTIO_NET_F_MRG_RXBUF) |
     (1ull << NPA_VIRTIO_NET_F_MQ) | (1ull << NPA_VIRTIO_NET_F_MTU) |
-    (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES);
+    (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES) |
+    // Packed rings (§2.8, packed_virtqueue.h) and event indices (§2.7.7.2,
+    // §2.8.10): a front end that does not ack them gets split rings and
+    // flag-based notification, as before.
+    (1ull << NPA_VIRTIO_F_RING_PACKED) | (1ull << NPA_VIRTIO_F_RING_EVENT_IDX);
 // Offloads an owner may add to Options::features when its uplink/switch can
 // honour the virtio_net_hdr they imply (TAP with IFF_VNET_HDR does).
 inline constexpr uint64_t kOffloadFeatures =
@@ -89,7 +93,7 @@ inline constexpr uint64_t kOffloadFeatures =
     (1ull << NPA_VIRTIO_NET_F_HOST_TSO4) | (1ull << NPA_VIRTIO_NET_F_HOST_TSO6) |
     (1ull << NPA_VIRTIO_NET_F_GUEST_TSO4) | (1ull << NPA_VIRTIO_NET_F_GUEST_TSO6);
 // Every feature bit this implementation can honour; Options::features must be
-// a subset (Create rejects others). No INDIRECT_DESC, no EVENT_IDX, no packed.
+// a subset (Create rejects others). No INDIRECT_DESC.
 inline constexpr uint64_t kSupportedFeatures = kDefaultFeatures | kOffloadFeatures;
 
 // A frame in guest memory, validated: segs point into the agent's mapping of

@@ -52,6 +52,32 @@ absl::StatusOr<VhostSession::Vring*> VhostSession::RingFromIndex(uint32_t index)
 absl::StatusOr<RingLayout> VhostSession::Translate(const GuestMemory& mem, const Vring& r) const {
   const uint64_t n = r.num;
   const auto& a = r.addr;
+  if (acked_features() & (1ull << NPA_VIRTIO_F_RING_PACKED)) {
+    // vhost-user on a packed ring (as QEMU and DPDK use it): desc = the
+    // descriptor ring, avail = the driver event suppression area, used =
+    // the device's. §2.8.10.1: ring 16-aligned, each area 4-aligned.
+    if ((a.desc_user_addr & 15) || (a.avail_user_addr & 3) || (a.used_user_addr & 3)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "packed ring addresses desc 0x%x driver area 0x%x device area 0x%x are misaligned",
+          a.desc_user_addr, a.avail_user_addr, a.used_user_addr));
+    }
+    RingLayout l{r.num, nullptr, nullptr, nullptr};
+    l.is_packed = true;
+    l.packed.num = r.num;
+    l.packed.desc = reinterpret_cast<npa_vring_packed_desc*>(
+        mem.UvaToHost(a.desc_user_addr, npa_vring_packed_desc_size(r.num)));
+    l.packed.driver = reinterpret_cast<npa_vring_packed_desc_event*>(
+        mem.UvaToHost(a.avail_user_addr, sizeof(npa_vring_packed_desc_event)));
+    l.packed.device = reinterpret_cast<npa_vring_packed_desc_event*>(
+        mem.UvaToHost(a.used_user_addr, sizeof(npa_vring_packed_desc_event)));
+    if (l.packed.desc == nullptr || l.packed.driver == nullptr || l.packed.device == nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "packed ring of %u entries at desc 0x%x driver area 0x%x device area 0x%x is not inside "
+          "guest memory",
+          r.num, a.desc_user_addr, a.avail_user_addr, a.used_user_addr));
+    }
+    return l;
+  }
   // §2.7: descriptor table 16-aligned, avail ring 2-aligned, used ring 4-aligned.
   if ((a.desc_user_addr & 15) || (a.avail_user_addr & 1) || (a.used_user_addr & 3)) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -207,9 +233,14 @@ absl::Status VhostSession::OnSetMemTable(VhostMessage& m, VhostReply*) {
 absl::Status VhostSession::OnSetVringNum(VhostMessage& m, VhostReply*) {
   NPA_ASSIGN_OR_RETURN(Vring * r, RingFromIndex(m.payload.state.index));
   const uint32_t num = m.payload.state.num;
-  if (num == 0 || num > kMaxRingSize || (num & (num - 1)) != 0) {
-    return absl::InvalidArgumentError(absl::StrFormat("vring %u size %u is not a power of two in 1..%u",
-                                                      m.payload.state.index, num, kMaxRingSize));
+  // §2.8.2: a packed ring may have any size up to 32768; a split one is a
+  // power of two (§2.7). Front ends ack features before sizing rings; the
+  // kick re-checks in case they change in between.
+  const bool packed = acked_features() & (1ull << NPA_VIRTIO_F_RING_PACKED);
+  if (num == 0 || num > kMaxRingSize || (!packed && (num & (num - 1)) != 0)) {
+    return absl::InvalidArgumentError(absl::StrFormat("vring %u size %u is not %sin 1..%u",
+                                                      m.payload.state.index, num,
+                                                      packed ? "" : "a power of two ", kMaxRingSize));
   }
   if (r->started) return absl::FailedPreconditionError("vring is running");
   r->num = num;
@@ -236,6 +267,8 @@ absl::Status VhostSession::OnSetVringAddr(VhostMessage& m, VhostReply*) {
 absl::Status VhostSession::OnSetVringBase(VhostMessage& m, VhostReply*) {
   NPA_ASSIGN_OR_RETURN(Vring * r, RingFromIndex(m.payload.state.index));
   if (m.payload.state.num > 0xffff) {
+    // Split: the 16-bit avail index. Packed: bits 0..14 the slot, bit 15
+    // the wrap counter (checked against the size at the kick).
     return absl::InvalidArgumentError(absl::StrFormat("vring base %u > 65535", m.payload.state.num));
   }
   if (r->started) return absl::FailedPreconditionError("vring is running");
@@ -313,6 +346,16 @@ absl::Status VhostSession::OnSetVringFd(VhostMessage& m, VhostReply*) {
         "vring %u kicked before it has %s", index,
         state() != kMemReady ? "a memory table" : r->num == 0 ? "a size" : "addresses"));
   }
+  const bool packed = acked_features() & (1ull << NPA_VIRTIO_F_RING_PACKED);
+  if (!r->started && !packed && (r->num & (r->num - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vring %u size %u is not a power of two and VIRTIO_F_RING_PACKED is not acked", index, r->num));
+  }
+  if (!r->started && packed && PackedBaseIdx(r->base) >= r->num) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "packed vring %u base 0x%x names slot %u of a ring of %u", index, r->base,
+        PackedBaseIdx(r->base), r->num));
+  }
   NPA_ASSIGN_OR_RETURN(RingLayout layout, Translate(*mem_, *r));
   std::lock_guard<std::mutex> l(mu_);
   // A replaced kick fd is closed here and now (old, after the lock): the
@@ -321,7 +364,12 @@ absl::Status VhostSession::OnSetVringFd(VhostMessage& m, VhostReply*) {
   old = std::exchange(r->kick, std::move(fd));
   if (!r->started) {
     const bool mrg = acked_features() & (1ull << VIRTIO_NET_F_MRG_RXBUF);
-    r->vq.Configure(mem_, layout, r->base, mrg, r->call.get());
+    const bool event_idx = acked_features() & (1ull << NPA_VIRTIO_F_RING_EVENT_IDX);
+    r->vq.Configure(mem_, layout, r->base, mrg, r->call.get(), event_idx);
+    // The ring kind, for operators and for the interop tests that prove
+    // which one a front end negotiated.
+    NPA_LOG(Info, "vhost-user[%s]: vring %u started: %s ring of %u, base 0x%x%s", opts_.name.c_str(),
+            index, packed ? "packed" : "split", r->num, r->base, event_idx ? ", event_idx" : "");
     r->started = true;
     // Without F_PROTOCOL_FEATURES rings start enabled (spec, "Ring states").
     if (!(acked_features() & (1ull << NPA_VHOST_USER_F_PROTOCOL_FEATURES))) r->enabled = true;

@@ -10,7 +10,17 @@
 namespace npa::agent {
 
 void VirtQueue::Configure(std::shared_ptr<const GuestMemory> mem, const RingLayout& layout,
-                          uint16_t base, bool mergeable, int call_fd) {
+                          uint16_t base, bool mergeable, int call_fd, bool event_idx) {
+  packed_mode_ = layout.is_packed;
+  if (packed_mode_) {
+    configured_ = false;  // the split state stays as Stop() left it
+    if (!packed_) packed_ = std::make_unique<PackedVirtQueue>();
+    packed_->set_idle_notify(idle_notify_);
+    packed_->Configure(std::move(mem), layout.packed, base, mergeable, event_idx, call_fd);
+    call_fd_ = call_fd;
+    return;
+  }
+  event_idx_ = event_idx;
   if (orphaned_ > 0 && mem_ != nullptr && mem_ != mem) holds_.push_back(mem_);
   mem_ = std::move(mem);
   ring_ = layout;
@@ -26,6 +36,7 @@ void VirtQueue::Configure(std::shared_ptr<const GuestMemory> mem, const RingLayo
 }
 
 void VirtQueue::Remap(std::shared_ptr<const GuestMemory> mem, const RingLayout& layout) {
+  if (packed_mode_) return packed_->Remap(std::move(mem), layout.packed);
   // Frames handed out still point into the old mapping: keep it until they
   // are released.
   if ((in_flight() > 0 || orphaned_ > 0) && mem_ != mem) holds_.push_back(mem_);
@@ -37,6 +48,7 @@ void VirtQueue::Remap(std::shared_ptr<const GuestMemory> mem, const RingLayout& 
 }
 
 uint16_t VirtQueue::Stop() {
+  if (packed_mode_) return packed_->Stop();
   if (!configured_) return last_avail_;
   for (uint32_t i = pend_rd_; i != pend_wr_; ++i) {
     if (!pending_[i & mask_].dropped) ++orphaned_;
@@ -53,9 +65,18 @@ uint16_t VirtQueue::Stop() {
 
 void VirtQueue::set_idle_notify(bool want_kicks) {
   idle_notify_ = want_kicks;
+  if (packed_mode_) return packed_->set_idle_notify(want_kicks);
   if (!configured_) return;
   __atomic_store_n(&ring_.used->flags, want_kicks ? 0 : NPA_VRING_USED_F_NO_NOTIFY,
                    __ATOMIC_RELAXED);
+  if (event_idx_) {
+    // §2.7.10.1: with EVENT_IDX the driver ignores NO_NOTIFY and kicks when
+    // avail->idx passes avail_event. Wanting kicks: at the next entry we
+    // read. Not wanting them: one behind, so only a full 2^16 lap kicks.
+    __atomic_store_n(npa_vring_avail_event(ring_.used, ring_.num),
+                     static_cast<uint16_t>(want_kicks ? last_avail_ : last_avail_ - 1),
+                     __ATOMIC_RELAXED);
+  }
   // Order the flag store before the caller's next avail->idx load (store ->
   // load needs a full fence): otherwise a guest that read NO_NOTIFY just
   // before we cleared it skips the kick and we miss its frame while asleep.
@@ -89,6 +110,7 @@ void VirtQueue::PushUsed(uint16_t head, uint32_t len) {
 
 void VirtQueue::PublishUsedAndNotify() {
   if (used_shadow_ == used_published_) return;
+  const uint16_t old = used_published_;
   // Release: the used elements (and, for RX, the packet bytes) written above
   // must be visible before the index that hands them to the driver (§2.7.8).
   // One store per burst.
@@ -99,8 +121,18 @@ void VirtQueue::PublishUsedAndNotify() {
   // driver that re-enabled interrupts after checking the old used->idx must
   // either see our new idx or be seen by us (store->load, §2.7.10).
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  const uint16_t flags = __atomic_load_n(&ring_.avail->flags, __ATOMIC_RELAXED);
-  if (!(flags & NPA_VRING_AVAIL_F_NO_INTERRUPT)) {
+  bool notify;
+  if (event_idx_) {
+    // §2.7.7.2: interrupt only if this publish moved used->idx past the
+    // used_event the driver left after the avail ring (it ignores flags).
+    const uint16_t ev = __atomic_load_n(npa_vring_used_event(ring_.avail, ring_.num),
+                                        __ATOMIC_RELAXED);
+    notify = npa_vring_need_event(ev, used_shadow_, old);
+  } else {
+    const uint16_t flags = __atomic_load_n(&ring_.avail->flags, __ATOMIC_RELAXED);
+    notify = !(flags & NPA_VRING_AVAIL_F_NO_INTERRUPT);
+  }
+  if (notify) {
     const uint64_t one = 1;
     // Non-blocking eventfd (checked at SET_VRING_CALL): a full counter is
     // the only failure and means the guest has a wakeup pending anyway.
@@ -111,6 +143,7 @@ void VirtQueue::PublishUsedAndNotify() {
 
 uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::string* violation,
                           uint32_t* desc_budget) {
+  if (packed_mode_) [[unlikely]] return packed_->PeekTx(out, n, c, violation, desc_budget);
   if (!configured_ || n == 0) return 0;
   // Acquire as in AvailEntries. An index equal to last_avail_ is the empty
   // poll, and never a violation (idx - used_shadow_ is then what we hold in
@@ -218,6 +251,24 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
 }
 
 void VirtQueue::ReleaseTx(uint16_t n) {
+  if (packed_ != nullptr) [[unlikely]] {
+    // A front end may switch ring kinds across a stop (a reset, new
+    // features) while the dataplane still holds frames of the old kind:
+    // those are the oldest, so the implementation that handed them out
+    // swallows them first, and the other one never sees their release.
+    if (packed_mode_) {
+      const uint32_t s = std::min<uint32_t>(orphaned_, n);
+      orphaned_ -= s;
+      n = static_cast<uint16_t>(n - s);
+      if (orphaned_ == 0 && !configured_) holds_.clear();
+      return packed_->ReleaseTx(n);
+    }
+    const uint16_t s = static_cast<uint16_t>(std::min<uint32_t>(packed_->orphaned(), n));
+    if (s > 0) {
+      packed_->ReleaseTx(s);
+      n = static_cast<uint16_t>(n - s);
+    }
+  }
   const uint32_t swallow = std::min<uint32_t>(orphaned_, n);
   orphaned_ -= swallow;
   n = static_cast<uint16_t>(n - swallow);
@@ -238,62 +289,10 @@ void VirtQueue::ReleaseTx(uint16_t n) {
   PublishUsedAndNotify();
 }
 
-namespace {
-
-// The byte stream of one RX frame: the 12-byte header, then the segments.
-struct RxSource {
-  const uint8_t* hdr;
-  uint32_t hdr_left;
-  const iovec* segs;
-  uint16_t nsegs;
-  uint16_t seg = 0;
-  size_t off = 0;
-  uint32_t left;  // bytes still to copy (header included)
-
-  // Copies up to len bytes to dst; returns bytes copied.
-  uint32_t CopyTo(uint8_t* dst, uint32_t len) {
-    uint32_t done = 0;
-    while (done < len && left > 0) {
-      if (hdr_left > 0) {
-        const uint32_t t = std::min(hdr_left, len - done);
-        std::memcpy(dst + done, hdr + (kNetHdrLen - hdr_left), t);
-        hdr_left -= t;
-        done += t;
-        left -= t;
-        continue;
-      }
-      if (seg >= nsegs) {  // caller's len disagreed with its segments
-        left = 0;
-        break;
-      }
-      const size_t avail = segs[seg].iov_len - off;
-      const uint32_t t = static_cast<uint32_t>(std::min<size_t>(avail, len - done));
-      std::memcpy(dst + done, static_cast<const uint8_t*>(segs[seg].iov_base) + off, t);
-      done += t;
-      left -= t;
-      off += t;
-      if (off == segs[seg].iov_len) {
-        ++seg;
-        off = 0;
-      }
-    }
-    return done;
-  }
-};
-
-// Where stream byte `pos` of a chain's buffers landed.
-uint8_t* StreamByte(const ChainBuf* bufs, uint16_t nbufs, uint32_t pos) {
-  for (uint16_t i = 0; i < nbufs; ++i) {
-    if (pos < bufs[i].len) return bufs[i].host + pos;
-    pos -= bufs[i].len;
-  }
-  return nullptr;
-}
-
-}  // namespace
 
 uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* c,
                               std::string* violation, RxFull full) {
+  if (packed_mode_) [[unlikely]] return packed_->EnqueueRx(pkts, n, c, violation, full);
   if (!configured_) {
     if (full == RxFull::kDrop) c->rx_dropped += n;
     return 0;

@@ -21,25 +21,20 @@
 
 #include "hypervisor/vhost/desc_chain.h"
 #include "hypervisor/vhost/guest_memory.h"
+#include "hypervisor/vhost/packed_virtqueue.h"
 #include "hypervisor/vhost/vhost_device.h"
 #include "npa/virtio_ring.h"
 
 namespace npa::agent {
 
-inline constexpr uint32_t kMaxRingSize = 32768;  // §2.7: Queue Size <= 32768
-// Largest frame moved either way: 64 KiB (TSO) plus an Ethernet+VLAN header.
-inline constexpr uint32_t kMaxFrameLen = 65536 + 18;
-// Descriptors one RX frame may take over all its chains (mergeable buffers):
-// a guest posting tiny RX buffers gets its frames dropped (counted), not
-// hundreds of chains walked per frame. 512-byte buffers still hold a 64 KiB
-// TSO frame.
-inline constexpr uint32_t kMaxRxDescsPerFrame = 128;
-
 struct RingLayout {
-  uint32_t num;  // power of two, 1..kMaxRingSize
+  uint32_t num;  // split: power of two, 1..kMaxRingSize; packed: 1..kMaxRingSize
   npa_vring_desc* desc;
   npa_vring_avail* avail;
   npa_vring_used* used;
+  // VIRTIO_F_RING_PACKED acked: the ring is `packed` (desc/avail/used unused).
+  bool is_packed = false;
+  PackedRingLayout packed{};
 };
 
 class VirtQueue {
@@ -47,16 +42,25 @@ class VirtQueue {
   // Start serving the ring from avail index `base` (SET_VRING_BASE). The
   // used index we write continues from base too: for in-order device use
   // (ours) used->idx == last_avail_idx whenever nothing is in flight.
+  // A packed layout (layout.is_packed) hands every later call to a
+  // PackedVirtQueue: one branch per call (per burst), none per frame, and
+  // the split fast path stays as it was. base is then
+  // npa_vring_packed_base(idx, wrap). event_idx: VIRTIO_F_RING_EVENT_IDX
+  // acked (interrupts per used_event / the driver's event suppression).
   void Configure(std::shared_ptr<const GuestMemory> mem, const RingLayout& layout, uint16_t base,
-                 bool mergeable, int call_fd);
+                 bool mergeable, int call_fd, bool event_idx = false);
   // Re-point the ring after a new memory table (same guest addresses).
   void Remap(std::shared_ptr<const GuestMemory> mem, const RingLayout& layout);
-  void SetCallFd(int fd) { call_fd_ = fd; }
+  void SetCallFd(int fd) {
+    call_fd_ = fd;
+    if (packed_) packed_->SetCallFd(fd);
+  }
   // Stop: returns the avail index to report in GET_VRING_BASE. In-flight TX
   // frames (peeked, not released) are NOT counted as consumed, so a restart
   // re-reads them instead of losing them; their late ReleaseTx is ignored.
   uint16_t Stop();
-  bool configured() const { return configured_; }
+  bool configured() const { return packed_mode_ ? packed_->configured() : configured_; }
+  bool packed() const { return packed_mode_; }
   void set_idle_notify(bool want_kicks);
 
   // TX: up to n frames. *violation non-empty => ring protocol violation.
@@ -76,7 +80,9 @@ class VirtQueue {
   uint16_t EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* c, std::string* violation,
                      RxFull full = RxFull::kDrop);
 
-  uint16_t in_flight() const { return static_cast<uint16_t>(pend_wr_ - pend_rd_); }
+  uint16_t in_flight() const {
+    return packed_mode_ ? packed_->in_flight() : static_cast<uint16_t>(pend_wr_ - pend_rd_);
+  }
 
  private:
   struct Pending {
@@ -102,6 +108,10 @@ class VirtQueue {
   uint16_t used_shadow_ = 0;  // next used slot; published to used->idx per burst
   uint16_t used_published_ = 0;
   bool idle_notify_ = false;
+  bool event_idx_ = false;
+  // The packed implementation, made on the first packed Configure.
+  bool packed_mode_ = false;
+  std::unique_ptr<PackedVirtQueue> packed_;
   std::vector<Pending> pending_;  // TX chains read from avail, not yet used (ring of num)
   uint32_t pend_rd_ = 0, pend_wr_ = 0;
   // Frames handed out before a Stop(): their ReleaseTx is swallowed.

@@ -1,5 +1,8 @@
 #include "hypervisor/vhost/virtqueue.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <vector>
 
@@ -84,6 +87,38 @@ TEST_F(VirtQueueTest, StopReportsOnlyReleasedAndSwallowsLateRelease) {
   EXPECT_EQ(layout_.used->idx, 1);
   ASSERT_EQ(q_.PeekTx(f, 2, &c_, &v_), 1);  // re-read after restart
   EXPECT_EQ(f[0].head, 1);
+}
+
+// VIRTIO_F_RING_EVENT_IDX (§2.7.7.2 / §2.7.10.1): interrupts only when the
+// used index passes used_event; avail_event follows set_idle_notify.
+TEST_F(VirtQueueTest, EventIdxInterruptsOnlyWhenUsedEventIsCrossed) {
+  const int efd = eventfd(0, EFD_NONBLOCK);
+  ASSERT_GE(efd, 0);
+  q_.Configure(mem_, layout_, 0, true, efd, /*event_idx=*/true);
+  *npa_vring_used_event(layout_.avail, kNum) = 2;  // "interrupt once used idx passes 2"
+  layout_.avail->flags = NPA_VRING_AVAIL_F_NO_INTERRUPT;  // ignored with EVENT_IDX
+  auto calls = [efd] {
+    uint64_t v = 0;
+    return read(efd, &v, sizeof(v)) == sizeof(v) ? v : 0;
+  };
+  GuestFrame f[1];
+  uint64_t per[5];
+  for (uint16_t i = 0; i < 5; i++) {
+    std::memset(buf(i), 0, 12);
+    Post(i, 40, 0);
+    ASSERT_EQ(q_.PeekTx(f, 1, &c_, &v_), 1);
+    q_.ReleaseTx(1);
+    per[i] = calls();
+  }
+  // used idx goes 1, 2, 3, 4, 5: only the move 2 -> 3 crosses used_event 2.
+  EXPECT_EQ(per[0] + per[1], 0u);
+  EXPECT_EQ(per[2], 1u);
+  EXPECT_EQ(per[3] + per[4], 0u);
+  q_.set_idle_notify(true);
+  EXPECT_EQ(*npa_vring_avail_event(layout_.used, kNum), 5);  // kick me at the next entry
+  q_.set_idle_notify(false);
+  EXPECT_EQ(*npa_vring_avail_event(layout_.used, kNum), 4);  // only after a 2^16 lap
+  close(efd);
 }
 
 TEST_F(VirtQueueTest, RxMergeableSpansBuffers) {

@@ -100,6 +100,18 @@ for i in range(4):
 struct.pack_into("<HH", rx, 0x4000, 0, 4)
 struct.pack_into("<HHHH", rx, 0x4004, 0, 1, 2, 3)
 write("desc_chain", "rx_four_buffers", bytes([3, 1, 0, 0]) + bytes(rx))
+# Packed rings (byte 1 bit 1): flags AVAIL = bit 7, USED = bit 15, NEXT = 1,
+# WRITE = 2. Size 1 + b0 % 200.
+AV, US = 0x80, 0x8000
+pk = bytearray(0x6000)
+struct.pack_into("<QIHH", pk, 0, 0x10000 + 0x8000, 100, 5, AV)           # slot 0: one frame, id 5
+struct.pack_into("<QIHH", pk, 16, 0x10000 + 0x8100, 12, 0, AV | 1)       # slots 1-2: a chain, id 6
+struct.pack_into("<QIHH", pk, 32, 0x10000 + 0x8200, 60, 6, AV)
+write("desc_chain", "packed_tx_wrap1", bytes([6, 3, 0, 0x80]) + bytes(pk))   # 7 slots, base 0 wrap 1
+pw = bytearray(0x6000)
+for i in range(7):                                                      # lap 2 (wrap 0): AVAIL 0, USED 1
+    struct.pack_into("<QIHH", pw, 16 * i, 0x10000 + 0x8000 + 0x100 * i, 0x100, i, US | 2)
+write("desc_chain", "packed_rx_wrap0_at_5", bytes([6, 3, 5, 0]) + bytes(pw))  # base slot 5, wrap 0
 
 # ---- plugin_table: [flags][opt][npa_plugin_info][name 256][vendor 256]
 #      [version 256][ctrl ops][fast ops][id table] (plugin_table_fuzz.cc) ----

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "tests/hostile/evil_packed.h"
 
 namespace npa::agent::evil {
 
@@ -317,7 +318,15 @@ const Attack kAttacks[] = {
 
 }  // namespace
 
-std::span<const Attack> Attacks() { return kAttacks; }
+std::span<const Attack> Attacks() {
+  static const std::vector<Attack> all = [] {
+    std::vector<Attack> v(std::begin(kAttacks), std::end(kAttacks));
+    const std::span<const Attack> p = PackedAttacks();
+    v.insert(v.end(), p.begin(), p.end());
+    return v;
+  }();
+  return all;
+}
 
 void SetFdProbe(std::function<int()> probe) { FdProbe() = std::move(probe); }
 
@@ -332,7 +341,7 @@ int CountFds(int pid) {
 }
 
 const Attack* FindAttack(const std::string& name) {
-  for (const Attack& a : kAttacks) {
+  for (const Attack& a : Attacks()) {
     if (name == a.name) return &a;
   }
   return nullptr;

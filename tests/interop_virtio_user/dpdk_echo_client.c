@@ -4,11 +4,11 @@
  * content at each size on every queue, and checks that every echoed frame
  * comes back complete, unaltered and in order.
  *
- *   dpdk_echo_client --socket PATH [--queues N] [--mrg 0|1] [--count N]
+ *   dpdk_echo_client --socket PATH [--queues N] [--mrg 0|1] [--packed 0|1] [--count N]
  *                    [--sizes 64,1500] [--prefix NAME]
  *
  * Exit 0 when every frame came back intact, 1 otherwise (with the first
- * mismatch printed).
+ * mismatch printed). --packed 1: DPDK's packed_vq=1 (VIRTIO 1.1 2.8 rings).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -63,7 +63,7 @@ static int Check(struct rte_mbuf* m, uint32_t want_seq, uint16_t q, uint32_t siz
 int main(int argc, char** argv) {
   const char* sock = NULL;
   const char* prefix = "npa-echo";
-  int queues = 1, mrg = 1;
+  int queues = 1, mrg = 1, packed = 0;
   uint32_t count = 2000;
   uint32_t sizes[8] = {64, 1500};
   int nsizes = 2;
@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
     if (!strcmp(argv[i], "--socket")) sock = argv[i + 1];
     else if (!strcmp(argv[i], "--queues")) queues = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--mrg")) mrg = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--packed")) packed = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--count")) count = (uint32_t)atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--prefix")) prefix = argv[i + 1];
     else if (!strcmp(argv[i], "--sizes")) {
@@ -79,11 +80,11 @@ int main(int argc, char** argv) {
     } else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
   }
   if (!sock || queues < 1 || queues > MAX_QUEUES) {
-    fprintf(stderr, "usage: %s --socket PATH [--queues 1..4] [--mrg 0|1] [--count N] [--sizes a,b] [--prefix P]\n", argv[0]);
+    fprintf(stderr, "usage: %s --socket PATH [--queues 1..4] [--mrg 0|1] [--packed 0|1] [--count N] [--sizes a,b] [--prefix P]\n", argv[0]);
     return 2;
   }
   char vdev[512], fp[300];
-  snprintf(vdev, sizeof(vdev), "net_virtio_user0,path=%s,queues=%d,mrg_rxbuf=%d,queue_size=256", sock, queues, mrg);
+  snprintf(vdev, sizeof(vdev), "net_virtio_user0,path=%s,queues=%d,mrg_rxbuf=%d,queue_size=256,packed_vq=%d", sock, queues, mrg, packed);
   snprintf(fp, sizeof(fp), "--file-prefix=%s", prefix);
   char* eal[] = {argv[0], "--no-pci", "--no-huge", "-m", "256", "--vdev", vdev, fp, "-l", "0",
                  "--log-level", "pmd.net.virtio.*:info", "--no-telemetry"};
