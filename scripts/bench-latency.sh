@@ -31,6 +31,9 @@
 # Env:     REPS=5 COUNT=100000 (poll round trips kept) INTR_COUNT=20000
 #          RATE=10000 LIGHT_S=10 SIZE=64 NICE=0 QUIET_MAX=60
 #          OUTDIR=/tmp/npa-bench-latency
+#          IDLE_SPINS=N   npa-agent --idle-spins N (default: the agent's)
+#          NICE=-20       every measured process, and this session's autogroup,
+#                         at that niceness (both sides alike)
 # Output:  a table, and as the LAST line one JSON object:
 #   {"bench":"latency","reps":..,"npa_poll_p50_us":..,"npa_poll_p99_us":..,
 #    "npa_poll_p999_us":..,"dpdk_poll_p50_us":..,...,"npa_intr_...":..,
@@ -65,6 +68,7 @@ done
 [ "$REPS" -ge 1 ] && [ "$COUNT" -ge 100 ] && [ "$INTR_COUNT" -ge 100 ] && [ "$RATE" -ge 100 ] &&
   [ "$LIGHT_S" -ge 2 ] && [ "$SIZE" -ge 60 ] && [ "$SIZE" -le 1514 ] ||
   { echo "bench-latency: want REPS>=1 COUNT,INTR_COUNT>=100 RATE>=100 LIGHT_S>=2 SIZE 60..1514" >&2; exit 2; }
+[ -z "${IDLE_SPINS:-}" ] || [[ "$IDLE_SPINS" =~ ^[0-9]+$ ]] || { echo "bench-latency: IDLE_SPINS='$IDLE_SPINS' is not a number" >&2; exit 2; }
 [[ "$NICE" =~ ^-?[0-9]+$ ]] && [ "$NICE" -ge -20 ] && [ "$NICE" -le 19 ] ||
   { echo "bench-latency: NICE='$NICE' not in -20..19" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "bench-latency: run as root (DPDK EAL, CPU pinning)" >&2; exit 1; }
@@ -115,8 +119,30 @@ wait_for() {             # wait_for SECONDS cmd...: every 0.1 s
   for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done; return 1
 }
 has_line() { grep -aq -- "$2" "$1" 2>/dev/null; }
-cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 sys_ticks() { awk '/^cpu /{b=0; for (k = 2; k <= 9; k++) if (k != 5 && k != 6) b += $k; print b}' /proc/stat; }
+# cpu_window PID SECONDS: "<pid %> <others %>", % of one CPU over SECONDS:
+# PID's utime+stime, and every other busy jiffy of the machine (the noise).
+# One process reads the clock right beside each /proc read: separate reads
+# from the shell can be descheduled in between on a busy machine.
+cpu_window() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys, time
+pid, secs = sys.argv[1], float(sys.argv[2])
+hz = os.sysconf("SC_CLK_TCK")
+def sample():
+    with open(f"/proc/{pid}/stat") as f:
+        st = f.read().rsplit(")", 1)[1].split()
+    with open("/proc/stat") as f:
+        c = [int(x) for x in f.readline().split()[1:9]]
+    t = time.monotonic()
+    return int(st[11]) + int(st[12]), sum(c) - c[3] - c[4], t
+p0, s0, t0 = sample()
+time.sleep(secs)
+p1, s1, t1 = sample()
+dt = t1 - t0
+print(f"{100 * (p1 - p0) / hz / dt:.2f} {100 * ((s1 - s0) - (p1 - p0)) / hz / dt:.1f}")
+PY
+}
 quiet_wait() {           # until a 1-s window under 10 % busy, at most QUIET_MAX s
   local t=0 a b
   [ "$QUIET_MAX" = 0 ] && return 0
@@ -134,7 +160,8 @@ start_back() {           # start_back IMPL: the echoing back end on CPU_BACK; se
   rm -f "$SOCK"
   if [ "$impl" = npa ]; then
     taskset -c $CPU_BACK $PRIO "$AGENT" --vhost-user "$SOCK" --control "$OUTDIR/agent.ctl" \
-      --restart-roster none --mode loopback --cpu $CPU_BACK >"$log" 2>&1 </dev/null &
+      --restart-roster none --mode loopback --cpu $CPU_BACK ${IDLE_SPINS:+--idle-spins $IDLE_SPINS} \
+      >"$log" 2>&1 </dev/null &
   else
     # --stats-period: without it a non-interactive testpmd reads stdin and
     # exits at its end; stats every 60 s cost nothing measurable.
@@ -180,12 +207,7 @@ run_guest() {
     # machine used meanwhile (the noise).
     if wait_for 30 has_line "$out" '^measuring'; then
       sleep 0.2
-      local j0 s0 t0 j1 s1 t1 hz; hz=$(getconf CLK_TCK)
-      j0=$(cpu_ticks $BACK_PID); s0=$(sys_ticks); t0=$(date +%s%N)
-      sleep $((LIGHT_S - 1))
-      j1=$(cpu_ticks $BACK_PID); s1=$(sys_ticks); t1=$(date +%s%N)
-      bcpu=$(awk -v j=$((j1 - j0)) -v hz=$hz -v dt=$((t1 - t0)) 'BEGIN{printf "%.2f", 100 * j / hz / (dt / 1e9)}')
-      other=$(awk -v j=$((s1 - s0 - (j1 - j0))) -v hz=$hz -v dt=$((t1 - t0)) 'BEGIN{printf "%.1f", 100 * j / hz / (dt / 1e9)}')
+      read -r bcpu other < <(cpu_window $BACK_PID $((LIGHT_S - 1))) || { bcpu=null other=null; }
     fi
   fi
   wait $gpid; local rc=$?
@@ -219,7 +241,7 @@ run_impl() {             # run_impl IMPL: back end up, the three phases, back en
 
 log "# npa latency and idle cost vs DPDK $(dpkg-query -W -f='${Version}' dpdk 2>/dev/null)"
 log "# CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, kernel $(uname -r)"
-log "# $(date -u +%FT%TZ) REPS=$REPS COUNT=$COUNT INTR_COUNT=$INTR_COUNT RATE=$RATE LIGHT_S=$LIGHT_S SIZE=$SIZE NICE=$NICE"
+log "# $(date -u +%FT%TZ) REPS=$REPS COUNT=$COUNT INTR_COUNT=$INTR_COUNT RATE=$RATE LIGHT_S=$LIGHT_S SIZE=$SIZE NICE=$NICE IDLE_SPINS=${IDLE_SPINS:-default}"
 log "# binaries: $BUILD_DIR ($(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null))"
 log "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 FAILS=0
