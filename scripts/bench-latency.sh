@@ -40,7 +40,9 @@
 #    "npa_light_guest_cpu_pct":..,"npa_light_backend_cpu_pct":..,
 #    "npa_intr_guest_cpu_pct":..,"npa_intr_agent_cpu_pct":..,"dpdk_...":..}
 #   (*_intr_guest/agent_cpu_pct: the light phase's figures, interrupt mode
-#   at RATE; for DPDK "agent" is testpmd's vhost side.)
+#   at RATE; for DPDK "agent" is testpmd's vhost side.) wake_floor_*: the
+#   machine's own cost of two threads that wake each other at RATE
+#   (tests/bench/wake_floor.c), the floor of any design where both sleep.
 # Exit: 0 measured, 1 failure (setup, or a phase with no valid run), 2 usage.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -248,11 +250,19 @@ FAILS=0
 for REP in $(seq 1 "$REPS"); do
   if [ $((REP % 2)) = 1 ]; then run_impl npa; run_impl dpdk; else run_impl dpdk; run_impl npa; fi
 done
+# The machine's floor for sides that both sleep: two threads on the same two
+# CPUs waking each other through eventfds at RATE, no network code at all.
+FLOOR=$OUTDIR/wake_floor.json; : >"$FLOOR"
+if [ -x "$BUILD_DIR/tests/bench/wake_floor" ]; then
+  timeout -k 5 60 $PRIO "$BUILD_DIR/tests/bench/wake_floor" --rate "$RATE" --count $((RATE * (QUICK ? 1 : 3))) \
+    --cpus $CPU_GUEST,$CPU_BACK >"$FLOOR" 2>>"$OUTDIR/wake_floor.err" || log "   wake_floor failed (see $OUTDIR/wake_floor.err)"
+  log "   wake floor: $(cat "$FLOOR")"
+fi
 log "# finished $(date -u +%FT%TZ); load average $(cut -d' ' -f1-3 /proc/loadavg); runs in $RUNS"
 
-python3 - "$RUNS" "$REPS" "$RATE" "$FAILS" <<'PY'
+python3 - "$RUNS" "$REPS" "$RATE" "$FAILS" "$FLOOR" <<'PY'
 import json, statistics, sys
-path, reps, rate, fails = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+path, reps, rate, fails, floor = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 runs = [json.loads(l) for l in open(path) if l.strip()]
 def vals(impl, phase, key, src="run"):
     out = []
@@ -285,10 +295,17 @@ for phase in ("poll", "intr", "light"):
             head[f"{impl}_light_backend_cpu_pct"] = med(b)
             head[f"{impl}_light_others_cpu_pct"] = med(o)
             row.append(f"{med(b)} [{min(b):.1f}..{max(b):.1f}]" if b else "-")
-            lost = sum(r["run"]["lost"] for r in runs if r["run"]["impl"] == impl and r["phase"] == phase)
+            sel = [r["run"] for r in runs if r["run"]["impl"] == impl and r["phase"] == phase]
+            head[f"{impl}_light_kpps"] = med([x["sent"] / x["wall_s"] / 1000 for x in sel if x["wall_s"] > 0])
+            lost = sum(x["lost"] for x in sel)
             head[f"{impl}_light_lost"] = lost
         else:
             row.append("")
+        if phase != "poll":
+            # How often the guest really slept per frame (an interrupt that
+            # fired before the sleep began costs no context switch).
+            sel = [r["run"] for r in runs if r["run"]["impl"] == impl and r["phase"] == phase]
+            head[f"{impl}_{phase}_sleeps_per_frame"] = med([x["vol_ctx_switches"] / x["kept"] for x in sel if x["kept"]])
         rows.append(row)
 # The names of the issue: interrupt mode at light load, guest and back end.
 for impl, back in (("npa", "agent"), ("dpdk", "vhost")):
@@ -301,6 +318,14 @@ for r in rows:
 print(f"light = interrupt mode, paced at {rate} frames/s; back end = npa-agent / testpmd net_vhost")
 if missing:
     print("no valid run for: " + ", ".join(missing), file=sys.stderr)
+try:
+    w = json.loads(open(floor).read())
+    for k in ("sender_cpu_pct", "echo_cpu_pct", "waking_write_us", "mean_rtt_us"):
+        head[f"wake_floor_{k}"] = w[k]
+    print(f"wake floor at {rate}/s (eventfd ping-pong, both threads sleep): sender {w['sender_cpu_pct']} %, "
+          f"echo {w['echo_cpu_pct']} % of a core; a waking write(2) takes {w['waking_write_us']} us")
+except (OSError, ValueError, KeyError):
+    pass
 head["failed_runs"] = fails
 print(json.dumps(head))
 sys.exit(1 if missing else 0)

@@ -13,6 +13,9 @@
 /* Round trips in a row with no echo before the run is given up: a back end
  * that is gone would otherwise cost echo_timeout_ms per remaining frame. */
 #define PP_MAX_LOST_IN_A_ROW 20u
+/* Paced: how far (in periods) the sender may fall behind its schedule and
+ * still catch up. */
+#define PP_MAX_BEHIND 10u
 /* The most samples kept (8 bytes each). */
 #define PP_MAX_COUNT 20000000ull
 
@@ -316,12 +319,12 @@ static int OpenLoop(Run *x, volatile int *stop) {
         break;
       int rc = Send(x, ++seq);
       if (rc < 0) return rc;
-      if (now > next + period) {
-        if (x->measuring == 1) x->r->late_sends++; /* woken late: no catch-up burst */
-        next = now + period;
-      } else {
-        next += period;
-      }
+      /* The schedule is absolute, so the offered load is the rate even when
+       * a wake-up comes late (late_sends counts those); past
+       * PP_MAX_BEHIND periods behind (a long stall) it starts again from
+       * now rather than send a burst. */
+      if (now > next + period && x->measuring == 1) x->r->late_sends++;
+      next = now > next + PP_MAX_BEHIND * period ? now + period : next + period;
       continue;
     }
     int rc = PollOrSleep(x, next);

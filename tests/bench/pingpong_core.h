@@ -11,8 +11,9 @@
  * Method. Back to back (rate 0, closed loop): one frame in flight; frame i
  * is sent as soon as echo i-1 came back; its echo is matched by sequence
  * number. Paced (rate > 0, open loop): frame i leaves at t0 + i/rate whether
- * or not earlier echoes are back, so the offered load is the rate even when
- * a wake-up is slow; between sends the front end polls, or sleeps on its
+ * or not earlier echoes are back (a late wake-up sends at once and keeps
+ * the schedule), so the offered load is the rate even when a wake-up is
+ * slow; between sends the front end polls, or sleeps on its
  * interrupt fd until an echo or the next send time. Either way each frame
  * carries its send time and one-way latency = round trip / 2. The first
  * `warmup` frames are not kept. An echo that does not come back within
@@ -69,6 +70,9 @@ typedef struct pp_options {
 } pp_options;
 
 typedef struct pp_result {
+  /* wakeups: sleeps ended by the interrupt (also when it fired before the
+   * sleep began: vol_ctx_switches tells how often the thread really slept);
+   * late_sends: paced frames sent more than a period after their time. */
   uint64_t sent, kept, lost, stale, tx_full_spins, wakeups, spurious, late_sends;
   uint64_t p50_ns, p90_ns, p99_ns, p999_ns, min_ns, max_ns, mean_ns; /* one-way */
   double wall_s;            /* the kept part */
