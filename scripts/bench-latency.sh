@@ -32,6 +32,8 @@
 #          RATE=10000 LIGHT_S=10 SIZE=64 NICE=0 QUIET_MAX=60
 #          OUTDIR=/tmp/npa-bench-latency
 #          IDLE_SPINS=N   npa-agent --idle-spins N (default: the agent's)
+#          IMPLS=npa|dpdk one side only (default both; the JSON then lacks the
+#                         other's figures and the exit status is 1)
 #          NICE=-20       every measured process, and this session's autogroup,
 #                         at that niceness (both sides alike)
 # Output:  a table, and as the LAST line one JSON object:
@@ -63,7 +65,8 @@ if [ $QUICK = 1 ]; then
 fi
 REPS=${REPS:-5} COUNT=${COUNT:-100000} INTR_COUNT=${INTR_COUNT:-20000} RATE=${RATE:-10000}
 LIGHT_S=${LIGHT_S:-10} SIZE=${SIZE:-64} NICE=${NICE:-0} QUIET_MAX=${QUIET_MAX:-60}
-OUTDIR=${OUTDIR:-/tmp/npa-bench-latency}
+OUTDIR=${OUTDIR:-/tmp/npa-bench-latency} IMPLS=${IMPLS:-both}
+case "$IMPLS" in npa|dpdk|both) ;; *) echo "bench-latency: IMPLS='$IMPLS' (npa, dpdk or both)" >&2; exit 2;; esac
 for v in REPS COUNT INTR_COUNT RATE LIGHT_S SIZE QUIET_MAX; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "bench-latency: $v='${!v}' is not a number" >&2; exit 2; }
 done
@@ -248,7 +251,10 @@ log "# binaries: $BUILD_DIR ($(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_D
 log "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 FAILS=0
 for REP in $(seq 1 "$REPS"); do
-  if [ $((REP % 2)) = 1 ]; then run_impl npa; run_impl dpdk; else run_impl dpdk; run_impl npa; fi
+  case "$IMPLS" in
+    npa|dpdk) run_impl "$IMPLS" ;;
+    *) if [ $((REP % 2)) = 1 ]; then run_impl npa; run_impl dpdk; else run_impl dpdk; run_impl npa; fi ;;
+  esac
 done
 # The machine's floor for sides that both sleep: two threads on the same two
 # CPUs waking each other through eventfds at RATE, no network code at all.
