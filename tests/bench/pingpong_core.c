@@ -280,7 +280,9 @@ static int PollOrSleep(Run *x, uint64_t until_ns) {
 static int ClosedLoop(Run *x, volatile int *stop) {
   const pp_options *o = x->o;
   uint64_t lost_in_a_row = 0;
-  for (uint64_t seq = 1; !*stop && x->b->kept < o->count; seq++) {
+  /* warmup + count frames at most: a lost frame is counted, not replaced
+   * (and the seen bitmap has one bit per frame that can be sent). */
+  for (uint64_t seq = 1; !*stop && seq <= o->warmup + o->count; seq++) {
     if (seq == o->warmup + 1) StartMeasuring(x);
     if (x->t_end_ns && MonoNs() >= x->t_end_ns) break;
     x->b->want_seq = seq;
