@@ -110,7 +110,12 @@ stop_back() {
   wait "$p" 2>/dev/null
   return 0
 }
+GUEST_PID=""             # the running guest's `timeout` wrapper (it passes signals on)
 cleanup() {
+  if [ -n "$GUEST_PID" ] && kill -0 "$GUEST_PID" 2>/dev/null; then
+    kill -TERM "$GUEST_PID" 2>/dev/null
+    wait_for 5 eval '! kill -0 $GUEST_PID 2>/dev/null' || kill -KILL "$GUEST_PID" 2>/dev/null
+  fi
   stop_back
   rm -rf /var/run/dpdk/$PREFIX* 2>/dev/null
   rm -f "$OUTDIR"/*.sock "$OUTDIR"/agent.ctl* 2>/dev/null
@@ -141,9 +146,13 @@ def sample():
         c = [int(x) for x in f.readline().split()[1:9]]
     t = time.monotonic()
     return int(st[11]) + int(st[12]), sum(c) - c[3] - c[4], t
-p0, s0, t0 = sample()
-time.sleep(secs)
-p1, s1, t1 = sample()
+try:
+    p0, s0, t0 = sample()
+    time.sleep(secs)
+    p1, s1, t1 = sample()
+except OSError:  # the process ended meanwhile: no figure
+    print("null null")
+    sys.exit(0)
 dt = t1 - t0
 print(f"{100 * (p1 - p0) / hz / dt:.2f} {100 * ((s1 - s0) - (p1 - p0)) / hz / dt:.1f}")
 PY
@@ -205,6 +214,7 @@ run_guest() {
   : >"$out"
   timeout -s INT -k 5 $limit taskset -c $CPU_GUEST $PRIO "${cmd[@]}" >"$out" 2>"$err" </dev/null &
   local gpid=$! bcpu=null other=null
+  GUEST_PID=$gpid
   if [ "$phase" = light ]; then
     # The back end's CPU over the guest's measured window (it starts at the
     # guest's "measuring" line and lasts LIGHT_S s): sampled from 0.2 s after
@@ -216,6 +226,7 @@ run_guest() {
     fi
   fi
   wait $gpid; local rc=$?
+  GUEST_PID=""
   local js; js=$(grep -a '^{' "$out" | tail -1)
   if [ $rc != 0 ] || [ -z "$js" ]; then
     log "   $impl $phase: guest failed (exit $rc, see $err)"; return 1
