@@ -178,6 +178,8 @@ TEST(AgentProcessTest, GuestAttachesAndNpactlListsIt) {
 TEST(AgentProcessTest, UsageErrorsExitTwo) {
   EXPECT_EQ(Sh(std::string(NPA_AGENT_BIN) + " --mode bogus 2>/dev/null").rc, 2);
   EXPECT_EQ(Sh(std::string(NPA_AGENT_BIN) + " --burst 0 2>/dev/null").rc, 2);
+  EXPECT_EQ(Sh(std::string(NPA_AGENT_BIN) + " --idle-spins 10000001 2>/dev/null").rc, 2);
+  EXPECT_EQ(Sh(std::string(NPA_AGENT_BIN) + " --idle-spins -1 2>/dev/null").rc, 2);
   EXPECT_EQ(Sh(std::string(NPA_AGENT_BIN) + " --frob 2>/dev/null").rc, 2);
   CmdResult h = Sh(std::string(NPA_AGENT_BIN) + " --help");
   EXPECT_EQ(h.rc, 0);
