@@ -132,6 +132,20 @@ struct RxSource {
   uint32_t CopyTo(uint8_t* dst, uint32_t len);
 };
 
+// The stream of frame p: its header (p.hdr, or zeros) copied into *hdr with
+// num_buffers 1 (EnqueueRx rewrites it for a frame that spans buffers),
+// then its segments. *hdr must outlive the source.
+inline RxSource FrameSource(const PacketRef& p, npa_virtio_net_hdr_v1* hdr) {
+  if (p.hdr != nullptr) {
+    *hdr = *p.hdr;
+  } else {
+    *hdr = npa_virtio_net_hdr_v1{};
+  }
+  hdr->num_buffers = 1;
+  return RxSource{reinterpret_cast<const uint8_t*>(hdr), kNetHdrLen, p.segs, p.nsegs, 0, 0,
+                  kNetHdrLen + p.len};
+}
+
 // Where stream byte `pos` of a chain's buffers landed (nullptr: past them).
 uint8_t* StreamByte(const ChainBuf* bufs, uint16_t nbufs, uint32_t pos);
 

@@ -249,14 +249,7 @@ uint16_t PackedVirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCoun
       continue;
     }
     npa_virtio_net_hdr_v1 hdr;
-    if (p.hdr != nullptr) {
-      hdr = *p.hdr;
-    } else {
-      std::memset(&hdr, 0, sizeof(hdr));
-    }
-    hdr.num_buffers = 1;
-    RxSource src{reinterpret_cast<const uint8_t*>(&hdr), kNetHdrLen, p.segs, p.nsegs, 0, 0,
-                 kNetHdrLen + p.len};
+    RxSource src = FrameSource(p, &hdr);
     const uint16_t idx0 = avail_idx_;
     const bool wrap0 = avail_wrap_;
     const uint32_t out0 = outstanding_;

@@ -312,14 +312,7 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
       continue;
     }
     npa_virtio_net_hdr_v1 hdr;
-    if (p.hdr != nullptr) {
-      hdr = *p.hdr;
-    } else {
-      std::memset(&hdr, 0, sizeof(hdr));
-    }
-    hdr.num_buffers = 1;
-    RxSource src{reinterpret_cast<const uint8_t*>(&hdr), kNetHdrLen, p.segs, p.nsegs, 0, 0,
-                 kNetHdrLen + p.len};
+    RxSource src = FrameSource(p, &hdr);
     const uint16_t consumed0 = consumed;
     const uint16_t used0 = used_shadow_;
     // Fast path: one writable descriptor big enough for header + frame, and

@@ -150,31 +150,11 @@ uint16_t RxVirtq::PackedBurst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
       continue;
     }
     const uint32_t flen = len - kNetHdrLen;
-    b->next = nullptr;
-    b->pkt_len = flen;
-    b->data_len = static_cast<uint16_t>(flen);
-    b->data_off = NPA_BUF_DATA_OFF;
-    b->nb_segs = 1;
-    uint16_t fg;
-    memcpy(&fg, h, 2);
-    if (NPA_LIKELY(fg == 0)) {
-      b->ol_flags = 0;
-    } else if (NPA_UNLIKELY(!DecodeRxHdr(*h, flen, b))) {
-      pool_->FreeSeg(b);
-      QueueCounters::Add(c->rx_bad, 1);
-      QueueCounters::Add(c->rx_dropped, 1);
-      continue;
-    }
+    if (!FinishRxFrame(b, h, flen, pool_, c)) continue;
     bufs[got++] = b;
     bytes += flen;
   }
-  if (NPA_UNLIKELY(strip_vlan_))
-    for (uint16_t k = 0; k < got; k++) StripVlan(bufs[k]);
-  if (got) {
-    QueueCounters::Add(c->rx_packets, got);
-    QueueCounters::Add(c->rx_emulated, got);
-    QueueCounters::Add(c->rx_bytes, bytes);
-  }
+  EndRxBurst(bufs, got, bytes, strip_vlan_, c);
   if (num_free_ >= kRxRefillBatch && !broken_) PackedRefill(c);
   return got;
 }

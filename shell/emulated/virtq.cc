@@ -512,34 +512,12 @@ uint16_t RxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
       continue;
     }
     const uint32_t len = e.len - kNetHdrLen;
-    b->next = nullptr;
-    b->pkt_len = len;
-    b->data_len = static_cast<uint16_t>(len);
-    b->data_off = NPA_BUF_DATA_OFF;
-    b->nb_segs = 1;
-    // flags and gso_type are the first two bytes: one load for the common
-    // "nothing to report" case.
-    uint16_t fg;
-    memcpy(&fg, h, 2);
-    if (NPA_LIKELY(fg == 0)) {
-      b->ol_flags = 0;
-    } else if (NPA_UNLIKELY(!DecodeRxHdr(*h, len, b))) {
-      // Offsets outside the frame or an impossible GSO: never passed on.
-      pool_->FreeSeg(b);
-      QueueCounters::Add(c->rx_bad, 1);
-      QueueCounters::Add(c->rx_dropped, 1);
-      continue;
-    }
+    // Offsets outside the frame or an impossible GSO: never passed on.
+    if (!FinishRxFrame(b, h, len, pool_, c)) continue;
     bufs[got++] = b;
     bytes += len;
   }
-  if (NPA_UNLIKELY(strip_vlan_))
-    for (uint16_t k = 0; k < got; k++) StripVlan(bufs[k]);
-  if (got) {
-    QueueCounters::Add(c->rx_packets, got);
-    QueueCounters::Add(c->rx_emulated, got);
-    QueueCounters::Add(c->rx_bytes, bytes);
-  }
+  EndRxBurst(bufs, got, bytes, strip_vlan_, c);
   if (num_free_ >= kRxRefillBatch) Refill(c);
   return got;
 }

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "npa/buf.h"
 #include "npa/virtio_ring.h"
@@ -44,6 +45,44 @@ inline Layout LayoutFor(uint16_t n) {
 constexpr uint32_t kRxBufLen = kNetHdrLen + NPA_BUF_DATA_ROOM;  // header lands in headroom
 constexpr uint16_t kRxRefillBatch = 32;
 constexpr uint16_t kTxFreeThresh = 32;
+
+// A one-buffer RX frame of `len` bytes after the header h (both ring kinds):
+// the buffer's fields set and the header's offload facts decoded. false: the
+// header is impossible (offsets outside the frame, a bad GSO; offload.h
+// DecodeRxHdr): the buffer went back to the pool, counted bad and dropped.
+inline bool FinishRxFrame(npa_buf* b, const npa_virtio_net_hdr_mrg_rxbuf* h, uint32_t len,
+                          BufPool* pool, QueueCounters* c) {
+  b->next = nullptr;
+  b->pkt_len = len;
+  b->data_len = static_cast<uint16_t>(len);
+  b->data_off = NPA_BUF_DATA_OFF;
+  b->nb_segs = 1;
+  // flags and gso_type are the first two bytes: one load for the common
+  // "nothing to report" case.
+  uint16_t fg;
+  memcpy(&fg, h, 2);
+  if (NPA_LIKELY(fg == 0)) {
+    b->ol_flags = 0;
+    return true;
+  }
+  if (NPA_LIKELY(DecodeRxHdr(*h, len, b))) return true;
+  pool->FreeSeg(b);
+  QueueCounters::Add(c->rx_bad, 1);
+  QueueCounters::Add(c->rx_dropped, 1);
+  return false;
+}
+
+// The end of an RX burst (both ring kinds): software VLAN strip, counters.
+inline void EndRxBurst(npa_buf** bufs, uint16_t got, uint64_t bytes, bool strip_vlan,
+                       QueueCounters* c) {
+  if (NPA_UNLIKELY(strip_vlan))
+    for (uint16_t k = 0; k < got; k++) StripVlan(bufs[k]);
+  if (got) {
+    QueueCounters::Add(c->rx_packets, got);
+    QueueCounters::Add(c->rx_emulated, got);
+    QueueCounters::Add(c->rx_bytes, bytes);
+  }
+}
 
 // ---- packed rings (packed_virtq.cc, packed_virtq_rx.cc)
 
