@@ -399,7 +399,7 @@ TEST_F(PluginDeviceTest, LoopbackLifecycleEndToEnd) {
   absl::StatusOr<npa_dev_caps> caps = d.GetCaps();
   ASSERT_TRUE(caps.ok()) << caps.status();
   EXPECT_EQ(caps->max_queue_pairs, 4);
-  EXPECT_EQ(caps->offloads, NPA_CAP_RX_CSUM);
+  EXPECT_EQ(caps->offloads, NPA_CAP_RX_CSUM | NPA_CAP_RSS);
   ASSERT_TRUE(d.Configure(Config(2, 32)).ok());
   ASSERT_TRUE(d.Start().ok());
   EXPECT_EQ(fake_.buffers_outstanding(), 64u) << "two RX rings of 32 posted at start";
@@ -541,6 +541,40 @@ TEST_F(PluginDeviceTest, ChecksInputsBeforeThePluginSeesThem) {
   EXPECT_EQ(d.RxBurst(2, b, 4).status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(d.QueueStats(4).status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(d.VlanFilter(4096, true).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// rss_set (ABI 1.1): legal once configured, also while started; a
+// malformed configuration (bad table length, an entry beyond the configured
+// queues) never reaches the plug-in.
+TEST_F(PluginDeviceTest, RssSetStatesAndChecks) {
+  PluginDevice d(plugin_);
+  uint8_t key[NPA_RSS_CONF_KEY_LEN] = {1, 2, 3};
+  uint16_t table[8] = {0, 1, 0, 1, 0, 1, 0, 1};
+  npa_rss_conf c{};
+  c.struct_size = sizeof(c);
+  c.hash_types = NPA_RSS_CONF_HASH_TCPV4;
+  c.key_len = NPA_RSS_CONF_KEY_LEN;
+  c.table_len = 8;
+  c.nb_queue_pairs = 2;
+  c.key = key;
+  c.table = table;
+  ASSERT_TRUE(d.Probe(fake_.services(), LoopbackInfo()).ok());
+  ASSERT_TRUE(d.GetCaps().ok());
+  EXPECT_EQ(d.RssSet(c).code(), absl::StatusCode::kFailedPrecondition) << "before configure";
+  ASSERT_TRUE(d.Configure(Config(2, 8)).ok());
+  EXPECT_TRUE(d.RssSet(c).ok());
+  ASSERT_TRUE(d.Start().ok());
+  EXPECT_TRUE(d.RssSet(c).ok()) << "while started";
+  c.table_len = 6;
+  EXPECT_EQ(d.RssSet(c).code(), absl::StatusCode::kInvalidArgument);
+  c.table_len = 8;
+  table[3] = 2;
+  absl::Status s = d.RssSet(c);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "rss_set: table[3] = 2 is not a configured queue");
+  ASSERT_TRUE(d.Stop().ok());
+  table[3] = 1;
+  EXPECT_EQ(d.RssSet(c).code(), absl::StatusCode::kFailedPrecondition) << "stopped";
 }
 
 TEST_F(PluginDeviceTest, DestructorStopsAndRemoves) {
