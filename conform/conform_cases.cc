@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/rss.h"
 #include "conform/conform_runner.h"
 
 namespace npa::conform {
@@ -238,11 +239,6 @@ Result RssSet(Ctx& c) {
   if (c.ctrl().rss_set == nullptr) return Skip("plug-in has no rss_set op");
   if (!(c.caps.offloads & NPA_CAP_RSS))
     return Fail("rss_set is set but get_caps does not offer NPA_CAP_RSS (the shell never calls it)");
-  // Microsoft's RSS verification key (common/rss.h kDefaultRssKey).
-  static constexpr uint8_t kKey[NPA_RSS_CONF_KEY_LEN] = {
-      0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
-      0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
-      0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
   uint16_t table[NPA_RSS_CONF_TABLE_MAX] = {};
   npa_rss_conf rc_conf{};
   rc_conf.struct_size = sizeof(rc_conf);
@@ -250,7 +246,7 @@ Result RssSet(Ctx& c) {
   rc_conf.key_len = NPA_RSS_CONF_KEY_LEN;
   rc_conf.table_len = NPA_RSS_CONF_TABLE_MAX;
   rc_conf.nb_queue_pairs = 1;
-  rc_conf.key = kKey;
+  rc_conf.key = kDefaultRssKey.data();  // Microsoft's verification key
   rc_conf.table = table;
   DevGuard g(c);
   int rc = g.Probe();
