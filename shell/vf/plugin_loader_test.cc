@@ -50,6 +50,8 @@ TEST(LoadPluginTest, AcceptsAbi10PluginWithoutTheFlags) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ((*p)->abi_minor(), 0);
   EXPECT_EQ((*p)->flags(), 0u);
+  // Its control table is ABI 1.0's 128 bytes: no rss_set.
+  EXPECT_EQ((*p)->ctrl().rss_set, nullptr);
   absl::StatusOr<std::unique_ptr<LoadedPlugin>> q = LoadPlugin(Plugin("stuck", "test_stuck"));
   ASSERT_TRUE(q.ok()) << q.status();
   EXPECT_EQ((*q)->flags(), NPA_PLUGIN_F_TX_FREE);
@@ -67,7 +69,7 @@ TEST(LoadPluginTest, AcceptsGoodPluginAndCopiesTablesByValue) {
     EXPECT_EQ(lp.abi_major(), 1);
     EXPECT_EQ(lp.abi_minor(), NPA_PLUGIN_ABI_MINOR);
     EXPECT_EQ(lp.flags(), NPA_PLUGIN_F_TX_FREE);
-    EXPECT_EQ(lp.capabilities(), NPA_CAP_RX_CSUM);
+    EXPECT_EQ(lp.capabilities(), NPA_CAP_RX_CSUM | NPA_CAP_RSS);
     EXPECT_EQ(lp.unknown_capabilities(), 0u);
     ASSERT_EQ(lp.ids().size(), 1u);
     EXPECT_EQ(lp.ids()[0].vendor, 0x1d0f);
@@ -75,6 +77,7 @@ TEST(LoadPluginTest, AcceptsGoodPluginAndCopiesTablesByValue) {
     EXPECT_EQ(lp.ctrl().struct_size, sizeof(npa_plugin_ctrl_ops));
     EXPECT_NE(lp.ctrl().quiesce, nullptr);
     EXPECT_EQ(lp.ctrl().reset, nullptr);  // optional and absent: unsupported
+    EXPECT_NE(lp.ctrl().rss_set, nullptr);  // ABI 1.1
     EXPECT_NE(lp.fast().tx_reap, nullptr);
     EXPECT_EQ(lp.fast().get_irq_vector, nullptr);
     EXPECT_TRUE(StillLoaded(path));
