@@ -23,7 +23,7 @@ struct OpName {
   bool mandatory;  // (M) in npa/plugin.h
 };
 
-// Every op of the ABI 1.0 tables, in header order; (M) as npa/plugin.h marks
+// Every op of the ABI 1.x tables, in header order; (M) as npa/plugin.h marks
 // them (the loader refuses a NULL mandatory op: shell/vf/plugin_loader.cc).
 constexpr OpName kCtrlOps[] = {
     {offsetof(npa_plugin_ctrl_ops, probe), "probe", true},
@@ -41,6 +41,7 @@ constexpr OpName kCtrlOps[] = {
     {offsetof(npa_plugin_ctrl_ops, set_mtu), "set_mtu", false},
     {offsetof(npa_plugin_ctrl_ops, vlan_filter), "vlan_filter", false},
     {offsetof(npa_plugin_ctrl_ops, irq_handler), "irq_handler", false},
+    {offsetof(npa_plugin_ctrl_ops, rss_set), "rss_set", false},  // ABI 1.1
 };
 constexpr OpName kFastOps[] = {
     {offsetof(npa_plugin_fast_ops, rx_burst), "rx_burst", true},

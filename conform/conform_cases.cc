@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/rss.h"
 #include "conform/conform_runner.h"
 
 namespace npa::conform {
@@ -229,6 +230,46 @@ Result StartStopLoop(Ctx& c) {
                            " RX buffers posted, all returned"));
 }
 
+// rss_set (ABI 1.1), when the plug-in has it: the standard key with every
+// hash type and a table over the one configured queue is accepted once
+// configured and again while started (the shell calls it at both points,
+// the second while the queues burst); a table entry beyond the configured
+// queues is refused with -EINVAL, and the device still stops cleanly.
+Result RssSet(Ctx& c) {
+  if (c.ctrl().rss_set == nullptr) return Skip("plug-in has no rss_set op");
+  if (!(c.caps.offloads & NPA_CAP_RSS))
+    return Fail("rss_set is set but get_caps does not offer NPA_CAP_RSS (the shell never calls it)");
+  uint16_t table[NPA_RSS_CONF_TABLE_MAX] = {};
+  npa_rss_conf rc_conf{};
+  rc_conf.struct_size = sizeof(rc_conf);
+  rc_conf.hash_types = (1u << 6) - 1;  // every NPA_RSS_CONF_HASH_*
+  rc_conf.key_len = NPA_RSS_CONF_KEY_LEN;
+  rc_conf.table_len = NPA_RSS_CONF_TABLE_MAX;
+  rc_conf.nb_queue_pairs = 1;
+  rc_conf.key = kDefaultRssKey.data();  // Microsoft's verification key
+  rc_conf.table = table;
+  DevGuard g(c);
+  int rc = g.Probe();
+  if (rc < 0) return Fail("probe: " + Errno(rc));
+  npa_dev_config cfg = StdConfig(c);
+  if ((rc = c.ctrl().configure(g.dev, &cfg)) < 0) return Fail("configure: " + Errno(rc));
+  if ((rc = c.ctrl().rss_set(g.dev, &rc_conf)) != 0)
+    return Fail("rss_set after configure: " + Errno(rc));
+  if ((rc = c.ctrl().start(g.dev)) < 0) return Fail("start: " + Errno(rc));
+  g.started = true;
+  if ((rc = c.ctrl().rss_set(g.dev, &rc_conf)) != 0)
+    return Fail("rss_set while started: " + Errno(rc));
+  table[5] = 1;  // queue 1 is not configured
+  if ((rc = c.ctrl().rss_set(g.dev, &rc_conf)) != -EINVAL)
+    return Fail("rss_set with table[5] = 1 on one queue pair: " + Errno(rc) + ", want -EINVAL");
+  if ((rc = c.ctrl().stop(g.dev)) < 0) return Fail("stop: " + Errno(rc));
+  g.started = false;
+  g.Release();
+  std::string a = Accounting(c);
+  if (!a.empty()) return Fail(a);
+  return Pass("accepted after configure and while started; a bad table entry refused");
+}
+
 Result ResetIdle(Ctx& c) {
   if (c.ctrl().reset == nullptr) return Skip("plug-in has no reset op");
   DevGuard g(c);
@@ -372,6 +413,7 @@ std::vector<Case> LoadCases() {
       {"configure_rejects_bad_args", ConfigureRejectsBadArgs},
       {"start_stop_loop", StartStopLoop},
       {"reset_idle", ResetIdle},
+      {"rss_set", RssSet},
       {"fault_dma_alloc", FaultDmaAlloc},
       {"fault_buf_alloc", FaultBufAlloc},
       {"fault_irq_setup", FaultIrqSetup},

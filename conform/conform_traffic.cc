@@ -12,7 +12,9 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/clock.h"
+#include "common/rss.h"
 #include "conform/conform_runner.h"
 
 namespace npa::conform {
@@ -458,6 +460,111 @@ Result RxInterrupt(Ctx& c) {
   return Pass(absl::StrCat(wakeups, " RX interrupts on vector ", vec, ", frame delivered each"));
 }
 
+// rss_hash_matches: TCP/IPv4 frames from the peer (192.0.2.1 -> .2, TEST-NET-1,
+// source ports 1024..1039, payload "NPAC" + run + seq after the TCP header)
+// with rss_set programmed with the standard key and every type: each frame
+// whose hash the plug-in reports must carry the software Toeplitz of its
+// tuple (common/rss.h), and NPA_CAP_RSS promises the report, so at least one
+// must. A mismatch usually means the key went into the device in the wrong
+// byte order.
+constexpr size_t kTcpHdr = 14 + 20 + 20;
+void FillTcp(uint8_t* p, const uint8_t dst[6], const uint8_t src[6], uint32_t run, uint32_t seq) {
+  memset(p, 0, kTcpHdr + 12);
+  memcpy(p, dst, 6);
+  memcpy(p + 6, src, 6);
+  p[12] = 0x08;
+  uint8_t* ip = p + 14;
+  ip[0] = 0x45;
+  ip[3] = 20 + 20 + 12;
+  ip[8] = 64;
+  ip[9] = 6;
+  const uint8_t addrs[8] = {192, 0, 2, 1, 192, 0, 2, 2};
+  memcpy(ip + 12, addrs, 8);
+  uint32_t sum = 0;
+  for (int i = 0; i < 20; i += 2) sum += uint32_t{ip[i]} << 8 | ip[i + 1];
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  ip[10] = static_cast<uint8_t>(~sum >> 8);
+  ip[11] = static_cast<uint8_t>(~sum);
+  uint8_t* tcp = ip + 20;
+  const uint16_t sport = static_cast<uint16_t>(1024 + seq % 16);
+  tcp[0] = sport >> 8;
+  tcp[1] = sport & 0xff;
+  tcp[3] = 9;       // discard
+  tcp[12] = 5 << 4;  // data offset
+  tcp[13] = 0x10;    // ACK
+  memcpy(p + kTcpHdr, "NPAC", 4);
+  memcpy(p + kTcpHdr + 4, &run, 4);
+  memcpy(p + kTcpHdr + 8, &seq, 4);
+}
+
+Result RssHashMatches(Ctx& c) {
+  NEED_PEER(c);
+  if (c.ctrl().rss_set == nullptr || !(c.caps.offloads & NPA_CAP_RSS))
+    return Skip("plug-in has no rss_set or offers no NPA_CAP_RSS");
+  DevGuard g(c);
+  Queue Q{c, nullptr, {}};
+  std::string e = Up(c, g, &Q, StdConfig(c));
+  if (!e.empty()) return Fail(e);
+  uint16_t table[NPA_RSS_CONF_TABLE_MAX] = {};
+  npa_rss_conf rc{};
+  rc.struct_size = sizeof(rc);
+  rc.hash_types = kRssAllTypes;
+  rc.key_len = NPA_RSS_CONF_KEY_LEN;
+  rc.table_len = NPA_RSS_CONF_TABLE_MAX;
+  rc.nb_queue_pairs = 1;
+  rc.key = kDefaultRssKey.data();
+  rc.table = table;
+  if (int rc2 = c.ctrl().rss_set(g.dev, &rc); rc2 != 0) return Fail("rss_set: " + Errno(rc2));
+  const RssHasher hasher;
+  constexpr uint32_t kFrames = 16;
+  uint8_t f[128];
+  const uint32_t first = c.seq;
+  for (uint32_t i = 0; i < kFrames; i++) {
+    FillTcp(f, Q.mac, c.peer->mac(), c.run_id, c.seq++);
+    if (int rc2 = c.peer->Send(f, kTcpHdr + 12); rc2 != 0)
+      return Fail(absl::StrCat("peer send: ", strerror(-rc2)));
+  }
+  std::set<uint32_t> got;
+  uint32_t hashed = 0;
+  std::string mismatch;
+  static uint8_t buf[16384];
+  const uint64_t end = MonotonicMs() + 2000;
+  for (int polls = 0; got.size() < kFrames && MonotonicMs() < end && polls < 100000; polls++) {
+    npa_buf* b[32];
+    uint16_t r = c.fast().rx_burst(Q.q, b, 32);
+    if (r > 32) r = 32;
+    for (uint16_t i = 0; i < r; i++) {
+      size_t l = Linearize(b[i], buf, sizeof(buf));
+      uint32_t run, seq;
+      if (l < kTcpHdr + 12 || buf[12] != 0x08 || buf[13] != 0 || buf[23] != 6 ||
+          memcmp(buf + kTcpHdr, "NPAC", 4) != 0)
+        continue;
+      memcpy(&run, buf + kTcpHdr + 4, 4);
+      memcpy(&seq, buf + kTcpHdr + 8, 4);
+      if (run != c.run_id || seq < first || seq >= first + kFrames || !got.insert(seq).second)
+        continue;
+      RssTuple t;
+      if (!(b[i]->ol_flags & NPA_BUF_OL_RX_RSS_HASH) || !ExtractRssTuple({buf, l}, kRssAllTypes, &t))
+        continue;
+      hashed++;
+      const uint32_t want = hasher.Hash(t.bytes());
+      if (b[i]->rss_hash != want && mismatch.empty())
+        mismatch = absl::StrFormat("frame %u: the device reported 0x%08x, the Toeplitz hash of its "
+                                   "TCP/IPv4 tuple is 0x%08x (key byte order?)",
+                                   seq - first, b[i]->rss_hash, want);
+    }
+    c.svc->Free(b, r);
+    if (r == 0) usleep(200);
+  }
+  g.Release();
+  if (!mismatch.empty()) return Fail(mismatch);
+  if (got.size() < kFrames) return Fail(absl::StrCat("received ", got.size(), " of ", kFrames, " frames"));
+  if (hashed == 0) return Fail("NPA_CAP_RSS promises a hash report; no frame carried one");
+  std::string a = Accounting(c);
+  if (!a.empty()) return Fail(a);
+  return Pass(absl::StrCat(hashed, "/", kFrames, " reported hashes equal the software Toeplitz"));
+}
+
 }  // namespace
 
 std::vector<Case> TrafficCases() {
@@ -472,6 +579,7 @@ std::vector<Case> TrafficCases() {
       {"quiesce_in_flight", QuiesceInFlight},
       {"counters_monotonic", CountersMonotonic},
       {"rx_interrupt", RxInterrupt},
+      {"rss_hash_matches", RssHashMatches},
   };
 }
 

@@ -3,7 +3,9 @@
 // (key, hash types, indirection table) for all paths. A frame therefore gets
 // the same hash on the emulated path and on every VF, and across switches,
 // whatever each device would compute (a plug-in's hardware hash, when it
-// has one, is overwritten: the point is one answer everywhere).
+// has one, is overwritten: the point is one answer everywhere). A VF
+// plug-in with hardware RSS is given this configuration too (VfPath::SetRss,
+// npa/plugin.h rss_set), which decides only the queue the device fills.
 //
 //   NPA_ASSIGN_OR_RETURN(auto rss, RssRx::Create(&cfg, nb_queue_pairs));
 //   uint16_t n = ops.rx(ctx, bufs, 32, &c);

@@ -475,9 +475,8 @@ void npa_buf_free(npa_shell* sh, uint16_t qid, npa_buf** bufs, uint16_t n) {
   sh->queues[qid].pool.Free(bufs, n);
 }
 
-int npa_shell_set_rss(npa_shell* sh, const npa_rss_config* cfg) {
-  g_last_error.clear();
-  if (sh == nullptr || cfg == nullptr) return Fail(-EINVAL, "npa_shell_set_rss: NULL argument");
+namespace {
+int SetRssLocked(npa_shell* sh, const npa_rss_config* cfg) {
   std::lock_guard<std::mutex> l(sh->mu);
   if (!sh->rss)
     return Fail(-EINVAL, "npa_shell_set_rss: configure the shell with NPA_OFFLOAD_RSS_HASH first");
@@ -503,6 +502,17 @@ int npa_shell_set_rss(npa_shell* sh, const npa_rss_config* cfg) {
     NPA_LOG(Warn, "shell '%s': npa_shell_set_rss: the agent was not told: %s", sh->name.c_str(),
             std::string(s.message()).c_str());
   return 0;
+}
+}  // namespace
+
+int npa_shell_set_rss(npa_shell* sh, const npa_rss_config* cfg) {
+  g_last_error.clear();
+  if (sh == nullptr || cfg == nullptr) return Fail(-EINVAL, "npa_shell_set_rss: NULL argument");
+  int rc = SetRssLocked(sh, cfg);
+  // A VF with hardware RSS gets it too (vf_switch.h); vf_mu is taken before
+  // mu everywhere, so only after mu is released.
+  if (rc == 0) npa::shell::ReplayRssToVf(sh);
+  return rc;
 }
 
 int npa_rss_queue(npa_shell* sh, uint32_t hash) {

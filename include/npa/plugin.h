@@ -101,7 +101,7 @@
  *     time; different queues' owners run at once, so per-queue state is not
  *     shared without synchronisation.
  * A queue's fast ops never run concurrently with a control op except
- * queue_stats: before quiesce and stop the shell moves every queue off the
+ * queue_stats and rss_set (ABI 1.1): before quiesce and stop the shell moves every queue off the
  * device and waits for each owner to acknowledge at a burst boundary (an
  * owner that does not burst within the bound is idle, and takes the move
  * before its next burst).
@@ -149,8 +149,8 @@
  *
  * Call order as the shell runs it today, per VF offer:
  *
- *   probe -> get_caps -> configure -> start -> queue(q) for every q
- *         -> [get_irq_vector(q)] -> { bursts, rx_intr_enable, queue_stats }
+ *   probe -> get_caps -> configure -> [rss_set] -> start -> queue(q) for every q
+ *         -> [get_irq_vector(q)] -> { bursts, rx_intr_enable, queue_stats, rss_set }
  *         -> [quiesce...] -> { rx_burst drain } -> queue_stats -> stop -> remove
  *
  * The wrapper also allows stop -> configure -> start (a restart) and reset
@@ -188,7 +188,7 @@ extern "C" {
 #define NPA_CAP_VLAN_INSERT (1ull << 3)
 #define NPA_CAP_VLAN_STRIP (1ull << 4)
 #define NPA_CAP_VLAN_FILTER (1ull << 5)
-#define NPA_CAP_RSS (1ull << 6)        /* RSS with hash report */
+#define NPA_CAP_RSS (1ull << 6)        /* RSS with hash report; rss_set (ABI 1.1) */
 #define NPA_CAP_MULTIQUEUE (1ull << 7) /* more than one queue pair */
 #define NPA_CAP_RX_INTR (1ull << 8)    /* per-queue MSI-X RX interrupts */
 #define NPA_CAP_MAC_FILTER (1ull << 9) /* unicast MAC filter */
@@ -207,6 +207,7 @@ typedef struct npa_pci_id {
 } npa_pci_id;
 
 typedef struct npa_plugin_dev npa_plugin_dev;     /* opaque, owned by the plug-in */
+struct npa_rss_conf;                              /* rss_set's argument, below */
 typedef struct npa_plugin_queue npa_plugin_queue; /* opaque, owned by the plug-in */
 
 /* ------------------------------------------------------------------------ */
@@ -324,7 +325,9 @@ typedef struct npa_dev_caps {
  * TX_CSUM, RX_CSUM, TSO, VLAN_INSERT, VLAN_STRIP (each only when both the
  * guest configured it and the device offers it; TSO whenever the guest
  * configured it), MULTIQUEUE (more than one queue pair) and MAC_FILTER (when
- * offered). It sends no VLAN filter and no RSS key (count 0, NULL). */
+ * offered). It sends no VLAN filter and no RSS key (count 0, NULL): the RSS
+ * configuration goes through rss_set (ABI 1.1), which can also change it
+ * while started. */
 typedef struct npa_dev_config {
   uint32_t struct_size;
   uint16_t nb_queue_pairs;    /* <= caps.max_queue_pairs */
@@ -457,7 +460,58 @@ typedef struct npa_plugin_ctrl_ops {
    * non-queue vector); implement it or leave it NULL. States: probed through
    * stopped. Errors: -EINVAL (vector not wired), -ENODEV. */
   int (*irq_handler)(npa_plugin_dev *dev, uint32_t vec);
+  /* ABI 1.1, optional. Program the device's RSS from conf (npa_rss_conf
+   * below): the Toeplitz key, the hash types and the indirection table, all
+   * as the guest set them through npa_shell_set_rss (or the defaults). Read
+   * conf during the call only. Present when struct_size covers it; offer it
+   * only with NPA_CAP_RSS.
+   * What the shell does with it: it calls rss_set when the guest configured
+   * NPA_OFFLOAD_RSS_HASH and the device offers NPA_CAP_RSS — once right
+   * after configure (before start, before any queue moves to the VF) and
+   * again after every npa_shell_set_rss while the VF is attached. A failure
+   * is logged and nothing else: the shell hashes every received frame in
+   * software either way (its hash overwrites the device's, so a frame has
+   * the same hash on every path), so rss_set decides only which queue the
+   * device puts a frame on.
+   * Rule: the device places a frame on table[hash & (table_len - 1)] where
+   * hash is the Toeplitz hash of the first type in hash_types that applies
+   * (npa/shell.h NPA_OFFLOAD_RSS_HASH; VIRTIO 1.2 §5.1.6.4.3). With more than
+   * one configured queue, a device that cannot hash a requested type that
+   * way returns -ENOTSUP rather than spread frames by another hash; with one
+   * queue it may program the types it has (the queue is the same) and
+   * report its own hash in rss_hash, which the shell replaces.
+   * States: configured, started, quiesced. Threads: the control thread;
+   * while started it MAY run concurrently with every queue's fast ops (the
+   * shell does not move the queues off the VF to change RSS): touch only
+   * the RSS registers, which the bursts do not. A frame received during the
+   * change may land by the old or the new table.
+   * Errors: -EINVAL (a bad conf: struct_size, key_len, table_len not a power
+   * of two or above the device's table, an entry >= the configured queue
+   * pairs), -ENOTSUP (see the rule), -EIO. */
+  int (*rss_set)(npa_plugin_dev *dev, const struct npa_rss_conf *conf);
 } npa_plugin_ctrl_ops;
+
+/* ABI 1.1: the argument of rss_set. Hash types are VIRTIO 1.2's
+ * VIRTIO_NET_RSS_HASH_TYPE_* bits (§5.1.6.4.3.1), the same values as
+ * npa/shell.h's NPA_RSS_HASH_*: */
+#define NPA_RSS_CONF_HASH_IPV4 (1u << 0)
+#define NPA_RSS_CONF_HASH_TCPV4 (1u << 1)
+#define NPA_RSS_CONF_HASH_UDPV4 (1u << 2)
+#define NPA_RSS_CONF_HASH_IPV6 (1u << 3)
+#define NPA_RSS_CONF_HASH_TCPV6 (1u << 4)
+#define NPA_RSS_CONF_HASH_UDPV6 (1u << 5)
+#define NPA_RSS_CONF_KEY_LEN 40u    /* Toeplitz key bytes, in the order hashed */
+#define NPA_RSS_CONF_TABLE_MAX 128u /* indirection table entries at most */
+typedef struct npa_rss_conf {
+  uint32_t struct_size;
+  uint32_t hash_types;    /* NPA_RSS_CONF_HASH_*, never 0 (the shell resolves "all") */
+  uint16_t key_len;       /* NPA_RSS_CONF_KEY_LEN */
+  uint16_t table_len;     /* power of two, 1..NPA_RSS_CONF_TABLE_MAX */
+  uint16_t nb_queue_pairs; /* as configured; every table entry is below it */
+  uint16_t reserved0;
+  const uint8_t *key;     /* key[0] is the first (leftmost) key byte */
+  const uint16_t *table;  /* queue of entry i = table[i] */
+} npa_rss_conf;
 
 /* Fast-path ops: the burst calls, per queue, from the queue's owning thread
  * (get_irq_vector excepted), between start and stop. No locks, no
@@ -566,7 +620,8 @@ NPA_ABI_ASSERT(npa_dev_caps, 32);
 NPA_ABI_ASSERT(npa_dev_config, 64);
 NPA_ABI_ASSERT(npa_link_status, 16);
 NPA_ABI_ASSERT(npa_plugin_qstats, 48);
-NPA_ABI_ASSERT(npa_plugin_ctrl_ops, 128);
+NPA_ABI_ASSERT(npa_plugin_ctrl_ops, 136);
+NPA_ABI_ASSERT(npa_rss_conf, 32);
 NPA_ABI_ASSERT(npa_plugin_fast_ops, 48);
 NPA_ABI_ASSERT(npa_plugin_info, 80);
 NPA_ABI_ASSERT(npa_plugin_query, 8);

@@ -337,8 +337,11 @@ typedef struct npa_rss_config {
  * configuration). Hashes are the shell's own, the same on every path; the
  * table says which queue a hash belongs to (npa_rss_queue). The agent
  * spreads the emulated path's RX by it (the shell sends it after configure,
- * after each call here and after each reconnect); plug-ins with hardware
- * RSS are not given it yet. Errors: -EINVAL (a bad field, named by npa_shell_last_error), -EBUSY
+ * after each call here and after each reconnect), and a VF plug-in with
+ * hardware RSS (NPA_CAP_RSS and rss_set, npa/plugin.h ABI 1.1) is given it
+ * at attach and after each call here, so the device fills the queue the
+ * table names; the hash on every frame stays the shell's. This call may
+ * wait for a VF switch in progress (bounded). Errors: -EINVAL (a bad field, named by npa_shell_last_error), -EBUSY
  * (the owners have not applied the last 8 changes yet: they apply them at
  * their next burst). */
 int npa_shell_set_rss(npa_shell *sh, const npa_rss_config *cfg);

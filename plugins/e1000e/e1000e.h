@@ -22,7 +22,7 @@
 #define E1K_RX_BUF_SIZE 2048u
 #define E1K_NUM_VECTORS 2u /* 0: RxQ0, 1: Other (link) */
 #define E1K_OFFLOADS (NPA_CAP_TX_CSUM | NPA_CAP_RX_CSUM | NPA_CAP_VLAN_FILTER | \
-                      NPA_CAP_RX_INTR | NPA_CAP_MAC_FILTER)
+                      NPA_CAP_RX_INTR | NPA_CAP_MAC_FILTER | NPA_CAP_RSS)
 
 typedef struct e1k_dev e1k_dev;
 
@@ -73,6 +73,9 @@ struct e1k_dev {
   uint64_t offloads;
   int rx_intr;
   uint32_t vfta[E1K_NUM_VFTA];
+  /* RSS programmed (rss_set): the burst path reports the device's hash.
+   * Written by the control thread while the owner bursts: __atomic. */
+  int rss_on;
 
   /* MSI-X */
   int irq_wired;
@@ -110,6 +113,9 @@ int e1k_mac_valid(const uint8_t m[6]);
 int e1k_read_perm_mac(e1k_dev *d);
 /* m into receive address 0 (AV cleared while it changes). */
 void e1k_write_mac_filter(e1k_dev *d, const uint8_t m[6]);
+
+/* The rss_set op (e1000e_hw.c): RSSRK, RETA and MRQC from conf. */
+int e1k_rss_set(npa_plugin_dev *pd, const struct npa_rss_conf *conf);
 
 /* e1000e_rxtx.c: the fast ops, and the reclaim used by stop/quiesce. */
 uint16_t e1k_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n);

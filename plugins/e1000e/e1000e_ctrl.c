@@ -158,7 +158,9 @@ static int e1k_get_caps(npa_plugin_dev *pd, npa_dev_caps *caps) {
   if (d == NULL || caps == NULL || caps->struct_size < sizeof(npa_dev_caps)) return -EINVAL;
   memset(caps, 0, sizeof(*caps));
   caps->struct_size = sizeof(*caps);
-  /* The 82574 has two queues, but RSS across them is not driven here. */
+  /* The 82574 has two queues; this plug-in drives one. RSS (rss_set,
+   * e1000e_hw.c) therefore programs the key and hash types and reports the
+   * hash, with every redirection entry on queue 0. */
   caps->max_queue_pairs = 1;
   /* 10.2.5.x RDLEN/TDLEN: a multiple of 128 bytes = 8 descriptors; powers of
    * two from 64 satisfy that. */
@@ -341,10 +343,14 @@ static int e1k_start(npa_plugin_dev *pd) {
   e1k_wr32(d->bar, E1K_TIPG, E1K_TIPG_DEFAULT);
   e1k_wr32(d->bar, E1K_TCTL,
            E1K_TCTL_EN | E1K_TCTL_PSP | E1K_TCTL_CT(0x0f) | E1K_TCTL_COLD(0x3f) | E1K_TCTL_RTLC);
-  /* 4.6.5 receive initialisation: legacy descriptors (RFCTL.EXSTEN = 0). */
-  e1k_wr32(d->bar, E1K_RFCTL, e1k_rd32(d->bar, E1K_RFCTL) & ~E1K_RFCTL_EXSTEN);
+  /* 4.6.5 receive initialisation: extended descriptors (RFCTL.EXSTEN) with
+   * PCSD, so the write-back carries the RSS hash when rss_set enabled RSS
+   * (the packet checksum it replaces is not used here; the L4 checksum
+   * status bits stay). */
+  e1k_wr32(d->bar, E1K_RFCTL, e1k_rd32(d->bar, E1K_RFCTL) | E1K_RFCTL_EXSTEN);
   e1k_wr32(d->bar, E1K_RXCSUM,
-           (d->offloads & NPA_CAP_RX_CSUM) ? (E1K_RXCSUM_IPOFLD | E1K_RXCSUM_TUOFLD) : 0);
+           E1K_RXCSUM_PCSD |
+               ((d->offloads & NPA_CAP_RX_CSUM) ? (E1K_RXCSUM_IPOFLD | E1K_RXCSUM_TUOFLD) : 0));
   e1k_wr32(d->bar, E1K_RDBAL, (uint32_t)d->rx_mem.iova);
   e1k_wr32(d->bar, E1K_RDBAH, (uint32_t)(d->rx_mem.iova >> 32));
   e1k_wr32(d->bar, E1K_RDLEN, (uint32_t)q->nb_desc * 16u);
@@ -424,8 +430,9 @@ static int e1k_reset(npa_plugin_dev *pd) {
   e1k_write_mac_filter(d, d->mac);
   e1k_link_setup(d, 2000000);
   /* Rings, filters and MSI-X routing are gone with the reset: configure
-   * must run again before start. */
+   * must run again before start; RSS too (rss_set). */
   d->configured = 0;
+  __atomic_store_n(&d->rss_on, 0, __ATOMIC_RELEASE);
   return 0;
 }
 
@@ -517,6 +524,7 @@ static const npa_plugin_ctrl_ops e1k_ctrl = {
     .set_mtu = e1k_set_mtu,
     .vlan_filter = e1k_vlan_filter,
     .irq_handler = e1k_irq_handler,
+    .rss_set = e1k_rss_set,
 };
 
 static const npa_plugin_fast_ops e1k_fast = {

@@ -149,3 +149,50 @@ void e1k_write_mac_filter(e1k_dev *d, const uint8_t m[6]) {
            (uint32_t)m[0] | (uint32_t)m[1] << 8 | (uint32_t)m[2] << 16 | (uint32_t)m[3] << 24);
   e1k_wr32(d->bar, E1K_RAH(0), (uint32_t)m[4] | (uint32_t)m[5] << 8 | E1K_RAH_AV);
 }
+
+/* rss_set (npa/plugin.h ABI 1.1). The 82574 hashes TCP/IPv4, IPv4, IPv6
+ * and TCP/IPv6 (its "Ex" form) with Toeplitz over the key in RSSRK, and
+ * puts a frame on the queue bit (7) of RETA[hash & 127]. This plug-in runs
+ * one queue pair, so every entry names queue 0 and the table's only effect
+ * is the one plugin.h allows a one-queue device: its hash is reported
+ * (rss_hash), over the types it has; UDP is hashed over the addresses when
+ * IPv4/IPv6 is on. Only RSS registers are written, which the burst path
+ * never touches, so it may run while the queue bursts. */
+int e1k_rss_set(npa_plugin_dev *pd, const struct npa_rss_conf *c) {
+  e1k_dev *d = (e1k_dev *)pd;
+  if (d == NULL || c == NULL || c->struct_size < sizeof(*c) || !d->configured) return -EINVAL;
+  if (c->key == NULL || c->key_len != NPA_RSS_CONF_KEY_LEN || c->table == NULL ||
+      c->table_len == 0 || c->table_len > NPA_RSS_CONF_TABLE_MAX ||
+      (c->table_len & (c->table_len - 1)) != 0 || c->nb_queue_pairs != 1)
+    return -EINVAL;
+  for (uint32_t i = 0; i < c->table_len; i++)
+    if (c->table[i] != 0) return -EINVAL; /* one queue pair */
+  /* Key byte 4n is RSSRK[n]'s low byte (the register file holds the key in
+   * byte order, as the device reads it for the hash). */
+  for (uint32_t n = 0; n < E1K_NUM_RSSRK; n++) {
+    const uint8_t *k = c->key + 4u * n;
+    e1k_wr32(d->bar, E1K_RSSRK(n),
+             (uint32_t)k[0] | (uint32_t)k[1] << 8 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 24);
+  }
+  /* 128 one-byte entries, four per register, entry 4n lowest; a shorter
+   * table repeats (its length divides 128, so hash & (len - 1) picks the
+   * same entry). Queue 0 everywhere: bit 7 clear. */
+  for (uint32_t n = 0; n < E1K_NUM_RETA; n++) {
+    uint32_t v = 0;
+    for (uint32_t b = 0; b < 4; b++) {
+      uint32_t q = c->table[(4u * n + b) & (c->table_len - 1u)];
+      v |= (q ? 0x80u : 0u) << (8u * b);
+    }
+    e1k_wr32(d->bar, E1K_RETA(n), v);
+  }
+  uint32_t mrqc = E1K_MRQC_RSS;
+  if (c->hash_types & NPA_RSS_CONF_HASH_TCPV4) mrqc |= E1K_MRQC_TCPIPV4;
+  if (c->hash_types & (NPA_RSS_CONF_HASH_IPV4 | NPA_RSS_CONF_HASH_UDPV4)) mrqc |= E1K_MRQC_IPV4;
+  if (c->hash_types & NPA_RSS_CONF_HASH_TCPV6) mrqc |= E1K_MRQC_TCPIPV6EX;
+  if (c->hash_types & (NPA_RSS_CONF_HASH_IPV6 | NPA_RSS_CONF_HASH_UDPV6)) mrqc |= E1K_MRQC_IPV6;
+  /* Key and table before the enable, so the device never hashes with half
+   * of them (it may still mix old and new across this call: plugin.h). */
+  e1k_wr32(d->bar, E1K_MRQC, mrqc);
+  __atomic_store_n(&d->rss_on, 1, __ATOMIC_RELEASE);
+  return 0;
+}

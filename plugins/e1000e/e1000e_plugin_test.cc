@@ -22,13 +22,16 @@ namespace {
 constexpr uint32_t CTRL = 0x0, STATUS = 0x8, EECD = 0x10, ICR = 0xC0, IMS = 0xD0, IMC = 0xD8,
                    RCTL = 0x100, TCTL = 0x400, RDBAL = 0x2800, RDLEN = 0x2808, RDT = 0x2818,
                    TDLEN = 0x3808, TDT = 0x3818, MPC = 0x4010, RAL0 = 0x5400, RAH0 = 0x5404,
-                   IVAR = 0xE4;
+                   IVAR = 0xE4, RXCSUM = 0x5000, RFCTL = 0x5008, MRQC = 0x5818,
+                   RETA0 = 0x5C00, RSSRK0 = 0x5C80;
 
+// 7.1.5 extended RX descriptor. Read format: the buffer address, then zero.
+// Write-back: the first quadword is MRQ (low 32 bits: RSS type 3:0) and the
+// RSS hash (high 32), then status (7:0) and errors (31:24), length, VLAN.
 struct RxDesc {
   uint64_t addr;
-  uint16_t length, csum;
-  uint8_t status, errors;
-  uint16_t special;
+  uint32_t status_error;
+  uint16_t length, vlan;
 };
 struct TxDesc {
   uint64_t addr;
@@ -232,17 +235,18 @@ TEST_F(E1000eTest, StartRxTxStopReclaimsEverything) {
   // RX: the "device" completes slots 0 and 1, and slot 2 with a CRC error.
   auto* rx = reinterpret_cast<RxDesc*>(static_cast<uintptr_t>(
       uint64_t{fake_.R(RDBAL)} | uint64_t{fake_.R(RDBAL + 4)} << 32));
+  EXPECT_TRUE(fake_.R(RFCTL) & (1u << 15));   // EXSTEN: extended descriptors
+  EXPECT_TRUE(fake_.R(RXCSUM) & (1u << 13));  // PCSD: the hash, not the packet checksum
+  EXPECT_EQ(rx[0].status_error, 0u);          // read format: the quadword after addr is zero
   npa_buf* posted0 = reinterpret_cast<npa_buf*>(rx[0].addr - NPA_BUF_DATA_OFF);
   std::memset(reinterpret_cast<void*>(rx[0].addr), 0xab, 60);
+  for (int i = 0; i < 3; i++) rx[i].addr = 0;  // write-back: MRQ 0 (not hashed), hash 0
   rx[0].length = 60;
-  rx[0].errors = 0;
   rx[1].length = 1514;
-  rx[1].errors = 0;
   rx[2].length = 64;
-  rx[2].errors = 0x01;  // CE
-  rx[1].status = 0x01 | 0x02;         // DD | EOP, no checksum indication
-  rx[0].status = 0x01 | 0x02 | 0x20;  // DD | EOP | TCPCS
-  rx[2].status = 0x01 | 0x02;
+  rx[1].status_error = 0x01 | 0x02;         // DD | EOP, no checksum indication
+  rx[0].status_error = 0x01 | 0x02 | 0x20;  // DD | EOP | TCPCS
+  rx[2].status_error = 0x01 | 0x02 | (1u << 24);  // CE
   npa_buf* got[8];
   ASSERT_EQ(x_->rx_burst(q, got, 8), 2);
   EXPECT_EQ(got[0], posted0);
@@ -253,7 +257,8 @@ TEST_F(E1000eTest, StartRxTxStopReclaimsEverything) {
   EXPECT_EQ(got[1]->data_len, 1514);
   EXPECT_EQ(got[1]->ol_flags, 0u);
   EXPECT_EQ(fake_.R(RDT), 2u);  // slots 0..2 re-posted, one tail write
-  EXPECT_EQ(rx[0].status, 0);
+  EXPECT_EQ(rx[0].status_error, 0u);
+  EXPECT_NE(rx[0].addr, 0u);
   EXPECT_NE(rx[0].addr, reinterpret_cast<uint64_t>(npa_buf_data(posted0)));
   fake_.kit.FreeBuffers(0, got, 2);
 
@@ -331,6 +336,80 @@ TEST_F(E1000eTest, StartRxTxStopReclaimsEverything) {
 // frame when that range crosses onto a discontiguous page behind a vIOMMU:
 // the plug-in splits data at 4 KiB IOVA boundaries, EOP and the buffer
 // reference only on the last piece.
+// rss_set: the key into RSSRK in byte order (key byte 4n is RSSRK[n]'s
+// low byte: the register file is what the device hashes with), 128 RETA
+// entries on queue 0, MRQC with the types the 82574 has; the burst path
+// then reports the hash of a frame the device hashed (MRQ type != 0).
+TEST_F(E1000eTest, RssSetProgramsKeyTableAndTypes) {
+  // Microsoft's verification key (common/rss.h kDefaultRssKey).
+  const uint8_t key[NPA_RSS_CONF_KEY_LEN] = {
+      0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+      0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+      0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+  uint16_t table[4] = {0, 0, 0, 0};
+  npa_rss_conf rc{};
+  rc.struct_size = sizeof(rc);
+  rc.hash_types = (1u << 6) - 1;  // every type
+  rc.key_len = NPA_RSS_CONF_KEY_LEN;
+  rc.table_len = 4;
+  rc.nb_queue_pairs = 1;
+  rc.key = key;
+  rc.table = table;
+  ASSERT_NE(c_->rss_set, nullptr);
+  EXPECT_TRUE(info_->capabilities & NPA_CAP_RSS);
+  ProbeOk();
+  EXPECT_EQ(c_->rss_set(dev_, &rc), -EINVAL) << "not configured";
+  npa_dev_config cfg = Cfg(64);
+  ASSERT_EQ(c_->configure(dev_, &cfg), 0);
+  fake_.R(RETA0 + 4) = 0xdeadbeef;  // must be rewritten
+  ASSERT_EQ(c_->rss_set(dev_, &rc), 0);
+  EXPECT_EQ(fake_.R(RSSRK0), 0xda565a6du);
+  EXPECT_EQ(fake_.R(RSSRK0 + 4), 0xc20e5b25u);
+  EXPECT_EQ(fake_.R(RSSRK0 + 36), 0xfa01acbeu);
+  for (uint32_t n = 0; n < 32; n++) EXPECT_EQ(fake_.R(RETA0 + 4 * n), 0u) << n;
+  // RSS on (01), TcpIPv4 16, IPv4 17, TcpIPv6Ex 18, IPv6 20.
+  EXPECT_EQ(fake_.R(MRQC), 0x1u | (1u << 16) | (1u << 17) | (1u << 18) | (1u << 20));
+  // Malformed: an entry beyond the one queue, a table length not a power
+  // of two, a key of another length, two queue pairs. Nothing changes.
+  table[2] = 1;
+  EXPECT_EQ(c_->rss_set(dev_, &rc), -EINVAL);
+  table[2] = 0;
+  rc.table_len = 3;
+  EXPECT_EQ(c_->rss_set(dev_, &rc), -EINVAL);
+  rc.table_len = 4;
+  rc.key_len = 16;
+  EXPECT_EQ(c_->rss_set(dev_, &rc), -EINVAL);
+  rc.key_len = NPA_RSS_CONF_KEY_LEN;
+  rc.nb_queue_pairs = 2;
+  EXPECT_EQ(c_->rss_set(dev_, &rc), -EINVAL);
+  rc.nb_queue_pairs = 1;
+  EXPECT_EQ(fake_.R(RSSRK0), 0xda565a6du);
+
+  ASSERT_EQ(c_->start(dev_), 0);
+  // While started (the queue may be bursting): only TCP/IPv4 now.
+  rc.hash_types = NPA_RSS_CONF_HASH_TCPV4;
+  ASSERT_EQ(c_->rss_set(dev_, &rc), 0);
+  EXPECT_EQ(fake_.R(MRQC), 0x1u | (1u << 16));
+  npa_plugin_queue* q = c_->queue(dev_, 0);
+  ASSERT_NE(q, nullptr);
+  auto* rx = reinterpret_cast<RxDesc*>(static_cast<uintptr_t>(
+      uint64_t{fake_.R(RDBAL)} | uint64_t{fake_.R(RDBAL + 4)} << 32));
+  rx[0].addr = 1u | uint64_t{0x12345678} << 32;  // MRQ type 1 (TCP/IPv4), the hash
+  rx[0].length = 60;
+  rx[1].addr = 0;  // not hashed
+  rx[1].length = 60;
+  rx[1].status_error = 0x01 | 0x02;
+  rx[0].status_error = 0x01 | 0x02;
+  npa_buf* got[4];
+  ASSERT_EQ(x_->rx_burst(q, got, 4), 2);
+  EXPECT_EQ(got[0]->ol_flags, NPA_BUF_OL_RX_RSS_HASH);
+  EXPECT_EQ(got[0]->rss_hash, 0x12345678u);
+  EXPECT_EQ(got[1]->ol_flags, 0u);
+  fake_.kit.FreeBuffers(0, got, 2);
+  ASSERT_EQ(c_->stop(dev_), 0);
+  EXPECT_EQ(fake_.kit.buffers_outstanding(), 0u);
+}
+
 TEST_F(E1000eTest, TxSplitsAtPageBoundaries) {
   ProbeOk();
   npa_dev_config cfg = Cfg(64);

@@ -93,6 +93,15 @@
 #define E1K_RAL(i) (0x05400u + 8u * (i)) /* 16 entries */
 #define E1K_RAH(i) (0x05404u + 8u * (i))
 #define E1K_VFTA(i) (0x05600u + 4u * (i)) /* 128 entries */
+/* 10.2.5.x RSS: MRQC, the redirection table (128 one-byte entries packed
+ * four to a register, entry 4n in RETA[n]'s low byte; bit 7 of an entry
+ * is the queue) and the 40-byte random key (key byte 4n in RSSRK[n]'s
+ * low byte: the register file is the key in byte order). */
+#define E1K_MRQC 0x05818u
+#define E1K_RETA(n) (0x05C00u + 4u * (n)) /* 32 registers */
+#define E1K_RSSRK(n) (0x05C80u + 4u * (n)) /* 10 registers */
+#define E1K_NUM_RETA 32u
+#define E1K_NUM_RSSRK 10u
 #define E1K_NUM_RA 16u
 #define E1K_NUM_MTA 128u
 #define E1K_NUM_VFTA 128u
@@ -111,7 +120,15 @@
 
 #define E1K_RXCSUM_IPOFLD (1u << 8)
 #define E1K_RXCSUM_TUOFLD (1u << 9)
+#define E1K_RXCSUM_PCSD (1u << 13) /* the descriptor carries the RSS hash, not the packet checksum */
 #define E1K_RFCTL_EXSTEN (1u << 15)
+/* MRQC: bits 1:0 = 01 RSS; the hash types the 82574 has (no UDP; its
+ * TCP/IPv6 hash is the "Ex" one, over extension-header addresses too). */
+#define E1K_MRQC_RSS 0x1u
+#define E1K_MRQC_TCPIPV4 (1u << 16)
+#define E1K_MRQC_IPV4 (1u << 17)
+#define E1K_MRQC_TCPIPV6EX (1u << 18)
+#define E1K_MRQC_IPV6 (1u << 20)
 #define E1K_RAH_AV (1u << 31)
 
 /* ---- 10.2.6 transmit registers ---- */
@@ -145,16 +162,28 @@
 /* Everything above fits below this offset: the smallest BAR0 we accept. */
 #define E1K_MMIO_MIN 0x06000u
 
-/* ---- 7.1.4 legacy receive descriptor ---- */
-typedef struct e1k_rx_desc {
-  uint64_t addr;
-  uint16_t length;
-  uint16_t csum;
-  uint8_t status;
-  uint8_t errors;
-  uint16_t special;
+/* ---- 7.1.5 extended receive descriptor (RFCTL.EXSTEN) ----
+ * Extended rather than legacy because only its write-back carries the RSS
+ * hash (with RXCSUM.PCSD), and because the device does RSS with it only
+ * (QEMU's e1000e: RSS needs EXSTEN and PCSD). Read format: the buffer
+ * address, then a zero quadword (DD clear). Write-back: MRQ (RSS type in
+ * bits 3:0, 0 = not hashed), the RSS hash, extended status and errors,
+ * length, VLAN tag. */
+typedef union e1k_rx_desc {
+  struct {
+    uint64_t addr;
+    uint64_t zero;
+  } read;
+  struct {
+    uint32_t mrq;
+    uint32_t rss;
+    uint32_t status_error;
+    uint16_t length;
+    uint16_t vlan;
+  } wb;
 } e1k_rx_desc;
-_Static_assert(sizeof(e1k_rx_desc) == 16, "7.1.4: 16-byte RX descriptor");
+_Static_assert(sizeof(e1k_rx_desc) == 16, "7.1.5: 16-byte RX descriptor");
+#define E1K_RXD_MRQ_TYPE 0xfu
 
 #define E1K_RXD_STAT_DD (1u << 0)
 #define E1K_RXD_STAT_EOP (1u << 1)
@@ -162,13 +191,14 @@ _Static_assert(sizeof(e1k_rx_desc) == 16, "7.1.4: 16-byte RX descriptor");
 #define E1K_RXD_STAT_UDPCS (1u << 4)
 #define E1K_RXD_STAT_TCPCS (1u << 5)
 #define E1K_RXD_STAT_IPCS (1u << 6)
-#define E1K_RXD_ERR_CE (1u << 0)
-#define E1K_RXD_ERR_SE (1u << 1)
-#define E1K_RXD_ERR_SEQ (1u << 2)
-#define E1K_RXD_ERR_CXE (1u << 4)
-#define E1K_RXD_ERR_TCPE (1u << 5)
-#define E1K_RXD_ERR_IPE (1u << 6)
-#define E1K_RXD_ERR_RXE (1u << 7)
+/* Extended errors: status_error bits 31:24 (the legacy errors byte, moved). */
+#define E1K_RXD_ERR_CE (1u << 24)
+#define E1K_RXD_ERR_SE (1u << 25)
+#define E1K_RXD_ERR_SEQ (1u << 26)
+#define E1K_RXD_ERR_CXE (1u << 28)
+#define E1K_RXD_ERR_TCPE (1u << 29)
+#define E1K_RXD_ERR_IPE (1u << 30)
+#define E1K_RXD_ERR_RXE (1u << 31)
 #define E1K_RXD_ERR_FRAME \
   (E1K_RXD_ERR_CE | E1K_RXD_ERR_SE | E1K_RXD_ERR_SEQ | E1K_RXD_ERR_CXE | E1K_RXD_ERR_RXE)
 

@@ -1,6 +1,6 @@
 /*
  * plugins/e1000e/e1000e_rxtx.c — the burst path of the 82574 plug-in:
- * legacy RX descriptors (82574 datasheet 7.1.4), legacy and TCP/IP
+ * extended RX descriptors (82574 datasheet 7.1.5), legacy and TCP/IP
  * context/data TX descriptors (7.2), one tail write per burst.
  */
 #include <errno.h>
@@ -23,9 +23,10 @@ static inline int rx_post(npa_plugin_queue *q, uint16_t i, npa_buf *b) {
   if (b == NULL || b->buf_len < NPA_BUF_DATA_OFF + E1K_RX_BUF_SIZE) return -EINVAL;
   b->data_off = NPA_BUF_DATA_OFF;
   q->rx_bufs[i] = b;
-  q->rx_ring[i].addr = npa_buf_data_iova(b);
-  /* Clear DD last, so a stale DD never pairs with the new address. */
-  q->rx_ring[i].status = 0;
+  q->rx_ring[i].read.addr = npa_buf_data_iova(b);
+  /* Clear the write-back's status (DD) last, so a stale DD never pairs
+   * with the new address. */
+  q->rx_ring[i].read.zero = 0;
   return 0;
 }
 
@@ -68,7 +69,8 @@ uint16_t e1k_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
      * device once the buffer and the descriptor are written back). */
     uint32_t left = (uint32_t)n - got;
     uint16_t ready = 0, limit = (uint16_t)(left < E1K_BATCH ? left : E1K_BATCH);
-    while (ready < limit && (q->rx_ring[(q->rx_next + ready) & q->mask].status & E1K_RXD_STAT_DD))
+    while (ready < limit &&
+           (q->rx_ring[(q->rx_next + ready) & q->mask].wb.status_error & E1K_RXD_STAT_DD))
       ready++;
     if (ready == 0) break;
     e1k_rmb(); /* length/errors below were written before DD */
@@ -80,8 +82,9 @@ uint16_t e1k_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
     for (k = 0; k < ready; k++) {
       uint16_t i = q->rx_next;
       volatile e1k_rx_desc *rd = &q->rx_ring[i];
-      uint8_t status = rd->status, errors = rd->errors;
-      uint16_t len = rd->length;
+      uint32_t status = rd->wb.status_error, errors = status;
+      uint16_t len = rd->wb.length;
+      uint32_t mrq = rd->wb.mrq, hash = rd->wb.rss;
       npa_buf *b = q->rx_bufs[i];
       /* A frame spanning descriptors cannot happen with LPE off and 2048-byte
        * buffers; drop one if it does, like a frame with a MAC error. */
@@ -104,6 +107,14 @@ uint16_t e1k_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
             (status & (E1K_RXD_STAT_TCPCS | E1K_RXD_STAT_UDPCS)) &&
             !(errors & (E1K_RXD_ERR_TCPE | E1K_RXD_ERR_IPE)))
           b->ol_flags |= NPA_BUF_OL_RX_CSUM_GOOD;
+        /* The device's Toeplitz hash (rss_set programmed it; MRQ type 0:
+         * the frame had nothing the enabled types hash). The shell replaces
+         * it with its own (npa/plugin.h rss_set), the report is for
+         * npa-conform and for shells that trust it. */
+        if (__atomic_load_n(&d->rss_on, __ATOMIC_RELAXED) && (mrq & E1K_RXD_MRQ_TYPE) != 0) {
+          b->rss_hash = hash;
+          b->ol_flags |= NPA_BUF_OL_RX_RSS_HASH;
+        }
         bufs[got++] = b;
         q->rx_packets++;
         q->rx_bytes += len;
@@ -312,7 +323,7 @@ int e1k_rx_intr_enable(npa_plugin_queue *q, int enable) {
   e1k_wr32(d->bar, E1K_ICR, E1K_ICR_RXQ0);
   e1k_wr32(d->bar, E1K_IMS, E1K_ICR_RXQ0);
   e1k_rmb();
-  if (q->rx_ring[q->rx_next].status & E1K_RXD_STAT_DD) e1k_wr32(d->bar, E1K_ICS, E1K_ICR_RXQ0);
+  if (q->rx_ring[q->rx_next].wb.status_error & E1K_RXD_STAT_DD) e1k_wr32(d->bar, E1K_ICS, E1K_ICR_RXQ0);
   return 0;
 }
 

@@ -18,7 +18,7 @@ namespace npa::shell {
 
 enum class PluginDevice::Op : uint8_t {
   kProbe, kGetCaps, kConfigure, kStart, kRx, kTx, kQueueOp, kQuery, kQuiesce, kStop, kReset,
-  kRuntime, kIrq, kRemove, kCount,
+  kRuntime, kIrq, kRemove, kRss, kCount,
 };
 
 namespace {
@@ -42,6 +42,7 @@ const char* OpName(PluginDevice::Op op) {
     case O::kRuntime: return "set_mac/set_mtu/vlan_filter";
     case O::kIrq: return "irq_handler";
     case O::kRemove: return "remove";
+    case O::kRss: return "rss_set";
     case O::kCount: break;
   }
   return "?";
@@ -92,6 +93,10 @@ struct PluginDeviceTraits {
       {S::kStarted, O::kIrq, S::kStarted},
       {S::kQuiesced, O::kIrq, S::kQuiesced},
       {S::kStopped, O::kIrq, S::kStopped},
+      // rss_set: after configure, and while the queues burst (plugin.h).
+      {S::kConfigured, O::kRss, S::kConfigured},
+      {S::kStarted, O::kRss, S::kStarted},
+      {S::kQuiesced, O::kRss, S::kQuiesced},
       {S::kProbed, O::kRemove, S::kRemoved},
       {S::kCapsKnown, O::kRemove, S::kRemoved},
       {S::kConfigured, O::kRemove, S::kRemoved},
@@ -307,6 +312,28 @@ absl::Status PluginDevice::VlanFilter(uint16_t vid, bool on) {
   }
   if (plugin_->ctrl().vlan_filter == nullptr) return Unimplemented(*plugin_, "vlan_filter");
   return CallStatus("vlan_filter", plugin_->ctrl().vlan_filter(dev_, vid, on ? 1 : 0));
+}
+
+absl::Status PluginDevice::RssSet(const npa_rss_conf& conf) {
+  NPA_RETURN_IF_ERROR(Next(Op::kRss).status());
+  if (plugin_->ctrl().rss_set == nullptr) return Unimplemented(*plugin_, "rss_set");
+  // The shell's own configuration, checked here once so a plug-in is never
+  // handed a conf that breaks plugin.h's promises.
+  const bool pow2 = conf.table_len != 0 && (conf.table_len & (conf.table_len - 1)) == 0;
+  if (conf.key == nullptr || conf.key_len != NPA_RSS_CONF_KEY_LEN || conf.table == nullptr ||
+      !pow2 || conf.table_len > NPA_RSS_CONF_TABLE_MAX || conf.hash_types == 0 ||
+      conf.nb_queue_pairs != nb_queue_pairs_)
+    return absl::InvalidArgumentError(
+        absl::StrCat("rss_set: malformed configuration (key_len ", conf.key_len, ", table_len ",
+                     conf.table_len, ", hash_types ", conf.hash_types, ", queue pairs ",
+                     conf.nb_queue_pairs, " of ", nb_queue_pairs_, ")"));
+  for (uint16_t i = 0; i < conf.table_len; i++)
+    if (conf.table[i] >= nb_queue_pairs_)
+      return absl::InvalidArgumentError(absl::StrCat("rss_set: table[", i, "] = ", conf.table[i],
+                                                     " is not a configured queue"));
+  npa_rss_conf c = conf;
+  c.struct_size = sizeof(c);
+  return CallStatus("rss_set", plugin_->ctrl().rss_set(dev_, &c));
 }
 
 absl::Status PluginDevice::HandleIrq(uint32_t vec) {

@@ -78,6 +78,10 @@ class PluginDevice {
   absl::Status SetMtu(uint32_t mtu);
   absl::Status VlanFilter(uint16_t vid, bool on);
   absl::Status HandleIrq(uint32_t vec);
+  // ABI 1.1 rss_set: configured, started or quiesced; conf is checked
+  // (key, power-of-two table within the configured queues) before the
+  // plug-in sees it. UNIMPLEMENTED when the plug-in lacks the op.
+  absl::Status RssSet(const npa_rss_conf& conf);
   absl::StatusOr<npa_link_status> LinkStatus();
   absl::StatusOr<npa_plugin_qstats> QueueStats(uint16_t qid);
   // Releases the device. Legal from any probed, non-started state.

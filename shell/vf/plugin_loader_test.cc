@@ -50,6 +50,8 @@ TEST(LoadPluginTest, AcceptsAbi10PluginWithoutTheFlags) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ((*p)->abi_minor(), 0);
   EXPECT_EQ((*p)->flags(), 0u);
+  // Its control table is ABI 1.0's 128 bytes: no rss_set.
+  EXPECT_EQ((*p)->ctrl().rss_set, nullptr);
   absl::StatusOr<std::unique_ptr<LoadedPlugin>> q = LoadPlugin(Plugin("stuck", "test_stuck"));
   ASSERT_TRUE(q.ok()) << q.status();
   EXPECT_EQ((*q)->flags(), NPA_PLUGIN_F_TX_FREE);
@@ -67,7 +69,7 @@ TEST(LoadPluginTest, AcceptsGoodPluginAndCopiesTablesByValue) {
     EXPECT_EQ(lp.abi_major(), 1);
     EXPECT_EQ(lp.abi_minor(), NPA_PLUGIN_ABI_MINOR);
     EXPECT_EQ(lp.flags(), NPA_PLUGIN_F_TX_FREE);
-    EXPECT_EQ(lp.capabilities(), NPA_CAP_RX_CSUM);
+    EXPECT_EQ(lp.capabilities(), NPA_CAP_RX_CSUM | NPA_CAP_RSS);
     EXPECT_EQ(lp.unknown_capabilities(), 0u);
     ASSERT_EQ(lp.ids().size(), 1u);
     EXPECT_EQ(lp.ids()[0].vendor, 0x1d0f);
@@ -75,6 +77,7 @@ TEST(LoadPluginTest, AcceptsGoodPluginAndCopiesTablesByValue) {
     EXPECT_EQ(lp.ctrl().struct_size, sizeof(npa_plugin_ctrl_ops));
     EXPECT_NE(lp.ctrl().quiesce, nullptr);
     EXPECT_EQ(lp.ctrl().reset, nullptr);  // optional and absent: unsupported
+    EXPECT_NE(lp.ctrl().rss_set, nullptr);  // ABI 1.1
     EXPECT_NE(lp.fast().tx_reap, nullptr);
     EXPECT_EQ(lp.fast().get_irq_vector, nullptr);
     EXPECT_TRUE(StillLoaded(path));
@@ -399,7 +402,7 @@ TEST_F(PluginDeviceTest, LoopbackLifecycleEndToEnd) {
   absl::StatusOr<npa_dev_caps> caps = d.GetCaps();
   ASSERT_TRUE(caps.ok()) << caps.status();
   EXPECT_EQ(caps->max_queue_pairs, 4);
-  EXPECT_EQ(caps->offloads, NPA_CAP_RX_CSUM);
+  EXPECT_EQ(caps->offloads, NPA_CAP_RX_CSUM | NPA_CAP_RSS);
   ASSERT_TRUE(d.Configure(Config(2, 32)).ok());
   ASSERT_TRUE(d.Start().ok());
   EXPECT_EQ(fake_.buffers_outstanding(), 64u) << "two RX rings of 32 posted at start";
@@ -541,6 +544,40 @@ TEST_F(PluginDeviceTest, ChecksInputsBeforeThePluginSeesThem) {
   EXPECT_EQ(d.RxBurst(2, b, 4).status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(d.QueueStats(4).status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(d.VlanFilter(4096, true).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// rss_set (ABI 1.1): legal once configured, also while started; a
+// malformed configuration (bad table length, an entry beyond the configured
+// queues) never reaches the plug-in.
+TEST_F(PluginDeviceTest, RssSetStatesAndChecks) {
+  PluginDevice d(plugin_);
+  uint8_t key[NPA_RSS_CONF_KEY_LEN] = {1, 2, 3};
+  uint16_t table[8] = {0, 1, 0, 1, 0, 1, 0, 1};
+  npa_rss_conf c{};
+  c.struct_size = sizeof(c);
+  c.hash_types = NPA_RSS_CONF_HASH_TCPV4;
+  c.key_len = NPA_RSS_CONF_KEY_LEN;
+  c.table_len = 8;
+  c.nb_queue_pairs = 2;
+  c.key = key;
+  c.table = table;
+  ASSERT_TRUE(d.Probe(fake_.services(), LoopbackInfo()).ok());
+  ASSERT_TRUE(d.GetCaps().ok());
+  EXPECT_EQ(d.RssSet(c).code(), absl::StatusCode::kFailedPrecondition) << "before configure";
+  ASSERT_TRUE(d.Configure(Config(2, 8)).ok());
+  EXPECT_TRUE(d.RssSet(c).ok());
+  ASSERT_TRUE(d.Start().ok());
+  EXPECT_TRUE(d.RssSet(c).ok()) << "while started";
+  c.table_len = 6;
+  EXPECT_EQ(d.RssSet(c).code(), absl::StatusCode::kInvalidArgument);
+  c.table_len = 8;
+  table[3] = 2;
+  absl::Status s = d.RssSet(c);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "rss_set: table[3] = 2 is not a configured queue");
+  ASSERT_TRUE(d.Stop().ok());
+  table[3] = 1;
+  EXPECT_EQ(d.RssSet(c).code(), absl::StatusCode::kFailedPrecondition) << "stopped";
 }
 
 TEST_F(PluginDeviceTest, DestructorStopsAndRemoves) {

@@ -17,6 +17,13 @@ namespace {
 
 using Q = VfPath::Queue;
 
+// rss_set hands the shell's configuration over as it is (common/rss.h).
+static_assert(NPA_RSS_CONF_HASH_IPV4 == kRssIpv4 && NPA_RSS_CONF_HASH_TCPV4 == kRssTcpv4 &&
+              NPA_RSS_CONF_HASH_UDPV4 == kRssUdpv4 && NPA_RSS_CONF_HASH_IPV6 == kRssIpv6 &&
+              NPA_RSS_CONF_HASH_TCPV6 == kRssTcpv6 && NPA_RSS_CONF_HASH_UDPV6 == kRssUdpv6);
+static_assert(NPA_RSS_CONF_KEY_LEN == kRssKeyLen &&
+              NPA_RSS_CONF_TABLE_MAX == RssTable::kMaxEntries);
+
 #define NPA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 // A plug-in that reports more than it was asked for has already written past
@@ -307,6 +314,16 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
   const bool sw_vlan_strip =
       (p.guest_offloads & NPA_OFFLOAD_VLAN_STRIP) && !(cfg.offloads & NPA_CAP_VLAN_STRIP);
   NPA_RETURN_IF_ERROR(v->dev_->Configure(cfg));
+  // Hardware RSS: the guest's key and table before start, so the device
+  // spreads by them from its first frame. A device that refuses keeps
+  // working: the shell's software hash covers every frame anyway.
+  v->hw_rss_ = p.rss != nullptr && (caps.offloads & NPA_CAP_RSS) &&
+               plugin->ctrl().rss_set != nullptr;
+  if (v->hw_rss_) {
+    if (absl::Status s = v->SetRss(*p.rss); !s.ok())
+      NPA_LOG(Warn, "shell: %s: hardware RSS not set, the shell hashes in software: %s",
+              p.pci_address.c_str(), std::string(s.message()).c_str());
+  }
 
   // 4. REQ / ERR: the agent wants the device back, or it failed. A device
   // without them (the fake in tests may lack one) still works; it just
@@ -419,6 +436,21 @@ bool VfPath::link_up() const {
   // link_status is a control op; the shell reports the control session's
   // view (the agent's LinkState), so this is only the started state.
   return dev_ && dev_->state() == PluginDevice::State::kStarted;
+}
+
+absl::Status VfPath::SetRss(const RssRx& rss) {
+  if (!hw_rss_) return absl::OkStatus();
+  const std::span<const uint8_t> key = rss.hasher().key();
+  const std::span<const uint16_t> table = rss.table().entries();
+  npa_rss_conf c{};
+  c.struct_size = sizeof(c);
+  c.hash_types = rss.types();
+  c.key_len = static_cast<uint16_t>(key.size());
+  c.table_len = static_cast<uint16_t>(table.size());
+  c.nb_queue_pairs = nqp_;
+  c.key = key.data();
+  c.table = table.data();
+  return dev_->RssSet(c);
 }
 
 npa_plugin_qstats VfPath::QueueStats(uint16_t qid) {

@@ -45,6 +45,7 @@
 #include "absl/status/statusor.h"
 #include "common/unique_fd.h"
 #include "shell/path.h"
+#include "shell/rss_rx.h"
 #include "shell/vf/plugin_device.h"
 #include "shell/vf/plugin_loader.h"
 #include "shell/vf/tx_tracker.h"
@@ -72,6 +73,10 @@ class VfPath : public Path {
     std::vector<RxVirtq*> emu_rx;        // per queue: the emulated rings
     std::vector<TxVirtq*> emu_tx;
     std::vector<TxTracker*> tx_track;    // per queue, optional: marks VF TX frames
+    // NPA_OFFLOAD_RSS_HASH: the configuration in force (null without the
+    // offload). Replayed into a plug-in with NPA_CAP_RSS and rss_set right
+    // after configure; see SetRss.
+    std::shared_ptr<const RssRx> rss;
     LogSink log;
   };
 
@@ -105,6 +110,16 @@ class VfPath : public Path {
 
   // Bounded: repeats quiesce until idle or timeout_ms passed. true: idle.
   bool Quiesce(uint32_t timeout_ms);
+  // Hardware RSS (plugin.h rss_set): hands the plug-in rss's key, hash
+  // types and table when the guest configured NPA_OFFLOAD_RSS_HASH and the
+  // device offers NPA_CAP_RSS with the op (hw_rss()); a no-op otherwise.
+  // Control thread, under vf_mu; the queues may be bursting on the VF. The
+  // shell's software hash (rss_rx.h) stays on for every frame whatever
+  // this returns: it decides only which queue the device fills. A failure
+  // is returned for the caller to log.
+  absl::Status SetRss(const RssRx& rss);
+  bool hw_rss() const { return hw_rss_; }
+
   // The plug-in's counters for qid (control thread); zero when unreadable.
   npa_plugin_qstats QueueStats(uint16_t qid);
 
@@ -143,6 +158,7 @@ class VfPath : public Path {
   uint16_t nqp_ = 0;
   bool sw_tx_csum_ = false;
   bool rx_intr_ = false;
+  bool hw_rss_ = false;
   int req_fd_ = -1, err_fd_ = -1;
 };
 

@@ -403,6 +403,10 @@ VfPath::Params OfferParams(npa_shell* sh, const control::VfOffer& o, UniqueFd fd
     p.emu_tx.push_back(&sh->emulated->tx(q));
     p.tx_track.push_back(&sh->queues[q].vf_tx);
   }
+  {
+    std::lock_guard<std::mutex> l(sh->mu);  // vf_mu -> mu, as everywhere
+    p.rss = sh->rss;
+  }
   p.log = [](int level, std::string_view line) {
     std::string s(line);
     if (level <= NPA_LOG_ERROR) NPA_LOG(Error, "plug-in: %s", s.c_str());
@@ -560,6 +564,21 @@ void ReleaseVf(npa_shell* sh, const char* why, bool notify) {
     absl::Status s = sh->control->Send(std::move(e));
     if (!s.ok()) NPA_LOG(Info, "shell: telling the agent about the release: %s", std::string(s.message()).c_str());
   }
+}
+
+void ReplayRssToVf(npa_shell* sh) {
+  std::lock_guard<std::mutex> vl(sh->vf_mu);
+  if (!sh->vf || !sh->vf->hw_rss()) return;
+  std::shared_ptr<const RssRx> rss;
+  {
+    std::lock_guard<std::mutex> l(sh->mu);
+    rss = sh->rss;  // the latest: of two racing calls, the last one's wins
+  }
+  if (!rss) return;
+  if (absl::Status s = sh->vf->SetRss(*rss); !s.ok())
+    NPA_LOG(Warn, "shell '%s': npa_shell_set_rss: %s kept its previous RSS (the shell's hash "
+            "is the new one on every frame): %s", sh->name.c_str(), sh->vf->plugin_name().c_str(),
+            std::string(s.message()).c_str());
 }
 
 void SetAnnounceOnAttachForTest(bool on) { g_announce.store(on); }

@@ -124,6 +124,13 @@ void InstallVfHooks(npa_shell* sh);
 // unsolicited RevokeDone. No-op without a VF (the table refuses the stop).
 void ReleaseVf(npa_shell* sh, const char* why, bool notify);
 
+// npa_shell_set_rss, after the new configuration is in force (sh->mu not
+// held): replays it into the attached VF's plug-in when it has hardware
+// RSS (VfPath::SetRss); a failure is logged. Takes vf_mu, so it waits for
+// a switch in progress (bounded); an attach that starts later reads the
+// new configuration itself.
+void ReplayRssToVf(npa_shell* sh);
+
 // TEST ONLY: whether the owner of queue 0 sends the RARP announcement
 // through a VF it has just switched to (default true). Tests that count the
 // frames a loopback VF reflects one by one (vf_offload_test.cc) turn it off

@@ -23,6 +23,16 @@
  * work); rx_burst never delivers anything. Start and stop post and return
  * the RX ring as the loopback does.
  *
+ * RSS (ABI 1.1 rss_set): test_good proper offers NPA_CAP_RSS and rss_set,
+ * checks the configuration as a device would (key length, power-of-two
+ * table, entries below the configured queues, started or not) and records
+ * the last one it accepted. The record is read by shell/vf tests through a
+ * second, test-only exported symbol, test_good_rss_record (a vendor plug-in
+ * exports only the entry); the loopback itself keeps every frame on the
+ * queue it was sent on. Built with LB_NO_RSS (tests/plugins/norss/, the
+ * same PCI ID): no NPA_CAP_RSS and no rss_set, the shell must hash in
+ * software alone. The other variants have no rss_set either.
+ *
  * TX completions: every variant returns its TX frames through
  * npa_services_tx_free (buf_free_tx) and sets NPA_PLUGIN_F_TX_FREE, as an
  * ABI 1.1 plug-in does. Built with LB_ABI_1_0 (tests/plugins stuck_v10/, null_v10/): the
@@ -44,6 +54,9 @@
 #define LB_DEVICE 0x1011
 #else
 #define LB_DEVICE 0x100f
+#endif
+#if !defined(LB_STUCK) && !defined(LB_NULL) && !defined(LB_HOSTILE_RX) && !defined(LB_NO_RSS)
+#define LB_RSS 1 /* test_good proper: rss_set */
 #endif
 #define LB_MAX_QP 4
 #define LB_MIN_RING 8
@@ -140,6 +153,9 @@ static int lb_get_caps(npa_plugin_dev *d, npa_dev_caps *c) {
   c->max_ring_size = LB_MAX_RING;
   c->max_mtu = LB_MAX_MTU;
   c->offloads = NPA_CAP_RX_CSUM;
+#ifdef LB_RSS
+  c->offloads |= NPA_CAP_RSS;
+#endif
   static const uint8_t mac[6] = {0x02, 0x00, 0x00, 0x00, 0x0f, 0x01};
   memcpy(c->perm_mac, mac, sizeof(mac));
   return 0;
@@ -202,6 +218,41 @@ static int lb_quiesce(npa_plugin_dev *d, uint32_t timeout_us) {
   return 0; /* TX completes inside tx_burst: never anything in flight */
 #endif
 }
+
+#ifdef LB_RSS
+/* What rss_set last accepted, and how often it was called (also refused). */
+typedef struct test_good_rss {
+  uint32_t calls, accepted;
+  uint32_t started;         /* the device was started at the last accepted call */
+  uint32_t hash_types;
+  uint16_t table_len, nb_queue_pairs;
+  uint8_t key[NPA_RSS_CONF_KEY_LEN];
+  uint16_t table[NPA_RSS_CONF_TABLE_MAX];
+} test_good_rss;
+static test_good_rss lb_rss;
+
+NPA_PLUGIN_EXPORT const test_good_rss *test_good_rss_record(void);
+NPA_PLUGIN_EXPORT const test_good_rss *test_good_rss_record(void) { return &lb_rss; }
+
+static int lb_rss_set(npa_plugin_dev *d, const struct npa_rss_conf *c) {
+  lb_rss.calls++;
+  if (c == NULL || c->struct_size < sizeof(*c) || c->key == NULL || c->table == NULL ||
+      c->key_len != NPA_RSS_CONF_KEY_LEN || c->table_len == 0 ||
+      c->table_len > NPA_RSS_CONF_TABLE_MAX || (c->table_len & (c->table_len - 1)) ||
+      c->nb_queue_pairs != d->nb_queue_pairs || c->hash_types == 0)
+    return -EINVAL;
+  for (uint16_t i = 0; i < c->table_len; i++)
+    if (c->table[i] >= d->nb_queue_pairs) return -EINVAL;
+  lb_rss.accepted++;
+  lb_rss.started = (uint32_t)d->started;
+  lb_rss.hash_types = c->hash_types;
+  lb_rss.table_len = c->table_len;
+  lb_rss.nb_queue_pairs = c->nb_queue_pairs;
+  memcpy(lb_rss.key, c->key, NPA_RSS_CONF_KEY_LEN);
+  memcpy(lb_rss.table, c->table, c->table_len * sizeof(uint16_t));
+  return 0;
+}
+#endif
 
 static int lb_set_mtu(npa_plugin_dev *d, uint32_t mtu) {
   if (mtu < 68 || mtu > LB_MAX_MTU) return -EINVAL;
@@ -302,7 +353,11 @@ static const npa_pci_id ids[] = {
 };
 
 static const npa_plugin_ctrl_ops ctrl = {
+#ifdef LB_ABI_1_0
+    .struct_size = offsetof(npa_plugin_ctrl_ops, rss_set), /* 128: ABI 1.0's */
+#else
     .struct_size = sizeof(npa_plugin_ctrl_ops),
+#endif
     .probe = lb_probe,
     .remove = lb_remove,
     .get_caps = lb_get_caps,
@@ -314,6 +369,9 @@ static const npa_plugin_ctrl_ops ctrl = {
     .queue_stats = lb_queue_stats,
     .quiesce = lb_quiesce,
     .set_mtu = lb_set_mtu,
+#ifdef LB_RSS
+    .rss_set = lb_rss_set,
+#endif
 };
 
 static const npa_plugin_fast_ops fast = {
@@ -340,6 +398,8 @@ static const npa_plugin_info info = {
     .name = "test_stuck",
 #elif defined(LB_NULL)
     .name = "test_null",
+#elif defined(LB_NO_RSS)
+    .name = "test_norss",
 #else
     .name = "test_good",
 #endif
@@ -348,7 +408,11 @@ static const npa_plugin_info info = {
     .id_table = ids,
     .id_count = sizeof(ids) / sizeof(ids[0]),
     .id_entry_size = sizeof(npa_pci_id),
+#ifdef LB_RSS
+    .capabilities = NPA_CAP_RX_CSUM | NPA_CAP_RSS,
+#else
     .capabilities = NPA_CAP_RX_CSUM,
+#endif
     .ctrl = &ctrl,
     .fast = &fast,
 };
