@@ -32,6 +32,8 @@
 #          RATE=10000 LIGHT_S=10 SIZE=64 NICE=0 QUIET_MAX=60
 #          OUTDIR=/tmp/npa-bench-latency
 #          IDLE_SPINS=N   npa-agent --idle-spins N (default: the agent's)
+#          COALESCE_US=N  npa-agent --coalesce-us N: interrupt moderation
+#                         (default 0, off); the JSON's npa_coalesce_us
 #          IMPLS=npa|dpdk one side only (default both; the JSON then lacks the
 #                         other's figures and the exit status is 1)
 #          NICE=-20       every measured process, and this session's autogroup,
@@ -74,6 +76,8 @@ done
   [ "$LIGHT_S" -ge 2 ] && [ "$SIZE" -ge 60 ] && [ "$SIZE" -le 1514 ] ||
   { echo "bench-latency: want REPS>=1 COUNT,INTR_COUNT>=100 RATE>=100 LIGHT_S>=2 SIZE 60..1514" >&2; exit 2; }
 [ -z "${IDLE_SPINS:-}" ] || [[ "$IDLE_SPINS" =~ ^[0-9]+$ ]] || { echo "bench-latency: IDLE_SPINS='$IDLE_SPINS' is not a number" >&2; exit 2; }
+COALESCE_US=${COALESCE_US:-0}
+[[ "$COALESCE_US" =~ ^[0-9]+$ ]] || { echo "bench-latency: COALESCE_US='$COALESCE_US' is not a number" >&2; exit 2; }
 [[ "$NICE" =~ ^-?[0-9]+$ ]] && [ "$NICE" -ge -20 ] && [ "$NICE" -le 19 ] ||
   { echo "bench-latency: NICE='$NICE' not in -20..19" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "bench-latency: run as root (DPDK EAL, CPU pinning)" >&2; exit 1; }
@@ -174,7 +178,7 @@ start_back() {           # start_back IMPL: the echoing back end on CPU_BACK; se
   rm -f "$SOCK"
   if [ "$impl" = npa ]; then
     taskset -c $CPU_BACK $PRIO "$AGENT" --vhost-user "$SOCK" --control "$OUTDIR/agent.ctl" \
-      --restart-roster none --mode loopback --cpu $CPU_BACK ${IDLE_SPINS:+--idle-spins $IDLE_SPINS} \
+      --restart-roster none --mode loopback --cpu $CPU_BACK ${IDLE_SPINS:+--idle-spins $IDLE_SPINS} --coalesce-us $COALESCE_US \
       >"$log" 2>&1 </dev/null &
   else
     # --stats-period: without it a non-interactive testpmd reads stdin and
@@ -257,7 +261,7 @@ run_impl() {             # run_impl IMPL: back end up, the three phases, back en
 
 log "# npa latency and idle cost vs DPDK $(dpkg-query -W -f='${Version}' dpdk 2>/dev/null)"
 log "# CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, kernel $(uname -r)"
-log "# $(date -u +%FT%TZ) REPS=$REPS COUNT=$COUNT INTR_COUNT=$INTR_COUNT RATE=$RATE LIGHT_S=$LIGHT_S SIZE=$SIZE NICE=$NICE IDLE_SPINS=${IDLE_SPINS:-default}"
+log "# $(date -u +%FT%TZ) REPS=$REPS COUNT=$COUNT INTR_COUNT=$INTR_COUNT RATE=$RATE LIGHT_S=$LIGHT_S SIZE=$SIZE NICE=$NICE IDLE_SPINS=${IDLE_SPINS:-default} COALESCE_US=$COALESCE_US"
 log "# binaries: $BUILD_DIR ($(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null))"
 log "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 FAILS=0
@@ -277,9 +281,10 @@ if [ -x "$BUILD_DIR/tests/bench/wake_floor" ]; then
 fi
 log "# finished $(date -u +%FT%TZ); load average $(cut -d' ' -f1-3 /proc/loadavg); runs in $RUNS"
 
-python3 - "$RUNS" "$REPS" "$RATE" "$FAILS" "$FLOOR" <<'PY'
+python3 - "$RUNS" "$REPS" "$RATE" "$FAILS" "$FLOOR" "$COALESCE_US" <<'PY'
 import json, statistics, sys
 path, reps, rate, fails, floor = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+coalesce_us = int(sys.argv[6])
 runs = [json.loads(l) for l in open(path) if l.strip()]
 def vals(impl, phase, key, src="run"):
     out = []
@@ -291,7 +296,7 @@ def vals(impl, phase, key, src="run"):
     return out
 def med(v):
     return round(statistics.median(v), 2) if v else None
-head = {"bench": "latency", "reps": reps, "rate": rate}
+head = {"bench": "latency", "reps": reps, "rate": rate, "npa_coalesce_us": coalesce_us}
 rows = []
 missing = []
 for phase in ("poll", "intr", "light"):

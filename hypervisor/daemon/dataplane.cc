@@ -15,6 +15,7 @@
 #include "common/status_macros.h"
 #include "hypervisor/daemon/dataplane_frames.h"
 #include "hypervisor/daemon/guest_rss.h"
+#include "hypervisor/daemon/idle_policy.h"
 #include "hypervisor/vhost/virtqueue.h"
 
 namespace npa::agent {
@@ -63,6 +64,9 @@ absl::Status Dataplane::Start() {
   if (opts_.desc_budget < opts_.burst)
     return absl::InvalidArgumentError(absl::StrCat("descriptor budget ", opts_.desc_budget,
                                                    " is below the burst ", opts_.burst));
+  if (opts_.coalesce_us * uint64_t{1000} > IdlePolicy::kMaxCoalesceNs)
+    return absl::InvalidArgumentError(absl::StrCat("coalesce interval ", opts_.coalesce_us,
+                                                   " us outside 0..10000"));
   if (running_) return absl::FailedPreconditionError("dataplane already started");
   wake_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!wake_fd_) return ErrnoError(errno, "eventfd for the dataplane");
@@ -184,6 +188,7 @@ DataplaneCounters Dataplane::counters() const {
   DataplaneCounters d;
   d.loops = c_.loops.load(std::memory_order_relaxed);
   d.sleeps = c_.sleeps.load(std::memory_order_relaxed);
+  d.coalesced_waits = c_.coalesced_waits.load(std::memory_order_relaxed);
   d.sink_packets = c_.sink_packets.load(std::memory_order_relaxed);
   d.sink_bytes = c_.sink_bytes.load(std::memory_order_relaxed);
   d.flood_copies = c_.flood_copies.load(std::memory_order_relaxed);
@@ -501,23 +506,32 @@ void Dataplane::Sleep() {
   if (PollOnce(MonotonicNs()) == 0 && running_.load(std::memory_order_relaxed) &&
       gen_.load(std::memory_order_acquire) == seen_gen_) {
     Add(c_.sleeps, 1);
-    epoll_event evs[64];
-    int n = epoll_wait(epoll_fd_.get(), evs, 64, opts_.idle_sleep_ms);
-    const int uplink_fd = uplink_ ? uplink_->notify_fd() : -1;
-    for (int i = 0; i < n; i++) {
-      // Level-triggered eventfds: consume the count or the next sleep
-      // returns at once. The uplink's fd is the TAP itself: reading it would
-      // eat a frame, and the next Receive drains it anyway.
-      if (evs[i].data.fd == uplink_fd) continue;
-      uint64_t v;
-      (void)!read(evs[i].data.fd, &v, sizeof v);
-    }
+    WaitEvents(static_cast<int64_t>(opts_.idle_sleep_ms) * 1'000'000);
   }
   for (Local& g : locals_) g.port->SetIdleNotify(false);
 }
 
+void Dataplane::WaitEvents(int64_t timeout_ns) {
+  epoll_event evs[64];
+  timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000),
+              static_cast<long>(timeout_ns % 1'000'000'000)};
+  // epoll_pwait2 (Linux 5.11): a timeout in ns, for moderation intervals
+  // below a millisecond.
+  int n = epoll_pwait2(epoll_fd_.get(), evs, 64, timeout_ns < 0 ? nullptr : &ts, nullptr);
+  const int uplink_fd = uplink_ ? uplink_->notify_fd() : -1;
+  for (int i = 0; i < n; i++) {
+    // Level-triggered eventfds: consume the count or the next wait returns
+    // at once. The uplink's fd is the TAP itself: reading it would eat a
+    // frame, and the next Receive drains it anyway.
+    if (evs[i].data.fd == uplink_fd) continue;
+    uint64_t v;
+    (void)!read(evs[i].data.fd, &v, sizeof v);
+  }
+}
+
 void Dataplane::Run() {
-  uint32_t idle = 0;
+  IdlePolicy idle({.spins = opts_.idle_spins,
+                   .coalesce_ns = static_cast<uint64_t>(opts_.coalesce_us) * 1000});
   uint32_t since_clock = kClockEveryLoops;  // read it on the first loop
   uint64_t now = 0;
   while (running_.load(std::memory_order_relaxed)) {
@@ -532,12 +546,23 @@ void Dataplane::Run() {
       switch_.Age(now);
       last_age_ns_ = now;
     }
-    if (work) {
-      idle = 0;
-    } else if (++idle >= opts_.idle_spins) {
-      Sleep();
-      idle = 0;
-      since_clock = kClockEveryLoops;  // the sleep may have lasted long
+    // Moderation needs a fresh clock on every empty poll (its deep-idle
+    // test); without it the clock stays one read per kClockEveryLoops.
+    if (!work && idle.moderated()) now = MonotonicNs();
+    switch (idle.After(work, now)) {
+      case IdleAction::kPoll:
+        break;
+      case IdleAction::kWait:
+        // Kicks stay off: guests queue without a syscall, and the next poll
+        // takes everything that arrived in the interval in one pass.
+        Add(c_.coalesced_waits, 1);
+        WaitEvents(static_cast<int64_t>(idle.wait_ns()));
+        since_clock = kClockEveryLoops;
+        break;
+      case IdleAction::kSleep:
+        Sleep();
+        since_clock = kClockEveryLoops;  // the sleep may have lasted long
+        break;
     }
   }
   for (Local& g : locals_) DropNotifyFds(g);

@@ -52,7 +52,10 @@
 // iterations it asks guests for kicks (SetIdleNotify(true)), polls once more
 // (closing the race with a guest that queued before it saw the flag), then
 // sleeps in epoll_wait on the kick fds, the uplink's completion eventfd and a
-// wake eventfd, for at most idle_sleep_ms.
+// wake eventfd, for at most idle_sleep_ms. With coalesce_us (interrupt
+// moderation, idle_policy.h) it instead waits coalesce_us between polls while
+// traffic flows, with guests' kicks off, and sleeps as above only after
+// IdlePolicy::kDeepIdleNs without work.
 //
 // The migration side (held MACs, injections, uplink control frames) is its
 // own component, dataplane_migration.h; this class wires it in.
@@ -94,6 +97,7 @@ inline constexpr PortId kUplinkPort = 0;
 struct DataplaneCounters {
   uint64_t loops = 0;
   uint64_t sleeps = 0;          // times the thread went to epoll_wait
+  uint64_t coalesced_waits = 0; // moderation intervals waited (coalesce_us)
   uint64_t sink_packets = 0, sink_bytes = 0;
   uint64_t flood_copies = 0;    // deliveries made because of floods
   uint64_t delivery_drops = 0;  // frames a destination did not take (no room, not ready, gone)
@@ -121,6 +125,11 @@ class Dataplane {
     int cpu = -1;              // pin the thread to this CPU; -1: no pinning
     uint32_t idle_spins = 2000;
     int idle_sleep_ms = 10;
+    // Interrupt moderation (idle_policy.h): 0 off, else 1..10000 us. While
+    // traffic flows the thread waits this long between polls instead of
+    // spinning or asking for kicks, so a frame waits up to this long and
+    // each guest RX ring gets at most one interrupt per interval.
+    uint32_t coalesce_us = 0;
     MacSwitch::Options switch_opts;
   };
 
@@ -253,6 +262,9 @@ class Dataplane {
   std::shared_ptr<Snapshot> CopySnapshot();
   void FlushGuest(Local& g);
   void Sleep();
+  // Blocks in epoll_pwait2 for at most timeout_ns (< 0: no bound) and
+  // consumes the eventfd counts that woke it.
+  void WaitEvents(int64_t timeout_ns);
   void SyncNotifyFds(Local& g);
   void DropNotifyFds(Local& g);
   void Add(std::atomic<uint64_t>& c, uint64_t v) {
@@ -292,7 +304,7 @@ class Dataplane {
   uint64_t last_age_ns_ = 0;
 
   struct {
-    std::atomic<uint64_t> loops{0}, sleeps{0}, sink_packets{0}, sink_bytes{0}, flood_copies{0},
+    std::atomic<uint64_t> loops{0}, sleeps{0}, coalesced_waits{0}, sink_packets{0}, sink_bytes{0}, flood_copies{0},
         delivery_drops{0}, flooded_to_nobody{0}, held{0}, held_dropped{0}, budget_yields{0};
   } c_;
 };

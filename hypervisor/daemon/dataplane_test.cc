@@ -222,11 +222,52 @@ TEST(DataplaneTest, IdlesIntoSleepAndWakesForWork) {
   ASSERT_TRUE(WaitFor([&] { return g->GuestReceived().size() == 1; }));
 }
 
+// Interrupt moderation: while a guest streams, the thread waits intervals
+// with kicks off (no SetIdleNotify(true) between frames) and still delivers
+// every frame; after the deep-idle time it sleeps until kicked again.
+TEST(DataplaneTest, ModerationWaitsIntervalsWithoutKicksAndDeliversEverything) {
+  Dataplane::Options o = Opts(DataplaneMode::kLoopback, 10, 5);
+  o.coalesce_us = 200;
+  Dataplane dp(o, nullptr);
+  ASSERT_TRUE(dp.Start().ok());
+  auto g = ReadyPort();
+  ASSERT_TRUE(dp.AddGuest(1, g, std::nullopt).ok());
+  // Nothing has happened yet: it sleeps (arms kicks) like without moderation.
+  ASSERT_TRUE(WaitFor([&] { return dp.counters().sleeps >= 1; }));
+  g->GuestSend(0, Frame(M(9), M(1), 0));
+  ASSERT_TRUE(WaitFor([&] { return g->GuestReceived().size() == 1; }));
+  // Stream 40 frames 1 ms apart (5 intervals each): the thread waits
+  // intervals between them, and arms kicks at most a few times (the sleep
+  // it was in when the first one came, and none while they flow).
+  const int notify_before = g->idle_notify_calls.load();
+  const uint64_t waits_before = dp.counters().coalesced_waits;
+  for (int i = 1; i <= 40; i++) {
+    g->GuestSend(0, Frame(M(9), M(1), static_cast<uint8_t>(i)));
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, nullptr);
+  }
+  ASSERT_TRUE(WaitFor([&] { return g->GuestReceived().size() == 41; }));
+  for (int i = 0; i <= 40; i++) EXPECT_EQ(g->GuestReceived()[i][14], i) << "frame " << i;
+  EXPECT_GE(dp.counters().coalesced_waits - waits_before, 40u);
+  // Each sleep arms and disarms (2 calls). A sleep needs 10 ms without a
+  // frame: a preempted test thread may cause one or two, 40 would not.
+  EXPECT_LE(g->idle_notify_calls.load() - notify_before, 8);
+  // Then, idle for longer than the deep-idle time, it sleeps again.
+  const uint64_t sleeps = dp.counters().sleeps;
+  ASSERT_TRUE(WaitFor([&] { return dp.counters().sleeps >= sleeps + 2; }));
+  g->GuestSend(0, Frame(M(9), M(1), 41));
+  ASSERT_TRUE(WaitFor([&] { return g->GuestReceived().size() == 42; }));
+}
+
 TEST(DataplaneTest, BadOptionsAndBadIds) {
   Dataplane::Options o = Opts();
   o.burst = 0;
   Dataplane bad(o, nullptr);
   EXPECT_EQ(bad.Start().code(), absl::StatusCode::kInvalidArgument);
+  o = Opts();
+  o.coalesce_us = 10001;
+  Dataplane bad_coalesce(o, nullptr);
+  EXPECT_EQ(bad_coalesce.Start().code(), absl::StatusCode::kInvalidArgument);
   Dataplane dp(Opts(), nullptr);
   EXPECT_EQ(dp.AddGuest(kUplinkPort, ReadyPort(), std::nullopt).code(),
             absl::StatusCode::kInvalidArgument);
