@@ -33,7 +33,8 @@
 #          OUTDIR=/tmp/npa-bench-latency
 #          IDLE_SPINS=N   npa-agent --idle-spins N (default: the agent's)
 #          COALESCE_US=N  npa-agent --coalesce-us N: interrupt moderation
-#                         (default 0, off); the JSON's npa_coalesce_us
+#                         (default 0, off); the JSON's npa_coalesce_us;
+#                         COUNT and INTR_COUNT then default to 5000
 #          IMPLS=npa|dpdk one side only (default both; the JSON then lacks the
 #                         other's figures and the exit status is 1)
 #          NICE=-20       every measured process, and this session's autogroup,
@@ -62,6 +63,10 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+# With moderation every round trip of a back-to-back phase waits about one
+# interval (~0.3-0.6 ms at 500 us), so those phases keep fewer frames or
+# they would outlast their timeouts.
+if [ "${COALESCE_US:-0}" != 0 ]; then COUNT=${COUNT:-5000} INTR_COUNT=${INTR_COUNT:-5000}; fi
 if [ $QUICK = 1 ]; then
   REPS=${REPS:-1} COUNT=${COUNT:-20000} INTR_COUNT=${INTR_COUNT:-3000} LIGHT_S=${LIGHT_S:-3} QUIET_MAX=${QUIET_MAX:-0}
 fi
