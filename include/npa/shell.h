@@ -289,7 +289,10 @@ void npa_buf_free(npa_shell *sh, uint16_t qid, npa_buf **bufs, uint16_t n);
  * it. npa_queue_intr_enable(sh, q, 1) arms it: call it, then re-poll rx_burst
  * once, then sleep on the fd (the re-poll closes the race with a frame that
  * arrived before arming). npa_queue_intr_enable(sh, q, 0) returns to polling.
- * The fd stays valid across path switches. npa_queue_intr_fd: any thread;
+ * The fd stays valid across path switches. On the emulated path the host
+ * agent may moderate interrupts (its operator's --coalesce-us): the fd then
+ * fires at most once per interval, with every frame that arrived in it.
+ * npa_queue_intr_fd: any thread;
  * npa_queue_intr_enable and npa_queue_intr_ack: qid's owning thread only. */
 int npa_queue_intr_fd(npa_shell *sh, uint16_t qid);
 int npa_queue_intr_enable(npa_shell *sh, uint16_t qid, int enable);
