@@ -19,9 +19,13 @@
  * Built with LB_NULL (tests/plugins/null/, PCI 1d0f:1011): a device whose
  * own work is tiny and fixed, for tests/bench/vf_dispatch_bench (the cost of
  * the shell's VF dispatch per frame). tx_burst completes the whole burst
- * with one svc->buf_free call and counts tx_packets only (no per-frame
- * work); rx_burst never delivers anything. Start and stop post and return
- * the RX ring as the loopback does.
+ * with one TX-completion call and counts tx_packets only (no per-frame
+ * work). rx_burst is a device that always has a full burst of 64-byte
+ * frames waiting: it hands up n buffers fresh from svc->buf_alloc (what a
+ * real device's ring refill costs) with their lengths set, so the RX
+ * dispatch is measured per frame too; after quiesce it delivers nothing
+ * (a drained device). Start and stop post and return the RX ring as the
+ * loopback does.
  *
  * RSS (ABI 1.1 rss_set): test_good proper offers NPA_CAP_RSS and rss_set,
  * checks the configuration as a device would (key length, power-of-two
@@ -63,6 +67,7 @@
 #define LB_MAX_RING 256
 #define LB_MAX_MTU 9000
 #define LB_ETH_OVERHEAD 18 /* Ethernet header, one VLAN tag */
+#define LB_NULL_FRAME_LEN 64 /* LB_NULL: every received frame */
 
 struct npa_plugin_queue {
   struct npa_plugin_dev *dev;
@@ -82,6 +87,7 @@ struct npa_plugin_dev {
   uint32_t mtu;
   uint16_t nb_queue_pairs, ring_size;
   int started;
+  int quiesced; /* LB_NULL: rx_burst delivers nothing from quiesce to stop */
   struct npa_plugin_queue q[LB_MAX_QP];
 };
 
@@ -185,6 +191,7 @@ static void lb_refill(struct npa_plugin_queue *q) {
 static int lb_start(npa_plugin_dev *d) {
   for (uint16_t i = 0; i < d->nb_queue_pairs; i++) lb_refill(&d->q[i]);
   d->started = 1;
+  d->quiesced = 0;
   return 0;
 }
 
@@ -214,7 +221,8 @@ static int lb_quiesce(npa_plugin_dev *d, uint32_t timeout_us) {
     if (d->q[i].nheld) return -EAGAIN;
   return 0;
 #else
-  (void)d; (void)timeout_us;
+  (void)timeout_us;
+  d->quiesced = 1;
   return 0; /* TX completes inside tx_burst: never anything in flight */
 #endif
 }
@@ -262,8 +270,18 @@ static int lb_set_mtu(npa_plugin_dev *d, uint32_t mtu) {
 
 static uint16_t lb_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
 #ifdef LB_NULL
-  (void)q; (void)bufs; (void)n;
-  return 0;
+  /* Fixed work per frame whatever the caller: the two lengths a device's
+   * descriptor write-back would give. */
+  const npa_services *svc = q->dev->svc;
+  if (q->dev->quiesced || n == 0) return 0;
+  uint16_t got = svc->buf_alloc(svc->ctx, q->qid, bufs, n);
+  for (uint16_t i = 0; i < got; i++) {
+    bufs[i]->data_len = LB_NULL_FRAME_LEN;
+    bufs[i]->pkt_len = LB_NULL_FRAME_LEN;
+  }
+  q->stats.rx_packets += got;
+  q->stats.rx_bytes += (uint64_t)got * LB_NULL_FRAME_LEN;
+  return got;
 #else
   uint16_t got = 0;
   while (got < n && q->ndone) {
