@@ -373,6 +373,9 @@ struct ShellRig {
     if (rc != 0) return Fail("npa_shell_open: %s", npa_shell_last_error(nullptr));
     npa_shell_queue_config qc = NPA_SHELL_QUEUE_CONFIG_INIT;
     qc.ring_size = kRing;
+    // The offloads the null device has (test_good.c LB_NULL): the VF path
+    // then has no software offload to run, as on a device with them.
+    qc.offloads = NPA_OFFLOAD_TX_CSUM | NPA_OFFLOAD_VLAN_INSERT;
     if (npa_shell_configure(sh, &qc) != 0) return Fail("configure: %s", npa_shell_last_error(nullptr));
     auto f = agent->Receive();  // the region announcement
     if (!f.ok() || !f->env.has_regions()) return Fail("no region announcement from the shell");
@@ -424,6 +427,7 @@ int RunShell(const Args& a, bool v10) {
   if (int rc = rig.Open(a); rc != 0) return rc;
   if (int rc = rig.SwitchToVf(); rc != 0) return rc;
   // The mode under test is the one the shell chose from the plug-in's flags.
+  if (rig.sh->vf->sw_tx_csum()) return Fail("the VF path checksums in software (LB_NULL has TX_CSUM)");
   if (rig.sh->queues[0].vf_tx.counted() == v10)
     return Fail("the shell %s the plug-in's TX frames; expected %s", v10 ? "counts" : "marks",
                 v10 ? "per-frame marks (ABI 1.0)" : "a per-burst count (NPA_PLUGIN_F_TX_FREE)");
