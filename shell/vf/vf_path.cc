@@ -162,11 +162,13 @@ inline void SoftwareTxOffloads(npa_buf* b, uint32_t sw, QueueCounters* c) {
   }
 }
 
-inline void CountTx(uint16_t sent, uint64_t bytes, QueueCounters* c) {
+// plugin_bytes: the plug-in counts the bytes (NPA_PLUGIN_F_TX_BYTES; the
+// shell folds its queue_stats in, shell_impl.h FoldVfTxBytes).
+inline void CountTx(uint16_t sent, uint64_t bytes, bool plugin_bytes, QueueCounters* c) {
   if (sent) {
     QueueCounters::Add(c->tx_packets, sent);
     QueueCounters::Add(c->tx_vf, sent);
-    QueueCounters::Add(c->tx_bytes, bytes);
+    if (!plugin_bytes) QueueCounters::Add(c->tx_bytes, bytes);
   }
 }
 
@@ -199,7 +201,7 @@ uint16_t VfTx(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
     }
     QueueCounters::Add(c->tx_full, 1);
   }
-  CountTx(sent, bytes, c);
+  CountTx(sent, bytes, q->plugin_tx_bytes, c);
   return sent;
 }
 
@@ -207,7 +209,9 @@ uint16_t VfTx(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
 // buf_free_tx: the tracker keeps a count per burst (tx_tracker.h, counted
 // mode), and the loop over the frames only sums their bytes and ORs their
 // flags; the software offloads run in a second pass only for a burst that
-// needs one (rare: the device lacks an offload the guest uses).
+// needs one (rare: the device lacks an offload the guest uses). A plug-in
+// that also counts the bytes (NPA_PLUGIN_F_TX_BYTES) leaves no loop at all
+// when there is no software offload.
 uint16_t VfTxCounted(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   Q* q = static_cast<Q*>(ctx);
   if (NPA_UNLIKELY(q->emu_tx->in_flight() != 0)) q->emu_tx->Reclaim(c);
@@ -215,9 +219,12 @@ uint16_t VfTxCounted(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   uint64_t bytes = 0;
   if (sw == 0) [[likely]] {
     // The device does every offload the guest uses: the byte count is the
-    // only per-frame work (4 instructions a frame unrolled, 7 rolled).
+    // only per-frame work (4 instructions a frame), unless the plug-in
+    // counts them.
+    if (!q->plugin_tx_bytes) {
 #pragma GCC unroll 4
-    for (uint16_t i = 0; i < n; i++) bytes += bufs[i]->pkt_len;
+      for (uint16_t i = 0; i < n; i++) bytes += bufs[i]->pkt_len;
+    }
   } else {
     uint32_t flags = 0;
 #pragma GCC unroll 4
@@ -239,7 +246,7 @@ uint16_t VfTxCounted(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
     q->track->Unsent(static_cast<uint16_t>(n - sent));
     QueueCounters::Add(c->tx_full, 1);
   }
-  CountTx(sent, bytes, c);
+  CountTx(sent, bytes, q->plugin_tx_bytes, c);
   return sent;
 }
 
@@ -386,6 +393,7 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
   else NPA_LOG(Info, "shell: %s: no ERR interrupt: %s", p.pci_address.c_str(),
                std::string(err.status().message()).c_str());
 
+  v->plugin_tx_bytes_ = (plugin->flags() & NPA_PLUGIN_F_TX_BYTES) != 0;
   for (uint16_t q = 0; q < p.nb_queue_pairs; q++) {
     auto qu = std::make_unique<Queue>();
     qu->emu_rx = p.emu_rx[q];
@@ -398,6 +406,7 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
     qu->sw_tx_flags = (v->sw_tx_csum_ ? NPA_BUF_OL_TX_CSUM : 0u) |
                       (sw_vlan_insert ? NPA_BUF_OL_TX_VLAN : 0u);
     qu->sw_vlan_strip = sw_vlan_strip;
+    qu->plugin_tx_bytes = v->plugin_tx_bytes_;
     qu->rx = plugin->fast().rx_burst;
     qu->tx = plugin->fast().tx_burst;
     v->queues_.push_back(std::move(qu));

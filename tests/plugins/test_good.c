@@ -37,12 +37,14 @@
  * same PCI ID): no NPA_CAP_RSS and no rss_set, the shell must hash in
  * software alone. The other variants have no rss_set either.
  *
- * TX completions: every variant returns its TX frames through
- * npa_services_tx_free (buf_free_tx) and sets NPA_PLUGIN_F_TX_FREE, as an
- * ABI 1.1 plug-in does. Built with LB_ABI_1_0 (tests/plugins stuck_v10/, null_v10/): the
- * same plug-in as one built against ABI 1.0 would be: npa_plugin_info's 1.0
- * size (72 bytes), minor 0, no flags, TX frames back through buf_free. The
- * shell must count its TX frames exactly either way.
+ * TX completions and byte counts: every variant returns its TX frames
+ * through npa_services_tx_free (buf_free_tx) and sets NPA_PLUGIN_F_TX_FREE,
+ * and counts tx_bytes (pkt_len of every frame tx_burst took) exactly per
+ * queue and sets NPA_PLUGIN_F_TX_BYTES, as an ABI 1.1 plug-in does. Built
+ * with LB_ABI_1_0 (tests/plugins stuck_v10/, null_v10/): the same plug-in as
+ * one built against ABI 1.0 would be: npa_plugin_info's 1.0 size (72
+ * bytes), minor 0, no flags, TX frames back through buf_free. The shell
+ * must count its TX frames and bytes exactly either way.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -331,13 +333,18 @@ static uint16_t lb_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
   for (uint16_t i = 0; i < take; i++) {
     q->held[q->nheld++] = bufs[i];
     q->stats.tx_packets++;
-    q->stats.tx_bytes += bufs[i]->data_len;
+    q->stats.tx_bytes += bufs[i]->pkt_len;
   }
   (void)svc;
   return take;
 #elif defined(LB_NULL)
-  /* Fixed cost whatever the frames hold: one completion call per burst. */
+  /* Fixed cost whatever the frames hold: the byte count (software
+   * counters, as NPA_PLUGIN_F_TX_BYTES promises) and one completion call
+   * per burst. */
+  uint64_t bytes = 0;
+  for (uint16_t i = 0; i < n; i++) bytes += bufs[i]->pkt_len;
   q->stats.tx_packets += n;
+  q->stats.tx_bytes += bytes;
   q->dev->free_tx(svc->ctx, q->qid, bufs, n);
   return n;
 #endif
@@ -345,7 +352,7 @@ static uint16_t lb_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
     const npa_buf *tx = bufs[i];
     uint32_t len = tx->data_len;
     q->stats.tx_packets++;
-    q->stats.tx_bytes += len;
+    q->stats.tx_bytes += tx->pkt_len; /* every frame taken (NPA_PLUGIN_F_TX_BYTES) */
     if (tx->nb_segs != 1 || tx->next != NULL || len > q->dev->mtu + LB_ETH_OVERHEAD ||
         len > NPA_BUF_DATA_ROOM || q->nposted == 0) {
       q->stats.rx_dropped++;
@@ -416,7 +423,7 @@ static const npa_plugin_info info = {
     .struct_size = sizeof(npa_plugin_info),
     .abi_major = NPA_PLUGIN_ABI_MAJOR,
     .abi_minor = NPA_PLUGIN_ABI_MINOR,
-    .flags = NPA_PLUGIN_F_TX_FREE,
+    .flags = NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES,
 #endif
 #ifdef LB_HOSTILE_RX
     .name = "test_hostile_rx",
