@@ -18,8 +18,9 @@
 # threads' totals are printed too (they should be 0: nothing else runs).
 #
 #   direct      the plug-in's fast ops called directly
-#   shell       npa_buf_alloc + npa_tx_burst + npa_rx_burst on the VF path, an
-#               ABI 1.1 plug-in (NPA_PLUGIN_F_TX_FREE: TX counted per burst)
+#   shell       npa_buf_alloc + npa_tx_burst, npa_rx_burst + npa_buf_free on
+#               the VF path, an ABI 1.1 plug-in (NPA_PLUGIN_F_TX_FREE: TX
+#               counted per burst; NPA_PLUGIN_F_TX_BYTES: it counts the bytes)
 #   shell-v10   the same with the plug-in built as ABI 1.0 (each TX frame
 #               marked in the shell's TX tracker); TX only (its RX path is
 #               the same as shell's)
