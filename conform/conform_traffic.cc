@@ -234,16 +234,32 @@ Result TxToPeer(Ctx& c) {
   if (!e.empty()) return Fail(e);
   uint32_t first, seen = 0, sent = 0;
   const size_t sizes[] = {60, 128, 512, 1514};
+  // NPA_PLUGIN_F_TX_BYTES (plugin.h "TX byte counts"): tx_bytes grows by
+  // exactly the pkt_len of the frames tx_burst took.
+  const bool tx_bytes = (c.plugin->flags() & NPA_PLUGIN_F_TX_BYTES) != 0;
+  npa_plugin_qstats s0{}, s1{};
+  s0.struct_size = s1.struct_size = sizeof(s0);
+  if (tx_bytes && c.ctrl().queue_stats(g.dev, 0, &s0) < 0) return Fail("queue_stats failed");
+  uint64_t bytes = 0;
   for (int round = 0; round < 16; round++) {
     uint16_t n = SendFrames(Q, 4, sizes[round % 4], &first);
     if (n != 4) return Fail(absl::StrCat("tx_burst took ", n, " of 4 on an idle ring"));
+    bytes += 4 * sizes[round % 4];
     uint32_t s;
     e = PeerExpect(Q, first, 4, 2000, &s);
     seen += s;
     sent += 4;
     if (!e.empty()) return Fail(absl::StrCat("round ", round, ": ", e));
   }
-  return Pass(absl::StrCat(seen, "/", sent, " frames (60..1514 B) intact at the peer"));
+  if (tx_bytes) {
+    if (c.ctrl().queue_stats(g.dev, 0, &s1) < 0) return Fail("queue_stats failed");
+    if (s1.tx_bytes - s0.tx_bytes != bytes)
+      return Fail(absl::StrCat("NPA_PLUGIN_F_TX_BYTES: queue_stats.tx_bytes grew by ",
+                               s1.tx_bytes - s0.tx_bytes, ", the frames tx_burst took hold ",
+                               bytes, " bytes"));
+  }
+  return Pass(absl::StrCat(seen, "/", sent, " frames (60..1514 B) intact at the peer",
+                           tx_bytes ? ", tx_bytes exact" : ""));
 }
 
 Result RxFromPeer(Ctx& c) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The shell's VF-path dispatch cost per frame, in instructions (callgrind):
-# tests/bench/vf_dispatch_bench in its three modes over the same null
-# plug-in code, 64 B frames, burst 32 (docs/PERFORMANCE.md, "VF path dispatch").
+# The shell's VF-path dispatch cost per frame, in instructions (callgrind),
+# for TX and RX apart: tests/bench/vf_dispatch_bench in its three modes over
+# the same null plug-in code, 64 B frames, burst 32 (docs/PERFORMANCE.md,
+# "VF path dispatch").
 #
 #   scripts/bench-vf-dispatch.sh --build-dir build-vfbench [--frames N] [--out-dir DIR]
 #
@@ -10,15 +11,19 @@
 # Release with -g for the line-level attribution below).
 #
 # Each mode runs under `valgrind --tool=callgrind --instr-atstart=no
-# --separate-threads=yes`; the benchmark instruments only its measured loop.
+# --separate-threads=yes`, once per phase (--phase=tx: alloc, lengths, TX
+# burst; --phase=rx: RX burst of 32 frames the null device hands up, free);
+# the benchmark instruments only its measured loop.
 # The figure is the loop thread's "totals:" Ir over the frames; the other
 # threads' totals are printed too (they should be 0: nothing else runs).
 #
 #   direct      the plug-in's fast ops called directly
-#   shell       npa_buf_alloc + npa_tx_burst + npa_rx_burst on the VF path, an
-#               ABI 1.1 plug-in (NPA_PLUGIN_F_TX_FREE: TX counted per burst)
+#   shell       npa_buf_alloc + npa_tx_burst, npa_rx_burst + npa_buf_free on
+#               the VF path, an ABI 1.1 plug-in (NPA_PLUGIN_F_TX_FREE: TX
+#               counted per burst; NPA_PLUGIN_F_TX_BYTES: it counts the bytes)
 #   shell-v10   the same with the plug-in built as ABI 1.0 (each TX frame
-#               marked in the shell's TX tracker)
+#               marked in the shell's TX tracker); TX only (its RX path is
+#               the same as shell's)
 #
 # Where the shell's extra instructions go: self cost per file:function (as
 # callgrind_annotate prints it, inlined code under the header it came from)
@@ -30,8 +35,10 @@
 # tracker's bitmap; nothing else there indexes a vector on this path).
 #
 # Output: a report, and as the LAST line one JSON object:
-#   {"bench":"vf_dispatch","frames":N,"direct_ipf":..,"shell_ipf":..,"diff_ipf":..,
-#    "shell_v10_ipf":..,"diff_v10_ipf":..,"tracker_v10_ipf":..,...}
+#   {"bench":"vf_dispatch","frames":N,"tx_direct_ipf":..,"tx_shell_ipf":..,"tx_diff_ipf":..,
+#    "rx_direct_ipf":..,"rx_shell_ipf":..,"rx_diff_ipf":..,"tx_shell_v10_ipf":..,
+#    "tx_diff_v10_ipf":..,"tracker_v10_ipf":..,"direct_ipf":..,"shell_ipf":..,"diff_ipf":..,...}
+# (direct/shell/diff_ipf: TX + RX, the cost of one frame sent and one received.)
 # Exit: 0 measured, 1 failure, 2 usage.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,15 +67,16 @@ command -v valgrind >/dev/null || { echo "bench-vf-dispatch: valgrind not instal
 if [ -z "$OUT_DIR" ]; then OUT_DIR=$(mktemp -d /tmp/npa-vf-dispatch.XXXXXX) || exit 1; fi
 mkdir -p "$OUT_DIR" || exit 1
 
-for mode in direct shell shell-v10; do
-  rm -f "$OUT_DIR/$mode".out* "$OUT_DIR/$mode".json "$OUT_DIR/$mode".err
+for run in direct-tx shell-tx shell-v10-tx direct-rx shell-rx; do
+  mode=${run%-*} phase=${run##*-}
+  rm -f "$OUT_DIR/$run".out* "$OUT_DIR/$run".json "$OUT_DIR/$run".err
   valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --dump-instr=no \
-    --callgrind-out-file="$OUT_DIR/$mode.out" "$BIN" --mode="$mode" --frames="$FRAMES" \
-    >"$OUT_DIR/$mode.json" 2>"$OUT_DIR/$mode.err"
+    --callgrind-out-file="$OUT_DIR/$run.out" "$BIN" --mode="$mode" --phase="$phase" \
+    --frames="$FRAMES" >"$OUT_DIR/$run.json" 2>"$OUT_DIR/$run.err"
   rc=$?
-  if [ $rc -ne 0 ] || ! grep -q "^{\"mode\":\"$mode\"" "$OUT_DIR/$mode.json"; then
-    echo "bench-vf-dispatch: $mode failed (exit $rc); its stderr:" >&2
-    tail -20 "$OUT_DIR/$mode.err" >&2
+  if [ $rc -ne 0 ] || ! grep -q "^{\"mode\":\"$mode\",\"phase\":\"$phase\"" "$OUT_DIR/$run.json"; then
+    echo "bench-vf-dispatch: $run failed (exit $rc); its stderr:" >&2
+    tail -20 "$OUT_DIR/$run.err" >&2
     exit 1
   fi
 done
@@ -138,6 +146,7 @@ def parse(path):
     return cost, totals
 
 def run(mode):
+    phase = mode.rsplit('-', 1)[1]
     files = sorted(glob.glob(os.path.join(out_dir, mode + '.out-*')))
     if not files:
         sys.exit('bench-vf-dispatch: no callgrind output for ' + mode)
@@ -151,8 +160,8 @@ def run(mode):
     others = sum((parse(f)[1] or 0) for f in files if f != main[0])
     with open(os.path.join(out_dir, mode + '.json')) as f:
         js = json.loads(f.readline())
-    if js.get('frames') != frames or js.get('tx') != frames:
-        sys.exit('bench-vf-dispatch: %s moved %s of %d frames' % (mode, js.get('tx'), frames))
+    if js.get('frames') != frames or js.get(phase) != frames:
+        sys.exit('bench-vf-dispatch: %s moved %s of %d frames' % (mode, js.get(phase), frames))
     return cost, totals, others
 
 def short_fn(fn):
@@ -161,7 +170,9 @@ def short_fn(fn):
     return re.sub(r'\(.*$', '', fn)
 
 def short_file(fi):
-    return os.path.relpath(fi, root) if fi.startswith(root) else fi
+    # Absolute, or relative to the source root (a ccache CCACHE_BASEDIR
+    # build records relative paths).
+    return os.path.relpath(fi, root) if fi.startswith(root) else os.path.normpath(fi)
 
 def by_fn(cost):
     agg = defaultdict(int)
@@ -169,9 +180,11 @@ def by_fn(cost):
         agg[(short_file(fi), short_fn(fn))] += c
     return agg
 
-direct, d_tot, d_oth = run('direct')
-shell, s_tot, s_oth = run('shell')
-v10, u_tot, u_oth = run('shell-v10')
+direct, d_tot, d_oth = run('direct-tx')
+shell, s_tot, s_oth = run('shell-tx')
+v10, u_tot, u_oth = run('shell-v10-tx')
+rdirect, rd_tot, rd_oth = run('direct-rx')
+rshell, rs_tot, rs_oth = run('shell-rx')
 ipf = lambda x: x / frames
 
 # The tracker's lines: all of tx_tracker.h; in vf_path.cc / vf_switch.cc the
@@ -183,51 +196,59 @@ def tracker_lines(src):
     with open(path) as f:
         return {i + 1 for i, l in enumerate(f)
                 if re.search(r'->Mark\(|->Clear\(|vf_tx\.Clear\(|track != nullptr', l)}
-marked = {os.path.join(root, 'shell/vf/vf_path.cc'): tracker_lines('shell/vf/vf_path.cc'),
-          os.path.join(root, 'shell/vf/vf_switch.cc'): tracker_lines('shell/vf/vf_switch.cc')}
+marked = {f: tracker_lines(f) for f in ('shell/vf/vf_path.cc', 'shell/vf/vf_switch.cc')}
 tracker = defaultdict(int)
 for (fi, fn, line), c in v10.items():
     sf = short_fn(fn)
     if fi.endswith('shell/vf/tx_tracker.h'):
         tracker['tx_tracker.h (Mark/Clear/Index) in ' + sf] += c
-    elif fi in marked and line in marked[fi]:
+    elif short_file(fi) in marked and line in marked[short_file(fi)]:
         tracker['%s:%d (loop, test) in %s' % (short_file(fi), line, sf)] += c
     elif fi.endswith('bits/stl_vector.h') and sf in ('VfTx', 'ShellBuffers::Free'):
         tracker['vector operator[] (bitmap) in ' + sf] += c
 tracker_total = sum(tracker.values())
 
-d_fn, s_fn = by_fn(direct), by_fn(shell)
 print('VF dispatch, callgrind Ir per frame (%d frames, 64 B, burst 32; out files in %s)' % (frames, out_dir))
-print('  direct (plug-in fast ops)     %8.2f' % ipf(d_tot))
-print('  shell  (npa_*_burst, VF path) %8.2f' % ipf(s_tot))
-print('  difference                    %8.2f  (target: at most 5)' % ipf(s_tot - d_tot))
-print('  shell, ABI 1.0 plug-in        %8.2f  (difference %.2f)' % (ipf(u_tot), ipf(u_tot - d_tot)))
-print('    of which the TX tracker     %8.2f  (line attribution)' % ipf(tracker_total))
-print('  other threads (should be 0)   direct %d, shell %d, shell-v10 %d Ir' % (d_oth, s_oth, u_oth))
+print('  TX  direct (plug-in fast ops)     %8.2f' % ipf(d_tot))
+print('      shell  (npa_*_burst, VF path) %8.2f' % ipf(s_tot))
+print('      difference                    %8.2f  (target: at most 5)' % ipf(s_tot - d_tot))
+print('      shell, ABI 1.0 plug-in        %8.2f  (difference %.2f)' % (ipf(u_tot), ipf(u_tot - d_tot)))
+print('        of which the TX tracker     %8.2f  (line attribution)' % ipf(tracker_total))
+print('  RX  direct (plug-in fast ops)     %8.2f' % ipf(rd_tot))
+print('      shell  (npa_*_burst, VF path) %8.2f' % ipf(rs_tot))
+print('      difference                    %8.2f  (target: at most 5)' % ipf(rs_tot - rd_tot))
+others = d_oth + s_oth + u_oth + rd_oth + rs_oth
+print('  other threads (should be 0)       %d Ir in all five runs' % others)
 print()
-print('Self Ir per frame by file:function (>= 0.05), shell | direct:')
-keys = sorted(set(s_fn) | set(d_fn), key=lambda k: -(s_fn.get(k, 0) + d_fn.get(k, 0)))
-for k in keys:
-    s, d = ipf(s_fn.get(k, 0)), ipf(d_fn.get(k, 0))
-    if s >= 0.05 or d >= 0.05:
-        print('  %7.2f | %7.2f  %s:%s' % (s, d, k[0], k[1]))
-print()
+for phase, sh_cost, di_cost in (('TX', shell, direct), ('RX', rshell, rdirect)):
+    s_fn, d_fn = by_fn(sh_cost), by_fn(di_cost)
+    print('%s: self Ir per frame by file:function (>= 0.05), shell | direct:' % phase)
+    keys = sorted(set(s_fn) | set(d_fn), key=lambda k: -(s_fn.get(k, 0) + d_fn.get(k, 0)))
+    for k in keys:
+        s, d = ipf(s_fn.get(k, 0)), ipf(d_fn.get(k, 0))
+        if s >= 0.05 or d >= 0.05:
+            print('  %7.2f | %7.2f  %s:%s' % (s, d, k[0], k[1]))
+    print()
 print('TX tracker (shell-v10), Ir per frame:')
 for k, c in sorted(tracker.items(), key=lambda kv: -kv[1]):
     print('  %7.2f  %s' % (ipf(c), k))
 print()
-top = sorted(((c, fi, fn, line) for (fi, fn, line), c in shell.items()
-              if fi.startswith(os.path.join(root, 'shell/'))), reverse=True)[:20]
-print('Shell source lines, Ir per frame (top 20):')
-for c, fi, fn, line in top:
-    print('  %7.2f  %s:%d  (%s)' % (ipf(c), short_file(fi), line, short_fn(fn)))
-print()
+for phase, sh_cost in (('TX', shell), ('RX', rshell)):
+    top = sorted(((c, fi, fn, line) for (fi, fn, line), c in sh_cost.items()
+                  if short_file(fi).startswith('shell/')), reverse=True)[:15]
+    print('%s: shell source lines, Ir per frame (top 15):' % phase)
+    for c, fi, fn, line in top:
+        print('  %7.2f  %s:%d  (%s)' % (ipf(c), short_file(fi), line, short_fn(fn)))
+    print()
+r2 = lambda x: round(ipf(x), 2)
 print(json.dumps({
     'bench': 'vf_dispatch', 'frames': frames, 'burst': 32, 'frame_len': 64,
-    'direct_ipf': round(ipf(d_tot), 2), 'shell_ipf': round(ipf(s_tot), 2),
-    'diff_ipf': round(ipf(s_tot - d_tot), 2),
-    'shell_v10_ipf': round(ipf(u_tot), 2), 'diff_v10_ipf': round(ipf(u_tot - d_tot), 2),
-    'tracker_v10_ipf': round(ipf(tracker_total), 2),
-    'direct_ir': d_tot, 'shell_ir': s_tot, 'shell_v10_ir': u_tot,
-    'other_threads_ir': d_oth + s_oth + u_oth}))
+    'tx_direct_ipf': r2(d_tot), 'tx_shell_ipf': r2(s_tot), 'tx_diff_ipf': r2(s_tot - d_tot),
+    'rx_direct_ipf': r2(rd_tot), 'rx_shell_ipf': r2(rs_tot), 'rx_diff_ipf': r2(rs_tot - rd_tot),
+    'tx_shell_v10_ipf': r2(u_tot), 'tx_diff_v10_ipf': r2(u_tot - d_tot),
+    'tracker_v10_ipf': r2(tracker_total),
+    'direct_ipf': r2(d_tot + rd_tot), 'shell_ipf': r2(s_tot + rs_tot),
+    'diff_ipf': r2(s_tot + rs_tot - d_tot - rd_tot),
+    'tx_direct_ir': d_tot, 'tx_shell_ir': s_tot, 'tx_shell_v10_ir': u_tot,
+    'rx_direct_ir': rd_tot, 'rx_shell_ir': rs_tot, 'other_threads_ir': others}))
 EOF

@@ -122,9 +122,15 @@ void QueueState::SendAnnounce() {
   b->data_len = static_cast<uint16_t>(f.size());
   b->pkt_len = static_cast<uint32_t>(f.size());
   QueueCounters scratch;
+  // Before the call: a plug-in that counts TX bytes itself counts these
+  // inside it (shell_impl.h FoldVfTxBytes).
+  announce_bytes.store(announce_bytes.load(std::memory_order_relaxed) + f.size(),
+                       std::memory_order_release);
   if (ops.tx(ops.tx_ctx, &b, 1, &scratch) == 1) {
     QueueCounters::Add(announces, 1);
   } else {
+    announce_bytes.store(announce_bytes.load(std::memory_order_relaxed) - f.size(),
+                         std::memory_order_release);
     pool.Free(&b, 1);
   }
 }
@@ -575,16 +581,18 @@ int npa_shell_queue_stats(npa_shell* sh, uint16_t qid, npa_queue_stats* out) {
   const uint16_t first = qid == UINT16_MAX ? 0 : qid;
   const uint16_t last = qid == UINT16_MAX ? sh->nb_queue_pairs : static_cast<uint16_t>(qid + 1);
   auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-  // Fold in the plug-in's device drops. Its queue_stats is a control op
-  // (never concurrent with another): read it only when no switch runs, else
-  // keep the last reading.
+  // Fold in the plug-in's device drops, and its TX bytes when it counts
+  // them (NPA_PLUGIN_F_TX_BYTES). Its queue_stats is a control op (never
+  // concurrent with another): read it only when no switch runs, else keep
+  // the last reading.
   {
     std::unique_lock<std::mutex> vl(sh->vf_mu, std::try_to_lock);
     if (vl.owns_lock() && sh->vf)
       for (uint16_t q = first; q < last; q++) {
-        uint64_t d = sh->vf->QueueStats(q).rx_dropped;
+        const npa_plugin_qstats ps = sh->vf->QueueStats(q);
         auto& live = sh->queues[q].vf_dropped_live;
-        if (d > live.load()) live.store(d);
+        if (ps.rx_dropped > live.load()) live.store(ps.rx_dropped);
+        if (sh->vf->plugin_tx_bytes()) sh->queues[q].FoldVfTxBytes(ps.tx_bytes);
       }
   }
   for (uint16_t q = first; q < last; q++) {
@@ -593,7 +601,7 @@ int npa_shell_queue_stats(npa_shell* sh, uint16_t qid, npa_queue_stats* out) {
     st.rx_packets += ld(c.rx_packets);
     st.rx_bytes += ld(c.rx_bytes);
     st.tx_packets += ld(c.tx_packets);
-    st.tx_bytes += ld(c.tx_bytes);
+    st.tx_bytes += ld(c.tx_bytes) + ld(sh->queues[q].vf_tx_bytes);
     st.rx_dropped += ld(c.rx_dropped);
     st.tx_full += ld(c.tx_full);
     st.rx_emulated_packets += ld(c.rx_emulated);

@@ -67,6 +67,36 @@ struct alignas(64) QueueState {
   // had taken and not completed when the shell gave them up.
   TxTracker vf_tx;
   std::atomic<uint64_t> vf_tx_lost{0};
+  // NPA_PLUGIN_F_TX_BYTES (plugin.h): while such a VF is attached, its
+  // plug-in counts the queue's TX bytes and the VF TX burst does not (a
+  // load and an add per frame less). The control side folds the growth of
+  // the plug-in's queue_stats.tx_bytes into vf_tx_bytes: at every
+  // npa_shell_queue_stats that finds no switch running, and at release.
+  // A reading below the last one adds nothing, so the sum stays monotonic.
+  // The RARP announcement (SendAnnounce) goes through the plug-in too and
+  // is not the application's: the owner adds its bytes to announce_bytes
+  // before the TX call (takes them back if the path refused it), and the
+  // fold takes them off.
+  std::atomic<uint64_t> vf_tx_bytes{0};     // added to c.tx_bytes by readers
+  std::atomic<uint64_t> announce_bytes{0};  // owner: announcement bytes handed to TX
+  uint64_t vf_tx_bytes_seen = 0;            // under vf_mu: the VF's last reading, net
+  uint64_t vf_announce_base = 0;            // under vf_mu: announce_bytes at attach
+  // Control side, under vf_mu, before the VF's ops are staged: the plug-in's
+  // tx_bytes now (it counts since probe) is the VF's zero.
+  void BeginVfTxBytes(uint64_t reading) {
+    vf_announce_base = announce_bytes.load(std::memory_order_acquire);
+    vf_tx_bytes_seen = reading;
+  }
+  // Control side, under vf_mu: a reading of the plug-in's tx_bytes (read
+  // before announce_bytes: an announcement it counted is then taken off).
+  void FoldVfTxBytes(uint64_t reading) {
+    const uint64_t ours = announce_bytes.load(std::memory_order_acquire) - vf_announce_base;
+    if (reading < ours) return;
+    const uint64_t net = reading - ours;
+    if (net <= vf_tx_bytes_seen) return;
+    vf_tx_bytes.fetch_add(net - vf_tx_bytes_seen, std::memory_order_relaxed);
+    vf_tx_bytes_seen = net;
+  }
   // A RARP announcement (common/announce.h) to send through the staged ops
   // once applied (a VF just switched to); under stage_mu. `announces`
   // counts those sent (npa_queue_stats.announces), apart from the

@@ -351,6 +351,24 @@ typedef struct npa_link_status {
   uint32_t full_duplex;
 } npa_link_status;
 
+/* TX byte counts (ABI 1.1, NPA_PLUGIN_F_TX_BYTES in npa_plugin_info.flags):
+ * the plug-in promises that tx_bytes of queue q is exactly the sum of
+ * pkt_len over every frame its tx_burst on q took (returned as taken), since
+ * probe, whatever became of the frame afterwards (sent, dropped by the
+ * device, unsent at stop), and that queue_stats may be read as described
+ * there (whole aligned 64-bit values, a burst old at most). The shell then
+ * takes its TX byte count on the VF from queue_stats (read when the VF is
+ * attached, at every npa_shell_queue_stats and when it is released) instead
+ * of summing every frame's length in the TX burst, as DPDK's ethdev leaves
+ * counting to the PMD: a load and an add per frame less on the VF path
+ * (docs/PERFORMANCE.md, "VF path dispatch"). A plug-in that keeps its
+ * counters per queue in software for the frames it takes meets this for
+ * free; one whose hardware counts per port, or counts bytes the way the
+ * wire sees them (with padding, FCS or a tag the device inserts), does not,
+ * and leaves the flag clear. Without the flag (every ABI 1.0 plug-in) the
+ * shell counts the bytes itself and tx_bytes is only informational.
+ * npa-conform checks the promise. rx_bytes is always the shell's own count
+ * (it checks every frame a plug-in hands up anyway, and drops bad ones). */
 typedef struct npa_plugin_qstats {
   uint32_t struct_size;
   uint32_t reserved0;
@@ -590,9 +608,12 @@ typedef struct npa_plugin_info {
 } npa_plugin_info;
 
 /* npa_plugin_info.flags. TX_FREE: every TX frame comes back through
- * svc->buf_free_tx, and nothing else does (see "TX completions apart"). */
+ * svc->buf_free_tx, and nothing else does (see "TX completions apart").
+ * TX_BYTES: queue_stats' tx_bytes is exact per queue, see "TX byte counts"
+ * at npa_plugin_qstats. */
 #define NPA_PLUGIN_F_TX_FREE (1ull << 0)
-#define NPA_PLUGIN_F_ALL_V1_1 ((1ull << 1) - 1)
+#define NPA_PLUGIN_F_TX_BYTES (1ull << 1)
+#define NPA_PLUGIN_F_ALL_V1_1 ((1ull << 2) - 1)
 
 /* What the shell tells the entry symbol about itself. */
 typedef struct npa_plugin_query {

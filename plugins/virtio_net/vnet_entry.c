@@ -22,8 +22,10 @@ static const npa_plugin_info vnet_info = {
     .ctrl = &vnet_ctrl_ops,
     .fast = &vnet_fast_ops,
     /* TX frames go back through dev->free_tx only (vnet_tx_reap,
-     * vnet_free_tx_cookie); RX buffers through buf_free. */
-    .flags = NPA_PLUGIN_F_TX_FREE,
+     * vnet_free_tx_cookie); RX buffers through buf_free. TX_BYTES:
+     * st.tx_bytes is a software count, since probe, of each frame
+     * vnet_tx_burst took (its chain's bytes, checked equal to pkt_len). */
+    .flags = NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES,
 };
 
 NPA_PLUGIN_EXPORT const npa_plugin_info *npa_plugin_entry(const npa_plugin_query *q) {

@@ -7,6 +7,15 @@
 
 namespace npa::shell {
 
+// Defined before its callers so that they inline it.
+inline void ShellBuffers::Release(QueueState& q, npa_buf** bufs, uint16_t n) {
+  if (!in_control_call()) [[likely]] {
+    q.pool.Free(bufs, n);
+    return;
+  }
+  Stash(q, bufs, n);
+}
+
 uint16_t ShellBuffers::Alloc(uint16_t qid, npa_buf** bufs, uint16_t n) {
   if (qid >= nqp_) return 0;
   QueueState& q = queues_[qid];
@@ -47,11 +56,7 @@ void ShellBuffers::FreeTx(uint16_t qid, npa_buf** bufs, uint16_t n) {
   Release(q, bufs, n);
 }
 
-void ShellBuffers::Release(QueueState& q, npa_buf** bufs, uint16_t n) {
-  if (!in_control_call()) {
-    q.pool.Free(bufs, n);
-    return;
-  }
+__attribute__((noinline)) void ShellBuffers::Stash(QueueState& q, npa_buf** bufs, uint16_t n) {
   std::lock_guard<std::mutex> l(q.stash_mu);
   for (uint16_t i = 0; i < n; i++) {
     // Every segment, bounded like BufPool::FreeFrame. A segment is checked

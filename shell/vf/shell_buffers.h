@@ -87,8 +87,11 @@ class ShellBuffers final : public BufferProvider {
   std::atomic<uint32_t> control_calls_{0};
   std::atomic<uint64_t> bad_frees_{0};
 
-  // Into qid's pool (owner thread) or its stash (control path).
+  // Into qid's pool (owner thread) or its stash (control path). The pool
+  // case is inlined into Free and FreeTx (every completion on the fast
+  // path); the stash case is a call.
   void Release(QueueState& q, npa_buf** bufs, uint16_t n);
+  void Stash(QueueState& q, npa_buf** bufs, uint16_t n);
 };
 
 }  // namespace npa::shell

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstddef>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -44,45 +46,92 @@ constexpr uint32_t kMaxRxSegs = 64;
 // pointer must be a buffer of this shell that is out of the pools (not a
 // stray or already-free pointer: those are counted and dropped untouched),
 // and its metadata must lie inside its slot and frame (offload.h
-// CheckRxFrame: otherwise the frame is freed and counted as dropped). The
-// common frame (one segment, no offload facts beyond csum-good, VLAN and
-// RSS) costs one pass of compares; bufs is compacted in place.
-inline uint16_t CheckVfRx(Q* q, npa_buf** bufs, uint16_t got, QueueCounters* c) {
+// CheckRxFrame: otherwise the frame is freed and counted as dropped).
+constexpr uint32_t kPlainRx = NPA_BUF_OL_RX_CSUM_GOOD | NPA_BUF_OL_RX_VLAN | NPA_BUF_OL_RX_RSS_HASH;
+
+// Nonzero unless b is the common frame: one segment, inside its slot, no
+// offload facts beyond csum-good, VLAN and RSS. ORed, not short-circuited:
+// no branch per field (b is already known to be a held buffer). nb_segs and
+// ol_flags are tested in one 64-bit load (buf_len, nb_segs, ol_flags are
+// adjacent, npa/buf.h). The slot bound is one compare: data_off - META_SIZE
+// taken as unsigned 32 bits is >= 2^32 - META_SIZE when data_off <
+// META_SIZE, so adding data_len (< 2^16) in 64 bits cannot wrap it below
+// the bound.
+static_assert(offsetof(npa_buf, buf_len) == 24 && offsetof(npa_buf, nb_segs) == 26 &&
+              offsetof(npa_buf, ol_flags) == 28 && std::endian::native == std::endian::little);
+constexpr uint64_t kSegsFlagsMask = (uint64_t{~kPlainRx} << 32) | 0xffff0000u;
+constexpr uint64_t kSegsFlagsPlain = uint64_t{1} << 16;  // nb_segs 1, no other flag
+
+inline uint64_t NotPlain(const npa_buf* b) {
+  uint64_t segs_flags;
+  memcpy(&segs_flags, reinterpret_cast<const char*>(b) + offsetof(npa_buf, buf_len), 8);
+  const uint64_t dl = b->data_len;
+  const uint64_t from_meta = static_cast<uint32_t>(b->data_off - NPA_BUF_META_SIZE);
+  return reinterpret_cast<uintptr_t>(b->next) | ((segs_flags & kSegsFlagsMask) ^ kSegsFlagsPlain) |
+         (b->pkt_len ^ dl) |
+         static_cast<uint64_t>(from_meta + dl > NPA_BUF_SLOT_SIZE - NPA_BUF_META_SIZE);
+}
+
+// The slow pass, for a burst with anything but held, plain frames: each
+// frame on its own, bufs compacted in place, the bytes of what is kept.
+__attribute__((noinline)) uint16_t CheckVfRxSlow(Q* q, npa_buf** bufs, uint16_t got,
+                                                 QueueCounters* c, uint64_t* bytes) {
   BufPool* pool = q->pool;
-  constexpr uint32_t kPlain = NPA_BUF_OL_RX_CSUM_GOOD | NPA_BUF_OL_RX_VLAN | NPA_BUF_OL_RX_RSS_HASH;
   uint16_t k = 0;
+  uint64_t sum = 0;
   for (uint16_t i = 0; i < got; i++) {
     npa_buf* b = bufs[i];
-    if (NPA_UNLIKELY(!pool->Held(b))) {
+    if (!pool->Held(b)) {
       QueueCounters::Add(c->rx_bad, 1);
       continue;
     }
-    const bool plain = b->next == nullptr && b->nb_segs == 1 && b->pkt_len == b->data_len &&
-                       b->data_off >= NPA_BUF_META_SIZE &&
-                       static_cast<uint32_t>(b->data_off) + b->data_len <= NPA_BUF_SLOT_SIZE &&
-                       (b->ol_flags & ~kPlain) == 0;
-    if (NPA_UNLIKELY(!plain) &&
+    if (NotPlain(b) != 0 &&
         !CheckRxFrame(b, kMaxRxSegs, [pool](const npa_buf* s) { return pool->Held(s); })) {
       QueueCounters::Add(c->rx_bad, 1);
       QueueCounters::Add(c->rx_dropped, 1);
       pool->FreeFrame(b);
       continue;
     }
+    sum += b->pkt_len;
     bufs[k++] = b;
   }
+  *bytes = sum;
   return k;
+}
+
+// The common burst costs one pass: the pointer test (a branch: a stray
+// pointer is never read), the ORed metadata test and the byte count
+// together, no stores. Anything else: the slow pass from the start.
+inline uint16_t CheckVfRx(Q* q, npa_buf** bufs, uint16_t got, QueueCounters* c, uint64_t* bytes) {
+  const BufPool* pool = q->pool;
+  uint64_t sum = 0;
+  uint64_t odd = 0;
+  uint16_t i = 0;
+  for (; i < got; i++) {
+    const npa_buf* b = bufs[i];
+    if (NPA_UNLIKELY(!pool->Held(b))) break;
+    odd |= NotPlain(b);
+    sum += b->pkt_len;
+  }
+  if (NPA_UNLIKELY(i != got || odd != 0)) return CheckVfRxSlow(q, bufs, got, c, bytes);
+  *bytes = sum;
+  return got;
 }
 
 inline uint16_t VfRxOnly(Q* q, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   uint16_t got = Clamp(q->rx(q->pq, bufs, n), n, c);
-  got = CheckVfRx(q, bufs, got, c);
+  uint64_t bytes = 0;
+  got = CheckVfRx(q, bufs, got, c, &bytes);
   // The guest configured VLAN strip, the device cannot: same result as the
-  // emulated path (offload.h StripVlan).
-  if (NPA_UNLIKELY(q->sw_vlan_strip))
-    for (uint16_t i = 0; i < got; i++) StripVlan(bufs[i]);
+  // emulated path (offload.h StripVlan). The frames shrink: count again.
+  if (NPA_UNLIKELY(q->sw_vlan_strip)) {
+    bytes = 0;
+    for (uint16_t i = 0; i < got; i++) {
+      StripVlan(bufs[i]);
+      bytes += bufs[i]->pkt_len;
+    }
+  }
   if (got) {
-    uint64_t bytes = 0;
-    for (uint16_t i = 0; i < got; i++) bytes += bufs[i]->pkt_len;
     QueueCounters::Add(c->rx_packets, got);
     QueueCounters::Add(c->rx_vf, got);
     QueueCounters::Add(c->rx_bytes, bytes);
@@ -113,11 +162,13 @@ inline void SoftwareTxOffloads(npa_buf* b, uint32_t sw, QueueCounters* c) {
   }
 }
 
-inline void CountTx(uint16_t sent, uint64_t bytes, QueueCounters* c) {
+// plugin_bytes: the plug-in counts the bytes (NPA_PLUGIN_F_TX_BYTES; the
+// shell folds its queue_stats in, shell_impl.h FoldVfTxBytes).
+inline void CountTx(uint16_t sent, uint64_t bytes, bool plugin_bytes, QueueCounters* c) {
   if (sent) {
     QueueCounters::Add(c->tx_packets, sent);
     QueueCounters::Add(c->tx_vf, sent);
-    QueueCounters::Add(c->tx_bytes, bytes);
+    if (!plugin_bytes) QueueCounters::Add(c->tx_bytes, bytes);
   }
 }
 
@@ -150,7 +201,7 @@ uint16_t VfTx(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
     }
     QueueCounters::Add(c->tx_full, 1);
   }
-  CountTx(sent, bytes, c);
+  CountTx(sent, bytes, q->plugin_tx_bytes, c);
   return sent;
 }
 
@@ -158,7 +209,9 @@ uint16_t VfTx(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
 // buf_free_tx: the tracker keeps a count per burst (tx_tracker.h, counted
 // mode), and the loop over the frames only sums their bytes and ORs their
 // flags; the software offloads run in a second pass only for a burst that
-// needs one (rare: the device lacks an offload the guest uses).
+// needs one (rare: the device lacks an offload the guest uses). A plug-in
+// that also counts the bytes (NPA_PLUGIN_F_TX_BYTES) leaves no loop at all
+// when there is no software offload.
 uint16_t VfTxCounted(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   Q* q = static_cast<Q*>(ctx);
   if (NPA_UNLIKELY(q->emu_tx->in_flight() != 0)) q->emu_tx->Reclaim(c);
@@ -166,9 +219,12 @@ uint16_t VfTxCounted(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   uint64_t bytes = 0;
   if (sw == 0) [[likely]] {
     // The device does every offload the guest uses: the byte count is the
-    // only per-frame work (4 instructions a frame unrolled, 7 rolled).
+    // only per-frame work (4 instructions a frame), unless the plug-in
+    // counts them.
+    if (!q->plugin_tx_bytes) {
 #pragma GCC unroll 4
-    for (uint16_t i = 0; i < n; i++) bytes += bufs[i]->pkt_len;
+      for (uint16_t i = 0; i < n; i++) bytes += bufs[i]->pkt_len;
+    }
   } else {
     uint32_t flags = 0;
 #pragma GCC unroll 4
@@ -190,7 +246,7 @@ uint16_t VfTxCounted(void* ctx, npa_buf** bufs, uint16_t n, QueueCounters* c) {
     q->track->Unsent(static_cast<uint16_t>(n - sent));
     QueueCounters::Add(c->tx_full, 1);
   }
-  CountTx(sent, bytes, c);
+  CountTx(sent, bytes, q->plugin_tx_bytes, c);
   return sent;
 }
 
@@ -337,6 +393,7 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
   else NPA_LOG(Info, "shell: %s: no ERR interrupt: %s", p.pci_address.c_str(),
                std::string(err.status().message()).c_str());
 
+  v->plugin_tx_bytes_ = (plugin->flags() & NPA_PLUGIN_F_TX_BYTES) != 0;
   for (uint16_t q = 0; q < p.nb_queue_pairs; q++) {
     auto qu = std::make_unique<Queue>();
     qu->emu_rx = p.emu_rx[q];
@@ -349,6 +406,7 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
     qu->sw_tx_flags = (v->sw_tx_csum_ ? NPA_BUF_OL_TX_CSUM : 0u) |
                       (sw_vlan_insert ? NPA_BUF_OL_TX_VLAN : 0u);
     qu->sw_vlan_strip = sw_vlan_strip;
+    qu->plugin_tx_bytes = v->plugin_tx_bytes_;
     qu->rx = plugin->fast().rx_burst;
     qu->tx = plugin->fast().tx_burst;
     v->queues_.push_back(std::move(qu));

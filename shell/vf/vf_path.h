@@ -130,6 +130,9 @@ class VfPath : public Path {
   int req_fd() const { return req_fd_; }
   int err_fd() const { return err_fd_; }
   bool sw_tx_csum() const { return sw_tx_csum_; }
+  // NPA_PLUGIN_F_TX_BYTES: the plug-in's queue_stats.tx_bytes is the
+  // queue's TX byte count on the VF; the TX burst does not count bytes.
+  bool plugin_tx_bytes() const { return plugin_tx_bytes_; }
 
   // Shared with the burst functions (vf_path.cc); one per queue.
   struct alignas(64) Queue {
@@ -142,6 +145,7 @@ class VfPath : public Path {
     TxTracker* track = nullptr;
     uint32_t sw_tx_flags = 0;    // NPA_BUF_OL_TX_* done in software here
     bool sw_vlan_strip = false;
+    bool plugin_tx_bytes = false;  // NPA_PLUGIN_F_TX_BYTES: no byte count here
     std::atomic<uint32_t> drained{0};
     int intr_fd = -1;
   };
@@ -159,6 +163,7 @@ class VfPath : public Path {
   bool sw_tx_csum_ = false;
   bool rx_intr_ = false;
   bool hw_rss_ = false;
+  bool plugin_tx_bytes_ = false;
   int req_fd_ = -1, err_fd_ = -1;
 };
 

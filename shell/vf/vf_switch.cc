@@ -130,6 +130,11 @@ absl::Status Enter(npa_shell* sh, SwitchRun& r) {
   // applies the VF's ops, so a learning switch moves the MAC to the VF's
   // port at once (docs/migration.md; npa_queue_stats.announces).
   const bool announce = g_announce.load(std::memory_order_relaxed);
+  // A plug-in that counts TX bytes (NPA_PLUGIN_F_TX_BYTES): its count now
+  // is this VF's zero, taken before any frame goes its way.
+  if (vp->plugin_tx_bytes())
+    for (uint16_t q = 0; q < sh->nb_queue_pairs; q++)
+      sh->queues[q].BeginVfTxBytes(vp->QueueStats(q).tx_bytes);
   for (uint16_t q = 0; q < sh->nb_queue_pairs; q++)
     sh->queues[q].Stage(vp->ops(q), vp, announce && q == 0);
   NPA_ASSIGN_OR_RETURN(r.entered_all, AwaitAcks(sh, MonotonicNs() + 500000000ull));
@@ -200,9 +205,11 @@ uint64_t ReleaseDevice(npa_shell* sh) {
   VfPath* v = sh->vf.get();
   for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) {
     QueueState& qs = sh->queues[q];
-    uint64_t d = v->QueueStats(q).rx_dropped;
-    qs.vf_dropped_base.store(qs.vf_dropped_base.load() + d);
+    const npa_plugin_qstats ps = v->QueueStats(q);
+    qs.vf_dropped_base.store(qs.vf_dropped_base.load() + ps.rx_dropped);
     qs.vf_dropped_live.store(0);
+    // The last of its TX bytes (the queues left the VF at LEAVING).
+    if (v->plugin_tx_bytes()) qs.FoldVfTxBytes(ps.tx_bytes);
   }
   // TX frames the VF took and never completed (tx_tracker.h). Counted
   // before stop: stop hands unsent frames back like any other buffer. After

@@ -68,8 +68,8 @@ void Guest::Run() {
         uint64_t seq = sent_ + i;
         memcpy(d + 14, &seq, 8);
         memset(d + 22, 0x5a, 42);
-        b[i]->data_len = 64;
-        b[i]->pkt_len = 64;
+        b[i]->data_len = kFrameLen;
+        b[i]->pkt_len = kFrameLen;
       }
       uint16_t s = npa_tx_burst(sh_, 0, b, n);
       // Frames are numbered in the order the shell took them: the untaken

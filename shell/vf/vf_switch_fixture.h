@@ -54,6 +54,7 @@ class Guest {
  public:
   static constexpr uint32_t kWindow = 48;
   static constexpr uint32_t kMax = 1u << 22;
+  static constexpr uint16_t kFrameLen = 64;  // every frame it sends
 
   explicit Guest(npa_shell* sh) : sh_(sh), seen_(kMax, 0) {}
   void Start() { thread_ = std::thread([this] { Run(); }); }

@@ -168,6 +168,10 @@ TEST_F(VfSwitchTest, AttachTrafficPlannedRevokeLosesNothing) {
   EXPECT_EQ(st.rx_packets, guest_->received());
   EXPECT_EQ(st.tx_packets, st.tx_vf_packets + st.tx_emulated_packets);
   EXPECT_EQ(st.rx_packets, st.rx_vf_packets + st.rx_emulated_packets);
+  // Bytes exact across both switches: on the VF the plug-in counted the TX
+  // bytes (NPA_PLUGIN_F_TX_BYTES), the shell everything else.
+  EXPECT_EQ(st.tx_bytes, Guest::kFrameLen * st.tx_packets);
+  EXPECT_EQ(st.rx_bytes, Guest::kFrameLen * st.rx_packets);
   EXPECT_GT(watch.samples(), 10u);
   EXPECT_EQ(watch.regressions(), 0u);
 }
@@ -193,6 +197,7 @@ TEST_F(VfSwitchTest, AnnouncesTheMacThroughTheVf) {
   npa_queue_stats st = Stats(sh_);
   EXPECT_EQ(st.announces, 1u);
   EXPECT_EQ(st.tx_packets, 0u) << "not the application's frame";
+  EXPECT_EQ(st.tx_bytes, 0u) << "nor its bytes, which the plug-in counted (NPA_PLUGIN_F_TX_BYTES)";
   EXPECT_EQ(st.tx_vf_packets, 0u);
   EXPECT_EQ(st.rx_vf_packets, 1u);
   // A second burst sends nothing more: one announcement per switch.
@@ -301,6 +306,9 @@ TEST_P(VfSwitchHungTest, HungVfTxIsCountedExactlyWhenReqTakesItBack) {
   // Every frame the VF took is lost, and exactly those are reported.
   EXPECT_EQ(d.tx_inflight_lost(), held);
   EXPECT_EQ(Stats(sh_).tx_vf_lost, held);
+  // Their bytes were sent as far as the counters go, counted by the plug-in
+  // (stuck: NPA_PLUGIN_F_TX_BYTES) or by the shell (stuck_v10: ABI 1.0).
+  EXPECT_EQ(Stats(sh_).tx_bytes, Guest::kFrameLen * Stats(sh_).tx_packets);
   EXPECT_EQ(guest_->missing(), held) << "first missing " << guest_->first_missing();
   EXPECT_EQ(guest_->dups(), 0u);
   EXPECT_EQ(shared_->destroyed.load(), shared_->created.load());
@@ -375,6 +383,10 @@ TEST_F(VfSwitchTest, RepeatedAttachRevokeUnderTrafficKeepsEveryFrame) {
   npa_queue_stats st = Stats(sh_);
   EXPECT_EQ(st.tx_packets, guest_->sent());
   EXPECT_EQ(st.tx_packets, st.tx_vf_packets + st.tx_emulated_packets);
+  // Ten VFs' TX bytes, each folded in from its plug-in, and the emulated
+  // ones in between: exact.
+  EXPECT_EQ(st.tx_bytes, Guest::kFrameLen * st.tx_packets);
+  EXPECT_EQ(st.rx_bytes, Guest::kFrameLen * st.rx_packets);
 }
 
 // A queue in interrupt mode, its owner asleep in epoll: the switch wakes it

@@ -4,20 +4,20 @@
 //
 // The modes drive the same plug-in code (tests/plugins/null/, the test
 // loopback built with LB_NULL: tx_burst completes the whole burst with one
-// buf_free_tx call, rx_burst returns 0) with the same frames (64 B, burst
-// 32) and the same buffer pool code (shell/buf_pool.h):
+// buf_free_tx call, rx_burst hands up a full burst of 64 B frames it takes
+// from the services' buf_alloc) with the same frames (64 B, burst 32) and
+// the same buffer pool code (shell/buf_pool.h):
 //
 //   --mode=direct  the plug-in loaded with the shell's loader, a minimal
 //                  services table over one BufPool, probe/configure/start on
 //                  a made-up device; each burst is pool Alloc, lengths,
-//                  fast.tx_burst, fast.rx_burst (empty).
+//                  fast.tx_burst (TX), fast.rx_burst, pool Free (RX).
 //   --mode=shell   a real npa_shell on its emulated path against an
 //                  in-process vhost-user back end (hypervisor/vhost), then a
 //                  VfOffer from a test agent on a UNIX socket with a fake
 //                  VFIO device, so the shell runs the same plug-in on its VF
-//                  path; each burst is npa_buf_alloc, lengths, npa_tx_burst,
-//                  npa_rx_burst (empty: the guest's RX poll is part of the
-//                  per-frame cost).
+//                  path; each burst is npa_buf_alloc, lengths, npa_tx_burst
+//                  (TX), npa_rx_burst, npa_buf_free (RX).
 //                  The plug-in sets NPA_PLUGIN_F_TX_FREE (ABI 1.1): the
 //                  shell counts its TX frames per burst.
 //   --mode=shell-v10
@@ -25,6 +25,10 @@
 //                  (tests/plugins/null_v10/: no flag, TX frames back through
 //                  buf_free): the shell marks each TX frame
 //                  (shell/vf/tx_tracker.h), the cost every 1.0 plug-in keeps.
+//
+// --phase=tx|rx|both (default both) picks what a burst of the loop does:
+// the TX half, the RX half, or both (the ctest smoke tests). The script
+// measures tx and rx in separate runs, so each has its own per-frame cost.
 //
 // Only the measured loop is instrumented (CALLGRIND_START/STOP_
 // INSTRUMENTATION; run valgrind with --instr-atstart=no), after a warm-up
@@ -87,8 +91,11 @@ constexpr uint16_t kVendor = 0x1d0f, kDevice = 0x1011;  // tests/plugins LB_NULL
 constexpr uint16_t kRing = 256;
 constexpr uint32_t kWarmBursts = 2000;
 
+enum Phase : unsigned { kTx = 1, kRx = 2, kBoth = 3 };
+
 struct Args {
   std::string mode;
+  Phase phase = kBoth;
   uint64_t frames = 320000;
   std::string plugin_dir = NPA_BENCH_PLUGIN_DIR;
 };
@@ -120,10 +127,10 @@ struct Result {
 };
 
 void PrintJson(const Args& a, const Result& r, const std::string& extra) {
-  printf("{\"mode\":\"%s\",\"frames\":%" PRIu64 ",\"burst\":%u,\"frame_len\":%u,\"tx\":%" PRIu64
+  printf("{\"mode\":\"%s\",\"phase\":\"%s\",\"frames\":%" PRIu64 ",\"burst\":%u,\"frame_len\":%u,\"tx\":%" PRIu64
          ",\"rx\":%" PRIu64 ",\"short_alloc\":%" PRIu64 ",\"callgrind_macros\":%s,"
          "\"ns_per_frame\":%.2f%s}\n",
-         a.mode.c_str(), a.frames, kBurst, kFrameLen, r.tx, r.rx, r.short_alloc,
+         a.mode.c_str(), a.phase == kTx ? "tx" : a.phase == kRx ? "rx" : "both", a.frames, kBurst, kFrameLen, r.tx, r.rx, r.short_alloc,
          NPA_HAVE_CALLGRIND ? "true" : "false",
          a.frames ? static_cast<double>(r.ns) / static_cast<double>(a.frames) : 0.0,
          extra.c_str());
@@ -186,23 +193,27 @@ class DirectServices {
 // The burst loop of --mode=direct: what an application linked against the
 // plug-in itself would run.
 Result DirectLoop(BufPool& pool, const npa_plugin_fast_ops& f, npa_plugin_queue* pq,
-                  uint64_t bursts) {
+                  uint64_t bursts, Phase phase) {
   Result r;
   npa_buf* b[kBurst];
   npa_buf* rx[kBurst];
   for (uint64_t i = 0; i < bursts; i++) {
-    uint16_t n = static_cast<uint16_t>(pool.Alloc(b, kBurst));
-    r.short_alloc += n != kBurst;
-    for (uint16_t k = 0; k < n; k++) {
-      b[k]->data_len = kFrameLen;
-      b[k]->pkt_len = kFrameLen;
+    if (phase & kTx) {
+      uint16_t n = static_cast<uint16_t>(pool.Alloc(b, kBurst));
+      r.short_alloc += n != kBurst;
+      for (uint16_t k = 0; k < n; k++) {
+        b[k]->data_len = kFrameLen;
+        b[k]->pkt_len = kFrameLen;
+      }
+      uint16_t s = f.tx_burst(pq, b, n);
+      if (s < n) pool.Free(b + s, static_cast<uint32_t>(n - s));
+      r.tx += s;
     }
-    uint16_t s = f.tx_burst(pq, b, n);
-    if (s < n) pool.Free(b + s, static_cast<uint32_t>(n - s));
-    r.tx += s;
-    uint16_t got = f.rx_burst(pq, rx, kBurst);
-    if (got) pool.Free(rx, got);
-    r.rx += got;
+    if (phase & kRx) {
+      uint16_t got = f.rx_burst(pq, rx, kBurst);
+      if (got) pool.Free(rx, got);
+      r.rx += got;
+    }
   }
   return r;
 }
@@ -238,17 +249,20 @@ int RunDirect(const Args& a) {
   npa_plugin_queue* pq = c.queue(dev, 0);
   if (pq == nullptr) return c.stop(dev), c.remove(dev), Fail("queue 0: none");
 
-  DirectLoop(svc.pool(), f, pq, kWarmBursts);
+  DirectLoop(svc.pool(), f, pq, kWarmBursts, a.phase);
   const uint64_t bursts = a.frames / kBurst;
   const uint64_t t0 = npa::MonotonicNs();
   CALLGRIND_START_INSTRUMENTATION;
-  Result r = DirectLoop(svc.pool(), f, pq, bursts);
+  Result r = DirectLoop(svc.pool(), f, pq, bursts, a.phase);
   CALLGRIND_STOP_INSTRUMENTATION;
   r.ns = npa::MonotonicNs() - t0;
 
   c.stop(dev);
   c.remove(dev);
-  if (r.tx != bursts * kBurst) return Fail("direct: the plug-in took %" PRIu64 " of %" PRIu64 " frames", r.tx, bursts * kBurst);
+  if ((a.phase & kTx) && r.tx != bursts * kBurst)
+    return Fail("direct: the plug-in took %" PRIu64 " of %" PRIu64 " frames", r.tx, bursts * kBurst);
+  if ((a.phase & kRx) && r.rx != bursts * kBurst)
+    return Fail("direct: the plug-in delivered %" PRIu64 " of %" PRIu64 " frames", r.rx, bursts * kBurst);
   PrintJson(a, r, ",\"plugin\":\"" + plugin->name() + "\"");
   return 0;
 }
@@ -284,23 +298,27 @@ class QuietBackend {
 };
 
 // The burst loop of --mode=shell: what a guest application runs.
-Result ShellLoop(npa_shell* sh, uint64_t bursts) {
+Result ShellLoop(npa_shell* sh, uint64_t bursts, Phase phase) {
   Result r;
   npa_buf* b[kBurst];
   npa_buf* rx[kBurst];
   for (uint64_t i = 0; i < bursts; i++) {
-    uint16_t n = npa_buf_alloc(sh, 0, b, kBurst);
-    r.short_alloc += n != kBurst;
-    for (uint16_t k = 0; k < n; k++) {
-      b[k]->data_len = kFrameLen;
-      b[k]->pkt_len = kFrameLen;
+    if (phase & kTx) {
+      uint16_t n = npa_buf_alloc(sh, 0, b, kBurst);
+      r.short_alloc += n != kBurst;
+      for (uint16_t k = 0; k < n; k++) {
+        b[k]->data_len = kFrameLen;
+        b[k]->pkt_len = kFrameLen;
+      }
+      uint16_t s = npa_tx_burst(sh, 0, b, n);
+      if (s < n) npa_buf_free(sh, 0, b + s, static_cast<uint16_t>(n - s));
+      r.tx += s;
     }
-    uint16_t s = npa_tx_burst(sh, 0, b, n);
-    if (s < n) npa_buf_free(sh, 0, b + s, static_cast<uint16_t>(n - s));
-    r.tx += s;
-    uint16_t got = npa_rx_burst(sh, 0, rx, kBurst);
-    if (got) npa_buf_free(sh, 0, rx, got);
-    r.rx += got;
+    if (phase & kRx) {
+      uint16_t got = npa_rx_burst(sh, 0, rx, kBurst);
+      if (got) npa_buf_free(sh, 0, rx, got);
+      r.rx += got;
+    }
   }
   return r;
 }
@@ -355,6 +373,9 @@ struct ShellRig {
     if (rc != 0) return Fail("npa_shell_open: %s", npa_shell_last_error(nullptr));
     npa_shell_queue_config qc = NPA_SHELL_QUEUE_CONFIG_INIT;
     qc.ring_size = kRing;
+    // The offloads the null device has (test_good.c LB_NULL): the VF path
+    // then has no software offload to run, as on a device with them.
+    qc.offloads = NPA_OFFLOAD_TX_CSUM | NPA_OFFLOAD_VLAN_INSERT;
     if (npa_shell_configure(sh, &qc) != 0) return Fail("configure: %s", npa_shell_last_error(nullptr));
     auto f = agent->Receive();  // the region announcement
     if (!f.ok() || !f->env.has_regions()) return Fail("no region announcement from the shell");
@@ -406,6 +427,7 @@ int RunShell(const Args& a, bool v10) {
   if (int rc = rig.Open(a); rc != 0) return rc;
   if (int rc = rig.SwitchToVf(); rc != 0) return rc;
   // The mode under test is the one the shell chose from the plug-in's flags.
+  if (rig.sh->vf->sw_tx_csum()) return Fail("the VF path checksums in software (LB_NULL has TX_CSUM)");
   if (rig.sh->queues[0].vf_tx.counted() == v10)
     return Fail("the shell %s the plug-in's TX frames; expected %s", v10 ? "counts" : "marks",
                 v10 ? "per-frame marks (ABI 1.0)" : "a per-burst count (NPA_PLUGIN_F_TX_FREE)");
@@ -422,33 +444,48 @@ int RunShell(const Args& a, bool v10) {
   for (size_t i = 0; i < total; i += 256)
     npa_buf_free(rig.sh, 0, all.data() + i, static_cast<uint16_t>(std::min<size_t>(256, total - i)));
 
-  ShellLoop(rig.sh, kWarmBursts);
+  ShellLoop(rig.sh, kWarmBursts, a.phase);
   npa_queue_stats before{};
   before.struct_size = sizeof before;
   npa_shell_queue_stats(rig.sh, 0, &before);
   const uint64_t bursts = a.frames / kBurst;
   const uint64_t t0 = npa::MonotonicNs();
   CALLGRIND_START_INSTRUMENTATION;
-  Result r = ShellLoop(rig.sh, bursts);
+  Result r = ShellLoop(rig.sh, bursts, a.phase);
   CALLGRIND_STOP_INSTRUMENTATION;
   r.ns = npa::MonotonicNs() - t0;
   npa_queue_stats after{};
   after.struct_size = sizeof after;
   npa_shell_queue_stats(rig.sh, 0, &after);
   const uint64_t vf_tx = after.tx_vf_packets - before.tx_vf_packets;
-  if (r.tx != bursts * kBurst || vf_tx != r.tx)
+  const uint64_t vf_rx = after.rx_vf_packets - before.rx_vf_packets;
+  const uint64_t want_tx = (a.phase & kTx) ? bursts * kBurst : 0;
+  const uint64_t want_rx = (a.phase & kRx) ? bursts * kBurst : 0;
+  if (r.tx != want_tx || vf_tx != r.tx)
     return Fail("shell: %" PRIu64 " of %" PRIu64 " frames taken, %" PRIu64 " on the VF", r.tx,
-                bursts * kBurst, vf_tx);
-  char extra[160];
+                want_tx, vf_tx);
+  if (r.rx != want_rx || vf_rx != r.rx)
+    return Fail("shell: %" PRIu64 " of %" PRIu64 " frames received, %" PRIu64 " from the VF",
+                r.rx, want_rx, vf_rx);
+  // The byte counters move by exactly the frames' bytes, whoever counts
+  // them (the shell per frame, or the plug-in's queue_stats).
+  if (after.tx_bytes - before.tx_bytes != want_tx * kFrameLen ||
+      after.rx_bytes - before.rx_bytes != want_rx * kFrameLen)
+    return Fail("shell: byte counters moved tx %" PRIu64 " rx %" PRIu64 ", expected %" PRIu64
+                " and %" PRIu64, after.tx_bytes - before.tx_bytes, after.rx_bytes - before.rx_bytes,
+                want_tx * kFrameLen, want_rx * kFrameLen);
+  char extra[200];
   snprintf(extra, sizeof extra, ",\"plugin\":\"test_null\",\"path\":\"vf\",\"tx_vf\":%" PRIu64
-           ",\"pool_buffers\":%zu", vf_tx, total);
+           ",\"rx_vf\":%" PRIu64 ",\"pool_buffers\":%zu", vf_tx, vf_rx, total);
   PrintJson(a, r, extra);
   return 0;
 }
 
 int Usage() {
   fprintf(stderr,
-          "usage: vf_dispatch_bench --mode=direct|shell|shell-v10 [--frames=N] [--plugin-dir=DIR]\n"
+          "usage: vf_dispatch_bench --mode=direct|shell|shell-v10 [--phase=tx|rx|both]\n"
+          "                         [--frames=N] [--plugin-dir=DIR]\n"
+          "  phase: what each burst of the loop does (default both)\n"
           "  N: frames in the measured loop, a multiple of %u (default 320000)\n"
           "  DIR: where libtest_null.so is (default %s; %s for shell-v10)\n",
           kBurst, NPA_BENCH_PLUGIN_DIR, NPA_BENCH_PLUGIN_DIR_V10);
@@ -464,6 +501,12 @@ int main(int argc, char** argv) {
     std::string s = argv[i];
     if (s.rfind("--mode=", 0) == 0) {
       a.mode = s.substr(7);
+    } else if (s.rfind("--phase=", 0) == 0) {
+      const std::string p = s.substr(8);
+      if (p == "tx") a.phase = kTx;
+      else if (p == "rx") a.phase = kRx;
+      else if (p == "both") a.phase = kBoth;
+      else return Usage();
     } else if (s.rfind("--frames=", 0) == 0) {
       char* end = nullptr;
       errno = 0;

@@ -19,9 +19,13 @@
  * Built with LB_NULL (tests/plugins/null/, PCI 1d0f:1011): a device whose
  * own work is tiny and fixed, for tests/bench/vf_dispatch_bench (the cost of
  * the shell's VF dispatch per frame). tx_burst completes the whole burst
- * with one svc->buf_free call and counts tx_packets only (no per-frame
- * work); rx_burst never delivers anything. Start and stop post and return
- * the RX ring as the loopback does.
+ * with one TX-completion call and counts tx_packets only (no per-frame
+ * work). rx_burst is a device that always has a full burst of 64-byte
+ * frames waiting: it hands up n buffers fresh from svc->buf_alloc (what a
+ * real device's ring refill costs) with their lengths set, so the RX
+ * dispatch is measured per frame too; after quiesce it delivers nothing
+ * (a drained device). Start and stop post and return the RX ring as the
+ * loopback does.
  *
  * RSS (ABI 1.1 rss_set): test_good proper offers NPA_CAP_RSS and rss_set,
  * checks the configuration as a device would (key length, power-of-two
@@ -33,12 +37,14 @@
  * same PCI ID): no NPA_CAP_RSS and no rss_set, the shell must hash in
  * software alone. The other variants have no rss_set either.
  *
- * TX completions: every variant returns its TX frames through
- * npa_services_tx_free (buf_free_tx) and sets NPA_PLUGIN_F_TX_FREE, as an
- * ABI 1.1 plug-in does. Built with LB_ABI_1_0 (tests/plugins stuck_v10/, null_v10/): the
- * same plug-in as one built against ABI 1.0 would be: npa_plugin_info's 1.0
- * size (72 bytes), minor 0, no flags, TX frames back through buf_free. The
- * shell must count its TX frames exactly either way.
+ * TX completions and byte counts: every variant returns its TX frames
+ * through npa_services_tx_free (buf_free_tx) and sets NPA_PLUGIN_F_TX_FREE,
+ * and counts tx_bytes (pkt_len of every frame tx_burst took) exactly per
+ * queue and sets NPA_PLUGIN_F_TX_BYTES, as an ABI 1.1 plug-in does. Built
+ * with LB_ABI_1_0 (tests/plugins stuck_v10/, null_v10/): the same plug-in as
+ * one built against ABI 1.0 would be: npa_plugin_info's 1.0 size (72
+ * bytes), minor 0, no flags, TX frames back through buf_free. The shell
+ * must count its TX frames and bytes exactly either way.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -58,11 +64,23 @@
 #if !defined(LB_STUCK) && !defined(LB_NULL) && !defined(LB_HOSTILE_RX) && !defined(LB_NO_RSS)
 #define LB_RSS 1 /* test_good proper: rss_set */
 #endif
+#ifdef LB_NULL
+/* The null device "does" TX checksum and VLAN insertion (there is no wire
+ * to get wrong), so a guest that configures them leaves the shell no
+ * software offload to run: the benchmark measures the dispatch a device
+ * with those offloads gets. */
+#define LB_CAPS (NPA_CAP_RX_CSUM | NPA_CAP_TX_CSUM | NPA_CAP_VLAN_INSERT)
+#elif defined(LB_RSS)
+#define LB_CAPS (NPA_CAP_RX_CSUM | NPA_CAP_RSS)
+#else
+#define LB_CAPS NPA_CAP_RX_CSUM
+#endif
 #define LB_MAX_QP 4
 #define LB_MIN_RING 8
 #define LB_MAX_RING 256
 #define LB_MAX_MTU 9000
 #define LB_ETH_OVERHEAD 18 /* Ethernet header, one VLAN tag */
+#define LB_NULL_FRAME_LEN 64 /* LB_NULL: every received frame */
 
 struct npa_plugin_queue {
   struct npa_plugin_dev *dev;
@@ -82,6 +100,7 @@ struct npa_plugin_dev {
   uint32_t mtu;
   uint16_t nb_queue_pairs, ring_size;
   int started;
+  int quiesced; /* LB_NULL: rx_burst delivers nothing from quiesce to stop */
   struct npa_plugin_queue q[LB_MAX_QP];
 };
 
@@ -152,10 +171,7 @@ static int lb_get_caps(npa_plugin_dev *d, npa_dev_caps *c) {
   c->min_ring_size = LB_MIN_RING;
   c->max_ring_size = LB_MAX_RING;
   c->max_mtu = LB_MAX_MTU;
-  c->offloads = NPA_CAP_RX_CSUM;
-#ifdef LB_RSS
-  c->offloads |= NPA_CAP_RSS;
-#endif
+  c->offloads = LB_CAPS;
   static const uint8_t mac[6] = {0x02, 0x00, 0x00, 0x00, 0x0f, 0x01};
   memcpy(c->perm_mac, mac, sizeof(mac));
   return 0;
@@ -168,7 +184,7 @@ static int lb_configure(npa_plugin_dev *d, const npa_dev_config *cfg) {
       (cfg->ring_size & (cfg->ring_size - 1)))
     return -EINVAL;
   if (cfg->mtu < 68 || cfg->mtu > LB_MAX_MTU) return -EINVAL;
-  if (cfg->offloads & ~NPA_CAP_RX_CSUM) return -ENOTSUP;
+  if (cfg->offloads & ~(uint64_t)(LB_CAPS & ~NPA_CAP_RSS)) return -ENOTSUP; /* rss_set: apart */
   d->nb_queue_pairs = cfg->nb_queue_pairs;
   d->ring_size = cfg->ring_size;
   d->mtu = cfg->mtu;
@@ -185,6 +201,7 @@ static void lb_refill(struct npa_plugin_queue *q) {
 static int lb_start(npa_plugin_dev *d) {
   for (uint16_t i = 0; i < d->nb_queue_pairs; i++) lb_refill(&d->q[i]);
   d->started = 1;
+  d->quiesced = 0;
   return 0;
 }
 
@@ -214,7 +231,8 @@ static int lb_quiesce(npa_plugin_dev *d, uint32_t timeout_us) {
     if (d->q[i].nheld) return -EAGAIN;
   return 0;
 #else
-  (void)d; (void)timeout_us;
+  (void)timeout_us;
+  d->quiesced = 1;
   return 0; /* TX completes inside tx_burst: never anything in flight */
 #endif
 }
@@ -262,8 +280,18 @@ static int lb_set_mtu(npa_plugin_dev *d, uint32_t mtu) {
 
 static uint16_t lb_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
 #ifdef LB_NULL
-  (void)q; (void)bufs; (void)n;
-  return 0;
+  /* Fixed work per frame whatever the caller: the two lengths a device's
+   * descriptor write-back would give. */
+  const npa_services *svc = q->dev->svc;
+  if (q->dev->quiesced || n == 0) return 0;
+  uint16_t got = svc->buf_alloc(svc->ctx, q->qid, bufs, n);
+  for (uint16_t i = 0; i < got; i++) {
+    bufs[i]->data_len = LB_NULL_FRAME_LEN;
+    bufs[i]->pkt_len = LB_NULL_FRAME_LEN;
+  }
+  q->stats.rx_packets += got;
+  q->stats.rx_bytes += (uint64_t)got * LB_NULL_FRAME_LEN;
+  return got;
 #else
   uint16_t got = 0;
   while (got < n && q->ndone) {
@@ -305,13 +333,18 @@ static uint16_t lb_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
   for (uint16_t i = 0; i < take; i++) {
     q->held[q->nheld++] = bufs[i];
     q->stats.tx_packets++;
-    q->stats.tx_bytes += bufs[i]->data_len;
+    q->stats.tx_bytes += bufs[i]->pkt_len;
   }
   (void)svc;
   return take;
 #elif defined(LB_NULL)
-  /* Fixed cost whatever the frames hold: one completion call per burst. */
+  /* Fixed cost whatever the frames hold: the byte count (software
+   * counters, as NPA_PLUGIN_F_TX_BYTES promises) and one completion call
+   * per burst. */
+  uint64_t bytes = 0;
+  for (uint16_t i = 0; i < n; i++) bytes += bufs[i]->pkt_len;
   q->stats.tx_packets += n;
+  q->stats.tx_bytes += bytes;
   q->dev->free_tx(svc->ctx, q->qid, bufs, n);
   return n;
 #endif
@@ -319,7 +352,7 @@ static uint16_t lb_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
     const npa_buf *tx = bufs[i];
     uint32_t len = tx->data_len;
     q->stats.tx_packets++;
-    q->stats.tx_bytes += len;
+    q->stats.tx_bytes += tx->pkt_len; /* every frame taken (NPA_PLUGIN_F_TX_BYTES) */
     if (tx->nb_segs != 1 || tx->next != NULL || len > q->dev->mtu + LB_ETH_OVERHEAD ||
         len > NPA_BUF_DATA_ROOM || q->nposted == 0) {
       q->stats.rx_dropped++;
@@ -390,7 +423,7 @@ static const npa_plugin_info info = {
     .struct_size = sizeof(npa_plugin_info),
     .abi_major = NPA_PLUGIN_ABI_MAJOR,
     .abi_minor = NPA_PLUGIN_ABI_MINOR,
-    .flags = NPA_PLUGIN_F_TX_FREE,
+    .flags = NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES,
 #endif
 #ifdef LB_HOSTILE_RX
     .name = "test_hostile_rx",
@@ -408,11 +441,7 @@ static const npa_plugin_info info = {
     .id_table = ids,
     .id_count = sizeof(ids) / sizeof(ids[0]),
     .id_entry_size = sizeof(npa_pci_id),
-#ifdef LB_RSS
-    .capabilities = NPA_CAP_RX_CSUM | NPA_CAP_RSS,
-#else
-    .capabilities = NPA_CAP_RX_CSUM,
-#endif
+    .capabilities = LB_CAPS,
     .ctrl = &ctrl,
     .fast = &fast,
 };
