@@ -97,6 +97,11 @@ PRIO="nice -n $NICE"   # every measured process (both sides alike) runs at this 
 # group; other sessions' builds still take an equal share each. So NICE also
 # applies to this session's autogroup (this script and its children only).
 if [ "$NICE" != 0 ] && [ -w /proc/$$/autogroup ]; then echo "$NICE" >/proc/$$/autogroup 2>/dev/null; fi
+# Inside that group the script itself (and npactl, the probes' set-up, the
+# analysis) must not sit at 0 under its own -20 pollers: starved, it reached
+# a run's measurement window only after the traffic had ended. So it takes
+# the same niceness, which every child inherits (PRIO then adds nothing).
+if [ "$NICE" != 0 ] && renice -n "$NICE" -p $$ >/dev/null 2>&1; then PRIO="nice -n 0"; fi
 [ "$DUR" -ge 5 ] || { echo "bench-emulated: DUR must be >= 5 (samples are 1 s; 3 are dropped)" >&2; exit 2; }
 for s in $SIZES; do [[ "$s" =~ ^[0-9]+$ ]] && [ "$s" -ge 60 ] && [ "$s" -le 1514 ] ||
   { echo "bench-emulated: size '$s' not in 60..1514" >&2; exit 2; }; done
@@ -228,8 +233,14 @@ wait_for() {         # wait_for SECONDS test-args...: poll every 0.1 s
   for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done; return 1
 }
 has_line() { grep -aq -- "$2" "$1" 2>/dev/null; }
-jiffies_of() { local p s=0; for p in "$@"; do [ -r /proc/$p/stat ] &&
-  s=$((s + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $s; }
+jiffies_of() {       # utime + stime of the pids; -1 when one has gone (its time is lost)
+  local p s=0 f
+  for p in "$@"; do
+    f=$(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null) && [ -n "$f" ] || { echo -1; return; }
+    s=$((s + f))
+  done
+  echo $s
+}
 ts_lines() { local l; while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done; }
 share_pct() {        # jiffies delta, ns delta, CPUs -> % of that many CPUs
   awk -v j="$1" -v dt="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.0f", 100 * j / hz / (n * dt / 1e9)}'
@@ -240,12 +251,18 @@ npactl_stats() {     # control socket, file: "<unix_time>" line, then npactl's J
 }
 
 # One run's measurement window: the two busy processes' CPU share while the
-# traffic flows (from 2 s after start for DUR-4 s). Sets SHARE (% of both
-# CPUs), SHARE_BACK and SHARE_GUEST (% of one CPU each). With a working
-# cycle counter, perf counts each side's cycles over the same window
-# (PREFIX.perf_back, PREFIX.perf_guest: the window in s, then perf's CSV).
-measure_share() {    # PREFIX "back-end pids" "guest pids"
+# traffic flows (from 2 s after start for DUR-4 s, ending at least 1 s before
+# the traffic does: on a loaded machine the set-up before it can run late).
+# Sets SHARE (% of both CPUs), SHARE_BACK and SHARE_GUEST (% of one CPU each);
+# all stay 0 (an invalid run) when the window is under 2 s or a process ended
+# inside it. With a working cycle counter, perf counts each side's cycles over
+# the same window (PREFIX.perf_back, PREFIX.perf_guest: the window in s, then
+# perf's CSV).
+measure_share() {    # PREFIX "back-end pids" "guest pids" TRAFFIC_END(epoch s)
   local jb0 jg0 jb1 jg1 t0 t1 w=$((DUR - 4)) side pids perfs=()
+  local left=$(( $4 - $(date +%s) - 1 ))
+  [ "$left" -lt "$w" ] && w=$left
+  if [ "$w" -lt 2 ]; then log "   (set-up ran late: no measurement window left)"; return 0; fi
   if [ "$PERF_OK" = 1 ]; then
     for side in back guest; do
       pids=$([ $side = back ] && echo $2 || echo $3); pids=${pids// /,}
@@ -258,10 +275,13 @@ measure_share() {    # PREFIX "back-end pids" "guest pids"
   jb0=$(jiffies_of $2); jg0=$(jiffies_of $3); t0=$(date +%s%N)
   sleep "$w"
   jb1=$(jiffies_of $2); jg1=$(jiffies_of $3); t1=$(date +%s%N)
+  for side in "${perfs[@]:-}"; do [ -n "$side" ] && wait "$side"; done
+  if [ "$jb0" -lt 0 ] || [ "$jg0" -lt 0 ] || [ "$jb1" -lt 0 ] || [ "$jg1" -lt 0 ]; then
+    log "   (a measured process ended inside the window: no CPU share)"; return 0
+  fi
   SHARE=$(share_pct $((jb1 - jb0 + jg1 - jg0)) $((t1 - t0)) 2)
   SHARE_BACK=$(share_pct $((jb1 - jb0)) $((t1 - t0)) 1)
   SHARE_GUEST=$(share_pct $((jg1 - jg0)) $((t1 - t0)) 1)
-  for side in "${perfs[@]:-}"; do [ -n "$side" ] && wait "$side"; done
   return 0
 }
 manifest_row() {     # sample_file format c2c_file prefix: one line of runs.tsv
@@ -296,11 +316,14 @@ run_npa() {
   if ! wait_for 40 has_line "$glog" '^sample '; then
     log "   the guest produced no sample (see $gerr)"; stop_all; return 2
   fi
+  local t_first; t_first=$(awk '$1 == "sample" { printf "%d", $2; exit }' "$glog")
+  [ -n "$t_first" ] || t_first=$(date +%s)
   sleep 1
   [ "$backend" = agent ] && npactl_stats "$ctl" "$OUTDIR/$tag.stats1"
   bproc=$(children_of "$bpid"); [ "$backend" = agent ] || bproc=$(for c in $bproc; do children_of "$c"; echo "$c"; done)
   local gproc; gproc=$(children_of "$gpid")
-  measure_share "$OUTDIR/$tag" "$(echo $bproc)" "$(echo $gproc)"
+  # The first sample closes the guest's first second of its --seconds DUR.
+  measure_share "$OUTDIR/$tag" "$(echo $bproc)" "$(echo $gproc)" "$((t_first - 1 + DUR))"
   [ "$backend" = agent ] && npactl_stats "$ctl" "$OUTDIR/$tag.stats2"
   # The guest drains the ring, prints its JSON line and stays connected
   # (--hold-ms): the agent's counters for it are read then, before they go.
@@ -346,13 +369,13 @@ run_dpdk() {
   if ! wait_for 60 has_line "$clog" "start packet forwarding"; then
     log "   virtio-user testpmd never started forwarding (see $clog)"; stop_all; clean_dpdk_files; return 2
   fi
-  local t_start=$SECONDS
+  local t_start=$SECONDS t_end=$(( $(date +%s) + DUR ))
   sleep 2
   [ "$backend" = dpdk ] || npactl_stats "$ctl" "$OUTDIR/$tag.stats1"
   local bprocs="" gprocs="" c
   for c in $(children_of "$spid"); do bprocs="$bprocs $c $(children_of "$c")"; done
   for c in $(children_of "$cpid"); do gprocs="$gprocs $c $(children_of "$c")"; done
-  measure_share "$OUTDIR/$tag" "$(echo $bprocs)" "$(echo $gprocs)"
+  measure_share "$OUTDIR/$tag" "$(echo $bprocs)" "$(echo $gprocs)" "$t_end"
   [ "$backend" = dpdk ] || npactl_stats "$ctl" "$OUTDIR/$tag.stats2"
   # The traffic lasts DUR s from the first forwarding line, as the npa guest's --seconds.
   local left=$((DUR + 1 - (SECONDS - t_start))); [ $left -gt 0 ] && sleep $left

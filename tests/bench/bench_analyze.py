@@ -295,6 +295,8 @@ def print_config(size, mode, j, like, pairs, best, rings):
     print(f"\n-- {size} B, {'2 MB hugepages' if mode == 'huge' else '4K pages'}")
     print("   rep ring    npa Mpps [near/far/mixed]   DPDK Mpps [near/far/mixed]   ratio  basis")
     for r in rings:
+        if not like[r]:
+            print(f"   {r}: no valid run in any rep (see the runs not valid above)")
         for rep, (p, (n, d)) in sorted(like[r].items()):
             if p:
                 print(f"   r{rep}  {r:6s} {fmt(p.nv)} [{cnt(p.n):>7s}]          {fmt(p.dv)} [{cnt(p.d):>7s}]"
