@@ -306,9 +306,10 @@ int npa_shell_configure(npa_shell* sh, const npa_shell_queue_config* qc) {
     want |= (1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6);
   if (nqp > 1) want |= 1ull << VIRTIO_NET_F_MQ;
   // Event index on either ring kind (fewer kicks and interrupts); the packed
-  // ring unless the application forces split (npa/shell.h NPA_RING_*).
+  // ring only when the application asks for it: split measured faster with
+  // npa-agent (npa/shell.h NPA_RING_*, docs/PERFORMANCE.md "Four rings").
   want |= 1ull << NPA_VIRTIO_F_RING_EVENT_IDX;
-  if (ring_kind != NPA_RING_SPLIT) want |= 1ull << NPA_VIRTIO_F_RING_PACKED;
+  if (ring_kind == NPA_RING_PACKED) want |= 1ull << NPA_VIRTIO_F_RING_PACKED;
   absl::Status s = sh->fe->Negotiate(want, nqp);
   if (!s.ok()) {
     int e = ToErrno(s);

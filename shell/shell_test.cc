@@ -187,7 +187,8 @@ TEST_F(ShellTest, RssConfigGoesToAnAgentThatSpreads) {
 }
 
 // npa_shell_queue_config.ring (ABI 1.4): AUTO takes packed when offered,
-// SPLIT and PACKED force; an ABI 1.3 caller (struct_size 24) gets AUTO.
+// AUTO is split (the faster ring with npa-agent); PACKED asks for packed;
+// an ABI 1.3 caller (struct_size 24) gets AUTO.
 TEST_F(ShellTest, RingKindFollowsTheOfferAndTheApplication) {
   const uint64_t packed = (1ull << NPA_VIRTIO_F_RING_PACKED) | (1ull << NPA_VIRTIO_F_RING_EVENT_IDX);
   struct Case {
@@ -200,7 +201,7 @@ TEST_F(ShellTest, RingKindFollowsTheOfferAndTheApplication) {
       {0, sizeof(npa_shell_queue_config), NPA_RING_PACKED, -EPROTO, 0},
       {0, sizeof(npa_shell_queue_config), NPA_RING_AUTO, 0, NPA_RING_SPLIT},
       {0, 24, NPA_RING_PACKED, 0, NPA_RING_SPLIT},  // 1.3 caller: ring is not read
-      {packed, sizeof(npa_shell_queue_config), NPA_RING_AUTO, 0, NPA_RING_PACKED},
+      {packed, sizeof(npa_shell_queue_config), NPA_RING_AUTO, 0, NPA_RING_SPLIT},
       {packed, sizeof(npa_shell_queue_config), NPA_RING_SPLIT, 0, NPA_RING_SPLIT},
       {packed, sizeof(npa_shell_queue_config), NPA_RING_PACKED, 0, NPA_RING_PACKED},
       {packed, sizeof(npa_shell_queue_config), 7, -EINVAL, 0},

@@ -143,10 +143,11 @@ typedef struct npa_shell_open_args {
 #define NPA_OFFLOAD_MRG_RXBUF (1ull << 6) /* accept multi-segment RX frames */
 
 /* Since ABI 1.4: which virtqueue layout the emulated path uses
- * (npa_shell_queue_config.ring, npa_shell_info.ring). AUTO takes the packed
- * ring (VIRTIO 1.1 2.8) when the vhost-user back end offers
- * VIRTIO_F_RING_PACKED, else the split ring (2.7). SPLIT and PACKED force
- * one, for benchmarks and for back ends whose packed support misbehaves;
+ * (npa_shell_queue_config.ring, npa_shell_info.ring). AUTO takes the split
+ * ring (VIRTIO 1.1 2.7): measured faster than the packed ring (2.8) on both
+ * sides of npa (docs/PERFORMANCE.md, "Four rings"), and what DPDK's
+ * virtio-user takes by default too. PACKED asks for the packed ring, for
+ * back ends where it is the faster one; SPLIT is the same as AUTO today.
  * PACKED with a back end that does not offer it fails npa_shell_configure
  * with -EPROTO. Either way the shell also takes VIRTIO_F_RING_EVENT_IDX when
  * offered (fewer kicks and interrupts). The ring kind stays for the life of

@@ -31,8 +31,9 @@ Rules (docs/PERFORMANCE.md):
   comparable and is excluded (the script re-runs it first). There is no
   "all samples" basis: near against far reads 0.5x or 2x for nothing;
 - the headline takes npa's best ring against DPDK's best ring (best = the
-  higher median Mpps over that ring's comparable pairs), and the median of
-  the per-rep ratios where those two runs share a placement;
+  higher median Mpps on a placement every ring of that side saw: near, else
+  far, else over that ring's comparable pairs), and the median of the
+  per-rep ratios where those two runs share a placement;
 - cycles per frame on a core = that core's cycles over the run's frame rate:
   from perf's cycle count when present ("perf"), else clock x the process's
   CPU share ("clock", the clock from /proc/cpuinfo, --clock-mhz).
@@ -213,6 +214,19 @@ def best_ring(values):
     return best
 
 
+def best_ring_like(runs_by_ring, fallback):
+    """{ring: [Run]} of one side -> its best ring, judged like with like:
+    on the near samples when every ring has >= 2 of them, else on the far
+    ones, else (no placement common to all rings) by `fallback`, a
+    {ring: [Mpps]} for best_ring. A ring must not win because its runs
+    happened to be placed near and the other's far."""
+    for cls in ("near", "far"):
+        vals = {r: [v for x in xs for v in x.by[cls]] for r, xs in runs_by_ring.items()}
+        if vals and all(len(v) >= 2 for v in vals.values()):
+            return best_ring(vals)
+    return best_ring(fallback)
+
+
 def side_run(like, rep, impl):
     """The run of impl in rep: the comparable pair's, else the last round's."""
     p, last = like.get(rep, (None, (None, None)))
@@ -225,8 +239,11 @@ def headline(best, size, mode, rings, clock_mhz):
     """The configuration's JSON: npa's best ring against DPDK's best ring."""
     like = {r: like_pairs(best, size, mode, r) for r in rings}
     comp = {r: [p for p, _ in like[r].values() if p] for r in rings}
-    nb = best_ring({r: [p.nv for p in comp[r]] for r in rings})
-    db = best_ring({r: [p.dv for p in comp[r]] for r in rings})
+    def runs_of(impl):
+        return {r: [x for k, x in best.items() if k[:2] == (size, mode) and k[3] == impl and k[4] == r]
+                for r in rings}
+    nb = best_ring_like(runs_of("npa"), {r: [p.nv for p in comp[r]] for r in rings})
+    db = best_ring_like(runs_of("dpdk"), {r: [p.dv for p in comp[r]] for r in rings})
     reps = sorted({rep for r in rings for rep in like[r]})
     pairs, excluded, fallback = [], 0, nb is None or db is None
     if fallback:    # no comparable pair at all: the rings by all samples
