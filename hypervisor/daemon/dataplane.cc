@@ -517,7 +517,7 @@ void Dataplane::WaitEvents(int64_t timeout_ns) {
               static_cast<long>(timeout_ns % 1'000'000'000)};
   // epoll_pwait2 (Linux 5.11): a timeout in ns, for moderation intervals
   // below a millisecond.
-  int n = epoll_pwait2(epoll_fd_.get(), evs, 64, timeout_ns < 0 ? nullptr : &ts, nullptr);
+  int n = epoll_pwait2(epoll_fd_.get(), evs, 64, &ts, nullptr);
   const int uplink_fd = uplink_ ? uplink_->notify_fd() : -1;
   for (int i = 0; i < n; i++) {
     // Level-triggered eventfds: consume the count or the next wait returns

@@ -262,7 +262,7 @@ class Dataplane {
   std::shared_ptr<Snapshot> CopySnapshot();
   void FlushGuest(Local& g);
   void Sleep();
-  // Blocks in epoll_pwait2 for at most timeout_ns (< 0: no bound) and
+  // Blocks in epoll_pwait2 for at most timeout_ns (>= 0) and
   // consumes the eventfd counts that woke it.
   void WaitEvents(int64_t timeout_ns);
   void SyncNotifyFds(Local& g);

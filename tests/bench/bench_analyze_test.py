@@ -47,7 +47,9 @@ def best_of(*runs):
     return ba.pick(list(runs), allow_invalid=False)
 
 
-class PairingTest(unittest.TestCase):
+class RunsTestCase(unittest.TestCase):
+    """A fresh directory of run files per test."""
+
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
         self.fx = Fixture(self.tmp.name)
@@ -55,6 +57,8 @@ class PairingTest(unittest.TestCase):
     def tearDown(self):
         self.tmp.cleanup()
 
+
+class PairingTest(RunsTestCase):
     def test_pairs_like_with_like(self):
         ns = self.fx.run("npa", "split", 20e6, "nnnnn")
         ds = self.fx.run("dpdk", "split", 10e6, "nnnnn")
@@ -154,14 +158,7 @@ class PairingTest(unittest.TestCase):
         self.assertIsNone(j["ratio"])
 
 
-class CyclesPerFrameTest(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.fx = Fixture(self.tmp.name)
-
-    def tearDown(self):
-        self.tmp.cleanup()
-
+class CyclesPerFrameTest(RunsTestCase):
     def test_clock_method(self):
         # 2 GHz, 50 % of the core, 10 Mpps: 100 cycles a frame.
         self.assertAlmostEqual(ba.cpf_clock(2000, 50, 10e6), 100.0)
