@@ -131,8 +131,9 @@ std::string PeerExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uin
 }
 
 // DUT side: rx_burst until n intact frames with seq in [first, first+n).
+// *bytes (if given) grows by the pkt_len of every frame rx_burst returned.
 std::string DutExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uint32_t* seen,
-                      int max_polls = 1 << 30) {
+                      int max_polls = 1 << 30, uint64_t* bytes = nullptr) {
   Ctx& c = Q.c;
   std::set<uint32_t> got;
   int corrupt = 0, over = 0;
@@ -143,6 +144,7 @@ std::string DutExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uint
     uint16_t r = c.fast().rx_burst(Q.q, b, 32);
     if (r > 32) { over++; r = 32; }
     for (uint16_t i = 0; i < r; i++) {
+      if (bytes != nullptr) *bytes += b[i]->pkt_len;
       size_t l = Linearize(b[i], buf, sizeof(buf));
       if (l != b[i]->pkt_len) corrupt++;
       uint32_t s;
@@ -270,17 +272,32 @@ Result RxFromPeer(Ctx& c) {
   if (!e.empty()) return Fail(e);
   uint32_t total = 0;
   const size_t sizes[] = {60, 128, 512, 1514};
+  // NPA_PLUGIN_F_RX_BYTES (plugin.h "RX byte counts"): rx_bytes grows by
+  // exactly the pkt_len of the frames rx_burst returned.
+  const bool rx_bytes = (c.plugin->flags() & NPA_PLUGIN_F_RX_BYTES) != 0;
+  npa_plugin_qstats s0{}, s1{};
+  s0.struct_size = s1.struct_size = sizeof(s0);
+  if (rx_bytes && c.ctrl().queue_stats(g.dev, 0, &s0) < 0) return Fail("queue_stats failed");
+  uint64_t bytes = 0;
   for (int round = 0; round < 8; round++) {
     uint32_t first = PeerSend(Q, 8, sizes[round % 4]);
     uint32_t s;
-    e = DutExpect(Q, first, 8, 2000, &s);
+    e = DutExpect(Q, first, 8, 2000, &s, 1 << 30, &bytes);
     total += s;
     if (!e.empty()) return Fail(absl::StrCat("round ", round, ": ", e));
+  }
+  if (rx_bytes) {
+    if (c.ctrl().queue_stats(g.dev, 0, &s1) < 0) return Fail("queue_stats failed");
+    if (s1.rx_bytes - s0.rx_bytes != bytes)
+      return Fail(absl::StrCat("NPA_PLUGIN_F_RX_BYTES: queue_stats.rx_bytes grew by ",
+                               s1.rx_bytes - s0.rx_bytes, ", the frames rx_burst returned hold ",
+                               bytes, " bytes"));
   }
   g.Release();
   std::string a = Accounting(c);
   if (!a.empty()) return Fail(a);
-  return Pass(absl::StrCat(total, "/64 frames (60..1514 B) intact from the peer"));
+  return Pass(absl::StrCat(total, "/64 frames (60..1514 B) intact from the peer",
+                           rx_bytes ? ", rx_bytes exact" : ""));
 }
 
 Result BurstOne(Ctx& c) {

@@ -459,10 +459,9 @@ std::vector<control::QueueCounters> CollectCounters(npa_shell* sh) {
     control::QueueCounters qc;
     qc.set_queue(q);
     qc.set_rx_packets(c.rx_packets.load(std::memory_order_relaxed));
-    qc.set_rx_bytes(c.rx_bytes.load(std::memory_order_relaxed));
+    qc.set_rx_bytes(c.rx_bytes.load(std::memory_order_relaxed) + qs.vf_rx_bytes.load());
     qc.set_tx_packets(c.tx_packets.load(std::memory_order_relaxed));
-    qc.set_tx_bytes(c.tx_bytes.load(std::memory_order_relaxed) +
-                    qs.vf_tx_bytes.load(std::memory_order_relaxed));
+    qc.set_tx_bytes(c.tx_bytes.load(std::memory_order_relaxed) + qs.vf_tx_bytes.load());
     qc.set_rx_dropped(c.rx_dropped.load(std::memory_order_relaxed) +
                       qs.vf_dropped_base.load(std::memory_order_relaxed) +
                       qs.vf_dropped_live.load(std::memory_order_relaxed));

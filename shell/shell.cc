@@ -184,7 +184,8 @@ int npa_shell_open(const npa_shell_open_args* args, npa_shell** out) {
     return Fail(-EINVAL, absl::StrCat("npa_shell_open: struct_size ", args->struct_size, " < ", kV11));
   const uint32_t reconnect_ms =
       args->struct_size >= offsetof(npa_shell_open_args, reserved1) ? args->reconnect_ms : 0;
-  if (args->flags & ~(NPA_SHELL_F_NO_HUGEPAGES | NPA_SHELL_F_INTERRUPT | NPA_SHELL_F_NO_RECONNECT))
+  if (args->flags & ~(NPA_SHELL_F_NO_HUGEPAGES | NPA_SHELL_F_INTERRUPT | NPA_SHELL_F_NO_RECONNECT |
+                      NPA_SHELL_F_TRUST_PLUGIN_RX))
     return Fail(-EINVAL, absl::StrCat("npa_shell_open: unknown flags 0x", absl::Hex(args->flags)));
   const bool ctl = args->control_path != nullptr && args->control_path[0] != '\0';
   const bool vu = args->vhost_user_path != nullptr && args->vhost_user_path[0] != '\0';
@@ -582,8 +583,8 @@ int npa_shell_queue_stats(npa_shell* sh, uint16_t qid, npa_queue_stats* out) {
   const uint16_t first = qid == UINT16_MAX ? 0 : qid;
   const uint16_t last = qid == UINT16_MAX ? sh->nb_queue_pairs : static_cast<uint16_t>(qid + 1);
   auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-  // Fold in the plug-in's device drops, and its TX bytes when it counts
-  // them (NPA_PLUGIN_F_TX_BYTES). Its queue_stats is a control op (never
+  // Fold in the plug-in's device drops, and its TX and RX bytes when it
+  // counts them (NPA_PLUGIN_F_TX_BYTES, NPA_PLUGIN_F_RX_BYTES). Its queue_stats is a control op (never
   // concurrent with another): read it only when no switch runs, else keep
   // the last reading.
   {
@@ -594,15 +595,16 @@ int npa_shell_queue_stats(npa_shell* sh, uint16_t qid, npa_queue_stats* out) {
         auto& live = sh->queues[q].vf_dropped_live;
         if (ps.rx_dropped > live.load()) live.store(ps.rx_dropped);
         if (sh->vf->plugin_tx_bytes()) sh->queues[q].FoldVfTxBytes(ps.tx_bytes);
+        if (sh->vf->plugin_rx_bytes()) sh->queues[q].vf_rx_bytes.Fold(ps.rx_bytes);
       }
   }
   for (uint16_t q = first; q < last; q++) {
     const QueueCounters& c = sh->queues[q].c;
     st.rx_dropped += ld(sh->queues[q].vf_dropped_base) + ld(sh->queues[q].vf_dropped_live);
     st.rx_packets += ld(c.rx_packets);
-    st.rx_bytes += ld(c.rx_bytes);
+    st.rx_bytes += ld(c.rx_bytes) + sh->queues[q].vf_rx_bytes.load();
     st.tx_packets += ld(c.tx_packets);
-    st.tx_bytes += ld(c.tx_bytes) + ld(sh->queues[q].vf_tx_bytes);
+    st.tx_bytes += ld(c.tx_bytes) + sh->queues[q].vf_tx_bytes.load();
     st.rx_dropped += ld(c.rx_dropped);
     st.tx_full += ld(c.tx_full);
     st.rx_emulated_packets += ld(c.rx_emulated);

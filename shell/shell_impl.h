@@ -29,6 +29,24 @@
 
 namespace npa::shell {
 
+// A byte count a plug-in keeps for the shell (NPA_PLUGIN_F_TX_BYTES,
+// NPA_PLUGIN_F_RX_BYTES): the plug-in counts since probe, so each VF's
+// count starts at its reading at attach (Begin), and only growth is folded
+// in (Fold): a reading below the last one adds nothing, so the sum stays
+// monotonic. `folded` is added to the shell's own count by every reader;
+// Begin and Fold run on the control side under vf_mu.
+struct PluginBytes {
+  std::atomic<uint64_t> folded{0};
+  uint64_t seen = 0;
+  void Begin(uint64_t reading) { seen = reading; }
+  void Fold(uint64_t reading) {
+    if (reading <= seen) return;
+    folded.fetch_add(reading - seen, std::memory_order_relaxed);
+    seen = reading;
+  }
+  uint64_t load() const { return folded.load(std::memory_order_relaxed); }
+};
+
 // One queue pair. The fast path reads the ops in use (their own cache line,
 // QueueOps is 64-byte aligned), then the "switch pending" flag and the RSS
 // configuration, which share the next line. A control thread stages new ops in
@@ -67,35 +85,30 @@ struct alignas(64) QueueState {
   // had taken and not completed when the shell gave them up.
   TxTracker vf_tx;
   std::atomic<uint64_t> vf_tx_lost{0};
-  // NPA_PLUGIN_F_TX_BYTES (plugin.h): while such a VF is attached, its
-  // plug-in counts the queue's TX bytes and the VF TX burst does not (a
-  // load and an add per frame less). The control side folds the growth of
-  // the plug-in's queue_stats.tx_bytes into vf_tx_bytes: at every
+  // NPA_PLUGIN_F_TX_BYTES / NPA_PLUGIN_F_RX_BYTES (plugin.h): while such a
+  // VF is attached, its plug-in counts the queue's TX (RX) bytes and the VF
+  // burst does not (a load and an add per frame less). The control side
+  // folds the growth of the plug-in's queue_stats.tx_bytes (rx_bytes) into
+  // vf_tx_bytes (vf_rx_bytes): at attach (the VF's zero), at every
   // npa_shell_queue_stats that finds no switch running, and at release.
-  // A reading below the last one adds nothing, so the sum stays monotonic.
-  // The RARP announcement (SendAnnounce) goes through the plug-in too and
-  // is not the application's: the owner adds its bytes to announce_bytes
-  // before the TX call (takes them back if the path refused it), and the
-  // fold takes them off.
-  std::atomic<uint64_t> vf_tx_bytes{0};     // added to c.tx_bytes by readers
+  // The RARP announcement (SendAnnounce) goes through the plug-in's TX too
+  // and is not the application's: the owner adds its bytes to
+  // announce_bytes before the TX call (takes them back if the path refused
+  // it), and the TX fold takes them off.
+  PluginBytes vf_tx_bytes, vf_rx_bytes;
   std::atomic<uint64_t> announce_bytes{0};  // owner: announcement bytes handed to TX
-  uint64_t vf_tx_bytes_seen = 0;            // under vf_mu: the VF's last reading, net
   uint64_t vf_announce_base = 0;            // under vf_mu: announce_bytes at attach
   // Control side, under vf_mu, before the VF's ops are staged: the plug-in's
   // tx_bytes now (it counts since probe) is the VF's zero.
   void BeginVfTxBytes(uint64_t reading) {
     vf_announce_base = announce_bytes.load(std::memory_order_acquire);
-    vf_tx_bytes_seen = reading;
+    vf_tx_bytes.Begin(reading);
   }
   // Control side, under vf_mu: a reading of the plug-in's tx_bytes (read
   // before announce_bytes: an announcement it counted is then taken off).
   void FoldVfTxBytes(uint64_t reading) {
     const uint64_t ours = announce_bytes.load(std::memory_order_acquire) - vf_announce_base;
-    if (reading < ours) return;
-    const uint64_t net = reading - ours;
-    if (net <= vf_tx_bytes_seen) return;
-    vf_tx_bytes.fetch_add(net - vf_tx_bytes_seen, std::memory_order_relaxed);
-    vf_tx_bytes_seen = net;
+    if (reading >= ours) vf_tx_bytes.Fold(reading - ours);
   }
   // A RARP announcement (common/announce.h) to send through the staged ops
   // once applied (a VF just switched to); under stage_mu. `announces`

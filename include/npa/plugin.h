@@ -367,8 +367,16 @@ typedef struct npa_link_status {
  * wire sees them (with padding, FCS or a tag the device inserts), does not,
  * and leaves the flag clear. Without the flag (every ABI 1.0 plug-in) the
  * shell counts the bytes itself and tx_bytes is only informational.
- * npa-conform checks the promise. rx_bytes is always the shell's own count
- * (it checks every frame a plug-in hands up anyway, and drops bad ones). */
+ * npa-conform checks the promise.
+ *
+ * RX byte counts (ABI 1.1, NPA_PLUGIN_F_RX_BYTES): likewise, rx_bytes of
+ * queue q is exactly the sum of pkt_len over every frame its rx_burst on q
+ * returned, since probe (counted when it is handed up, not when the device
+ * wrote it). The shell uses it only when the application trusts its
+ * plug-ins (npa/shell.h NPA_SHELL_F_TRUST_PLUGIN_RX: no frame is checked,
+ * so none is dropped between the plug-in and the application) and no
+ * software VLAN strip shrinks the frames; otherwise it counts the bytes of
+ * what it delivers itself. npa-conform checks this promise too. */
 typedef struct npa_plugin_qstats {
   uint32_t struct_size;
   uint32_t reserved0;
@@ -613,7 +621,8 @@ typedef struct npa_plugin_info {
  * at npa_plugin_qstats. */
 #define NPA_PLUGIN_F_TX_FREE (1ull << 0)
 #define NPA_PLUGIN_F_TX_BYTES (1ull << 1)
-#define NPA_PLUGIN_F_ALL_V1_1 ((1ull << 2) - 1)
+#define NPA_PLUGIN_F_RX_BYTES (1ull << 2)
+#define NPA_PLUGIN_F_ALL_V1_1 ((1ull << 3) - 1)
 
 /* What the shell tells the entry symbol about itself. */
 typedef struct npa_plugin_query {

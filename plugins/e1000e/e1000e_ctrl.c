@@ -552,8 +552,10 @@ static const npa_plugin_info e1k_info = {
     /* Every TX frame goes back through d->free_tx, RX buffers through
      * buf_free (e1000e_rxtx.c: reap and release_all). TX_BYTES: q->tx_bytes
      * is a software count, since probe, of pkt_len for each frame
-     * e1k_tx_burst took (not the device's GOTC, which counts the wire). */
-    .flags = NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES,
+     * e1k_tx_burst took (not the device's GOTC, which counts the wire).
+     * RX_BYTES: q->rx_bytes likewise, for each frame e1k_rx_burst hands
+     * up (single-segment frames: len is pkt_len). */
+    .flags = NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES | NPA_PLUGIN_F_RX_BYTES,
 };
 
 NPA_PLUGIN_EXPORT const npa_plugin_info *npa_plugin_entry(const npa_plugin_query *q) {

@@ -24,8 +24,10 @@ static const npa_plugin_info vnet_info = {
     /* TX frames go back through dev->free_tx only (vnet_tx_reap,
      * vnet_free_tx_cookie); RX buffers through buf_free. TX_BYTES:
      * st.tx_bytes is a software count, since probe, of each frame
-     * vnet_tx_burst took (its chain's bytes, checked equal to pkt_len). */
-    .flags = NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES,
+     * vnet_tx_burst took (its chain's bytes, checked equal to pkt_len).
+     * RX_BYTES: st.rx_bytes is pkt_len of each frame vnet_rx_burst hands
+     * up (a dropped one is counted in rx_dropped only). */
+    .flags = NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES | NPA_PLUGIN_F_RX_BYTES,
 };
 
 NPA_PLUGIN_EXPORT const npa_plugin_info *npa_plugin_entry(const npa_plugin_query *q) {

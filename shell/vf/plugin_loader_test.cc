@@ -54,7 +54,7 @@ TEST(LoadPluginTest, AcceptsAbi10PluginWithoutTheFlags) {
   EXPECT_EQ((*p)->ctrl().rss_set, nullptr);
   absl::StatusOr<std::unique_ptr<LoadedPlugin>> q = LoadPlugin(Plugin("stuck", "test_stuck"));
   ASSERT_TRUE(q.ok()) << q.status();
-  EXPECT_EQ((*q)->flags(), NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES);
+  EXPECT_EQ((*q)->flags(), NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES | NPA_PLUGIN_F_RX_BYTES);
 }
 
 TEST(LoadPluginTest, AcceptsGoodPluginAndCopiesTablesByValue) {
@@ -68,7 +68,7 @@ TEST(LoadPluginTest, AcceptsGoodPluginAndCopiesTablesByValue) {
     EXPECT_EQ(lp.version(), "1.0");
     EXPECT_EQ(lp.abi_major(), 1);
     EXPECT_EQ(lp.abi_minor(), NPA_PLUGIN_ABI_MINOR);
-    EXPECT_EQ(lp.flags(), NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES);
+    EXPECT_EQ(lp.flags(), NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES | NPA_PLUGIN_F_RX_BYTES);
     EXPECT_EQ(lp.capabilities(), NPA_CAP_RX_CSUM | NPA_CAP_RSS);
     EXPECT_EQ(lp.unknown_capabilities(), 0u);
     ASSERT_EQ(lp.ids().size(), 1u);

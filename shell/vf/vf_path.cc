@@ -118,12 +118,28 @@ inline uint16_t CheckVfRx(Q* q, npa_buf** bufs, uint16_t got, QueueCounters* c, 
   return got;
 }
 
+// NPA_SHELL_F_TRUST_PLUGIN_RX without NPA_PLUGIN_F_RX_BYTES: the byte
+// count only.
+inline uint64_t SumRxBytes(npa_buf* const* bufs, uint16_t got) {
+  uint64_t sum = 0;
+  for (uint16_t i = 0; i < got; i++) sum += bufs[i]->pkt_len;
+  return sum;
+}
+
+// Trusted (NPA_SHELL_F_TRUST_PLUGIN_RX), the frames go up as the plug-in
+// handed them, and a plug-in that counts its RX bytes
+// (NPA_PLUGIN_F_RX_BYTES) leaves no per-frame work here at all: its count
+// is folded in on the control side (shell_impl.h PluginBytes).
 inline uint16_t VfRxOnly(Q* q, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   uint16_t got = Clamp(q->rx(q->pq, bufs, n), n, c);
   uint64_t bytes = 0;
-  got = CheckVfRx(q, bufs, got, c, &bytes);
+  if (!q->trust_rx)
+    got = CheckVfRx(q, bufs, got, c, &bytes);
+  else if (!q->plugin_rx_bytes)
+    bytes = SumRxBytes(bufs, got);
   // The guest configured VLAN strip, the device cannot: same result as the
-  // emulated path (offload.h StripVlan). The frames shrink: count again.
+  // emulated path (offload.h StripVlan). The frames shrink: count again
+  // (a plug-in's own RX byte count is not used then, vf_path.h).
   if (NPA_UNLIKELY(q->sw_vlan_strip)) {
     bytes = 0;
     for (uint16_t i = 0; i < got; i++) {
@@ -134,7 +150,7 @@ inline uint16_t VfRxOnly(Q* q, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   if (got) {
     QueueCounters::Add(c->rx_packets, got);
     QueueCounters::Add(c->rx_vf, got);
-    QueueCounters::Add(c->rx_bytes, bytes);
+    if (!q->plugin_rx_bytes) QueueCounters::Add(c->rx_bytes, bytes);
   }
   return got;
 }
@@ -394,6 +410,11 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
                std::string(err.status().message()).c_str());
 
   v->plugin_tx_bytes_ = (plugin->flags() & NPA_PLUGIN_F_TX_BYTES) != 0;
+  // The plug-in's RX byte count is the queue's only when every frame it
+  // hands up reaches the application as it was counted: trusted (nothing
+  // dropped by the check) and no software VLAN strip (which shrinks them).
+  v->plugin_rx_bytes_ =
+      p.trust_rx && !sw_vlan_strip && (plugin->flags() & NPA_PLUGIN_F_RX_BYTES) != 0;
   for (uint16_t q = 0; q < p.nb_queue_pairs; q++) {
     auto qu = std::make_unique<Queue>();
     qu->emu_rx = p.emu_rx[q];
@@ -407,6 +428,8 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
                       (sw_vlan_insert ? NPA_BUF_OL_TX_VLAN : 0u);
     qu->sw_vlan_strip = sw_vlan_strip;
     qu->plugin_tx_bytes = v->plugin_tx_bytes_;
+    qu->trust_rx = p.trust_rx;
+    qu->plugin_rx_bytes = v->plugin_rx_bytes_;
     qu->rx = plugin->fast().rx_burst;
     qu->tx = plugin->fast().tx_burst;
     v->queues_.push_back(std::move(qu));

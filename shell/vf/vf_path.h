@@ -23,12 +23,15 @@
 // device support is refused at Create (software TSO, tso.h, is on the
 // emulated path only).
 //
-// Nothing a plug-in hands up is trusted: every RX buffer pointer must be a
-// buffer of the shell that is out of the pools, and its metadata (offsets,
-// lengths, segments, offload facts) is bounded before the application sees
-// it; bad ones are counted (rx_bad, and rx_dropped for a buffer of ours that
-// is freed). TX completions come back through the plug-in's buf_free, which
-// BufPool checks the same way.
+// By default nothing a plug-in hands up is trusted: every RX buffer pointer
+// must be a buffer of the shell that is out of the pools, and its metadata
+// (offsets, lengths, segments, offload facts) is bounded before the
+// application sees it; bad ones are counted (rx_bad, and rx_dropped for a
+// buffer of ours that is freed). That costs about 30 instructions a frame.
+// An application that opened the shell with NPA_SHELL_F_TRUST_PLUGIN_RX
+// (Params::trust_rx) gets the frames unchecked. TX completions come back
+// through the plug-in's buf_free, which BufPool checks the same way, trusted
+// or not.
 //
 // Threading: Create/Start/Quiesce/Stop and the destructor on the control
 // thread; the BurstFns from each queue's owning thread (path.h);
@@ -68,6 +71,7 @@ class VfPath : public Path {
     uint32_t mtu = 1500;
     uint64_t guest_offloads = 0;         // NPA_OFFLOAD_* the guest configured
     bool rx_intr = false;                // wire per-queue MSI-X if the device can
+    bool trust_rx = false;               // NPA_SHELL_F_TRUST_PLUGIN_RX: see Queue
     DmaArena* arena = nullptr;           // outlives the path
     BufferProvider* buffers = nullptr;   // outlives the path
     std::vector<RxVirtq*> emu_rx;        // per queue: the emulated rings
@@ -133,6 +137,10 @@ class VfPath : public Path {
   // NPA_PLUGIN_F_TX_BYTES: the plug-in's queue_stats.tx_bytes is the
   // queue's TX byte count on the VF; the TX burst does not count bytes.
   bool plugin_tx_bytes() const { return plugin_tx_bytes_; }
+  // NPA_PLUGIN_F_RX_BYTES on a trusted shell (NPA_SHELL_F_TRUST_PLUGIN_RX)
+  // without software VLAN strip: the plug-in's queue_stats.rx_bytes is the
+  // queue's RX byte count on the VF; the RX burst does not count bytes.
+  bool plugin_rx_bytes() const { return plugin_rx_bytes_; }
 
   // Shared with the burst functions (vf_path.cc); one per queue.
   struct alignas(64) Queue {
@@ -146,6 +154,10 @@ class VfPath : public Path {
     uint32_t sw_tx_flags = 0;    // NPA_BUF_OL_TX_* done in software here
     bool sw_vlan_strip = false;
     bool plugin_tx_bytes = false;  // NPA_PLUGIN_F_TX_BYTES: no byte count here
+    // NPA_SHELL_F_TRUST_PLUGIN_RX: what rx hands up is not checked (only
+    // its count is clamped); the application trusts its plug-ins.
+    bool trust_rx = false;
+    bool plugin_rx_bytes = false;  // VfPath::plugin_rx_bytes(): no byte count here
     std::atomic<uint32_t> drained{0};
     int intr_fd = -1;
   };
@@ -163,6 +175,7 @@ class VfPath : public Path {
   bool sw_tx_csum_ = false;
   bool rx_intr_ = false;
   bool hw_rss_ = false;
+  bool plugin_rx_bytes_ = false;
   bool plugin_tx_bytes_ = false;
   int req_fd_ = -1, err_fd_ = -1;
 };

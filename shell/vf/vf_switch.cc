@@ -130,11 +130,15 @@ absl::Status Enter(npa_shell* sh, SwitchRun& r) {
   // applies the VF's ops, so a learning switch moves the MAC to the VF's
   // port at once (docs/migration.md; npa_queue_stats.announces).
   const bool announce = g_announce.load(std::memory_order_relaxed);
-  // A plug-in that counts TX bytes (NPA_PLUGIN_F_TX_BYTES): its count now
-  // is this VF's zero, taken before any frame goes its way.
-  if (vp->plugin_tx_bytes())
-    for (uint16_t q = 0; q < sh->nb_queue_pairs; q++)
-      sh->queues[q].BeginVfTxBytes(vp->QueueStats(q).tx_bytes);
+  // A plug-in that counts TX or RX bytes (NPA_PLUGIN_F_TX_BYTES,
+  // NPA_PLUGIN_F_RX_BYTES): its count now is this VF's zero, taken before
+  // any frame goes its way.
+  if (vp->plugin_tx_bytes() || vp->plugin_rx_bytes())
+    for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) {
+      const npa_plugin_qstats ps = vp->QueueStats(q);
+      if (vp->plugin_tx_bytes()) sh->queues[q].BeginVfTxBytes(ps.tx_bytes);
+      if (vp->plugin_rx_bytes()) sh->queues[q].vf_rx_bytes.Begin(ps.rx_bytes);
+    }
   for (uint16_t q = 0; q < sh->nb_queue_pairs; q++)
     sh->queues[q].Stage(vp->ops(q), vp, announce && q == 0);
   NPA_ASSIGN_OR_RETURN(r.entered_all, AwaitAcks(sh, MonotonicNs() + 500000000ull));
@@ -208,8 +212,9 @@ uint64_t ReleaseDevice(npa_shell* sh) {
     const npa_plugin_qstats ps = v->QueueStats(q);
     qs.vf_dropped_base.store(qs.vf_dropped_base.load() + ps.rx_dropped);
     qs.vf_dropped_live.store(0);
-    // The last of its TX bytes (the queues left the VF at LEAVING).
+    // The last of its TX and RX bytes (the queues left the VF at LEAVING).
     if (v->plugin_tx_bytes()) qs.FoldVfTxBytes(ps.tx_bytes);
+    if (v->plugin_rx_bytes()) qs.vf_rx_bytes.Fold(ps.rx_bytes);
   }
   // TX frames the VF took and never completed (tx_tracker.h). Counted
   // before stop: stop hands unsent frames back like any other buffer. After
@@ -403,6 +408,7 @@ VfPath::Params OfferParams(npa_shell* sh, const control::VfOffer& o, UniqueFd fd
   p.mtu = sh->mtu;
   p.guest_offloads = sh->guest_offloads;
   p.rx_intr = true;
+  p.trust_rx = (sh->flags & NPA_SHELL_F_TRUST_PLUGIN_RX) != 0;
   p.arena = sh->dma.get();
   p.buffers = sh->vf_buffers.get();
   for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) {

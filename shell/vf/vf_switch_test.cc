@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "npa/shell.h"
 #include "shell/vf/vf_switch.h"
+#include "shell/shell_impl.h"
 #include "shell/vf/vf_switch_fixture.h"
 
 namespace npa::shell {
@@ -136,6 +137,13 @@ TEST_F(VfSwitchTest, AttachTrafficPlannedRevokeLosesNothing) {
   npa_shell_info in = Info();
   EXPECT_EQ(in.path, NPA_PATH_VF);
   EXPECT_STREQ(in.plugin, "test_good");
+  {
+    // Not trusted (the default): the shell counts the RX bytes of what it
+    // checked and delivered, whatever the plug-in offers.
+    std::lock_guard<std::mutex> l(sh_->vf_mu);
+    ASSERT_TRUE(sh_->vf != nullptr);
+    EXPECT_FALSE(sh_->vf->plugin_rx_bytes());
+  }
   // The loopback plug-in reflects on the VF now.
   const uint64_t vf0 = Stats(sh_).rx_vf_packets;
   ASSERT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > vf0 + 50000; }, 20000));
@@ -387,6 +395,44 @@ TEST_F(VfSwitchTest, RepeatedAttachRevokeUnderTrafficKeepsEveryFrame) {
   // ones in between: exact.
   EXPECT_EQ(st.tx_bytes, Guest::kFrameLen * st.tx_packets);
   EXPECT_EQ(st.rx_bytes, Guest::kFrameLen * st.rx_packets);
+}
+
+// NPA_SHELL_F_TRUST_PLUGIN_RX: what the plug-in hands up goes to the
+// application unchecked, and the plug-in's RX byte count is folded in
+// (NPA_PLUGIN_F_RX_BYTES). Across three
+// attach/revoke cycles every frame arrives once, packets and bytes are
+// exact, and the shell refused nothing (rx_bad stays 0).
+TEST_F(VfSwitchTest, TrustedPluginRxKeepsEveryFrameAndByte) {
+  ASSERT_NO_FATAL_FAILURE(OpenShell(NPA_SHELL_F_TRUST_PLUGIN_RX));
+  guest_ = std::make_unique<Guest>(sh_);
+  guest_->Start();
+  for (uint64_t id = 200; id < 203; id++) {
+    const uint64_t r0 = guest_->received();
+    ASSERT_TRUE(WaitFor([&] { return guest_->received() > r0 + 3000; }, 10000)) << "cycle " << id;
+    control::VfAccept a = Offer(id, kLbVendor, kLbDevice);
+    ASSERT_TRUE(a.accepted()) << a.reason();
+    {
+      // test_good sets NPA_PLUGIN_F_RX_BYTES: on a trusted shell its count
+      // is the one folded in.
+      std::lock_guard<std::mutex> l(sh_->vf_mu);
+      ASSERT_TRUE(sh_->vf != nullptr);
+      EXPECT_TRUE(sh_->vf->plugin_rx_bytes());
+    }
+    const uint64_t v0 = Stats(sh_).rx_vf_packets;
+    ASSERT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > v0 + 3000; }, 10000)) << "cycle " << id;
+    control::RevokeDone d = Revoke(id, 2000);
+    EXPECT_EQ(d.tx_inflight_lost(), 0u);
+  }
+  guest_->Finish();
+  EXPECT_EQ(guest_->dups(), 0u);
+  EXPECT_EQ(guest_->missing(), 0u) << "sent " << guest_->sent();
+  const npa_queue_stats st = Stats(sh_);
+  EXPECT_GT(st.rx_vf_packets, 9000u);
+  EXPECT_EQ(st.rx_packets, guest_->received());
+  EXPECT_EQ(st.rx_packets, st.rx_vf_packets + st.rx_emulated_packets);
+  EXPECT_EQ(st.rx_bytes, Guest::kFrameLen * st.rx_packets);
+  EXPECT_EQ(st.tx_bytes, Guest::kFrameLen * st.tx_packets);
+  EXPECT_EQ(sh_->queues[0].c.rx_bad.load(), 0u);
 }
 
 // A queue in interrupt mode, its owner asleep in epoll: the switch wakes it

@@ -40,7 +40,10 @@
  * TX completions and byte counts: every variant returns its TX frames
  * through npa_services_tx_free (buf_free_tx) and sets NPA_PLUGIN_F_TX_FREE,
  * and counts tx_bytes (pkt_len of every frame tx_burst took) exactly per
- * queue and sets NPA_PLUGIN_F_TX_BYTES, as an ABI 1.1 plug-in does. Built
+ * queue and sets NPA_PLUGIN_F_TX_BYTES, as an ABI 1.1 plug-in does; it
+ * counts rx_bytes of every frame rx_burst hands up and sets
+ * NPA_PLUGIN_F_RX_BYTES (not LB_HOSTILE_RX, whose foreign buffers are not
+ * counted). Built
  * with LB_ABI_1_0 (tests/plugins stuck_v10/, null_v10/): the same plug-in as
  * one built against ABI 1.0 would be: npa_plugin_info's 1.0 size (72
  * bytes), minor 0, no flags, TX frames back through buf_free. The shell
@@ -295,6 +298,10 @@ static uint16_t lb_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
 #else
   uint16_t got = 0;
   while (got < n && q->ndone) {
+    /* Counted when handed up (NPA_PLUGIN_F_RX_BYTES), as a device's
+     * write-back is read. */
+    q->stats.rx_packets++;
+    q->stats.rx_bytes += q->done[q->done_head]->pkt_len;
     bufs[got++] = q->done[q->done_head];
     q->done_head = (uint16_t)((q->done_head + 1) % LB_MAX_RING);
     q->ndone--;
@@ -368,8 +375,6 @@ static uint16_t lb_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
     rx->ol_flags = 0;
     q->done[(q->done_head + q->ndone) % LB_MAX_RING] = rx;
     q->ndone++;
-    q->stats.rx_packets++;
-    q->stats.rx_bytes += len;
   }
   /* Every frame is completed (sent or dropped) within the burst. */
   q->dev->free_tx(svc->ctx, q->qid, bufs, n);
@@ -423,7 +428,11 @@ static const npa_plugin_info info = {
     .struct_size = sizeof(npa_plugin_info),
     .abi_major = NPA_PLUGIN_ABI_MAJOR,
     .abi_minor = NPA_PLUGIN_ABI_MINOR,
-    .flags = NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES,
+#ifdef LB_HOSTILE_RX
+    .flags = NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES, /* its RX count would lie */
+#else
+    .flags = NPA_PLUGIN_F_TX_FREE | NPA_PLUGIN_F_TX_BYTES | NPA_PLUGIN_F_RX_BYTES,
+#endif
 #endif
 #ifdef LB_HOSTILE_RX
     .name = "test_hostile_rx",
