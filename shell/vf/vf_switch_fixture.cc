@@ -201,6 +201,20 @@ control::VfAccept VfSwitchTest::Offer(uint64_t id, uint32_t ven, uint32_t dev, b
                                        [](const control::Envelope& r) { return r.vf_accept(); });
 }
 
+void VfSwitchTest::CycleVfs(uint64_t first, uint64_t n, const std::function<void()>& on_vf) {
+  for (uint64_t id = first; id < first + n; id++) {
+    const uint64_t r0 = guest_->received();
+    ASSERT_TRUE(WaitFor([&] { return guest_->received() > r0 + 3000; }, 10000)) << "cycle " << id;
+    control::VfAccept a = Offer(id, kLbVendor, kLbDevice);
+    ASSERT_TRUE(a.accepted()) << a.reason();
+    if (on_vf) on_vf();
+    const uint64_t v0 = Stats(sh_).rx_vf_packets;
+    ASSERT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > v0 + 3000; }, 10000)) << "cycle " << id;
+    control::RevokeDone d = Revoke(id, 2000);
+    EXPECT_EQ(d.tx_inflight_lost(), 0u);
+  }
+}
+
 control::RevokeDone VfSwitchTest::Revoke(uint64_t id, uint32_t timeout_ms) {
   control::Envelope e;
   e.mutable_revoke()->set_offer_id(id);

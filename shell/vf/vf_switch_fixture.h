@@ -95,6 +95,11 @@ class VfSwitchTest : public ::testing::Test {
   control::VfAccept Offer(uint64_t id, uint32_t ven, uint32_t dev, bool with_fd = true);
   control::RevokeDone Revoke(uint64_t id, uint32_t timeout_ms);
   control::RevokeDone ExpectRevokeDone();
+  // n planned attach/revoke cycles with offer ids first.., under the
+  // guest's traffic: each waits for 3000 more frames on the emulated path,
+  // attaches, runs `on_vf` (if any), waits for 3000 on the VF and revokes,
+  // expecting no TX frame lost. Fatal failures end it early.
+  void CycleVfs(uint64_t first, uint64_t n, const std::function<void()>& on_vf = {});
   npa_shell_info Info();
   // The next PATH_CHANGED event, if one arrives within ms.
   bool NextPathEvent(npa_event* ev, int ms);

@@ -373,16 +373,7 @@ TEST_F(VfSwitchTest, RepeatedAttachRevokeUnderTrafficKeepsEveryFrame) {
   guest_ = std::make_unique<Guest>(sh_);
   guest_->Start();
   MonotonicWatch watch(sh_);
-  for (uint64_t id = 100; id < 110; id++) {
-    const uint64_t r0 = guest_->received();
-    ASSERT_TRUE(WaitFor([&] { return guest_->received() > r0 + 3000; }, 10000)) << "cycle " << id;
-    control::VfAccept a = Offer(id, kLbVendor, kLbDevice);
-    ASSERT_TRUE(a.accepted()) << a.reason();
-    const uint64_t v0 = Stats(sh_).rx_vf_packets;
-    ASSERT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > v0 + 3000; }, 10000)) << "cycle " << id;
-    control::RevokeDone d = Revoke(id, 2000);
-    EXPECT_EQ(d.tx_inflight_lost(), 0u);
-  }
+  ASSERT_NO_FATAL_FAILURE(CycleVfs(100, 10));
   guest_->Finish();
   EXPECT_EQ(guest_->dups(), 0u);
   EXPECT_EQ(guest_->missing(), 0u) << "sent " << guest_->sent();
@@ -406,23 +397,13 @@ TEST_F(VfSwitchTest, TrustedPluginRxKeepsEveryFrameAndByte) {
   ASSERT_NO_FATAL_FAILURE(OpenShell(NPA_SHELL_F_TRUST_PLUGIN_RX));
   guest_ = std::make_unique<Guest>(sh_);
   guest_->Start();
-  for (uint64_t id = 200; id < 203; id++) {
-    const uint64_t r0 = guest_->received();
-    ASSERT_TRUE(WaitFor([&] { return guest_->received() > r0 + 3000; }, 10000)) << "cycle " << id;
-    control::VfAccept a = Offer(id, kLbVendor, kLbDevice);
-    ASSERT_TRUE(a.accepted()) << a.reason();
-    {
-      // test_good sets NPA_PLUGIN_F_RX_BYTES: on a trusted shell its count
-      // is the one folded in.
-      std::lock_guard<std::mutex> l(sh_->vf_mu);
-      ASSERT_TRUE(sh_->vf != nullptr);
-      EXPECT_TRUE(sh_->vf->plugin_rx_bytes());
-    }
-    const uint64_t v0 = Stats(sh_).rx_vf_packets;
-    ASSERT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > v0 + 3000; }, 10000)) << "cycle " << id;
-    control::RevokeDone d = Revoke(id, 2000);
-    EXPECT_EQ(d.tx_inflight_lost(), 0u);
-  }
+  ASSERT_NO_FATAL_FAILURE(CycleVfs(200, 3, [&] {
+    // test_good sets NPA_PLUGIN_F_RX_BYTES: on a trusted shell its count
+    // is the one folded in.
+    std::lock_guard<std::mutex> l(sh_->vf_mu);
+    ASSERT_TRUE(sh_->vf != nullptr);
+    EXPECT_TRUE(sh_->vf->plugin_rx_bytes());
+  }));
   guest_->Finish();
   EXPECT_EQ(guest_->dups(), 0u);
   EXPECT_EQ(guest_->missing(), 0u) << "sent " << guest_->sent();
