@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "common/unix_socket.h"
+#include "common/wire_check.h"
 
 namespace npa {
 
@@ -17,6 +18,11 @@ absl::StatusOr<control::Envelope> DecodeEnvelope(const uint8_t* data, size_t len
   if (len == 0 || len > kMaxControlFrame)
     return absl::InvalidArgumentError(absl::StrCat("control frame length ", len,
                                                    " outside 1..", kMaxControlFrame));
+  // Bounded first: a length past its parent's end would make the parser
+  // reserve up to 50 MB (wire_check.h).
+  if (absl::Status s = CheckWireLengths(data, len, "npa.control.Envelope"); !s.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("control frame of ", len, " bytes is not a valid Envelope: ", s.message()));
   control::Envelope env;
   if (!env.ParseFromArray(data, static_cast<int>(len)))
     return absl::InvalidArgumentError(

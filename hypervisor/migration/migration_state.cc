@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "common/wire_check.h"
 #include "include/npa/shell.h"
 
 namespace npa::migration {
@@ -201,6 +202,10 @@ absl::StatusOr<control::MigrationState> DecodeMigrationState(const uint8_t* data
     return Bad("encoding", absl::StrCat("is ", len, " bytes; at most ", kMaxEncodedStateBytes));
   control::MigrationState s;
   if (len > 0 && data == nullptr) return Bad("encoding", "has no data");
+  // Bounded first: a length past its parent's end would make the parser
+  // reserve up to 50 MB (common/wire_check.h; found by this decoder's fuzzer).
+  if (absl::Status w = CheckWireLengths(data, len, "npa.control.MigrationState"); !w.ok())
+    return Bad("encoding", absl::StrCat("of ", len, " bytes is not a MigrationState: ", w.message()));
   if (!s.ParseFromArray(data, static_cast<int>(len)))
     return Bad("encoding", absl::StrCat("of ", len, " bytes is not a MigrationState"));
   absl::Status st = CheckMigrationState(s, StateStage::kAny);
