@@ -221,7 +221,7 @@ class ControlServer {
   uint64_t last_housekeeping_ms_ = 0;
   // Agent restart (guest_admission.h): the roster and the traffic gate.
   void SaveRestartRoster();
-  void OnGuestRunning(const Guest& g);
+  void OnGuestRunning(Guest& g);
   RestartGate gate_;
   bool last_link_up_ = true;
 };

@@ -82,6 +82,7 @@ void RestartGate::Load() {
       NPA_LOG(Warn, "control: %s; not waiting for any guest", std::string(r.status().message()).c_str());
     return;
   }
+  loaded_ = *r;
   for (const RosterEntry& e : *r) awaited_.insert(e.name);
   if (awaited_.empty()) return;
   deadline_ms_ = MonotonicMs() + std::max<uint32_t>(grace_ms_, 1);

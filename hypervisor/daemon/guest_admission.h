@@ -48,6 +48,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "common/control_codec.h"
 #include "hypervisor/daemon/dataplane.h"
@@ -90,6 +91,9 @@ class RestartGate {
 
   bool holding() const { return deadline_ms_ != 0; }
   const std::set<std::string>& awaited() const { return awaited_; }
+  // What Load read (empty without a roster): the VFs the guests held are
+  // re-adopted from it (VfAttachments::AdoptFromRoster).
+  const std::vector<RosterEntry>& loaded() const { return loaded_; }
 
  private:
   void Open(const char* why);
@@ -98,6 +102,7 @@ class RestartGate {
   const uint32_t grace_ms_;
   Dataplane* dp_;
   std::set<std::string> awaited_;
+  std::vector<RosterEntry> loaded_;
   uint64_t deadline_ms_ = 0;  // 0: open
   bool stopping_ = false;
 };

@@ -68,6 +68,9 @@ struct Guest {
   std::string vf_bdf;
   std::string vf_plugin;
   std::vector<uint64_t> stale_offers;  // given up: late answers are ignored
+  // Its Hello had a resume without a ticket: a shell that lost its agent
+  // and may still drive a VF it accepted there (VfAttachments::Readopt).
+  bool lost_agent = false;
 
   // One step along the guest table. An illegal one is logged ("control:
   // guest g0: guest lifecycle: illegal transition RUNNING -> VF_ACTIVE") and

@@ -92,7 +92,9 @@ void VfAttachments::Answer(const Pending& p, const absl::Status& st, const std::
 absl::Status VfAttachments::OnRegions(ControlChannel& ch, Guest& g, ControlFrame& f) {
   LogScope log_scope(g.name, g.vf_bdf);  // common/log.h: the fields of every line below
   const uint64_t seq = f.env.seq();
-  if (g.offer_id != 0) {
+  // An adopted VF (agent restart) maps nothing the agent holds: its
+  // mappings are the dead agent's, so a new announce cannot stale them.
+  if (g.offer_id != 0 && !(vfs_ && vfs_->IsAdopted(g.offer_id))) {
     SendError(ch, Error::UNEXPECTED,
               absl::StrCat("region_announce while VF ", g.vf_bdf, " is held (", g.lc.name(),
                            "): its DMA mappings would go stale; revoke first"),
@@ -392,6 +394,12 @@ absl::Status VfAttachments::StartDetach(Guest& g, bool force, uint32_t timeout_m
   LogScope log_scope(g.name, g.vf_bdf);  // common/log.h: the fields of every line below
   if (!vfs_) return absl::FailedPreconditionError("this agent has no VF pool (--vf)");
   std::string req_failed;
+  if (force && g.offer_id && vfs_->IsAdopted(g.offer_id))
+    return absl::FailedPreconditionError(absl::StrCat(
+        "guest '", g.name, "' holds VF ", g.vf_bdf,
+        " from before the agent restarted: the agent has no device fd to raise VFIO REQ on and"
+        " does not reset or unbind the VF under the guest; use a planned detach (npactl vf"
+        " detach ", g.name, "), or stop the guest (the VF is reclaimed once its device fd closes)"));
   // A detach that asks the guest is the arc VF_ACTIVE -> REVOKING.
   if (g.lc.CanFire(GuestState::kRevoking)) {
     if (force) {
@@ -492,9 +500,11 @@ void VfAttachments::CheckDeadlines() {
       Release(*g, why, /*force=*/true).IgnoreError();
       Answer(p, absl::DeadlineExceededError(why), "");
     } else {
-      std::string why = absl::StrCat("guest '", g->name, "' did not answer ",
-                                     p.forced ? "VFIO REQ" : "revoke", " of ", bdf,
-                                     " in time; forced (reset, unmap, unbind)");
+      const bool adopted = vfs_ && vfs_->IsAdopted(p.offer_id);
+      std::string why = absl::StrCat(
+          "guest '", g->name, "' did not answer ", p.forced ? "VFIO REQ" : "revoke", " of ", bdf,
+          adopted ? " in time; adopted VF: reclaimed only once its device fd closes"
+                  : " in time; forced (reset, unmap, unbind)");
       NPA_LOG(Warn, "control: %s", why.c_str());
       absl::Status td = Release(*g, why, /*force=*/true);
       Answer(p, td, why);
