@@ -14,6 +14,7 @@
 //
 //   RestartGate gate(roster_path, 1000, &dataplane);
 //   gate.Load();                         // at Listen: holds traffic if the file names guests
+//   vf.AdoptFromRoster(gate.loaded());   // the VFs they used (vf_attachments.h)
 //   gate.Save(guests);                   // whenever a guest comes or goes
 //   gate.OnGuestRunning(g.name);         // opens once every listed guest is back
 //   gate.Tick(MonotonicMs());            // every loop turn: opens when the grace is over
