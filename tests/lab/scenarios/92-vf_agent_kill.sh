@@ -6,11 +6,12 @@
 # group is open, and a container keeps its IOMMU mappings while a group is
 # attached, so the mappings should outlive the agent's fds. Measured here:
 # the guest g1 on host A's virtio-net VF streams numbered UDP both ways with
-# the peer; agent A is killed with SIGKILL; for 3 s the guest must go on
+# the peer; agent A is killed with SIGKILL; until it is back (3-5 s) the guest must go on
 # sending and receiving through the VF (both counters grow, the bridge still
 # sends its frames to A's twin), with no DMAR fault in the kernel log.
-# Agent A is started again 1 s after the kill with the same flags (within
-# the shell's 3 s reconnect budget): the shell resumes its emulated rings
+# Agent A is started again at once with the same flags; under TCG it takes
+# 2-3 s to listen, so the guest's shell reconnects for up to 20 s (on ON_VF a
+# shell that gives up does not retry): the shell resumes its emulated rings
 # beside the VF, and the new agent re-adopts the VF from its restart roster
 # (docs/security.md "Agent restart"): `vf list` shows it ADOPTED by g1 and
 # `guests` g1 on path vf. A planned `vf detach g1` then moves the guest to
@@ -29,6 +30,7 @@ twohost_up
 two_live_timeline
 two_agent A --vf $LAB_HA_VIRTIO
 TA=$LAB_HA_TWIN_IF
+TWO_GUEST_ARGS="--reconnect-ms 20000"
 two_traffic A
 say "attach A's virtio-net VF"
 two_ctl /run/npa-A.sock vf attach g1 $LAB_HA_VIRTIO >/tmp/two-ctl.out 2>&1 ||
@@ -49,12 +51,11 @@ kill -0 $TWO_AGENT_A 2>/dev/null && fail "agent A (pid $TWO_AGENT_A) survived SI
 echo "restart roster: $(cat /run/npa-A.sock.guests)"
 grep -q "^g1 .* $LAB_HA_VIRTIO [0-9]*$" /run/npa-A.sock.guests ||
   fail "the roster does not record g1's VF: $(cat /run/npa-A.sock.guests)"
-sleep 1
 say "agent A again, same flags"
 two_agent A --vf $LAB_HA_VIRTIO
-two_wait /tmp/two-guest.log "resumed on agent 'hostA'" 60
-sleep 2
-say "3 s after the kill"
+two_wait /tmp/two-guest.log "resumed on agent 'hostA'" 200
+sleep 1
+say "agent A back"
 two_snap s1
 tx1=$(tlval tx); rx1=$(tlval rx); path=$(tlval path)
 dmar1=$(dmesg | grep -c DMAR)
@@ -66,7 +67,7 @@ upin=$(two_delta "$s0" "$s1" ulA in_from)
 echo "after kill -9: tx $tx0 -> $tx1, rx $rx0 -> $rx1, path $path; A's twin: $vin frames from the guest, $vout to it; ulA: $upin from the guest; DMAR lines $dmar0 -> $dmar1"
 [ "$path" = vf ] || fail "after kill -9 of the agent the guest is on path '$path', not the VF"
 [ $((tx1 - tx0)) -ge 400 ] && [ $((rx1 - rx0)) -ge 400 ] ||
-  fail "the guest stopped forwarding after kill -9 of its agent: tx $tx0 -> $tx1, rx $rx0 -> $rx1 in 3 s"
+  fail "the guest stopped forwarding after kill -9 of its agent: tx $tx0 -> $tx1, rx $rx0 -> $rx1"
 [ "$vin" -ge 400 ] && [ "$upin" = 0 ] || fail "after the kill the guest's frames came in by A's twin $vin, by ulA $upin"
 [ "$dmar1" = "$dmar0" ] || fail "DMAR faults after the kill: $(dmesg | grep DMAR | tail -2)"
 # The new agent's view: the VF held by g1 (no fd of its own), g1 on it.
@@ -99,4 +100,4 @@ echo "after the detach: path $path3, tx $tx2 -> $tx3, rx $rx2 -> $rx3; ulA: $upi
 [ "$upin3" -gt 0 ] || fail "after the detach no frame of the guest came in by A's uplink"
 two_finish
 [ "$TWO_FINISH_OK" = 1 ] || fail "datagrams lost or duplicated: peer->guest $TWO_CHECK_G; guest->peer $TWO_CHECK_P"
-detail "yes: after kill -9 of agent A the guest forwarded on the VF ($((tx1 - tx0)) datagrams out, $((rx1 - rx0)) in over 3 s; $vin frames in by A's twin, none by A's uplink), no DMAR fault; agent A started again re-adopted the VF (ADOPTED by g1, g1 on path vf) and a planned vf detach moved g1 to the emulated path (tx_inflight_lost=0, VF FREE); $TWO_PSENT peer->guest and $TWO_GSENT guest->peer, each once"
+detail "yes: after kill -9 of agent A the guest forwarded on the VF ($((tx1 - tx0)) datagrams out, $((rx1 - rx0)) in until its agent was back; $vin frames in by A's twin, none by A's uplink), no DMAR fault; agent A started again re-adopted the VF (ADOPTED by g1, g1 on path vf) and a planned vf detach moved g1 to the emulated path (tx_inflight_lost=0, VF FREE); $TWO_PSENT peer->guest and $TWO_GSENT guest->peer, each once"
