@@ -623,7 +623,7 @@ void ControlServer::Shutdown(const std::string& reason) {
   if (mig_.wake_fd() >= 0) loop_.Unwatch(mig_.wake_fd());
 }
 
-void ControlServer::SaveRestartRoster() { gate_.Save(guests_); }
+void ControlServer::SaveRestartRoster() { gate_.Save(guests_, vf_.Orphans()); }
 
 void ControlServer::OnGuestRunning(Guest& g) {
   vf_.Readopt(g);  // a shell back from an agent restart may still drive its VF

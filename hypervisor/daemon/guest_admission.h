@@ -81,7 +81,10 @@ class RestartGate {
       : path_(std::move(roster_path)), grace_ms_(grace_ms), dp_(dp) {}
 
   void Load();
-  void Save(const GuestRegistry& guests);
+  // The roster of `guests` (RosterOf), then `orphans`: VFs still ADOPTED
+  // for a guest that is not connected (VfAttachments::Orphans), so that the
+  // next agent keeps them too.
+  void Save(const GuestRegistry& guests, const std::vector<RosterEntry>& orphans = {});
   void OnGuestRunning(const std::string& name);
   // Opens the gate if its grace is over at now_ms.
   void Tick(uint64_t now_ms);

@@ -81,7 +81,8 @@
 //     would block until the guest let go anyway; a planned detach, or
 //     stopping the guest, frees it.
 //   The guest closes (or never comes back): the VF stays ADOPTED, held by
-//     nobody connected, not offered, until Poll finds its group free.
+//     nobody connected, not offered, until Poll finds its group free; the
+//     restart roster keeps it meanwhile (Orphans).
 //
 // What a guest can make the agent hold through RegionAnnounce is bounded
 // (docs/security.md): at most Options::max_regions regions, at most
@@ -198,6 +199,12 @@ class VfAttachments {
   // g became RUNNING: if it lost its agent and the roster's entry for it
   // matches, its ADOPTED VF is tied to it and g goes VF_ACTIVE.
   void Readopt(Guest& g);
+  // The VFs still ADOPTED that no connected guest holds (not back yet, or
+  // released while its group was busy), as roster lines: the restart
+  // roster keeps them, so a second restart does not forget them. A line may
+  // outlive its VF's reclaim until the next save; the next agent's probe
+  // then reclaims it at once.
+  std::vector<RosterEntry> Orphans() const;
 
   // Offers and revokes whose deadline passed: teardown (forced), answers.
   void CheckDeadlines();
@@ -241,7 +248,9 @@ class VfAttachments {
   AgentEvents* events_ = nullptr;
   std::map<uint64_t, uint64_t> revoke_start_ns_;  // guest id -> revoke_begin time
   std::vector<Pending> pending_;
-  std::map<std::string, RosterEntry> adopted_;  // by guest name, until Readopt
+  // By guest name: the roster's VFs until Readopt, and VFs released while
+  // their group was busy (orphans until Poll reclaims them).
+  std::map<std::string, RosterEntry> adopted_;
 };
 
 }  // namespace npa::agent

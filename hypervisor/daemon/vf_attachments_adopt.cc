@@ -23,6 +23,13 @@ void VfAttachments::AdoptFromRoster(const std::vector<RosterEntry>& roster) {
   }
 }
 
+std::vector<RosterEntry> VfAttachments::Orphans() const {
+  std::vector<RosterEntry> out;
+  for (const auto& [name, e] : adopted_)
+    if (vfs_ && vfs_->IsAdopted(e.vf_offer)) out.push_back(e);
+  return out;
+}
+
 void VfAttachments::Readopt(Guest& g) {
   auto it = adopted_.find(g.name);
   if (it == adopted_.end() || !vfs_) return;

@@ -47,6 +47,13 @@ class VfAdoptTest : public VfAttachmentsTest {
     }
     return ch;
   }
+  std::string Roster() {
+    std::ifstream in(dir_ + "/agent.guests");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  bool RosterHas(const std::string& line) {
+    return ("\n" + Roster()).find("\n" + line + "\n") != std::string::npos;
+  }
   control::VfInfo Vf() {
     control::AdminRequest r;
     r.mutable_vf_list();
@@ -94,6 +101,8 @@ TEST_F(VfAdoptTest, ReturnedGuestIsOnItsVfAndAPlannedDetachReclaimsIt) {
   EXPECT_NE(rs.error().message().find("vf 0000:01:00.0 is ADOPTED: guest 'g1'"), std::string::npos)
       << rs.error().message();
   EXPECT_EQ(vfio_.Count("reset"), 0);
+  // g2's arrival saved the roster: g1's VF is still recorded (not back yet).
+  EXPECT_TRUE(RosterHas("g1 02:00:00:00:00:21 0000:01:00.0 7")) << Roster();
 
   ControlChannel g1 = Resumed("g1", kMac);
   EXPECT_EQ(GuestState("g1"), "VF_ACTIVE");
@@ -177,6 +186,8 @@ TEST_F(VfAdoptTest, RevokeDeadlineAndGuestGoneLeaveItAdoptedNeverUnbound) {
   EXPECT_EQ(Vf().state(), "ADOPTED");
   EXPECT_EQ(Vf().guest(), "g1");
   EXPECT_EQ(vfio_.Count("reset"), 0);
+  // No guest left, but the roster keeps the orphan for a second restart.
+  EXPECT_EQ(Roster(), "g1 02:00:00:00:00:21 0000:01:00.0 7\n");
   for (const auto& w : sys_->write_log) EXPECT_EQ(w.find("unbind"), std::string::npos) << w;
   vfio_.faults.open = false;
   ASSERT_TRUE(WaitVfState("FREE"));
