@@ -257,9 +257,12 @@ absl::Status VfAttachments::Release(Guest& g, const std::string& why, bool force
   absl::Status td =
       vfs_ ? vfs_->Release(g.offer_id, why, force) : absl::InternalError("no VF manager");
   // An adopted VF whose group was still busy stays ADOPTED (vf_manager.h):
-  // an orphan the restart roster keeps, and g may take it up again.
-  if (vfs_ && vfs_->IsAdopted(g.offer_id) && g.mac)
+  // an orphan the restart roster keeps. This session gave it up, so only a
+  // new resume of g (a new session) may take it up again.
+  if (vfs_ && vfs_->IsAdopted(g.offer_id) && g.mac) {
     adopted_[g.name] = RosterEntry{g.name, *g.mac, g.vf_bdf, g.offer_id};
+    g.lost_agent = false;
+  }
   g.stale_offers.push_back(g.offer_id);
   if (g.stale_offers.size() > kMaxStaleOffers) g.stale_offers.erase(g.stale_offers.begin());
   NPA_LOG(Info, "control: guest %s: VF %s released (%s)%s", g.name.c_str(), g.vf_bdf.c_str(),
