@@ -88,6 +88,9 @@ ControlServer::ControlServer(Options opts, Dataplane* dataplane, PortFactory fac
     } else {
       mig_.AnnounceMac(g);
     }
+    // The roster records the VF a guest uses (guest_registry.h), so that
+    // the next agent after a kill -9 re-adopts it.
+    SaveRestartRoster();
   });
   loop_.OnReadable(FdKind::kControlListener, [this](int fd, uint64_t) {
     // The migrations' eventfd rides on this kind (FdLoop has no kind for a
@@ -191,6 +194,7 @@ absl::Status ControlServer::Listen() {
     NPA_LOG(Info, "control: vhost-user listener on %s", path.c_str());
   }
   gate_.Load();
+  vf_.AdoptFromRoster(gate_.loaded());
   last_link_up_ = LinkUp();
   return absl::OkStatus();
 }
@@ -619,9 +623,10 @@ void ControlServer::Shutdown(const std::string& reason) {
   if (mig_.wake_fd() >= 0) loop_.Unwatch(mig_.wake_fd());
 }
 
-void ControlServer::SaveRestartRoster() { gate_.Save(guests_); }
+void ControlServer::SaveRestartRoster() { gate_.Save(guests_, vf_.Orphans()); }
 
-void ControlServer::OnGuestRunning(const Guest& g) {
+void ControlServer::OnGuestRunning(Guest& g) {
+  vf_.Readopt(g);  // a shell back from an agent restart may still drive its VF
   SaveRestartRoster();
   gate_.OnGuestRunning(g.name);
 }

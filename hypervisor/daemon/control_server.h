@@ -139,7 +139,9 @@ class ControlServer {
     // reads the file a previous agent left: if it names guests, the
     // dataplane holds all traffic (Dataplane::HoldTraffic) until every one
     // of them is RUNNING again or restart_grace_ms have passed, so no frame
-    // is switched to a guest that has not reconnected yet.
+    // is switched to a guest that has not reconnected yet. The VFs the
+    // file says guests were using are ADOPTED, and tied to their guests
+    // again as they resume (vf_attachments.h "After an agent restart").
     std::string restart_roster_path;
     uint32_t restart_grace_ms = 1000;
   };
@@ -221,7 +223,7 @@ class ControlServer {
   uint64_t last_housekeeping_ms_ = 0;
   // Agent restart (guest_admission.h): the roster and the traffic gate.
   void SaveRestartRoster();
-  void OnGuestRunning(const Guest& g);
+  void OnGuestRunning(Guest& g);
   RestartGate gate_;
   bool last_link_up_ = true;
 };

@@ -132,6 +132,7 @@ absl::Status ControlServer::HandleHello(Session& s, ControlFrame& f) {
   g.queue_pairs = static_cast<uint16_t>(h.queue_pairs());
   g.offloads = h.features();
   g.transport = "control";
+  g.lost_agent = h.has_resume();  // no ticket here (HandleResumeHello has those)
   if (absl::Status st = g.Move(GuestState::kNegotiating); !st.ok()) {
     guests_.Erase(id);
     return reject(Error::INTERNAL, std::string(st.message()));

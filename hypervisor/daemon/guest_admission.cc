@@ -82,6 +82,7 @@ void RestartGate::Load() {
       NPA_LOG(Warn, "control: %s; not waiting for any guest", std::string(r.status().message()).c_str());
     return;
   }
+  loaded_ = *r;
   for (const RosterEntry& e : *r) awaited_.insert(e.name);
   if (awaited_.empty()) return;
   deadline_ms_ = MonotonicMs() + std::max<uint32_t>(grace_ms_, 1);
@@ -90,9 +91,11 @@ void RestartGate::Load() {
           "are back or %u ms", awaited_.size(), path_.c_str(), grace_ms_);
 }
 
-void RestartGate::Save(const GuestRegistry& guests) {
+void RestartGate::Save(const GuestRegistry& guests, const std::vector<RosterEntry>& orphans) {
   if (path_.empty() || stopping_) return;
-  if (absl::Status s = SaveRoster(path_, RosterOf(guests)); !s.ok())
+  std::vector<RosterEntry> all = RosterOf(guests);
+  all.insert(all.end(), orphans.begin(), orphans.end());
+  if (absl::Status s = SaveRoster(path_, all); !s.ok())
     NPA_LOG(Warn, "control: %s", std::string(s.message()).c_str());
 }
 

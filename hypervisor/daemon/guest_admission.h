@@ -14,6 +14,7 @@
 //
 //   RestartGate gate(roster_path, 1000, &dataplane);
 //   gate.Load();                         // at Listen: holds traffic if the file names guests
+//   vf.AdoptFromRoster(gate.loaded());   // the VFs they used (vf_attachments.h)
 //   gate.Save(guests);                   // whenever a guest comes or goes
 //   gate.OnGuestRunning(g.name);         // opens once every listed guest is back
 //   gate.Tick(MonotonicMs());            // every loop turn: opens when the grace is over
@@ -48,6 +49,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "common/control_codec.h"
 #include "hypervisor/daemon/dataplane.h"
@@ -79,7 +81,10 @@ class RestartGate {
       : path_(std::move(roster_path)), grace_ms_(grace_ms), dp_(dp) {}
 
   void Load();
-  void Save(const GuestRegistry& guests);
+  // The roster of `guests` (RosterOf), then `orphans`: VFs still ADOPTED
+  // for a guest that is not connected (VfAttachments::Orphans), so that the
+  // next agent keeps them too.
+  void Save(const GuestRegistry& guests, const std::vector<RosterEntry>& orphans = {});
   void OnGuestRunning(const std::string& name);
   // Opens the gate if its grace is over at now_ms.
   void Tick(uint64_t now_ms);
@@ -90,6 +95,9 @@ class RestartGate {
 
   bool holding() const { return deadline_ms_ != 0; }
   const std::set<std::string>& awaited() const { return awaited_; }
+  // What Load read (empty without a roster): the VFs the guests held are
+  // re-adopted from it (VfAttachments::AdoptFromRoster).
+  const std::vector<RosterEntry>& loaded() const { return loaded_; }
 
  private:
   void Open(const char* why);
@@ -98,6 +106,7 @@ class RestartGate {
   const uint32_t grace_ms_;
   Dataplane* dp_;
   std::set<std::string> awaited_;
+  std::vector<RosterEntry> loaded_;
   uint64_t deadline_ms_ = 0;  // 0: open
   bool stopping_ = false;
 };

@@ -156,5 +156,25 @@ TEST_F(RestartGateTest, OpensWhenTheGraceIsOverAndStopKeepsTheFile) {
   EXPECT_EQ((*back)[0].name, "g1");
 }
 
+// VFs still ADOPTED for a guest that is not connected are saved after the
+// guests (so a second restart keeps them), and Load hands every line with
+// its VF to the VF side (loaded()); their guests are awaited like the rest.
+TEST_F(RestartGateTest, SavesOrphanedVfsAndLoadKeepsTheirEntries) {
+  GuestRegistry r("agent");
+  RunningShellGuest(r, "g1");
+  RestartGate first(path_, 1000, nullptr);
+  RosterEntry orphan{"g9", {0x02, 0, 0, 0, 0, 0x09}, "0000:03:00.0", 5};
+  first.Save(r, {orphan});
+  RestartGate gate(path_, 60000, nullptr);
+  gate.Load();
+  ASSERT_EQ(gate.loaded().size(), 2u);
+  EXPECT_EQ(gate.loaded()[0].name, "g1");
+  EXPECT_EQ(gate.loaded()[0].vf_bdf, "");
+  EXPECT_EQ(gate.loaded()[1].name, "g9");
+  EXPECT_EQ(gate.loaded()[1].vf_bdf, "0000:03:00.0");
+  EXPECT_EQ(gate.loaded()[1].vf_offer, 5u);
+  EXPECT_EQ(gate.awaited(), (std::set<std::string>{"g1", "g9"}));
+}
+
 }  // namespace
 }  // namespace npa::agent

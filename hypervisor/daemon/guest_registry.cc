@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/log.h"
+#include "hypervisor/vf/pci_inventory.h"
 
 namespace npa::agent {
 
@@ -121,14 +122,24 @@ std::vector<RosterEntry> RosterOf(const GuestRegistry& guests) {
     const bool served = s == GuestState::kRunning || s == GuestState::kVfOffered ||
                         s == GuestState::kVfActive || s == GuestState::kRevoking;
     if (g.transport != "control" || !g.mac || !served) continue;
-    out.push_back(RosterEntry{g.name, *g.mac});
+    RosterEntry e{g.name, *g.mac, "", 0};
+    if ((s == GuestState::kVfActive || s == GuestState::kRevoking) && g.offer_id &&
+        !g.vf_bdf.empty()) {
+      e.vf_bdf = g.vf_bdf;
+      e.vf_offer = g.offer_id;
+    }
+    out.push_back(std::move(e));
   }
   return out;
 }
 
 absl::Status SaveRoster(const std::string& path, const std::vector<RosterEntry>& entries) {
   std::string text;
-  for (const RosterEntry& e : entries) absl::StrAppend(&text, e.name, " ", MacToString(e.mac), "\n");
+  for (const RosterEntry& e : entries) {
+    absl::StrAppend(&text, e.name, " ", MacToString(e.mac));
+    if (!e.vf_bdf.empty()) absl::StrAppend(&text, " ", e.vf_bdf, " ", e.vf_offer);
+    absl::StrAppend(&text, "\n");
+  }
   const std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return absl::InternalError(absl::StrCat("restart roster: open ", tmp, ": ", strerror(errno)));
@@ -181,14 +192,29 @@ absl::StatusOr<std::vector<RosterEntry>> LoadRoster(const std::string& path) {
     line++;
     std::vector<std::string> parts = absl::StrSplit(l, ' ');
     std::optional<MacAddr> mac;
-    if (parts.size() == 2) mac = ParseMac(parts[1]);
-    if (parts.size() != 2 || !RosterNameOk(parts[0]) || !mac || IsMulticast(*mac) || IsZeroMac(*mac))
-      return absl::InvalidArgumentError(
-          absl::StrCat("restart roster ", path, " line ", line, ": want 'NAME MAC' with a guest name and a unicast MAC"));
+    if (parts.size() == 2 || parts.size() == 4) mac = ParseMac(parts[1]);
+    if ((parts.size() != 2 && parts.size() != 4) || !RosterNameOk(parts[0]) || !mac ||
+        IsMulticast(*mac) || IsZeroMac(*mac))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "restart roster ", path, " line ", line,
+          ": want 'NAME MAC [BDF OFFER]' with a guest name and a unicast MAC"));
     if (out.size() >= kMaxRosterEntries)
       return absl::InvalidArgumentError(
           absl::StrCat("restart roster ", path, ": more than ", kMaxRosterEntries, " guests"));
-    out.push_back(RosterEntry{parts[0], *mac});
+    RosterEntry e{parts[0], *mac, "", 0};
+    if (parts.size() == 4) {
+      // The VF the guest held: the new agent will refuse to touch it, so a
+      // damaged entry must not name some other function or offer.
+      if (absl::Status b = vf::ValidateBdf(parts[2]); !b.ok())
+        return absl::InvalidArgumentError(absl::StrCat("restart roster ", path, " line ", line,
+                                                       ": VF field: ", b.message()));
+      if (!absl::SimpleAtoi(parts[3], &e.vf_offer) || e.vf_offer == 0)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "restart roster ", path, " line ", line, ": offer field '", parts[3].substr(0, 24),
+            "' is not a non-zero decimal offer id"));
+      e.vf_bdf = parts[2];
+    }
+    out.push_back(std::move(e));
   }
   return out;
 }

@@ -68,6 +68,9 @@ struct Guest {
   std::string vf_bdf;
   std::string vf_plugin;
   std::vector<uint64_t> stale_offers;  // given up: late answers are ignored
+  // Its Hello had a resume without a ticket: a shell that lost its agent
+  // and may still drive a VF it accepted there (VfAttachments::Readopt).
+  bool lost_agent = false;
 
   // One step along the guest table. An illegal one is logged ("control:
   // guest g0: guest lifecycle: illegal transition RUNNING -> VF_ACTIVE") and
@@ -116,17 +119,29 @@ class GuestRegistry {
 // stop knows whom to wait for (docs/security.md "Agent restart"). One line per
 // shell guest that had reached RUNNING (or a VF state), "NAME MAC\n"; a
 // vhost-user-socket guest has no name to come back with and is not listed.
+// A guest that was using a VF (VF_ACTIVE or REVOKING: its shell holds the
+// device fd and keeps forwarding when the agent dies) has two more fields,
+// "NAME MAC BDF OFFER\n": the VF's PCI address and the offer id the shell
+// accepted it with (the shell gives back only the offer it holds, so the
+// next agent's Revoke must name it). The new agent marks that VF ADOPTED
+// (vf_lifecycle.h). A VF only offered (VF_OFFERED) is not listed: had the
+// shell taken it, the kernel still refuses a second open of its group.
 struct RosterEntry {
   std::string name;
   MacAddr mac{};
+  std::string vf_bdf;  // "" = no VF
+  uint64_t vf_offer = 0;
 };
 // The entries of `guests` as above, in id order.
 std::vector<RosterEntry> RosterOf(const GuestRegistry& guests);
 // Writes them to path atomically (path.tmp, fsync-free rename: a torn file is
 // never seen). Errors name the path and the call.
 absl::Status SaveRoster(const std::string& path, const std::vector<RosterEntry>& entries);
-// Reads a roster. NotFound: no file (a first start). InvalidArgument naming
-// the line: a name that fails the Hello name rule, a MAC that is not unicast,
+// Reads a roster (two-field lines of an older agent too). NotFound: no file
+// (a first start). InvalidArgument naming the line: a name that fails the
+// Hello name rule, a MAC that is not unicast, a third field that is not a
+// PCI address or a fourth that is not an offer id (decimal, non-zero), 3 or
+// more than 4 fields,
 // more than kMaxRosterEntries lines or a file over 64 KiB (the file is the
 // agent's own, but it lives on disk: checked like input).
 inline constexpr size_t kMaxRosterEntries = 4096;

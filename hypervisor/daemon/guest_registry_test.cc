@@ -137,10 +137,88 @@ TEST(GuestRegistryTest, RestartRosterListsServedShellGuestsAndRoundTrips) {
     EXPECT_NE(std::string(st.status().message()).find("line 2"), std::string::npos)
         << st.status();
   }
+  for (const char* bad : {"g-a 02:00:00:00:00:01 0000:03:00.0\n",         // BDF without offer
+                          "g-a 02:00:00:00:00:01 ../../etc 5\n",           // not a PCI address
+                          "g-a 02:00:00:00:00:01 0000:03:00.9 5\n",        // function 9
+                          "g-a 02:00:00:00:00:01 0000:03:00.0 0\n",        // offer 0
+                          "g-a 02:00:00:00:00:01 0000:03:00.0 seven\n",
+                          "g-a 02:00:00:00:00:01 0000:03:00.0 5 more\n"}) {
+    std::ofstream(path) << "ok 02:00:00:00:00:09\n" << bad;
+    auto st = LoadRoster(path);
+    EXPECT_TRUE(absl::IsInvalidArgument(st.status())) << bad;
+    EXPECT_NE(std::string(st.status().message()).find("line 2"), std::string::npos)
+        << st.status();
+  }
   ASSERT_TRUE(SaveRoster(path, {}).ok());  // no guests: an empty roster, nothing awaited
   back = LoadRoster(path);
   ASSERT_TRUE(back.ok());
   EXPECT_TRUE(back->empty());
+  unlink(path.c_str());
+}
+
+// A guest using a VF is listed with the VF's PCI address and the offer id
+// its shell holds (the next agent re-adopts the VF, vf_attachments.h); an
+// offer not yet accepted is not; an older agent's two-field lines still load.
+TEST(GuestRegistryTest, RestartRosterRecordsTheVfAGuestUses) {
+  GuestRegistry r("agent");
+  auto running = [&](const char* name) -> Guest& {
+    Guest& g = r.Add(r.NewId());
+    g.name = name;
+    g.transport = "control";
+    g.mac = r.AssignMac();
+    EXPECT_TRUE(g.Move(GuestState::kNegotiating).ok());
+    EXPECT_TRUE(g.Move(GuestState::kReady).ok());
+    EXPECT_TRUE(g.Move(GuestState::kRunning).ok());
+    return g;
+  };
+  Guest& a = running("g-vf");
+  ASSERT_TRUE(a.Move(GuestState::kVfOffered).ok());
+  a.offer_id = 7;
+  a.vf_bdf = "0000:03:00.0";
+  Guest& b = running("g-offered");  // offered, not accepted: no VF field
+  ASSERT_TRUE(b.Move(GuestState::kVfOffered).ok());
+  b.offer_id = 8;
+  b.vf_bdf = "0000:04:00.0";
+  Guest& c = running("g-revoking");
+  ASSERT_TRUE(c.Move(GuestState::kVfOffered).ok());
+  ASSERT_TRUE(c.Move(GuestState::kVfActive).ok());
+  ASSERT_TRUE(c.Move(GuestState::kRevoking).ok());
+  c.offer_id = 9;
+  c.vf_bdf = "0000:05:00.1";
+  ASSERT_TRUE(a.Move(GuestState::kVfActive).ok());
+  std::vector<RosterEntry> ros = RosterOf(r);
+  ASSERT_EQ(ros.size(), 3u);
+  EXPECT_EQ(ros[0].vf_bdf, "0000:03:00.0");
+  EXPECT_EQ(ros[0].vf_offer, 7u);
+  EXPECT_EQ(ros[1].vf_bdf, "");
+  EXPECT_EQ(ros[1].vf_offer, 0u);
+  EXPECT_EQ(ros[2].vf_bdf, "0000:05:00.1");
+  EXPECT_EQ(ros[2].vf_offer, 9u);
+
+  const std::string path = "/tmp/npa-roster-vf-test-" + std::to_string(getpid());
+  ASSERT_TRUE(SaveRoster(path, ros).ok());
+  {
+    std::ifstream in(path);
+    std::string first;
+    std::getline(in, first);
+    EXPECT_EQ(first, "g-vf " + MacToString(*a.mac) + " 0000:03:00.0 7");
+  }
+  auto back = LoadRoster(path);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->size(), 3u);
+  EXPECT_EQ((*back)[0].vf_bdf, "0000:03:00.0");
+  EXPECT_EQ((*back)[0].vf_offer, 7u);
+  EXPECT_EQ((*back)[1].vf_bdf, "");
+  EXPECT_EQ((*back)[2].vf_offer, 9u);
+  // An older agent's roster: two fields a line, no VF.
+  std::ofstream(path) << "old 02:00:00:00:00:0a\nnew 02:00:00:00:00:0b 0000:03:00.0 12\n";
+  back = LoadRoster(path);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->size(), 2u);
+  EXPECT_EQ((*back)[0].name, "old");
+  EXPECT_EQ((*back)[0].vf_bdf, "");
+  EXPECT_EQ((*back)[1].vf_bdf, "0000:03:00.0");
+  EXPECT_EQ((*back)[1].vf_offer, 12u);
   unlink(path.c_str());
 }
 

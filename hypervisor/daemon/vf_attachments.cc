@@ -92,7 +92,9 @@ void VfAttachments::Answer(const Pending& p, const absl::Status& st, const std::
 absl::Status VfAttachments::OnRegions(ControlChannel& ch, Guest& g, ControlFrame& f) {
   LogScope log_scope(g.name, g.vf_bdf);  // common/log.h: the fields of every line below
   const uint64_t seq = f.env.seq();
-  if (g.offer_id != 0) {
+  // An adopted VF (agent restart) maps nothing the agent holds: its
+  // mappings are the dead agent's, so a new announce cannot stale them.
+  if (g.offer_id != 0 && !(vfs_ && vfs_->IsAdopted(g.offer_id))) {
     SendError(ch, Error::UNEXPECTED,
               absl::StrCat("region_announce while VF ", g.vf_bdf, " is held (", g.lc.name(),
                            "): its DMA mappings would go stale; revoke first"),
@@ -254,6 +256,13 @@ absl::Status VfAttachments::Release(Guest& g, const std::string& why, bool force
       g.lc.state() == GuestState::kVfActive || g.lc.state() == GuestState::kRevoking;
   absl::Status td =
       vfs_ ? vfs_->Release(g.offer_id, why, force) : absl::InternalError("no VF manager");
+  // An adopted VF whose group was still busy stays ADOPTED (vf_manager.h):
+  // an orphan the restart roster keeps. This session gave it up, so only a
+  // new resume of g (a new session) may take it up again.
+  if (vfs_ && vfs_->IsAdopted(g.offer_id) && g.mac) {
+    adopted_[g.name] = RosterEntry{g.name, *g.mac, g.vf_bdf, g.offer_id};
+    g.lost_agent = false;
+  }
   g.stale_offers.push_back(g.offer_id);
   if (g.stale_offers.size() > kMaxStaleOffers) g.stale_offers.erase(g.stale_offers.begin());
   NPA_LOG(Info, "control: guest %s: VF %s released (%s)%s", g.name.c_str(), g.vf_bdf.c_str(),
@@ -392,6 +401,12 @@ absl::Status VfAttachments::StartDetach(Guest& g, bool force, uint32_t timeout_m
   LogScope log_scope(g.name, g.vf_bdf);  // common/log.h: the fields of every line below
   if (!vfs_) return absl::FailedPreconditionError("this agent has no VF pool (--vf)");
   std::string req_failed;
+  if (force && g.offer_id && vfs_->IsAdopted(g.offer_id))
+    return absl::FailedPreconditionError(absl::StrCat(
+        "guest '", g.name, "' holds VF ", g.vf_bdf,
+        " from before the agent restarted: the agent has no device fd to raise VFIO REQ on and"
+        " does not reset or unbind the VF under the guest; use a planned detach (npactl vf"
+        " detach ", g.name, "), or stop the guest (the VF is reclaimed once its device fd closes)"));
   // A detach that asks the guest is the arc VF_ACTIVE -> REVOKING.
   if (g.lc.CanFire(GuestState::kRevoking)) {
     if (force) {
@@ -492,9 +507,11 @@ void VfAttachments::CheckDeadlines() {
       Release(*g, why, /*force=*/true).IgnoreError();
       Answer(p, absl::DeadlineExceededError(why), "");
     } else {
-      std::string why = absl::StrCat("guest '", g->name, "' did not answer ",
-                                     p.forced ? "VFIO REQ" : "revoke", " of ", bdf,
-                                     " in time; forced (reset, unmap, unbind)");
+      const bool adopted = vfs_ && vfs_->IsAdopted(p.offer_id);
+      std::string why = absl::StrCat(
+          "guest '", g->name, "' did not answer ", p.forced ? "VFIO REQ" : "revoke", " of ", bdf,
+          adopted ? " in time; adopted VF: reclaimed only once its device fd closes"
+                  : " in time; forced (reset, unmap, unbind)");
       NPA_LOG(Warn, "control: %s", why.c_str());
       absl::Status td = Release(*g, why, /*force=*/true);
       Answer(p, td, why);

@@ -54,6 +54,36 @@
 //   force) is ignored; naming any other offer is UNEXPECTED.
 //   A guest session that closes releases its VF (forced).
 //
+// After an agent restart (docs/security.md "Agent restart"):
+//   AdoptFromRoster (at Listen): each VF the restart roster says a guest was
+//     using is marked ADOPTED for it (VfManager::Adopt): the agent holds no
+//     fd for it and never offers, resets or unbinds it under the guest.
+//   Readopt (the guest RUNNING again): a shell that lost its agent says so
+//     with Hello.resume without a ticket, and keeps driving its VF (shell
+//     path ON_VF; shell/reconnect.h). The resume carries nothing about the
+//     VF, so the roster is the record; it is cross-checked against the
+//     Hello: the same name, the same MAC, a resume without ticket (a new
+//     shell process, which cannot hold the fd, sends no resume). Then the
+//     guest walks RUNNING -> VF_OFFERED -> VF_ACTIVE (path "vf") with the
+//     roster's offer id, the one the shell accepted and answers a Revoke
+//     for. RegionAnnounce is taken while the VF is adopted: the agent maps
+//     nothing of it (the VF's mappings live in the dead agent's container);
+//     the regions serve the next attach.
+//   npactl vf detach G (planned): Revoke{the roster's offer id} as above;
+//     on RevokeDone (or the shell giving it back unasked) the VF is
+//     reclaimed: its group opened afresh, reset, closed, FREE. The kernel
+//     has the last word: a group that is still busy (the shell kept its fd)
+//     leaves the VF ADOPTED without a live holder, the npactl answer says
+//     so, and VfManager::Poll reclaims it once the fd closes. The same on a
+//     revoke deadline: nothing is unbound (no REQ is raised by the agent).
+//   npactl vf detach --force G: refused, naming the VF and the guest: the
+//     agent has no device fd to raise VFIO REQ on, and a forced unbind
+//     would block until the guest let go anyway; a planned detach, or
+//     stopping the guest, frees it.
+//   The guest closes (or never comes back): the VF stays ADOPTED, held by
+//     nobody connected, not offered, until Poll finds its group free; the
+//     restart roster keeps it meanwhile (Orphans).
+//
 // What a guest can make the agent hold through RegionAnnounce is bounded
 // (docs/security.md): at most Options::max_regions regions, at most
 // Options::max_guest_memory bytes mapped in all (the same per-guest bound the
@@ -162,6 +192,20 @@ class VfAttachments {
   absl::Status StartDetach(Guest& g, bool force, uint32_t timeout_ms, AdminWaiter w,
                            std::string* done_message);
 
+  // ---- agent restart (see the header comment). At Listen: every roster
+  // entry that names a VF; refusals (not in the pool, listed twice) are
+  // logged and that VF is left as it is.
+  void AdoptFromRoster(const std::vector<RosterEntry>& roster);
+  // g became RUNNING: if it lost its agent and the roster's entry for it
+  // matches, its ADOPTED VF is tied to it and g goes VF_ACTIVE.
+  void Readopt(Guest& g);
+  // The VFs still ADOPTED that no connected guest holds (not back yet, or
+  // released while its group was busy), as roster lines: the restart
+  // roster keeps them, so a second restart does not forget them. A line may
+  // outlive its VF's reclaim until the next save; the next agent's probe
+  // then reclaims it at once.
+  std::vector<RosterEntry> Orphans() const;
+
   // Offers and revokes whose deadline passed: teardown (forced), answers.
   void CheckDeadlines();
   // g is closing: its waiting requests are answered, its VF released (forced).
@@ -204,6 +248,9 @@ class VfAttachments {
   AgentEvents* events_ = nullptr;
   std::map<uint64_t, uint64_t> revoke_start_ns_;  // guest id -> revoke_begin time
   std::vector<Pending> pending_;
+  // By guest name: the roster's VFs until Readopt, and VFs released while
+  // their group was busy (orphans until Poll reclaims them).
+  std::map<std::string, RosterEntry> adopted_;
 };
 
 }  // namespace npa::agent

@@ -24,6 +24,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -68,6 +69,7 @@ class VfAttachmentsTest : public ::testing::Test {
     VfManager::Options vo;
     vo.pool = {{kVf, ""}};
     vo.bind_wait = absl::Milliseconds(200);
+    vo.adopt_probe_ms = 20;
     vfs_ = std::make_unique<VfManager>(*sys_, vfio_, vo);
     ASSERT_TRUE(vfs_->Init().ok());
 
@@ -77,6 +79,10 @@ class VfAttachmentsTest : public ::testing::Test {
     o.housekeeping_ms = 20;
     o.vfs = vfs_.get();
     if (!rarp_gaps_ms_.empty()) o.rarp_gaps_ms = rarp_gaps_ms_;
+    if (!roster_.empty()) {  // what a killed agent left (guest_registry.h)
+      o.restart_roster_path = dir_ + "/agent.guests";
+      std::ofstream(o.restart_roster_path) << roster_;
+    }
     PortFactory pf = [this](UniqueFd, const VhostDevice::Options& opts)
         -> absl::StatusOr<std::unique_ptr<GuestPort>> {
       auto p = std::make_unique<FakeGuestPort>(opts.max_queue_pairs);
@@ -98,6 +104,7 @@ class VfAttachmentsTest : public ::testing::Test {
     uplink_.reset();
     EXPECT_EQ(vfio_.open_attachments(), 0) << "a VFIO attachment leaked";
     vfs_.reset();
+    if (!roster_.empty()) unlink((dir_ + "/agent.guests").c_str());
     rmdir(dir_.c_str());
   }
 
@@ -340,6 +347,7 @@ class VfAttachmentsTest : public ::testing::Test {
   std::unique_ptr<VfManager> vfs_;
   bool with_uplink_ = false;  // set in a derived fixture's constructor
   std::vector<uint32_t> rarp_gaps_ms_;  // likewise; empty: the agent's default
+  std::string roster_;  // likewise: a restart roster the agent finds at Listen
   std::unique_ptr<TapUplink> uplink_;
   UniqueFd wire_;
   std::unique_ptr<Dataplane> dp_;

@@ -13,6 +13,7 @@ const char* VfStateName(VfState s) {
     case VfState::kRevoking: return "REVOKING";
     case VfState::kResetting: return "RESETTING";
     case VfState::kFailed: return "FAILED";
+    case VfState::kAdopted: return "ADOPTED";
   }
   return "UNKNOWN";
 }

@@ -22,6 +22,17 @@
 //              into a VFIO REQ interrupt for a guest still holding the fd.
 //   FAILED     a step the agent could not undo failed (reset, unmap, unbind).
 //              Not attachable; `npactl vf reset` retries the teardown.
+//   ADOPTED    held by a guest from before the agent restarted (the restart
+//              roster named it, guest_registry.h): the guest's shell still
+//              holds the device fd and drives the VF, whose DMA mappings live
+//              on in the dead agent's container (the device fd keeps its
+//              group, and so the container, alive). The agent has NO
+//              container, group or device fd: it never opens the group nor
+//              resets the device while the guest may hold the fd. Never
+//              offered, never reset by `npactl vf reset`. Left for RESETTING
+//              only once the group opens again (the fd was closed: a group
+//              node opens once, EBUSY while a device fd of it is open), or
+//              for REVOKING (planned detach of the returned guest).
 //
 // Every edge is in kVfTransitions (VfLifecycleTraits::kArcs, npa::Edge arcs:
 // the event of each arc is its target state); anything else is an error
@@ -55,8 +66,9 @@ enum class VfState : uint8_t {
   kRevoking,
   kResetting,
   kFailed,
+  kAdopted,
 };
-inline constexpr size_t kNumVfStates = 9;
+inline constexpr size_t kNumVfStates = 10;
 
 const char* VfStateName(VfState s);
 
@@ -86,6 +98,10 @@ struct VfLifecycleTraits {
       Edge(S::kResetting, S::kFree),
       Edge(S::kResetting, S::kFailed),
       Edge(S::kFailed, S::kResetting),    // operator retry (npactl vf reset)
+      Edge(S::kFree, S::kAdopted),        // restart roster: a guest still holds it
+      Edge(S::kAdopted, S::kRevoking),    // planned detach of the returned guest
+      Edge(S::kAdopted, S::kResetting),   // the group opened again: nobody holds it
+      Edge(S::kRevoking, S::kAdopted),    // revoke of an ADOPTED VF ended, group still busy
   };
 };
 
@@ -110,7 +126,7 @@ class VfLifecycle : public StateMachine<VfLifecycleTraits> {
   // True while a guest holds (or is being given) the VF.
   bool held() const {
     return state() == VfState::kOffered || state() == VfState::kActive ||
-           state() == VfState::kRevoking;
+           state() == VfState::kRevoking || state() == VfState::kAdopted;
   }
 };
 

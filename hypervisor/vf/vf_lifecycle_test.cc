@@ -51,6 +51,38 @@ TEST(VfLifecycle, EveryStateCanReachFreeAndHasAName) {
   }
 }
 
+// A VF a guest held across an agent restart (ADOPTED): the agent holds no
+// fd for it, so it is never handed out nor reset in place; it leaves only by
+// a planned revoke or once nobody holds it (RESETTING opens it afresh).
+TEST(VfLifecycle, AdoptedIsEnteredFromFreeOnlyAndNeverAttachable) {
+  for (size_t f = 0; f < kNumVfStates; f++) {
+    const VfState from = static_cast<VfState>(f);
+    EXPECT_EQ(IsLegalVfTransition(from, VfState::kAdopted),
+              from == VfState::kFree || from == VfState::kRevoking)
+        << VfStateName(from);
+  }
+  for (size_t t = 0; t < kNumVfStates; t++) {
+    const VfState to = static_cast<VfState>(t);
+    EXPECT_EQ(IsLegalVfTransition(VfState::kAdopted, to),
+              to == VfState::kRevoking || to == VfState::kResetting)
+        << VfStateName(to);
+  }
+  VfLifecycle lc;
+  ASSERT_TRUE(lc.Transition(VfState::kAdopted).ok());
+  EXPECT_TRUE(lc.held());
+  EXPECT_FALSE(lc.CanFire(VfState::kBinding)) << "an ADOPTED VF is never attached";
+  absl::Status s = lc.Transition(VfState::kActive);
+  EXPECT_EQ(s.message(), "VF lifecycle: illegal transition ADOPTED -> ACTIVE");
+  EXPECT_EQ(lc.state(), VfState::kAdopted);
+  // Planned revoke that found the group still busy: back to ADOPTED; then
+  // the group opens: reset and FREE.
+  ASSERT_TRUE(lc.Transition(VfState::kRevoking).ok());
+  ASSERT_TRUE(lc.Transition(VfState::kAdopted).ok());
+  std::vector<VfState> p;
+  ASSERT_TRUE(VfShortestPath(VfState::kAdopted, VfState::kFree, &p).ok());
+  EXPECT_EQ(p, (std::vector<VfState>{VfState::kResetting, VfState::kFree}));
+}
+
 TEST(VfLifecycle, NoSelfLoopsAndNoDuplicateEdges) {
   for (const auto& t : kVfTransitions) EXPECT_NE(t.from, t.to);
   for (size_t i = 0; i < std::size(kVfTransitions); i++)

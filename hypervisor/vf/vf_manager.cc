@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 
@@ -287,6 +288,8 @@ void VfManager::Finish(Vf& v, const absl::Status& teardown) {
 absl::Status VfManager::Release(uint64_t offer_id, const std::string& why, bool force_unbind) {
   Vf* v = FindOffer(offer_id);
   if (!v) return absl::NotFoundError(absl::StrCat("no VF offer ", offer_id));
+  // No fd of ours to reset with, and no unbind: see the header comment.
+  if (v->adopted) return Reclaim(*v, why);
   NPA_RETURN_IF_ERROR(Move(*v, VfState::kResetting));
   NPA_LOG(Info, "vf %s: released by guest '%s' (%s)%s", v->cfg.bdf.c_str(), v->guest_name.c_str(),
           why.c_str(), force_unbind ? ", forced" : "");
@@ -319,7 +322,93 @@ absl::Status VfManager::Release(uint64_t offer_id, const std::string& why, bool 
   return td;
 }
 
+absl::Status VfManager::Adopt(absl::string_view bdf, const std::string& guest_name,
+                              uint64_t offer_id) {
+  Vf* v = Find(bdf);
+  if (!v)
+    return absl::NotFoundError(absl::StrCat(bdf, " (held by guest '", guest_name,
+                                            "' before the restart) is not in the VF pool"));
+  if (offer_id == 0)
+    return absl::InvalidArgumentError(absl::StrCat("vf ", v->cfg.bdf, ": adopt with offer id 0"));
+  for (const auto& [b, o] : vfs_)
+    if (o.offer_id == offer_id)
+      return absl::InvalidArgumentError(absl::StrCat("vf ", v->cfg.bdf, ": offer id ", offer_id,
+                                                     " already names vf ", b));
+  if (!v->lc.CanFire(VfState::kAdopted))
+    return absl::FailedPreconditionError(absl::StrCat(
+        "vf ", v->cfg.bdf, " is ", v->lc.name(),
+        v->guest_name.empty() ? "" : absl::StrCat(" (held by guest '", v->guest_name, "')"),
+        ": cannot adopt it for guest '", guest_name, "'"));
+  NPA_RETURN_IF_ERROR(Move(*v, VfState::kAdopted));
+  v->adopted = true;
+  v->guest_id = 0;
+  v->guest_name = guest_name;
+  v->offer_id = offer_id;
+  v->next_probe_ms = 0;
+  next_offer_id_ = std::max(next_offer_id_, offer_id + 1);
+  NPA_LOG(Info, "vf %s: ADOPTED: guest '%s' held it (offer %lu) before the agent restarted; "
+          "not offered or reset until it is given back", v->cfg.bdf.c_str(), guest_name.c_str(),
+          static_cast<unsigned long>(offer_id));
+  return absl::OkStatus();
+}
+
+std::optional<VfManager::Adopted> VfManager::Rejoin(const std::string& guest_name,
+                                                    uint64_t guest_id) {
+  for (auto& [b, v] : vfs_) {
+    if (!v.adopted || v.lc.state() != VfState::kAdopted || v.guest_id != 0 ||
+        v.guest_name != guest_name)
+      continue;
+    v.guest_id = guest_id;
+    v.last_error.clear();
+    return Adopted{b, v.offer_id};
+  }
+  return std::nullopt;
+}
+
+bool VfManager::IsAdopted(uint64_t offer_id) const {
+  for (const auto& [b, v] : vfs_)
+    if (offer_id && v.offer_id == offer_id) return v.adopted;
+  return false;
+}
+
+absl::Status VfManager::Reclaim(Vf& v, const std::string& why) {
+  // The open is harmless while the guest holds the device fd: the group node
+  // refuses a second opener (EBUSY) before anything touches the device.
+  auto dev = vfio_.Open(v.cfg.bdf);
+  if (!dev.ok()) {
+    if (v.lc.state() == VfState::kRevoking) MoveOrFail(v, VfState::kAdopted);
+    v.guest_id = 0;
+    v.next_probe_ms = MonotonicMs() + opts_.adopt_probe_ms;
+    v.last_error = absl::StrCat("still held by guest '", v.guest_name, "' (", why,
+                                "): ", dev.status().message());
+    return absl::Status(dev.status().code(),
+                        absl::StrCat("vf ", v.cfg.bdf, ": ", v.last_error,
+                                     "; it stays ADOPTED until its device fd closes"));
+  }
+  v.dev = std::move(*dev);
+  v.adopted = false;
+  MoveOrFail(v, VfState::kResetting);
+  if (v.lc.state() != VfState::kResetting) {  // a bug (MoveOrFail logged it): hold nothing
+    v.dev.reset();
+    return absl::InternalError(v.last_error);
+  }
+  NPA_LOG(Info, "vf %s: reclaimed from guest '%s' (%s): nobody holds its device fd", v.cfg.bdf.c_str(),
+          v.guest_name.c_str(), why.c_str());
+  // Nothing to unmap: the guest's mappings were in the previous agent's
+  // container, which the kernel dropped with the last fd of the group.
+  absl::Status td = Teardown(v);
+  Finish(v, td);
+  if (td.ok()) v.last_error.clear();
+  return Prefix(td, absl::StrCat("vf ", v.cfg.bdf));
+}
+
 void VfManager::Poll() {
+  const uint64_t now = MonotonicMs();
+  for (auto& [bdf, v] : vfs_) {
+    if (v.lc.state() != VfState::kAdopted || v.guest_id != 0 || now < v.next_probe_ms) continue;
+    // Busy: stays an orphan (last_error says so); the next try is due later.
+    Reclaim(v, "its guest is not connected").IgnoreError();
+  }
   for (auto& [bdf, v] : vfs_) {
     if (!v.unbind || !v.unbind->done.load(std::memory_order_acquire)) continue;
     v.unbind->worker.join();
@@ -334,6 +423,12 @@ absl::Status VfManager::ResetVf(absl::string_view bdf) {
   Vf* v = Find(bdf);
   if (!v) return absl::NotFoundError(absl::StrCat(bdf, " is not in the VF pool"));
   const VfState st = v->lc.state();
+  if (v->adopted)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "vf ", v->cfg.bdf, " is ", v->lc.name(), ": guest '", v->guest_name,
+        "' has held it since before the agent restarted and may still drive it; the agent holds "
+        "no fd for it and does not reset it under the guest. Detach it first (npactl vf detach ",
+        v->guest_name, "), or stop the guest: it is reclaimed once its device fd closes"));
   if (st != VfState::kFree && st != VfState::kFailed)
     return absl::FailedPreconditionError(absl::StrCat(
         "vf ", v->cfg.bdf, " is ", v->lc.name(),
@@ -384,6 +479,8 @@ void VfManager::FillView(const Vf* v, VfView* out) const {
   out->offer_id = v->offer_id;
   out->last_error = v->last_error;
   if (v->unbind) out->last_error = "forced unbind pending: waiting for the guest to close the device fd";
+  if (v->adopted && v->guest_id == 0 && out->last_error.empty())
+    out->last_error = "its guest is not back since the agent restarted; reclaimed once its device fd closes";
 }
 
 absl::StatusOr<std::vector<VfView>> VfManager::List() const {

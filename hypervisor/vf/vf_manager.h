@@ -37,6 +37,21 @@
 // device/group/container, and if Options::restore_driver the original driver
 // is bound again. A failing reset or unmap ends in FAILED (never handed out
 // again until `npactl vf reset` succeeds).
+//
+// Adoption after an agent restart (docs/security.md "Agent restart"): the
+// restart roster names the VFs guests were using; Adopt marks each FREE ->
+// ADOPTED with its holder's name and offer id, and the agent holds NO fd for
+// it. Rejoin ties it to the guest once that guest is back (its Hello.resume).
+// It is never offered nor reset in place. It is reclaimed (ADOPTED/REVOKING
+// -> RESETTING -> FREE: open the group afresh, VFIO_DEVICE_RESET, close)
+// only once the group opens again: a group node opens once, and a device fd
+// the guest holds keeps it open (EBUSY), so a successful open is the
+// kernel's word that nobody drives the function any more. Release tries that
+// (after the returned guest's RevokeDone, or when it goes away); a busy
+// group leaves the VF ADOPTED with no live holder (an orphan), and Poll()
+// tries again every Options::adopt_probe_ms. Nothing is unbound for an
+// ADOPTED VF, forced or not: the agent cannot reset it before its holder
+// lets go, and the holder's frames are its own.
 #ifndef NPA_HYPERVISOR_VF_VF_MANAGER_H_
 #define NPA_HYPERVISOR_VF_VF_MANAGER_H_
 
@@ -88,6 +103,14 @@ class VfManager {
     std::vector<VfPoolEntry> pool;
     bool restore_driver = false;  // rebind the original driver when a VF goes FREE
     absl::Duration bind_wait = absl::Seconds(5);
+    // How often Poll() tries to open the group of an ADOPTED VF whose guest
+    // is not (or no longer) connected; 0: every Poll.
+    uint32_t adopt_probe_ms = 1000;
+  };
+  // An ADOPTED VF as Rejoin hands it to its returned guest.
+  struct Adopted {
+    std::string bdf;
+    uint64_t offer_id = 0;
   };
   struct Offer {
     control::VfOffer msg;
@@ -124,16 +147,34 @@ class VfManager {
   // comment. force_unbind additionally unbinds the function from vfio-pci on a
   // worker thread (the kernel then REQs a guest still holding the fd); the VF
   // stays RESETTING until Poll() sees the unbind finish. The returned status
-  // is the teardown's (the VF is released either way).
+  // is the teardown's (the VF is released either way). For an adopted VF
+  // (IsAdopted) it is Reclaim instead, forced or not: kUnavailable (the
+  // group's open error) when its group is still busy, and the VF stays
+  // ADOPTED without a live holder.
   absl::Status Release(uint64_t offer_id, const std::string& why, bool force_unbind);
+  // FREE -> ADOPTED: the restart roster says guest `guest_name` held `bdf`
+  // under `offer_id` when the previous agent stopped. kNotFound if not in the
+  // pool; kFailedPrecondition if not FREE (two roster lines naming one VF);
+  // kInvalidArgument for offer id 0. Later offers get ids above offer_id.
+  absl::Status Adopt(absl::string_view bdf, const std::string& guest_name, uint64_t offer_id);
+  // The guest named `guest_name` (id guest_id) is back: the ADOPTED VF it
+  // held, now tied to guest_id (OfferOfGuest finds it), or nullopt if it
+  // held none that is still waiting for it.
+  std::optional<Adopted> Rejoin(const std::string& guest_name, uint64_t guest_id);
+  // The VF of offer_id was adopted (ADOPTED, or REVOKING from there): the
+  // agent has no fd for it.
+  bool IsAdopted(uint64_t offer_id) const;
   // npactl vf reset: a FREE or FAILED pooled VF is bound (if needed), opened,
   // reset and closed. kFailedPrecondition "... detach it first" if a guest
-  // holds it; kNotFound if not in the pool.
+  // holds it (for an ADOPTED one: naming the holder and that the agent has
+  // no fd for it); kNotFound if not in the pool.
   absl::Status ResetVf(absl::string_view bdf);
   // npactl vf enable: sriov_numvfs on a PF (VfBinder::EnableVfs).
   absl::StatusOr<std::vector<std::string>> EnableVfs(absl::string_view pf, int num_vfs);
 
-  // Finishes forced unbinds whose worker is done. Control thread, periodic.
+  // Finishes forced unbinds whose worker is done, and tries to reclaim the
+  // ADOPTED VFs nobody connected holds (adopt_probe_ms apart). Control
+  // thread, periodic.
   void Poll();
 
   // Network-class functions, SR-IOV PFs, VFs and pooled functions, by BDF.
@@ -164,6 +205,8 @@ class VfManager {
     uint64_t offer_id = 0;
     std::string last_error;
     std::unique_ptr<Unbind> unbind;
+    bool adopted = false;        // ADOPTED, or REVOKING from there: no fd held
+    uint64_t next_probe_ms = 0;  // Poll's next try at the group of an orphan
   };
 
   Vf* Find(absl::string_view bdf);
@@ -182,6 +225,11 @@ class VfManager {
   // first failure; the rest still runs.
   absl::Status Teardown(Vf& v);
   void Finish(Vf& v, const absl::Status& teardown);
+  // An adopted VF: open its group afresh; only if that succeeds (nobody
+  // holds a device fd) RESETTING -> reset, close -> FREE. A busy group:
+  // REVOKING -> ADOPTED, guest_id 0 (an orphan Poll retries), the open's
+  // error returned.
+  absl::Status Reclaim(Vf& v, const std::string& why);
   std::string ChooseResetMethod(const Vf& v) const;
   void FillView(const Vf* v, VfView* out) const;
 

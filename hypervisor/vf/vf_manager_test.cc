@@ -350,5 +350,118 @@ TEST_F(VfManagerTest, EnableVfsCreatesVirtfns) {
   EXPECT_TRUE(off->empty());
 }
 
+// A VF a guest held across an agent restart (ADOPTED, from the restart
+// roster): the agent opens nothing for it, never offers or resets it, and
+// reclaims it (open afresh, reset, close, FREE) only once its group opens,
+// i.e. once nobody holds the device fd (a busy group: the fake's open fault).
+TEST_F(VfManagerTest, AdoptedVfIsNeverOfferedOrResetUntilItsGroupOpens) {
+  VfManager::Options o = Pool();
+  o.adopt_probe_ms = 0;  // every Poll tries the group
+  VfManager m(*sys_, vfio_, o);
+  ASSERT_TRUE(m.Init().ok());
+  ASSERT_TRUE(m.Adopt(kVirtio, "g1", 7).ok());
+  EXPECT_EQ(*m.StateOf(kVirtio), VfState::kAdopted);
+  EXPECT_TRUE(m.IsAdopted(7));
+  EXPECT_TRUE(vfio_.Log().empty()) << "adopting opens no group and resets nothing";
+  // Refusals, none of which touches the device.
+  EXPECT_TRUE(absl::IsNotFound(m.Adopt("0000:09:00.0", "g2", 8)));
+  EXPECT_TRUE(absl::IsInvalidArgument(m.Adopt(kE1000e, "g2", 0)));
+  absl::Status dup = m.Adopt(kE1000e, "g2", 7);
+  EXPECT_TRUE(absl::IsInvalidArgument(dup)) << dup;
+  EXPECT_NE(dup.message().find("already names vf 0000:01:00.0"), absl::string_view::npos) << dup;
+  absl::Status twice = m.Adopt(kVirtio, "g2", 9);
+  EXPECT_TRUE(absl::IsFailedPrecondition(twice)) << twice;
+  EXPECT_NE(twice.message().find("is ADOPTED (held by guest 'g1')"), absl::string_view::npos) << twice;
+  auto other = m.Attach(kVirtio, 12, "g2", regions_);
+  EXPECT_TRUE(absl::IsFailedPrecondition(other.status()));
+  EXPECT_NE(other.status().message().find("ADOPTED (held by guest 'g1'), not FREE"),
+            absl::string_view::npos)
+      << other.status();
+  absl::Status rs = m.ResetVf(kVirtio);
+  EXPECT_TRUE(absl::IsFailedPrecondition(rs));
+  EXPECT_NE(rs.message().find("vf 0000:01:00.0 is ADOPTED: guest 'g1'"), absl::string_view::npos) << rs;
+  EXPECT_NE(rs.message().find("npactl vf detach g1"), absl::string_view::npos) << rs;
+  EXPECT_TRUE(absl::IsFailedPrecondition(m.RequestRelease(7))) << "no fd: no VFIO REQ";
+  EXPECT_TRUE(absl::IsFailedPrecondition(m.Accepted(7)));
+  EXPECT_EQ(*m.StateOf(kVirtio), VfState::kAdopted);
+  EXPECT_TRUE(vfio_.Log().empty());
+  auto d = m.Describe(kVirtio);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->state, "ADOPTED");
+  EXPECT_EQ(d->guest, "g1");
+  EXPECT_EQ(d->offer_id, 7u);
+  EXPECT_NE(d->last_error.find("not back"), std::string::npos) << d->last_error;
+  // New offers never reuse the adopted offer id.
+  auto o2 = m.Attach(kE1000e, 12, "g2", regions_);
+  ASSERT_TRUE(o2.ok()) << o2.status();
+  EXPECT_GT(o2->msg.offer_id(), 7u);
+
+  // The guest is back: the VF is tied to it (and only to it, once).
+  EXPECT_FALSE(m.Rejoin("g2", 12).has_value());
+  auto a = m.Rejoin("g1", 5);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->bdf, kVirtio);
+  EXPECT_EQ(a->offer_id, 7u);
+  EXPECT_EQ(m.OfferOfGuest(5), 7u);
+  EXPECT_FALSE(m.Rejoin("g1", 6).has_value());
+  EXPECT_TRUE(m.Describe(kVirtio)->last_error.empty());
+
+  // A planned revoke whose guest still holds the fd (group busy): back to
+  // ADOPTED with no live holder; no reset, no unbind.
+  vfio_.Clear();
+  sys_->write_log.clear();
+  vfio_.faults.open = true;
+  ASSERT_TRUE(m.BeginRevoke(7).ok());
+  EXPECT_EQ(*m.StateOf(kVirtio), VfState::kRevoking);
+  absl::Status busy = m.Release(7, "revoke_done", /*force_unbind=*/true);
+  EXPECT_TRUE(absl::IsUnavailable(busy)) << busy;
+  EXPECT_NE(busy.message().find("still held by guest 'g1'"), absl::string_view::npos) << busy;
+  EXPECT_NE(busy.message().find("stays ADOPTED until its device fd closes"), absl::string_view::npos);
+  EXPECT_EQ(*m.StateOf(kVirtio), VfState::kAdopted);
+  EXPECT_FALSE(m.OfferOfGuest(5).has_value()) << "an orphan: no live holder";
+  EXPECT_EQ(m.Describe(kVirtio)->guest, "g1");
+  m.Poll();  // the probe: still busy
+  EXPECT_EQ(*m.StateOf(kVirtio), VfState::kAdopted);
+  EXPECT_EQ(vfio_.Log(), (std::vector<std::string>{"open 0000:01:00.0", "open 0000:01:00.0"}));
+  EXPECT_TRUE(sys_->write_log.empty()) << "nothing unbound, forced or not";
+  // The holder let go: the next probe reclaims it (open, reset, close).
+  vfio_.Clear();
+  vfio_.faults.open = false;
+  m.Poll();
+  EXPECT_EQ(*m.StateOf(kVirtio), VfState::kFree);
+  EXPECT_EQ(vfio_.Log(), (std::vector<std::string>{"open 0000:01:00.0", "reset 0000:01:00.0",
+                                                   "close 0000:01:00.0"}));
+  EXPECT_EQ(vfio_.open_attachments(), 1) << "only the e1000e's offer is open";
+  EXPECT_FALSE(m.IsAdopted(7));
+  EXPECT_EQ(m.Describe(kVirtio)->guest, "");
+  // And it is an ordinary pooled VF again.
+  auto o3 = m.Attach(kVirtio, 13, "g3", regions_);
+  ASSERT_TRUE(o3.ok()) << o3.status();
+}
+
+// The returned guest gives the VF back (RevokeDone, unsolicited or after a
+// revoke) and its group opens: ADOPTED -> RESETTING -> FREE at once; a
+// failing reset there ends in FAILED like any teardown.
+TEST_F(VfManagerTest, AdoptedVfGivenBackIsResetOrFailed) {
+  VfManager m(*sys_, vfio_, Pool());
+  ASSERT_TRUE(m.Init().ok());
+  ASSERT_TRUE(m.Adopt(kVirtio, "g1", 3).ok());
+  ASSERT_TRUE(m.Adopt(kE1000e, "g2", 4).ok());
+  ASSERT_TRUE(m.Rejoin("g1", 1).has_value());
+  ASSERT_TRUE(m.Rejoin("g2", 2).has_value());
+  ASSERT_TRUE(m.Release(3, "the guest gave it back", false).ok());
+  EXPECT_EQ(*m.StateOf(kVirtio), VfState::kFree);
+  vfio_.faults.reset = true;
+  ASSERT_TRUE(m.BeginRevoke(4).ok());
+  absl::Status s = m.Release(4, "revoke_done", false);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(*m.StateOf(kE1000e), VfState::kFailed);
+  EXPECT_EQ(vfio_.open_attachments(), 0);
+  // FAILED is the ordinary one now: npactl vf reset retries it.
+  vfio_.faults.reset = false;
+  EXPECT_TRUE(m.ResetVf(kE1000e).ok());
+  EXPECT_EQ(*m.StateOf(kE1000e), VfState::kFree);
+}
+
 }  // namespace
 }  // namespace npa::agent

@@ -3,7 +3,7 @@
 // One binary, four roles:
 //
 //   guest  --socket S --name N --ip A --peer-ip P --peer-mac M [--mac M] [--port N]
-//          [--pps R] [--secs T] --out FILE [--hosts A,B] [--tick MS]
+//          [--pps R] [--secs T] --out FILE [--hosts A,B] [--tick MS] [--reconnect-ms MS]
 //          A guest process on libnpa_shell (no kernel stack under it): sends a
 //          sequence-numbered unicast UDP stream (tests/demo/netproto.h) to
 //          P:port at R datagrams/s on whatever path and agent the shell is on,
@@ -16,7 +16,9 @@
 //          Every RX gap over 20 ms: "GAP rx mono_end=<s> ms=<g>".
 //          SIGUSR1: stop sending, keep receiving. SIGTERM or T seconds: finish,
 //          print "GUEST: sent=.. received=.. duplicates=.. reordered=.. max_rx_gap_ms=.."
-//          and write the RX record to --out.
+//          and write the RX record to --out. --reconnect-ms: the shell's
+//          npa_shell_open_args.reconnect_ms (an agent restarted under TCG
+//          takes longer than the default 3 s to listen again).
 //   peer   --ip P --guest-ip A [--port N] [--pps R] [--secs T] --out FILE [--tick MS]
 //          The traffic peer on a kernel UDP socket (in its own namespace):
 //          starts its own stream to A when the guest's first datagram arrives
@@ -85,7 +87,7 @@ struct Args {
   Mac peer_mac{}, mac{};
   bool has_peer_mac = false, has_mac = false;
   uint16_t port = 9000;
-  double pps = 300, secs = 60, tick_ms = 250;
+  double pps = 300, secs = 60, tick_ms = 250, reconnect_ms = 0;
   uint64_t expect = 0;
   bool has_expect = false;
 };
@@ -95,6 +97,7 @@ int Usage(const char* why) {
           "npa-lab-story: %s\n"
           "usage: npa-lab-story guest --socket S --name N --ip A --peer-ip P --peer-mac M [--mac M]\n"
           "                           [--port N] [--pps R] [--secs T] --out FILE [--hosts A,B] [--tick MS]\n"
+          "                           [--reconnect-ms MS]\n"
           "       npa-lab-story peer --ip P --guest-ip A [--port N] [--pps R] [--secs T] --out FILE [--tick MS]\n"
           "       npa-lab-story watch --if IF[,IF...] --mac M [--secs T]\n"
           "       npa-lab-story check --file F --expect N\n",
@@ -239,6 +242,7 @@ struct Guest {
     oa.name = a.name.c_str();
     oa.flags = NPA_SHELL_F_NO_HUGEPAGES;
     if (a.has_mac) memcpy(oa.mac, a.mac.data(), 6);
+    oa.reconnect_ms = static_cast<uint32_t>(a.reconnect_ms);
     if (npa_shell_open(&oa, &sh) < 0) {
       printf("FAIL: open: %s\n", npa_shell_last_error(nullptr));
       return 1;
@@ -520,6 +524,7 @@ int main(int argc, char** argv) {
     } else if (k == "--pps") ok = num(&a.pps) && a.pps <= 100000;
     else if (k == "--secs") ok = num(&a.secs) && a.secs <= 3600;
     else if (k == "--tick") ok = num(&a.tick_ms) && a.tick_ms >= 10;
+    else if (k == "--reconnect-ms") ok = num(&a.reconnect_ms) && a.reconnect_ms <= 600000;
     else if (k == "--expect") {
       double d;
       ok = num(&d) && d <= kMaxSeq;

@@ -382,7 +382,8 @@ two_agent() {
 # say TEXT: a timestamped progress line in the scenario's log (and live).
 say() { echo "[$(two_now)] $*"; live ">>> $*"; }
 # two_traffic HOSTS: the watcher on tor's ports, the peer and the guest g1 on
-# agent A (TWO_PPS datagrams/s each way, default 250); returns once both streams flow.
+# agent A (TWO_PPS datagrams/s each way, default 250; TWO_GUEST_ARGS: more
+# npa-lab-story guest options); returns once both streams flow.
 two_traffic() {
   rm -f /tmp/two-*.rec /tmp/two-watch.log /tmp/two-peer.log /tmp/two-guest.log
   /lab/bin/npa-lab-story watch --if "$TWO_PORTS" --mac $TWO_GMAC --secs 600 >/tmp/two-watch.log 2>&1 &
@@ -393,7 +394,7 @@ two_traffic() {
   two_wait /tmp/two-peer.log READY 50
   /lab/bin/npa-lab-story guest --socket /run/npa-A.sock --name g1 --ip $TWO_GIP --peer-ip $TWO_PIP \
     --peer-mac $TWO_PMAC --mac $TWO_GMAC --pps ${TWO_PPS:-250} --secs 600 --out /tmp/two-guest.rec \
-    --hosts "$1" >/tmp/two-guest.log 2>&1 &
+    --hosts "$1" ${TWO_GUEST_ARGS:-} >/tmp/two-guest.log 2>&1 &
   TWO_GUEST=$!; TWO_PIDS="$TWO_PIDS $!"
   two_wait /tmp/two-guest.log '^SHELL' 100
   local i=0
