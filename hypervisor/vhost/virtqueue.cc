@@ -101,11 +101,20 @@ int32_t VirtQueue::CountAvail(uint16_t idx, std::string* violation) {
   return static_cast<uint16_t>(idx - last_avail_);
 }
 
-void VirtQueue::PushUsed(uint16_t head, uint32_t len) {
-  npa_vring_used_elem* e = &ring_.used->ring[used_shadow_ & mask_];
+namespace {
+// One used element at *shadow (then advanced); published later, per burst.
+// Free of the members so that loops can keep the ring state in locals.
+inline void WriteUsed(npa_vring_used_elem* uring, uint32_t mask, uint16_t* shadow, uint16_t head,
+                      uint32_t len) {
+  npa_vring_used_elem* e = &uring[*shadow & mask];
   e->id = head;
   e->len = len;
-  ++used_shadow_;
+  ++*shadow;
+}
+}  // namespace
+
+void VirtQueue::PushUsed(uint16_t head, uint32_t len) {
+  WriteUsed(ring_.used->ring, mask_, &used_shadow_, head, len);
 }
 
 void VirtQueue::PublishUsedAndNotify() {
@@ -276,16 +285,26 @@ void VirtQueue::ReleaseTx(uint16_t n) {
     if (orphaned_ == 0 && !holds_.empty()) holds_.clear();
     return;
   }
-  while (pend_rd_ != pend_wr_) {
-    const Pending p = pending_[pend_rd_ & mask_];
+  // The loop's state in locals: the used-element stores go to guest memory,
+  // which the compiler must assume could alias the members, and would make
+  // it reload each one every entry.
+  const Pending* const pend = pending_.data();
+  npa_vring_used_elem* const uring = ring_.used->ring;
+  const uint32_t mask = mask_, wr = pend_wr_;
+  uint32_t rd = pend_rd_;
+  uint16_t shadow = used_shadow_;
+  while (rd != wr) {
+    const Pending p = pend[rd & mask];
     if (!p.dropped) {
       if (n == 0) break;
       --n;
     }
-    PushUsed(p.head, 0);  // TX buffers are read-only: 0 bytes written (§2.7.8)
-    ++pend_rd_;
+    WriteUsed(uring, mask, &shadow, p.head, 0);  // TX is read-only: 0 bytes written (§2.7.8)
+    ++rd;
   }
-  if (pend_rd_ == pend_wr_ && orphaned_ == 0 && !holds_.empty()) holds_.clear();
+  pend_rd_ = rd;
+  used_shadow_ = shadow;
+  if (rd == wr && orphaned_ == 0 && !holds_.empty()) holds_.clear();
   PublishUsedAndNotify();
 }
 
