@@ -177,14 +177,14 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
   const uint32_t budget = desc_budget != nullptr ? *desc_budget : UINT32_MAX;
   uint32_t extra = 0;  // descriptors walked beyond one per chain
   int32_t lim = budget < static_cast<uint32_t>(avail) ? static_cast<int32_t>(budget) : avail;
-  const GuestMemory& mem = *mem_;
   const volatile npa_vring_desc* const desc = ring_.desc;
   const uint16_t num = ring_.num;
   Pending* const pend = pending_.data();
   const uint16_t mask = mask_, last = last_avail_;
   // The ring state the fast path uses sits in locals (stores through `out`
   // could alias the members); the full walk below syncs them around itself.
-  uint32_t wr = pend_wr_, hint = hint_;
+  uint32_t wr = pend_wr_;
+  GuestMemory::Lookup look(*mem_, hint_);
   while (produced < n && consumed < lim) {
     const uint16_t head = aring[static_cast<uint16_t>(last + consumed) & mask];
     GuestFrame& f = out[produced];
@@ -199,7 +199,7 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
       const uint32_t len = vd->len;
       if (!(flags & (NPA_VRING_DESC_F_NEXT | NPA_VRING_DESC_F_INDIRECT | NPA_VRING_DESC_F_WRITE)) &&
           len > kNetHdrLen && len - kNetHdrLen <= kMaxFrameLen) {
-        uint8_t* host = mem.GpaToHost(addr, len, &hint);
+        uint8_t* host = look.ToHost(addr, len);
         if (host != nullptr) {
           std::memcpy(&f.hdr, host, kNetHdrLen);
           f.segs[0] = {host + kNetHdrLen, len - kNetHdrLen};
@@ -215,7 +215,7 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
       }
     }
     pend_wr_ = wr;
-    hint_ = hint;
+    hint_ = look.hint();
     ChainWalk w;
     ChainError e;
     if (!WalkChain(ring_.desc, ring_.num, head, *mem_, &hint_, ChainDir::kReadable, bufs,
@@ -246,10 +246,10 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
       ++dropped;
     }
     wr = pend_wr_;
-    hint = hint_;
+    look.Sync(hint_);
   }
   pend_wr_ = wr;
-  hint_ = hint;
+  hint_ = look.hint();
   last_avail_ = static_cast<uint16_t>(last_avail_ + consumed);
   PublishUsedAndNotify();
   if (desc_budget != nullptr) *desc_budget -= std::min<uint32_t>(consumed + extra, *desc_budget);
