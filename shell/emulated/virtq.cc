@@ -151,6 +151,58 @@ void VirtqBase::Publish(uint16_t idx, QueueCounters* c) {
   if (!(__atomic_load_n(&used_->flags, __ATOMIC_RELAXED) & NPA_VRING_USED_F_NO_NOTIFY)) Kick(c);
 }
 
+// The split producer's state in locals for a loop (as PackedProducer for
+// packed rings): the frame-header, descriptor and pool stores in a burst
+// could alias the members as far as the compiler knows, and it would reload
+// each of them for every frame. The pointers never change after Init;
+// num_free is the one member a loop must store back (and reload after any
+// call that uses num_free_ itself). Put is the one place a split ring's
+// single-descriptor buffer is posted.
+struct VirtqBase::SplitProducer {
+  npa_vring_desc* desc;
+  npa_buf** cookie;
+  uint16_t* chain_len;
+  uint16_t* shadow;
+  uint16_t* aring;
+  uint16_t mask;
+  uint16_t num_free;
+  // The descriptor (id == slot unless that one is still in use), the
+  // avail entry (rewritten only when the id differs from last time), the
+  // accounting. num_free > 0 is the caller's check.
+  inline void Put(VirtqBase* q, uint16_t* idx, npa_buf* b, uint64_t addr, uint32_t len,
+                  uint16_t flags) {
+    const uint16_t slot = static_cast<uint16_t>(*idx & mask);
+    uint16_t id = slot;
+    if (NPA_UNLIKELY(cookie[id] != nullptr)) id = q->FindFree();
+    npa_vring_desc* d = &desc[id];
+    d->addr = addr;
+    d->len = len;
+    d->flags = flags;
+    cookie[id] = b;
+    chain_len[id] = 1;
+    if (NPA_UNLIKELY(shadow[slot] != id)) {
+      aring[slot] = id;
+      shadow[slot] = id;
+    }
+    (*idx)++;
+    num_free--;
+  }
+};
+
+inline VirtqBase::SplitProducer VirtqBase::LoadSplit() const {
+  return {desc_, cookie_, chain_len_, shadow_, avail_->ring, mask_, num_free_};
+}
+
+namespace {
+// The fast path's virtio-net header: all zero (no offload), two stores.
+inline void ZeroTxHdr(void* h) {
+  const uint64_t z8 = 0;
+  const uint32_t z4 = 0;
+  memcpy(h, &z8, 8);
+  memcpy(static_cast<uint8_t*>(h) + 8, &z4, 4);
+}
+}  // namespace
+
 // ------------------------------------------------------------------ TX
 
 uint32_t TxVirtq::Reclaim(QueueCounters* c) {
@@ -165,29 +217,39 @@ uint32_t TxVirtq::Reclaim(QueueCounters* c) {
     QueueCounters::Add(c->tx_bad, 1);
     return 0;
   }
+  // The loop's state in locals: the pool's stores could alias the members
+  // as far as the compiler knows (it would reload them every entry).
+  const npa_vring_used_elem* const uring = used_->ring;
+  npa_buf** const cookie = cookie_;
+  const uint16_t* const chain_len = chain_len_;
+  const uint32_t size = size_;
+  const uint16_t mask = mask_;
+  BufPool* const pool = pool_;
+  uint16_t nf = num_free_;
   uint16_t u = last_used_;
   for (uint16_t k = 0; k < cnt; k++, u++) {
-    const uint32_t id = used_->ring[u & mask_].id;
-    npa_buf* b = id < size_ ? cookie_[id] : nullptr;
+    const uint32_t id = uring[u & mask].id;
+    npa_buf* b = id < size ? cookie[id] : nullptr;
     if (NPA_UNLIKELY(!IsHead(b))) {
       QueueCounters::Add(c->tx_bad, 1);
       continue;
     }
-    cookie_[id] = nullptr;
-    const uint16_t len = chain_len_[id];
+    cookie[id] = nullptr;
+    const uint16_t len = chain_len[id];
     if (NPA_LIKELY(len == 1)) {
-      num_free_++;
-      pool_->FreeSeg(b);
+      nf++;
+      pool->FreeSeg(b);
       continue;
     }
     uint16_t d = static_cast<uint16_t>(id);
     for (uint16_t j = 1; j < len; j++) {
       d = chain_next_[d];
-      cookie_[d] = nullptr;
+      cookie[d] = nullptr;
     }
-    num_free_ = static_cast<uint16_t>(num_free_ + len);
-    pool_->FreeFrame(b);
+    nf = static_cast<uint16_t>(nf + len);
+    pool->FreeFrame(b);
   }
+  num_free_ = nf;
   last_used_ = used_idx;
   return cnt;
 }
@@ -196,21 +258,9 @@ uint32_t TxVirtq::Reclaim(QueueCounters* c) {
 // slot unless that is still in use), the avail entry, the accounting.
 // num_free_ > 0 is the caller's check.
 inline void TxVirtq::PlaceOne(npa_buf* b, uint16_t* idx) {
-  const uint16_t slot = static_cast<uint16_t>(*idx & mask_);
-  uint16_t id = slot;
-  if (NPA_UNLIKELY(cookie_[id] != nullptr)) id = FindFree();
-  npa_vring_desc* d = &desc_[id];
-  d->addr = b->iova + b->data_off - kNetHdrLen;
-  d->len = b->data_len + kNetHdrLen;
-  d->flags = 0;
-  cookie_[id] = b;
-  chain_len_[id] = 1;
-  if (NPA_UNLIKELY(shadow_[slot] != id)) {
-    avail_->ring[slot] = id;
-    shadow_[slot] = id;
-  }
-  (*idx)++;
-  num_free_--;
+  SplitProducer p = LoadSplit();
+  p.Put(this, idx, b, b->iova + b->data_off - kNetHdrLen, b->data_len + kNetHdrLen, 0);
+  num_free_ = p.num_free;
 }
 
 bool TxVirtq::HardwareTso(const npa_buf* b) const {
@@ -291,6 +341,36 @@ bool TxVirtq::EnqueueChain(npa_buf* b, uint16_t* idx, QueueCounters* c) {
   return true;
 }
 
+bool TxVirtq::BurstOne(npa_buf* b, uint16_t* idx, uint16_t* extra, uint64_t* bytes,
+                       QueueCounters* c) {
+  // virtio-net has no VLAN insertion: the tag goes in here, before TSO
+  // (every segment carries it) and before the header is encoded (it moves
+  // csum_start). A frame the ring then cannot take comes back tagged.
+  if (b->ol_flags != 0) {
+    if ((b->ol_flags & NPA_BUF_OL_TX_VLAN) != 0 && !InsertVlan(b)) {
+      QueueCounters::Add(c->tx_bad, 1);
+      pool_->FreeFrame(b);
+      return true;
+    }
+    if ((b->ol_flags & (NPA_BUF_OL_TX_TSO4 | NPA_BUF_OL_TX_TSO6)) != 0 && !HardwareTso(b))
+      return EnqueueSoftwareTso(b, idx, c, extra);
+  }
+  if (b->next != nullptr) return EnqueueChain(b, idx, c);
+  if (num_free_ == 0) return false;
+  auto* h = reinterpret_cast<npa_virtio_net_hdr_mrg_rxbuf*>(
+      static_cast<uint8_t*>(npa_buf_data(b)) - kNetHdrLen);
+  if (b->ol_flags == 0 && b->data_off >= NPA_BUF_META_SIZE + kNetHdrLen) {
+    ZeroTxHdr(h);  // the VLAN tag went in and nothing else was asked
+  } else if (b->data_off < NPA_BUF_META_SIZE + kNetHdrLen || !EncodeTxHdr(b, features_, h)) {
+    QueueCounters::Add(c->tx_bad, 1);
+    pool_->FreeSeg(b);
+    return true;
+  }
+  PlaceOne(b, idx);
+  *bytes += b->data_len;
+  return true;
+}
+
 uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
   // Ring kind: one test per burst, never per frame.
   if (NPA_UNLIKELY(packed_)) return PackedBurst(bufs, n, c);
@@ -307,44 +387,26 @@ uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
   uint64_t bytes = 0;
   uint16_t extra = 0;  // avail entries beyond one per frame (software TSO)
   uint16_t i = 0;
+  SplitProducer p = LoadSplit();
   for (; i < n; i++) {
     npa_buf* b = bufs[i];
-    // virtio-net has no VLAN insertion: the tag goes in here, before TSO
-    // (every segment carries it) and before the header is encoded (it moves
-    // csum_start). A frame the ring then cannot take comes back tagged.
-    // One test on the common path (no offload requested).
-    if (NPA_UNLIKELY(b->ol_flags != 0)) {
-      if ((b->ol_flags & NPA_BUF_OL_TX_VLAN) != 0 && !InsertVlan(b)) {
-        QueueCounters::Add(c->tx_bad, 1);
-        pool_->FreeFrame(b);
-        continue;
-      }
-      if ((b->ol_flags & (NPA_BUF_OL_TX_TSO4 | NPA_BUF_OL_TX_TSO6)) != 0 && !HardwareTso(b)) {
-        if (!EnqueueSoftwareTso(b, &idx, c, &extra)) break;
-        continue;
-      }
-    }
-    if (NPA_UNLIKELY(b->next != nullptr)) {
-      if (!EnqueueChain(b, &idx, c)) break;
+    // The common frame, one test each: no offload requested, one segment,
+    // room for the header in front of the data. The rest go to BurstOne,
+    // which runs the same steps on the members.
+    if (NPA_LIKELY(b->ol_flags == 0 && b->next == nullptr &&
+                   b->data_off >= NPA_BUF_META_SIZE + kNetHdrLen)) {
+      if (NPA_UNLIKELY(p.num_free == 0)) break;
+      ZeroTxHdr(static_cast<uint8_t*>(npa_buf_data(b)) - kNetHdrLen);
+      p.Put(this, &idx, b, b->iova + b->data_off - kNetHdrLen, b->data_len + kNetHdrLen, 0);
+      bytes += b->data_len;
       continue;
     }
-    if (NPA_UNLIKELY(num_free_ == 0)) break;
-    auto* h = reinterpret_cast<npa_virtio_net_hdr_mrg_rxbuf*>(
-        static_cast<uint8_t*>(npa_buf_data(b)) - kNetHdrLen);
-    if (NPA_LIKELY(b->ol_flags == 0 && b->data_off >= NPA_BUF_META_SIZE + kNetHdrLen)) {
-      // Zeroed-header fast path: two plain stores, no offload decoding.
-      uint64_t z8 = 0;
-      uint32_t z4 = 0;
-      memcpy(h, &z8, 8);
-      memcpy(reinterpret_cast<uint8_t*>(h) + 8, &z4, 4);
-    } else if (b->data_off < NPA_BUF_META_SIZE + kNetHdrLen || !EncodeTxHdr(b, features_, h)) {
-      QueueCounters::Add(c->tx_bad, 1);
-      pool_->FreeSeg(b);
-      continue;
-    }
-    PlaceOne(b, &idx);
-    bytes += b->data_len;
+    num_free_ = p.num_free;
+    const bool more = BurstOne(b, &idx, &extra, &bytes, c);
+    p.num_free = num_free_;
+    if (!more) break;
   }
+  num_free_ = p.num_free;
   const uint16_t queued = static_cast<uint16_t>(idx - avail_idx_);
   if (queued) {
     Publish(idx, c);
@@ -367,25 +429,15 @@ uint32_t RxVirtq::Refill(QueueCounters* c) {
     uint32_t want = num_free_ < 64 ? num_free_ : 64;
     uint32_t k = pool_->AllocRaw(tmp, want);
     if (k == 0) break;
+    SplitProducer p = LoadSplit();
     for (uint32_t j = 0; j < k; j++) {
       npa_buf* b = tmp[j];
-      const uint16_t slot = static_cast<uint16_t>(idx & mask_);
-      uint16_t id = slot;
-      if (NPA_UNLIKELY(cookie_[id] != nullptr)) id = FindFree();
       // The descriptor starts kNetHdrLen before the default data offset so
       // the frame itself lands at NPA_BUF_DATA_OFF (buf.h slot layout).
-      desc_[id].addr = b->iova + NPA_BUF_DATA_OFF - kNetHdrLen;
-      desc_[id].len = kRxBufLen;
-      desc_[id].flags = NPA_VRING_DESC_F_WRITE;
-      cookie_[id] = b;
-      chain_len_[id] = 1;
-      if (NPA_UNLIKELY(shadow_[slot] != id)) {
-        avail_->ring[slot] = id;
-        shadow_[slot] = id;
-      }
-      idx++;
-      num_free_--;
+      p.Put(this, &idx, b, b->iova + NPA_BUF_DATA_OFF - kNetHdrLen, kRxBufLen,
+            NPA_VRING_DESC_F_WRITE);
     }
+    num_free_ = p.num_free;
     total += k;
   }
   if (total) Publish(idx, c);
