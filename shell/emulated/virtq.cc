@@ -517,58 +517,78 @@ uint16_t RxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
   }
   uint16_t got = 0;
   uint64_t bytes = 0;
+  // The loop's state in locals: the stores into the buffers and bufs[]
+  // could alias the members as far as the compiler knows (it would reload
+  // them every entry). The mergeable path works on the members: synced
+  // around it.
+  const npa_vring_used_elem* const uring = used_->ring;
+  npa_buf** const cookie = cookie_;
+  const uint32_t size = size_;
+  const uint16_t mask = mask_;
+  BufPool* const pool = pool_;
+  const bool mrg = mrg_;
+  uint16_t lu = last_used_, nf = num_free_;
   while (got < n && avail > 0) {
-    const npa_vring_used_elem e = used_->ring[last_used_ & mask_];
-    npa_buf* b = e.id < size_ ? cookie_[e.id] : nullptr;
+    const npa_vring_used_elem e = uring[lu & mask];
+    npa_buf* b = e.id < size ? cookie[e.id] : nullptr;
     if (NPA_UNLIKELY(!IsHead(b))) {
       QueueCounters::Add(c->rx_bad, 1);
-      last_used_++;
+      lu++;
       avail--;
       continue;
     }
     if (avail > 1) {
       // Next frame's buffer: its header line (device-written) and its npa_buf
       // line (we write it next iteration).
-      const uint32_t nid = used_->ring[(last_used_ + 1) & mask_].id;
-      if (nid < size_ && IsHead(cookie_[nid])) {
-        __builtin_prefetch(cookie_[nid], 1);
-        __builtin_prefetch(reinterpret_cast<uint8_t*>(cookie_[nid]) + NPA_BUF_META_SIZE, 0);
+      const uint32_t nid = uring[(lu + 1) & mask].id;
+      if (nid < size && IsHead(cookie[nid])) {
+        __builtin_prefetch(cookie[nid], 1);
+        __builtin_prefetch(reinterpret_cast<uint8_t*>(cookie[nid]) + NPA_BUF_META_SIZE, 0);
       }
     }
     const auto* h = reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
         reinterpret_cast<const uint8_t*>(b) + NPA_BUF_DATA_OFF - kNetHdrLen);
-    if (NPA_UNLIKELY(mrg_ && h->num_buffers != 1)) {
+    if (NPA_UNLIKELY(mrg && h->num_buffers != 1)) {
+      last_used_ = lu;
+      num_free_ = nf;
       const uint16_t nb = h->num_buffers;
       npa_buf* f = nullptr;
+      bool stop = false;
       if (nb == 0 || nb > in_flight()) {  // impossible count: drop the one buffer
         TakeUsed(e.id);
         pool_->FreeSeg(b);
         QueueCounters::Add(c->rx_bad, 1);
         last_used_++;
         avail--;
-        continue;
+      } else if (!TakeMerged(nb, avail, &f, &bytes, c)) {
+        stop = true;
+      } else {
+        avail = static_cast<uint16_t>(avail - nb);
+        if (f) bufs[got++] = f;
       }
-      if (!TakeMerged(nb, avail, &f, &bytes, c)) break;
-      avail = static_cast<uint16_t>(avail - nb);
-      if (f) bufs[got++] = f;
+      lu = last_used_;
+      nf = num_free_;
+      if (stop) break;
       continue;
     }
-    cookie_[e.id] = nullptr;
-    num_free_++;
-    last_used_++;
+    cookie[e.id] = nullptr;
+    nf++;
+    lu++;
     avail--;
     if (NPA_UNLIKELY(e.len < kNetHdrLen || e.len > kRxBufLen)) {
-      pool_->FreeSeg(b);
+      pool->FreeSeg(b);
       QueueCounters::Add(c->rx_bad, 1);
       QueueCounters::Add(c->rx_dropped, 1);
       continue;
     }
     const uint32_t len = e.len - kNetHdrLen;
     // Offsets outside the frame or an impossible GSO: never passed on.
-    if (!FinishRxFrame(b, h, len, pool_, c)) continue;
+    if (!FinishRxFrame(b, h, len, pool, c)) continue;
     bufs[got++] = b;
     bytes += len;
   }
+  last_used_ = lu;
+  num_free_ = nf;
   EndRxBurst(bufs, got, bytes, strip_vlan_, c);
   if (num_free_ >= kRxRefillBatch) Refill(c);
   return got;
