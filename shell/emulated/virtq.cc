@@ -539,12 +539,14 @@ uint16_t RxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
     }
     if (avail > 1) {
       // Next frame's buffer: its header line (device-written) and its npa_buf
-      // line (we write it next iteration).
-      const uint32_t nid = uring[(lu + 1) & mask].id;
-      if (nid < size && IsHead(cookie[nid])) {
-        __builtin_prefetch(cookie[nid], 1);
-        __builtin_prefetch(reinterpret_cast<uint8_t*>(cookie[nid]) + NPA_BUF_META_SIZE, 0);
-      }
+      // line (we write it next iteration). Only a hint, never dereferenced:
+      // the id masked into the table (size == mask + 1 on a split ring)
+      // instead of checked, and a prefetch of a free slot's null or a chain
+      // marker does not fault (the offset is added as an integer: no
+      // pointer arithmetic on them).
+      const uintptr_t nb = reinterpret_cast<uintptr_t>(cookie[uring[(lu + 1) & mask].id & mask]);
+      __builtin_prefetch(reinterpret_cast<const void*>(nb), 1);
+      __builtin_prefetch(reinterpret_cast<const void*>(nb + NPA_BUF_META_SIZE), 0);
     }
     const auto* h = reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
         reinterpret_cast<const uint8_t*>(b) + NPA_BUF_DATA_OFF - kNetHdrLen);
