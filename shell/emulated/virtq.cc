@@ -49,9 +49,13 @@ absl::Status VirtqBase::Init(uint8_t* mem, uint16_t size, BufPool* pool, uint64_
   chain_next_ = shadow_ + size;
   chain_len_ = chain_next_ + size;
   // Pre-fill avail->ring[i] = i: with id == slot these never change again.
+  // chain_len_ is 1 for every descriptor that does not head a TX chain in
+  // flight (set back when the chain completes), so posting one buffer
+  // never stores it.
   for (uint16_t i = 0; i < size; i++) {
     avail_->ring[i] = i;
     shadow_[i] = i;
+    chain_len_[i] = 1;
   }
   avail_idx_ = 0;
   last_used_ = 0;
@@ -100,6 +104,7 @@ void VirtqBase::SetInterrupt(bool enable) {
 
 void VirtqBase::ReleaseAll() {
   for (uint16_t id = 0; id < size_; id++) {
+    if (!packed_ && IsHead(cookie_[id]) && chain_len_[id] > 1) Unchain(id);
     if (IsHead(cookie_[id])) pool_->FreeFrame(cookie_[id]);
     cookie_[id] = nullptr;
   }
@@ -158,28 +163,44 @@ void VirtqBase::Publish(uint16_t idx, QueueCounters* c) {
 // num_free is the one member a loop must store back (and reload after any
 // call that uses num_free_ itself). Put is the one place a split ring's
 // single-descriptor buffer is posted.
+// A split TX chain headed by id is done: its descriptors go back to what a
+// free descriptor holds (flags 0: only chains set NEXT; chain_len_ 1), so
+// that posting one buffer needs to store neither. The cookies are the
+// caller's.
+void VirtqBase::Unchain(uint16_t id) {
+  uint16_t d = id;
+  for (uint16_t j = 1; j < chain_len_[id]; j++) {
+    desc_[d].flags = 0;  // the chain's last one already has 0
+    d = chain_next_[d];
+  }
+  chain_len_[id] = 1;
+}
+
 struct VirtqBase::SplitProducer {
   npa_vring_desc* desc;
   npa_buf** cookie;
-  uint16_t* chain_len;
   uint16_t* shadow;
   uint16_t* aring;
   uint16_t mask;
   uint16_t num_free;
   // The descriptor (id == slot unless that one is still in use), the
   // avail entry (rewritten only when the id differs from last time), the
-  // accounting. num_free > 0 is the caller's check.
-  inline void Put(VirtqBase* q, uint16_t* idx, npa_buf* b, uint64_t addr, uint32_t len,
-                  uint16_t flags) {
+  // accounting. num_free > 0 is the caller's check. chain_len[id] is
+  // already 1 (Init, Unchain). kFlags 0 (TX) is not stored either: a free
+  // split descriptor's flags are 0 (Init's zeroed ring, Unchain). Only a
+  // device that writes the descriptor table (which it must not, 2.7.5)
+  // could change them, and it then misreads its own ring: the shell reads
+  // neither flags nor next back, and checks every used entry as before.
+  template <uint16_t kFlags>
+  inline void Put(VirtqBase* q, uint16_t* idx, npa_buf* b, uint64_t addr, uint32_t len) {
     const uint16_t slot = static_cast<uint16_t>(*idx & mask);
     uint16_t id = slot;
     if (NPA_UNLIKELY(cookie[id] != nullptr)) id = q->FindFree();
     npa_vring_desc* d = &desc[id];
     d->addr = addr;
     d->len = len;
-    d->flags = flags;
+    if constexpr (kFlags != 0) d->flags = kFlags;
     cookie[id] = b;
-    chain_len[id] = 1;
     if (NPA_UNLIKELY(shadow[slot] != id)) {
       aring[slot] = id;
       shadow[slot] = id;
@@ -190,7 +211,7 @@ struct VirtqBase::SplitProducer {
 };
 
 inline VirtqBase::SplitProducer VirtqBase::LoadSplit() const {
-  return {desc_, cookie_, chain_len_, shadow_, avail_->ring, mask_, num_free_};
+  return {desc_, cookie_, shadow_, avail_->ring, mask_, num_free_};
 }
 
 namespace {
@@ -246,6 +267,7 @@ uint32_t TxVirtq::Reclaim(QueueCounters* c) {
       d = chain_next_[d];
       cookie[d] = nullptr;
     }
+    Unchain(static_cast<uint16_t>(id));
     nf = static_cast<uint16_t>(nf + len);
     pool->FreeFrame(b);
   }
@@ -259,7 +281,7 @@ uint32_t TxVirtq::Reclaim(QueueCounters* c) {
 // num_free_ > 0 is the caller's check.
 inline void TxVirtq::PlaceOne(npa_buf* b, uint16_t* idx) {
   SplitProducer p = LoadSplit();
-  p.Put(this, idx, b, b->iova + b->data_off - kNetHdrLen, b->data_len + kNetHdrLen, 0);
+  p.Put<0>(this, idx, b, b->iova + b->data_off - kNetHdrLen, b->data_len + kNetHdrLen);
   num_free_ = p.num_free;
 }
 
@@ -397,7 +419,7 @@ uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
                    b->data_off >= NPA_BUF_META_SIZE + kNetHdrLen)) {
       if (NPA_UNLIKELY(p.num_free == 0)) break;
       ZeroTxHdr(static_cast<uint8_t*>(npa_buf_data(b)) - kNetHdrLen);
-      p.Put(this, &idx, b, b->iova + b->data_off - kNetHdrLen, b->data_len + kNetHdrLen, 0);
+      p.Put<0>(this, &idx, b, b->iova + b->data_off - kNetHdrLen, b->data_len + kNetHdrLen);
       bytes += b->data_len;
       continue;
     }
@@ -434,8 +456,8 @@ uint32_t RxVirtq::Refill(QueueCounters* c) {
       npa_buf* b = tmp[j];
       // The descriptor starts kNetHdrLen before the default data offset so
       // the frame itself lands at NPA_BUF_DATA_OFF (buf.h slot layout).
-      p.Put(this, &idx, b, b->iova + NPA_BUF_DATA_OFF - kNetHdrLen, kRxBufLen,
-            NPA_VRING_DESC_F_WRITE);
+      p.Put<NPA_VRING_DESC_F_WRITE>(this, &idx, b, b->iova + NPA_BUF_DATA_OFF - kNetHdrLen,
+                                    kRxBufLen);
     }
     num_free_ = p.num_free;
     total += k;

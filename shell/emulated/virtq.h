@@ -109,6 +109,7 @@ class VirtqBase {
   void Publish(uint16_t idx, QueueCounters* c);
   void Kick(QueueCounters* c);
   // ---- split producer state in locals for a loop (virtq.cc)
+  void Unchain(uint16_t id);
   struct SplitProducer;
   SplitProducer LoadSplit() const;
   // ---- packed (packed_virtq.cc)
