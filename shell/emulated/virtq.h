@@ -108,7 +108,7 @@ class VirtqBase {
   uint16_t FindFree();
   void Publish(uint16_t idx, QueueCounters* c);
   void Kick(QueueCounters* c);
-  // ---- split producer state in locals for a loop (virtq.cc)
+  // ---- split producer state in locals for a loop (virtq_internal.h)
   void Unchain(uint16_t id);
   struct SplitProducer;
   SplitProducer LoadSplit() const;

@@ -141,7 +141,7 @@ TEST_F(VirtqTest, TxChainUsesOneDescriptorPerSegment) {
   EXPECT_EQ(tx_.num_free(), kRing);
 }
 
-// A posted single buffer stores neither flags nor chain length (virtq.cc
+// A posted single buffer stores neither flags nor chain length (virtq_internal.h
 // SplitProducer::Put): a completed chain must hand its descriptors back
 // with flags 0, or the next single frames on them would reach the device
 // as chains.
