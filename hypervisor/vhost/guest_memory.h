@@ -80,6 +80,44 @@ class GuestMemory {
     }
     return GpaToHostSlow(gpa, len, hint);
   }
+  // GpaToHost over one burst: the hinted region's bounds sit in the
+  // caller's locals. Stores into guest memory between two lookups (frame
+  // copies, used elements) may alias regions_ as far as the compiler
+  // knows, so GpaToHost reloads the vector and the region every call.
+  // Same answers as GpaToHost with the same hint; hint() is the hint to
+  // keep. The GuestMemory must outlive it and not change under it.
+  class Lookup {
+   public:
+    Lookup(const GuestMemory& m, uint32_t hint) : m_(&m) { Reset(hint); }
+    uint8_t* ToHost(uint64_t gpa, uint64_t len) {
+      const uint64_t off = gpa - gpa_;  // wraps to huge when gpa < gpa_
+      if (off < size_ && len <= size_ - off) [[likely]] return host_ + off;
+      uint8_t* p = m_->GpaToHostSlow(gpa, len, &hint_);
+      Reset(hint_);
+      return p;
+    }
+    uint32_t hint() const { return hint_; }
+    // After the caller used hint() with GpaToHost directly (which moves it
+    // only on a miss: usually nothing to reload).
+    void Sync(uint32_t hint) {
+      if (hint != hint_) [[unlikely]] Reset(hint);
+    }
+
+   private:
+    void Reset(uint32_t hint) {
+      hint_ = hint;
+      // No region at the hint: size 0 sends every lookup to the slow path.
+      const bool ok = hint < m_->regions_.size();
+      gpa_ = ok ? m_->regions_[hint].gpa : 0;
+      size_ = ok ? m_->regions_[hint].size : 0;
+      host_ = ok ? m_->regions_[hint].host : nullptr;
+    }
+    const GuestMemory* m_;
+    uint32_t hint_;
+    uint64_t gpa_, size_;
+    uint8_t* host_;
+  };
+
   // Same for the front end's virtual addresses (ring addresses).
   uint8_t* UvaToHost(uint64_t uva, uint64_t len) const;
 

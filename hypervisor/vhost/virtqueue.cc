@@ -101,11 +101,20 @@ int32_t VirtQueue::CountAvail(uint16_t idx, std::string* violation) {
   return static_cast<uint16_t>(idx - last_avail_);
 }
 
-void VirtQueue::PushUsed(uint16_t head, uint32_t len) {
-  npa_vring_used_elem* e = &ring_.used->ring[used_shadow_ & mask_];
+namespace {
+// One used element at *shadow (then advanced); published later, per burst.
+// Free of the members so that loops can keep the ring state in locals.
+inline void WriteUsed(npa_vring_used_elem* uring, uint32_t mask, uint16_t* shadow, uint16_t head,
+                      uint32_t len) {
+  npa_vring_used_elem* e = &uring[*shadow & mask];
   e->id = head;
   e->len = len;
-  ++used_shadow_;
+  ++*shadow;
+}
+}  // namespace
+
+void VirtQueue::PushUsed(uint16_t head, uint32_t len) {
+  WriteUsed(ring_.used->ring, mask_, &used_shadow_, head, len);
 }
 
 void VirtQueue::PublishUsedAndNotify() {
@@ -168,14 +177,14 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
   const uint32_t budget = desc_budget != nullptr ? *desc_budget : UINT32_MAX;
   uint32_t extra = 0;  // descriptors walked beyond one per chain
   int32_t lim = budget < static_cast<uint32_t>(avail) ? static_cast<int32_t>(budget) : avail;
-  const GuestMemory& mem = *mem_;
   const volatile npa_vring_desc* const desc = ring_.desc;
   const uint16_t num = ring_.num;
   Pending* const pend = pending_.data();
   const uint16_t mask = mask_, last = last_avail_;
   // The ring state the fast path uses sits in locals (stores through `out`
   // could alias the members); the full walk below syncs them around itself.
-  uint32_t wr = pend_wr_, hint = hint_;
+  uint32_t wr = pend_wr_;
+  GuestMemory::Lookup look(*mem_, hint_);
   while (produced < n && consumed < lim) {
     const uint16_t head = aring[static_cast<uint16_t>(last + consumed) & mask];
     GuestFrame& f = out[produced];
@@ -190,7 +199,7 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
       const uint32_t len = vd->len;
       if (!(flags & (NPA_VRING_DESC_F_NEXT | NPA_VRING_DESC_F_INDIRECT | NPA_VRING_DESC_F_WRITE)) &&
           len > kNetHdrLen && len - kNetHdrLen <= kMaxFrameLen) {
-        uint8_t* host = mem.GpaToHost(addr, len, &hint);
+        uint8_t* host = look.ToHost(addr, len);
         if (host != nullptr) {
           std::memcpy(&f.hdr, host, kNetHdrLen);
           f.segs[0] = {host + kNetHdrLen, len - kNetHdrLen};
@@ -206,7 +215,7 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
       }
     }
     pend_wr_ = wr;
-    hint_ = hint;
+    hint_ = look.hint();
     ChainWalk w;
     ChainError e;
     if (!WalkChain(ring_.desc, ring_.num, head, *mem_, &hint_, ChainDir::kReadable, bufs,
@@ -237,10 +246,10 @@ uint16_t VirtQueue::PeekTx(GuestFrame* out, uint16_t n, QueueCounters* c, std::s
       ++dropped;
     }
     wr = pend_wr_;
-    hint = hint_;
+    look.Sync(hint_);
   }
   pend_wr_ = wr;
-  hint_ = hint;
+  hint_ = look.hint();
   last_avail_ = static_cast<uint16_t>(last_avail_ + consumed);
   PublishUsedAndNotify();
   if (desc_budget != nullptr) *desc_budget -= std::min<uint32_t>(consumed + extra, *desc_budget);
@@ -276,16 +285,26 @@ void VirtQueue::ReleaseTx(uint16_t n) {
     if (orphaned_ == 0 && !holds_.empty()) holds_.clear();
     return;
   }
-  while (pend_rd_ != pend_wr_) {
-    const Pending p = pending_[pend_rd_ & mask_];
+  // The loop's state in locals: the used-element stores go to guest memory,
+  // which the compiler must assume could alias the members, and would make
+  // it reload each one every entry.
+  const Pending* const pend = pending_.data();
+  npa_vring_used_elem* const uring = ring_.used->ring;
+  const uint32_t mask = mask_, wr = pend_wr_;
+  uint32_t rd = pend_rd_;
+  uint16_t shadow = used_shadow_;
+  while (rd != wr) {
+    const Pending p = pend[rd & mask];
     if (!p.dropped) {
       if (n == 0) break;
       --n;
     }
-    PushUsed(p.head, 0);  // TX buffers are read-only: 0 bytes written (§2.7.8)
-    ++pend_rd_;
+    WriteUsed(uring, mask, &shadow, p.head, 0);  // TX is read-only: 0 bytes written (§2.7.8)
+    ++rd;
   }
-  if (pend_rd_ == pend_wr_ && orphaned_ == 0 && !holds_.empty()) holds_.clear();
+  pend_rd_ = rd;
+  used_shadow_ = shadow;
+  if (rd == wr && orphaned_ == 0 && !holds_.empty()) holds_.clear();
   PublishUsedAndNotify();
 }
 
@@ -300,6 +319,15 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
   const int32_t avail = AvailEntries(violation);
   if (avail < 0) return 0;
   const volatile uint16_t* aring = ring_.avail->ring;
+  // The ring state in locals for the loop (the frame copies into guest
+  // memory could alias the members as far as the compiler knows); used
+  // elements go to `shadow`, stored back to used_shadow_ before publishing.
+  const volatile npa_vring_desc* const desc = ring_.desc;
+  npa_vring_used_elem* const uring = ring_.used->ring;
+  const uint32_t mask = mask_;
+  const uint16_t num = static_cast<uint16_t>(ring_.num), last = last_avail_;
+  uint16_t shadow = used_shadow_;
+  GuestMemory::Lookup look(*mem_, hint_);
   ChainBuf bufs[kMaxFrameSegs];
   uint16_t consumed = 0;
   uint16_t delivered = 0;
@@ -314,16 +342,16 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
     npa_virtio_net_hdr_v1 hdr;
     RxSource src = FrameSource(p, &hdr);
     const uint16_t consumed0 = consumed;
-    const uint16_t used0 = used_shadow_;
+    const uint16_t used0 = shadow;
     // Fast path: one writable descriptor big enough for header + frame, and
     // a frame in one or two segments (what a burst of small frames looks
     // like: from the uplink one, from another guest two, the checked
     // header copy and the rest; see dataplane.h).
     if (consumed < avail && p.nsegs >= 1 && p.nsegs <= 2 &&
         p.segs[0].iov_len + (p.nsegs == 2 ? p.segs[1].iov_len : 0) == p.len) {
-      const uint16_t head = aring[static_cast<uint16_t>(last_avail_ + consumed) & mask_];
-      if (head < ring_.num) {
-        const volatile npa_vring_desc* vd = &ring_.desc[head];
+      const uint16_t head = aring[static_cast<uint16_t>(last + consumed) & mask];
+      if (head < num) {
+        const volatile npa_vring_desc* vd = &desc[head];
         const uint16_t flags = vd->flags;
         const uint64_t addr = vd->addr;
         const uint32_t len = vd->len;
@@ -331,7 +359,7 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
         if ((flags & (NPA_VRING_DESC_F_NEXT | NPA_VRING_DESC_F_INDIRECT |
                       NPA_VRING_DESC_F_WRITE)) == NPA_VRING_DESC_F_WRITE &&
             len >= need) {
-          uint8_t* host = mem_->GpaToHost(addr, len, &hint_);  // all of it, as WalkChain would
+          uint8_t* host = look.ToHost(addr, len);  // all of it, as WalkChain would
           if (host != nullptr) {
             std::memcpy(host, &hdr, kNetHdrLen);
             std::memcpy(host + kNetHdrLen, p.segs[0].iov_base, p.segs[0].iov_len);
@@ -339,7 +367,7 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
               std::memcpy(host + kNetHdrLen + p.segs[0].iov_len, p.segs[1].iov_base,
                           p.segs[1].iov_len);
             }
-            PushUsed(head, need);
+            WriteUsed(uring, mask, &shadow, head, need);
             ++consumed;
             ++delivered;
             bytes += p.len;
@@ -357,12 +385,16 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
         break;
       }
       if (frame_descs >= kMaxRxDescsPerFrame) break;  // tiny buffers: drop, keep the chains
-      const uint16_t head = aring[static_cast<uint16_t>(last_avail_ + consumed) & mask_];
+      const uint16_t head = aring[static_cast<uint16_t>(last + consumed) & mask];
       ChainWalk w;
       ChainError e;
-      if (!WalkChain(ring_.desc, ring_.num, head, *mem_, &hint_, ChainDir::kWritable, bufs,
-                     kMaxFrameSegs, &w, &e)) {
+      uint32_t hint = look.hint();
+      const bool walked = WalkChain(ring_.desc, ring_.num, head, *mem_, &hint,
+                                    ChainDir::kWritable, bufs, kMaxFrameSegs, &w, &e);
+      look.Sync(hint);
+      if (!walked) {
         *violation = e.Describe();
+        used_shadow_ = shadow;  // as before the locals: the queue is broken now
         return 0;
       }
       frame_descs += w.ndesc;
@@ -379,14 +411,14 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
       for (uint16_t b = 0; b < w.nbufs && src.left > 0; ++b) {
         written += src.CopyTo(bufs[b].host, bufs[b].len);
       }
-      PushUsed(head, written);
+      WriteUsed(uring, mask, &shadow, head, written);
       ++consumed;
     }
     if (no_room || src.left > 0) {
       // Undo this frame's chains: nothing was published, the guest never
       // sees the partial copy.
       consumed = consumed0;
-      used_shadow_ = used0;
+      shadow = used0;
       if (no_room) break;
       ++dropped;
       continue;
@@ -397,6 +429,7 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
         // The first chain was shorter than the header; a frame cannot be
         // described to the guest that way. Treat it as a broken ring.
         *violation = "RX buffer too short to hold the virtio-net header";
+        used_shadow_ = shadow;
         return 0;
       }
       *nb[0] = static_cast<uint8_t>(nbuf & 0xff);  // little-endian le16
@@ -407,7 +440,9 @@ uint16_t VirtQueue::EnqueueRx(const PacketRef* pkts, uint16_t n, QueueCounters* 
   }
   // Frames [i, n) found the ring full.
   if (full == RxFull::kDrop) dropped += n - i;
-  last_avail_ = static_cast<uint16_t>(last_avail_ + consumed);
+  hint_ = look.hint();
+  used_shadow_ = shadow;
+  last_avail_ = static_cast<uint16_t>(last + consumed);
   PublishUsedAndNotify();
   c->rx_packets += delivered;
   c->rx_bytes += bytes;

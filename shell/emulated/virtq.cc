@@ -49,9 +49,13 @@ absl::Status VirtqBase::Init(uint8_t* mem, uint16_t size, BufPool* pool, uint64_
   chain_next_ = shadow_ + size;
   chain_len_ = chain_next_ + size;
   // Pre-fill avail->ring[i] = i: with id == slot these never change again.
+  // chain_len_ is 1 for every descriptor that does not head a TX chain in
+  // flight (set back when the chain completes), so posting one buffer
+  // never stores it.
   for (uint16_t i = 0; i < size; i++) {
     avail_->ring[i] = i;
     shadow_[i] = i;
+    chain_len_[i] = 1;
   }
   avail_idx_ = 0;
   last_used_ = 0;
@@ -100,6 +104,7 @@ void VirtqBase::SetInterrupt(bool enable) {
 
 void VirtqBase::ReleaseAll() {
   for (uint16_t id = 0; id < size_; id++) {
+    if (!packed_ && IsHead(cookie_[id]) && chain_len_[id] > 1) Unchain(id);
     if (IsHead(cookie_[id])) pool_->FreeFrame(cookie_[id]);
     cookie_[id] = nullptr;
   }
@@ -151,6 +156,29 @@ void VirtqBase::Publish(uint16_t idx, QueueCounters* c) {
   if (!(__atomic_load_n(&used_->flags, __ATOMIC_RELAXED) & NPA_VRING_USED_F_NO_NOTIFY)) Kick(c);
 }
 
+// A split TX chain headed by id is done: its descriptors go back to what a
+// free descriptor holds (flags 0: only chains set NEXT; chain_len_ 1), so
+// that posting one buffer needs to store neither. The cookies are the
+// caller's.
+void VirtqBase::Unchain(uint16_t id) {
+  uint16_t d = id;
+  for (uint16_t j = 1; j < chain_len_[id]; j++) {
+    desc_[d].flags = 0;  // the chain's last one already has 0
+    d = chain_next_[d];
+  }
+  chain_len_[id] = 1;
+}
+
+namespace {
+// The fast path's virtio-net header: all zero (no offload), two stores.
+inline void ZeroTxHdr(void* h) {
+  const uint64_t z8 = 0;
+  const uint32_t z4 = 0;
+  memcpy(h, &z8, 8);
+  memcpy(static_cast<uint8_t*>(h) + 8, &z4, 4);
+}
+}  // namespace
+
 // ------------------------------------------------------------------ TX
 
 uint32_t TxVirtq::Reclaim(QueueCounters* c) {
@@ -165,29 +193,40 @@ uint32_t TxVirtq::Reclaim(QueueCounters* c) {
     QueueCounters::Add(c->tx_bad, 1);
     return 0;
   }
+  // The loop's state in locals: the pool's stores could alias the members
+  // as far as the compiler knows (it would reload them every entry).
+  const npa_vring_used_elem* const uring = used_->ring;
+  npa_buf** const cookie = cookie_;
+  const uint16_t* const chain_len = chain_len_;
+  const uint32_t size = size_;
+  const uint16_t mask = mask_;
+  BufPool* const pool = pool_;
+  uint16_t nf = num_free_;
   uint16_t u = last_used_;
   for (uint16_t k = 0; k < cnt; k++, u++) {
-    const uint32_t id = used_->ring[u & mask_].id;
-    npa_buf* b = id < size_ ? cookie_[id] : nullptr;
+    const uint32_t id = uring[u & mask].id;
+    npa_buf* b = id < size ? cookie[id] : nullptr;
     if (NPA_UNLIKELY(!IsHead(b))) {
       QueueCounters::Add(c->tx_bad, 1);
       continue;
     }
-    cookie_[id] = nullptr;
-    const uint16_t len = chain_len_[id];
+    cookie[id] = nullptr;
+    const uint16_t len = chain_len[id];
     if (NPA_LIKELY(len == 1)) {
-      num_free_++;
-      pool_->FreeSeg(b);
+      nf++;
+      pool->FreeSeg(b);
       continue;
     }
     uint16_t d = static_cast<uint16_t>(id);
     for (uint16_t j = 1; j < len; j++) {
       d = chain_next_[d];
-      cookie_[d] = nullptr;
+      cookie[d] = nullptr;
     }
-    num_free_ = static_cast<uint16_t>(num_free_ + len);
-    pool_->FreeFrame(b);
+    Unchain(static_cast<uint16_t>(id));
+    nf = static_cast<uint16_t>(nf + len);
+    pool->FreeFrame(b);
   }
+  num_free_ = nf;
   last_used_ = used_idx;
   return cnt;
 }
@@ -196,21 +235,9 @@ uint32_t TxVirtq::Reclaim(QueueCounters* c) {
 // slot unless that is still in use), the avail entry, the accounting.
 // num_free_ > 0 is the caller's check.
 inline void TxVirtq::PlaceOne(npa_buf* b, uint16_t* idx) {
-  const uint16_t slot = static_cast<uint16_t>(*idx & mask_);
-  uint16_t id = slot;
-  if (NPA_UNLIKELY(cookie_[id] != nullptr)) id = FindFree();
-  npa_vring_desc* d = &desc_[id];
-  d->addr = b->iova + b->data_off - kNetHdrLen;
-  d->len = b->data_len + kNetHdrLen;
-  d->flags = 0;
-  cookie_[id] = b;
-  chain_len_[id] = 1;
-  if (NPA_UNLIKELY(shadow_[slot] != id)) {
-    avail_->ring[slot] = id;
-    shadow_[slot] = id;
-  }
-  (*idx)++;
-  num_free_--;
+  SplitProducer p = LoadSplit();
+  p.Put<0>(this, idx, b, b->iova + b->data_off - kNetHdrLen, b->data_len + kNetHdrLen);
+  num_free_ = p.num_free;
 }
 
 bool TxVirtq::HardwareTso(const npa_buf* b) const {
@@ -291,6 +318,36 @@ bool TxVirtq::EnqueueChain(npa_buf* b, uint16_t* idx, QueueCounters* c) {
   return true;
 }
 
+bool TxVirtq::BurstOne(npa_buf* b, uint16_t* idx, uint16_t* extra, uint64_t* bytes,
+                       QueueCounters* c) {
+  // virtio-net has no VLAN insertion: the tag goes in here, before TSO
+  // (every segment carries it) and before the header is encoded (it moves
+  // csum_start). A frame the ring then cannot take comes back tagged.
+  if (b->ol_flags != 0) {
+    if ((b->ol_flags & NPA_BUF_OL_TX_VLAN) != 0 && !InsertVlan(b)) {
+      QueueCounters::Add(c->tx_bad, 1);
+      pool_->FreeFrame(b);
+      return true;
+    }
+    if ((b->ol_flags & (NPA_BUF_OL_TX_TSO4 | NPA_BUF_OL_TX_TSO6)) != 0 && !HardwareTso(b))
+      return EnqueueSoftwareTso(b, idx, c, extra);
+  }
+  if (b->next != nullptr) return EnqueueChain(b, idx, c);
+  if (num_free_ == 0) return false;
+  auto* h = reinterpret_cast<npa_virtio_net_hdr_mrg_rxbuf*>(
+      static_cast<uint8_t*>(npa_buf_data(b)) - kNetHdrLen);
+  if (b->ol_flags == 0 && b->data_off >= NPA_BUF_META_SIZE + kNetHdrLen) {
+    ZeroTxHdr(h);  // the VLAN tag went in and nothing else was asked
+  } else if (b->data_off < NPA_BUF_META_SIZE + kNetHdrLen || !EncodeTxHdr(b, features_, h)) {
+    QueueCounters::Add(c->tx_bad, 1);
+    pool_->FreeSeg(b);
+    return true;
+  }
+  PlaceOne(b, idx);
+  *bytes += b->data_len;
+  return true;
+}
+
 uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
   // Ring kind: one test per burst, never per frame.
   if (NPA_UNLIKELY(packed_)) return PackedBurst(bufs, n, c);
@@ -307,44 +364,26 @@ uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
   uint64_t bytes = 0;
   uint16_t extra = 0;  // avail entries beyond one per frame (software TSO)
   uint16_t i = 0;
+  SplitProducer p = LoadSplit();
   for (; i < n; i++) {
     npa_buf* b = bufs[i];
-    // virtio-net has no VLAN insertion: the tag goes in here, before TSO
-    // (every segment carries it) and before the header is encoded (it moves
-    // csum_start). A frame the ring then cannot take comes back tagged.
-    // One test on the common path (no offload requested).
-    if (NPA_UNLIKELY(b->ol_flags != 0)) {
-      if ((b->ol_flags & NPA_BUF_OL_TX_VLAN) != 0 && !InsertVlan(b)) {
-        QueueCounters::Add(c->tx_bad, 1);
-        pool_->FreeFrame(b);
-        continue;
-      }
-      if ((b->ol_flags & (NPA_BUF_OL_TX_TSO4 | NPA_BUF_OL_TX_TSO6)) != 0 && !HardwareTso(b)) {
-        if (!EnqueueSoftwareTso(b, &idx, c, &extra)) break;
-        continue;
-      }
-    }
-    if (NPA_UNLIKELY(b->next != nullptr)) {
-      if (!EnqueueChain(b, &idx, c)) break;
+    // The common frame, one test each: no offload requested, one segment,
+    // room for the header in front of the data. The rest go to BurstOne,
+    // which runs the same steps on the members.
+    if (NPA_LIKELY(b->ol_flags == 0 && b->next == nullptr &&
+                   b->data_off >= NPA_BUF_META_SIZE + kNetHdrLen)) {
+      if (NPA_UNLIKELY(p.num_free == 0)) break;
+      ZeroTxHdr(static_cast<uint8_t*>(npa_buf_data(b)) - kNetHdrLen);
+      p.Put<0>(this, &idx, b, b->iova + b->data_off - kNetHdrLen, b->data_len + kNetHdrLen);
+      bytes += b->data_len;
       continue;
     }
-    if (NPA_UNLIKELY(num_free_ == 0)) break;
-    auto* h = reinterpret_cast<npa_virtio_net_hdr_mrg_rxbuf*>(
-        static_cast<uint8_t*>(npa_buf_data(b)) - kNetHdrLen);
-    if (NPA_LIKELY(b->ol_flags == 0 && b->data_off >= NPA_BUF_META_SIZE + kNetHdrLen)) {
-      // Zeroed-header fast path: two plain stores, no offload decoding.
-      uint64_t z8 = 0;
-      uint32_t z4 = 0;
-      memcpy(h, &z8, 8);
-      memcpy(reinterpret_cast<uint8_t*>(h) + 8, &z4, 4);
-    } else if (b->data_off < NPA_BUF_META_SIZE + kNetHdrLen || !EncodeTxHdr(b, features_, h)) {
-      QueueCounters::Add(c->tx_bad, 1);
-      pool_->FreeSeg(b);
-      continue;
-    }
-    PlaceOne(b, &idx);
-    bytes += b->data_len;
+    num_free_ = p.num_free;
+    const bool more = BurstOne(b, &idx, &extra, &bytes, c);
+    p.num_free = num_free_;
+    if (!more) break;
   }
+  num_free_ = p.num_free;
   const uint16_t queued = static_cast<uint16_t>(idx - avail_idx_);
   if (queued) {
     Publish(idx, c);
@@ -354,172 +393,6 @@ uint16_t TxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
   }
   if (i < n) QueueCounters::Add(c->tx_full, 1);
   return i;
-}
-
-// ------------------------------------------------------------------ RX
-
-uint32_t RxVirtq::Refill(QueueCounters* c) {
-  if (NPA_UNLIKELY(packed_)) return PackedRefill(c);
-  uint16_t idx = avail_idx_;
-  uint32_t total = 0;
-  npa_buf* tmp[64];
-  while (num_free_ > 0) {
-    uint32_t want = num_free_ < 64 ? num_free_ : 64;
-    uint32_t k = pool_->AllocRaw(tmp, want);
-    if (k == 0) break;
-    for (uint32_t j = 0; j < k; j++) {
-      npa_buf* b = tmp[j];
-      const uint16_t slot = static_cast<uint16_t>(idx & mask_);
-      uint16_t id = slot;
-      if (NPA_UNLIKELY(cookie_[id] != nullptr)) id = FindFree();
-      // The descriptor starts kNetHdrLen before the default data offset so
-      // the frame itself lands at NPA_BUF_DATA_OFF (buf.h slot layout).
-      desc_[id].addr = b->iova + NPA_BUF_DATA_OFF - kNetHdrLen;
-      desc_[id].len = kRxBufLen;
-      desc_[id].flags = NPA_VRING_DESC_F_WRITE;
-      cookie_[id] = b;
-      chain_len_[id] = 1;
-      if (NPA_UNLIKELY(shadow_[slot] != id)) {
-        avail_->ring[slot] = id;
-        shadow_[slot] = id;
-      }
-      idx++;
-      num_free_--;
-    }
-    total += k;
-  }
-  if (total) Publish(idx, c);
-  return total;
-}
-
-npa_buf* RxVirtq::TakeUsed(uint32_t id) {
-  npa_buf* b = id < size_ ? cookie_[id] : nullptr;
-  if (NPA_UNLIKELY(!IsHead(b))) return nullptr;
-  cookie_[id] = nullptr;
-  num_free_++;
-  return b;
-}
-
-bool RxVirtq::TakeMerged(uint16_t nb, uint16_t avail, npa_buf** out, uint64_t* bytes,
-                         QueueCounters* c) {
-  if (nb > avail) return false;  // the rest of the frame is not published yet
-  npa_buf* head = nullptr;
-  npa_buf* tail = nullptr;
-  uint32_t pkt_len = 0;
-  bool bad = false;
-  for (uint16_t k = 0; k < nb; k++, last_used_++) {
-    const npa_vring_used_elem e = used_->ring[last_used_ & mask_];
-    npa_buf* b = TakeUsed(e.id);
-    if (b == nullptr) {
-      bad = true;
-      continue;
-    }
-    const uint32_t hdr = k == 0 ? kNetHdrLen : 0;
-    if (e.len < hdr || e.len > kRxBufLen) bad = true;
-    // Only the first buffer carries the header (VIRTIO 1.x 5.1.6.4); the
-    // others are filled from their descriptor's start.
-    b->data_off = static_cast<uint16_t>(NPA_BUF_DATA_OFF - kNetHdrLen + hdr);
-    b->data_len = static_cast<uint16_t>(e.len >= hdr ? e.len - hdr : 0);
-    b->next = nullptr;
-    b->nb_segs = 1;
-    b->ol_flags = 0;
-    pkt_len += b->data_len;
-    if (head == nullptr) {
-      head = b;
-    } else {
-      tail->next = b;
-      head->nb_segs++;
-    }
-    tail = b;
-  }
-  // The header is decoded once the frame's length is known: its checksum
-  // span is bounded by the whole frame, not the first buffer.
-  if (!bad && head != nullptr &&
-      !DecodeRxHdr(*reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
-                       reinterpret_cast<uint8_t*>(head) + NPA_BUF_DATA_OFF - kNetHdrLen),
-                   pkt_len, head))
-    bad = true;
-  if (bad || head == nullptr) {
-    QueueCounters::Add(c->rx_bad, 1);
-    QueueCounters::Add(c->rx_dropped, 1);
-    if (head) pool_->FreeFrame(head);
-    *out = nullptr;
-    return true;
-  }
-  head->pkt_len = pkt_len;
-  *bytes += pkt_len;
-  *out = head;
-  return true;
-}
-
-uint16_t RxVirtq::Burst(npa_buf** bufs, uint16_t n, QueueCounters* c) {
-  if (NPA_UNLIKELY(packed_)) return PackedBurst(bufs, n, c);
-  // Acquire: used elements and the frame bytes they describe are read only
-  // after the index that publishes them (2.7.14, device's release store).
-  const uint16_t used_idx = __atomic_load_n(&used_->idx, __ATOMIC_ACQUIRE);
-  uint16_t avail = static_cast<uint16_t>(used_idx - last_used_);
-  if (NPA_UNLIKELY(avail > in_flight())) {
-    broken_ = true;
-    QueueCounters::Add(c->rx_bad, 1);
-    return 0;
-  }
-  uint16_t got = 0;
-  uint64_t bytes = 0;
-  while (got < n && avail > 0) {
-    const npa_vring_used_elem e = used_->ring[last_used_ & mask_];
-    npa_buf* b = e.id < size_ ? cookie_[e.id] : nullptr;
-    if (NPA_UNLIKELY(!IsHead(b))) {
-      QueueCounters::Add(c->rx_bad, 1);
-      last_used_++;
-      avail--;
-      continue;
-    }
-    if (avail > 1) {
-      // Next frame's buffer: its header line (device-written) and its npa_buf
-      // line (we write it next iteration).
-      const uint32_t nid = used_->ring[(last_used_ + 1) & mask_].id;
-      if (nid < size_ && IsHead(cookie_[nid])) {
-        __builtin_prefetch(cookie_[nid], 1);
-        __builtin_prefetch(reinterpret_cast<uint8_t*>(cookie_[nid]) + NPA_BUF_META_SIZE, 0);
-      }
-    }
-    const auto* h = reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
-        reinterpret_cast<const uint8_t*>(b) + NPA_BUF_DATA_OFF - kNetHdrLen);
-    if (NPA_UNLIKELY(mrg_ && h->num_buffers != 1)) {
-      const uint16_t nb = h->num_buffers;
-      npa_buf* f = nullptr;
-      if (nb == 0 || nb > in_flight()) {  // impossible count: drop the one buffer
-        TakeUsed(e.id);
-        pool_->FreeSeg(b);
-        QueueCounters::Add(c->rx_bad, 1);
-        last_used_++;
-        avail--;
-        continue;
-      }
-      if (!TakeMerged(nb, avail, &f, &bytes, c)) break;
-      avail = static_cast<uint16_t>(avail - nb);
-      if (f) bufs[got++] = f;
-      continue;
-    }
-    cookie_[e.id] = nullptr;
-    num_free_++;
-    last_used_++;
-    avail--;
-    if (NPA_UNLIKELY(e.len < kNetHdrLen || e.len > kRxBufLen)) {
-      pool_->FreeSeg(b);
-      QueueCounters::Add(c->rx_bad, 1);
-      QueueCounters::Add(c->rx_dropped, 1);
-      continue;
-    }
-    const uint32_t len = e.len - kNetHdrLen;
-    // Offsets outside the frame or an impossible GSO: never passed on.
-    if (!FinishRxFrame(b, h, len, pool_, c)) continue;
-    bufs[got++] = b;
-    bytes += len;
-  }
-  EndRxBurst(bufs, got, bytes, strip_vlan_, c);
-  if (num_free_ >= kRxRefillBatch) Refill(c);
-  return got;
 }
 
 }  // namespace npa::shell

@@ -108,6 +108,10 @@ class VirtqBase {
   uint16_t FindFree();
   void Publish(uint16_t idx, QueueCounters* c);
   void Kick(QueueCounters* c);
+  // ---- split producer state in locals for a loop (virtq_internal.h)
+  void Unchain(uint16_t id);
+  struct SplitProducer;
+  SplitProducer LoadSplit() const;
   // ---- packed (packed_virtq.cc)
   struct PackedProducer;
   PackedProducer LoadProducer() const;
@@ -172,6 +176,9 @@ class TxVirtq : public VirtqBase {
 
  private:
   bool EnqueueChain(npa_buf* b, uint16_t* idx, QueueCounters* c);
+  // One frame that is not the fast path's (an offload request, a chain, no
+  // header room); false: stop the burst, b stays the caller's.
+  bool BurstOne(npa_buf* b, uint16_t* idx, uint16_t* extra, uint64_t* bytes, QueueCounters* c);
   // False: no room (ring or pool), b stays the caller's. *extra += the
   // frames beyond one that b became.
   bool EnqueueSoftwareTso(npa_buf* b, uint16_t* idx, QueueCounters* c, uint16_t* extra);

@@ -1,6 +1,7 @@
-// shell/emulated/virtq_internal.h — what virtq.cc (split rings) and
-// packed_virtq.cc (packed rings) share: the ring memory layout, the RX
-// buffer size and the batching thresholds. Not for other users.
+// shell/emulated/virtq_internal.h — what virtq.cc and virtq_rx.cc (split
+// rings) and packed_virtq.cc (packed rings) share: the ring memory layout,
+// the RX buffer size, the batching thresholds and each ring kind's producer
+// state in locals. Not for other users.
 #ifndef NPA_SHELL_EMULATED_VIRTQ_INTERNAL_H_
 #define NPA_SHELL_EMULATED_VIRTQ_INTERNAL_H_
 
@@ -106,6 +107,51 @@ inline int Classify(uint16_t f, bool wrap) {
 }  // namespace npa::shell::virtq_internal
 
 namespace npa::shell {
+
+// The split producer's state in locals for a loop (as PackedProducer for
+// packed rings): the frame-header, descriptor and pool stores in a burst
+// could alias the members as far as the compiler knows, and it would reload
+// each of them for every frame. The pointers never change after Init;
+// num_free is the one member a loop must store back (and reload after any
+// call that uses num_free_ itself). Put is the one place a split ring's
+// single-descriptor buffer is posted.
+struct VirtqBase::SplitProducer {
+  npa_vring_desc* desc;
+  npa_buf** cookie;
+  uint16_t* shadow;
+  uint16_t* aring;
+  uint16_t mask;
+  uint16_t num_free;
+  // The descriptor (id == slot unless that one is still in use), the
+  // avail entry (rewritten only when the id differs from last time), the
+  // accounting. num_free > 0 is the caller's check. chain_len[id] is
+  // already 1 (Init, Unchain). kFlags 0 (TX) is not stored either: a free
+  // split descriptor's flags are 0 (Init's zeroed ring, Unchain). Only a
+  // device that writes the descriptor table (which it must not, 2.7.5)
+  // could change them, and it then misreads its own ring: the shell reads
+  // neither flags nor next back, and checks every used entry as before.
+  template <uint16_t kFlags>
+  inline void Put(VirtqBase* q, uint16_t* idx, npa_buf* b, uint64_t addr, uint32_t len) {
+    const uint16_t slot = static_cast<uint16_t>(*idx & mask);
+    uint16_t id = slot;
+    if (NPA_UNLIKELY(cookie[id] != nullptr)) id = q->FindFree();
+    npa_vring_desc* d = &desc[id];
+    d->addr = addr;
+    d->len = len;
+    if constexpr (kFlags != 0) d->flags = kFlags;
+    cookie[id] = b;
+    if (NPA_UNLIKELY(shadow[slot] != id)) {
+      aring[slot] = id;
+      shadow[slot] = id;
+    }
+    (*idx)++;
+    num_free--;
+  }
+};
+
+inline VirtqBase::SplitProducer VirtqBase::LoadSplit() const {
+  return {desc_, cookie_, shadow_, avail_->ring, mask_, num_free_};
+}
 
 // The producer side's state in locals for a loop (the pool's stores would
 // make the compiler reload members after each buffer); Put is the one

@@ -141,6 +141,54 @@ TEST_F(VirtqTest, TxChainUsesOneDescriptorPerSegment) {
   EXPECT_EQ(tx_.num_free(), kRing);
 }
 
+// A posted single buffer stores neither flags nor chain length (virtq_internal.h
+// SplitProducer::Put): a completed chain must hand its descriptors back
+// with flags 0, or the next single frames on them would reach the device
+// as chains.
+TEST_F(VirtqTest, TxChainDescriptorsServeSingleFramesAfterCompletion) {
+  TestDevice dev(tx_.addrs(), kRing);
+  const auto* desc = reinterpret_cast<const npa_vring_desc*>(tx_.addrs().desc);
+  for (int round = 0; round < 6; round++) {
+    // Chains of three segments among single frames, completed in reverse
+    // on even rounds (heads then come back out of order).
+    npa_buf* b[12];
+    for (int i = 0; i < 12; i++) {
+      b[i] = Frame(100, static_cast<uint8_t>(round * 12 + i));
+      if (i % 3 == 0) {
+        npa_buf* s1 = Frame(200, 1);
+        npa_buf* s2 = Frame(300, 2);
+        b[i]->next = s1;
+        s1->next = s2;
+        b[i]->nb_segs = 3;
+        b[i]->pkt_len = 600;
+      }
+    }
+    ASSERT_EQ(tx_.Burst(b, 12, &c_), 12) << "round " << round;
+    auto chains = dev.PopTx(16);
+    ASSERT_EQ(chains.size(), 12u);
+    for (int i = 0; i < 12; i++)
+      EXPECT_EQ(chains[i].size(), 12u + (i % 3 == 0 ? 600 : 100)) << "round " << round << " i " << i;
+    dev.CompleteAll(/*reverse=*/round % 2 == 0);
+    tx_.Reclaim(&c_);
+    ASSERT_EQ(tx_.num_free(), kRing);
+    for (uint16_t d = 0; d < kRing; d++) ASSERT_EQ(desc[d].flags, 0) << "descriptor " << d;
+    // A full ring of single frames now reuses every descriptor.
+    npa_buf* f[kRing];
+    for (int i = 0; i < kRing; i++) f[i] = Frame(60, static_cast<uint8_t>(i));
+    ASSERT_EQ(tx_.Burst(f, kRing, &c_), kRing);
+    auto singles = dev.PopTx(kRing);
+    ASSERT_EQ(singles.size(), size_t{kRing});
+    for (int i = 0; i < kRing; i++) {
+      ASSERT_EQ(singles[i].size(), 12u + 60) << "round " << round << " frame " << i;
+      ASSERT_EQ(singles[i][12], static_cast<uint8_t>(i));
+    }
+    dev.CompleteAll();
+    tx_.Reclaim(&c_);
+  }
+  EXPECT_EQ(pool_.available(), kBufs);
+  EXPECT_EQ(c_.tx_bad.load(), 0u);
+}
+
 TEST_F(VirtqTest, RxDeliversFramesAndDecodesHeader) {
   TestDevice dev(rx_.addrs(), kRing);
   EXPECT_EQ(rx_.Refill(&c_), kRing);
