@@ -6,6 +6,7 @@
 
 #include "common/clock.h"
 #include "gtest/gtest.h"
+#include "hypervisor/daemon/guest_registry_testing.h"
 
 namespace npa::agent {
 namespace {
@@ -19,16 +20,6 @@ control::Hello HelloNamed(const std::string& name, uint32_t qp = 1) {
   return h;
 }
 
-Guest& RunningShellGuest(GuestRegistry& r, const std::string& name) {
-  Guest& g = r.Add(r.NewId());
-  g.name = name;
-  g.transport = "control";
-  g.mac = r.AssignMac();
-  EXPECT_TRUE(g.Move(GuestState::kNegotiating).ok());
-  EXPECT_TRUE(g.Move(GuestState::kReady).ok());
-  EXPECT_TRUE(g.Move(GuestState::kRunning).ok());
-  return g;
-}
 
 TEST(GuestAdmissionTest, GuestNames) {
   EXPECT_EQ(CheckGuestName("vm-01_a.b"), "");

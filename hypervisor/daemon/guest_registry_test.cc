@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include "hypervisor/daemon/guest_registry_testing.h"
+
 namespace npa::agent {
 namespace {
 
@@ -161,16 +163,7 @@ TEST(GuestRegistryTest, RestartRosterListsServedShellGuestsAndRoundTrips) {
 // offer not yet accepted is not; an older agent's two-field lines still load.
 TEST(GuestRegistryTest, RestartRosterRecordsTheVfAGuestUses) {
   GuestRegistry r("agent");
-  auto running = [&](const char* name) -> Guest& {
-    Guest& g = r.Add(r.NewId());
-    g.name = name;
-    g.transport = "control";
-    g.mac = r.AssignMac();
-    EXPECT_TRUE(g.Move(GuestState::kNegotiating).ok());
-    EXPECT_TRUE(g.Move(GuestState::kReady).ok());
-    EXPECT_TRUE(g.Move(GuestState::kRunning).ok());
-    return g;
-  };
+  auto running = [&](const char* name) -> Guest& { return RunningShellGuest(r, name); };
   Guest& a = running("g-vf");
   ASSERT_TRUE(a.Move(GuestState::kVfOffered).ok());
   a.offer_id = 7;
