@@ -96,7 +96,12 @@ cleanup() {
 }
 trap cleanup EXIT
 ip link set "$SHELL_VF_NIC_IF" down 2>/dev/null
-rm -f $SOCK /tmp/sink.bin /tmp/sniff.bin /tmp/dut.count /tmp/dut_rx.bin /tmp/marks.txt /tmp/range.out
+# The logs too: the previous shell_vf_* scenario left its own, and a wait for
+# '^SHELL: dut mac' must not match the old DUT's line before the new DUT's
+# redirect has truncated the file (it did once: the MAC read back empty).
+rm -f $SOCK /tmp/sink.bin /tmp/sniff.bin /tmp/dut.count /tmp/dut_rx.bin /tmp/marks.txt /tmp/range.out \
+  /tmp/dut.log /tmp/sink.log /tmp/sniff.log /tmp/blast.log /tmp/agent.log \
+  /tmp/att.out /tmp/det.out /tmp/att2.out /tmp/force.out
 now() { cut -d' ' -f1 /proc/uptime; }
 waitlog() { # file pattern tenths
   i=0; until grep -q "$2" "$1" 2>/dev/null; do
