@@ -113,6 +113,7 @@ absl::Status ControlClient::Reconnect(const std::string& path, const Hello& hell
     ch_ = std::move(ch);
     session_gen_++;
   }
+  awaiting_ = false;
   welcome_ = w;
   vhost_fd_ = std::move(vhost);
   link_up_.store(w.link_up, std::memory_order_relaxed);
@@ -236,9 +237,10 @@ void ControlClient::Run() {
         if (!Handle(**f)) return;
         if (gen != session_gen_) break;  // a hook replaced the session
       }
-      if (ch_.fd() < 0) {
+      if (ch_.fd() < 0 && !awaiting_) {
         // A hook left the session disconnected without ending it (cannot
-        // happen: hooks that disconnect reconnect or return false).
+        // happen: hooks that disconnect reconnect, await a reconnect from a
+        // watch or return false).
         Fail(-ENOTCONN, "control: no session after a session hook");
         return;
       }

@@ -97,8 +97,8 @@ class ControlClient {
   // returns the MigrateReady to send; abort and commit return false when the
   // session is over (commit: nothing could be reached, the rings are kept);
   // lost is called once the session ended by EOF, a read error or Bye, with
-  // why, and returns true if it reconnected (Reconnect) so the thread goes
-  // on, false to end it.
+  // why, and returns true if it reconnected (Reconnect) or will reconnect
+  // from a watch (AwaitReconnect) so the thread goes on, false to end it.
   struct SessionHooks {
     std::function<control::MigrateReady(const control::MigratePrepare&)> prepare;
     std::function<bool(const control::MigrateAbort&)> abort;
@@ -129,6 +129,11 @@ class ControlClient {
   void Disconnect();
   absl::Status Reconnect(const std::string& path, const Hello& hello, int timeout_ms,
                          const std::array<uint8_t, 6>& expect_mac);
+  // Control thread only (inside a session hook that returns true without a
+  // session): the thread goes on serving its watches, one of them the
+  // hook's retry timer, until a Reconnect succeeds. The shell on a VF does
+  // this: its REQ and ERR eventfds must be served while no agent runs.
+  void AwaitReconnect() { awaiting_ = true; }
   // Control thread: waits up to ms for Stop(); true if Stop() was called
   // (the caller must give up at once: the shell is closing).
   bool WaitForStop(int ms);
@@ -162,6 +167,7 @@ class ControlClient {
   StatsFn stats_;
   std::atomic<bool> link_up_{false};
   uint64_t session_gen_ = 0;  // control thread: bumped when the session is replaced
+  bool awaiting_ = false;     // control thread: no session, a watch reconnects (AwaitReconnect)
 };
 
 }  // namespace npa::shell

@@ -1,5 +1,6 @@
 #include "shell/reconnect.h"
 
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/unique_fd.h"
 #include "npa/virtio_ring.h"
 #include "shell/shell_impl.h"
 
@@ -148,6 +150,32 @@ absl::Status TryTarget(npa_shell* sh, const Target& t, const ResumeRun& r, uint3
   return last;
 }
 
+// A session serves the rings again (at t, for run r): the log line and
+// the events. `migrated`: the planned move's destination took them.
+void AnnounceResumed(npa_shell* sh, const Target& t, const ResumeRun& r, bool migrated,
+                     const std::string& why) {
+  uint64_t resub = 0;
+  for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) resub += sh->queues[q].tx_resubmitted.load();
+  const std::string agent = sh->control->welcome().agent_name;
+  const uint64_t us = (MonotonicNs() - r.t0) / 1000;
+  std::string detail;
+  if (migrated) {
+    detail = absl::StrFormat("migrated to agent '%s': rings resumed %llu us after they stopped",
+                             r.agent_name.empty() ? agent : r.agent_name,
+                             static_cast<unsigned long long>(us));
+    NPA_LOG(Info, "shell '%s': %s", sh->name.c_str(), detail.c_str());
+    sh->events.Push(NPA_EVENT_MIGRATED, 0, detail);
+    return;
+  }
+  detail = absl::StrFormat("resumed on agent '%s' (%s) after %llu us%s%s", agent, t.what,
+                           static_cast<unsigned long long>(us), why.empty() ? "" : "; ", why);
+  NPA_LOG(Info, "shell '%s': %s; TX resubmitted so far %llu", sh->name.c_str(), detail.c_str(),
+          static_cast<unsigned long long>(resub));
+  sh->events.Push(NPA_EVENT_LINK_CHANGED, sh->control->link_up() ? 1 : 0,
+                  sh->control->link_up() ? "link up" : "link down");
+  sh->events.Push(NPA_EVENT_RECONNECTED, 0, detail);
+}
+
 // RECONNECTING's step: the targets in order, each for r.budget_ms. Fires
 // kResumed or kResumeFailed when the machine is in RECONNECTING (on a VF
 // it stays ON_VF either way). true: a session serves the rings again.
@@ -169,26 +197,7 @@ bool RunReconnect(npa_shell* sh, const std::vector<Target>& targets, const Resum
         return false;
       }
     }
-    uint64_t resub = 0;
-    for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) resub += sh->queues[q].tx_resubmitted.load();
-    const std::string agent = sh->control->welcome().agent_name;
-    const uint64_t us = (MonotonicNs() - r.t0) / 1000;
-    std::string detail;
-    if (r.migration && &t == &targets.front()) {
-      detail = absl::StrFormat("migrated to agent '%s': rings resumed %llu us after they stopped",
-                               r.agent_name.empty() ? agent : r.agent_name,
-                               static_cast<unsigned long long>(us));
-      NPA_LOG(Info, "shell '%s': %s", sh->name.c_str(), detail.c_str());
-      sh->events.Push(NPA_EVENT_MIGRATED, 0, detail);
-    } else {
-      detail = absl::StrFormat("resumed on agent '%s' (%s) after %llu us%s%s", agent, t.what,
-                               static_cast<unsigned long long>(us), why.empty() ? "" : "; ", why);
-      NPA_LOG(Info, "shell '%s': %s; TX resubmitted so far %llu", sh->name.c_str(), detail.c_str(),
-              static_cast<unsigned long long>(resub));
-      sh->events.Push(NPA_EVENT_LINK_CHANGED, sh->control->link_up() ? 1 : 0,
-                      sh->control->link_up() ? "link up" : "link down");
-      sh->events.Push(NPA_EVENT_RECONNECTED, 0, detail);
-    }
+    AnnounceResumed(sh, t, r, r.migration && &t == &targets.front(), why);
     return true;
   }
   // On a VF the guest keeps forwarding and nothing retries the emulated
@@ -394,6 +403,108 @@ bool OnCommit(npa_shell* sh, const control::MigrateCommit& c) {
   return RetryDetached(sh, targets, r, vl);
 }
 
+// ON_VF after a lost session: the VF forwards and its REQ and ERR eventfds
+// are watched by the control thread, so the resume is retried from a timer
+// that thread also watches, never from a loop that would hold it: a VFIO
+// REQ while no agent runs is served at once. Attempts come 50-100 ms apart
+// for reconnect_ms, then once a second until an agent takes the rings back
+// or the shell closes (the VF never stops a guest from getting its rings
+// served again). If the VF goes away meanwhile (REQ, ERR), the rings are
+// the path again: the next tick continues as after any loss (RECONNECTING,
+// then DETACHED).
+struct VfResumeRetry {
+  UniqueFd timer;        // timerfd, one-shot, re-armed after each attempt
+  ResumeRun run;
+  Target target;
+  uint64_t fast_until = 0;  // MonotonicNs: reconnect_ms after the loss
+  uint32_t attempts = 0;
+  bool told = false;        // the EHOSTUNREACH event for the fast phase went out
+};
+
+bool ArmRetry(const VfResumeRetry& st, int ms) {
+  itimerspec its{};
+  its.it_value.tv_sec = ms / 1000;
+  its.it_value.tv_nsec = static_cast<long>(ms % 1000) * 1000000L;
+  return timerfd_settime(st.timer.get(), 0, &its, nullptr) == 0;
+}
+
+void OnVfRetryTick(npa_shell* sh, const std::shared_ptr<VfResumeRetry>& st) {
+  uint64_t expired;
+  if (::read(st->timer.get(), &expired, sizeof expired) < 0 && errno == EAGAIN) return;
+  std::unique_lock<std::mutex> vl(sh->vf_mu);
+  const uint64_t now = MonotonicNs();
+  if (sh->path.state() != PathState::kOnVf) {
+    // The VF left while no agent ran (REQ, ERR): the emulated rings carry
+    // the traffic again and nothing else needs this thread, so the resume
+    // goes on as after a loss on EMULATED, with what is left of the budget.
+    sh->control->Unwatch(st->timer.get());  // `st` lives on in this call's copy
+    if (absl::Status f = sh->path.Fire(PathEvent::kSessionLost); !f.ok()) {
+      NPA_LOG(Error, "shell '%s': %s", sh->name.c_str(), std::string(f.message()).c_str());
+      sh->events.Push(NPA_EVENT_ERROR, static_cast<uint32_t>(-ECONNRESET),
+                      absl::StrCat("resume after the VF left: ", f.message()));
+      return;
+    }
+    ResumeRun r = st->run;
+    r.budget_ms = st->fast_until > now ? static_cast<uint32_t>((st->fast_until - now) / 1000000) : 0;
+    const std::vector<Target> targets = {st->target};
+    if (RunReconnect(sh, targets, r, vl)) return;
+    if (sh->path.state() == PathState::kDetached) (void)RetryDetached(sh, targets, r, vl);
+    return;
+  }
+  st->attempts++;
+  absl::Status s = ResumeOnce(sh, st->target.path, st->run, std::min(sh->timeout_ms, 1000));
+  if (s.ok()) {
+    sh->control->Unwatch(st->timer.get());
+    AnnounceResumed(sh, st->target, st->run, false, "");
+    return;
+  }
+  const bool fast = now < st->fast_until;
+  if (fast || st->attempts % 60 == 0)
+    NPA_LOG(Info, "shell '%s': resume at %s (%s), attempt %u: %s; the VF keeps forwarding",
+            sh->name.c_str(), st->target.path.c_str(), st->target.what.c_str(), st->attempts,
+            std::string(s.message()).c_str());
+  if (!fast && !st->told) {
+    st->told = true;
+    // The reason last: an event's detail keeps only its first bytes.
+    const std::string msg = absl::StrCat(
+        "no agent took the rings back; the VF keeps forwarding, retrying every second (",
+        st->target.what, " at ", st->target.path, ": ", s.message(), "; rings kept)");
+    NPA_LOG(Error, "shell '%s': %s", sh->name.c_str(), msg.c_str());
+    sh->events.Push(NPA_EVENT_ERROR, static_cast<uint32_t>(-EHOSTUNREACH), msg);
+  }
+  // 50-100 ms apart while fast, spread so that the guests of one restarted
+  // agent do not knock in step; then a second.
+  const int wait = fast ? 50 + static_cast<int>((now / 1000 + st->attempts * 17) % 51) : 1000;
+  if (!ArmRetry(*st, wait)) {
+    NPA_LOG(Error, "shell '%s': timerfd_settime for the resume: %s; no more attempts",
+            sh->name.c_str(), strerror(errno));
+    sh->control->Unwatch(st->timer.get());
+  }
+}
+
+// Starts the retries of VfResumeRetry; the first attempt comes at once.
+// false: no timer could be made (the caller retries the old way).
+bool StartVfRetry(npa_shell* sh, const Target& t, const ResumeRun& r) {
+  auto st = std::make_shared<VfResumeRetry>();
+  st->timer.reset(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!st->timer) {
+    NPA_LOG(Warn, "shell '%s': timerfd_create: %s", sh->name.c_str(), strerror(errno));
+    return false;
+  }
+  st->run = r;
+  st->target = t;
+  st->fast_until = r.t0 + static_cast<uint64_t>(r.budget_ms) * 1000000ull;
+  const int fd = st->timer.get();
+  if (!ArmRetry(*st, 1)) return false;
+  absl::Status s = sh->control->Watch(fd, [sh, st] { OnVfRetryTick(sh, st); });
+  if (!s.ok()) {
+    NPA_LOG(Warn, "shell '%s': %s", sh->name.c_str(), std::string(s.message()).c_str());
+    return false;
+  }
+  sh->control->AwaitReconnect();
+  return true;
+}
+
 // The session ended under EMULATED, MIGRATE_STOPPED or ON_VF: resume at
 // the same control path. vf_mu held.
 bool ReconnectAfterLoss(npa_shell* sh, const std::string& why, std::unique_lock<std::mutex>& vl) {
@@ -422,8 +533,9 @@ bool ReconnectAfterLoss(npa_shell* sh, const std::string& why, std::unique_lock<
   r.budget_ms = sh->reconnect_ms;
   r.t0 = MonotonicNs();
   const std::vector<Target> targets = {{sh->control_path, "the agent"}};
+  if (sh->path.state() == PathState::kOnVf && StartVfRetry(sh, targets.front(), r)) return true;
   if (RunReconnect(sh, targets, r, vl)) return true;
-  if (sh->path.state() != PathState::kDetached) return false;  // ON_VF: the VF goes on
+  if (sh->path.state() != PathState::kDetached) return false;
   return RetryDetached(sh, targets, r, vl);
 }
 

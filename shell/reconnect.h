@@ -42,7 +42,13 @@
 //     50-100 ms for reconnect_ms with Hello.resume{no ticket, every vring at
 //     the used index in shared memory (or the stopped index when stopped)}.
 //     Then LINK_CHANGED(up) and NPA_EVENT_RECONNECTED. On a VF (ON_VF) the
-//     VF keeps forwarding and the emulated rings are resumed beside it.
+//     VF keeps forwarding and the emulated rings are resumed beside it: the
+//     attempts run from a timerfd the control thread watches beside the
+//     VF's REQ and ERR eventfds (a REQ while no agent runs is served at
+//     once), 50-100 ms apart for reconnect_ms, then NPA_EVENT_ERROR
+//     (-EHOSTUNREACH) and once a second until an agent takes the rings or
+//     the shell closes. A VF that leaves meanwhile hands over to the
+//     emulated path's RECONNECTING and DETACHED as above.
 //     NPA_SHELL_F_NO_RECONNECT: NPA_EVENT_ERROR at once, as before ABI 1.2.
 //
 // Loss, after an agent went away without stopping its rings: an RX buffer

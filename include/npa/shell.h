@@ -76,7 +76,8 @@
  * sent once, or twice if the dead agent had sent them; never lost); frames
  * the dead agent held for RX are lost on the host's side. Then
  * NPA_EVENT_LINK_CHANGED(up) and NPA_EVENT_RECONNECTED. A VF keeps
- * forwarding throughout.
+ * forwarding throughout, and the shell serves its VFIO requests (the agent
+ * taking the VF back) while no agent runs.
  *
  * Lifetime: npa_shell_close() stops the device, disconnects and frees all
  * memory, including buffers the application still holds: free or stop using
