@@ -57,10 +57,7 @@ bool RxVirtq::PackedTakeMerged(uint16_t nb, npa_buf** out, uint64_t* bytes, Queu
       }
     }
   }
-  npa_buf* head = nullptr;
-  npa_buf* tail = nullptr;
-  uint32_t pkt_len = 0;
-  bool bad = false;
+  RxChain f;
   for (uint16_t k = 0; k < nb; k++) {
     uint16_t id;
     uint32_t len;
@@ -68,42 +65,14 @@ bool RxVirtq::PackedTakeMerged(uint16_t nb, npa_buf** out, uint64_t* bytes, Queu
     if (PackedPoll(&id, &len) > 0 && id < size_) b = cookie_[id];
     if (!IsHead(b)) {
       broken_ = true;  // as in Burst: the used position is lost
-      bad = true;
+      f.Add(nullptr, 0);
       break;
     }
     PackedFreeId(id);
     PackedAdvanceUsed(1);
-    const uint32_t hdr = k == 0 ? kNetHdrLen : 0;
-    if (len < hdr || len > kRxBufLen) bad = true;
-    b->data_off = static_cast<uint16_t>(NPA_BUF_DATA_OFF - kNetHdrLen + hdr);
-    b->data_len = static_cast<uint16_t>(len >= hdr && len <= kRxBufLen ? len - hdr : 0);
-    b->next = nullptr;
-    b->nb_segs = 1;
-    b->ol_flags = 0;
-    pkt_len += b->data_len;
-    if (head == nullptr) {
-      head = b;
-    } else {
-      tail->next = b;
-      head->nb_segs++;
-    }
-    tail = b;
+    f.Add(b, len);
   }
-  if (!bad && head != nullptr &&
-      !DecodeRxHdr(*reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
-                       reinterpret_cast<uint8_t*>(head) + NPA_BUF_DATA_OFF - kNetHdrLen),
-                   pkt_len, head))
-    bad = true;
-  if (bad) {
-    QueueCounters::Add(c->rx_bad, 1);
-    QueueCounters::Add(c->rx_dropped, 1);
-    if (head) pool_->FreeFrame(head);
-    *out = nullptr;
-    return true;
-  }
-  head->pkt_len = pkt_len;
-  *bytes += pkt_len;
-  *out = head;
+  f.Finish(pool_, c, out, bytes);
   return true;
 }
 

@@ -73,6 +73,62 @@ inline bool FinishRxFrame(npa_buf* b, const npa_virtio_net_hdr_mrg_rxbuf* h, uin
   return false;
 }
 
+// A mergeable RX frame being gathered (both ring kinds; VIRTIO 1.x
+// 5.1.6.4): only the first buffer carries the header, the others are filled
+// from their descriptor's start. Add each buffer as it is taken (nullptr:
+// the ring gave no buffer for that position), then Finish.
+struct RxChain {
+  npa_buf* head = nullptr;
+  npa_buf* tail = nullptr;
+  uint32_t pkt_len = 0;
+  bool bad = false;
+
+  void Add(npa_buf* b, uint32_t len) {
+    if (b == nullptr) {
+      bad = true;
+      return;
+    }
+    const uint32_t hdr = head == nullptr ? kNetHdrLen : 0;
+    const bool fits = len >= hdr && len <= kRxBufLen;
+    bad |= !fits;
+    b->data_off = static_cast<uint16_t>(NPA_BUF_DATA_OFF - kNetHdrLen + hdr);
+    b->data_len = static_cast<uint16_t>(fits ? len - hdr : 0);
+    b->next = nullptr;
+    b->nb_segs = 1;
+    b->ol_flags = 0;
+    pkt_len += b->data_len;
+    if (head == nullptr) {
+      head = b;
+    } else {
+      tail->next = b;
+      head->nb_segs++;
+    }
+    tail = b;
+  }
+
+  // The header is decoded once the frame's length is known: its checksum
+  // span is bounded by the whole frame, not the first buffer. *out is the
+  // frame, or nullptr when it was dropped (its buffers back in the pool,
+  // counted rx_bad and rx_dropped).
+  void Finish(BufPool* pool, QueueCounters* c, npa_buf** out, uint64_t* bytes) {
+    if (!bad && head != nullptr &&
+        !DecodeRxHdr(*reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
+                         reinterpret_cast<uint8_t*>(head) + NPA_BUF_DATA_OFF - kNetHdrLen),
+                     pkt_len, head))
+      bad = true;
+    if (bad || head == nullptr) {
+      QueueCounters::Add(c->rx_bad, 1);
+      QueueCounters::Add(c->rx_dropped, 1);
+      if (head) pool->FreeFrame(head);
+      *out = nullptr;
+      return;
+    }
+    head->pkt_len = pkt_len;
+    *bytes += pkt_len;
+    *out = head;
+  }
+};
+
 // The end of an RX burst (both ring kinds): software VLAN strip, counters.
 inline void EndRxBurst(npa_buf** bufs, uint16_t got, uint64_t bytes, bool strip_vlan,
                        QueueCounters* c) {

@@ -45,52 +45,12 @@ npa_buf* RxVirtq::TakeUsed(uint32_t id) {
 bool RxVirtq::TakeMerged(uint16_t nb, uint16_t avail, npa_buf** out, uint64_t* bytes,
                          QueueCounters* c) {
   if (nb > avail) return false;  // the rest of the frame is not published yet
-  npa_buf* head = nullptr;
-  npa_buf* tail = nullptr;
-  uint32_t pkt_len = 0;
-  bool bad = false;
+  RxChain f;
   for (uint16_t k = 0; k < nb; k++, last_used_++) {
     const npa_vring_used_elem e = used_->ring[last_used_ & mask_];
-    npa_buf* b = TakeUsed(e.id);
-    if (b == nullptr) {
-      bad = true;
-      continue;
-    }
-    const uint32_t hdr = k == 0 ? kNetHdrLen : 0;
-    if (e.len < hdr || e.len > kRxBufLen) bad = true;
-    // Only the first buffer carries the header (VIRTIO 1.x 5.1.6.4); the
-    // others are filled from their descriptor's start.
-    b->data_off = static_cast<uint16_t>(NPA_BUF_DATA_OFF - kNetHdrLen + hdr);
-    b->data_len = static_cast<uint16_t>(e.len >= hdr ? e.len - hdr : 0);
-    b->next = nullptr;
-    b->nb_segs = 1;
-    b->ol_flags = 0;
-    pkt_len += b->data_len;
-    if (head == nullptr) {
-      head = b;
-    } else {
-      tail->next = b;
-      head->nb_segs++;
-    }
-    tail = b;
+    f.Add(TakeUsed(e.id), e.len);
   }
-  // The header is decoded once the frame's length is known: its checksum
-  // span is bounded by the whole frame, not the first buffer.
-  if (!bad && head != nullptr &&
-      !DecodeRxHdr(*reinterpret_cast<const npa_virtio_net_hdr_mrg_rxbuf*>(
-                       reinterpret_cast<uint8_t*>(head) + NPA_BUF_DATA_OFF - kNetHdrLen),
-                   pkt_len, head))
-    bad = true;
-  if (bad || head == nullptr) {
-    QueueCounters::Add(c->rx_bad, 1);
-    QueueCounters::Add(c->rx_dropped, 1);
-    if (head) pool_->FreeFrame(head);
-    *out = nullptr;
-    return true;
-  }
-  head->pkt_len = pkt_len;
-  *bytes += pkt_len;
-  *out = head;
+  f.Finish(pool_, c, out, bytes);
   return true;
 }
 
