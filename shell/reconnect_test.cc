@@ -263,55 +263,77 @@ TEST_F(ReconnectTest, AVfKeepsForwardingWhileItsAgentRestarts) {
   EXPECT_EQ(shared->destroyed.load(), shared->created.load());
 }
 
-// A guest on a VF whose agent stays away longer than reconnect_ms: the
-// shell says so once (EHOSTUNREACH, "the VF keeps forwarding"), the VF goes
-// on, and the shell keeps trying once a second, so an agent that comes back
-// later still gets the rings (before, the control thread ended there and
-// the guest never reconnected).
-TEST_F(ReconnectTest, AVfGuestKeepsRetryingAfterReconnectMs) {
-  auto shared = UseFakeVf();
-  TestAgent& a = NewAgent("a.ctl", "agent-a");
-  ASSERT_NO_FATAL_FAILURE(OpenShell(a, /*reconnect_ms=*/200));
-  // The loopback VF runs millions of frames a second, past one guest's
-  // numbering within a second or two: each phase gets a guest of its own.
-  guest_ = std::make_unique<Guest>(sh_);
-  guest_->Start();
-  ASSERT_TRUE(MoreReceived(*guest_, 0, 1000));
-  ASSERT_TRUE(a.Offer(5, kLbVendor, kLbDevice).accepted());
-  ASSERT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > 1000; }, 5000));
-  guest_->Finish();
-  ExpectAllBackOnce(*guest_);
-  a.Unlisten();
-  a.Die();
+// A guest on a VF, then its agent gone. The loopback VF runs millions of
+// frames a second, past one Guest's numbering within a second or two, so
+// each phase gets a Guest of its own, and each ends with every frame back:
+// what a dead agent held for RX is lost on the host's side (reconnect.h),
+// and these tests count the rest exactly.
+class ReconnectVfTest : public ReconnectTest {
+ protected:
+  // Opens the shell on agent "a.ctl" with reconnect_ms, attaches the VF
+  // (offer `offer`), then kills the agent (its socket gone too).
+  void OnVfThenAgentGone(uint32_t reconnect_ms, uint64_t offer) {
+    shared_ = UseFakeVf();
+    TestAgent& a = NewAgent("a.ctl", "agent-a");
+    ASSERT_NO_FATAL_FAILURE(OpenShell(a, reconnect_ms));
+    guest_ = std::make_unique<Guest>(sh_);
+    guest_->Start();
+    ASSERT_TRUE(MoreReceived(*guest_, 0, 1000));
+    ASSERT_TRUE(a.Offer(offer, kLbVendor, kLbDevice).accepted());
+    ASSERT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > 1000; }, 5000));
+    guest_->Finish();
+    ExpectAllBackOnce(*guest_);
+    a.Unlisten();
+    a.Die();
+  }
+  // A new Guest, once the VF carried 1000 more frames.
+  void NewGuestOnVf(const char* when) {
+    guest_ = std::make_unique<Guest>(sh_);
+    guest_->Start();
+    const uint64_t vf0 = Stats(sh_).rx_vf_packets;
+    EXPECT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > vf0 + 1000; }, 5000))
+        << "the VF forwards " << when;
+  }
+  // The agent back on "a.ctl": the shell resumes there.
+  void AgentComesBack() {
+    TestAgent& again = NewAgent("a.ctl", "agent-a-back");
+    again.Serve();
+    ASSERT_TRUE(again.Wait()) << "the shell came back to the agent";
+    ASSERT_TRUE(again.hello().has_resume());
+    npa_event ev;
+    ASSERT_TRUE(NextEvent(NPA_EVENT_RECONNECTED, &ev, 5000));
+  }
+  void CloseAndCheckTheVf() {
+    npa_shell_close(sh_);  // gives the VF back before the factory goes
+    sh_ = nullptr;
+    EXPECT_EQ(shared_->destroyed.load(), shared_->created.load());
+  }
+  std::shared_ptr<FakeVfioShared> shared_;
+};
+
+// An agent away longer than reconnect_ms: the shell says so once
+// (EHOSTUNREACH), the VF goes on, and the shell keeps trying once a second,
+// so an agent that comes back later still gets the rings (before, the
+// control thread ended there and the guest never reconnected).
+TEST_F(ReconnectVfTest, AVfGuestKeepsRetryingAfterReconnectMs) {
+  ASSERT_NO_FATAL_FAILURE(OnVfThenAgentGone(/*reconnect_ms=*/200, 5));
   npa_event ev;
   ASSERT_TRUE(NextEvent(NPA_EVENT_ERROR, &ev, 5000));
   EXPECT_EQ(ev.u.error, -EHOSTUNREACH);
-  EXPECT_NE(std::string(ev.detail).find("no agent took the rings back; the VF keeps forwarding, retrying every second"),
+  EXPECT_NE(std::string(ev.detail).find(
+                "no agent took the rings back; the VF keeps forwarding, retrying every second"),
             std::string::npos)
       << ev.detail;
-  guest_ = std::make_unique<Guest>(sh_);
-  guest_->Start();
-  const uint64_t vf0 = Stats(sh_).rx_vf_packets;
-  EXPECT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > vf0 + 1000; }, 5000))
-      << "the VF forwards after the shell gave up its fast retries";
+  NewGuestOnVf("after the shell gave up its fast retries");
   guest_->Finish();
   ExpectAllBackOnce(*guest_);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // into the 1 s retries
-  TestAgent& again = NewAgent("a.ctl", "agent-a-late");
-  again.Serve();
-  ASSERT_TRUE(again.Wait()) << "the shell came back after reconnect_ms had passed";
-  ASSERT_TRUE(again.hello().has_resume());
-  ASSERT_TRUE(NextEvent(NPA_EVENT_RECONNECTED, &ev, 5000));
+  ASSERT_NO_FATAL_FAILURE(AgentComesBack());
   EXPECT_EQ(PathOf(sh_), NPA_PATH_VF) << "the VF stays";
-  guest_ = std::make_unique<Guest>(sh_);
-  guest_->Start();
-  const uint64_t vf1 = Stats(sh_).rx_vf_packets;
-  EXPECT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > vf1 + 1000; }, 5000));
+  NewGuestOnVf("after the resume");
   guest_->Finish();
   ExpectAllBackOnce(*guest_);
-  npa_shell_close(sh_);
-  sh_ = nullptr;
-  EXPECT_EQ(shared->destroyed.load(), shared->created.load());
+  CloseAndCheckTheVf();
 }
 
 // While no agent runs, the host may still take the VF back (vfio-pci's REQ
@@ -319,29 +341,13 @@ TEST_F(ReconnectTest, AVfGuestKeepsRetryingAfterReconnectMs) {
 // not after its resume attempts, the guest falls back to the emulated
 // rings, and those are resumed by the agent that comes back, losing
 // nothing.
-TEST_F(ReconnectTest, AVfRequestIsServedWhileNoAgentRuns) {
-  auto shared = UseFakeVf();
-  TestAgent& a = NewAgent("a.ctl", "agent-a");
-  ASSERT_NO_FATAL_FAILURE(OpenShell(a, /*reconnect_ms=*/60000));
-  guest_ = std::make_unique<Guest>(sh_);
-  guest_->Start();
-  ASSERT_TRUE(MoreReceived(*guest_, 0, 1000));
-  ASSERT_TRUE(a.Offer(6, kLbVendor, kLbDevice).accepted());
-  ASSERT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > 1000; }, 5000));
-  // Everything back before the crash: what a dead agent held for RX is
-  // lost on the host's side (reconnect.h), and this test counts the rest.
-  guest_->Finish();
-  ExpectAllBackOnce(*guest_);
-  a.Unlisten();
-  a.Die();
+TEST_F(ReconnectVfTest, AVfRequestIsServedWhileNoAgentRuns) {
+  ASSERT_NO_FATAL_FAILURE(OnVfThenAgentGone(/*reconnect_ms=*/60000, 6));
   npa_event ev;
   ASSERT_TRUE(NextEvent(NPA_EVENT_LINK_CHANGED, &ev, 5000));
   EXPECT_EQ(ev.u.link_up, 0u);
-  guest_ = std::make_unique<Guest>(sh_);
-  guest_->Start();
-  const uint64_t vf0 = Stats(sh_).rx_vf_packets;
-  ASSERT_TRUE(WaitFor([&] { return Stats(sh_).rx_vf_packets > vf0 + 1000; }, 5000));
-  const int req = shared->req_efd.load();
+  NewGuestOnVf("while no agent runs");
+  const int req = shared_->req_efd.load();
   ASSERT_GE(req, 0) << "REQ was wired";
   const auto t0 = Clock::now();
   uint64_t one = 1;
@@ -350,19 +356,13 @@ TEST_F(ReconnectTest, AVfRequestIsServedWhileNoAgentRuns) {
   EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count(), 3000);
   EXPECT_EQ(ev.u.path, NPA_PATH_EMULATED);
   EXPECT_NE(std::string(ev.detail).find("REQ"), std::string::npos) << ev.detail;
-  TestAgent& again = NewAgent("a.ctl", "agent-a-restarted");
-  again.Serve();
-  ASSERT_TRUE(again.Wait());
-  ASSERT_TRUE(again.hello().has_resume());
-  ASSERT_TRUE(NextEvent(NPA_EVENT_RECONNECTED, &ev, 5000));
+  ASSERT_NO_FATAL_FAILURE(AgentComesBack());
   EXPECT_EQ(PathOf(sh_), NPA_PATH_EMULATED);
   const uint64_t at = guest_->received();
   ASSERT_TRUE(MoreReceived(*guest_, at, 2000)) << "traffic through the restarted agent";
   guest_->Finish();
   ExpectAllBackOnce(*guest_);
-  npa_shell_close(sh_);
-  sh_ = nullptr;
-  EXPECT_EQ(shared->destroyed.load(), shared->created.load());
+  CloseAndCheckTheVf();
 }
 
 // A guest on a VF is not stopped for a migration (the agent revokes the VF
