@@ -125,6 +125,13 @@ absl::Status ResumeOnce(npa_shell* sh, const std::string& path, const ResumeRun&
   return s;
 }
 
+// The pause before the next attempt: 50-100 ms, spread by the clock and
+// the attempt number so that the guests of one restarted agent do not
+// knock in step.
+int RetryPauseMs(uint64_t now_ns, uint32_t attempt) {
+  return 50 + static_cast<int>((now_ns / 1000 + attempt * 17) % 51);
+}
+
 // Tries `t` every 50-100 ms until budget_ms has passed (at least once).
 // Holds vf_mu only while an attempt runs. kCancelled when the shell closes.
 absl::Status TryTarget(npa_shell* sh, const Target& t, const ResumeRun& r, uint32_t budget_ms,
@@ -139,9 +146,7 @@ absl::Status TryTarget(npa_shell* sh, const Target& t, const ResumeRun& r, uint3
     NPA_LOG(Info, "shell '%s': resume at %s (%s), attempt %u: %s", sh->name.c_str(),
             t.path.c_str(), t.what.c_str(), attempt, std::string(last.message()).c_str());
     if (MonotonicNs() >= end || attempt >= 100000) break;
-    // 50-100 ms apart: spread so that many guests of one restarted agent
-    // do not knock in step.
-    const int wait = 50 + static_cast<int>((MonotonicNs() / 1000 + attempt * 17) % 51);
+    const int wait = RetryPauseMs(MonotonicNs(), attempt);
     vl.unlock();
     const bool stop = sh->control->WaitForStop(wait);
     vl.lock();
@@ -472,9 +477,8 @@ void OnVfRetryTick(npa_shell* sh, const std::shared_ptr<VfResumeRetry>& st) {
     NPA_LOG(Error, "shell '%s': %s", sh->name.c_str(), msg.c_str());
     sh->events.Push(NPA_EVENT_ERROR, static_cast<uint32_t>(-EHOSTUNREACH), msg);
   }
-  // 50-100 ms apart while fast, spread so that the guests of one restarted
-  // agent do not knock in step; then a second.
-  const int wait = fast ? 50 + static_cast<int>((now / 1000 + st->attempts * 17) % 51) : 1000;
+  // RetryPauseMs while fast, then a second.
+  const int wait = fast ? RetryPauseMs(now, st->attempts) : 1000;
   if (!ArmRetry(*st, wait)) {
     NPA_LOG(Error, "shell '%s': timerfd_settime for the resume: %s; no more attempts",
             sh->name.c_str(), strerror(errno));
