@@ -54,19 +54,21 @@ cmake -S "$ROOT" -B "$ROOT/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DNPA_TEST_COMPILE_OPTIONS=-O0 >/dev/null &&
   ninja -C "$ROOT/build" -j"$JOBS" || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 
-# The sanitizer and fuzzer trees build in the background, at nice 19, while
-# the plain tree's tests run: those mostly wait (QEMU, sockets, timers), and
-# a nice-0 test preempts a nice-19 compiler at once, so the tests keep their
-# CPU and the two builds (about 8 minutes on 2 cores) cost almost no wall time.
+# The sanitizer tree builds in the background, at nice 19, while the plain
+# tree's tests run: those mostly wait (QEMU, sockets, timers), and a nice-0
+# test preempts a nice-19 compiler at once, so the tests keep their CPU and
+# the build costs little wall time. The fuzzer tree builds the same way
+# beside the ASan tests, so the ASan stage does not wait for it.
 BG_LOG="$ROOT/build-bg.log"
+FZ_LOG="$ROOT/build-fuzz-bg.log"
 BG_PID=""
+FZ_PID=""
 if [ $FAST = 0 ]; then
   (
     set -o pipefail
     cmake -S "$ROOT" -B "$ROOT/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DNPA_SANITIZE=ON \
       -DCMAKE_CXX_FLAGS_DEBUG=-g1 -DCMAKE_C_FLAGS_DEBUG=-g1 -DNPA_BUILD_BENCH=OFF >/dev/null &&
-      nice -n 19 ninja -C "$ROOT/build-asan" -j"$JOBS" || exit 1
-    nice -n 19 "$ROOT/tests/fuzz/run_fuzzers.sh" --build-only || exit 2
+      nice -n 19 ninja -C "$ROOT/build-asan" -j"$JOBS"
   ) >"$BG_LOG" 2>&1 &
   BG_PID=$!
 fi
@@ -85,15 +87,22 @@ if [ $FAST = 0 ]; then
   wait "$BG_PID"; BG_RC=$?
   grep -E '^\[[0-9]+/[0-9]+\]' "$BG_LOG" | tail -2
   if [ $BG_RC != 0 ]; then echo "background build failed (exit $BG_RC):"; grep -v '^\[' "$BG_LOG" | tail -40; fi
-  if [ $BG_RC = 0 ] || [ $BG_RC = 2 ]; then
+  nice -n 19 "$ROOT/tests/fuzz/run_fuzzers.sh" --build-only >"$FZ_LOG" 2>&1 &
+  FZ_PID=$!
+  if [ $BG_RC = 0 ]; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       run_ctest "$ROOT/build-asan" -LE 'lab|bench' || FAILED_STAGES+=(asan)
   else
     FAILED=$((FAILED + 1)); FAILED_STAGES+=(asan-build)
   fi
 
-  stage "fuzz: libFuzzer targets, ${FUZZ_SECONDS:-20}s each"
-  if [ -x "$ROOT/tests/fuzz/run_fuzzers.sh" ]; then
+  stage "fuzz: libFuzzer targets, ${FUZZ_SECONDS:-20}s each (build: background, $FZ_LOG)"
+  wait "$FZ_PID"; FZ_RC=$?
+  grep -E '^\[[0-9]+/[0-9]+\]' "$FZ_LOG" | tail -1
+  if [ $FZ_RC != 0 ]; then
+    echo "fuzzer build failed (exit $FZ_RC):"; grep -v '^\[' "$FZ_LOG" | tail -40
+    FAILED=$((FAILED + 1)); FAILED_STAGES+=(fuzz-build)
+  elif [ -x "$ROOT/tests/fuzz/run_fuzzers.sh" ]; then
     if "$ROOT/tests/fuzz/run_fuzzers.sh"; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); FAILED_STAGES+=(fuzz); fi
   else
     echo "tests/fuzz/run_fuzzers.sh missing"; FAILED=$((FAILED + 1)); FAILED_STAGES+=(fuzz)

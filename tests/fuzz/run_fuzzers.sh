@@ -7,7 +7,9 @@
 #   FUZZ_SECONDS=60 tests/fuzz/run_fuzzers.sh [target...]
 #   tests/fuzz/run_fuzzers.sh --build-only [target...]   # build, run nothing
 # Env: FUZZ_BUILD_DIR (default <repo>/build-fuzz), CC/CXX (default clang/clang++),
-#      FUZZ_SOURCE_DIR (default the repo), FUZZ_JOBS (ninja -j, default 2).
+#      FUZZ_SOURCE_DIR (default the repo), FUZZ_JOBS (ninja -j, default 2),
+#      FUZZ_PARALLEL (targets run at once, one core each; default nproc).
+# Each target's report comes in the order given, after all have run.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 src=${FUZZ_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
@@ -27,12 +29,13 @@ ninja -C "$build" -j"${FUZZ_JOBS:-2}" $bins || { echo "fuzzer build failed"; exi
 [ $build_only = 1 ] && exit 0
 
 logs=$(mktemp -d /tmp/npa-fuzz.XXXXXX)
-fail=0
-for t in $targets; do
-  work=$logs/$t
+par=${FUZZ_PARALLEL:-$(nproc)}
+case "$par" in ''|*[!0-9]*|0) echo "run_fuzzers: FUZZ_PARALLEL must be a positive number, not '$par'" >&2; exit 2 ;; esac
+# One target: its corpus copy, its run, its exit code in $work/rc.
+run_one() {
+  local t=$1 work=$logs/$1
   mkdir -p "$work/corpus"
   cp "$here/corpus/$t/"* "$work/corpus/" 2>/dev/null
-  echo "== $t: ${secs}s"
   # -timeout: one input taking > 10 s is a hang; -rss_limit_mb bounds memory;
   # -malloc_limit_mb: one allocation over 32 MB is a finding (no input of
   # ours needs one; protobuf's 50 MB reserve for a length past the end was
@@ -40,9 +43,23 @@ for t in $targets; do
   timeout $((secs + 60)) "$build/tests/fuzz/${t}_fuzz" "$work/corpus" \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=32 -print_final_stats=1 \
     -artifact_prefix="$work/" >"$work/log" 2>&1
-  rc=$?
+  echo $? >"$work/rc"
+}
+echo "running: $targets (${secs}s each, $par at a time)"
+running=0
+for t in $targets; do
+  run_one "$t" &
+  running=$((running + 1))
+  if [ $running -ge "$par" ]; then wait -n; running=$((running - 1)); fi
+done
+wait
+fail=0
+for t in $targets; do
+  work=$logs/$t
+  rc=$(cat "$work/rc" 2>/dev/null || echo "no exit code")
+  echo "== $t: ${secs}s"
   tail -3 "$work/log"
-  if [ $rc -ne 0 ]; then
+  if [ "$rc" != 0 ]; then
     echo "FAIL $t (exit $rc); log and reproducer in $work"
     grep -m5 -E "ERROR|SUMMARY|runtime error" "$work/log"
     fail=1
