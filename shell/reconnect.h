@@ -7,6 +7,9 @@
 //
 //   InstallSessionHooks(sh);   // npa_shell_open, with a control session
 //
+// This file decides when the rings move; shell/resume.h makes the attempts
+// (one resume, and the loops and the timer that repeat it).
+//
 // Steps, each one a state of npa_shell::path (shell/vf/path_switch.h), asked
 // before it is taken:
 //   MigratePrepare (EMULATED -> MIGRATE_STOPPED): GET_VRING_BASE on every
