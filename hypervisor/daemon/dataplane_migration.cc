@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "hypervisor/daemon/dataplane.h"
+#include "hypervisor/daemon/dataplane_frames.h"
 #include "hypervisor/vhost/virtqueue.h"
 
 namespace npa::agent {
@@ -223,6 +225,87 @@ uint32_t ControlQueue::Service(uint64_t now_ns, uint16_t burst,
   pending_.store(!injects_.empty(), std::memory_order_release);
   cv_.notify_all();
   return moved;
+}
+
+// ---- Dataplane's migration methods (dataplane.h) ------------------------
+
+absl::Status Dataplane::HoldMac(const MacAddr& mac, size_t max_frames) {
+  if (IsMulticast(mac) || IsZeroMac(mac))
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataplane: hold MAC ", MacToString(mac), ": not a unicast address"));
+  auto next = CopySnapshot();
+  const uint64_t key = MacKey(mac.data());
+  for (const auto& h : next->holds) {
+    if (h->key() == key) {
+      h->set_max_frames(max_frames);
+      return absl::OkStatus();
+    }
+  }
+  next->holds.push_back(std::make_shared<MacHold>(key, max_frames));
+  NPA_LOG(Info, "dataplane: holding frames for %s (at most %zu frames, %zu bytes)",
+          MacToString(mac).c_str(), max_frames, kMaxHeldBytes);
+  return Publish(std::move(next));
+}
+
+Dataplane::HeldFrames Dataplane::TakeHeld(const MacAddr& mac) {
+  const uint64_t key = MacKey(mac.data());
+  std::shared_ptr<MacHold> h;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& x : snapshot_->holds)
+      if (x->key() == key) h = x;
+  }
+  return h ? h->Take() : HeldFrames{};
+}
+
+Dataplane::HeldFrames Dataplane::ReleaseMac(const MacAddr& mac) {
+  const uint64_t key = MacKey(mac.data());
+  auto next = CopySnapshot();
+  auto it = std::find_if(next->holds.begin(), next->holds.end(),
+                         [&](const auto& h) { return h->key() == key; });
+  if (it == next->holds.end()) return HeldFrames{};
+  std::shared_ptr<MacHold> h = *it;
+  next->holds.erase(it);
+  if (absl::Status s = Publish(std::move(next)); !s.ok()) {
+    // The dataplane may still append; Close makes those count as drops.
+    NPA_LOG(Warn, "dataplane: release of held MAC %s: %s", MacToString(mac).c_str(),
+            std::string(s.message()).c_str());
+  }
+  HeldFrames out = h->Close();
+  NPA_LOG(Info, "dataplane: released MAC %s (%zu frames held, %llu dropped)",
+          MacToString(mac).c_str(), out.frames.size(),
+          static_cast<unsigned long long>(out.dropped));
+  return out;
+}
+
+bool Dataplane::DeliverHeld(PortId from, const PacketRef& p, const uint8_t* eth) {
+  // The sender's pinned MAC: a guest's own broadcast is not copied to its hold.
+  uint64_t from_key = 0;
+  if (eth[0] & 1) {
+    for (const Local& l : locals_)
+      if (l.id == from) from_key = l.mac_key;
+  }
+  uint64_t kept = 0, dropped = 0;
+  const bool consumed = RouteToHolds(holds_, from_key, p, eth, &kept, &dropped);
+  if (kept) Add(c_.held, kept);
+  if (dropped) c_.held_dropped.fetch_add(dropped, std::memory_order_relaxed);
+  return consumed;
+}
+
+uint64_t Dataplane::InjectRx(PortId guest, std::vector<std::string> frames) {
+  return ctl_.Inject(guest, std::move(frames), running_.load());
+}
+
+absl::Status Dataplane::SendOnUplink(std::span<const uint8_t> frame) {
+  return ctl_.SendOnUplink(frame, running_.load());
+}
+
+uint32_t Dataplane::ServiceControl(uint64_t now_ns) {
+  return ctl_.Service(now_ns, opts_.burst, [this](PortId id) -> GuestPort* {
+    for (Local& x : locals_)
+      if (x.id == id) return x.port.get();
+    return nullptr;
+  });
 }
 
 }  // namespace npa::agent

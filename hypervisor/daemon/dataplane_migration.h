@@ -3,7 +3,8 @@
 // frames injected into a guest's RX, and frames queued for the uplink.
 // Dataplane (dataplane.h) owns one ControlQueue and publishes its MacHolds in
 // its guest snapshot; its public HoldMac/TakeHeld/ReleaseMac/InjectRx/
-// SendOnUplink are thin wrappers over these.
+// SendOnUplink are thin wrappers over these, defined beside them in
+// dataplane_migration.cc.
 //
 //   auto h = std::make_shared<MacHold>(MacKey(mac.data()), 1024);
 //   // dataplane thread, only while some MAC is held (Dataplane::Deliver):
