@@ -26,8 +26,9 @@
 //   RestartGate                        roster and the traffic gate
 // This class keeps the sessions, the Hello handshake, each guest's way from
 // CONNECTED to CLOSED, and wires the parts together. Its sources:
-// control_server.cc (loop, sessions, readiness, close, shutdown) and
-// control_server_accept.cc (accept, Hello, resume, the shell's back end).
+// control_server.cc (loop, sessions, housekeeping, shutdown),
+// control_server_accept.cc (accept, Hello, resume, the shell's back end) and
+// control_server_guests.cc (readiness, a free VF offered, close).
 //
 // Two sockets (privilege separation, docs/operator-guide.md "Sockets"):
 //   control socket (Options::control_path): guest shells only. An

@@ -2,9 +2,9 @@
 // path (control_server.h): accepting connections on the control, admin and
 // vhost-user sockets, the Hello (new guest, or resume with a ticket) and the
 // shell's back end with its Welcome. Split out of control_server.cc to keep
-// that file to the event loop, sessions and each guest's way to CLOSED; the
-// pure checks and the restart gate are guest_admission.h. Same thread rules:
-// the control thread only.
+// that file to the event loop and the sessions (each guest's readiness and
+// way to CLOSED: control_server_guests.cc); the pure checks and the restart
+// gate are guest_admission.h. Same thread rules: the control thread only.
 #include "hypervisor/daemon/control_server.h"
 
 #include <sys/socket.h>
