@@ -12,8 +12,8 @@
 # one, and the ASan tree's biggest cost in CI. Two headers are compiled
 # once per tree and reused (REUSE_FROM): one for the libraries, one for the
 # unit tests. Reuse needs a user's flags to be the header's flags: the same
-# sanitizer options, the same -O class (npa_shell_core's -O3 is still
-# "optimizing"; the tests' -O0 is not, hence two headers), and -fPIC for
+# sanitizer options, the same -O class (the tests' -O0 is not a RelWithDebInfo
+# library's -O2, hence two headers; a library with OPTIONS has its own), and -fPIC for
 # the libraries, -fPIE for the test executables (GCC refuses a header built
 # with the other). CMake adds -Winvalid-pch, and -Werror makes any mismatch
 # a build error, never a silently slower build. What the users add on top
@@ -46,13 +46,24 @@ endif()
 
 # A static, position-independent library (libnpa_shell, a shared object,
 # absorbs some of them).
+# OPTIONS: compile options of its own (-O3 on a hot path); such a library
+# compiles its own precompiled header, since its flags are not the shared
+# header's (in a Debug tree, -O3 against -O0).
 function(npa_library name)
-  cmake_parse_arguments(L "" "" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(L "" "" "SOURCES;DEPS;OPTIONS" ${ARGN})
   add_library(${name} STATIC ${L_SOURCES})
   set_target_properties(${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
   target_link_libraries(${name} PUBLIC ${L_DEPS})
+  if(L_OPTIONS)
+    target_compile_options(${name} PRIVATE ${L_OPTIONS})
+  endif()
   if(TARGET npa_lib_pch)
-    target_precompile_headers(${name} REUSE_FROM npa_lib_pch)
+    if(L_OPTIONS)
+      target_link_libraries(${name} PRIVATE ${NPA_PCH_DEPS})
+      target_precompile_headers(${name} PRIVATE ${NPA_PCH_HEADERS})
+    else()
+      target_precompile_headers(${name} REUSE_FROM npa_lib_pch)
+    endif()
     # The header is C++: a C source (a layout check) compiles without it.
     foreach(src IN LISTS L_SOURCES)
       if(src MATCHES "\\.c$")
