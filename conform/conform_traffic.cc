@@ -1,7 +1,7 @@
 // conform/conform_traffic.cc — data-path cases of npa-conform against
-// the traffic peer (docs/conformance.md). Frames use the local experimental
-// EtherType 0x88b5 and carry "NPAC", the run id and a sequence number, so
-// the flood of a QEMU hub (and stale frames) is filtered out.
+// the traffic peer (docs/conformance.md). The frames are conform_frame.h's:
+// EtherType 0x88b5, "NPAC", the run id and a sequence number, so the flood
+// of a QEMU hub (and stale frames) is filtered out.
 #include <poll.h>
 #include <unistd.h>
 
@@ -15,50 +15,11 @@
 #include "absl/strings/str_format.h"
 #include "common/clock.h"
 #include "common/rss.h"
+#include "conform/conform_frame.h"
 #include "conform/conform_runner.h"
 
 namespace npa::conform {
 namespace {
-
-constexpr uint16_t kEtherType = 0x88b5;
-constexpr size_t kHdr = 26;  // eth(14) + magic(4) + run(4) + seq(4)
-
-void Fill(uint8_t* p, size_t len, const uint8_t dst[6], const uint8_t src[6], uint32_t run,
-          uint32_t seq) {
-  memcpy(p, dst, 6);
-  memcpy(p + 6, src, 6);
-  p[12] = kEtherType >> 8;
-  p[13] = kEtherType & 0xff;
-  memcpy(p + 14, "NPAC", 4);
-  memcpy(p + 18, &run, 4);
-  memcpy(p + 22, &seq, 4);
-  for (size_t i = kHdr; i < len; i++) p[i] = static_cast<uint8_t>(seq + i);
-}
-
-// -1: not ours; 0: ours but corrupt; 1: ours and intact (seq in *seq).
-int Check(const uint8_t* p, size_t len, uint32_t run, uint32_t* seq) {
-  if (len < kHdr || p[12] != (kEtherType >> 8) || p[13] != (kEtherType & 0xff) ||
-      memcmp(p + 14, "NPAC", 4) != 0)
-    return -1;
-  uint32_t r;
-  memcpy(&r, p + 18, 4);
-  if (r != run) return -1;
-  memcpy(seq, p + 22, 4);
-  for (size_t i = kHdr; i < len; i++)
-    if (p[i] != static_cast<uint8_t>(*seq + i)) return 0;
-  return 1;
-}
-
-// Copy a (possibly chained) frame out of a buffer.
-size_t Linearize(const npa_buf* b, uint8_t* out, size_t cap) {
-  size_t n = 0;
-  for (int k = 0; b != nullptr && k < 64; k++, b = b->next) {
-    size_t l = std::min<size_t>(b->data_len, cap - n);
-    memcpy(out + n, npa_buf_data(b), l);
-    n += l;
-  }
-  return n;
-}
 
 struct Queue {
   Ctx& c;
@@ -74,7 +35,8 @@ uint16_t SendFrames(Queue& Q, uint16_t n, size_t len, uint32_t* first) {
   uint16_t got = c.svc->Alloc(b.data(), n);
   *first = c.seq;
   for (uint16_t i = 0; i < got; i++) {
-    Fill(static_cast<uint8_t*>(npa_buf_data(b[i])), len, c.peer->mac(), Q.mac, c.run_id, c.seq++);
+    FillFrame(static_cast<uint8_t*>(npa_buf_data(b[i])), len, c.peer->mac(), Q.mac, c.run_id,
+              c.seq++);
     b[i]->data_len = static_cast<uint16_t>(len);
     b[i]->pkt_len = static_cast<uint32_t>(len);
   }
@@ -105,9 +67,9 @@ std::string PeerExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uin
     ssize_t l = Q.c.peer->Recv(buf, sizeof(buf), 20);
     if (l <= 0) continue;
     uint32_t s;
-    int k = Check(buf, static_cast<size_t>(l), Q.c.run_id, &s);
-    if (k == 0) corrupt++;
-    if (k == 1 && s >= first && s < first + n) {
+    const FrameCheck k = CheckFrame(buf, static_cast<size_t>(l), Q.c.run_id, &s);
+    if (k == FrameCheck::kCorrupt) corrupt++;
+    if (k == FrameCheck::kIntact && s >= first && s < first + n) {
       got.insert(s);
       last = MonotonicMs();
     }
@@ -145,12 +107,12 @@ std::string DutExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uint
     if (r > 32) { over++; r = 32; }
     for (uint16_t i = 0; i < r; i++) {
       if (bytes != nullptr) *bytes += b[i]->pkt_len;
-      size_t l = Linearize(b[i], buf, sizeof(buf));
+      size_t l = LinearizeFrame(b[i], buf, sizeof(buf));
       if (l != b[i]->pkt_len) corrupt++;
       uint32_t s;
-      int k = Check(buf, l, c.run_id, &s);
-      if (k == 0) corrupt++;
-      if (k == 1 && s >= first && s < first + n) got.insert(s);
+      const FrameCheck k = CheckFrame(buf, l, c.run_id, &s);
+      if (k == FrameCheck::kCorrupt) corrupt++;
+      if (k == FrameCheck::kIntact && s >= first && s < first + n) got.insert(s);
     }
     c.svc->Free(b, r);
     if (r == 0) usleep(200);
@@ -166,7 +128,7 @@ uint32_t PeerSend(Queue& Q, uint32_t n, size_t len) {
   uint8_t f[2048];
   uint32_t first = Q.c.seq;
   for (uint32_t i = 0; i < n; i++) {
-    Fill(f, len, Q.mac, Q.c.peer->mac(), Q.c.run_id, Q.c.seq++);
+    FillFrame(f, len, Q.mac, Q.c.peer->mac(), Q.c.run_id, Q.c.seq++);
     if (int rc = Q.c.peer->Send(f, len); rc != 0) {
       // The case then fails on what did not arrive; this says why.
       fprintf(stderr, "npa-conform: peer send %u of %u failed: %s (the peer NIC's TX stalled?)\n",
@@ -320,11 +282,11 @@ Result BurstOne(Ctx& c) {
     if (r == 1) {
       uint8_t buf[2048];
       uint32_t seq;
-      size_t l = Linearize(b[0], buf, sizeof(buf));
-      int k = Check(buf, l, c.run_id, &seq);
+      size_t l = LinearizeFrame(b[0], buf, sizeof(buf));
+      const FrameCheck k = CheckFrame(buf, l, c.run_id, &seq);
       c.svc->Free(b, 1);
-      if (k == 1 && seq == first) return Pass("1-frame TX and RX bursts");
-      if (k == 0) return Fail("corrupt frame");
+      if (k == FrameCheck::kIntact && seq == first) return Pass("1-frame TX and RX bursts");
+      if (k == FrameCheck::kCorrupt) return Fail("corrupt frame");
     }
     usleep(200);
   }
@@ -567,7 +529,7 @@ Result RssHashMatches(Ctx& c) {
     uint16_t r = c.fast().rx_burst(Q.q, b, 32);
     if (r > 32) r = 32;
     for (uint16_t i = 0; i < r; i++) {
-      size_t l = Linearize(b[i], buf, sizeof(buf));
+      size_t l = LinearizeFrame(b[i], buf, sizeof(buf));
       uint32_t run, seq;
       if (l < kTcpHdr + 12 || buf[12] != 0x08 || buf[13] != 0 || buf[23] != 6 ||
           memcmp(buf + kTcpHdr, "NPAC", 4) != 0)
