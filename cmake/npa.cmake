@@ -2,7 +2,7 @@
 # unit test beside it; these two functions are the only way either is added,
 # so every test is discovered and labelled the same way.
 #
-#   npa_library(npa_vhost SOURCES a.cc b.cc DEPS npa_common absl::status)
+#   npa_library(npa_vhost SOURCES a.cc b.cc DEPS npa_common absl::status [OPTIONS -O3])
 #   npa_test(npa_vhost_test SOURCES a_test.cc DEPS npa_vhost npa_test_support
 #            [LABELS agent] [TIMEOUT 120] [DEFINES X=1] [NEEDS target...])
 
