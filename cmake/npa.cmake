@@ -9,26 +9,31 @@
 # Precompiled headers (NPA_PCH, GCC only). Each source otherwise parses the
 # standard library, Abseil and the protobuf messages anew (the unit tests
 # GoogleTest too): ~150k lines, half of an -O2 compile and most of an -O0
-# one, and the ASan tree's biggest cost in CI. Two headers are compiled
-# once per tree and reused (REUSE_FROM): one for the libraries, one for the
-# unit tests. Reuse needs a user's flags to be the header's flags: the same
-# sanitizer options, the same -O class (the tests' -O0 is not a RelWithDebInfo
-# library's -O2, hence two headers; a library with OPTIONS has none), and -fPIC for
-# the libraries, -fPIE for the test executables (GCC refuses a header built
-# with the other). CMake adds -Winvalid-pch, and -Werror makes any mismatch
-# a build error, never a silently slower build. What the users add on top
-# (warning switches, path defines, visibility) no header below reads.
-# ccache caches such compiles only with CCACHE_SLOPPINESS=pch_defines,time_macros.
+# one, and the ASan tree's biggest cost in CI. Two headers are compiled once
+# per tree and reused (REUSE_FROM): one for the libraries, one for the unit
+# tests.
+#
+# Reuse needs a user's flags to be the header's flags: the same sanitizer
+# options, the same -O class (the tests' -O0 is not a RelWithDebInfo
+# library's -O2, hence two headers; a library with OPTIONS has none), and
+# -fPIC for the libraries, -fPIE for the test executables (GCC refuses a
+# header built with the other). CMake adds -Winvalid-pch, and -Werror makes
+# any mismatch a build error, never a silently slower build. What the users
+# add on top (warning switches, path defines, visibility) no header below
+# reads.
+#
 # Off by default for Release and MinSizeRel: at -O3 GCC 12 reports false
 # positives from inside libstdc++ (-Warray-bounds on std::string's memcpy,
 # the family of GCC bug 105329) through a precompiled header that it does
 # not report when the same headers are parsed, and -Werror makes them fatal.
-# The trees scripts/test.sh builds (RelWithDebInfo at -O2, Debug) have them on.
+# The trees scripts/test.sh builds (RelWithDebInfo at -O2, Debug) have them
+# on. ccache caches such compiles only with
+# CCACHE_SLOPPINESS=pch_defines,time_macros.
+set(npa_pch_default OFF)
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND NOT CMAKE_BUILD_TYPE MATCHES "^(Release|MinSizeRel)$")
-  option(NPA_PCH "Precompile the common headers of libraries and unit tests" ON)
-else()
-  option(NPA_PCH "Precompile the common headers of libraries and unit tests" OFF)
+  set(npa_pch_default ON)
 endif()
+option(NPA_PCH "Precompile the common headers of libraries and unit tests" ${npa_pch_default})
 set(NPA_PCH_HEADERS
   <algorithm> <array> <atomic> <chrono> <cstdint> <cstring> <functional> <map> <memory>
   <mutex> <optional> <span> <string> <string_view> <thread> <utility> <vector>
