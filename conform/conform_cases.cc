@@ -59,7 +59,8 @@ std::string Accounting(Ctx& c) {
   if (c.svc->dma_outstanding() != 0)
     out += absl::StrCat(c.svc->dma_outstanding(), " DMA block(s) not freed; ");
   if (c.svc->violations() != 0)
-    out += absl::StrCat(c.svc->violations(), " bad free(s): ", c.svc->violation_log()[0], "; ");
+    out += absl::StrCat(c.svc->violations(), " violation(s), the first: ", c.svc->violation_log()[0],
+                        "; ");
   return out;
 }
 

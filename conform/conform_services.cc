@@ -1,10 +1,14 @@
 // conform/conform_services.cc — see conform_services.h.
 #include "conform/conform_services.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "shell/offload.h"
 
 namespace npa::conform {
 
@@ -16,6 +20,7 @@ SlotPool::SlotPool(uint8_t* base, uint64_t len, uint64_t iova_base, Violations* 
     slots_.push_back(reinterpret_cast<npa_buf*>(base_ + off));
   busy_.assign(slots_.size(), 0);
   sent_.assign(slots_.size(), 0);
+  rx_seen_.assign(slots_.size(), 0);
   // Slot 0 on top: the first buffers handed out are the lowest addresses.
   for (uint32_t i = static_cast<uint32_t>(slots_.size()); i-- > 0;) free_.push_back(i);
 }
@@ -114,6 +119,52 @@ void SlotPool::FreeFrames(npa_buf** bufs, uint16_t n) {
       s = next;
     }
   }
+}
+
+uint16_t SlotPool::CheckRx(npa_buf** bufs, uint16_t n) {
+  if (bufs == nullptr) return 0;
+  // A new mark per call: a slot seen twice in this burst is handed up twice.
+  if (++rx_epoch_ == 0) {
+    std::fill(rx_seen_.begin(), rx_seen_.end(), 0);
+    rx_epoch_ = 1;
+  }
+  auto held = [this](const npa_buf* s) {
+    const int64_t k = SlotOf(s);
+    return k >= 0 && busy_[k] && !sent_[k];
+  };
+  uint16_t kept = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    npa_buf* b = bufs[i];
+    const int64_t k = SlotOf(b);
+    if (k < 0 || !busy_[k]) {
+      violations_->Add(absl::StrFormat("rx_burst handed up %p: %s", static_cast<void*>(b),
+                                       k < 0 ? "not a buffer slot" : "a buffer that is free"));
+      continue;
+    }
+    if (sent_[k]) {
+      violations_->Add(absl::StrCat("rx_burst handed up slot ", k, ": a TX frame the plug-in holds"));
+      continue;
+    }
+    if (rx_seen_[k] == rx_epoch_) {
+      violations_->Add(absl::StrCat("rx_burst handed up slot ", k, " twice in one burst"));
+      continue;
+    }
+    rx_seen_[k] = rx_epoch_;
+    const shell::RxFrameFault f = shell::FindRxFrameFault(b, shell::kMaxRxSegments, held);
+    if (f != shell::RxFrameFault::kNone || (b->ol_flags & ~shell::kRxOlFlags) != 0) {
+      violations_->Add(
+          f != shell::RxFrameFault::kNone
+              ? absl::StrCat("rx_burst frame in slot ", k, ": ", shell::RxFrameFaultName(f))
+              : absl::StrFormat("rx_burst frame in slot %d: ol_flags 0x%x are not RX facts", k,
+                                b->ol_flags & ~shell::kRxOlFlags));
+      // Only the head: a bad chain's further segments may not be the
+      // plug-in's to give back; what it still holds is reported as leaked.
+      FreeOne(b);
+      continue;
+    }
+    bufs[kept++] = b;
+  }
+  return kept;
 }
 
 // --------------------------------------------------------- ConformServices

@@ -69,6 +69,15 @@ class SlotPool : public shell::BufferProvider {
   void MarkSent(npa_buf** bufs, uint16_t n);
   void Unsent(npa_buf** bufs, uint16_t n);
 
+  // The RX discipline (npa/plugin.h "RX discipline"), frame by frame, on
+  // what rx_burst handed up: a pointer that is not a slot the plug-in holds
+  // (foreign, free, a TX frame it holds) or that comes twice in the burst
+  // is a violation and is taken out of bufs untouched; a frame whose
+  // metadata is out of bounds (shell::FindRxFrameFault) or whose ol_flags
+  // carry more than RX facts is a violation, freed and taken out. Returns
+  // how many frames are left, in order at the front of bufs.
+  uint16_t CheckRx(npa_buf** bufs, uint16_t n);
+
   int outstanding() const { return out_; }
   uint32_t slots() const { return static_cast<uint32_t>(slots_.size()); }
 
@@ -86,6 +95,8 @@ class SlotPool : public shell::BufferProvider {
   std::vector<uint8_t> busy_;
   std::vector<uint32_t> free_;  // LIFO of slot indexes
   std::vector<uint8_t> sent_;   // per slot: a TX frame the plug-in holds
+  std::vector<uint32_t> rx_seen_;  // per slot: the CheckRx call that last saw it
+  uint32_t rx_epoch_ = 0;
   bool tx_free_ = false;
   int out_ = 0;
 };
@@ -114,6 +125,8 @@ class ConformServices {
   // plug-in's pool, so the accounting covers both.
   uint16_t Alloc(npa_buf** b, uint16_t n) { return pool_->Alloc(0, b, n); }
   void Free(npa_buf** b, uint16_t n) { pool_->Free(0, b, n); }
+  // After every rx_burst of the harness (SlotPool::CheckRx).
+  uint16_t CheckRx(npa_buf** b, uint16_t n) { return pool_->CheckRx(b, n); }
   // Around the harness's tx_burst calls (SlotPool::MarkSent).
   void MarkSent(npa_buf** b, uint16_t n) { pool_->MarkSent(b, n); }
   void Unsent(npa_buf** b, uint16_t n) { pool_->Unsent(b, n); }

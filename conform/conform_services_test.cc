@@ -159,6 +159,49 @@ TEST_F(ConformServicesTest, TxCompletionDisciplineIsCheckedFrameByFrame) {
   EXPECT_EQ(svc_->violations(), 2);
 }
 
+// The RX discipline (npa/plugin.h): what rx_burst hands up is checked frame
+// by frame. Each bad frame is one violation naming it; the good ones stay,
+// in order; what is not the plug-in's is not touched, its own bad frames
+// are freed.
+TEST_F(ConformServicesTest, RxDisciplineIsCheckedFrameByFrame) {
+  npa_buf* rx[6];
+  ASSERT_EQ(t_->buf_alloc(t_->ctx, 0, rx, 6), 6);  // the plug-in's RX buffers
+  for (npa_buf* b : rx) b->data_len = b->pkt_len = 60;
+  npa_buf* freed;
+  ASSERT_EQ(t_->buf_alloc(t_->ctx, 0, &freed, 1), 1);
+  npa_buf* sent;
+  ASSERT_EQ(svc_->Alloc(&sent, 1), 1);
+  svc_->MarkSent(&sent, 1);  // a TX frame the plug-in holds
+  t_->buf_free(t_->ctx, 0, &freed, 1);
+  rx[1]->data_off = NPA_BUF_SLOT_SIZE - 10;  // data past the slot
+  rx[2]->pkt_len = 61;                        // not the segments' sum
+  rx[3]->ol_flags = NPA_BUF_OL_TX_CSUM;       // a TX request on an RX frame
+  npa_buf* bogus = reinterpret_cast<npa_buf*>(mem_ + 8);
+  npa_buf* up[10] = {rx[0], bogus, rx[1], freed, rx[2], sent, rx[3], rx[4], rx[4], rx[5]};
+  EXPECT_EQ(svc_->CheckRx(up, 10), 3);
+  EXPECT_EQ(up[0], rx[0]);
+  EXPECT_EQ(up[1], rx[4]);
+  EXPECT_EQ(up[2], rx[5]);
+  ASSERT_EQ(svc_->violations(), 7);
+  const auto& log = svc_->violation_log();
+  EXPECT_NE(log[0].find("not a buffer slot"), std::string::npos) << log[0];
+  EXPECT_NE(log[1].find("outside the slot"), std::string::npos) << log[1];
+  EXPECT_NE(log[2].find("a buffer that is free"), std::string::npos) << log[2];
+  EXPECT_NE(log[3].find("pkt_len"), std::string::npos) << log[3];
+  EXPECT_NE(log[4].find("a TX frame the plug-in holds"), std::string::npos) << log[4];
+  EXPECT_NE(log[5].find("are not RX facts"), std::string::npos) << log[5];
+  EXPECT_NE(log[6].find("twice in one burst"), std::string::npos) << log[6];
+  // rx[1..3] were freed; the next burst may hand rx[4] up again.
+  EXPECT_EQ(svc_->bufs_outstanding(), 4);  // rx[0], rx[4], rx[5], sent
+  EXPECT_EQ(svc_->CheckRx(&rx[4], 1), 1);
+  EXPECT_EQ(svc_->violations(), 7);
+  svc_->Free(up, 3);
+  svc_->Unsent(&sent, 1);
+  svc_->Free(&sent, 1);
+  EXPECT_EQ(svc_->bufs_outstanding(), 0);
+  EXPECT_EQ(svc_->violations(), 7);
+}
+
 TEST_F(ConformServicesTest, BufferFaults) {
   npa_buf* b[8];
   svc_->faults().buf_max = 3;

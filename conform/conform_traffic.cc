@@ -49,6 +49,18 @@ uint16_t SendFrames(Queue& Q, uint16_t n, size_t len, uint32_t* first) {
   return sent;
 }
 
+// rx_burst of at most n, then the RX discipline of every frame it handed
+// up (SlotPool::CheckRx: a bad frame is a violation, which fails the case,
+// and is not returned). A count above n is clamped and sets *over.
+uint16_t Rx(Queue& Q, npa_buf** b, uint16_t n, bool* over = nullptr) {
+  uint16_t r = Q.c.fast().rx_burst(Q.q, b, n);
+  if (r > n) {
+    if (over != nullptr) *over = true;
+    r = n;
+  }
+  return Q.c.svc->CheckRx(b, r);
+}
+
 void Reap(Queue& Q) {
   if (Q.c.fast().tx_reap) Q.c.fast().tx_reap(Q.q);
   else Q.c.fast().tx_burst(Q.q, nullptr, 0);
@@ -93,7 +105,8 @@ std::string PeerExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uin
 }
 
 // DUT side: rx_burst until n intact frames with seq in [first, first+n).
-// *bytes (if given) grows by the pkt_len of every frame rx_burst returned.
+// *bytes (if given) grows by the pkt_len of every frame rx_burst returned
+// that kept the RX discipline (Rx).
 std::string DutExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uint32_t* seen,
                       int max_polls = 1 << 30, uint64_t* bytes = nullptr) {
   Ctx& c = Q.c;
@@ -103,8 +116,9 @@ std::string DutExpect(Queue& Q, uint32_t first, uint32_t n, int timeout_ms, uint
   uint64_t end = MonotonicMs() + timeout_ms;
   for (int polls = 0; got.size() < n && MonotonicMs() < end && polls < max_polls; polls++) {
     npa_buf* b[32];
-    uint16_t r = c.fast().rx_burst(Q.q, b, 32);
-    if (r > 32) { over++; r = 32; }
+    bool more = false;
+    uint16_t r = Rx(Q, b, 32, &more);
+    over += more;
     for (uint16_t i = 0; i < r; i++) {
       if (bytes != nullptr) *bytes += b[i]->pkt_len;
       size_t l = LinearizeFrame(b[i], buf, sizeof(buf));
@@ -277,8 +291,9 @@ Result BurstOne(Ctx& c) {
   uint64_t end = MonotonicMs() + 2000;
   uint16_t r = 0;
   while (MonotonicMs() < end) {
-    r = c.fast().rx_burst(Q.q, b, 1);
-    if (r > 1) return Fail("rx_burst(n=1) returned more than 1");
+    bool over = false;
+    r = Rx(Q, b, 1, &over);
+    if (over) return Fail("rx_burst(n=1) returned more than 1");
     if (r == 1) {
       uint8_t buf[2048];
       uint32_t seq;
@@ -440,7 +455,7 @@ Result RxInterrupt(Ctx& c) {
     }
     if (c.fast().rx_intr_enable(Q.q, 1) < 0) return Fail("rx_intr_enable(1)");
     npa_buf* b[32];
-    uint16_t r = c.fast().rx_burst(Q.q, b, 32);  // the re-poll after arming
+    uint16_t r = Rx(Q, b, 32);  // the re-poll after arming
     c.svc->Free(b, r);
     uint32_t first = PeerSend(Q, 1, 60);
     pollfd p{fd, POLLIN, 0};
@@ -526,8 +541,7 @@ Result RssHashMatches(Ctx& c) {
   const uint64_t end = MonotonicMs() + 2000;
   for (int polls = 0; got.size() < kFrames && MonotonicMs() < end && polls < 100000; polls++) {
     npa_buf* b[32];
-    uint16_t r = c.fast().rx_burst(Q.q, b, 32);
-    if (r > 32) r = 32;
+    uint16_t r = Rx(Q, b, 32);
     for (uint16_t i = 0; i < r; i++) {
       size_t l = LinearizeFrame(b[i], buf, sizeof(buf));
       uint32_t run, seq;

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "conform/abi_checks.h"
 #include "conform/conform_runner.h"
@@ -286,6 +287,12 @@ int Main(int argc, char** argv) {
     // kills it) is named by the last line.
     fprintf(stderr, "npa-conform: running %s\n", k.name);
     Result r = k.fn(c);
+    // A case passes only if the plug-in broke no rule the services and the
+    // pool watch (bad frees, the TX and RX disciplines), whether or not the
+    // case itself looked.
+    if (r.v == Verdict::kPass && c.svc->violations() != 0)
+      r = Fail(absl::StrCat(c.svc->violations(), " violation(s), the first: ",
+                            c.svc->violation_log()[0]));
     if (r.v == Verdict::kFail && !c.svc->last_logs.empty())
       r.detail += " [plug-in: " + c.svc->last_logs.back() + "]";
     if (wanted(k.name)) count(k.name, r);

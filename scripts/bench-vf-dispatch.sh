@@ -20,10 +20,11 @@
 #   direct      the plug-in's fast ops called directly
 #   shell       npa_buf_alloc + npa_tx_burst, npa_rx_burst + npa_buf_free on
 #               the VF path, an ABI 1.1 plug-in (NPA_PLUGIN_F_TX_FREE: TX
-#               counted per burst; NPA_PLUGIN_F_TX_BYTES: it counts the bytes)
-#   shell-trusted   shell, opened with NPA_SHELL_F_TRUST_PLUGIN_RX: RX
-#               frames go up unchecked and the plug-in counts their bytes
-#               (NPA_PLUGIN_F_RX_BYTES); RX only
+#               counted per burst; NPA_PLUGIN_F_TX_BYTES and _RX_BYTES: it
+#               counts the bytes), the shell's defaults (RX frames go up
+#               unchecked)
+#   shell-checked   shell, opened with NPA_SHELL_F_CHECK_PLUGIN_RX: every
+#               RX frame is checked and the shell counts its bytes; RX only
 #   shell-v10   the same with the plug-in built as ABI 1.0 (each TX frame
 #               marked in the shell's TX tracker); TX only (its RX path is
 #               the same as shell's)
@@ -39,8 +40,8 @@
 #
 # Output: a report, and as the LAST line one JSON object:
 #   {"bench":"vf_dispatch","frames":N,"tx_direct_ipf":..,"tx_shell_ipf":..,"tx_diff_ipf":..,
-#    "rx_direct_ipf":..,"rx_shell_ipf":..,"rx_diff_ipf":..,"rx_trusted_ipf":..,
-#    "rx_diff_trusted_ipf":..,"tx_shell_v10_ipf":..,
+#    "rx_direct_ipf":..,"rx_shell_ipf":..,"rx_diff_ipf":..,"rx_checked_ipf":..,
+#    "rx_diff_checked_ipf":..,"tx_shell_v10_ipf":..,
 #    "tx_diff_v10_ipf":..,"tracker_v10_ipf":..,"direct_ipf":..,"shell_ipf":..,"diff_ipf":..,...}
 # (direct/shell/diff_ipf: TX + RX, the cost of one frame sent and one received.)
 # Exit: 0 measured, 1 failure, 2 usage.
@@ -71,7 +72,7 @@ command -v valgrind >/dev/null || { echo "bench-vf-dispatch: valgrind not instal
 if [ -z "$OUT_DIR" ]; then OUT_DIR=$(mktemp -d /tmp/npa-vf-dispatch.XXXXXX) || exit 1; fi
 mkdir -p "$OUT_DIR" || exit 1
 
-for run in direct-tx shell-tx shell-v10-tx direct-rx shell-rx shell-trusted-rx; do
+for run in direct-tx shell-tx shell-v10-tx direct-rx shell-rx shell-checked-rx; do
   mode=${run%-*} phase=${run##*-}
   rm -f "$OUT_DIR/$run".out* "$OUT_DIR/$run".json "$OUT_DIR/$run".err
   valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --dump-instr=no \
@@ -189,7 +190,7 @@ shell, s_tot, s_oth = run('shell-tx')
 v10, u_tot, u_oth = run('shell-v10-tx')
 rdirect, rd_tot, rd_oth = run('direct-rx')
 rshell, rs_tot, rs_oth = run('shell-rx')
-rtrust, rt_tot, rt_oth = run('shell-trusted-rx')
+rcheck, rc_tot, rc_oth = run('shell-checked-rx')
 ipf = lambda x: x / frames
 
 # The tracker's lines: all of tx_tracker.h; in vf_path.cc / vf_switch.cc the
@@ -222,12 +223,12 @@ print('        of which the TX tracker     %8.2f  (line attribution)' % ipf(trac
 print('  RX  direct (plug-in fast ops)     %8.2f' % ipf(rd_tot))
 print('      shell  (npa_*_burst, VF path) %8.2f' % ipf(rs_tot))
 print('      difference                    %8.2f  (target: at most 5)' % ipf(rs_tot - rd_tot))
-print('      shell, trusted plug-in RX     %8.2f  (difference %.2f)' % (ipf(rt_tot), ipf(rt_tot - rd_tot)))
-others = d_oth + s_oth + u_oth + rd_oth + rs_oth + rt_oth
+print('      shell, checking every frame   %8.2f  (difference %.2f)' % (ipf(rc_tot), ipf(rc_tot - rd_tot)))
+others = d_oth + s_oth + u_oth + rd_oth + rs_oth + rc_oth
 print('  other threads (should be 0)       %d Ir in all six runs' % others)
 print()
 for phase, sh_cost, di_cost in (('TX', shell, direct), ('RX', rshell, rdirect),
-                                ('RX trusted', rtrust, rdirect)):
+                                ('RX checked', rcheck, rdirect)):
     s_fn, d_fn = by_fn(sh_cost), by_fn(di_cost)
     print('%s: self Ir per frame by file:function (>= 0.05), shell | direct:' % phase)
     keys = sorted(set(s_fn) | set(d_fn), key=lambda k: -(s_fn.get(k, 0) + d_fn.get(k, 0)))
@@ -240,7 +241,7 @@ print('TX tracker (shell-v10), Ir per frame:')
 for k, c in sorted(tracker.items(), key=lambda kv: -kv[1]):
     print('  %7.2f  %s' % (ipf(c), k))
 print()
-for phase, sh_cost in (('TX', shell), ('RX', rshell)):
+for phase, sh_cost in (('TX', shell), ('RX', rshell), ('RX checked', rcheck)):
     top = sorted(((c, fi, fn, line) for (fi, fn, line), c in sh_cost.items()
                   if short_file(fi).startswith('shell/')), reverse=True)[:15]
     print('%s: shell source lines, Ir per frame (top 15):' % phase)
@@ -252,12 +253,12 @@ print(json.dumps({
     'bench': 'vf_dispatch', 'frames': frames, 'burst': 32, 'frame_len': 64,
     'tx_direct_ipf': r2(d_tot), 'tx_shell_ipf': r2(s_tot), 'tx_diff_ipf': r2(s_tot - d_tot),
     'rx_direct_ipf': r2(rd_tot), 'rx_shell_ipf': r2(rs_tot), 'rx_diff_ipf': r2(rs_tot - rd_tot),
-    'rx_trusted_ipf': r2(rt_tot), 'rx_diff_trusted_ipf': r2(rt_tot - rd_tot),
+    'rx_checked_ipf': r2(rc_tot), 'rx_diff_checked_ipf': r2(rc_tot - rd_tot),
     'tx_shell_v10_ipf': r2(u_tot), 'tx_diff_v10_ipf': r2(u_tot - d_tot),
     'tracker_v10_ipf': r2(tracker_total),
     'direct_ipf': r2(d_tot + rd_tot), 'shell_ipf': r2(s_tot + rs_tot),
     'diff_ipf': r2(s_tot + rs_tot - d_tot - rd_tot),
     'tx_direct_ir': d_tot, 'tx_shell_ir': s_tot, 'tx_shell_v10_ir': u_tot,
-    'rx_direct_ir': rd_tot, 'rx_shell_ir': rs_tot, 'rx_trusted_ir': rt_tot,
+    'rx_direct_ir': rd_tot, 'rx_shell_ir': rs_tot, 'rx_checked_ir': rc_tot,
     'other_threads_ir': others}))
 EOF

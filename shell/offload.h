@@ -60,31 +60,72 @@ inline constexpr uint32_t kRxOlFlags = NPA_BUF_OL_RX_CSUM_GOOD | NPA_BUF_OL_RX_C
 // Bytes before an L4 header can start (an untagged Ethernet header).
 inline constexpr uint32_t kMinCsumStart = 14;
 
+// The longest chain a device or plug-in may hand up: a 64 KiB frame in the
+// smallest data room (NPA_BUF_DATA_ROOM) is 32 segments.
+inline constexpr uint32_t kMaxRxSegments = 64;
+
+// What is wrong with a received frame's metadata, the first fault found.
+enum class RxFrameFault : uint8_t {
+  kNone = 0,
+  kTooManySegments,  // a longer chain than max_segs (or a loop)
+  kForeignSegment,   // a further segment is not a buffer out of the pools
+  kOutsideSlot,      // a segment's data_off/data_len leave its slot or cover its header
+  kPktLen,           // pkt_len is not the sum of the segments' data_len
+  kNbSegs,           // nb_segs is not the chain's length
+  kCsumSpan,         // CSUM_PARTIAL names a span outside the frame
+  kGsoSize,          // GSO with tso_segsz 0
+};
+inline const char* RxFrameFaultName(RxFrameFault f) {
+  switch (f) {
+    case RxFrameFault::kNone: return "none";
+    case RxFrameFault::kTooManySegments: return "a chain longer than the segment limit";
+    case RxFrameFault::kForeignSegment: return "a segment that is not a held buffer";
+    case RxFrameFault::kOutsideSlot: return "data_off/data_len outside the slot";
+    case RxFrameFault::kPktLen: return "pkt_len is not the sum of data_len";
+    case RxFrameFault::kNbSegs: return "nb_segs is not the chain's length";
+    case RxFrameFault::kCsumSpan: return "CSUM_PARTIAL span outside the frame";
+    case RxFrameFault::kGsoSize: return "GSO with tso_segsz 0";
+  }
+  return "unknown";
+}
+
 // Bounds a received frame's metadata that a device or plug-in wrote into
-// its buffers (the VF path: nothing of it is trusted). b: the head, already
-// known to be a buffer of the shell. Checks each segment's data_off and
-// data_len against the slot, pkt_len against the segments, nb_segs against
-// the chain (at most max_segs); clears ol_flags bits that are not RX facts;
-// for CSUM_PARTIAL the span must lie inside the frame and for GSO tso_segsz
-// must be non-zero. held(seg) decides whether each further segment is a
-// buffer of the shell that is out of the pools. False: drop the frame.
+// its buffers, without changing it. b: the head, already known to be a
+// buffer of the shell. Checks each segment's data_off and data_len against
+// the slot, pkt_len against the segments, nb_segs against the chain (at most
+// max_segs); for CSUM_PARTIAL the span must lie inside the frame and for GSO
+// tso_segsz must be non-zero (only the RX facts of ol_flags, kRxOlFlags,
+// count). held(seg) decides whether each further segment is a buffer of the
+// shell that is out of the pools. The shell's VF path (NPA_SHELL_F_CHECK_PLUGIN_RX)
+// and npa-conform, which checks a plug-in's RX discipline, both use it.
 template <typename Held>
-bool CheckRxFrame(npa_buf* b, uint32_t max_segs, Held&& held) {
+RxFrameFault FindRxFrameFault(const npa_buf* b, uint32_t max_segs, Held&& held) {
   uint32_t total = 0, segs = 0;
   for (const npa_buf* s = b; s != nullptr; s = s->next) {
-    if (++segs > max_segs || (s != b && !held(s))) return false;
+    if (++segs > max_segs) return RxFrameFault::kTooManySegments;
+    if (s != b && !held(s)) return RxFrameFault::kForeignSegment;
     if (s->data_off < NPA_BUF_META_SIZE ||
         static_cast<uint32_t>(s->data_off) + s->data_len > NPA_BUF_SLOT_SIZE)
-      return false;
+      return RxFrameFault::kOutsideSlot;
     total += s->data_len;
   }
-  if (total != b->pkt_len || segs != b->nb_segs) return false;
-  b->ol_flags &= kRxOlFlags;
-  if ((b->ol_flags & NPA_BUF_OL_RX_CSUM_PARTIAL) &&
+  if (total != b->pkt_len) return RxFrameFault::kPktLen;
+  if (segs != b->nb_segs) return RxFrameFault::kNbSegs;
+  const uint32_t ol = b->ol_flags & kRxOlFlags;
+  if ((ol & NPA_BUF_OL_RX_CSUM_PARTIAL) &&
       (b->csum_start < kMinCsumStart ||
        static_cast<uint32_t>(b->csum_start) + b->csum_offset + 2 > total))
-    return false;
-  if ((b->ol_flags & NPA_BUF_OL_RX_GSO) && b->tso_segsz == 0) return false;
+    return RxFrameFault::kCsumSpan;
+  if ((ol & NPA_BUF_OL_RX_GSO) && b->tso_segsz == 0) return RxFrameFault::kGsoSize;
+  return RxFrameFault::kNone;
+}
+
+// FindRxFrameFault, then the ol_flags bits that are not RX facts cleared.
+// False: drop the frame.
+template <typename Held>
+bool CheckRxFrame(npa_buf* b, uint32_t max_segs, Held&& held) {
+  if (FindRxFrameFault(b, max_segs, held) != RxFrameFault::kNone) return false;
+  b->ol_flags &= kRxOlFlags;
   return true;
 }
 

@@ -91,8 +91,11 @@ int npa_shell_open(const npa_shell_open_args* args, npa_shell** out) {
   const uint32_t reconnect_ms =
       args->struct_size >= offsetof(npa_shell_open_args, reserved1) ? args->reconnect_ms : 0;
   if (args->flags & ~(NPA_SHELL_F_NO_HUGEPAGES | NPA_SHELL_F_INTERRUPT | NPA_SHELL_F_NO_RECONNECT |
-                      NPA_SHELL_F_TRUST_PLUGIN_RX))
+                      NPA_SHELL_F_TRUST_PLUGIN_RX | NPA_SHELL_F_CHECK_PLUGIN_RX))
     return Fail(-EINVAL, absl::StrCat("npa_shell_open: unknown flags 0x", absl::Hex(args->flags)));
+  if ((args->flags & NPA_SHELL_F_TRUST_PLUGIN_RX) && (args->flags & NPA_SHELL_F_CHECK_PLUGIN_RX))
+    return Fail(-EINVAL,
+                "npa_shell_open: NPA_SHELL_F_TRUST_PLUGIN_RX and NPA_SHELL_F_CHECK_PLUGIN_RX together");
   const bool ctl = args->control_path != nullptr && args->control_path[0] != '\0';
   const bool vu = args->vhost_user_path != nullptr && args->vhost_user_path[0] != '\0';
   if (ctl == vu)

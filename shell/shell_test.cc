@@ -125,6 +125,9 @@ TEST_F(ShellTest, OpenRejectsBadArguments) {
   oa.struct_size = sizeof oa;
   oa.flags = 0x80;
   EXPECT_EQ(npa::Shell::Open(oa, &sh), -EINVAL) << "unknown flag";
+  oa.flags = NPA_SHELL_F_TRUST_PLUGIN_RX | NPA_SHELL_F_CHECK_PLUGIN_RX;
+  EXPECT_EQ(npa::Shell::Open(oa, &sh), -EINVAL) << "trust and check";
+  EXPECT_NE(std::string(npa_shell_last_error(nullptr)).find("together"), std::string::npos);
   oa.flags = 0;
   oa.name = "bad name!";
   EXPECT_EQ(npa::Shell::Open(oa, &sh), -EINVAL) << "name";

@@ -119,6 +119,18 @@
  * when the device is done with it. buf_free takes frame heads and frees every
  * segment of each.
  *
+ * RX discipline. What rx_burst hands up reaches the application as it is
+ * (unless it opened the shell with NPA_SHELL_F_CHECK_PLUGIN_RX): the plug-in
+ * is the one that reads the device, so it bounds what the device wrote
+ * (a length past its buffer, an error or a missing end-of-packet bit: drop,
+ * count, repost) before it fills the metadata in. Each frame handed up is
+ * a buffer it got from buf_alloc and still holds, handed up once; every
+ * segment has data_off >= NPA_BUF_META_SIZE and data_off + data_len within
+ * NPA_BUF_SLOT_SIZE; pkt_len is the sum of data_len and nb_segs the chain's
+ * length; ol_flags holds only NPA_BUF_OL_RX_* facts, a CSUM_PARTIAL span
+ * lies inside the frame and a GSO frame has tso_segsz. npa-conform checks
+ * every frame of its traffic cases against this list.
+ *
  * TX completions apart (ABI 1.1): a plug-in that sets NPA_PLUGIN_F_TX_FREE in
  * npa_plugin_info.flags returns every frame it took in tx_burst through
  * buf_free_tx (sent, dropped, or unsent at stop) and only RX buffers through
@@ -372,11 +384,11 @@ typedef struct npa_link_status {
  * RX byte counts (ABI 1.1, NPA_PLUGIN_F_RX_BYTES): likewise, rx_bytes of
  * queue q is exactly the sum of pkt_len over every frame its rx_burst on q
  * returned, since probe (counted when it is handed up, not when the device
- * wrote it). The shell uses it only when the application trusts its
- * plug-ins (npa/shell.h NPA_SHELL_F_TRUST_PLUGIN_RX: no frame is checked,
- * so none is dropped between the plug-in and the application) and no
- * software VLAN strip shrinks the frames; otherwise it counts the bytes of
- * what it delivers itself. npa-conform checks this promise too. */
+ * wrote it). The shell uses it unless the application asked it to check
+ * every frame (npa/shell.h NPA_SHELL_F_CHECK_PLUGIN_RX, which may drop some
+ * between the plug-in and the application) or a software VLAN strip shrinks
+ * the frames; then it counts the bytes of what it delivers itself.
+ * npa-conform checks this promise too. */
 typedef struct npa_plugin_qstats {
   uint32_t struct_size;
   uint32_t reserved0;

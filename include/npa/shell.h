@@ -96,7 +96,7 @@ extern "C" {
 #endif
 
 #define NPA_SHELL_ABI_MAJOR 1
-#define NPA_SHELL_ABI_MINOR 5
+#define NPA_SHELL_ABI_MINOR 6
 
 typedef struct npa_shell npa_shell; /* opaque */
 
@@ -106,22 +106,29 @@ typedef struct npa_shell npa_shell; /* opaque */
 /* Since ABI 1.2: when the control session ends (the agent died, restarted
  * or said Bye), do not reconnect: NPA_EVENT_ERROR at once, as in 1.1. */
 #define NPA_SHELL_F_NO_RECONNECT (1u << 2)
-/* Since ABI 1.5: trust the vendor plug-ins' RX. By default the shell checks
- * every frame a plug-in's rx_burst hands up before the application sees it
- * (each buffer pointer must be one of this shell's buffers that is out of
- * its pools; lengths, segments, offsets and offload facts are bounded; a bad
- * frame is dropped and counted), which costs about 30 instructions a frame
- * on the VF path. With this flag the frames go up as the plug-in returned
- * them, and a plug-in that counts its RX bytes (NPA_PLUGIN_F_RX_BYTES) leaves
- * the shell no per-frame RX work at all (docs/PERFORMANCE.md, "VF path
- * dispatch": +4 instructions a frame over calling the plug-in directly).
- * Set it only for plug-ins you trust as much as this library: installed by
- * root (the loader refuses any other file anyway) and passing npa-conform,
- * whose cases check the RX discipline the shell no longer checks. A plug-in
- * runs in this process, so the check never stopped a malicious one; it
- * contains a buggy one. TX completions, the emulated path and everything
- * from the agent are checked either way. */
+/* How the shell treats the frames a vendor plug-in's rx_burst hands up on
+ * the VF path. A plug-in is code in this process, installed by root (the
+ * loader loads no other file) and bounded where it reads the device (plugin.h
+ * "Buffers"): a check of its output contains a buggy plug-in, it cannot stop
+ * a malicious one, which can write anywhere. So by default (since ABI 1.6)
+ * the frames go up as the plug-in returned them, and a plug-in that counts
+ * its RX bytes (NPA_PLUGIN_F_RX_BYTES) leaves the shell no per-frame RX work:
+ * +4.7 instructions a frame over calling the plug-in directly
+ * (docs/PERFORMANCE.md, "VF path dispatch"). npa-conform checks the RX
+ * discipline of any plug-in against any device it claims. TX completions,
+ * the emulated path and everything from the agent are checked either way.
+ */
+/* Since ABI 1.5: do not check the plug-ins' RX. The default since ABI 1.6;
+ * accepted for callers built against 1.5. With NPA_SHELL_F_CHECK_PLUGIN_RX:
+ * -EINVAL. */
 #define NPA_SHELL_F_TRUST_PLUGIN_RX (1u << 3)
+/* Since ABI 1.6: check every frame a plug-in hands up before the application
+ * sees it: each buffer pointer must be one of this shell's buffers that is
+ * out of its pools; lengths, segments, offsets and offload facts are bounded;
+ * a bad frame is dropped and counted (rx_dropped). About 33 instructions a
+ * frame more. For a plug-in under development or under suspicion. (ABI 1.5
+ * checked by default.) */
+#define NPA_SHELL_F_CHECK_PLUGIN_RX (1u << 4)
 
 typedef struct npa_shell_open_args {
   uint32_t struct_size;         /* sizeof(npa_shell_open_args) */

@@ -122,13 +122,14 @@ TEST_F(VfSwitchTest, RssHashOnAVfIsTheShellsOwn) {
   npa_buf_free(sh_, 0, &r, 1);
 }
 
-// A plug-in that hands up foreign buffers and frames whose checksum field
-// lies past their end (tests/plugins test_good.c LB_HOSTILE_RX): the VF path
-// drops and counts them; the application sees only its own frames, each
-// once, and every frame not delivered is one the shell counted as dropped.
+// NPA_SHELL_F_CHECK_PLUGIN_RX, and a plug-in that hands up foreign buffers
+// and frames whose checksum field lies past their end (tests/plugins
+// test_good.c LB_HOSTILE_RX): the VF path drops and counts them; the
+// application sees only its own frames, each once, and every frame not
+// delivered is one the shell counted as dropped.
 TEST_F(VfSwitchTest, HostilePluginRxIsCheckedBeforeTheApplicationSeesIt) {
   SetPluginDir("hostile_rx");
-  ASSERT_NO_FATAL_FAILURE(OpenShell());
+  ASSERT_NO_FATAL_FAILURE(OpenShell(NPA_SHELL_F_CHECK_PLUGIN_RX));
   guest_ = std::make_unique<Guest>(sh_);
   guest_->Start();
   control::VfAccept a = Offer(31, kLbVendor, kLbDevice);

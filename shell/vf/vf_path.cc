@@ -38,15 +38,12 @@ inline uint16_t Clamp(uint16_t got, uint16_t n, QueueCounters* c) {
   return got;
 }
 
-// The longest chain a plug-in may hand up: a 64 KiB frame in the smallest
-// data room (NPA_BUF_DATA_ROOM) is 32 segments.
-constexpr uint32_t kMaxRxSegs = 64;
-
-// Nothing a plug-in hands up is trusted (issue 9; plugin.h "Buffers"): each
+// NPA_SHELL_F_CHECK_PLUGIN_RX: nothing a plug-in hands up is trusted; each
 // pointer must be a buffer of this shell that is out of the pools (not a
 // stray or already-free pointer: those are counted and dropped untouched),
 // and its metadata must lie inside its slot and frame (offload.h
 // CheckRxFrame: otherwise the frame is freed and counted as dropped).
+// Without the flag (the default) none of this runs: VfRxOnly.
 constexpr uint32_t kPlainRx = NPA_BUF_OL_RX_CSUM_GOOD | NPA_BUF_OL_RX_VLAN | NPA_BUF_OL_RX_RSS_HASH;
 
 // Nonzero unless b is the common frame: one segment, inside its slot, no
@@ -86,7 +83,7 @@ __attribute__((noinline)) uint16_t CheckVfRxSlow(Q* q, npa_buf** bufs, uint16_t 
       continue;
     }
     if (NotPlain(b) != 0 &&
-        !CheckRxFrame(b, kMaxRxSegs, [pool](const npa_buf* s) { return pool->Held(s); })) {
+        !CheckRxFrame(b, kMaxRxSegments, [pool](const npa_buf* s) { return pool->Held(s); })) {
       QueueCounters::Add(c->rx_bad, 1);
       QueueCounters::Add(c->rx_dropped, 1);
       pool->FreeFrame(b);
@@ -118,22 +115,22 @@ inline uint16_t CheckVfRx(Q* q, npa_buf** bufs, uint16_t got, QueueCounters* c, 
   return got;
 }
 
-// NPA_SHELL_F_TRUST_PLUGIN_RX without NPA_PLUGIN_F_RX_BYTES: the byte
-// count only.
+// A plug-in without NPA_PLUGIN_F_RX_BYTES, unchecked: the byte count only.
 inline uint64_t SumRxBytes(npa_buf* const* bufs, uint16_t got) {
   uint64_t sum = 0;
   for (uint16_t i = 0; i < got; i++) sum += bufs[i]->pkt_len;
   return sum;
 }
 
-// Trusted (NPA_SHELL_F_TRUST_PLUGIN_RX), the frames go up as the plug-in
-// handed them, and a plug-in that counts its RX bytes
-// (NPA_PLUGIN_F_RX_BYTES) leaves no per-frame work here at all: its count
-// is folded in on the control side (shell_impl.h PluginBytes).
+// By default the frames go up as the plug-in handed them, and a plug-in
+// that counts its RX bytes (NPA_PLUGIN_F_RX_BYTES) leaves no per-frame work
+// here at all: its count is folded in on the control side (shell_impl.h
+// PluginBytes). NPA_SHELL_F_CHECK_PLUGIN_RX: CheckVfRx, which counts the
+// bytes of what it keeps.
 inline uint16_t VfRxOnly(Q* q, npa_buf** bufs, uint16_t n, QueueCounters* c) {
   uint16_t got = Clamp(q->rx(q->pq, bufs, n), n, c);
   uint64_t bytes = 0;
-  if (!q->trust_rx)
+  if (q->check_rx)
     got = CheckVfRx(q, bufs, got, c, &bytes);
   else if (!q->plugin_rx_bytes)
     bytes = SumRxBytes(bufs, got);
@@ -411,10 +408,10 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
 
   v->plugin_tx_bytes_ = (plugin->flags() & NPA_PLUGIN_F_TX_BYTES) != 0;
   // The plug-in's RX byte count is the queue's only when every frame it
-  // hands up reaches the application as it was counted: trusted (nothing
+  // hands up reaches the application as it was counted: unchecked (nothing
   // dropped by the check) and no software VLAN strip (which shrinks them).
   v->plugin_rx_bytes_ =
-      p.trust_rx && !sw_vlan_strip && (plugin->flags() & NPA_PLUGIN_F_RX_BYTES) != 0;
+      !p.check_rx && !sw_vlan_strip && (plugin->flags() & NPA_PLUGIN_F_RX_BYTES) != 0;
   for (uint16_t q = 0; q < p.nb_queue_pairs; q++) {
     auto qu = std::make_unique<Queue>();
     qu->emu_rx = p.emu_rx[q];
@@ -428,7 +425,7 @@ absl::StatusOr<std::unique_ptr<VfPath>> VfPath::Create(Params p) {
                       (sw_vlan_insert ? NPA_BUF_OL_TX_VLAN : 0u);
     qu->sw_vlan_strip = sw_vlan_strip;
     qu->plugin_tx_bytes = v->plugin_tx_bytes_;
-    qu->trust_rx = p.trust_rx;
+    qu->check_rx = p.check_rx;
     qu->plugin_rx_bytes = v->plugin_rx_bytes_;
     qu->rx = plugin->fast().rx_burst;
     qu->tx = plugin->fast().tx_burst;

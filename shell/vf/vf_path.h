@@ -23,15 +23,16 @@
 // device support is refused at Create (software TSO, tso.h, is on the
 // emulated path only).
 //
-// By default nothing a plug-in hands up is trusted: every RX buffer pointer
-// must be a buffer of the shell that is out of the pools, and its metadata
-// (offsets, lengths, segments, offload facts) is bounded before the
-// application sees it; bad ones are counted (rx_bad, and rx_dropped for a
-// buffer of ours that is freed). That costs about 30 instructions a frame.
-// An application that opened the shell with NPA_SHELL_F_TRUST_PLUGIN_RX
-// (Params::trust_rx) gets the frames unchecked. TX completions come back
-// through the plug-in's buf_free, which BufPool checks the same way, trusted
-// or not.
+// What a plug-in's rx_burst hands up goes to the application as it is, by
+// default: a plug-in is code in this process (npa/shell.h
+// NPA_SHELL_F_CHECK_PLUGIN_RX says why). With Params::check_rx (that flag)
+// every RX buffer pointer must be a buffer of the shell that is out of the
+// pools, and its metadata (offsets, lengths, segments, offload facts) is
+// bounded before the application sees it; bad ones are counted (rx_bad,
+// and rx_dropped for a buffer of ours that is freed). That costs about 33
+// instructions a frame. Either way the count is clamped to what was asked.
+// TX completions come back through the plug-in's buf_free, which BufPool
+// checks whatever the setting.
 //
 // Threading: Create/Start/Quiesce/Stop and the destructor on the control
 // thread; the BurstFns from each queue's owning thread (path.h);
@@ -71,7 +72,7 @@ class VfPath : public Path {
     uint32_t mtu = 1500;
     uint64_t guest_offloads = 0;         // NPA_OFFLOAD_* the guest configured
     bool rx_intr = false;                // wire per-queue MSI-X if the device can
-    bool trust_rx = false;               // NPA_SHELL_F_TRUST_PLUGIN_RX: see Queue
+    bool check_rx = false;               // NPA_SHELL_F_CHECK_PLUGIN_RX: see Queue
     DmaArena* arena = nullptr;           // outlives the path
     BufferProvider* buffers = nullptr;   // outlives the path
     std::vector<RxVirtq*> emu_rx;        // per queue: the emulated rings
@@ -137,9 +138,10 @@ class VfPath : public Path {
   // NPA_PLUGIN_F_TX_BYTES: the plug-in's queue_stats.tx_bytes is the
   // queue's TX byte count on the VF; the TX burst does not count bytes.
   bool plugin_tx_bytes() const { return plugin_tx_bytes_; }
-  // NPA_PLUGIN_F_RX_BYTES on a trusted shell (NPA_SHELL_F_TRUST_PLUGIN_RX)
-  // without software VLAN strip: the plug-in's queue_stats.rx_bytes is the
-  // queue's RX byte count on the VF; the RX burst does not count bytes.
+  // NPA_PLUGIN_F_RX_BYTES, unless the shell checks the plug-in's RX
+  // (NPA_SHELL_F_CHECK_PLUGIN_RX) or strips VLAN tags in software: the
+  // plug-in's queue_stats.rx_bytes is the queue's RX byte count on the VF;
+  // the RX burst does not count bytes.
   bool plugin_rx_bytes() const { return plugin_rx_bytes_; }
 
   // Shared with the burst functions (vf_path.cc); one per queue.
@@ -154,9 +156,9 @@ class VfPath : public Path {
     uint32_t sw_tx_flags = 0;    // NPA_BUF_OL_TX_* done in software here
     bool sw_vlan_strip = false;
     bool plugin_tx_bytes = false;  // NPA_PLUGIN_F_TX_BYTES: no byte count here
-    // NPA_SHELL_F_TRUST_PLUGIN_RX: what rx hands up is not checked (only
-    // its count is clamped); the application trusts its plug-ins.
-    bool trust_rx = false;
+    // NPA_SHELL_F_CHECK_PLUGIN_RX: every frame rx hands up is checked
+    // (vf_path.cc CheckVfRx); otherwise only its count is clamped.
+    bool check_rx = false;
     bool plugin_rx_bytes = false;  // VfPath::plugin_rx_bytes(): no byte count here
     std::atomic<uint32_t> drained{0};
     int intr_fd = -1;

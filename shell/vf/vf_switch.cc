@@ -408,7 +408,7 @@ VfPath::Params OfferParams(npa_shell* sh, const control::VfOffer& o, UniqueFd fd
   p.mtu = sh->mtu;
   p.guest_offloads = sh->guest_offloads;
   p.rx_intr = true;
-  p.trust_rx = (sh->flags & NPA_SHELL_F_TRUST_PLUGIN_RX) != 0;
+  p.check_rx = (sh->flags & NPA_SHELL_F_CHECK_PLUGIN_RX) != 0;
   p.arena = sh->dma.get();
   p.buffers = sh->vf_buffers.get();
   for (uint16_t q = 0; q < sh->nb_queue_pairs; q++) {

@@ -81,11 +81,11 @@ TEST_F(VfSwitchTest, AttachTrafficPlannedRevokeLosesNothing) {
   EXPECT_EQ(in.path, NPA_PATH_VF);
   EXPECT_STREQ(in.plugin, "test_good");
   {
-    // Not trusted (the default): the shell counts the RX bytes of what it
-    // checked and delivered, whatever the plug-in offers.
+    // Unchecked (the default): test_good counts its RX bytes
+    // (NPA_PLUGIN_F_RX_BYTES) and its count is the one folded in.
     std::lock_guard<std::mutex> l(sh_->vf_mu);
     ASSERT_TRUE(sh_->vf != nullptr);
-    EXPECT_FALSE(sh_->vf->plugin_rx_bytes());
+    EXPECT_TRUE(sh_->vf->plugin_rx_bytes());
   }
   // The loopback plug-in reflects on the VF now.
   const uint64_t vf0 = Stats(sh_).rx_vf_packets;
@@ -331,21 +331,26 @@ TEST_F(VfSwitchTest, RepeatedAttachRevokeUnderTrafficKeepsEveryFrame) {
   EXPECT_EQ(st.rx_bytes, Guest::kFrameLen * st.rx_packets);
 }
 
-// NPA_SHELL_F_TRUST_PLUGIN_RX: what the plug-in hands up goes to the
-// application unchecked, and the plug-in's RX byte count is folded in
-// (NPA_PLUGIN_F_RX_BYTES). Across three
-// attach/revoke cycles every frame arrives once, packets and bytes are
-// exact, and the shell refused nothing (rx_bad stays 0).
-TEST_F(VfSwitchTest, TrustedPluginRxKeepsEveryFrameAndByte) {
-  ASSERT_NO_FATAL_FAILURE(OpenShell(NPA_SHELL_F_TRUST_PLUGIN_RX));
+// Across three attach/revoke cycles every frame arrives once, packets and
+// bytes are exact, and the shell refused nothing (rx_bad stays 0), in each
+// RX mode:
+// - by default (and with NPA_SHELL_F_TRUST_PLUGIN_RX, an ABI 1.5 caller's
+//   way to ask for it) what the plug-in hands up goes to the application
+//   unchecked, and the plug-in's RX byte count is folded in
+//   (test_good sets NPA_PLUGIN_F_RX_BYTES);
+// - with NPA_SHELL_F_CHECK_PLUGIN_RX every frame is checked and the shell
+//   counts the bytes of what it delivers.
+class VfRxModeTest : public VfSwitchTest, public ::testing::WithParamInterface<uint32_t> {};
+
+TEST_P(VfRxModeTest, KeepsEveryFrameAndByte) {
+  const bool checked = (GetParam() & NPA_SHELL_F_CHECK_PLUGIN_RX) != 0;
+  ASSERT_NO_FATAL_FAILURE(OpenShell(GetParam()));
   guest_ = std::make_unique<Guest>(sh_);
   guest_->Start();
   ASSERT_NO_FATAL_FAILURE(CycleVfs(200, 3, [&] {
-    // test_good sets NPA_PLUGIN_F_RX_BYTES: on a trusted shell its count
-    // is the one folded in.
     std::lock_guard<std::mutex> l(sh_->vf_mu);
     ASSERT_TRUE(sh_->vf != nullptr);
-    EXPECT_TRUE(sh_->vf->plugin_rx_bytes());
+    EXPECT_EQ(sh_->vf->plugin_rx_bytes(), !checked);
   }));
   guest_->Finish();
   EXPECT_EQ(guest_->dups(), 0u);
@@ -358,6 +363,13 @@ TEST_F(VfSwitchTest, TrustedPluginRxKeepsEveryFrameAndByte) {
   EXPECT_EQ(st.tx_bytes, Guest::kFrameLen * st.tx_packets);
   EXPECT_EQ(sh_->queues[0].c.rx_bad.load(), 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, VfRxModeTest,
+                         ::testing::Values(0u, NPA_SHELL_F_TRUST_PLUGIN_RX, NPA_SHELL_F_CHECK_PLUGIN_RX),
+                         [](const ::testing::TestParamInfo<uint32_t>& i) -> std::string {
+                           if (i.param == 0) return "Default";
+                           return i.param == NPA_SHELL_F_TRUST_PLUGIN_RX ? "Trust" : "Check";
+                         });
 
 // A queue in interrupt mode, its owner asleep in epoll: the switch wakes it
 // (the per-queue wake eventfd), so the attach is acknowledged at once.

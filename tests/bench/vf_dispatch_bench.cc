@@ -19,11 +19,13 @@
 //                  path; each burst is npa_buf_alloc, lengths, npa_tx_burst
 //                  (TX), npa_rx_burst, npa_buf_free (RX).
 //                  The plug-in sets NPA_PLUGIN_F_TX_FREE (ABI 1.1): the
-//                  shell counts its TX frames per burst.
-//   --mode=shell-trusted
-//                  as shell, opened with NPA_SHELL_F_TRUST_PLUGIN_RX: the
-//                  RX frames go up unchecked and the plug-in counts their
-//                  bytes (NPA_PLUGIN_F_RX_BYTES), checked to be in force.
+//                  shell counts its TX frames per burst; and
+//                  NPA_PLUGIN_F_RX_BYTES: the RX frames go up unchecked (the
+//                  default) and the plug-in counts their bytes, checked to
+//                  be in force.
+//   --mode=shell-checked
+//                  as shell, opened with NPA_SHELL_F_CHECK_PLUGIN_RX: the
+//                  shell checks every RX frame and counts its bytes.
 //   --mode=shell-v10
 //                  as shell, with the same plug-in built as an ABI 1.0 one
 //                  (tests/plugins/null_v10/: no flag, TX frames back through
@@ -99,7 +101,7 @@ enum Phase : unsigned { kTx = 1, kRx = 2, kBoth = 3 };
 
 struct Args {
   std::string mode;
-  bool trust_rx = false;  // --mode=shell-trusted
+  bool check_rx = false;  // --mode=shell-checked
   Phase phase = kBoth;
   uint64_t frames = 320000;
   std::string plugin_dir = NPA_BENCH_PLUGIN_DIR;
@@ -371,7 +373,7 @@ struct ShellRig {
     npa_shell_open_args oa = NPA_SHELL_OPEN_ARGS_INIT;
     oa.control_path = ctl.c_str();
     oa.name = "vfbench";
-    oa.flags = NPA_SHELL_F_NO_HUGEPAGES | (a.trust_rx ? NPA_SHELL_F_TRUST_PLUGIN_RX : 0u);
+    oa.flags = NPA_SHELL_F_NO_HUGEPAGES | (a.check_rx ? NPA_SHELL_F_CHECK_PLUGIN_RX : 0u);
     int rc = npa_shell_open(&oa, &sh);
     t.join();
     if (!agent_err.empty()) return Fail("test agent: %s", agent_err.c_str());
@@ -433,9 +435,11 @@ int RunShell(const Args& a, bool v10) {
   if (int rc = rig.SwitchToVf(); rc != 0) return rc;
   // The mode under test is the one the shell chose from the plug-in's flags.
   if (rig.sh->vf->sw_tx_csum()) return Fail("the VF path checksums in software (LB_NULL has TX_CSUM)");
-  if (rig.sh->vf->plugin_rx_bytes() != a.trust_rx)
-    return Fail("the plug-in %s the RX bytes; expected %s", a.trust_rx ? "does not count" : "counts",
-                a.trust_rx ? "NPA_PLUGIN_F_RX_BYTES on a trusted shell" : "the shell to count them");
+  // The 1.0 build has no NPA_PLUGIN_F_RX_BYTES.
+  const bool plugin_rx_bytes = !a.check_rx && !v10;
+  if (rig.sh->vf->plugin_rx_bytes() != plugin_rx_bytes)
+    return Fail("the plug-in %s the RX bytes; expected %s", plugin_rx_bytes ? "does not count" : "counts",
+                plugin_rx_bytes ? "NPA_PLUGIN_F_RX_BYTES in force" : "the shell to count them");
   if (rig.sh->queues[0].vf_tx.counted() == v10)
     return Fail("the shell %s the plug-in's TX frames; expected %s", v10 ? "counts" : "marks",
                 v10 ? "per-frame marks (ABI 1.0)" : "a per-burst count (NPA_PLUGIN_F_TX_FREE)");
@@ -491,7 +495,7 @@ int RunShell(const Args& a, bool v10) {
 
 int Usage() {
   fprintf(stderr,
-          "usage: vf_dispatch_bench --mode=direct|shell|shell-trusted|shell-v10 [--phase=tx|rx|both]\n"
+          "usage: vf_dispatch_bench --mode=direct|shell|shell-checked|shell-v10 [--phase=tx|rx|both]\n"
           "                         [--frames=N] [--plugin-dir=DIR]\n"
           "  phase: what each burst of the loop does (default both)\n"
           "  N: frames in the measured loop, a multiple of %u (default 320000)\n"
@@ -530,8 +534,8 @@ int main(int argc, char** argv) {
   }
   if (a.mode == "direct") return RunDirect(a);
   if (a.mode == "shell") return RunShell(a, false);
-  if (a.mode == "shell-trusted") {
-    a.trust_rx = true;
+  if (a.mode == "shell-checked") {
+    a.check_rx = true;
     return RunShell(a, false);
   }
   if (a.mode == "shell-v10") {
