@@ -26,7 +26,8 @@ DESTDIR=$tmp/root cmake --install "$B" >"$tmp/install.log" 2>&1 || { cat "$tmp/i
 prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$B/CMakeCache.txt")
 R=$tmp/root$prefix
 libdir=$(ls -d "$R"/lib* | head -1)
-for f in include/npa/shell.h include/npa/plugin.h include/npa/buf.h bin/npa-agent bin/npactl \
+for f in include/npa/shell.h include/npa/plugin.h include/npa/plugin_services.h include/npa/buf.h \
+         bin/npa-agent bin/npactl \
          bin/npa-conform share/man/man8/npa-agent.8 share/man/man8/npactl.8 \
          share/man/man8/npa-conform.8 lib/systemd/system/npa-agent.service; do
   [ -e "$R/$f" ] || fail "$f is not installed"

@@ -72,7 +72,8 @@ dpkg-deb --contents "$deb" | awk '{print $6}' | sed 's#^\./#/#' >"$tmp/contents"
 plugindir=$(cache NPA_PLUGIN_INSTALL_DIR)
 case $plugindir in /*) ;; *) plugindir=$(cache NPA_DEB_PREFIX)/$plugindir ;; esac
 for f in /usr/bin/npa-agent /usr/bin/npactl /usr/bin/npa-conform /usr/lib/libnpa_shell.so.1 \
-         /usr/include/npa/shell.h /usr/include/npa/plugin.h /usr/lib/cmake/npa/npaConfig.cmake \
+         /usr/include/npa/shell.h /usr/include/npa/plugin.h /usr/include/npa/plugin_services.h \
+         /usr/lib/cmake/npa/npaConfig.cmake \
          /usr/lib/pkgconfig/npa-shell.pc /usr/lib/pkgconfig/npa-plugin.pc \
          /usr/lib/systemd/system/npa-agent.service /etc/npa/agent.conf \
          /usr/share/man/man8/npa-agent.8 /usr/share/man/man8/npactl.8 /usr/share/man/man8/npa-conform.8 \
