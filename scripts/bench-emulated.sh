@@ -134,7 +134,8 @@ fi
 
 # ------------------------------------------------------------------ build
 TARGETS="npa-agent npactl npa_bench_guest npa_bench_c2c"
-find_bin() { find "$BUILD_DIR" -maxdepth 4 -type f -name "$1" -perm -u+x 2>/dev/null | head -1; }
+# "$BUILD_DIR/": find does not descend a build dir given as a symlink without the slash.
+find_bin() { find "$BUILD_DIR/" -maxdepth 4 -type f -name "$1" -perm -u+x 2>/dev/null | head -1; }
 if [ -z "$BUILD_DIR" ]; then
   BUILD_DIR=$ROOT/build-bench
   if ! grep -qs '^CMAKE_BUILD_TYPE:[A-Z]*=Release$' "$BUILD_DIR/CMakeCache.txt"; then
