@@ -71,7 +71,9 @@ if [ $EMULATED = 0 ]; then
     SCN=mac_steer
     say "host A behind the learning switch: emulated -> virtio-net VF -> revoke -> VF again"
     say "(the whole migration story: bash scripts/demo.sh)"
-  elif "$BUILD/tests/lab/npa-lab-agent" --help 2>&1 | grep -q -- --migration-listen; then
+  # The help text is read whole first: under pipefail, `--help | grep -q`
+  # fails whenever grep exits before the agent's last write (SIGPIPE).
+  elif [[ "$("$BUILD/tests/lab/npa-lab-agent" --help 2>&1)" == *--migration-listen* ]]; then
     SCN=migrate
     say "the story: host A, virtio-net VF -> revoke -> migrate to host B -> e1000e VF"
   else

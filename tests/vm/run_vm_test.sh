@@ -243,12 +243,16 @@ fi
 log "QEMU exited ($qrc)"
 
 # ------------------------------------------------------------------ checks
-con() { tr -d '\r' <"$CONSOLE" 2>/dev/null; }
+# The console without CRs, in a file: under pipefail, `producer | grep -q`
+# fails whenever grep exits before the producer's last write (SIGPIPE).
+tr -d '\r' <"$CONSOLE" >"$RUN/console.txt" 2>/dev/null
+con() { cat "$RUN/console.txt"; }
+congrep() { grep -q "$@" "$RUN/console.txt"; }
 con | grep -E '^(VMTEST|VMUDP)' | sed 's/^/  vm: /'
 [ -f "$RUN/peer.out" ] && sed 's/^/  peer: /' "$RUN/peer.out"
 [ $qrc = 0 ] || fail "QEMU exit status $qrc ($([ $qrc = 124 ] && echo timeout || echo error); qemu.log: $(tail -3 "$RUN/qemu.log" | tr '\n' ' '))"
-con | grep -q '^VMTEST ping ok' || fail "the VM's ping to $PEER_IP"
-con | grep -qE "^VMTEST arp $PEER_IP ([0-9a-f]{2}:){5}[0-9a-f]{2}" || fail "ARP for $PEER_IP in the VM"
+congrep '^VMTEST ping ok' || fail "the VM's ping to $PEER_IP"
+congrep -E "^VMTEST arp $PEER_IP ([0-9a-f]{2}:){5}[0-9a-f]{2}" || fail "ARP for $PEER_IP in the VM"
 peer_mac=$(ip -n "$NS" neigh show "$VM_IP" dev "$TAP" 2>/dev/null | awk '{for (i=1;i<NF;i++) if ($i=="lladdr") print $(i+1)}')
 [ "$peer_mac" = "$VM_MAC" ] || fail "the peer's ARP entry for $VM_IP is '${peer_mac}' (want $VM_MAC)"
 check_udp() {  # side line
@@ -261,12 +265,12 @@ check_udp() {  # side line
   v=$(sed -n 's/.* sent=\([0-9]*\).*/\1/p' <<<"$line"); [ "$v" = "$COUNT" ] || fail "$side: sent=$v of $COUNT"
   v=$(sed -n 's/.* received=\([0-9]*\).*/\1/p' <<<"$line"); [ "$v" = "$COUNT" ] || fail "$side: received=$v of $COUNT"
 }
-check_udp VM "$(con | grep -m1 '^VMUDP name=vm ')"
+check_udp VM "$(grep -m1 '^VMUDP name=vm ' "$RUN/console.txt")"
 check_udp peer "$(grep -m1 '^VMUDP name=peer ' "$RUN/peer.out" 2>/dev/null)"
-con | grep -q '^VMTEST udp-rc 0' || fail "npa-vm-udp in the VM did not pass"
+congrep '^VMTEST udp-rc 0' || fail "npa-vm-udp in the VM did not pass"
 if [ $RECONNECT = 1 ]; then
-  con | grep -q '^VMTEST reconnect link down .* carrier 1' || fail "the VM's link did not come back after the restart"
-  con | grep -q '^VMTEST reconnect ping ok' || fail "no ping after the agent restart"
+  congrep '^VMTEST reconnect link down .* carrier 1' || fail "the VM's link did not come back after the restart"
+  congrep '^VMTEST reconnect ping ok' || fail "no ping after the agent restart"
   [ "$(grep -c 'attached via vhost-user socket' "$RUN/agent.log")" = 2 ] ||
     fail "QEMU did not reconnect to the new agent"
 fi
