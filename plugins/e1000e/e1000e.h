@@ -20,16 +20,23 @@
 #define E1K_MAX_TX_SEGS 16u
 /* RCTL.BSIZE 2048: every RX buffer must offer this much room at data_off. */
 #define E1K_RX_BUF_SIZE 2048u
-#define E1K_NUM_VECTORS 2u /* 0: RxQ0, 1: Other (link) */
+/* The 82574 has two queue pairs (RSS spreads RX over them). */
+#define E1K_MAX_QP 2u
+/* MSI-X: one vector per RX queue, then Other (link): 0 RxQ0, 1 RxQ1, 2 Other. */
+#define E1K_NUM_VECTORS (E1K_MAX_QP + 1u)
 #define E1K_OFFLOADS (NPA_CAP_TX_CSUM | NPA_CAP_RX_CSUM | NPA_CAP_VLAN_FILTER | \
-                      NPA_CAP_RX_INTR | NPA_CAP_MAC_FILTER | NPA_CAP_RSS)
+                      NPA_CAP_RX_INTR | NPA_CAP_MAC_FILTER | NPA_CAP_RSS | NPA_CAP_MULTIQUEUE)
 
 typedef struct e1k_dev e1k_dev;
 
-/* One queue pair (the plug-in drives RxQ0/TxQ0 only). */
+/* One queue pair: RxQn and TxQn. */
 struct npa_plugin_queue {
   e1k_dev *dev;
   uint16_t qid;
+  uint32_t rdt, tdt; /* this queue's tail registers (E1K_Q(E1K_RDT, qid), ...) */
+  uint32_t vec;      /* its RX MSI-X vector */
+  npa_dma_mem rx_mem, tx_mem;
+  int rx_mem_ok, tx_mem_ok;
   uint16_t nb_desc; /* ring size, a power of two */
   uint16_t mask;    /* nb_desc - 1 */
   int running;      /* between start and stop */
@@ -68,6 +75,7 @@ struct e1k_dev {
   /* configuration */
   int configured;
   int started;
+  uint16_t nqp; /* queue pairs configured, 1..E1K_MAX_QP */
   uint16_t ring_size;
   uint32_t mtu;
   uint64_t offloads;
@@ -82,11 +90,7 @@ struct e1k_dev {
   int efds[E1K_NUM_VECTORS];
   uint32_t other_vec;
 
-  /* DMA */
-  npa_dma_mem rx_mem, tx_mem;
-  int rx_mem_ok, tx_mem_ok;
-
-  npa_plugin_queue q;
+  npa_plugin_queue q[E1K_MAX_QP];
   uint64_t mpc_total; /* Missed Packets, accumulated from the clear-on-read MPC */
   uint32_t link_up_last;
 };

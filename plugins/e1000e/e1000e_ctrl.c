@@ -45,7 +45,7 @@ static int e1k_probe(const npa_services *svc, const npa_device_info *info, npa_p
   if (d == NULL) return -ENOMEM;
   d->svc = svc;
   d->free_tx = npa_services_tx_free(svc);
-  d->efds[0] = d->efds[1] = -1;
+  for (uint32_t v = 0; v < E1K_NUM_VECTORS; v++) d->efds[v] = -1;
   if (info->struct_size >= sizeof(npa_device_info))
     snprintf(d->name, sizeof(d->name), "e1000e %.31s", info->pci_address);
   else
@@ -100,17 +100,48 @@ static int e1k_probe(const npa_services *svc, const npa_device_info *info, npa_p
   return 0;
 }
 
-static void free_rings(e1k_dev *d) {
-  npa_plugin_queue *q = &d->q;
-  if (d->rx_mem_ok) d->svc->dma_free(d->svc->ctx, &d->rx_mem);
-  if (d->tx_mem_ok) d->svc->dma_free(d->svc->ctx, &d->tx_mem);
-  d->rx_mem_ok = d->tx_mem_ok = 0;
+static void free_queue_rings(e1k_dev *d, npa_plugin_queue *q) {
+  if (q->rx_mem_ok) d->svc->dma_free(d->svc->ctx, &q->rx_mem);
+  if (q->tx_mem_ok) d->svc->dma_free(d->svc->ctx, &q->tx_mem);
+  q->rx_mem_ok = q->tx_mem_ok = 0;
   free(q->rx_bufs);
   free(q->tx_bufs);
   q->rx_bufs = q->tx_bufs = NULL;
   q->rx_ring = NULL;
   q->tx_ring = NULL;
   q->nb_desc = 0;
+}
+
+static void free_rings(e1k_dev *d) {
+  for (uint32_t i = 0; i < E1K_MAX_QP; i++) free_queue_rings(d, &d->q[i]);
+}
+
+/* Queue q's descriptor rings and buffer arrays for n descriptors. */
+static int alloc_queue_rings(e1k_dev *d, npa_plugin_queue *q, uint16_t n) {
+  uint64_t bytes = (uint64_t)n * 16u;
+  /* 10.2.5.x RDBAL: 16-byte aligned base (128 for best performance). */
+  q->rx_mem.struct_size = q->tx_mem.struct_size = sizeof(npa_dma_mem);
+  int rc = d->svc->dma_alloc(d->svc->ctx, bytes, 4096, &q->rx_mem);
+  if (rc == 0) q->rx_mem_ok = 1;
+  if (rc == 0 && (rc = d->svc->dma_alloc(d->svc->ctx, bytes, 4096, &q->tx_mem)) == 0)
+    q->tx_mem_ok = 1;
+  if (rc == 0 && (q->rx_mem.size < bytes || q->tx_mem.size < bytes || !q->rx_mem.vaddr ||
+                  !q->tx_mem.vaddr || (q->rx_mem.iova & 127) || (q->tx_mem.iova & 127)))
+    rc = -EINVAL;
+  q->rx_bufs = calloc(n, sizeof(npa_buf *));
+  q->tx_bufs = calloc(n, sizeof(npa_buf *));
+  if (rc == 0 && (q->rx_bufs == NULL || q->tx_bufs == NULL)) rc = -ENOMEM;
+  if (rc != 0) {
+    e1k_log(d, NPA_LOG_ERROR, "configure: queue %u ring memory for %u descriptors: %d", q->qid, n,
+            rc);
+    free_queue_rings(d, q);
+    return rc;
+  }
+  q->rx_ring = (volatile e1k_rx_desc *)q->rx_mem.vaddr;
+  q->tx_ring = (volatile e1k_tx_desc *)q->tx_mem.vaddr;
+  q->nb_desc = n;
+  q->mask = (uint16_t)(n - 1);
+  return 0;
 }
 
 /* QEMU's e1000e (7.2) throttles every MSI-X vector, whatever EITR says: it
@@ -137,7 +168,7 @@ static int irq_unwire(e1k_dev *d) {
   d->svc->sleep_us(d->svc->ctx, E1K_IRQ_SETTLE_US);
   int rc = d->svc->irq_setup ? d->svc->irq_setup(d->svc->ctx, 0, NULL) : 0;
   d->irq_wired = 0;
-  d->efds[0] = d->efds[1] = -1;
+  for (uint32_t v = 0; v < E1K_NUM_VECTORS; v++) d->efds[v] = -1;
   return rc;
 }
 
@@ -158,10 +189,9 @@ static int e1k_get_caps(npa_plugin_dev *pd, npa_dev_caps *caps) {
   if (d == NULL || caps == NULL || caps->struct_size < sizeof(npa_dev_caps)) return -EINVAL;
   memset(caps, 0, sizeof(*caps));
   caps->struct_size = sizeof(*caps);
-  /* The 82574 has two queues; this plug-in drives one. RSS (rss_set,
-   * e1000e_hw.c) therefore programs the key and hash types and reports the
-   * hash, with every redirection entry on queue 0. */
-  caps->max_queue_pairs = 1;
+  /* The 82574's two queue pairs; RSS (rss_set, e1000e_hw.c) spreads RX
+   * over them by the redirection table. */
+  caps->max_queue_pairs = E1K_MAX_QP;
   /* 10.2.5.x RDLEN/TDLEN: a multiple of 128 bytes = 8 descriptors; powers of
    * two from 64 satisfy that. */
   caps->min_ring_size = E1K_MIN_RING;
@@ -173,24 +203,28 @@ static int e1k_get_caps(npa_plugin_dev *pd, npa_dev_caps *caps) {
   return 0;
 }
 
-/* 7.4 + 10.2.4.9: MSI-X routing. RxQ0 -> vector 0, Other (link) -> vector 1
- * (vector 0 if only one exists). TxQ0 is not routed: TX is reaped by polling.
- * EIAC auto-clears the queue/other causes when their vector fires; with
- * CTRL_EXT.EIAME, IAM auto-masks RxQ0 so each arm yields one interrupt. */
+/* 7.4 + 10.2.4.9: MSI-X routing. RxQ0 -> vector 0, RxQ1 -> vector 1, Other
+ * (link) -> vector 2; with fewer vectors the RX queues share vector 0 and
+ * Other takes the last. TX is not routed: it is reaped by polling. EIAC
+ * auto-clears the queue/other causes when their vector fires; with
+ * CTRL_EXT.EIAME, IAM auto-masks the RX causes so each arm yields one
+ * interrupt. */
 static int irq_wire(e1k_dev *d) {
   if (d->irq_wired) return 0;
   if (d->svc->irq_setup == NULL || d->msix_vectors == 0) return -ENOTSUP;
-  uint32_t nvec = d->msix_vectors >= E1K_NUM_VECTORS ? E1K_NUM_VECTORS : 1;
-  int efds[E1K_NUM_VECTORS] = {-1, -1};
+  uint32_t nvec = d->msix_vectors >= E1K_NUM_VECTORS ? E1K_NUM_VECTORS : d->msix_vectors;
+  int efds[E1K_NUM_VECTORS];
+  for (uint32_t v = 0; v < E1K_NUM_VECTORS; v++) efds[v] = -1;
   eitr_clear(d); /* before MSI-X is on: see E1K_IRQ_SETTLE_US */
   int rc = d->svc->irq_setup(d->svc->ctx, nvec, efds);
   if (rc != 0) {
     e1k_log(d, NPA_LOG_ERROR, "irq_setup(%u) failed: %d", nvec, rc);
     return rc;
   }
-  d->efds[0] = efds[0];
-  d->efds[1] = nvec > 1 ? efds[1] : efds[0];
+  for (uint32_t v = 0; v < E1K_NUM_VECTORS; v++) d->efds[v] = efds[v < nvec ? v : nvec - 1];
   d->other_vec = nvec - 1;
+  /* A vector of its own for each RX queue when there are enough. */
+  for (uint32_t i = 0; i < E1K_MAX_QP; i++) d->q[i].vec = i < nvec - 1 ? i : 0;
   d->irq_wired = 1;
   return 0;
 }
@@ -198,17 +232,18 @@ static int irq_wire(e1k_dev *d) {
 static void irq_program(e1k_dev *d) {
   if (!d->irq_wired) return;
   e1k_wr32(d->bar, E1K_IVAR,
-           ((E1K_IVAR_VALID | 0u) << E1K_IVAR_RXQ0_SHIFT) |
+           ((E1K_IVAR_VALID | d->q[0].vec) << E1K_IVAR_RXQ0_SHIFT) |
+               ((E1K_IVAR_VALID | d->q[1].vec) << E1K_IVAR_RXQ1_SHIFT) |
                ((E1K_IVAR_VALID | d->other_vec) << E1K_IVAR_OTHER_SHIFT));
   uint32_t ext = e1k_rd32(d->bar, E1K_CTRL_EXT);
   ext &= ~E1K_CTRL_EXT_IAME;
   ext |= E1K_CTRL_EXT_EIAME | E1K_CTRL_EXT_PBA_CLR;
   e1k_wr32(d->bar, E1K_CTRL_EXT, ext);
-  e1k_wr32(d->bar, E1K_EIAC, E1K_ICR_RXQ0 | E1K_ICR_OTHER);
-  e1k_wr32(d->bar, E1K_IAM, E1K_ICR_RXQ0);
+  e1k_wr32(d->bar, E1K_EIAC, E1K_ICR_RXQ0 | E1K_ICR_RXQ1 | E1K_ICR_OTHER);
+  e1k_wr32(d->bar, E1K_IAM, E1K_ICR_RXQ0 | E1K_ICR_RXQ1);
   e1k_wr32(d->bar, E1K_ITR, 0); /* no throttling: one frame, one interrupt */
   eitr_clear(d);
-  /* Link changes arrive as the Other cause; RxQ0 is armed by rx_intr_enable. */
+  /* Link changes arrive as the Other cause; RxQn is armed by rx_intr_enable. */
   e1k_wr32(d->bar, E1K_IMS, E1K_ICR_LSC | E1K_ICR_OTHER);
 }
 
@@ -219,8 +254,9 @@ static int e1k_configure(npa_plugin_dev *pd, const npa_dev_config *cfg) {
   if (d == NULL || cfg == NULL || cfg->struct_size < offsetof(npa_dev_config, vlan_filter))
     return -EINVAL;
   if (d->started) return -EBUSY;
-  if (cfg->nb_queue_pairs != 1) {
-    e1k_log(d, NPA_LOG_ERROR, "configure: %u queue pairs asked, 1 supported", cfg->nb_queue_pairs);
+  if (cfg->nb_queue_pairs == 0 || cfg->nb_queue_pairs > E1K_MAX_QP) {
+    e1k_log(d, NPA_LOG_ERROR, "configure: %u queue pairs asked, 1..%u supported",
+            cfg->nb_queue_pairs, E1K_MAX_QP);
     return -EINVAL;
   }
   if (!is_pow2(cfg->ring_size) || cfg->ring_size < E1K_MIN_RING || cfg->ring_size > E1K_MAX_RING) {
@@ -258,34 +294,30 @@ static int e1k_configure(npa_plugin_dev *pd, const npa_dev_config *cfg) {
     if (rc != 0) return rc;
   }
 
-  npa_plugin_queue *q = &d->q;
-  if (q->nb_desc != cfg->ring_size) {
-    free_rings(d);
-    uint64_t bytes = (uint64_t)cfg->ring_size * 16u;
-    /* 10.2.5.x RDBAL: 16-byte aligned base (128 for best performance). */
-    d->rx_mem.struct_size = d->tx_mem.struct_size = sizeof(npa_dma_mem);
-    int rc = d->svc->dma_alloc(d->svc->ctx, bytes, 4096, &d->rx_mem);
-    if (rc == 0) d->rx_mem_ok = 1;
-    if (rc == 0 && (rc = d->svc->dma_alloc(d->svc->ctx, bytes, 4096, &d->tx_mem)) == 0)
-      d->tx_mem_ok = 1;
-    if (rc == 0 && (d->rx_mem.size < bytes || d->tx_mem.size < bytes || !d->rx_mem.vaddr ||
-                    !d->tx_mem.vaddr || (d->rx_mem.iova & 127) || (d->tx_mem.iova & 127)))
-      rc = -EINVAL;
-    q->rx_bufs = calloc(cfg->ring_size, sizeof(npa_buf *));
-    q->tx_bufs = calloc(cfg->ring_size, sizeof(npa_buf *));
-    if (rc == 0 && (q->rx_bufs == NULL || q->tx_bufs == NULL)) rc = -ENOMEM;
+  for (uint16_t i = 0; i < E1K_MAX_QP; i++) {
+    npa_plugin_queue *q = &d->q[i];
+    q->dev = d;
+    q->qid = i;
+    q->rdt = E1K_Q(E1K_RDT, i);
+    q->tdt = E1K_Q(E1K_TDT, i);
+    if (i >= cfg->nb_queue_pairs) {
+      free_queue_rings(d, q); /* a queue this configuration does not use */
+      continue;
+    }
+    if (q->nb_desc == cfg->ring_size) continue;
+    free_queue_rings(d, q);
+    int rc = alloc_queue_rings(d, q, cfg->ring_size);
     if (rc != 0) {
-      e1k_log(d, NPA_LOG_ERROR, "configure: ring memory for %u descriptors: %d", cfg->ring_size, rc);
       free_rings(d);
       return rc;
     }
-    q->rx_ring = (volatile e1k_rx_desc *)d->rx_mem.vaddr;
-    q->tx_ring = (volatile e1k_tx_desc *)d->tx_mem.vaddr;
-    q->nb_desc = cfg->ring_size;
-    q->mask = (uint16_t)(cfg->ring_size - 1);
   }
-  q->dev = d;
-  q->qid = 0;
+  d->nqp = cfg->nb_queue_pairs;
+  /* RSS off until rss_set programs it for this queue count: a redirection
+   * table left from a two-queue configuration must not send frames to a
+   * queue that has no ring now. */
+  e1k_wr32(d->bar, E1K_MRQC, 0);
+  __atomic_store_n(&d->rss_on, 0, __ATOMIC_RELEASE);
   memcpy(d->mac, mac, 6);
   memcpy(d->vfta, vfta, sizeof(vfta));
   d->ring_size = cfg->ring_size;
@@ -308,8 +340,8 @@ static int e1k_configure(npa_plugin_dev *pd, const npa_dev_config *cfg) {
 
 static npa_plugin_queue *e1k_queue(npa_plugin_dev *pd, uint16_t qid) {
   e1k_dev *d = (e1k_dev *)pd;
-  if (d == NULL || qid != 0 || !d->started) return NULL;
-  return &d->q;
+  if (d == NULL || qid >= d->nqp || !d->started) return NULL;
+  return &d->q[qid];
 }
 
 static int e1k_start(npa_plugin_dev *pd) {
@@ -317,27 +349,34 @@ static int e1k_start(npa_plugin_dev *pd) {
   if (d == NULL) return -EINVAL;
   if (!d->configured) return -EINVAL;
   if (d->started) return -EBUSY;
-  npa_plugin_queue *q = &d->q;
-  memset((void *)q->rx_ring, 0, (size_t)q->nb_desc * sizeof(e1k_rx_desc));
-  memset((void *)q->tx_ring, 0, (size_t)q->nb_desc * sizeof(e1k_tx_desc));
-  int rc = e1k_rx_fill(q);
-  if (rc != 0) {
-    e1k_release_all(q);
-    return rc;
+  for (uint16_t i = 0; i < d->nqp; i++) {
+    npa_plugin_queue *q = &d->q[i];
+    memset((void *)q->rx_ring, 0, (size_t)q->nb_desc * sizeof(e1k_rx_desc));
+    memset((void *)q->tx_ring, 0, (size_t)q->nb_desc * sizeof(e1k_tx_desc));
+    int rc = e1k_rx_fill(q);
+    if (rc != 0) {
+      for (uint16_t k = 0; k <= i; k++) e1k_release_all(&d->q[k]);
+      return rc;
+    }
+    q->tx_tail = q->tx_clean = 0;
+    q->ctx_valid = 0;
+    q->tx_stopped = 0;
   }
-  q->tx_tail = q->tx_clean = 0;
-  q->ctx_valid = 0;
-  q->tx_stopped = 0;
 
   uint32_t ctrl = e1k_rd32(d->bar, E1K_CTRL) & ~E1K_CTRL_GIO_MASTER_DISABLE;
   e1k_wr32(d->bar, E1K_CTRL, ctrl | E1K_CTRL_SLU);
-  /* 4.6.6 transmit initialisation. */
-  e1k_wr32(d->bar, E1K_TDBAL, (uint32_t)d->tx_mem.iova);
-  e1k_wr32(d->bar, E1K_TDBAH, (uint32_t)(d->tx_mem.iova >> 32));
-  e1k_wr32(d->bar, E1K_TDLEN, (uint32_t)q->nb_desc * 16u);
-  e1k_wr32(d->bar, E1K_TDH, 0);
-  e1k_wr32(d->bar, E1K_TDT, 0);
-  e1k_wr32(d->bar, E1K_TXDCTL, E1K_TXDCTL_VALUE);
+  /* 4.6.6 transmit initialisation, each queue's ring; TARC1's enable for
+   * the second (TARC0's is set at reset). */
+  for (uint16_t i = 0; i < d->nqp; i++) {
+    const npa_plugin_queue *q = &d->q[i];
+    e1k_wr32(d->bar, E1K_Q(E1K_TDBAL, i), (uint32_t)q->tx_mem.iova);
+    e1k_wr32(d->bar, E1K_Q(E1K_TDBAH, i), (uint32_t)(q->tx_mem.iova >> 32));
+    e1k_wr32(d->bar, E1K_Q(E1K_TDLEN, i), (uint32_t)q->nb_desc * 16u);
+    e1k_wr32(d->bar, E1K_Q(E1K_TDH, i), 0);
+    e1k_wr32(d->bar, E1K_Q(E1K_TDT, i), 0);
+    e1k_wr32(d->bar, E1K_Q(E1K_TXDCTL, i), E1K_TXDCTL_VALUE);
+    e1k_wr32(d->bar, E1K_Q(E1K_TARC, i), e1k_rd32(d->bar, E1K_Q(E1K_TARC, i)) | E1K_TARC_ENABLE);
+  }
   e1k_wr32(d->bar, E1K_TIDV, 0);
   e1k_wr32(d->bar, E1K_TADV, 0);
   e1k_wr32(d->bar, E1K_TIPG, E1K_TIPG_DEFAULT);
@@ -351,11 +390,14 @@ static int e1k_start(npa_plugin_dev *pd) {
   e1k_wr32(d->bar, E1K_RXCSUM,
            E1K_RXCSUM_PCSD |
                ((d->offloads & NPA_CAP_RX_CSUM) ? (E1K_RXCSUM_IPOFLD | E1K_RXCSUM_TUOFLD) : 0));
-  e1k_wr32(d->bar, E1K_RDBAL, (uint32_t)d->rx_mem.iova);
-  e1k_wr32(d->bar, E1K_RDBAH, (uint32_t)(d->rx_mem.iova >> 32));
-  e1k_wr32(d->bar, E1K_RDLEN, (uint32_t)q->nb_desc * 16u);
-  e1k_wr32(d->bar, E1K_RDH, 0);
-  e1k_wr32(d->bar, E1K_RDT, 0);
+  for (uint16_t i = 0; i < d->nqp; i++) {
+    const npa_plugin_queue *q = &d->q[i];
+    e1k_wr32(d->bar, E1K_Q(E1K_RDBAL, i), (uint32_t)q->rx_mem.iova);
+    e1k_wr32(d->bar, E1K_Q(E1K_RDBAH, i), (uint32_t)(q->rx_mem.iova >> 32));
+    e1k_wr32(d->bar, E1K_Q(E1K_RDLEN, i), (uint32_t)q->nb_desc * 16u);
+    e1k_wr32(d->bar, E1K_Q(E1K_RDH, i), 0);
+    e1k_wr32(d->bar, E1K_Q(E1K_RDT, i), 0);
+  }
   e1k_wr32(d->bar, E1K_RDTR, 0); /* no receive delay: write back at once */
   e1k_wr32(d->bar, E1K_RADV, 0);
   uint32_t rctl = E1K_RCTL_EN | E1K_RCTL_BAM | E1K_RCTL_BSIZE_2048 | E1K_RCTL_SECRC |
@@ -363,25 +405,28 @@ static int e1k_start(npa_plugin_dev *pd) {
   if (d->offloads & NPA_CAP_VLAN_FILTER) rctl |= E1K_RCTL_VFE;
   e1k_wr32(d->bar, E1K_RCTL, rctl);
   irq_program(d);
-  q->running = 1;
+  for (uint16_t i = 0; i < d->nqp; i++) d->q[i].running = 1;
   d->started = 1;
-  /* Descriptors (written by e1k_rx_fill) before the tail that exposes them;
+  /* Descriptors (written by e1k_rx_fill) before the tails that expose them;
    * the last slot stays with software (7.1.3: RDT == RDH means empty). */
   e1k_wmb();
-  e1k_wr32(d->bar, E1K_RDT, (uint32_t)q->nb_desc - 1);
+  for (uint16_t i = 0; i < d->nqp; i++) e1k_wr32(d->bar, d->q[i].rdt, (uint32_t)d->q[i].nb_desc - 1);
   return 0;
 }
 
 static int e1k_quiesce(npa_plugin_dev *pd, uint32_t timeout_us) {
   e1k_dev *d = (e1k_dev *)pd;
   if (d == NULL || !d->started) return -EINVAL;
-  npa_plugin_queue *q = &d->q;
-  q->tx_stopped = 1;
+  for (uint16_t i = 0; i < d->nqp; i++) d->q[i].tx_stopped = 1;
   if (timeout_us > 10000000u) timeout_us = 10000000u;
   uint64_t deadline = d->svc->now_ns(d->svc->ctx) + (uint64_t)timeout_us * 1000u;
-  for (uint32_t i = 0; i <= timeout_us / 100u + 1; i++) {
-    e1k_tx_reap(q);
-    if (q->tx_clean == q->tx_tail) return 0;
+  for (uint32_t n = 0; n <= timeout_us / 100u + 1; n++) {
+    int busy = 0;
+    for (uint16_t i = 0; i < d->nqp; i++) {
+      e1k_tx_reap(&d->q[i]);
+      busy |= d->q[i].tx_clean != d->q[i].tx_tail;
+    }
+    if (!busy) return 0;
     if (d->svc->now_ns(d->svc->ctx) >= deadline) break;
     d->svc->sleep_us(d->svc->ctx, 100);
   }
@@ -392,10 +437,11 @@ static int e1k_stop(npa_plugin_dev *pd) {
   e1k_dev *d = (e1k_dev *)pd;
   if (d == NULL) return -EINVAL;
   if (!d->started) return 0;
-  npa_plugin_queue *q = &d->q;
-  q->tx_stopped = 1;
   /* Give queued frames a short, bounded chance to leave (TDH reaches TDT). */
-  e1k_wait_reg(d, E1K_TDH, 0xffffu, q->tx_tail, 20000, 100);
+  for (uint16_t i = 0; i < d->nqp; i++) {
+    d->q[i].tx_stopped = 1;
+    e1k_wait_reg(d, E1K_Q(E1K_TDH, i), 0xffffu, d->q[i].tx_tail, 20000, 100);
+  }
   e1k_wr32(d->bar, E1K_IMC, 0xffffffffu);
   e1k_wr32(d->bar, E1K_RCTL, 0);
   e1k_wr32(d->bar, E1K_TCTL, E1K_TCTL_PSP);
@@ -412,11 +458,15 @@ static int e1k_stop(npa_plugin_dev *pd) {
     }
   }
   /* Rings are no longer read by the device: point them nowhere. */
-  e1k_wr32(d->bar, E1K_RDLEN, 0);
-  e1k_wr32(d->bar, E1K_TDLEN, 0);
-  e1k_tx_reap(q); /* completed frames first, so the counts stay exact */
-  e1k_release_all(q);
-  q->running = 0;
+  for (uint16_t i = 0; i < E1K_MAX_QP; i++) {
+    e1k_wr32(d->bar, E1K_Q(E1K_RDLEN, i), 0);
+    e1k_wr32(d->bar, E1K_Q(E1K_TDLEN, i), 0);
+  }
+  for (uint16_t i = 0; i < d->nqp; i++) {
+    e1k_tx_reap(&d->q[i]); /* completed frames first, so the counts stay exact */
+    e1k_release_all(&d->q[i]);
+    d->q[i].running = 0;
+  }
   d->started = 0;
   return 0;
 }
@@ -450,13 +500,14 @@ static int e1k_link_status(npa_plugin_dev *pd, npa_link_status *out) {
 
 static int e1k_queue_stats(npa_plugin_dev *pd, uint16_t qid, npa_plugin_qstats *out) {
   e1k_dev *d = (e1k_dev *)pd;
-  if (d == NULL || out == NULL || qid != 0 || out->struct_size < sizeof(npa_plugin_qstats))
+  if (d == NULL || out == NULL || qid >= d->nqp || out->struct_size < sizeof(npa_plugin_qstats))
     return -EINVAL;
   e1k_stats_fold(d);
-  const npa_plugin_queue *q = &d->q;
+  const npa_plugin_queue *q = &d->q[qid];
   out->rx_packets = q->rx_packets;
   out->rx_bytes = q->rx_bytes;
-  out->rx_dropped = d->mpc_total + q->rx_errors;
+  /* MPC counts the port's misses, not a queue's: queue 0 reports them. */
+  out->rx_dropped = (qid == 0 ? d->mpc_total : 0) + q->rx_errors;
   out->tx_packets = q->tx_packets;
   out->tx_bytes = q->tx_bytes;
   return 0;
@@ -496,7 +547,7 @@ static int e1k_irq_handler(npa_plugin_dev *pd, uint32_t vec) {
    * to clear) and note link changes. */
   uint32_t icr = e1k_rd32(d->bar, E1K_ICR);
   if (icr == 0xffffffffu) return -ENODEV;
-  e1k_wr32(d->bar, E1K_ICR, icr & ~(E1K_ICR_RXQ0 | E1K_ICR_TXQ0));
+  e1k_wr32(d->bar, E1K_ICR, icr & ~(E1K_ICR_RXQ0 | E1K_ICR_RXQ1 | E1K_ICR_TXQ0 | E1K_ICR_TXQ1));
   if (icr & E1K_ICR_LSC) {
     uint32_t up = (e1k_rd32(d->bar, E1K_STATUS) & E1K_STATUS_LU) != 0;
     if (up != d->link_up_last) e1k_log(d, NPA_LOG_INFO, "link %s", up ? "up" : "down");

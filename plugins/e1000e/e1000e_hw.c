@@ -152,21 +152,21 @@ void e1k_write_mac_filter(e1k_dev *d, const uint8_t m[6]) {
 
 /* rss_set (npa/plugin.h ABI 1.1). The 82574 hashes TCP/IPv4, IPv4, IPv6
  * and TCP/IPv6 (its "Ex" form) with Toeplitz over the key in RSSRK, and
- * puts a frame on the queue bit (7) of RETA[hash & 127]. This plug-in runs
- * one queue pair, so every entry names queue 0 and the table's only effect
- * is the one plugin.h allows a one-queue device: its hash is reported
- * (rss_hash), over the types it has; UDP is hashed over the addresses when
+ * puts a frame on the queue bit (7) of RETA[hash & 127]: queue 0 or 1 of
+ * the queue pairs configured. UDP is hashed over the addresses when
  * IPv4/IPv6 is on. Only RSS registers are written, which the burst path
- * never touches, so it may run while the queue bursts. */
+ * never touches, so it may run while the queues burst. */
 int e1k_rss_set(npa_plugin_dev *pd, const struct npa_rss_conf *c) {
   e1k_dev *d = (e1k_dev *)pd;
   if (d == NULL || c == NULL || c->struct_size < sizeof(*c) || !d->configured) return -EINVAL;
   if (c->key == NULL || c->key_len != NPA_RSS_CONF_KEY_LEN || c->table == NULL ||
       c->table_len == 0 || c->table_len > NPA_RSS_CONF_TABLE_MAX ||
-      (c->table_len & (c->table_len - 1)) != 0 || c->nb_queue_pairs != 1)
+      (c->table_len & (c->table_len - 1)) != 0 || c->nb_queue_pairs == 0 ||
+      c->nb_queue_pairs > d->nqp)
     return -EINVAL;
+  /* Every entry names a queue that has a ring now. */
   for (uint32_t i = 0; i < c->table_len; i++)
-    if (c->table[i] != 0) return -EINVAL; /* one queue pair */
+    if (c->table[i] >= c->nb_queue_pairs) return -EINVAL;
   /* Key byte 4n is RSSRK[n]'s low byte (the register file holds the key in
    * byte order, as the device reads it for the hash). */
   for (uint32_t n = 0; n < E1K_NUM_RSSRK; n++) {
@@ -176,7 +176,7 @@ int e1k_rss_set(npa_plugin_dev *pd, const struct npa_rss_conf *c) {
   }
   /* 128 one-byte entries, four per register, entry 4n lowest; a shorter
    * table repeats (its length divides 128, so hash & (len - 1) picks the
-   * same entry). Queue 0 everywhere: bit 7 clear. */
+   * same entry). Bit 7 set: queue 1. */
   for (uint32_t n = 0; n < E1K_NUM_RETA; n++) {
     uint32_t v = 0;
     for (uint32_t b = 0; b < 4; b++) {

@@ -165,7 +165,8 @@ TEST_F(E1000eTest, ProbeResetsEnablesMasterReadsMacAndLink) {
   ASSERT_EQ(c_->get_caps(dev_, &caps), 0);
   const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x4c, 0x04, 0x01};
   EXPECT_EQ(std::memcmp(caps.perm_mac, mac, 6), 0);
-  EXPECT_EQ(caps.max_queue_pairs, 1);
+  EXPECT_EQ(caps.max_queue_pairs, 2);  // RxQ0/TxQ0 and RxQ1/TxQ1
+  EXPECT_TRUE(caps.offloads & NPA_CAP_MULTIQUEUE);
   EXPECT_EQ(caps.min_ring_size % 8, 0);
   EXPECT_TRUE(caps.offloads & NPA_CAP_TX_CSUM);
   npa_link_status ls{};
@@ -187,7 +188,9 @@ TEST_F(E1000eTest, ConfigureValidates) {
   cfg.ring_size = 8192;
   EXPECT_EQ(c_->configure(dev_, &cfg), -EINVAL);
   cfg = Cfg();
-  cfg.nb_queue_pairs = 2;
+  cfg.nb_queue_pairs = 3;
+  EXPECT_EQ(c_->configure(dev_, &cfg), -EINVAL);
+  cfg.nb_queue_pairs = 0;
   EXPECT_EQ(c_->configure(dev_, &cfg), -EINVAL);
   cfg = Cfg();
   cfg.mtu = 9000;
@@ -370,7 +373,8 @@ TEST_F(E1000eTest, RssSetProgramsKeyTableAndTypes) {
   // RSS on (01), TcpIPv4 16, IPv4 17, TcpIPv6Ex 18, IPv6 20.
   EXPECT_EQ(fake_.R(MRQC), 0x1u | (1u << 16) | (1u << 17) | (1u << 18) | (1u << 20));
   // Malformed: an entry beyond the one queue, a table length not a power
-  // of two, a key of another length, two queue pairs. Nothing changes.
+  // of two, a key of another length, two queue pairs on a device
+  // configured with one. Nothing changes.
   table[2] = 1;
   EXPECT_EQ(c_->rss_set(dev_, &rc), -EINVAL);
   table[2] = 0;
@@ -479,17 +483,20 @@ TEST_F(E1000eTest, RxInterruptRouting) {
   cfg.rx_intr = 1;
   for (uint32_t v = 0; v < 5; v++) fake_.R(0xE8 + 4 * v) = 0x1234;  // a previous owner's EITR
   ASSERT_EQ(c_->configure(dev_, &cfg), 0);
-  ASSERT_EQ(fake_.kit.irq_vectors(), 2u);
+  ASSERT_EQ(fake_.kit.irq_vectors(), 3u);
   for (uint32_t v = 0; v < 5; v++) EXPECT_EQ(fake_.R(0xE8 + 4 * v), 0u) << "EITR" << v;
   ASSERT_EQ(c_->start(dev_), 0);
   npa_plugin_queue* q = c_->queue(dev_, 0);
-  EXPECT_EQ(fake_.R(IVAR), (0x8u << 0) | (0x9u << 16));  // RxQ0 -> 0, Other -> 1
+  // RxQ0 -> 0, RxQ1 -> 1 (routed whether or not it runs), Other -> 2.
+  EXPECT_EQ(fake_.R(IVAR), (0x8u << 0) | (0x9u << 4) | (0xAu << 16));
   EXPECT_EQ(x_->get_irq_vector(q), 0);
   ASSERT_EQ(x_->rx_intr_enable(q, 1), 0);
   EXPECT_TRUE(fake_.R(IMS) & (1u << 20));
   ASSERT_EQ(x_->rx_intr_enable(q, 0), 0);
   EXPECT_EQ(fake_.R(IMC), 1u << 20);
-  EXPECT_EQ(c_->irq_handler(dev_, 1), 0);
+  EXPECT_EQ(c_->irq_handler(dev_, 1), 0);  // a queue vector: nothing to do
+  EXPECT_EQ(c_->irq_handler(dev_, 2), 0);  // Other
+  EXPECT_EQ(fake_.R(IMS) & (1u << 24), 1u << 24) << "Other re-enabled";
   EXPECT_EQ(c_->irq_handler(dev_, 7), -EINVAL);
   ASSERT_EQ(c_->stop(dev_), 0);
   // Teardown: everything masked, then a settle sleep past QEMU's 128 us
@@ -498,6 +505,116 @@ TEST_F(E1000eTest, RxInterruptRouting) {
   dev_ = nullptr;
   EXPECT_EQ(fake_.imc_at_irq_off, 0xffffffffu);
   EXPECT_GE(fake_.irq_off_after_sleep_us, 500);
+}
+
+// Two queue pairs: each has its own rings (queue 1's registers 0x100 above
+// queue 0's), its own tails, its own RX cause and vector; RSS's table puts
+// entries on queue 1 with bit 7; stop hands back every buffer of both; and
+// a one-queue configuration afterwards turns RSS off, so no frame is sent
+// to a queue without a ring.
+TEST_F(E1000eTest, TwoQueuePairsRunApartAndRssSpreadsThem) {
+  constexpr uint32_t kQ1 = 0x100;
+  ProbeOk();
+  npa_dev_config cfg = Cfg(64);
+  cfg.nb_queue_pairs = 2;
+  cfg.offloads |= NPA_CAP_RX_INTR | NPA_CAP_MULTIQUEUE;
+  cfg.rx_intr = 1;
+  ASSERT_EQ(c_->configure(dev_, &cfg), 0);
+  const uint8_t key[NPA_RSS_CONF_KEY_LEN] = {1, 2, 3};
+  uint16_t table[8] = {0, 1, 0, 1, 1, 1, 0, 0};
+  npa_rss_conf rc{};
+  rc.struct_size = sizeof(rc);
+  rc.hash_types = NPA_RSS_CONF_HASH_IPV4;
+  rc.key_len = NPA_RSS_CONF_KEY_LEN;
+  rc.table_len = 8;
+  rc.nb_queue_pairs = 2;
+  rc.key = key;
+  rc.table = table;
+  ASSERT_EQ(c_->rss_set(dev_, &rc), 0);
+  // Entry 4n in RETA[n]'s low byte; the table of 8 repeats over 128.
+  EXPECT_EQ(fake_.R(RETA0), 0x80008000u);
+  EXPECT_EQ(fake_.R(RETA0 + 4), 0x00008080u);
+  EXPECT_EQ(fake_.R(RETA0 + 8), 0x80008000u);
+  table[3] = 2;
+  EXPECT_EQ(c_->rss_set(dev_, &rc), -EINVAL) << "a queue beyond the two";
+  table[3] = 1;
+  ASSERT_EQ(c_->start(dev_), 0);
+  npa_plugin_queue* q0 = c_->queue(dev_, 0);
+  npa_plugin_queue* q1 = c_->queue(dev_, 1);
+  ASSERT_NE(q0, nullptr);
+  ASSERT_NE(q1, nullptr);
+  EXPECT_NE(q0, q1);
+  EXPECT_EQ(c_->queue(dev_, 2), nullptr);
+  EXPECT_EQ(fake_.kit.buffers_outstanding(), 128u);
+  EXPECT_EQ(fake_.R(RDT), 63u);
+  EXPECT_EQ(fake_.R(RDT + kQ1), 63u);
+  EXPECT_EQ(fake_.R(RDLEN + kQ1), 64u * 16);
+  EXPECT_EQ(fake_.R(TDLEN + kQ1), 64u * 16);
+  EXPECT_NE(fake_.R(RDBAL + kQ1), fake_.R(RDBAL));
+  EXPECT_TRUE(fake_.R(0x3840 + kQ1) & (1u << 10)) << "TARC1 enabled";
+  EXPECT_EQ(x_->get_irq_vector(q0), 0);
+  EXPECT_EQ(x_->get_irq_vector(q1), 1);
+
+  // RX on queue 1 only: the frame comes up there, RDT1 moves, RDT0 not.
+  auto* rx1 = reinterpret_cast<RxDesc*>(static_cast<uintptr_t>(
+      uint64_t{fake_.R(RDBAL + kQ1)} | uint64_t{fake_.R(RDBAL + kQ1 + 4)} << 32));
+  npa_buf* posted = reinterpret_cast<npa_buf*>(rx1[0].addr - NPA_BUF_DATA_OFF);
+  rx1[0].addr = 2u | uint64_t{0xcafe0001} << 32;  // MRQ type 2 (IPv4), the hash
+  rx1[0].length = 60;
+  rx1[0].status_error = 0x01 | 0x02;
+  npa_buf* got[4];
+  EXPECT_EQ(x_->rx_burst(q0, got, 4), 0);
+  ASSERT_EQ(x_->rx_burst(q1, got, 4), 1);
+  EXPECT_EQ(got[0], posted);
+  EXPECT_EQ(got[0]->rss_hash, 0xcafe0001u);
+  EXPECT_EQ(fake_.R(RDT + kQ1), 0u);
+  EXPECT_EQ(fake_.R(RDT), 63u);
+  fake_.kit.FreeBuffers(1, got, 1);
+  // Queue 1's interrupt: its own cause (RxQ1, bit 21).
+  ASSERT_EQ(x_->rx_intr_enable(q1, 1), 0);
+  EXPECT_TRUE(fake_.R(IMS) & (1u << 21));
+  ASSERT_EQ(x_->rx_intr_enable(q1, 0), 0);
+  EXPECT_EQ(fake_.R(IMC), 1u << 21);
+
+  // TX on queue 1: its tail (TDT1), its ring.
+  npa_buf* tx;
+  ASSERT_EQ(fake_.kit.AllocBuffers(1, &tx, 1), 1);
+  tx->data_off = NPA_BUF_DATA_OFF;
+  tx->data_len = tx->pkt_len = 60;
+  tx->nb_segs = 1;
+  tx->next = nullptr;
+  tx->ol_flags = 0;
+  ASSERT_EQ(x_->tx_burst(q1, &tx, 1), 1);
+  EXPECT_EQ(fake_.R(TDT + kQ1), 1u);
+  EXPECT_EQ(fake_.R(TDT), 0u);
+  npa_plugin_qstats st{};
+  st.struct_size = sizeof(st);
+  ASSERT_EQ(c_->queue_stats(dev_, 1, &st), 0);
+  EXPECT_EQ(st.rx_packets, 1u);
+  EXPECT_EQ(st.tx_packets, 1u);
+  ASSERT_EQ(c_->queue_stats(dev_, 0, &st), 0);
+  EXPECT_EQ(st.rx_packets, 0u);
+  EXPECT_EQ(c_->queue_stats(dev_, 2, &st), -EINVAL);
+
+  // Stop: both queues' buffers back, the frame in flight on queue 1 too.
+  ASSERT_EQ(c_->stop(dev_), 0);
+  EXPECT_EQ(fake_.kit.buffers_outstanding(), 0u);
+  EXPECT_EQ(fake_.R(RDLEN + kQ1), 0u);
+  EXPECT_EQ(fake_.R(TDLEN + kQ1), 0u);
+
+  // One queue pair again: RSS is off until rss_set, which now refuses
+  // queue 1.
+  cfg.nb_queue_pairs = 1;
+  ASSERT_EQ(c_->configure(dev_, &cfg), 0);
+  EXPECT_EQ(fake_.R(MRQC), 0u);
+  EXPECT_EQ(c_->rss_set(dev_, &rc), -EINVAL);
+  rc.nb_queue_pairs = 1;
+  EXPECT_EQ(c_->rss_set(dev_, &rc), -EINVAL) << "entries on queue 1";
+  ASSERT_EQ(c_->start(dev_), 0);
+  EXPECT_EQ(c_->queue(dev_, 1), nullptr);
+  EXPECT_EQ(fake_.kit.buffers_outstanding(), 64u);
+  ASSERT_EQ(c_->stop(dev_), 0);
+  EXPECT_EQ(fake_.kit.buffers_outstanding(), 0u);
 }
 
 TEST_F(E1000eTest, HostileCallsFailCleanly) {

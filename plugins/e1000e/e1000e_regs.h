@@ -67,17 +67,25 @@
 #define E1K_ICR_RXO (1u << 6)
 #define E1K_ICR_RXT0 (1u << 7)
 #define E1K_ICR_RXQ0 (1u << 20)
+#define E1K_ICR_RXQ1 (1u << 21)
 #define E1K_ICR_TXQ0 (1u << 22)
+#define E1K_ICR_TXQ1 (1u << 23)
+/* Queue q's RX cause (q < 2). */
+#define E1K_ICR_RXQ(q) (E1K_ICR_RXQ0 << (q))
 #define E1K_ICR_OTHER (1u << 24)
 
 /* IVAR (10.2.4.9): 4-bit allocation fields, a 3-bit vector plus a valid bit. */
 #define E1K_IVAR_VALID 0x8u
 #define E1K_IVAR_RXQ0_SHIFT 0
+#define E1K_IVAR_RXQ1_SHIFT 4
 #define E1K_IVAR_TXQ0_SHIFT 8
 #define E1K_IVAR_OTHER_SHIFT 16
 #define E1K_IVAR_TX_EVERY_WB (1u << 31)
 
 /* ---- 10.2.5 receive registers ---- */
+/* The 82574 has two queue pairs: queue 1's ring registers (RDBAL1..RXDCTL1,
+ * TDBAL1..TARC1) sit 0x100 above queue 0's. E1K_Q(E1K_RDT, 1) is RDT1. */
+#define E1K_Q(reg, q) ((reg) + 0x100u * (q))
 #define E1K_RCTL 0x00100u
 #define E1K_RDBAL 0x02800u
 #define E1K_RDBAH 0x02804u
@@ -142,6 +150,10 @@
 #define E1K_TIDV 0x03820u
 #define E1K_TXDCTL 0x03828u
 #define E1K_TADV 0x0382Cu
+/* TARC (10.2.6.11): bit 10 enables the queue's transmit arbitration (set
+ * at reset for queue 0; QEMU's model sends nothing from a queue without it). */
+#define E1K_TARC 0x03840u
+#define E1K_TARC_ENABLE (1u << 10)
 
 #define E1K_TCTL_EN (1u << 1)
 #define E1K_TCTL_PSP (1u << 3)

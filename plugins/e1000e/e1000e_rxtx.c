@@ -131,7 +131,7 @@ uint16_t e1k_rx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
     /* 7.1.3: the device owns [RDH, RDT); moving RDT to the last slot we
      * re-posted hands back every slot before it. One tail write per burst. */
     e1k_wmb();
-    e1k_wr32(d->bar, E1K_RDT, last);
+    e1k_wr32(d->bar, q->rdt, last);
   }
   return got;
 }
@@ -302,7 +302,7 @@ uint16_t e1k_tx_burst(npa_plugin_queue *q, npa_buf **bufs, uint16_t n) {
   if (sent) {
     /* Descriptors before the doorbell (7.2.1: the device fetches up to TDT). */
     e1k_wmb();
-    e1k_wr32(d->bar, E1K_TDT, q->tx_tail);
+    e1k_wr32(d->bar, q->tdt, q->tx_tail);
   }
   return sent;
 }
@@ -313,24 +313,25 @@ int e1k_rx_intr_enable(npa_plugin_queue *q, int enable) {
   if (!queue_ok(q)) return -EINVAL;
   e1k_dev *d = q->dev;
   if (!d->irq_wired || !d->rx_intr) return -ENOTSUP;
+  const uint32_t cause = E1K_ICR_RXQ(q->qid);
   if (!enable) {
-    e1k_wr32(d->bar, E1K_IMC, E1K_ICR_RXQ0);
+    e1k_wr32(d->bar, E1K_IMC, cause);
     return 0;
   }
-  /* Arm: drop a stale RxQ0 cause (write 1 to clear), unmask, then raise the
+  /* Arm: drop a stale RxQn cause (write 1 to clear), unmask, then raise the
    * cause ourselves (ICS) if a frame already waits, so a frame that arrived
    * between the caller's last empty poll and now is never missed. */
-  e1k_wr32(d->bar, E1K_ICR, E1K_ICR_RXQ0);
-  e1k_wr32(d->bar, E1K_IMS, E1K_ICR_RXQ0);
+  e1k_wr32(d->bar, E1K_ICR, cause);
+  e1k_wr32(d->bar, E1K_IMS, cause);
   e1k_rmb();
-  if (q->rx_ring[q->rx_next].wb.status_error & E1K_RXD_STAT_DD) e1k_wr32(d->bar, E1K_ICS, E1K_ICR_RXQ0);
+  if (q->rx_ring[q->rx_next].wb.status_error & E1K_RXD_STAT_DD) e1k_wr32(d->bar, E1K_ICS, cause);
   return 0;
 }
 
 int e1k_get_irq_vector(npa_plugin_queue *q) {
   if (q == NULL || q->dev == NULL) return -EINVAL;
   if (!q->dev->irq_wired) return -ENOTSUP;
-  return 0;
+  return (int)q->vec;
 }
 
 /* ------------------------------------------------------------- reclaim */

@@ -18,6 +18,9 @@
 //      rx_burst returns the frames; contents and RX checksum flags checked.
 //   5. Stats, stop (every buffer back in the pool), VFIO_DEVICE_RESET checked
 //      by reading registers back, then reset + configure + start again and TX.
+//   6. Both queue pairs with RSS: every TCP SYN from the peer's flows on the
+//      queue npa's software Toeplitz hash and the table name
+//      (e1000e_lab_rss.cc).
 // Exit status 0 only if every step passed.
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,69 +45,13 @@
 #include "shell/vf/plugin_device.h"
 #include "shell/vf/plugin_loader.h"
 #include "shell/vf/vf_services.h"
+#include "tests/lab/e1000e_lab_util.h"
 
 namespace {
 
+using namespace e1000e_lab;
 using npa::MonotonicMs;
 using npa::shell::PluginDevice;
-
-int g_failures = 0;
-void Say(bool ok, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
-void Say(bool ok, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  std::printf("E1000E_LAB: %s ", ok ? "ok  " : "FAIL");
-  std::vprintf(fmt, ap);
-  std::printf("\n");
-  std::fflush(stdout);
-  va_end(ap);
-  if (!ok) g_failures++;
-}
-
-// ------------------------------------------------------ packet buffers
-
-// A LIFO of npa_buf slots carved from the DMA-mapped memfd region.
-class SlotPool : public npa::shell::BufferProvider {
- public:
-  SlotPool(uint8_t* base, uint32_t count) : count_(count) {
-    for (uint32_t i = 0; i < count; i++) {
-      auto* b = reinterpret_cast<npa_buf*>(base + uint64_t{i} * NPA_BUF_SLOT_SIZE);
-      std::memset(b, 0, sizeof(*b));
-      b->iova = reinterpret_cast<uint64_t>(b);  // iova == vaddr
-      b->slot = i;
-      free_.push_back(b);
-    }
-  }
-  uint16_t Alloc(uint16_t, npa_buf** bufs, uint16_t n) override {
-    uint16_t k = 0;
-    for (; k < n && !free_.empty(); k++) {
-      npa_buf* b = free_.back();
-      free_.pop_back();
-      b->next = nullptr;
-      b->pkt_len = b->data_len = 0;
-      b->data_off = NPA_BUF_DATA_OFF;
-      b->buf_len = NPA_BUF_SLOT_SIZE;
-      b->nb_segs = 1;
-      b->ol_flags = 0;
-      bufs[k] = b;
-    }
-    return k;
-  }
-  void Free(uint16_t, npa_buf** bufs, uint16_t n) override {
-    for (uint16_t i = 0; i < n; i++)
-      for (npa_buf* s = bufs[i]; s != nullptr;) {
-        npa_buf* next = s->next;
-        free_.push_back(s);
-        s = next;
-      }
-  }
-  uint32_t available() const { return static_cast<uint32_t>(free_.size()); }
-  uint32_t count() const { return count_; }
-
- private:
-  uint32_t count_;
-  std::vector<npa_buf*> free_;
-};
 
 // ------------------------------------------------------------- frames
 
@@ -175,57 +122,6 @@ void BuildUdp(npa_buf* b, const Addrs& a, uint16_t sport, uint16_t dport, const 
 }
 
 // --------------------------------------------------------- peer process
-
-// Runs fn in a child inside network namespace ns. The child reports on
-// result_fd and waits for a byte on go_fd when asked to.
-struct Child {
-  pid_t pid = -1;
-  int to_child = -1, from_child = -1;
-};
-
-template <typename Fn>
-Child SpawnInNetns(const std::string& ns, Fn fn) {
-  int down[2], up[2];
-  if (pipe(down) != 0 || pipe(up) != 0) return {};
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(down[1]);
-    close(up[0]);
-    int nsfd = open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-    if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0) {
-      std::fprintf(stderr, "peer: cannot enter netns %s: %s\n", ns.c_str(), strerror(errno));
-      _exit(90);
-    }
-    _exit(fn(down[0], up[1]));
-  }
-  close(down[0]);
-  close(up[1]);
-  return {pid, down[1], up[0]};
-}
-
-int WaitChild(Child& c, int timeout_ms) {
-  int status = 0;
-  for (int waited = 0; waited <= timeout_ms; waited += 10) {
-    pid_t r = waitpid(c.pid, &status, WNOHANG);
-    if (r == c.pid) {
-      close(c.to_child);
-      close(c.from_child);
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-    }
-    usleep(10000);
-  }
-  kill(c.pid, SIGKILL);
-  waitpid(c.pid, &status, 0);
-  close(c.to_child);
-  close(c.from_child);
-  return 124;
-}
-
-bool ReadByte(int fd, int timeout_ms) {
-  pollfd p{fd, POLLIN, 0};
-  char c;
-  return poll(&p, 1, timeout_ms) == 1 && read(fd, &c, 1) == 1;
-}
 
 // Peer receiver: bind UDP port, report ready, receive `want` datagrams whose
 // payloads start with prefix; exit 0 when all arrived (in the 5 s budget).
@@ -445,7 +341,7 @@ int Main(int argc, char** argv) {
   SlotPool pool(region + kArena, static_cast<uint32_t>((kRegion - kArena) / NPA_BUF_SLOT_SIZE));
   r.pool = &pool;
   auto svc = npa::shell::VfServices::Create(
-      fn->device().fd(), bdf, &arena, &pool, 1, [](int level, std::string_view line) {
+      fn->device().fd(), bdf, &arena, &pool, 2, [](int level, std::string_view line) {
         static const char* names[] = {"error", "warn", "info", "debug"};
         std::printf("E1000E_LAB:      plug-in %s: %.*s\n", names[level & 3],
                     static_cast<int>(line.size()), line.data());
@@ -477,7 +373,7 @@ int Main(int argc, char** argv) {
   auto caps = dev.GetCaps();
   if (!caps.ok()) return Say(false, "caps: %s", caps.status().ToString().c_str()), 1;
   std::memcpy(r.addrs.mac, caps->perm_mac, 6);
-  Say(true, "caps: %u queue pair, rings %u..%u, offloads 0x%llx, MAC %02x:%02x:%02x:%02x:%02x:%02x",
+  Say(true, "caps: %u queue pairs, rings %u..%u, offloads 0x%llx, MAC %02x:%02x:%02x:%02x:%02x:%02x",
       caps->max_queue_pairs, caps->min_ring_size, caps->max_ring_size,
       (unsigned long long)caps->offloads, r.addrs.mac[0], r.addrs.mac[1], r.addrs.mac[2],
       r.addrs.mac[3], r.addrs.mac[4], r.addrs.mac[5]);
@@ -561,6 +457,7 @@ int Main(int argc, char** argv) {
     Say(st.ok() && pool.available() == pool.count(), "stop: %u/%u buffers back", pool.available(),
         pool.count());
   }
+  TwoQueueRss(dev, pool, r.ns, r.addrs.ip);
   st = dev.Remove();
   Say(st.ok(), "remove: %s", st.ToString().c_str());
   svc->reset();

@@ -5,7 +5,8 @@
 # VFIO host library (hypervisor/vf/vfio.h), the plug-in loaded by the shell's
 # loader over the shell's services (shell/vf/vf_services.h), TX to the peer
 # (checksum offload checked by the peer's kernel), RX in MSI-X interrupt mode,
-# stats, stop, VFIO reset read back, recovery. Needs /lab/bin/npa-lab-e1000e and
+# stats, stop, VFIO reset read back, recovery, then both queue pairs with RSS
+# (the peer's TCP SYNs each on the queue npa's Toeplitz hash names). Needs /lab/bin/npa-lab-e1000e and
 # /lab/plugins/npa_plugin_e1000e.so in the guest (built by the
 # npa-lab-e1000e and npa_plugin_e1000e targets).
 need LAB_E1000E1 LAB_E1000E1_MAC LAB_PEER_IF LAB_PEER_MAC
