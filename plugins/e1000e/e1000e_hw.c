@@ -154,7 +154,7 @@ void e1k_write_mac_filter(e1k_dev *d, const uint8_t m[6]) {
  * and TCP/IPv6 (its "Ex" form) with Toeplitz over the key in RSSRK, and
  * puts a frame on the queue bit (7) of RETA[hash & 127]: queue 0 or 1 of
  * the queue pairs configured. UDP is hashed over the addresses when
- * IPv4/IPv6 is on. Only RSS registers are written, which the burst path
+ * IPv4/IPv6 is on, so UDP types are refused over two queues (below). Only RSS registers are written, which the burst path
  * never touches, so it may run while the queues burst. */
 int e1k_rss_set(npa_plugin_dev *pd, const struct npa_rss_conf *c) {
   e1k_dev *d = (e1k_dev *)pd;
@@ -167,6 +167,12 @@ int e1k_rss_set(npa_plugin_dev *pd, const struct npa_rss_conf *c) {
   /* Every entry names a queue that has a ring now. */
   for (uint32_t i = 0; i < c->table_len; i++)
     if (c->table[i] >= c->nb_queue_pairs) return -EINVAL;
+  /* plugin.h's rule: over more than one queue, a frame must land where the
+   * shell's hash of its first applicable type says. The 82574 has no UDP
+   * hash (a UDP frame is hashed over its addresses), so a UDP type asked
+   * for is refused there, and the frames stay on queue 0. */
+  if (c->nb_queue_pairs > 1 && (c->hash_types & (NPA_RSS_CONF_HASH_UDPV4 | NPA_RSS_CONF_HASH_UDPV6)))
+    return -ENOTSUP;
   /* Key byte 4n is RSSRK[n]'s low byte (the register file holds the key in
    * byte order, as the device reads it for the hash). */
   for (uint32_t n = 0; n < E1K_NUM_RSSRK; n++) {
