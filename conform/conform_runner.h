@@ -69,9 +69,9 @@ struct Case {
 std::vector<Case> LoadCases();     // conform_cases.cc: ABI, lifecycle, faults
 std::vector<Case> TrafficCases();  // conform_traffic.cc: against the peer
 
-// (Re)builds c.svc over c.fn's device and c.region: the old stack is torn
-// down first (both use the same region).
-absl::Status NewServices(Ctx& c);
+// (Re)builds c.svc over c.fn's device and c.region for nb_queues queue
+// pairs: the old stack is torn down first (both use the same region).
+absl::Status NewServices(Ctx& c, uint16_t nb_queues = 1);
 
 // ---- helpers shared by the case files (conform_cases.cc) ----
 // A probed device that is removed (stopped first if started) on scope exit.

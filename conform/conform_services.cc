@@ -171,7 +171,7 @@ uint16_t SlotPool::CheckRx(npa_buf** bufs, uint16_t n) {
 
 absl::StatusOr<std::unique_ptr<ConformServices>> ConformServices::Create(
     std::unique_ptr<shell::VfioDeviceIo> io, const std::string& bdf, uint8_t* region,
-    uint64_t region_len, uint64_t dma_bytes) {
+    uint64_t region_len, uint64_t dma_bytes, uint16_t nb_queues) {
   std::unique_ptr<ConformServices> s(new ConformServices());
   dma_bytes &= ~4095ull;
   if (dma_bytes > region_len) dma_bytes = region_len & ~4095ull;
@@ -188,11 +188,11 @@ absl::StatusOr<std::unique_ptr<ConformServices>> ConformServices::Create(
     if (self->last_logs.size() >= 64) self->last_logs.erase(self->last_logs.begin());
     self->last_logs.emplace_back(line);
   };
-  // One queue: every case configures one queue pair (StdConfig), and the
-  // shell gives VfServices the guest's queue count, so buf_alloc on another
-  // qid gets what it would get in the shell: nothing.
+  // The cases' queue count (one, but for multi_queue), as the shell gives
+  // VfServices the guest's: buf_alloc on another qid gets what it would get
+  // in the shell, nothing.
   NPA_ASSIGN_OR_RETURN(s->vf_, shell::VfServices::Create(std::move(io), bdf, s->arena_.get(), s->pool_.get(),
-                                                         /*nb_queues=*/1, std::move(sink)));
+                                                         nb_queues, std::move(sink)));
   s->faults_ = std::make_unique<FaultServices>(s->vf_->table(), &s->violations_);
   return s;
 }

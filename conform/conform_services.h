@@ -104,11 +104,13 @@ class SlotPool : public shell::BufferProvider {
 class ConformServices {
  public:
   // io: the device (shell::MakeFdDeviceIo over a VFIO device fd, or a test's
-  // fake); bdf names it in log lines. Fails when VfServices does (no config
-  // region: not a vfio-pci device).
+  // fake); bdf names it in log lines. nb_queues: the queue pairs the cases
+  // configure, as the shell gives VfServices the guest's count (buf_alloc
+  // on a qid beyond them gets nothing). Fails when VfServices does (no
+  // config region: not a vfio-pci device).
   static absl::StatusOr<std::unique_ptr<ConformServices>> Create(
       std::unique_ptr<shell::VfioDeviceIo> io, const std::string& bdf, uint8_t* region,
-      uint64_t region_len, uint64_t dma_bytes);
+      uint64_t region_len, uint64_t dma_bytes, uint16_t nb_queues = 1);
   ConformServices(const ConformServices&) = delete;
   ConformServices& operator=(const ConformServices&) = delete;
 

@@ -26,11 +26,11 @@
 
 namespace npa::conform {
 
-absl::Status NewServices(Ctx& c) {
+absl::Status NewServices(Ctx& c, uint16_t nb_queues) {
   c.svc.reset();
   NPA_ASSIGN_OR_RETURN(c.svc, ConformServices::Create(shell::MakeFdDeviceIo(c.fn->device().fd()),
                                                       c.opt.bdf, c.region.data(), c.region.size(),
-                                                      /*dma_bytes=*/4u << 20));
+                                                      /*dma_bytes=*/4u << 20, nb_queues));
   c.svc->verbose = c.opt.verbose;
   c.svc->set_tx_free(c.plugin != nullptr && (c.plugin->flags() & NPA_PLUGIN_F_TX_FREE) != 0);
   return absl::OkStatus();
