@@ -8,20 +8,16 @@
 // queues) each lands on the queue the table names for npa's Toeplitz hash
 // of its tuple, as npa/plugin.h's rule for rss_set demands. A plug-in may
 // refuse those types with -ENOTSUP; its frames then only have to arrive.
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <set>
+#include <span>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/clock.h"
 #include "common/rss.h"
-#include "conform/conform_frame.h"
 #include "conform/conform_traffic_util.h"
 
 namespace npa::conform {
@@ -79,47 +75,26 @@ Result MultiQueueOn(Ctx& c, uint16_t nqp) {
   }
 
   // RX: every frame once, over all the queues; with RSS on its queue.
-  uint8_t f[128];
-  const uint32_t first = c.seq;
-  for (uint32_t i = 0; i < kRxFrames; i++) {
-    FillTcp(f, q0.mac, c.peer->mac(), c.run_id, c.seq++);
-    if (int r = c.peer->Send(f, kTcpHdr + 12); r != 0) return Fail(absl::StrCat("peer send: ", strerror(-r)));
-  }
+  uint32_t first = 0;
+  if (int r = PeerSendTcp(c, q0.mac, kRxFrames, &first); r != 0)
+    return Fail(absl::StrCat("peer send: ", strerror(-r)));
   const RssHasher hasher;
-  std::set<uint32_t> got;
   std::vector<uint32_t> per_queue(nqp, 0);
   std::string misplaced;
-  int dups = 0;
-  static uint8_t buf[16384];
-  const uint64_t end = MonotonicMs() + 3000;
-  for (int polls = 0; got.size() < kRxFrames && MonotonicMs() < end && polls < 100000; polls++) {
-    bool any = false;
-    for (uint16_t q = 0; q < nqp; q++) {
-      npa_buf* b[32];
-      const uint16_t n = Rx(qs[q], b, 32);
-      for (uint16_t i = 0; i < n; i++) {
-        const size_t l = LinearizeFrame(b[i], buf, sizeof(buf));
-        uint32_t run, seq;
-        if (!ParseTcp(buf, l, &run, &seq) || run != c.run_id || seq < first || seq >= first + kRxFrames)
-          continue;
-        if (!got.insert(seq).second) {
-          dups++;
-          continue;
-        }
+  uint32_t got = 0;
+  const uint32_t dups = CollectTcp(
+      qs, first, kRxFrames, 3000,
+      [&](uint16_t q, uint32_t seq, std::span<const uint8_t> frame, const npa_buf*) {
         per_queue[q]++;
         RssTuple t;
-        if (!rss || !ExtractRssTuple({buf, l}, kRssTcpv4 | kRssIpv4, &t)) continue;
+        if (!rss || !ExtractRssTuple(frame, kRssTcpv4 | kRssIpv4, &t)) return;
         const uint32_t hash = hasher.Hash(t.bytes());
         const uint16_t want = table[hash & (table.size() - 1)];
         if (want != q && misplaced.empty())
           misplaced = absl::StrFormat("frame %u (hash 0x%08x) came up on queue %u; the table names %u",
                                       seq - first, hash, q, want);
-      }
-      c.svc->Free(b, n);
-      any |= n != 0;
-    }
-    if (!any) usleep(200);
-  }
+      },
+      &got);
   for (uint16_t q = 0; q <= nqp; q++) {
     npa_plugin_qstats st{};
     st.struct_size = sizeof(st);
@@ -129,8 +104,8 @@ Result MultiQueueOn(Ctx& c, uint16_t nqp) {
   }
   g.Release();
   if (dups) return Fail(absl::StrCat(dups, " frame(s) received twice"));
-  if (got.size() < kRxFrames)
-    return Fail(absl::StrCat("received ", got.size(), " of ", kRxFrames, " frames over ", nqp, " queues"));
+  if (got < kRxFrames)
+    return Fail(absl::StrCat("received ", got, " of ", kRxFrames, " frames over ", nqp, " queues"));
   if (!misplaced.empty()) return Fail(misplaced);
   std::string a = Accounting(c);
   if (!a.empty()) return Fail(a);

@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -346,43 +345,28 @@ Result RssHashMatches(Ctx& c) {
   if (int rc2 = c.ctrl().rss_set(g.dev, &rc); rc2 != 0) return Fail("rss_set: " + Errno(rc2));
   const RssHasher hasher;
   constexpr uint32_t kFrames = 16;
-  uint8_t f[128];
-  const uint32_t first = c.seq;
-  for (uint32_t i = 0; i < kFrames; i++) {
-    FillTcp(f, Q.mac, c.peer->mac(), c.run_id, c.seq++);
-    if (int rc2 = c.peer->Send(f, kTcpHdr + 12); rc2 != 0)
-      return Fail(absl::StrCat("peer send: ", strerror(-rc2)));
-  }
-  std::set<uint32_t> got;
-  uint32_t hashed = 0;
+  uint32_t first = 0;
+  if (int rc2 = PeerSendTcp(c, Q.mac, kFrames, &first); rc2 != 0)
+    return Fail(absl::StrCat("peer send: ", strerror(-rc2)));
+  uint32_t got = 0, hashed = 0;
   std::string mismatch;
-  static uint8_t buf[16384];
-  const uint64_t end = MonotonicMs() + 2000;
-  for (int polls = 0; got.size() < kFrames && MonotonicMs() < end && polls < 100000; polls++) {
-    npa_buf* b[32];
-    uint16_t r = Rx(Q, b, 32);
-    for (uint16_t i = 0; i < r; i++) {
-      size_t l = LinearizeFrame(b[i], buf, sizeof(buf));
-      uint32_t run, seq;
-      if (!ParseTcp(buf, l, &run, &seq)) continue;
-      if (run != c.run_id || seq < first || seq >= first + kFrames || !got.insert(seq).second)
-        continue;
-      RssTuple t;
-      if (!(b[i]->ol_flags & NPA_BUF_OL_RX_RSS_HASH) || !ExtractRssTuple({buf, l}, kRssAllTypes, &t))
-        continue;
-      hashed++;
-      const uint32_t want = hasher.Hash(t.bytes());
-      if (b[i]->rss_hash != want && mismatch.empty())
-        mismatch = absl::StrFormat("frame %u: the device reported 0x%08x, the Toeplitz hash of its "
-                                   "TCP/IPv4 tuple is 0x%08x (key byte order?)",
-                                   seq - first, b[i]->rss_hash, want);
-    }
-    c.svc->Free(b, r);
-    if (r == 0) usleep(200);
-  }
+  CollectTcp({&Q, 1}, first, kFrames, 2000,
+             [&](uint16_t, uint32_t seq, std::span<const uint8_t> frame, const npa_buf* b) {
+               RssTuple t;
+               if (!(b->ol_flags & NPA_BUF_OL_RX_RSS_HASH) || !ExtractRssTuple(frame, kRssAllTypes, &t))
+                 return;
+               hashed++;
+               const uint32_t want = hasher.Hash(t.bytes());
+               if (b->rss_hash != want && mismatch.empty())
+                 mismatch = absl::StrFormat(
+                     "frame %u: the device reported 0x%08x, the Toeplitz hash of its TCP/IPv4 "
+                     "tuple is 0x%08x (key byte order?)",
+                     seq - first, b->rss_hash, want);
+             },
+             &got);
   g.Release();
   if (!mismatch.empty()) return Fail(mismatch);
-  if (got.size() < kFrames) return Fail(absl::StrCat("received ", got.size(), " of ", kFrames, " frames"));
+  if (got < kFrames) return Fail(absl::StrCat("received ", got, " of ", kFrames, " frames"));
   if (hashed == 0) return Fail("NPA_CAP_RSS promises a hash report; no frame carried one");
   std::string a = Accounting(c);
   if (!a.empty()) return Fail(a);

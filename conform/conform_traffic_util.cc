@@ -196,4 +196,47 @@ bool ParseTcp(const uint8_t* p, size_t l, uint32_t* run, uint32_t* seq) {
   return true;
 }
 
+int PeerSendTcp(Ctx& c, const uint8_t mac[6], uint32_t n, uint32_t* first) {
+  uint8_t f[kTcpHdr + 12];
+  *first = c.seq;
+  for (uint32_t i = 0; i < n; i++) {
+    FillTcp(f, mac, c.peer->mac(), c.run_id, c.seq++);
+    if (int rc = c.peer->Send(f, sizeof(f)); rc != 0) return rc;
+  }
+  return 0;
+}
+
+uint32_t CollectTcp(std::span<Queue> qs, uint32_t first, uint32_t n, int timeout_ms,
+                    const TcpFrameFn& on_frame, uint32_t* got) {
+  if (qs.empty()) return 0;
+  Ctx& c = qs[0].c;
+  std::set<uint32_t> seen;
+  uint32_t dups = 0;
+  static uint8_t buf[16384];
+  const uint64_t end = MonotonicMs() + timeout_ms;
+  for (int polls = 0; seen.size() < n && MonotonicMs() < end && polls < 100000; polls++) {
+    bool any = false;
+    for (uint16_t q = 0; q < qs.size(); q++) {
+      npa_buf* b[32];
+      const uint16_t r = Rx(qs[q], b, 32);
+      for (uint16_t i = 0; i < r; i++) {
+        const size_t l = LinearizeFrame(b[i], buf, sizeof(buf));
+        uint32_t run, seq;
+        if (!ParseTcp(buf, l, &run, &seq) || run != c.run_id || seq < first || seq >= first + n)
+          continue;
+        if (!seen.insert(seq).second) {
+          dups++;
+          continue;
+        }
+        on_frame(q, seq, {buf, l}, b[i]);
+      }
+      c.svc->Free(b, r);
+      any |= r != 0;
+    }
+    if (!any) usleep(200);
+  }
+  *got = static_cast<uint32_t>(seen.size());
+  return dups;
+}
+
 }  // namespace npa::conform

@@ -8,6 +8,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <string>
 
 #include "conform/conform_runner.h"
@@ -50,6 +52,17 @@ inline constexpr size_t kTcpHdr = 14 + 20 + 20;
 void FillTcp(uint8_t* p, const uint8_t dst[6], const uint8_t src[6], uint32_t run, uint32_t seq);
 // Its run and seq if p (l bytes) is such a frame.
 bool ParseTcp(const uint8_t* p, size_t l, uint32_t* run, uint32_t* seq);
+// The peer sends n such frames to mac, from *first = the run's next seq;
+// 0 or the peer's negative errno.
+int PeerSendTcp(Ctx& c, const uint8_t mac[6], uint32_t n, uint32_t* first);
+// Polls every queue of qs (Rx: the RX discipline checked) until this run's
+// TCP frames with seq in [first, first+n) all came up, or timeout_ms.
+// on_frame(queue index, seq, the linearized frame, its buffer) runs once
+// per seq; *got counts them, and the return value the frames seen again.
+using TcpFrameFn =
+    std::function<void(uint16_t q, uint32_t seq, std::span<const uint8_t> frame, const npa_buf* b)>;
+uint32_t CollectTcp(std::span<Queue> qs, uint32_t first, uint32_t n, int timeout_ms,
+                    const TcpFrameFn& on_frame, uint32_t* got);
 
 // conform_multiqueue.cc.
 Result MultiQueue(Ctx& c);

@@ -583,13 +583,8 @@ TEST_F(E1000eTest, TwoQueuePairsRunApartAndRssSpreadsThem) {
   EXPECT_EQ(fake_.R(IMC), 1u << 21);
 
   // TX on queue 1: its tail (TDT1), its ring.
-  npa_buf* tx;
-  ASSERT_EQ(fake_.kit.AllocBuffers(1, &tx, 1), 1);
-  tx->data_off = NPA_BUF_DATA_OFF;
-  tx->data_len = tx->pkt_len = 60;
-  tx->nb_segs = 1;
-  tx->next = nullptr;
-  tx->ol_flags = 0;
+  npa_buf* tx = fake_.kit.AllocFrame(1, 60, 0x5a);
+  ASSERT_NE(tx, nullptr);
   ASSERT_EQ(x_->tx_burst(q1, &tx, 1), 1);
   EXPECT_EQ(fake_.R(TDT + kQ1), 1u);
   EXPECT_EQ(fake_.R(TDT), 0u);
